@@ -1,0 +1,102 @@
+"""The ``kadr`` command.
+
+Admin commands (``keys``, ``models``) run on the server host and import
+``services.common`` lazily, inside the command, so the HTTP-only user commands stay
+light and work from any machine.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """kadr: self-hosted photo, video and camera processing."""
+
+
+@main.group()
+def keys() -> None:
+    """API keys (server host: talks to Redis directly)."""
+
+
+def _redis():
+    from services.common.jobs import connect
+    from services.common.settings import Settings
+    return connect(Settings().redis_url)
+
+
+@keys.command("create")
+@click.argument("name")
+def keys_create(name: str) -> None:
+    """Create a key; it is printed once and only its hash is stored."""
+    from services.common.apikeys import create_key
+    key, record = create_key(_redis(), name)
+    click.echo(key)
+    click.echo(f"created key {record['id']} ({name}); store it now, it cannot be shown again",
+               err=True)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (ids and names, never the keys)."""
+    from services.common.apikeys import list_keys
+    for rec in list_keys(_redis()):
+        click.echo(f"{rec['id']}\t{rec['name']}\t{rec['created_at']}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id."""
+    from services.common.apikeys import revoke_key
+    if not revoke_key(_redis(), key_id):
+        raise click.ClickException(f"no key with id {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.group()
+def models() -> None:
+    """Model weight files (server host)."""
+
+
+def _models_dir(path):
+    from pathlib import Path
+
+    from services.common.settings import Settings
+    return Path(path).resolve() if path else Settings().models_dir
+
+
+@models.command("download")
+@click.option("--models-dir", type=click.Path(file_okay=False), help="default: KADR_MODELS_DIR")
+@click.option("--only", multiple=True, help="catalog name(s) to fetch")
+def models_download(models_dir, only) -> None:
+    """Fetch the official weight files (pinned URL + sha256) into the models directory."""
+    from services.common import weights
+    target = _models_dir(models_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        results = weights.download(target, list(only) or None,
+                                   on_progress=lambda name, done, total: None)
+    except weights.WeightsDownloadError as e:
+        raise click.ClickException(str(e))
+    for r in results:
+        click.echo(f"{r.name}\t{r.status}\t{r.path}")
+
+
+@models.command("verify")
+@click.option("--models-dir", type=click.Path(file_okay=False), help="default: KADR_MODELS_DIR")
+def models_verify(models_dir) -> None:
+    """Check every weight file against its pinned sha256; exit 1 if any is missing or wrong."""
+    from services.common import weights
+    results = weights.verify(_models_dir(models_dir))
+    bad = 0
+    for r in results:
+        click.echo(f"{r.name}\t{r.status}\t{r.path}")
+        bad += r.status != "ok"
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Liveness, readiness and metrics (open: no API key)."""
+from __future__ import annotations
+
+import time
+
+import redis
+from flask import Response, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from gateway.context import kadr
+from services.common.metrics import render_latest
+from services.common.registry import READY
+from services.common.workers import live_workers
+
+bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+
+
+@bp.get("/healthz", summary="The gateway process is alive")
+def healthz():
+    return jsonify({"status": "ok", "time": round(time.time(), 3)})
+
+
+@bp.get("/readyz", summary="Redis reachable, a live worker per queue, model states")
+def readyz():
+    k = kadr()
+    checks: dict = {"redis": {"ok": False}, "queues": {}, "models": {}}
+    ready = True
+    try:
+        k.redis.ping()
+        checks["redis"] = {"ok": True}
+        workers = live_workers(k.redis)
+    except redis.RedisError as e:
+        checks["redis"] = {"ok": False, "message": str(e)}
+        workers, ready = [], False
+    for q in k.settings.required_queues:
+        serving = [w for w in workers if q in w.get("queues", [])]
+        backlog = None
+        if checks["redis"]["ok"]:
+            backlog = int(k.redis.llen(q))
+        checks["queues"][q] = {"workers": len(serving), "backlog": backlog}
+        if not serving:
+            ready = False
+        # A model is as ready as its best-off worker process: one ready process serves.
+        models: dict = {}
+        for w in serving:
+            for name, st in (w.get("models") or {}).items():
+                if name not in models or st.get("state") == READY:
+                    models[name] = st
+        checks["models"][q] = models
+        if any(st.get("state") != READY for st in models.values()):
+            ready = False
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    resp = jsonify(body)
+    resp.status_code = 200 if ready else 503
+    return resp
+
+
+@bp.get("/metrics", summary="Prometheus metrics of the gateway")
+def metrics():
+    return Response(render_latest(), mimetype="text/plain; version=0.0.4")

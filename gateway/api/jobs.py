@@ -1,0 +1,97 @@
+"""GET/DELETE /api/v1/jobs/{id} and the result image."""
+from __future__ import annotations
+
+from typing import Literal
+
+from flask import Response, g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from gateway.api.views import job_view
+from gateway.context import kadr
+from gateway.errors import ApiError
+from services.common import images
+from services.common.filenames import sanitize_filename
+from services.common.schemas import ErrorBody, JobView, OutputFormat
+from services.common.storage import BlobNotFound
+
+bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")],
+                  abp_security=[{"bearer": []}])
+
+
+class JobPath(BaseModel):
+    job_id: str = Field(..., max_length=64)
+
+
+class ResultQuery(BaseModel):
+    format: OutputFormat | None = Field(None, description="jpeg, png, webp, bmp or tiff")
+    download: bool = False
+
+
+class ListQuery(BaseModel):
+    offset: int = Field(0, ge=0)
+    limit: int = Field(50, ge=1, le=500, description="1–500")
+
+
+def owned_job(job_id: str) -> dict:
+    job = kadr().jobs.get_owned(job_id, g.owner)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return job
+
+
+@bp.get("/jobs", summary="Your most recent single-photo jobs", responses={401: ErrorBody})
+def list_jobs(query: ListQuery):
+    jobs = kadr().jobs.list_owned(g.owner, offset=query.offset, limit=query.limit)
+    return jsonify({"jobs": [job_view(j) for j in jobs], "offset": query.offset})
+
+
+@bp.get("/jobs/<job_id>", summary="State, progress, timings, faces and cache hit of a job",
+        responses={200: JobView, 404: ErrorBody})
+def get_job(path: JobPath):
+    return jsonify(job_view(owned_job(path.job_id)))
+
+
+@bp.get("/jobs/<job_id>/result", summary="The output image (format follows the input unless asked)",
+        responses={404: ErrorBody, 409: ErrorBody})
+def get_result(path: JobPath, query: ResultQuery):
+    k = kadr()
+    job = owned_job(path.job_id)
+    if job["state"] != "succeeded":
+        raise ApiError(409, "not_ready", f"job is {job['state']}; the result exists once it succeeded",
+                       details={"state": job["state"]})
+    res = job["result"]
+    fmt = query.format or res["format"]
+    stem = sanitize_filename((job.get("input") or {}).get("name", "result")).rsplit(".", 1)[0]
+    filename = f"{stem}.{images.FORMAT_EXTENSION[fmt]}"
+    headers = {"Content-Disposition":
+               f"{'attachment' if query.download else 'inline'}; filename*=UTF-8''{_quote(filename)}",
+               "Cache-Control": "private, max-age=3600"}
+    try:
+        if fmt == res["format"]:
+            headers["Content-Length"] = str(k.blobs.size(res["blob"]))
+            return Response(k.blobs.iter_chunks(res["blob"]), mimetype=images.FORMAT_MIME[fmt],
+                            headers=headers)
+        data = images.encode_image(images.decode_bgr(k.blobs.get_bytes(res["blob"]),
+                                                     max_pixels=1 << 62), fmt)
+    except BlobNotFound:
+        raise ApiError(410, "result_gone", "the result file was removed")
+    return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
+
+
+@bp.delete("/jobs/<job_id>", summary="Delete a job and its files", responses={404: ErrorBody})
+def delete_job(path: JobPath):
+    k = kadr()
+    job = owned_job(path.job_id)
+    if job.get("batch_id"):
+        raise ApiError(409, "in_batch", "this job belongs to a batch; it is removed with the batch")
+    # Mark it first so a worker holding it finishes into nothing, then remove files.
+    k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
+    k.jobs.delete(job["id"])
+    removed = k.blobs.delete_prefix(f"jobs/{job['id']}")
+    return jsonify({"id": job["id"], "deleted": True, "files_removed": removed})
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+    return quote(name, safe="")

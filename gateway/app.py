@@ -1,0 +1,73 @@
+"""Flask app factory of the kadr gateway.
+
+The gateway validates, stores uploads as blobs, records jobs and sends tasks by name.
+It never imports torch or a worker package: a test checks ``torch`` is absent from
+``sys.modules`` after ``create_app()``.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import g, redirect, request
+from flask_openapi3 import Info, OpenAPI
+
+from gateway import auth, errors
+from gateway.context import Kadr
+from gateway.settings import GatewaySettings
+from services.common.celery_app import create_celery
+from services.common.jobs import JobStore, connect
+from services.common.logs import request_id_var
+from services.common.schemas import ErrorBody
+from services.common.storage import open_store
+
+log = logging.getLogger("kadr.gateway")
+
+BEARER = {"bearer": {"type": "http", "scheme": "bearer"}}
+
+
+def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
+    settings = settings or GatewaySettings()
+    app = OpenAPI(
+        __name__,
+        info=Info(title="kadr API", version="1.0.0",
+                  description="Photo restoration, video segmentation and camera events."),
+        security_schemes=BEARER,
+        doc_prefix="/api",
+        doc_url="/openapi.json",
+        validation_error_status=400,
+        validation_error_callback=errors.openapi_validation_callback,
+        validation_error_model=ErrorBody,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    # Files above this are spooled to disk by werkzeug instead of held in memory.
+    app.config["MAX_FORM_MEMORY_SIZE"] = 1024 * 1024
+    app.json.sort_keys = False
+
+    r = connect(settings.redis_url)
+    app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=JobStore(r, settings.job_ttl_seconds),
+                                  blobs=open_store(settings), celery=create_celery(settings))
+
+    @app.before_request
+    def _request_id():
+        rid = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
+        g.request_id = rid
+        request_id_var.set(rid)
+
+    @app.after_request
+    def _echo_request_id(resp):
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        return resp
+
+    errors.install(app)
+    auth.install(app)
+
+    from gateway.api import batches, enhance, health, jobs
+    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp):
+        app.register_api(bp)
+
+    @app.get("/api/docs", doc_ui=False)
+    def _docs():
+        return redirect("/api/swagger", code=302)
+
+    return app

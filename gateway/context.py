@@ -1,0 +1,26 @@
+"""Per-app service handles (Redis, job store, blobs, Celery producer), built once in
+the app factory from the settings object and reached through ``kadr()`` in views."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from gateway.settings import GatewaySettings
+from services.common.jobs import JobStore
+from services.common.storage import BlobStore
+
+
+@dataclass
+class Kadr:
+    settings: GatewaySettings
+    redis: redis.Redis
+    jobs: JobStore
+    blobs: BlobStore
+    celery: Celery
+
+
+def kadr() -> Kadr:
+    return current_app.extensions["kadr"]

@@ -1,0 +1,37 @@
+"""Sending work to a queue: backlog admission and the task message itself."""
+from __future__ import annotations
+
+import logging
+
+from kombu.exceptions import OperationalError
+
+from gateway.context import Kadr
+from gateway.errors import ApiError
+from services.common.jobs import ACTIVE
+from services.common.tasks import TaskPayload, queue_for
+
+log = logging.getLogger("kadr.gateway")
+
+
+def admit(k: Kadr, task_name: str, n: int = 1) -> None:
+    """Refuse new work while a queue's backlog is over its limit: a 503 the client can
+    retry beats an unbounded queue that eats Redis memory (which runs ``noeviction``)."""
+    queue = queue_for(task_name)
+    backlog = int(k.redis.llen(queue))
+    if backlog + n > k.settings.max_queue_backlog:
+        raise ApiError(503, "queue_full",
+                       f"queue {queue} holds {backlog} waiting tasks (limit "
+                       f"{k.settings.max_queue_backlog}); retry later",
+                       headers={"Retry-After": str(k.settings.backlog_retry_after_seconds)})
+
+
+def send(k: Kadr, task_name: str, payload: TaskPayload) -> None:
+    try:
+        k.celery.send_task(task_name, args=[payload.model_dump()], queue=queue_for(task_name),
+                           headers={"kadr_request_id": payload.request_id})
+    except OperationalError as e:
+        log.error("could not queue task", extra={"task": task_name, "error": str(e)})
+        k.jobs.transition(payload.job_id, "failed", allowed_from=ACTIVE,
+                          error={"code": "dispatch_failed", "message": "the broker is unreachable"})
+        raise ApiError(503, "broker_unavailable", "the task queue is unreachable; retry later",
+                       headers={"Retry-After": "5"})

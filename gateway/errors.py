@@ -1,0 +1,88 @@
+"""Every error leaves the gateway as JSON: {"error": {"code", "message", "request_id"}}."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from services.common.metrics import REJECTIONS
+
+log = logging.getLogger("kadr.gateway")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, details=None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details, self.headers = details, headers or {}
+
+
+def error_response(status: int, code: str, message: str, details=None, headers=None):
+    body = {"error": {"code": code, "message": message, "request_id": g.get("request_id", "")}}
+    if details is not None:
+        body["error"]["details"] = details
+    resp = jsonify(body)
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    if 400 <= status < 500 or status == 503:
+        REJECTIONS.labels(reason=code).inc()
+        log.info("request refused: %s", code, extra={"status": status, "reason": message})
+    return resp
+
+
+def _field_hint(model, field: str) -> str:
+    info = getattr(model, "model_fields", {}).get(field) if model else None
+    return f" (allowed: {info.description})" if info is not None and info.description else ""
+
+
+def validation_message(e: ValidationError, model=None) -> tuple[str, list]:
+    parts, details = [], []
+    for err in e.errors(include_url=False, include_input=False):
+        loc = ".".join(str(x) for x in err["loc"]) or "body"
+        field = str(err["loc"][0]) if err["loc"] else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}{_field_hint(model, field)}")
+        details.append({"field": loc, "message": msg})
+    return "; ".join(parts), details
+
+
+def openapi_validation_callback(e: ValidationError):
+    message, details = validation_message(e, _model_of(e))
+    return error_response(400, "invalid_parameters", message, details)
+
+
+def _model_of(e: ValidationError):
+    from services.common import schemas
+    return getattr(schemas, e.title, None) or _FORM_MODELS.get(e.title)
+
+
+_FORM_MODELS: dict = {}
+
+
+def register_form_model(model) -> None:
+    _FORM_MODELS[model.__name__] = model
+
+
+def install(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(e: ApiError):
+        return error_response(e.status, e.code, e.message, e.details, e.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+                 400: "bad_request", 429: "rate_limited"}
+        code = codes.get(e.code or 500, "http_error")
+        msg = e.description or code
+        if e.code == 413:
+            msg = "the request body is larger than the server accepts"
+        return error_response(e.code or 500, code, msg)
+
+    @app.errorhandler(Exception)
+    def _crash(e: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; quote the request id")

@@ -1,0 +1,14 @@
+"""Settings of the gateway process: the shared ones plus what only the web tier needs."""
+from __future__ import annotations
+
+from services.common.settings import MIB, Settings
+
+
+class GatewaySettings(Settings):
+    # Whole request body (a batch of files); nginx's client_max_body_size is rendered
+    # from the same value so both answer 413 at the same size.
+    max_request_bytes: int = 200 * MIB
+    # Queues that must have a live worker for /readyz to say ready.
+    required_queues: list[str] = ["enhance"]
+    backlog_retry_after_seconds: int = 30
+    page_size_max: int = 500

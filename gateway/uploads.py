@@ -1,0 +1,46 @@
+"""Turning an uploaded file into a stored blob plus the job's ``input`` record.
+
+Checks run on the spooled upload before anything is kept: size, magic bytes and the
+pixel count from the header (a decompression bomb is refused without decoding).
+The original file name is kept only as sanitised metadata; the blob key is ours.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from werkzeug.datastructures import FileStorage
+
+from gateway.errors import ApiError
+from services.common import images
+from services.common.filenames import sanitize_filename
+from services.common.metrics import UPLOAD_BYTES
+from services.common.storage import BlobStore
+
+CHUNK = 1024 * 1024
+
+
+def _sha256_and_size(stream) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    stream.seek(0)
+    while chunk := stream.read(CHUNK):
+        h.update(chunk)
+        n += len(chunk)
+    stream.seek(0)
+    return h.hexdigest(), n
+
+
+def check_image(upload: FileStorage, *, max_bytes: int, max_pixels: int) -> images.ImageInfo:
+    try:
+        return images.inspect_image(upload.stream, max_bytes=max_bytes, max_pixels=max_pixels)
+    except images.ImageError as e:
+        name = sanitize_filename(upload.filename or "")
+        raise ApiError(e.status, e.code, f"{name}: {e.message}", details={"file": name})
+
+
+def store_image(upload: FileStorage, info: images.ImageInfo, blobs: BlobStore, key: str) -> dict:
+    sha, size = _sha256_and_size(upload.stream)
+    blobs.put_stream(key, upload.stream)
+    UPLOAD_BYTES.inc(size)
+    return {"blob": key, "name": sanitize_filename(upload.filename or "", default="image"),
+            "format": info.format, "width": info.width, "height": info.height,
+            "bytes": size, "sha256": sha}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything kadr needs on a fresh Debian/Ubuntu machine: system packages
+# (redis-server, nginx) and the project virtualenv with the ML stack.
+# Idempotent: every step checks first, so `make up` and `make test` can call it each time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+STAMP="$VENV/.kadr-installed"
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+if [ "${KADR_INSTALL_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install: apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Debian starts the packaged services; kadr runs its own instances on its own ports.
+  for svc in redis-server nginx; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+# Re-install only when the dependency list changed.
+want=$(cat pyproject.toml infra/local/install.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/pip"
+"$PIP" install -q --upgrade pip wheel "setuptools<81"
+# torch first, pinned: on this platform pip takes these builds from local disk.
+"$PIP" install -q "torch==2.14.1" "torchvision==0.29.1" "opencv-python-headless<5"
+# basicsr's declared deps drag in tb-nightly (training only) and the non-headless
+# OpenCV that would shadow the headless one: install the four without deps ...
+"$PIP" install -q --no-deps --no-build-isolation \
+  "basicsr==1.4.2" "facexlib==0.3.0" "gfpgan==1.3.8" "realesrgan==0.3.0"
+# ... then the project with its runtime extras (which list what those four need).
+"$PIP" install -q -e ".[gateway,enhance,ops,dev]"
+echo "$want" > "$STAMP"
+echo "install: done ($VENV)"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make up`: install what is missing, start Redis, the gateway, the enhance worker and
+# nginx under honcho (the same processes as docker-compose), wait until they answer,
+# print the URL. `make down` stops exactly this process group.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+bash infra/local/install.sh
+
+export KADR_VAR=${KADR_VAR:-$ROOT/var}
+export KADR_HTTP_PORT=${KADR_HTTP_PORT:-8080}
+export KADR_REDIS_PORT=${KADR_REDIS_PORT:-6379}
+export KADR_GATEWAY_PORT=${KADR_GATEWAY_PORT:-8000}
+export KADR_REDIS_URL=${KADR_REDIS_URL:-redis://127.0.0.1:$KADR_REDIS_PORT/0}
+export KADR_CACHE_REDIS_URL=${KADR_CACHE_REDIS_URL:-redis://127.0.0.1:$KADR_REDIS_PORT/1}
+export KADR_STORAGE_DIR=${KADR_STORAGE_DIR:-$KADR_VAR/blobs}
+export KADR_MODELS_DIR=${KADR_MODELS_DIR:-$KADR_VAR/models}
+export GUNICORN_BIND=127.0.0.1:$KADR_GATEWAY_PORT
+export NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+PIDFILE=$KADR_VAR/run/honcho.pid
+
+if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  echo "kadr is already running (pid $(cat "$PIDFILE")); 'make down' first"; exit 1
+fi
+for port in "$KADR_HTTP_PORT" "$KADR_REDIS_PORT" "$KADR_GATEWAY_PORT"; do
+  if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+    echo "port $port is in use; set KADR_HTTP_PORT / KADR_REDIS_PORT / KADR_GATEWAY_PORT"; exit 1
+  fi
+done
+mkdir -p logs "$KADR_VAR"/{redis,run,blobs,models}
+.venv/bin/python infra/nginx/render.py --profile local --prefix "$KADR_VAR/run/nginx" \
+  --listen "$KADR_HTTP_PORT" --upstream "127.0.0.1:$KADR_GATEWAY_PORT" --out "$KADR_VAR/run/nginx/nginx.conf"
+
+setsid .venv/bin/honcho -f infra/local/Procfile -d "$ROOT" start >> logs/honcho.log 2>&1 < /dev/null &
+echo $! > "$PIDFILE"
+
+URL=http://127.0.0.1:$KADR_HTTP_PORT
+echo "waiting for $URL/readyz ..."
+for _ in $(seq 1 180); do
+  body=$(curl -s "$URL/readyz" || true)
+  if echo "$body" | .venv/bin/python -c 'import json,sys; b=json.load(sys.stdin); q=b["checks"]["queues"]; sys.exit(0 if b["checks"]["redis"]["ok"] and all(v["workers"] for v in q.values()) else 1)' 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "the stack stopped during start-up; see logs/"; tail -n 20 logs/*.log; exit 1
+  fi
+  sleep 1
+done
+
+KEYFILE=$KADR_VAR/dev-api-key
+if [ ! -s "$KEYFILE" ]; then
+  .venv/bin/kadr keys create local-dev > "$KEYFILE" 2>/dev/null
+  chmod 600 "$KEYFILE"
+  echo "created an API key for you in $KEYFILE"
+fi
+echo
+echo "kadr is up: $URL   (API docs: $URL/api/docs, readiness: $URL/readyz, logs: logs/)"
+curl -s "$URL/readyz" | .venv/bin/python -m json.tool || true
+echo "API key: $(cat "$KEYFILE")"
+echo "Weights missing? run: .venv/bin/kadr models download   (stop with: make down)"

@@ -1,0 +1,52 @@
+"""API keys: shown once at creation, stored only as a SHA-256 hash.
+
+A key is 256 random bits, so a plain (unsalted) hash is enough: nothing to brute-force.
+The owner id stamped on jobs is the key's short id, never the key or its hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+
+import redis
+
+from .jobs import PREFIX
+
+KEY_PREFIX = "kadr_"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(r: redis.Redis, name: str) -> tuple[str, dict]:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = {"id": secrets.token_hex(8), "name": name, "created_at": round(time.time(), 3)}
+    r.set(f"{PREFIX}apikey:{_hash(key)}", json.dumps(record))
+    r.sadd(f"{PREFIX}apikeys", _hash(key))
+    return key, record
+
+
+def lookup_key(r: redis.Redis, key: str) -> dict | None:
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    raw = r.get(f"{PREFIX}apikey:{_hash(key)}")
+    return json.loads(raw) if raw else None
+
+
+def list_keys(r: redis.Redis) -> list[dict]:
+    hashes = sorted(r.smembers(f"{PREFIX}apikeys"))
+    raws = r.mget([f"{PREFIX}apikey:{h}" for h in hashes]) if hashes else []
+    return [json.loads(x) for x in raws if x]
+
+
+def revoke_key(r: redis.Redis, key_id: str) -> bool:
+    for h in r.smembers(f"{PREFIX}apikeys"):
+        raw = r.get(f"{PREFIX}apikey:{h}")
+        if raw and json.loads(raw)["id"] == key_id:
+            r.delete(f"{PREFIX}apikey:{h}")
+            r.srem(f"{PREFIX}apikeys", h)
+            return True
+    return False

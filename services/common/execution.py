@@ -1,0 +1,87 @@
+"""The life of one job inside a worker, shared by every service's tasks.
+
+``run_job`` is what makes a Celery task safe to redeliver: it counts the delivery (a
+worker killed mid-task shows up here as one more delivery), refuses to run a job that
+already ended, fails it as ``worker_lost`` once the cap is reached, and finishes it
+through the job store's guarded transition so the outcome is written exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from .jobs import ACTIVE, JobStore
+from .logs import job_id_var, request_id_var
+from .metrics import JOB_OUTCOMES, REDELIVERIES
+from .registry import ModelUnavailable
+from .workers import worker_id
+
+log = logging.getLogger("kadr.jobs")
+
+
+class JobFailure(Exception):
+    """An expected failure with a code the client can act on."""
+
+    def __init__(self, code: str, message: str, details: Any = None):
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, details
+
+
+Work = Callable[[dict[str, Any], Callable[[float], None]], dict[str, Any]]
+
+
+def run_job(store: JobStore, job_id: str, *, service: str, max_deliveries: int,
+            request_id: str, work: Work) -> str:
+    """Run ``work(job, report_progress) -> result`` for a job; returns the final state."""
+    job_id_var.set(job_id)
+    request_id_var.set(request_id)
+    verdict, n = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
+    if verdict == "gone":
+        log.info("job deleted before it ran")
+        return "gone"
+    if verdict == "skip":
+        log.info("job already finished; redelivered task ignored")
+        return "skipped"
+    if n > 1:
+        REDELIVERIES.labels(service=service).inc()
+        log.warning("job redelivered after a worker loss", extra={"deliveries": n})
+    if verdict == "exhausted":
+        store.transition(job_id, "failed", allowed_from=ACTIVE, error={
+            "code": "worker_lost",
+            "message": f"the worker died {n - 1} times while running this job; giving up"})
+        JOB_OUTCOMES.labels(service=service, outcome="worker_lost").inc()
+        log.error("job failed: worker_lost", extra={"deliveries": n})
+        return "failed"
+
+    job = store.get(job_id)
+    t0 = time.perf_counter()
+    try:
+        result = work(job, lambda p: store.set_progress(job_id, p))
+    except JobFailure as e:
+        return _fail(store, job_id, service, e.code, e.message, e.details)
+    except ModelUnavailable as e:
+        return _fail(store, job_id, service, e.state, str(e))
+    except SoftTimeLimitExceeded:
+        return _fail(store, job_id, service, "time_limit", "the job ran past its time limit")
+    except Exception as e:  # the job must end; the traceback goes to the log
+        log.exception("job crashed")
+        return _fail(store, job_id, service, "internal_error", f"{type(e).__name__}: {e}")
+    result.setdefault("timings", {})["total_seconds"] = round(time.perf_counter() - t0, 4)
+    moved = store.transition(job_id, "succeeded", allowed_from=ACTIVE, result=result).moved
+    outcome = "succeeded" if moved else "discarded"
+    JOB_OUTCOMES.labels(service=service, outcome=outcome).inc()
+    log.info("job %s", outcome, extra={"seconds": result["timings"]["total_seconds"]})
+    return "succeeded" if moved else "discarded"
+
+
+def _fail(store: JobStore, job_id: str, service: str, code: str, message: str, details=None) -> str:
+    err = {"code": code, "message": message}
+    if details is not None:
+        err["details"] = details
+    store.transition(job_id, "failed", allowed_from=ACTIVE, error=err)
+    JOB_OUTCOMES.labels(service=service, outcome=code).inc()
+    log.warning("job failed: %s", code, extra={"error": message})
+    return "failed"

@@ -1,0 +1,260 @@
+"""Job store in Redis: every accepted request is a job; batches group jobs.
+
+A job is a Redis hash of JSON-safe strings. State changes go through one Lua script so
+that the check ("may this job move from its current state?"), the write and the batch
+counters change together: a redelivered task can never finish a job twice, and batch
+counts never drift from the items. Designed for batches of 10,000+ items: items are a
+Redis list of ids, counts are hash counters, nothing is rewritten whole.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import redis
+
+PREFIX = "kadr:"
+STATES = ("queued", "running", "succeeded", "failed", "canceled")
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+ACTIVE = frozenset({"queued", "running"})
+_JSON_FIELDS = ("params", "input", "result", "error")
+
+# KEYS[1] job hash. ARGV: prefix, new state, allowed-from (comma list), then field/value pairs.
+# Returns {moved(0/1), previous state or ""}.
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {0, ''} end
+local ok = false
+for s in string.gmatch(ARGV[3], '[^,]+') do if s == cur then ok = true end end
+if not ok then return {0, cur} end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local batch = redis.call('HGET', KEYS[1], 'batch_id')
+if batch and batch ~= '' and cur ~= ARGV[2] then
+  local bkey = ARGV[1] .. 'batch:' .. batch
+  redis.call('HINCRBY', bkey, 'n_' .. cur, -1)
+  redis.call('HINCRBY', bkey, 'n_' .. ARGV[2], 1)
+end
+return {1, cur}
+"""
+
+# Counts one more delivery of a job's task and decides what the worker does with it.
+# KEYS[1] job hash. ARGV: max deliveries, now, worker id.
+# Returns {verdict, deliveries}: "run", "skip" (already finished: a redelivery after
+# success must not run again), "exhausted" (the caller fails it as worker_lost), "gone".
+_BEGIN = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {'gone', 0} end
+if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
+local n = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+if n > tonumber(ARGV[1]) then return {'exhausted', n} end
+return {'run', n}
+"""
+
+
+def now() -> float:
+    return round(time.time(), 3)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for k, v in fields.items():
+        if k in _JSON_FIELDS:
+            out[k] = json.dumps(v, separators=(",", ":"), allow_nan=False)
+        elif v is None:
+            out[k] = ""
+        else:
+            out[k] = str(v)
+    return out
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    job: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in _JSON_FIELDS:
+            job[k] = json.loads(v) if v else None
+        elif k in ("progress", "created_at", "started_at", "finished_at", "updated_at"):
+            job[k] = float(v) if v else None
+        elif k == "deliveries":
+            job[k] = int(v or 0)
+        else:
+            job[k] = v
+    return job
+
+
+@dataclass
+class Transition:
+    moved: bool
+    previous: str
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, ttl_seconds: int = 7 * 24 * 3600):
+        self.r = client
+        self.ttl = ttl_seconds
+        self._transition = self.r.register_script(_TRANSITION)
+        self._begin = self.r.register_script(_BEGIN)
+
+    # keys
+    @staticmethod
+    def job_key(job_id: str) -> str:
+        return f"{PREFIX}job:{job_id}"
+
+    @staticmethod
+    def batch_key(batch_id: str) -> str:
+        return f"{PREFIX}batch:{batch_id}"
+
+    @staticmethod
+    def items_key(batch_id: str) -> str:
+        return f"{PREFIX}batch:{batch_id}:items"
+
+    @staticmethod
+    def owner_key(owner: str) -> str:
+        return f"{PREFIX}owner:{owner}:jobs"
+
+    # jobs
+    def create(self, *, kind: str, owner: str, params: dict, input: dict | None = None,
+               batch_id: str = "", request_id: str = "", job_id: str | None = None,
+               pipe=None) -> dict[str, Any]:
+        job_id = job_id or new_id()
+        t = now()
+        job = {
+            "id": job_id, "kind": kind, "owner": owner, "state": "queued", "progress": 0.0,
+            "created_at": t, "updated_at": t, "started_at": None, "finished_at": None,
+            "params": params, "input": input, "result": None, "error": None,
+            "batch_id": batch_id, "request_id": request_id, "deliveries": 0, "worker": "",
+        }
+        p = pipe if pipe is not None else self.r.pipeline()
+        key = self.job_key(job_id)
+        p.hset(key, mapping=_encode(job))
+        p.expire(key, self.ttl)
+        if not batch_id:
+            p.zadd(self.owner_key(owner), {job_id: t})
+            p.expire(self.owner_key(owner), self.ttl)
+        if pipe is None:
+            p.execute()
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(self.job_key(job_id))
+        return _decode(raw) if raw else None
+
+    def get_many(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+        p = self.r.pipeline(transaction=False)
+        for j in job_ids:
+            p.hgetall(self.job_key(j))
+        return [_decode(r) if r else None for r in p.execute()]
+
+    def get_owned(self, job_id: str, owner: str) -> dict[str, Any] | None:
+        """A job another key created is reported as absent, not forbidden: ids don't leak."""
+        job = self.get(job_id)
+        if job is None or job.get("owner") != owner:
+            return None
+        return job
+
+    def transition(self, job_id: str, to: str, *, allowed_from: Iterable[str],
+                   **fields: Any) -> Transition:
+        if to in TERMINAL:
+            fields.setdefault("finished_at", now())
+            if to == "succeeded":
+                fields.setdefault("progress", 1.0)
+        enc = _encode(fields)
+        args = [PREFIX, to, ",".join(allowed_from), str(now())]
+        for k, v in enc.items():
+            args += [k, v]
+        moved, prev = self._transition(keys=[self.job_key(job_id)], args=args)
+        return Transition(bool(moved), prev)
+
+    def begin(self, job_id: str, *, max_deliveries: int, worker: str) -> tuple[str, int]:
+        verdict, n = self._begin(keys=[self.job_key(job_id)], args=[max_deliveries, now(), worker])
+        if verdict == "run":
+            self.transition(job_id, "running", allowed_from=ACTIVE, worker=worker,
+                            started_at=now(), progress=0.0)
+        return verdict, int(n)
+
+    def set_progress(self, job_id: str, progress: float) -> None:
+        self.r.hset(self.job_key(job_id), mapping={"progress": str(round(min(max(progress, 0.0), 1.0), 4)),
+                                                   "updated_at": str(now())})
+
+    def delete(self, job_id: str) -> None:
+        job = self.get(job_id)
+        p = self.r.pipeline()
+        p.delete(self.job_key(job_id))
+        if job:
+            p.zrem(self.owner_key(job["owner"]), job_id)
+        p.execute()
+
+    def list_owned(self, owner: str, *, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+        ids = self.r.zrevrange(self.owner_key(owner), offset, offset + limit - 1)
+        return [j for j in self.get_many(ids) if j is not None]
+
+    # batches
+    def create_batch(self, *, kind: str, owner: str, params: dict, items: list[dict],
+                     request_id: str = "", job_ids: list[str] | None = None
+                     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Create a batch with its item jobs in one MULTI: a client never sees a batch
+        whose items are half written."""
+        batch_id = new_id()
+        t = now()
+        p = self.r.pipeline()
+        job_ids = job_ids or [new_id() for _ in items]
+        jobs = [self.create(kind=kind, owner=owner, params=params, input=item, batch_id=batch_id,
+                            request_id=request_id, job_id=jid, pipe=p)
+                for item, jid in zip(items, job_ids)]
+        bkey = self.batch_key(batch_id)
+        batch = {"id": batch_id, "kind": kind, "owner": owner, "created_at": t, "params": params,
+                 "total": len(jobs), "request_id": request_id}
+        mapping = _encode(batch)
+        mapping.update({f"n_{s}": "0" for s in STATES})
+        mapping["n_queued"] = str(len(jobs))
+        p.hset(bkey, mapping=mapping)
+        p.expire(bkey, self.ttl)
+        if jobs:
+            p.rpush(self.items_key(batch_id), *[j["id"] for j in jobs])
+            p.expire(self.items_key(batch_id), self.ttl)
+        p.zadd(self.owner_key(owner), {f"batch:{batch_id}": t})
+        p.execute()
+        return self.get_batch(batch_id), jobs
+
+    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(self.batch_key(batch_id))
+        if not raw:
+            return None
+        b = _decode(raw)
+        counts = {s: int(b.pop(f"n_{s}", 0) or 0) for s in STATES}
+        b["total"] = int(b.get("total") or 0)
+        b["counts"] = counts
+        b["state"] = batch_state(counts, b["total"])
+        done = counts["succeeded"] + counts["failed"] + counts["canceled"]
+        b["progress"] = round(done / b["total"], 4) if b["total"] else 1.0
+        return b
+
+    def get_batch_owned(self, batch_id: str, owner: str) -> dict[str, Any] | None:
+        b = self.get_batch(batch_id)
+        return b if b is not None and b.get("owner") == owner else None
+
+    def batch_item_ids(self, batch_id: str, offset: int = 0, limit: int = -1) -> list[str]:
+        end = -1 if limit < 0 else offset + limit - 1
+        return self.r.lrange(self.items_key(batch_id), offset, end)
+
+
+def batch_state(counts: dict[str, int], total: int) -> str:
+    if counts["queued"] + counts["running"] > 0:
+        return "running" if (counts["running"] or total - counts["queued"]) else "queued"
+    if counts["succeeded"] == total:
+        return "succeeded"
+    if counts["succeeded"] == 0:
+        return "canceled" if counts["canceled"] == total and total else "failed"
+    return "partial"
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                socket_timeout=10, socket_connect_timeout=5)

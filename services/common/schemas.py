@@ -1,0 +1,86 @@
+"""API and task-parameter models shared by the gateway and the workers.
+
+Ranges are declared once here; a value outside one is answered 400 with a message that
+names the allowed range, both in the gateway and (defensively) in the worker.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Quality = Literal["fast", "medium", "high"]
+JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+OutputFormat = Literal["jpeg", "png", "webp", "bmp", "tiff"]
+
+
+class EnhanceParams(BaseModel):
+    """What a user may ask of one photo. ``fast``: faces only, background resized with
+    Lanczos; ``medium``: realesr-general-x4v3 background; ``high``: RealESRGAN x2plus, tiled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quality: Quality = "medium"
+    upscale: int = Field(2, ge=1, le=4, description="output scale, 1–4")
+    weight: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False,
+                          description="GFPGAN blend weight, 0–1 (0 keeps more of the input)")
+    tile: int = Field(0, description="background tile size: 0 (the upsampler's default) or 256–512")
+    only_center_face: bool = False
+    has_aligned: bool = Field(False, description="input is already an aligned 512×512 face")
+    max_faces: int = Field(20, ge=1, le=100, description="faces restored per image, 1–100")
+
+    @field_validator("tile")
+    @classmethod
+    def _tile(cls, v: int) -> int:
+        if v != 0 and not 256 <= v <= 512:
+            raise ValueError("tile must be 0 or between 256 and 512")
+        return v
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str = ""
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class JobView(BaseModel):
+    id: str
+    kind: str
+    state: JobState
+    progress: float
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    params: dict[str, Any] = {}
+    input: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    batch_id: str | None = None
+    links: dict[str, str] = {}
+
+
+class BatchItemView(BaseModel):
+    id: str
+    name: str
+    state: JobState
+    progress: float
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+
+
+class BatchView(BaseModel):
+    id: str
+    kind: str
+    state: str
+    progress: float
+    total: int
+    counts: dict[str, int]
+    created_at: float
+    params: dict[str, Any] = {}
+    items: list[BatchItemView] = []
+    links: dict[str, str] = {}

@@ -1,0 +1,127 @@
+"""Blob storage: images, videos, masks and results, addressed by opaque keys.
+
+Keys are built by the code (``jobs/<uuid>/input``), never from user file names, so a
+name like ``../../etc/passwd`` can only ever be metadata. ``BlobStore`` is the interface
+an S3-compatible store would implement; ``LocalBlobStore`` keeps files in a directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator, Protocol
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
+CHUNK = 1024 * 1024
+
+
+class BlobNotFound(KeyError):
+    pass
+
+
+def check_key(key: str) -> str:
+    if not _KEY_RE.match(key) or ".." in key.split("/"):
+        raise ValueError(f"invalid blob key: {key!r}")
+    return key
+
+
+class BlobStore(Protocol):
+    def put_bytes(self, key: str, data: bytes) -> int: ...
+    def put_stream(self, key: str, stream: BinaryIO) -> int: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def iter_chunks(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]: ...
+    def size(self, key: str) -> int: ...
+    def exists(self, key: str) -> bool: ...
+    def copy(self, src: str, dst: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+class LocalBlobStore:
+    """A directory of files. Writes go to a temp file and are renamed into place, so a
+    reader (or a worker killed mid-write) never sees half a blob."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _write(self, key: str, fill) -> int:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fill(f)
+                n = f.tell()
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return n
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        return self._write(key, lambda f: f.write(data))
+
+    def put_stream(self, key: str, stream: BinaryIO) -> int:
+        return self._write(key, lambda f: shutil.copyfileobj(stream, f, CHUNK))
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as e:
+            raise BlobNotFound(key) from e
+
+    def iter_chunks(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        try:
+            f = self._path(key).open("rb")
+        except FileNotFoundError as e:
+            raise BlobNotFound(key) from e
+        with f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as e:
+            raise BlobNotFound(key) from e
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def copy(self, src: str, dst: str) -> None:
+        # A hard link costs no space; results are never modified in place.
+        s, d = self._path(src), self._path(dst)
+        if not s.is_file():
+            raise BlobNotFound(src)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = d.with_name(f".tmp-link-{os.getpid()}-{d.name}")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(s, tmp)
+        except OSError:
+            shutil.copyfile(s, tmp)
+        os.replace(tmp, d)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        path = self._path(prefix.rstrip("/"))
+        if path.is_file():
+            path.unlink()
+            return 1
+        if not path.is_dir():
+            return 0
+        n = sum(1 for p in path.rglob("*") if p.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+        return n
+
+
+def open_store(settings) -> BlobStore:
+    return LocalBlobStore(settings.storage_dir)

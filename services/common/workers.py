@@ -1,0 +1,74 @@
+"""Worker presence: each worker process publishes who it is, which queues it consumes
+and its models' registry states, under a key that expires when it stops publishing.
+
+Readiness reads these keys instead of broadcasting a Celery ``inspect`` on every probe,
+which would cost a round trip to every worker and block for its timeout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+import redis
+
+from .jobs import PREFIX
+
+_KEY = PREFIX + "worker:"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def publish(r: redis.Redis, *, service: str, queues: list[str], models: dict[str, Any],
+            ttl: float, extra: dict[str, Any] | None = None) -> None:
+    body = {"id": worker_id(), "service": service, "queues": queues, "models": models,
+            "pid": os.getpid(), "host": socket.gethostname(), "ts": round(time.time(), 3)}
+    body.update(extra or {})
+    r.set(_KEY + body["id"], json.dumps(body), px=int(ttl * 1000))
+
+
+def withdraw(r: redis.Redis) -> None:
+    r.delete(_KEY + worker_id())
+
+
+def live_workers(r: redis.Redis) -> list[dict[str, Any]]:
+    keys = list(r.scan_iter(match=_KEY + "*", count=500))
+    out = []
+    for raw in (r.mget(keys) if keys else []):
+        if raw:
+            out.append(json.loads(raw))
+    return out
+
+
+class Heartbeat(threading.Thread):
+    """Publishes every ``interval`` seconds until stopped; a key outlives three missed beats."""
+
+    def __init__(self, r: redis.Redis, *, service: str, queues: list[str],
+                 models: Callable[[], dict[str, Any]], interval: float):
+        super().__init__(name="kadr-heartbeat", daemon=True)
+        self.r, self.service, self.queues, self.models, self.interval = r, service, queues, models, interval
+        self._stop_event = threading.Event()
+
+    def beat(self) -> None:
+        try:
+            publish(self.r, service=self.service, queues=self.queues, models=self.models(),
+                    ttl=self.interval * 3)
+        except redis.RedisError:
+            pass  # Redis down: the key expires and readiness says so
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.beat()
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        try:
+            withdraw(self.r)
+        except redis.RedisError:
+            pass

@@ -1,0 +1,44 @@
+"""Shared fixtures: a real redis-server per test session, generated model weights,
+and helpers to build settings objects for in-process code."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.stack import start_redis
+
+ARTIFACTS = Path(os.environ.get("KADR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    proc.stop()
+
+
+@pytest.fixture()
+def redis_client(redis_server):
+    import redis
+    r = redis.Redis.from_url(redis_server, decode_responses=True)
+    r.flushall()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """Randomly initialised weights in the official file formats (never offered to users)."""
+    from tests.fixtures.weights import make_random_weights
+    d = tmp_path_factory.mktemp("models")
+    make_random_weights(d)
+    return d
+
+
+@pytest.fixture()
+def storage_dir(tmp_path) -> Path:
+    d = tmp_path / "blobs"
+    d.mkdir()
+    return d

@@ -1,0 +1,70 @@
+"""The whole stack over HTTP: redis-server, an enhance worker, gunicorn, nginx."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis as redis_lib
+import requests
+
+from tests.integration.conftest import worker_models
+from tests.stack import ROOT, kadr_env, start_gateway, start_nginx, start_worker, wait_for
+
+MAX_UPLOAD = 1_000_000       # the app refuses one file over this (413 file_too_large)
+MAX_REQUEST = 3_000_000      # nginx and the app refuse a body over this (413)
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server, models_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
+                   KADR_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), KADR_MAX_REQUEST_BYTES=str(MAX_REQUEST),
+                   KADR_MAX_BATCH_FILES="5")
+    r = redis_lib.Redis.from_url(redis_server, decode_responses=True)
+    r.flushall()
+    procs = []
+    try:
+        worker = start_worker("enhance", env, base / "logs")
+        procs.append(worker)
+        gw, gw_url = start_gateway(env, base / "logs")
+        procs.append(gw)
+        ngx, url = start_nginx(gw_url.removeprefix("http://"), base / "logs", max_body_bytes=MAX_REQUEST)
+        procs.append(ngx)
+        wait_for(lambda: worker_models(r).get("gfpgan", {}).get("state") == "ready", 180,
+                 "the worker to load GFPGAN")
+        yield {"url": url, "gateway_url": gw_url, "env": env, "redis": r, "worker": worker,
+               "gateway": gw, "nginx": ngx, "base": base}
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        r.close()
+
+
+def create_key(env: dict, name: str) -> str:
+    """Through the real admin command, as an operator would."""
+    out = subprocess.run([sys.executable, "-m", "client.cli", "keys", "create", name], cwd=ROOT,
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def keys(stack):
+    return create_key(stack["env"], "alice"), create_key(stack["env"], "bob")
+
+
+@pytest.fixture()
+def api(stack, keys):
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {keys[0]}"
+    s.base = stack["url"]
+    yield s
+    s.close()
+
+
+def wait_job(api, job_id: str, timeout: float = 240) -> dict:
+    def done():
+        j = api.get(f"{api.base}/api/v1/jobs/{job_id}", timeout=5).json()
+        return j if j["state"] in ("succeeded", "failed", "canceled") else None
+    return wait_for(done, timeout, f"job {job_id}", interval=0.2)

@@ -1,0 +1,92 @@
+"""A real enhance worker subprocess against the session's redis-server."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import redis as redis_lib
+
+from services.common.jobs import JobStore
+from services.common.settings import Settings
+from tests.stack import kadr_env, start_worker, wait_for
+
+
+def astronaut_jpeg() -> bytes:
+    from PIL import Image
+    from skimage import data
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def flat_png(w=64, h=48, seed=0) -> bytes:
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    arr = np.full((h, w, 3), 128, np.uint8) + rng.integers(0, 4, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def worker_models(r, service="enhance") -> dict:
+    from services.common.workers import live_workers
+    for w in live_workers(r):
+        if w["service"] == service:
+            return w["models"]
+    return {}
+
+
+@pytest.fixture(scope="module")
+def enhance_stack(redis_server, models_dir, tmp_path_factory):
+    """(env, settings, worker proc, log dir): one worker per test module, models warmed."""
+    base = tmp_path_factory.mktemp("enhance")
+    env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
+                   KADR_MAX_DELIVERIES="2")
+    settings = Settings(redis_url=redis_server, cache_redis_url=env["KADR_CACHE_REDIS_URL"],
+                        storage_dir=base / "blobs", models_dir=models_dir, max_deliveries=2)
+    r = redis_lib.Redis.from_url(redis_server, decode_responses=True)
+    r.flushall()
+    proc = start_worker("enhance", env, base / "logs")
+    try:
+        wait_for(lambda: worker_models(r).get("gfpgan", {}).get("state") == "ready", 180,
+                 "the enhance worker to load GFPGAN")
+    except TimeoutError:
+        print(proc.log_text()[-4000:])
+        proc.stop()
+        raise
+    yield env, settings, proc, r
+    proc.stop()
+    r.close()
+
+
+@pytest.fixture()
+def submit(enhance_stack):
+    """Create a job the way the gateway does (blob + job record + task by name)."""
+    from services.common.celery_app import create_celery
+    from services.common.storage import open_store
+    from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+    import hashlib
+
+    env, settings, proc, r = enhance_stack
+    store = JobStore(r)
+    blobs = open_store(settings)
+    celery = create_celery(settings)
+
+    def _submit(data: bytes, fmt: str, params: dict, name="photo") -> str:
+        from services.common.jobs import new_id
+        from services.common.schemas import EnhanceParams
+        job_id = new_id()
+        blobs.put_bytes(f"jobs/{job_id}/input", data)
+        inp = {"blob": f"jobs/{job_id}/input", "name": name, "format": fmt,
+               "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        store.create(kind="enhance", owner="test", params=EnhanceParams(**params).model_dump(),
+                     input=inp, job_id=job_id, request_id=f"req-{job_id[:8]}")
+        celery.send_task(ENHANCE_PHOTO, args=[EnhancePhotoTask(job_id=job_id,
+                                                               request_id=f"req-{job_id[:8]}").model_dump()],
+                         queue="enhance")
+        return job_id
+
+    yield _submit, store, blobs
+    celery.close()

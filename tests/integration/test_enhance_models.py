@@ -1,0 +1,192 @@
+"""Enhance models built from weight files on disk: random weights in the official formats.
+
+The weights come from the session-wide ``models_dir`` fixture (tests/conftest.py:
+make_random_weights, about 600 MB, generated once per session); nothing here may
+reach the network.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import socket
+
+import numpy as np
+import pytest
+import requests
+import torch
+
+from services.common import weights
+from services.enhance.models import MissingWeights, build_restorer, build_upsampler, select_device
+from services.enhance.pipeline import EnhanceOptions, enhance
+from tests.fixtures.weights import make_random_weights
+
+from gfpgan import GFPGANer  # noqa: E402,I001  (after services.enhance.models: needs its basicsr shim)
+
+CPU = torch.device("cpu")
+RESTORER_FILES = ["GFPGANv1.4.pth", "detection_Resnet50_Final.pth", "parsing_parsenet.pth"]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail loudly on any outbound connection (facexlib and realesrgan download on a miss)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+# --------------------------------------------------------------------------- missing weights
+
+
+def test_missing_weights_are_reported_before_anything_downloads(tmp_path, no_network):
+    with pytest.raises(MissingWeights) as info:
+        build_restorer(tmp_path, CPU)
+    assert info.value.missing == RESTORER_FILES
+    assert "kadr models download" in str(info.value)
+    with pytest.raises(MissingWeights) as info:
+        build_upsampler("general_x4v3", tmp_path, CPU)
+    assert info.value.missing == ["realesr-general-x4v3.pth"]
+    assert list(tmp_path.iterdir()) == []  # no half-downloaded or placeholder files either
+
+
+def test_a_partial_models_dir_names_only_what_is_missing(tmp_path, no_network):
+    make_random_weights(tmp_path, ["parsenet"])
+    with pytest.raises(MissingWeights) as info:
+        build_restorer(tmp_path, CPU)
+    assert info.value.missing == ["GFPGANv1.4.pth", "detection_Resnet50_Final.pth"]
+
+
+# --------------------------------------------------------------------------- models from files
+
+
+@pytest.mark.slow
+def test_enhance_astronaut_with_models_loaded_from_files(models_dir, no_network):
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut()[:, :, ::-1])  # RGB -> BGR, 512x512
+    upsampler = build_upsampler("general_x4v3", models_dir, CPU)
+    restorer = build_restorer(models_dir, CPU, bg_upsampler=upsampler)
+    assert not upsampler.half  # fp16 only on CUDA
+    assert isinstance(restorer, GFPGANer)
+
+    opts = EnhanceOptions(quality="medium", upscale=2, max_faces=1)
+    result = enhance(img, restorer, upsampler, opts)
+
+    assert result.image.shape == (1024, 1024, 3)
+    assert result.image.dtype == np.uint8
+    # Random RetinaFace weights "find" hundreds of faces; max_faces bounds the work.
+    assert result.faces_found >= 1
+    assert result.faces_restored + result.faces_failed == min(result.faces_found, 1)
+    assert result.tile_used == 0
+    assert all(result.timings[k] > 0 for k in ("detect", "restore", "background", "paste"))
+    assert restorer.face_helper.det_faces == []
+
+
+@pytest.mark.slow
+def test_x2plus_upsampler_loads_its_official_layout(models_dir, no_network):
+    upsampler = build_upsampler("x2plus", models_dir, CPU, tile=0)
+    assert upsampler.scale == 2
+    out, mode = upsampler.enhance(np.full((24, 20, 3), 100, np.uint8), outscale=2)
+    assert out.shape == (48, 40, 3) and mode == "RGB"
+
+
+def test_select_device_auto_and_explicit():
+    assert select_device("cpu") == CPU
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            select_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        select_device("tpu")
+
+
+# --------------------------------------------------------------------------- weights catalog
+
+
+def test_verify_tells_random_weights_from_official_ones(models_dir, tmp_path):
+    # The small files only: hashing all 600 MB would triple this test's time.
+    results = weights.verify(models_dir, ["realesr_general_x4v3", "parsenet"])
+    assert [r.status for r in results] == ["checksum_mismatch", "checksum_mismatch"]
+    assert all(r.actual_sha256 and r.actual_sha256 != r.expected_sha256 for r in results)
+    assert [r.status for r in weights.verify(tmp_path)] == ["missing"] * len(weights.CATALOG)
+    assert weights.weight_path(models_dir, "parsenet") == models_dir / "parsing_parsenet.pth"
+
+
+class FakeResponse:
+    def __init__(self, chunks, status=200):
+        self.chunks = chunks
+        self.status_code = status
+        self.headers = {"Content-Length": str(sum(len(c) for c in chunks))}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def raise_for_status(self):
+        if self.status_code >= 400:
+            raise requests.HTTPError(f"{self.status_code}", response=self)
+
+    def iter_content(self, chunk_size):
+        yield from self.chunks
+
+
+class FakeSession:
+    def __init__(self, response=None, error=None):
+        self.response, self.error, self.urls = response, error, []
+
+    def get(self, url, stream, timeout):
+        assert stream and timeout
+        self.urls.append(url)
+        if self.error:
+            raise self.error
+        return self.response
+
+
+def test_download_offline_is_a_clear_error_and_leaves_nothing_behind(tmp_path):
+    session = FakeSession(error=requests.ConnectionError("Name or service not known"))
+    with pytest.raises(weights.WeightsDownloadError) as info:
+        weights.download(tmp_path, ["parsenet"], session=session)
+    message = str(info.value)
+    assert weights.CATALOG["parsenet"].url in message
+    assert "offline" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path):
+    session = FakeSession(FakeResponse([b"<html>not a model</html>"]))
+    with pytest.raises(weights.WeightsDownloadError, match="expected"):
+        weights.download(tmp_path, ["realesr_general_x4v3"], session=session)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_verifies_renames_and_then_skips(tmp_path, monkeypatch):
+    payload = [b"a" * 1000, b"b" * 500]
+    entry = weights.CATALOG["realesr_general_x4v3"]
+    pinned = dataclasses.replace(entry, sha256=hashlib.sha256(b"".join(payload)).hexdigest())
+    monkeypatch.setitem(weights.CATALOG, entry.name, pinned)
+    progress = []
+    session = FakeSession(FakeResponse(payload))
+
+    first = weights.download(tmp_path, [entry.name], session=session,
+                             on_progress=lambda name, done, total: progress.append((done, total)))
+    assert [(r.action, r.size_bytes) for r in first] == [("downloaded", 1500)]
+    assert progress == [(1000, 1500), (1500, 1500)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [entry.filename]
+
+    second = weights.download(tmp_path, [entry.name], session=session)
+    assert [r.action for r in second] == ["already_present"]
+    assert len(session.urls) == 1
+    assert weights.verify(tmp_path, [entry.name])[0].status == "ok"
+
+
+def test_weights_module_stays_light():
+    # The gateway and CLI import it; torch must not come along.
+    import subprocess
+    import sys
+
+    code = "import sys, services.common.weights; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,0 +1,163 @@
+"""Real processes for tests: redis-server, Celery workers, gunicorn, nginx on free ports.
+
+Each process runs in its own process group with its output in a log file under the
+test's directory, so a failing test can point at the log and a stop never leaves
+grandchildren (Celery pool children, gunicorn workers) behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # keep polling: the thing may not be up yet
+            last_exc = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
+                       + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def binary(name: str) -> str:
+    for cand in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if cand and os.path.exists(cand):
+            return cand
+    raise FileNotFoundError(f"{name} is not installed (run infra/local/install.sh)")
+
+
+class Proc:
+    def __init__(self, name: str, cmd: list[str], *, log_dir: Path, env: dict | None = None,
+                 cwd: Path = ROOT):
+        self.name, self.cmd = name, cmd
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        full_env = {**os.environ, **(env or {})}
+        self.p = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=self._log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.p.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (pool children, orphans) goes too.
+        self.signal_group(signal.SIGKILL)
+        try:
+            self.p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+
+def start_redis(workdir: Path, port: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+           "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+           "--maxmemory", "512mb", "--maxmemory-policy", "noeviction", "--daemonize", "no"]
+    proc = Proc(f"redis-{port}", cmd, log_dir=workdir)
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def ping():
+        import redis
+        return redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+
+    wait_for(ping, 20, "redis-server to answer PING")
+    return proc, url
+
+
+def kadr_env(*, redis_url: str, storage_dir: Path, models_dir: Path, **extra: str) -> dict[str, str]:
+    base = redis_url.rsplit("/", 1)[0]
+    env = {
+        "KADR_REDIS_URL": redis_url,
+        "KADR_CACHE_REDIS_URL": f"{base}/1",
+        "KADR_STORAGE_DIR": str(storage_dir),
+        "KADR_MODELS_DIR": str(models_dir),
+        "KADR_WORKER_HEARTBEAT_SECONDS": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_worker(service: str, env: dict, log_dir: Path, *, name: str | None = None,
+                 concurrency: int = 1) -> Proc:
+    name = name or f"{service}-{free_port()}"
+    cmd = [PY, "-m", "celery", "-A", f"services.{service}.tasks", "worker", "-Q", service,
+           "-n", f"{name}@%h", "--pool", "prefork", "-c", str(concurrency), "--loglevel", "INFO",
+           "--without-gossip", "--without-mingle"]
+    return Proc(name, cmd, log_dir=log_dir, env=env)
+
+
+def start_gateway(env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2) -> tuple[Proc, str]:
+    port = port or free_port()
+    genv = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
+    cmd = [PY, "-m", "gunicorn", "-c", str(ROOT / "gateway/gunicorn.conf.py"), "gateway.wsgi:app"]
+    proc = Proc(f"gateway-{port}", cmd, log_dir=log_dir, env=genv)
+    url = f"http://127.0.0.1:{port}"
+    import requests
+    wait_for(lambda: requests.get(url + "/healthz", timeout=1).ok, 30, "gunicorn /healthz")
+    return proc, url
+
+
+def start_nginx(upstream: str, log_dir: Path, *, port: int | None = None, rate: str = "20r/s",
+                burst: int = 40, max_body_bytes: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    prefix = Path(log_dir) / f"nginx-{port}"
+    conf = prefix / "nginx.conf"
+    args = [PY, str(ROOT / "infra/nginx/render.py"), "--profile", "local", "--prefix", str(prefix),
+            "--listen", f"127.0.0.1:{port}", "--upstream", upstream, "--out", str(conf),
+            "--rate", rate, "--burst", str(burst)]
+    if max_body_bytes:
+        args += ["--max-body-bytes", str(max_body_bytes)]
+    subprocess.run(args, check=True)
+    cmd = [binary("nginx"), "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"]
+    proc = Proc(f"nginx-{port}", cmd, log_dir=log_dir)
+    url = f"http://127.0.0.1:{port}"
+    import requests
+    wait_for(lambda: requests.get(url + "/healthz", timeout=1).ok, 20, "nginx → gateway /healthz")
+    return proc, url

@@ -1,0 +1,38 @@
+"""House rule 1: the gateway never imports torch, OpenCV or a worker package."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.stack import ROOT
+
+
+def test_importing_the_gateway_app_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from gateway.app import create_app\n"
+        "from gateway.settings import GatewaySettings\n"
+        "app = create_app(GatewaySettings(redis_url='redis://127.0.0.1:1/0'))\n"
+        "bad = sorted(m for m in ('torch', 'cv2', 'gfpgan', 'basicsr', 'facexlib', 'realesrgan',"
+        " 'services.enhance') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+        "print(len(app.url_map._rules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) > 5
+
+
+def test_openapi_spec_documents_every_v1_route():
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+    app = create_app(GatewaySettings(redis_url="redis://127.0.0.1:1/0"))
+    spec = app.test_client().get("/api/openapi.json").json
+    v1_rules = {r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")}
+    documented = {p.replace("{", "<").replace("}", ">") for p in spec["paths"]}
+    assert v1_rules <= documented, v1_rules - documented
+    # Every v1 operation declares the bearer scheme.
+    for path, ops in spec["paths"].items():
+        if path.startswith("/api/v1/"):
+            for op in ops.values():
+                assert op.get("security") == [{"bearer": []}], (path, op.get("security"))

@@ -1,0 +1,97 @@
+"""Job store against a real redis-server: state machine, batch counters, redelivery cap."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from services.common.jobs import JobStore, batch_state
+
+
+@pytest.fixture()
+def store(redis_client):
+    return JobStore(redis_client, ttl_seconds=3600)
+
+
+def test_job_lifecycle_is_json_safe(store, redis_client):
+    job = store.create(kind="enhance", owner="k1", params={"upscale": 2}, input={"name": "a.jpg"})
+    assert store.get(job["id"])["state"] == "queued"
+    verdict, n = store.begin(job["id"], max_deliveries=3, worker="w:1")
+    assert (verdict, n) == ("run", 1)
+    got = store.get(job["id"])
+    assert got["state"] == "running" and got["worker"] == "w:1" and got["started_at"]
+    store.set_progress(job["id"], 0.5)
+    assert store.get(job["id"])["progress"] == 0.5
+    assert store.transition(job["id"], "succeeded", allowed_from=("running",),
+                            result={"faces_found": 3}).moved
+    done = store.get(job["id"])
+    assert done["state"] == "succeeded" and done["progress"] == 1.0 and done["result"] == {"faces_found": 3}
+    # Every stored value is a plain string that JSON can carry.
+    raw = redis_client.hgetall(store.job_key(job["id"]))
+    json.dumps(raw)
+
+
+def test_finished_job_is_never_finished_twice(store):
+    job = store.create(kind="enhance", owner="k1", params={})
+    store.begin(job["id"], max_deliveries=3, worker="w")
+    assert store.transition(job["id"], "succeeded", allowed_from=("running",), result={"n": 1}).moved
+    # A redelivered task (worker died after the write) must neither run nor overwrite.
+    assert store.begin(job["id"], max_deliveries=3, worker="w2") == ("skip", 0)
+    t = store.transition(job["id"], "failed", allowed_from=("queued", "running"), error={"code": "x"})
+    assert not t.moved and t.previous == "succeeded"
+    assert store.get(job["id"])["result"] == {"n": 1}
+
+
+def test_redelivery_cap(store):
+    job = store.create(kind="enhance", owner="k1", params={})
+    for i in range(1, 4):
+        assert store.begin(job["id"], max_deliveries=3, worker="w") == ("run", i)
+    assert store.begin(job["id"], max_deliveries=3, worker="w") == ("exhausted", 4)
+
+
+def test_owner_isolation(store):
+    job = store.create(kind="enhance", owner="alice", params={})
+    assert store.get_owned(job["id"], "alice") is not None
+    assert store.get_owned(job["id"], "bob") is None
+    assert [j["id"] for j in store.list_owned("alice")] == [job["id"]]
+    assert store.list_owned("bob") == []
+
+
+def test_batch_counters_follow_items(store):
+    batch, jobs = store.create_batch(kind="enhance", owner="k", params={},
+                                     items=[{"name": f"{i}.jpg"} for i in range(5)])
+    assert batch["counts"]["queued"] == 5 and batch["state"] == "queued"
+    ids = [j["id"] for j in jobs]
+    assert store.batch_item_ids(batch["id"]) == ids
+    for i, jid in enumerate(ids):
+        store.begin(jid, max_deliveries=3, worker="w")
+        store.transition(jid, "failed" if i == 2 else "succeeded", allowed_from=("running",))
+    b = store.get_batch(batch["id"])
+    assert b["counts"] == {"queued": 0, "running": 0, "succeeded": 4, "failed": 1, "canceled": 0}
+    assert b["state"] == "partial" and b["progress"] == 1.0
+    assert store.get_batch_owned(batch["id"], "someone-else") is None
+
+
+def test_delete_removes_job(store):
+    job = store.create(kind="enhance", owner="a", params={})
+    store.delete(job["id"])
+    assert store.get(job["id"]) is None
+    assert store.begin(job["id"], max_deliveries=3, worker="w") == ("gone", 0)
+
+
+counts_st = st.fixed_dictionaries({s: st.integers(0, 5) for s in
+                                   ("queued", "running", "succeeded", "failed", "canceled")})
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(counts_st)
+def test_batch_state_is_terminal_only_when_nothing_is_active(counts):
+    total = sum(counts.values())
+    state = batch_state(counts, total)
+    active = counts["queued"] + counts["running"]
+    assert (state in ("queued", "running")) == (active > 0)
+    if active == 0 and total and counts["succeeded"] == total:
+        assert state == "succeeded"
+    if active == 0 and 0 < counts["succeeded"] < total:
+        assert state == "partial"
