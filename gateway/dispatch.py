@@ -6,6 +6,7 @@ import logging
 from kombu.exceptions import OperationalError
 
 from gateway.context import Kadr
+from services.common.celery_app import queue_length
 from gateway.errors import ApiError
 from services.common.jobs import ACTIVE
 from services.common.tasks import TaskPayload, queue_for
@@ -17,7 +18,7 @@ def admit(k: Kadr, task_name: str, n: int = 1) -> None:
     """Refuse new work while a queue's backlog is over its limit: a 503 the client can
     retry beats an unbounded queue that eats Redis memory (which runs ``noeviction``)."""
     queue = queue_for(task_name)
-    backlog = int(k.redis.llen(queue))
+    backlog = queue_length(k.redis, queue)
     if backlog + n > k.settings.max_queue_backlog:
         raise ApiError(503, "queue_full",
                        f"queue {queue} holds {backlog} waiting tasks (limit "

@@ -5,6 +5,16 @@ whole process. max_requests with jitter recycles workers so a slow leak cannot g
 without bound, and the jitter keeps them from all restarting at once.
 """
 import os
+import shutil
+import tempfile
+
+# Several workers, one /metrics: prometheus_client's multiprocess mode needs a shared
+# directory, set before any worker imports the client (this file runs in the master).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kadr-gateway-metrics-")
+    _own_metrics_dir = True
+else:
+    _own_metrics_dir = False
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
@@ -24,7 +34,11 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 
 
 def child_exit(server, worker):
-    # Multiprocess Prometheus: a dead worker's gauges must not linger.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-        multiprocess.mark_process_dead(worker.pid)
+    # A dead worker's live gauges must not linger in the aggregate.
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -8,6 +8,7 @@ from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from gateway.context import kadr
+from services.common.celery_app import queue_length
 from services.common.metrics import render_latest
 from services.common.registry import READY
 from services.common.workers import live_workers
@@ -36,7 +37,7 @@ def readyz():
         serving = [w for w in workers if q in w.get("queues", [])]
         backlog = None
         if checks["redis"]["ok"]:
-            backlog = int(k.redis.llen(q))
+            backlog = queue_length(k.redis, q)
         checks["queues"][q] = {"workers": len(serving), "backlog": backlog}
         if not serving:
             ready = False

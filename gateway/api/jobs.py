@@ -23,6 +23,10 @@ class JobPath(BaseModel):
     job_id: str = Field(..., max_length=64)
 
 
+class JobQuery(BaseModel):
+    wait: float = Field(0, ge=0, le=60, description="seconds to wait for the job to end, 0–60")
+
+
 class ResultQuery(BaseModel):
     format: OutputFormat | None = Field(None, description="jpeg, png, webp, bmp or tiff")
     download: bool = False
@@ -46,10 +50,13 @@ def list_jobs(query: ListQuery):
     return jsonify({"jobs": [job_view(j) for j in jobs], "offset": query.offset})
 
 
-@bp.get("/jobs/<job_id>", summary="State, progress, timings, faces and cache hit of a job",
-        responses={200: JobView, 404: ErrorBody})
-def get_job(path: JobPath):
-    return jsonify(job_view(owned_job(path.job_id)))
+@bp.get("/jobs/<job_id>", summary="State, progress, timings, faces and cache hit of a job "
+        "(?wait=N: answer when it ends or after N seconds)", responses={200: JobView, 404: ErrorBody})
+def get_job(path: JobPath, query: JobQuery):
+    job = owned_job(path.job_id)
+    if query.wait:
+        job = kadr().jobs.wait_finished(job["id"], query.wait) or job
+    return jsonify(job_view(job))
 
 
 @bp.get("/jobs/<job_id>/result", summary="The output image (format follows the input unless asked)",

@@ -40,6 +40,6 @@ PIP="$VENV/bin/pip"
 "$PIP" install -q --no-deps --no-build-isolation \
   "basicsr==1.4.2" "facexlib==0.3.0" "gfpgan==1.3.8" "realesrgan==0.3.0"
 # ... then the project with its runtime extras (which list what those four need).
-"$PIP" install -q -e ".[gateway,enhance,ops,dev]"
+"$PIP" install -q -e ".[gateway,enhance,segment,camera,ops,dev]"
 echo "$want" > "$STAMP"
 echo "install: done ($VENV)"

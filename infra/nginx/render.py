@@ -31,8 +31,10 @@ def render(profile: str, *, prefix: Path | None = None, rate: str = "20r/s", bur
     values.update(PROFILES[profile])
     if profile == "local":
         prefix = (prefix or ROOT / "var/run/nginx").resolve()
-        values.update(pid_path=str(prefix / "nginx.pid"), error_log=str(prefix / "error.log"),
-                      access_log=str(prefix / "access.log"),
+        # Logs go to the process's own output, which the runner (honcho, tests) files
+        # under logs/ with everything else.
+        values.update(pid_path=str(prefix / "nginx.pid"), error_log="stderr",
+                      access_log="/dev/stdout",
                       temp_paths="".join(f"    {k}_temp_path {prefix / 'tmp' / k};\n"
                                          for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))
     if max_body_bytes is None:

@@ -13,6 +13,7 @@ Reliability choices, all deliberate:
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import setup_logging as _celery_setup_logging
 
 from .settings import Settings
 from .tasks import QUEUES, TASK_ROUTES
@@ -53,6 +54,12 @@ def create_celery(settings: Settings, name: str = "kadr") -> Celery:
         broker_heartbeat=0,
     )
     return app
+
+
+@_celery_setup_logging.connect
+def _keep_kadr_logging(**_) -> None:
+    """Connected, this stops Celery from installing its own plain-text handlers: every
+    line a worker writes stays one JSON object (logs.setup_logging configured the root)."""
 
 
 def queue_length(r, queue: str) -> int:

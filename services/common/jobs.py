@@ -37,7 +37,9 @@ if batch and batch ~= '' and cur ~= ARGV[2] then
   local bkey = ARGV[1] .. 'batch:' .. batch
   redis.call('HINCRBY', bkey, 'n_' .. cur, -1)
   redis.call('HINCRBY', bkey, 'n_' .. ARGV[2], 1)
+  redis.call('PUBLISH', bkey .. ':events', ARGV[2])
 end
+redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[2])
 return {1, cur}
 """
 
@@ -178,6 +180,30 @@ class JobStore:
             self.transition(job_id, "running", allowed_from=ACTIVE, worker=worker,
                             started_at=now(), progress=0.0)
         return verdict, int(n)
+
+    def wait_finished(self, job_id: str, timeout: float) -> dict[str, Any] | None:
+        """Block until the job ends or ``timeout`` passes; returns the job as it then is.
+
+        State changes are published by the transition script, so a waiting client costs
+        one idle subscription instead of a request every few milliseconds."""
+        job = self.get(job_id)
+        if job is None or job["state"] in TERMINAL or timeout <= 0:
+            return job
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.job_key(job_id) + ":events")
+            deadline = time.monotonic() + timeout
+            # Re-read after subscribing: the job may have ended in between.
+            job = self.get(job_id)
+            while job is not None and job["state"] not in TERMINAL:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if pubsub.get_message(timeout=min(left, 1.0)):
+                    job = self.get(job_id)
+        finally:
+            pubsub.close()
+        return job
 
     def set_progress(self, job_id: str, progress: float) -> None:
         self.r.hset(self.job_key(job_id), mapping={"progress": str(round(min(max(progress, 0.0), 1.0), 4)),

@@ -65,6 +65,6 @@ def api(stack, keys):
 
 def wait_job(api, job_id: str, timeout: float = 240) -> dict:
     def done():
-        j = api.get(f"{api.base}/api/v1/jobs/{job_id}", timeout=5).json()
+        j = api.get(f"{api.base}/api/v1/jobs/{job_id}", params={"wait": 20}, timeout=30).json()
         return j if j["state"] in ("succeeded", "failed", "canceled") else None
-    return wait_for(done, timeout, f"job {job_id}", interval=0.2)
+    return wait_for(done, timeout, f"job {job_id}", interval=0)

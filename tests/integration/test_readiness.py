@@ -71,3 +71,29 @@ def test_auth_can_be_disabled_for_local_development_and_says_so(redis_server, ca
         app = create_app(settings)
     assert any("AUTHENTICATION IS DISABLED" in rec.getMessage() for rec in caplog.records)
     assert app.test_client().get("/api/v1/jobs").status_code == 200
+
+
+def test_backlog_over_the_limit_gets_503_with_retry_after(redis_server, tmp_path):
+    """No worker consumes this database's queue: the third photo finds the queue full."""
+    url = redis_server.rsplit("/", 1)[0] + "/5"
+    r = redis_lib.Redis.from_url(url, decode_responses=True)
+    r.flushdb()
+    app = create_app(GatewaySettings(redis_url=url, storage_dir=tmp_path, max_queue_backlog=2,
+                                     backlog_retry_after_seconds=17))
+    client = app.test_client()
+    key, _ = create_key(r, "t")
+    auth = {"Authorization": f"Bearer {key}"}
+
+    def post():
+        return client.post("/api/v1/enhance", headers=auth, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(flat_png()), "a.png")})
+    assert [post().status_code for _ in range(2)] == [202, 202]
+    refused = post()
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "17"
+    assert refused.json["error"]["code"] == "queue_full"
+    # Nothing was half-accepted: two jobs, two queued tasks, no third input blob.
+    assert r.llen("enhance") == 2
+    assert len(list((tmp_path / "jobs").iterdir())) == 2
+    metrics = client.get("/metrics").data.decode()
+    assert 'kadr_gateway_rejections_total{reason="queue_full"}' in metrics
+    r.close()
