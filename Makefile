@@ -18,8 +18,12 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# Each writes bench/results/<name>.json; run them one at a time (they time the CPU).
 bench: install
 	$(PY) -m bench.enhance_overhead
+	$(PY) -m bench.segment_speed
+	$(PY) -m bench.stabilize_speed
+	$(PY) -m bench.camera_buffer
 
 nginx-conf:
 	$(PY) infra/nginx/render.py --profile compose --out nginx.conf

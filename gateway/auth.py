@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, g, request
 
@@ -11,6 +12,8 @@ from services.common.apikeys import lookup_key
 
 log = logging.getLogger("kadr.gateway")
 LOCAL_OWNER = "local-dev"
+# The camera webhook carries the camera's own credential (gateway/api/cameras.py).
+CAMERA_WEBHOOK = re.compile(r"/api/v1/camera/[^/]+/events")
 
 
 def install(app: Flask) -> None:
@@ -23,6 +26,8 @@ def install(app: Flask) -> None:
     @app.before_request
     def _authenticate():
         if not request.path.startswith("/api/v1/"):
+            return None
+        if request.method == "POST" and CAMERA_WEBHOOK.fullmatch(request.path):
             return None
         if kadr().settings.auth_disabled:
             g.owner = LOCAL_OWNER

@@ -27,10 +27,34 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "200"))
 # nginx is the only client; it sets X-Forwarded-* and X-Request-ID.
 forwarded_allow_ips = "127.0.0.1"
+# gunicorn 23+ opens a control socket at one per-user path; several gateways on one
+# host (tests, make up) would fight over it, and nothing here uses it.
+control_socket_disable = True
 accesslog = "-"
 access_log_format = '{"ts":"%(t)s","service":"gateway","logger":"access","request_id":"%({x-request-id}i)s","method":"%(m)s","path":"%(U)s","status":%(s)s,"bytes":%(B)s,"seconds":%(L)s}'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# gunicorn's own lines as JSON too, like every other kadr log line.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                 "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+                 "static_fields": {"service": "gateway"}},
+        "raw": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "error": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+        "access": {"class": "logging.StreamHandler", "formatter": "raw", "stream": "ext://sys.stdout"},
+    },
+    "root": {"level": "INFO", "handlers": ["error"]},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["error"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+    },
+}
 
 
 def child_exit(server, worker):

@@ -9,6 +9,6 @@ class GatewaySettings(Settings):
     # from the same value so both answer 413 at the same size.
     max_request_bytes: int = 200 * MIB
     # Queues that must have a live worker for /readyz to say ready.
-    required_queues: list[str] = ["enhance"]
+    required_queues: list[str] = ["enhance", "segment", "camera"]
     backlog_retry_after_seconds: int = 30
     page_size_max: int = 500

@@ -3,6 +3,7 @@ and helpers to build settings objects for in-process code."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,14 @@ def storage_dir(tmp_path) -> Path:
     d = tmp_path / "blobs"
     d.mkdir()
     return d
+
+
+@pytest.fixture(autouse=True)
+def _restore_float_mode():
+    """Model loaders turn on flush-to-zero (random weights make denormals that slow the
+    CPU 3x). That is process-wide CPU state; in the shared test process it would make
+    hypothesis refuse every float strategy, so each test leaves it as it found it."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)

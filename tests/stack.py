@@ -124,13 +124,21 @@ def kadr_env(*, redis_url: str, storage_dir: Path, models_dir: Path, **extra: st
     return env
 
 
+# As deployed (infra/local/Procfile): the camera worker keeps its frame rings in its own
+# process, beside the reader threads, so it runs the threads pool.
+WORKER_POOLS = {"camera": ("threads", 2)}
+
+
 def start_worker(service: str, env: dict, log_dir: Path, *, name: str | None = None,
-                 concurrency: int = 1) -> Proc:
+                 concurrency: int | None = None) -> Proc:
     name = name or f"{service}-{free_port()}"
+    pool, default_concurrency = WORKER_POOLS.get(service, ("prefork", 1))
     cmd = [PY, "-m", "celery", "-A", f"services.{service}.tasks", "worker", "-Q", service,
-           "-n", f"{name}@%h", "--pool", "prefork", "-c", str(concurrency), "--loglevel", "INFO",
-           "--without-gossip", "--without-mingle"]
-    return Proc(name, cmd, log_dir=log_dir, env=env)
+           "-n", f"{name}@%h", "--pool", pool, "-c", str(concurrency or default_concurrency),
+           "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    proc = Proc(name, cmd, log_dir=log_dir, env=env)
+    proc.node = f"{name}@{socket.gethostname()}"  # for Celery remote control
+    return proc
 
 
 def start_gateway(env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2) -> tuple[Proc, str]:

@@ -46,7 +46,7 @@ def _params(k: Kadr, form: _Options) -> dict:
     return EnhanceParams(**raw).model_dump()
 
 
-def _accepted(body: dict, location: str):
+def accepted(body: dict, location: str):
     resp = jsonify(body)
     resp.status_code = 202
     resp.headers["Location"] = location
@@ -67,7 +67,7 @@ def enhance_one(form: EnhanceForm):
                         request_id=g.request_id, job_id=job_id)
     send(k, ENHANCE_PHOTO, EnhancePhotoTask(job_id=job_id, request_id=g.request_id))
     JOBS_ACCEPTED.labels(kind="enhance").inc()
-    return _accepted(job_view(job), f"/api/v1/jobs/{job_id}")
+    return accepted(job_view(job), f"/api/v1/jobs/{job_id}")
 
 
 @bp.post("/enhance/batch", summary="Restore a batch of photos (one job per photo)",
@@ -103,4 +103,4 @@ def enhance_batch(form: EnhanceBatchForm):
     for job in jobs:
         send(k, ENHANCE_PHOTO, EnhancePhotoTask(job_id=job["id"], request_id=g.request_id))
     JOBS_ACCEPTED.labels(kind="enhance").inc(len(jobs))
-    return _accepted(batch_view(batch, jobs), f"/api/v1/batches/{batch['id']}")
+    return accepted(batch_view(batch, jobs), f"/api/v1/batches/{batch['id']}")

@@ -10,7 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from gateway.context import kadr
 from services.common.celery_app import queue_length
 from services.common.metrics import render_latest
-from services.common.registry import READY
+from services.common.registry import NOT_LOADED, READY
 from services.common.workers import live_workers
 
 bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
@@ -48,7 +48,9 @@ def readyz():
                 if name not in models or st.get("state") == READY:
                     models[name] = st
         checks["models"][q] = models
-        if any(st.get("state") != READY for st in models.values()):
+        # Loaded, or present and loaded on first use: both serve. Missing weights, a failed
+        # load or one still in progress do not.
+        if any(st.get("state") not in (READY, NOT_LOADED) for st in models.values()):
             ready = False
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     resp = jsonify(body)

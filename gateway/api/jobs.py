@@ -1,7 +1,6 @@
 """GET/DELETE /api/v1/jobs/{id} and the result image."""
 from __future__ import annotations
 
-from typing import Literal
 
 from flask import Response, g, jsonify
 from flask_openapi3 import APIBlueprint, Tag

@@ -124,7 +124,7 @@ class JobStore:
     # jobs
     def create(self, *, kind: str, owner: str, params: dict, input: dict | None = None,
                batch_id: str = "", request_id: str = "", job_id: str | None = None,
-               pipe=None) -> dict[str, Any]:
+               parent_id: str = "", pipe=None) -> dict[str, Any]:
         job_id = job_id or new_id()
         t = now()
         job = {
@@ -132,12 +132,18 @@ class JobStore:
             "created_at": t, "updated_at": t, "started_at": None, "finished_at": None,
             "params": params, "input": input, "result": None, "error": None,
             "batch_id": batch_id, "request_id": request_id, "deliveries": 0, "worker": "",
+            "parent_id": parent_id,
         }
         p = pipe if pipe is not None else self.r.pipeline()
         key = self.job_key(job_id)
         p.hset(key, mapping=_encode(job))
         p.expire(key, self.ttl)
-        if not batch_id:
+        if parent_id:
+            # Listed under its parent (a video's result sets), not on its own.
+            ckey = self.job_key(parent_id) + ":children"
+            p.rpush(ckey, job_id)
+            p.expire(ckey, self.ttl)
+        elif not batch_id:
             p.zadd(self.owner_key(owner), {job_id: t})
             p.expire(self.owner_key(owner), self.ttl)
         if pipe is None:
@@ -209,10 +215,16 @@ class JobStore:
         self.r.hset(self.job_key(job_id), mapping={"progress": str(round(min(max(progress, 0.0), 1.0), 4)),
                                                    "updated_at": str(now())})
 
+    def children(self, parent_id: str) -> list[dict[str, Any]]:
+        ids = self.r.lrange(self.job_key(parent_id) + ":children", 0, -1)
+        return [j for j in self.get_many(ids) if j is not None]
+
     def delete(self, job_id: str) -> None:
         job = self.get(job_id)
         p = self.r.pipeline()
-        p.delete(self.job_key(job_id))
+        for child in self.r.lrange(self.job_key(job_id) + ":children", 0, -1):
+            p.delete(self.job_key(child))
+        p.delete(self.job_key(job_id), self.job_key(job_id) + ":children")
         if job:
             p.zrem(self.owner_key(job["owner"]), job_id)
         p.execute()

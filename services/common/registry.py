@@ -93,6 +93,14 @@ class ModelRegistry:
         with e.use_lock:
             yield e.instance
 
+    def announce_warm_up(self, names: list[str]) -> None:
+        """Mark models about to be warmed as ``loading`` before the first heartbeat, so
+        readiness never sees them as merely lazy (``not_loaded``) and reports ready early."""
+        for name in names:
+            e = self._entries.get(name)
+            if e is not None and e.state == NOT_LOADED and not e.check_files():
+                e.state, e.message = LOADING, "warming up"
+
     def warm_up(self, names: list[str] | None = None) -> None:
         for name in names or self.names():
             try:

@@ -6,13 +6,55 @@ Entrypoints build the object once and pass it down; tests build their own.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KIB = 1024
 MIB = 1024 * KIB
+
+
+class CameraConfig(BaseModel):
+    """One camera (``KADR_CAMERAS`` is a JSON list of these). The secret signs its
+    webhooks ("hmac") or is the token it sends ("token"); it is never shown by the API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    # rtsp://… (H.264 packets kept), http(s)://… MJPEG, or a video file (tests, demos);
+    # empty: no buffer, the camera only uploads its own images.
+    source: str = ""
+    fps: float = Field(10.0, gt=0, le=60, description="frames kept per second")
+    buffer_seconds: float = Field(10.0, gt=0, le=120)
+    buffer_max_bytes: int = Field(128 * 1024 * 1024, gt=0)
+    offsets: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0], min_length=1, max_length=20)
+    auth: Literal["hmac", "token"] = "hmac"
+    secret: SecretStr
+    webhook_url: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v == "events":
+            raise ValueError("'events' is reserved (it is the events API path)")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("a camera secret needs at least 16 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _offsets_in_buffer(self):
+        for off in self.offsets:
+            if not (math.isfinite(off) and 0 <= off <= self.buffer_seconds):
+                raise ValueError(f"offset {off} s is outside the {self.buffer_seconds} s buffer")
+        return self
 
 
 class Settings(BaseSettings):
@@ -35,6 +77,22 @@ class Settings(BaseSettings):
     max_batch_files: int = 20
     max_queue_backlog: int = 1000  # per queue; past it new work gets 503 + Retry-After
 
+    # Video uploads (segment service)
+    max_video_bytes: int = 500 * MIB
+    max_video_seconds: float = 600.0
+    max_video_frames: int = 3000
+    max_video_width: int = 3840
+    max_video_height: int = 2160
+    segment_default_model: str = "lraspp_mobilenet_v3_large"
+    segment_processing_size: int = 520
+
+    # Cameras (JSON list in KADR_CAMERAS); past the backlog the webhook answers 503
+    cameras: list[CameraConfig] = []
+    camera_max_backlog: int = 200  # events waiting on the camera queue
+    camera_retry_after_seconds: int = 5
+    camera_max_event_bytes: int = 20 * MIB  # one webhook request, images included
+    camera_replay_window_seconds: int = 300
+
     # Jobs
     job_ttl_seconds: int = 7 * 24 * 3600
     result_cache_ttl_seconds: int = 24 * 3600
@@ -55,6 +113,17 @@ class Settings(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         # Never resolved against whatever directory a worker happens to start in later.
         return v.expanduser().resolve()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, v: list[CameraConfig]) -> list[CameraConfig]:
+        ids = [c.id for c in v]
+        if len(ids) != len(set(ids)):
+            raise ValueError("camera ids must be unique")
+        return v
+
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
 
     @field_validator("task_time_limit_seconds")
     @classmethod

@@ -32,6 +32,8 @@ class BlobStore(Protocol):
     def put_stream(self, key: str, stream: BinaryIO) -> int: ...
     def get_bytes(self, key: str) -> bytes: ...
     def iter_chunks(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def local_path(self, key: str) -> Path | None: ...
     def size(self, key: str) -> int: ...
     def exists(self, key: str) -> bool: ...
     def copy(self, src: str, dst: str) -> None: ...
@@ -84,6 +86,21 @@ class LocalBlobStore:
         with f:
             while chunk := f.read(chunk_size):
                 yield chunk
+
+    def open(self, key: str) -> BinaryIO:
+        """A seekable binary file (decoders such as FFmpeg need to seek)."""
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError as e:
+            raise BlobNotFound(key) from e
+
+    def local_path(self, key: str) -> Path | None:
+        """The file itself, for servers that can send it with Range support; stores
+        without local files (S3) return None and callers stream instead."""
+        path = self._path(key)
+        if not path.is_file():
+            raise BlobNotFound(key)
+        return path
 
     def size(self, key: str) -> int:
         try:

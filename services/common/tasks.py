@@ -11,10 +11,20 @@ from pydantic import BaseModel, ConfigDict
 ENHANCE_QUEUE = "enhance"
 ENHANCE_PHOTO = "enhance.photo"
 
-QUEUES: tuple[str, ...] = (ENHANCE_QUEUE,)
+SEGMENT_QUEUE = "segment"
+SEGMENT_VIDEO = "segment.video"
+SEGMENT_STABILIZE = "segment.stabilize"
+
+CAMERA_QUEUE = "camera"
+CAMERA_EVENT = "camera.event"
+
+QUEUES: tuple[str, ...] = (ENHANCE_QUEUE, SEGMENT_QUEUE, CAMERA_QUEUE)
 
 TASK_ROUTES: dict[str, dict[str, str]] = {
     ENHANCE_PHOTO: {"queue": ENHANCE_QUEUE},
+    SEGMENT_VIDEO: {"queue": SEGMENT_QUEUE},
+    SEGMENT_STABILIZE: {"queue": SEGMENT_QUEUE},
+    CAMERA_EVENT: {"queue": CAMERA_QUEUE},
 }
 
 
@@ -33,3 +43,19 @@ class TaskPayload(BaseModel):
 
 class EnhancePhotoTask(TaskPayload):
     pass
+
+
+class SegmentVideoTask(TaskPayload):
+    """Segment every frame; ``raw_result_id`` is the result set (no smoothing) it fills in."""
+
+    raw_result_id: str
+
+
+class StabilizeTask(TaskPayload):
+    pass
+
+
+class CameraEventTask(TaskPayload):
+    """One accepted camera event; ``job_id`` is the event record (kind ``camera_event``)."""
+
+    camera_id: str

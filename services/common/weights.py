@@ -24,6 +24,7 @@ CHUNK_BYTES = 1024 * 1024
 _GFPGAN = "https://github.com/TencentARC/GFPGAN/releases/download"
 _FACEXLIB = "https://github.com/xinntao/facexlib/releases/download"
 _REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+_TORCHVISION = "https://download.pytorch.org/models"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class WeightFile:
     name: str  # catalog key used across kadr (settings, readiness, CLI)
     filename: str  # upstream file name; also the on-disk name
     url: str
+    # The full digest, or for torchvision files the digest prefix their name carries:
+    # that prefix is what torch.hub's own check_hash verifies, and no full digest is published.
     sha256: str
     version: str  # model version where the project names one, else its release tag
     service: str  # the worker service that loads it
@@ -87,6 +90,18 @@ CATALOG: dict[str, WeightFile] = {
             service="enhance",
             size_bytes=67_061_725,
         ),
+        *(
+            WeightFile(name=name, filename=filename, url=f"{_TORCHVISION}/{filename}",
+                       sha256=filename.rsplit("-", 1)[1].removesuffix(".pth"),
+                       version="torchvision-" + filename.rsplit("-", 1)[1].removesuffix(".pth"),
+                       service="segment")
+            for name, filename in (
+                ("deeplabv3_resnet101", "deeplabv3_resnet101_coco-586e9e4e.pth"),
+                ("deeplabv3_resnet50", "deeplabv3_resnet50_coco-cd0a2569.pth"),
+                ("deeplabv3_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large-fc3c493d.pth"),
+                ("lraspp_mobilenet_v3_large", "lraspp_mobilenet_v3_large-d234d4ea.pth"),
+            )
+        ),
     )
 }
 
@@ -121,6 +136,22 @@ class WeightsDownloadError(Exception):
     """A download failed; the message is meant for the operator, as is."""
 
 
+def digest_matches(entry: WeightFile, actual: str) -> bool:
+    if len(entry.sha256) == 64:
+        return actual == entry.sha256
+    return len(entry.sha256) >= 8 and actual.startswith(entry.sha256)
+
+
+def missing(models_dir: Path, names: Iterable[str]) -> list[str]:
+    """File names of the catalog entries not present (cheap: no hashing), for readiness."""
+    return [_entry(n).filename for n in names if not weight_path(models_dir, n).is_file()]
+
+
+def version_of(names: Iterable[str]) -> str:
+    """One version string for a model built from several files (part of cache keys)."""
+    return "+".join(_entry(n).version for n in names)
+
+
 def weight_path(models_dir: Path, name: str) -> Path:
     return Path(models_dir) / _entry(name).filename
 
@@ -142,7 +173,7 @@ def verify(models_dir: Path, names: Iterable[str] | None = None) -> list[VerifyR
             results.append(VerifyResult(entry.name, entry.filename, path, "missing", entry.sha256, None))
             continue
         actual = sha256_of(path)
-        status: VerifyStatus = "ok" if actual == entry.sha256 else "checksum_mismatch"
+        status: VerifyStatus = "ok" if digest_matches(entry, actual) else "checksum_mismatch"
         results.append(VerifyResult(entry.name, entry.filename, path, status, entry.sha256, actual))
     return results
 
@@ -224,7 +255,7 @@ def _fetch(entry: WeightFile, models_dir: Path, *, session, on_progress, timeout
             out.flush()
             os.fsync(out.fileno())
         actual = digest.hexdigest()
-        if actual != entry.sha256:
+        if not digest_matches(entry, actual):
             raise WeightsDownloadError(
                 f"{entry.filename} downloaded from {entry.url} has sha256 {actual}, expected {entry.sha256}; "
                 "the file was discarded"

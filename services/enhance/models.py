@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from services.common.device import select_device  # noqa: F401  (re-exported for callers)
 from services.common.registry import MissingWeightsError
 from services.common.weights import CATALOG, weight_path
 from services.enhance.compat import install_torchvision_shim
@@ -59,23 +60,6 @@ class WeightsLoadError(Exception):
     """A weight file exists but cannot be loaded (truncated, wrong format, wrong architecture)."""
 
     code = "weights_unloadable"
-
-
-def select_device(preference: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error, not a silent CPU."""
-    pref = preference.strip().lower()
-    if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if pref == "cpu":
-        return torch.device("cpu")
-    if pref == "cuda" or pref.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {preference!r} requested but no CUDA device is available")
-        device = torch.device(pref)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {preference!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
-        return device
-    raise ValueError(f"unknown device {preference!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 def gfpgan_network() -> GFPGANv1Clean:

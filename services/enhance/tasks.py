@@ -8,26 +8,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
-from celery.exceptions import TimeLimitExceeded
-from celery.signals import task_failure, worker_process_init, worker_process_shutdown
 
-from services.common import images
+from services.common import images, weights
 from services.common.celery_app import create_celery
 from services.common.execution import JobFailure, run_job
-from services.common.jobs import JobStore, connect
 from services.common.logs import setup_logging
 from services.common.metrics import CACHE_HITS, FACES, TASK_SECONDS
 from services.common.registry import registry
 from services.common.schemas import EnhanceParams
-from services.common.storage import BlobNotFound, open_store
+from services.common.storage import BlobNotFound
 from services.common.tasks import ENHANCE_PHOTO, ENHANCE_QUEUE, EnhancePhotoTask
-from services.common.weights import CATALOG, weight_path
-from services.common.workers import Heartbeat
+from services.common.worker_process import WorkerProcess
 from services.enhance import models as model_loaders
 from services.enhance.settings import EnhanceSettings
 
@@ -36,21 +30,12 @@ setup_logging(settings.log_level, service="enhance")
 app = create_celery(settings, name="kadr-enhance")
 log = logging.getLogger("kadr.enhance")
 
-_state: dict[str, Any] = {}
 
 # Which upsampler each quality level uses (fast: none, Lanczos resize).
 UPSAMPLER_FOR = {"fast": None, "medium": "realesr_general_x4v3", "high": "realesrgan_x2plus"}
 # Registry model -> the weight files (catalog names) it is built from.
 MODEL_FILES = {"gfpgan": model_loaders.RESTORER_WEIGHTS,
                **{name: (name,) for name in model_loaders.UPSAMPLER_WEIGHTS.values()}}
-
-
-def missing_files(model: str, models_dir) -> list[str]:
-    return [CATALOG[n].filename for n in MODEL_FILES[model] if not weight_path(models_dir, n).is_file()]
-
-
-def version_of(model: str) -> str:
-    return "+".join(CATALOG[n].version for n in MODEL_FILES[model])
 
 
 def register_models(s: EnhanceSettings) -> None:
@@ -63,50 +48,16 @@ def register_models(s: EnhanceSettings) -> None:
         return lambda: model_loaders.build_upsampler(kind, s.models_dir, device,
                                                      tile_pad=s.tile_pad, pre_pad=s.pre_pad)
 
-    registry.register("gfpgan", restorer, version=version_of("gfpgan"),
-                      check_files=lambda: missing_files("gfpgan", s.models_dir))
+    registry.register("gfpgan", restorer, version=weights.version_of(MODEL_FILES["gfpgan"]),
+                      check_files=lambda: weights.missing(s.models_dir, MODEL_FILES["gfpgan"]))
     for kind, name in model_loaders.UPSAMPLER_WEIGHTS.items():
-        registry.register(name, upsampler(kind), version=version_of(name),
-                          check_files=lambda n=name: missing_files(n, s.models_dir))
+        registry.register(name, upsampler(kind), version=weights.version_of(MODEL_FILES[name]),
+                          check_files=lambda n=name: weights.missing(s.models_dir, MODEL_FILES[n]))
 
 
-@worker_process_init.connect
-def _init_process(**_: Any) -> None:
-    if s_threads := settings.torch_threads:
-        import torch
-        torch.set_num_threads(s_threads)
-    register_models(settings)
-    r = connect(settings.redis_url)
-    _state["store"] = JobStore(r, settings.job_ttl_seconds)
-    _state["cache"] = connect(settings.cache_redis_url)
-    _state["blobs"] = open_store(settings)
-    hb = Heartbeat(r, service="enhance", queues=[ENHANCE_QUEUE], models=registry.states,
-                   interval=settings.worker_heartbeat_seconds)
-    hb.start()
-    _state["heartbeat"] = hb
-    # Load in the background: the pool's start-up handshake must not wait for weights,
-    # and a task that arrives meanwhile blocks on the registry's lock, not a second load.
-    threading.Thread(target=registry.warm_up, args=(settings.warm_models,), daemon=True,
-                     name="kadr-warmup").start()
-
-
-@task_failure.connect
-def _hard_time_limit(sender=None, exception=None, args=None, **_: Any) -> None:
-    """The hard limit kills the pool process, so ``run_job`` never sees it: the parent
-    process ends the job here instead of leaving it ``running`` forever."""
-    if not isinstance(exception, TimeLimitExceeded) or not args:
-        return
-    job_id = EnhancePhotoTask.model_validate(args[0]).job_id
-    store = JobStore(connect(settings.redis_url), settings.job_ttl_seconds)
-    store.transition(job_id, "failed", allowed_from=("queued", "running"), error={
-        "code": "time_limit", "message": f"killed at the hard time limit "
-                                         f"({settings.task_time_limit_seconds} s)"})
-
-
-@worker_process_shutdown.connect
-def _shutdown_process(**_: Any) -> None:
-    if hb := _state.get("heartbeat"):
-        hb.stop()
+worker = WorkerProcess(settings, service="enhance", queues=[ENHANCE_QUEUE],
+                       register_models=lambda: register_models(settings),
+                       warm=settings.warm_models, torch_threads=settings.torch_threads)
 
 
 def cache_key(input_sha256: str, params: EnhanceParams) -> str:
@@ -118,8 +69,8 @@ def cache_key(input_sha256: str, params: EnhanceParams) -> str:
 
 
 def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
-    store_blobs = _state["blobs"]
-    cache = _state["cache"]
+    store_blobs = worker.ctx.blobs
+    cache = worker.ctx.cache
     params = EnhanceParams.model_validate(job["params"])
     inp = job["input"]
     fmt = inp["format"]
@@ -188,7 +139,7 @@ def enhance_photo(self, payload: dict) -> str:
     request_id = p.request_id or (self.request.get("kadr_request_id") or "")
     t0 = time.perf_counter()
     try:
-        return run_job(_state["store"], p.job_id, service="enhance",
+        return run_job(worker.ctx.store, p.job_id, service="enhance",
                        max_deliveries=settings.max_deliveries, request_id=request_id,
                        work=enhance_job)
     finally:

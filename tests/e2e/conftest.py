@@ -1,6 +1,8 @@
 """The whole stack over HTTP: redis-server, an enhance worker, gunicorn, nginx."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -9,37 +11,43 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tests.integration.conftest import worker_models
 from tests.stack import ROOT, kadr_env, start_gateway, start_nginx, start_worker, wait_for
 
 MAX_UPLOAD = 1_000_000       # the app refuses one file over this (413 file_too_large)
 MAX_REQUEST = 3_000_000      # nginx and the app refuse a body over this (413)
 
 
-@pytest.fixture(scope="module")
-def stack(redis_server, models_dir, tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def running_stack(redis_server, models_dir, base, services=("enhance",), **settings):
+    """Redis (the session's), one worker per service, gunicorn and nginx; yields handles."""
     env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
                    KADR_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), KADR_MAX_REQUEST_BYTES=str(MAX_REQUEST),
-                   KADR_MAX_BATCH_FILES="5")
+                   KADR_MAX_BATCH_FILES="5", KADR_REQUIRED_QUEUES=json.dumps(list(services)),
+                   **settings)
     r = redis_lib.Redis.from_url(redis_server, decode_responses=True)
     r.flushall()
     procs = []
     try:
-        worker = start_worker("enhance", env, base / "logs")
-        procs.append(worker)
+        workers = {s: start_worker(s, env, base / "logs") for s in services}
+        procs += workers.values()
         gw, gw_url = start_gateway(env, base / "logs")
         procs.append(gw)
         ngx, url = start_nginx(gw_url.removeprefix("http://"), base / "logs", max_body_bytes=MAX_REQUEST)
         procs.append(ngx)
-        wait_for(lambda: worker_models(r).get("gfpgan", {}).get("state") == "ready", 180,
-                 "the worker to load GFPGAN")
-        yield {"url": url, "gateway_url": gw_url, "env": env, "redis": r, "worker": worker,
-               "gateway": gw, "nginx": ngx, "base": base}
+        wait_for(lambda: requests.get(url + "/readyz", timeout=5).status_code == 200, 180,
+                 "the stack to be ready (workers up, models loaded)")
+        yield {"url": url, "gateway_url": gw_url, "env": env, "redis": r, "workers": workers,
+               "worker": next(iter(workers.values())), "gateway": gw, "nginx": ngx, "base": base}
     finally:
         for p in reversed(procs):
             p.stop()
         r.close()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server, models_dir, tmp_path_factory):
+    with running_stack(redis_server, models_dir, tmp_path_factory.mktemp("e2e")) as s:
+        yield s
 
 
 def create_key(env: dict, name: str) -> str:

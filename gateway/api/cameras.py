@@ -1,0 +1,294 @@
+"""Cameras: the webhook cameras call, the events API and buffer health.
+
+``POST /api/v1/camera/{camera_id}/events`` is authenticated by the camera's own
+credential (``services.common.camera_auth``), not by an API key: cameras are
+configured by the operator (``KADR_CAMERAS``) and hold no key. Everything else here
+takes a bearer key like every /api/v1 route. Camera events belong to the
+installation, not to a key: every valid key sees every event.
+
+An accepted event is a job record (kind ``camera_event``, owner ``camera:<id>``) and a
+``camera.event`` task on the ``camera`` queue, both written before the 202: Redis
+(AOF) holds it from then on, the worker acks late, so an accepted event is never
+dropped. Past ``camera_max_backlog`` waiting events the webhook answers 503 with
+Retry-After (counted in ``kadr_gateway_rejections_total{reason="camera_backlog_full"}``)
+so a camera retries instead of the queue growing without bound.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any
+
+from flask import Response, g, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.api.enhance import accepted
+from gateway.context import Kadr, kadr
+from gateway.dispatch import send
+from gateway.errors import ApiError, validation_message
+from gateway.uploads import check_image, store_image
+from services.common.camera_auth import CameraAuthError, verify
+from services.common.camera_store import (EVENT_KIND, index_event, list_event_ids, owner_of,
+                                          read_buffers)
+from services.common.celery_app import queue_length
+from services.common.filenames import sanitize_filename
+from services.common.jobs import new_id
+from services.common.metrics import JOBS_ACCEPTED
+from services.common.schemas import ErrorBody
+from services.common.settings import CameraConfig
+from services.common.storage import BlobNotFound
+from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
+
+webhook_bp = APIBlueprint("camera_webhook", __name__, url_prefix="/api/v1",
+                          abp_tags=[Tag(name="cameras")])
+bp = APIBlueprint("cameras", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="cameras")],
+                  abp_security=[{"bearer": []}])
+
+MAX_IMAGES_PER_EVENT = 10
+_KIND_RE = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")
+_RESERVED = re.compile(r"^(snow|candidate_\d+|plate_\d+)$")
+
+
+class EventBody(BaseModel):
+    """What a camera may send; any other field is kept as given (``extra``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ts: float | None = Field(None, description="event time, epoch seconds; default: when received")
+    vehicle_box: list[int] | None = Field(None, description="[x, y, w, h] in pixels")
+    plate_box: list[int] | None = Field(None, description="[x, y, w, h] in pixels")
+    plate: str | None = Field(None, max_length=32)
+
+    @field_validator("ts")
+    @classmethod
+    def _finite(cls, v):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError("ts must be a positive number of epoch seconds")
+        return v
+
+    @field_validator("vehicle_box", "plate_box")
+    @classmethod
+    def _box(cls, v):
+        if v is not None and (len(v) != 4 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("a box is [x, y, w, h] with w and h above 0")
+        return v
+
+
+class CameraPath(BaseModel):
+    camera_id: str = Field(..., max_length=64)
+
+
+class EventPath(BaseModel):
+    event_id: str = Field(..., max_length=64)
+
+
+class ImagePath(EventPath):
+    kind: str = Field(..., max_length=40, description="snow, candidate_N, plate_N or an uploaded image's name")
+
+
+class EventsQuery(BaseModel):
+    camera: str | None = Field(None, max_length=64)
+    since: float | None = Field(None, description="event time from (epoch seconds, inclusive)")
+    until: float | None = Field(None, description="event time up to (epoch seconds, inclusive)")
+    offset: int = Field(0, ge=0)
+    limit: int = Field(50, ge=1, le=500, description="1–500")
+
+
+def _camera(k: Kadr, camera_id: str) -> CameraConfig:
+    cam = k.settings.camera(camera_id)
+    if cam is None:
+        raise ApiError(404, "not_found", f"no camera {camera_id}")
+    return cam
+
+
+def _parse_box(raw: str) -> Any:
+    raw = raw.strip()
+    return json.loads(raw) if raw.startswith("[") else [int(float(p)) for p in raw.split(",")]
+
+
+def _body_fields(body: bytes) -> dict:
+    """The event's fields from a JSON body or from multipart form fields."""
+    ctype = request.mimetype
+    try:
+        if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
+            form = request.form
+            if "event" in form:
+                return json.loads(form["event"])
+            fields: dict[str, Any] = {k: v for k, v in form.items() if k != "token"}
+            for name in ("vehicle_box", "plate_box"):
+                if fields.get(name):
+                    fields[name] = _parse_box(fields[name])
+            return fields
+        if not body.strip():
+            return {}
+        data = json.loads(body)
+    except (ValueError, TypeError) as e:
+        raise ApiError(400, "invalid_body", f"the event body cannot be read: {e}")
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "the event body must be a JSON object")
+    return data
+
+
+def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict]:
+    files = [(field, f) for field, f in request.files.items(multi=True) if f.filename or f.content_length]
+    if len(files) > MAX_IMAGES_PER_EVENT:
+        raise ApiError(400, "too_many_files", f"{len(files)} images sent; at most {MAX_IMAGES_PER_EVENT}")
+    images: dict[str, dict] = {}
+    for i, (field, f) in enumerate(files):
+        info = check_image(f, max_bytes=k.settings.max_upload_bytes, max_pixels=k.settings.max_image_pixels)
+        kind = field if _KIND_RE.match(field) and not _RESERVED.match(field) else f"upload_{i}"
+        if kind in images:
+            kind = f"{kind}_{i}"
+        images[kind] = store_image(f, info, k.blobs, f"camera/{event_id}/uploads/{kind}")
+    return images
+
+
+@webhook_bp.post("/camera/<camera_id>/events",
+                 summary="A camera reports an event (camera credential: HMAC signature or token)",
+                 responses={202: None, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
+                            413: ErrorBody, 503: ErrorBody})
+def post_event(path: CameraPath):
+    k = kadr()
+    s = k.settings
+    cam = _camera(k, path.camera_id)
+    if (request.content_length or 0) > s.camera_max_event_bytes:
+        raise ApiError(413, "payload_too_large",
+                       f"an event may carry at most {s.camera_max_event_bytes} bytes")
+    body = request.get_data(cache=True)  # the signature covers the raw bytes; forms parse from the cache
+    try:
+        verify(cam.auth, cam.secret.get_secret_value(), request.headers, request.args, body,
+               now=time.time(), window_seconds=s.camera_replay_window_seconds)
+    except CameraAuthError as e:
+        raise ApiError(401, "unauthorized", f"camera {cam.id}: {e}")
+    backlog = queue_length(k.redis, CAMERA_QUEUE)
+    if backlog + 1 > s.camera_max_backlog:
+        raise ApiError(503, "camera_backlog_full",
+                       f"{backlog} camera events are waiting (limit {s.camera_max_backlog}); retry later",
+                       headers={"Retry-After": str(s.camera_retry_after_seconds)})
+    try:
+        ev = EventBody.model_validate(_body_fields(body))
+    except ValidationError as e:
+        raise ApiError(400, "invalid_parameters", validation_message(e, EventBody)[0])
+    received = time.time()
+    if ev.ts is not None and ev.ts > received + s.camera_replay_window_seconds:
+        raise ApiError(400, "invalid_parameters", "ts lies in the future: send epoch seconds "
+                       "(not milliseconds) from an NTP-synced clock")
+    event_id = new_id()
+    images = _store_uploads(k, event_id)
+    extra = dict(ev.model_extra or {})
+    params = {"camera": cam.id, "ts": ev.ts if ev.ts is not None else round(received, 3),
+              "ts_given": ev.ts is not None, "vehicle_box": ev.vehicle_box, "plate_box": ev.plate_box,
+              "plate": ev.plate, "extra": extra, "offsets": list(cam.offsets)}
+    try:
+        json.dumps(params, allow_nan=False)
+    except ValueError:
+        raise ApiError(400, "invalid_body", "the event's fields must not hold NaN or infinity")
+    p = k.redis.pipeline()
+    job = k.jobs.create(kind=EVENT_KIND, owner=owner_of(cam.id), params=params,
+                        input={"images": images}, request_id=g.request_id, job_id=event_id, pipe=p)
+    index_event(p, cam.id, event_id, params["ts"], s.job_ttl_seconds)
+    p.execute()
+    send(k, CAMERA_EVENT, CameraEventTask(job_id=event_id, camera_id=cam.id, request_id=g.request_id))
+    JOBS_ACCEPTED.labels(kind=EVENT_KIND).inc()
+    return accepted(event_view(job), f"/api/v1/camera/events/{event_id}")
+
+
+def event_view(job: dict) -> dict:
+    eid = job["id"]
+    params = job.get("params") or {}
+    result = dict(job.get("result") or {})
+    kinds = list((result.pop("images", None) or {}).keys())
+    uploads = (job.get("input") or {}).get("images") or {}
+    kinds += [k for k in uploads if k not in kinds]
+    base = f"/api/v1/camera/events/{eid}"
+    return {"id": eid, "camera": params.get("camera"), "state": job["state"], "ts": params.get("ts"),
+            "received_at": job["created_at"], "started_at": job.get("started_at"),
+            "finished_at": job.get("finished_at"), "vehicle_box": params.get("vehicle_box"),
+            "plate_box": params.get("plate_box"), "plate": params.get("plate"),
+            "extra": params.get("extra") or {}, "offsets": params.get("offsets"),
+            "uploads": {k: {f: v for f, v in u.items() if f != "blob"} for k, u in uploads.items()},
+            "result": result or None, "error": job.get("error"),
+            "images": {k: f"{base}/images/{k}" for k in kinds},
+            "links": {"self": base}}
+
+
+def _event(event_id: str) -> dict:
+    job = kadr().jobs.get(event_id)
+    if job is None or job.get("kind") != EVENT_KIND:
+        raise ApiError(404, "not_found", f"no camera event {event_id}")
+    return job
+
+
+@bp.get("/camera/events", summary="Camera events, newest first (every key sees every camera's events)",
+        responses={400: ErrorBody, 401: ErrorBody})
+def list_events(query: EventsQuery):
+    k = kadr()
+    if query.camera is not None:
+        _camera(k, query.camera)
+    ids, total = list_event_ids(k.redis, camera_id=query.camera, since=query.since, until=query.until,
+                                offset=query.offset, limit=query.limit)
+    events = [event_view(j) for j in k.jobs.get_many(ids) if j is not None]
+    return jsonify({"events": events, "total": total, "offset": query.offset, "limit": query.limit})
+
+
+@bp.get("/camera/events/<event_id>", summary="One camera event: state, frames chosen, scores, plates",
+        responses={401: ErrorBody, 404: ErrorBody})
+def get_event(path: EventPath):
+    return jsonify(event_view(_event(path.event_id)))
+
+
+@bp.get("/camera/events/<event_id>/images/<kind>",
+        summary="An image of an event: snow, candidate_N, plate_N or an uploaded image",
+        responses={401: ErrorBody, 404: ErrorBody})
+def get_event_image(path: ImagePath):
+    k = kadr()
+    job = _event(path.event_id)
+    produced = (job.get("result") or {}).get("images") or {}
+    uploads = (job.get("input") or {}).get("images") or {}
+    if path.kind in produced:
+        key, mime = produced[path.kind], "image/jpeg"
+    elif path.kind in uploads:
+        key, mime = uploads[path.kind]["blob"], f"image/{uploads[path.kind].get('format', 'jpeg')}"
+    else:
+        available = ", ".join(list(produced) + list(uploads)) or "none yet"
+        raise ApiError(404, "not_found", f"event has no image {path.kind!r} (available: {available})")
+    try:
+        data = k.blobs.get_bytes(key)
+    except BlobNotFound:
+        raise ApiError(410, "gone", "that image's file was removed")
+    name = sanitize_filename(f"{job['id']}-{path.kind}.jpg")
+    return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600",
+                                                  "Content-Disposition": f'inline; filename="{name}"'})
+
+
+def _source_kind(source: str) -> str:
+    # The URL itself may carry the camera's password: only its kind is shown.
+    if not source:
+        return "none"
+    scheme = source.split("://", 1)[0].lower() if "://" in source else "file"
+    return {"rtsp": "rtsp", "rtsps": "rtsp", "http": "mjpeg", "https": "mjpeg"}.get(scheme, "file")
+
+
+@bp.get("/cameras", summary="Configured cameras and the health of their pre-event buffers",
+        responses={401: ErrorBody})
+def list_cameras():
+    k = kadr()
+    cams = k.settings.cameras
+    buffers = read_buffers(k.redis, [c.id for c in cams])
+    backlog = queue_length(k.redis, CAMERA_QUEUE)
+    now = time.time()
+    out = []
+    for c in cams:
+        buf = buffers.get(c.id)
+        if buf is not None:
+            newest = buf.get("newest_ts")
+            buf["last_frame_age_seconds"] = round(now - newest, 3) if newest else None
+        out.append({"id": c.id, "source": _source_kind(c.source), "fps": c.fps,
+                    "buffer_seconds": c.buffer_seconds, "offsets": list(c.offsets), "auth": c.auth,
+                    "webhook": bool(c.webhook_url), "buffer": buf,
+                    "links": {"events": f"/api/v1/camera/events?camera={c.id}",
+                              "webhook": f"/api/v1/camera/{c.id}/events"}})
+    return jsonify({"cameras": out, "backlog": backlog, "max_backlog": k.settings.camera_max_backlog})

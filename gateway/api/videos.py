@@ -1,0 +1,259 @@
+"""Video segmentation: upload, result sets (stabilization methods), frames, metrics, overlay."""
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import numpy as np
+from flask import Response, g, jsonify, send_file
+from flask_openapi3 import APIBlueprint, FileStorage, Tag
+from PIL import Image
+from pydantic import BaseModel, Field, ValidationError
+
+from gateway.api.enhance import accepted
+from gateway.context import Kadr, kadr
+from gateway.dispatch import admit, send
+from gateway.errors import ApiError, register_form_model, validation_message
+from services.common.filenames import sanitize_filename
+from services.common.jobs import new_id
+from services.common.metrics import JOBS_ACCEPTED
+from services.common.schemas import ErrorBody
+from services.common.segment_options import (MODELS, VOC_CLASSES, ModelName, SegmentParams,
+                                             StabilizeRequest, method_ranges, validate_stabilize)
+from services.common.storage import BlobNotFound
+from services.common.tasks import (SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask,
+                                   StabilizeTask)
+from services.common.video import VideoError, VideoLimits, check_video
+
+bp = APIBlueprint("videos", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
+                  abp_security=[{"bearer": []}])
+_ERRORS = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
+           415: ErrorBody, 503: ErrorBody}
+
+
+class VideoForm(BaseModel):
+    file: FileStorage
+    truth: FileStorage | None = Field(None, description="optional ground-truth mask video (white = object)")
+    model: ModelName | None = None
+    target_class: str = Field("person", description="a VOC class name, see GET /api/v1/segment/classes")
+    processing_size: int | None = Field(None, ge=128, le=1024, description="longer frame side, 128–1024")
+    batch_size: int = Field(4, ge=1, le=32, description="frames per inference batch, 1–32")
+
+
+register_form_model(VideoForm)
+
+
+class VideoPath(BaseModel):
+    video_id: str = Field(..., max_length=64)
+
+
+class FramePath(VideoPath):
+    n: int = Field(..., ge=0)
+
+
+class FrameQuery(BaseModel):
+    kind: Literal["original", "raw", "stable", "overlay"] = "original"
+    result: str | None = Field(None, description="result set id (stable/overlay); default: the raw set")
+    format: Literal["png", "jpeg"] | None = None
+
+
+class ResultQuery(BaseModel):
+    result: str | None = Field(None, description="result set id; default: the raw set")
+
+
+def _limits(k: Kadr) -> VideoLimits:
+    s = k.settings
+    return VideoLimits(max_bytes=s.max_video_bytes, max_seconds=s.max_video_seconds,
+                       max_frames=s.max_video_frames, max_width=s.max_video_width,
+                       max_height=s.max_video_height)
+
+
+def _check(upload: FileStorage, k: Kadr, field: str) -> dict:
+    try:
+        info = check_video(upload.stream, _limits(k))
+    except VideoError as e:
+        name = sanitize_filename(upload.filename or "")
+        raise ApiError(e.status, e.code, f"{field} {name}: {e.message}", details={"field": field})
+    return info.as_dict()
+
+
+def owned_video(video_id: str) -> dict:
+    job = kadr().jobs.get_owned(video_id, g.owner)
+    if job is None or job["kind"] != "segment":
+        raise ApiError(404, "not_found", f"no video {video_id}")
+    return job
+
+
+def _result_view(job: dict) -> dict:
+    res = job.get("result") or {}
+    return {"id": job["id"], "method": job["params"]["method"], "params": job["params"].get("params", {}),
+            "state": job["state"], "progress": job["progress"] or 0.0, "error": job.get("error"),
+            "summary": res.get("summary"), "improvement_pct": res.get("improvement_pct"),
+            "timings": res.get("timings")}
+
+
+def video_view(job: dict, results: list[dict]) -> dict:
+    vid = job["id"]
+    inp = {k: v for k, v in (job.get("input") or {}).items() if not k.endswith("blob")}
+    return {"id": vid, "kind": job["kind"], "state": job["state"], "progress": job["progress"] or 0.0,
+            "created_at": job["created_at"], "started_at": job.get("started_at"),
+            "finished_at": job.get("finished_at"), "params": job["params"], "input": inp,
+            "result": job.get("result"), "error": job.get("error"),
+            "results": [_result_view(r) for r in results],
+            "links": {"self": f"/api/v1/videos/{vid}", "metrics": f"/api/v1/videos/{vid}/metrics",
+                      "overlay": f"/api/v1/videos/{vid}/overlay.mp4",
+                      "frames": f"/api/v1/videos/{vid}/frames/{{n}}"}}
+
+
+@bp.get("/segment/classes", summary="Target classes, models and stabilization methods with their ranges")
+def classes():
+    k = kadr()
+    return jsonify({"classes": list(VOC_CLASSES[1:]), "models": MODELS,
+                    "default_model": k.settings.segment_default_model,
+                    "methods": method_ranges()})
+
+
+@bp.post("/videos", summary="Upload a video to segment (mp4, mov, avi, mkv, webm)",
+         responses={202: None, **_ERRORS})
+def upload_video(form: VideoForm):
+    k = kadr()
+    try:
+        params = SegmentParams(model=form.model or k.settings.segment_default_model,
+                               target_class=form.target_class,
+                               processing_size=form.processing_size or k.settings.segment_processing_size,
+                               batch_size=form.batch_size)
+        params.class_id()
+    except (ValidationError, ValueError) as e:
+        msg = validation_message(e, SegmentParams)[0] if isinstance(e, ValidationError) else str(e)
+        raise ApiError(400, "invalid_parameters", msg)
+    admit(k, SEGMENT_VIDEO)
+    info = _check(form.file, k, "file")
+    truth = _check(form.truth, k, "truth") if form.truth is not None and form.truth.filename else None
+    vid, raw_id = new_id(), new_id()
+    k.blobs.put_stream(f"videos/{vid}/input", form.file.stream)
+    inp = {**info, "blob": f"videos/{vid}/input",
+           "name": sanitize_filename(form.file.filename or "", default="video")}
+    if truth:
+        k.blobs.put_stream(f"videos/{vid}/truth_input", form.truth.stream)
+        inp.update(truth_blob=f"videos/{vid}/truth_input", truth_frames=truth["frames"])
+    job = k.jobs.create(kind="segment", owner=g.owner, params=params.model_dump(), input=inp,
+                        request_id=g.request_id, job_id=vid)
+    raw = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=raw_id,
+                        params={"video_id": vid, "method": "none", "params": {}}, parent_id=vid)
+    send(k, SEGMENT_VIDEO, SegmentVideoTask(job_id=vid, raw_result_id=raw_id, request_id=g.request_id))
+    JOBS_ACCEPTED.labels(kind="segment").inc()
+    return accepted(video_view(job, [raw]), f"/api/v1/videos/{vid}")
+
+
+@bp.get("/videos/<video_id>", summary="State, progress and result sets of a video",
+        responses={404: ErrorBody})
+def get_video(path: VideoPath):
+    job = owned_video(path.video_id)
+    return jsonify(video_view(job, kadr().jobs.children(job["id"])))
+
+
+@bp.post("/videos/<video_id>/stabilize", summary="A new result set with another method (no re-segmenting)",
+         responses={202: None, **_ERRORS})
+def stabilize(path: VideoPath, body: StabilizeRequest):
+    k = kadr()
+    video = owned_video(path.video_id)
+    try:
+        params = validate_stabilize(body.method, body.params)
+    except ValueError as e:
+        msg = validation_message(e)[0] if isinstance(e, ValidationError) else str(e)
+        raise ApiError(400, "invalid_parameters", msg)
+    if video["state"] != "succeeded":
+        raise ApiError(409, "not_ready", f"the video is {video['state']}; stabilize it once segmented",
+                       details={"state": video["state"]})
+    admit(k, SEGMENT_STABILIZE)
+    rid = new_id()
+    job = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=rid,
+                        params={"video_id": video["id"], "method": body.method, "params": params},
+                        parent_id=video["id"])
+    send(k, SEGMENT_STABILIZE, StabilizeTask(job_id=rid, request_id=g.request_id))
+    JOBS_ACCEPTED.labels(kind="stabilize").inc()
+    return accepted(_result_view(job), f"/api/v1/videos/{video['id']}")
+
+
+def _result_set(video: dict, result_id: str | None) -> dict:
+    sets = kadr().jobs.children(video["id"])
+    chosen = next((r for r in sets if r["id"] == result_id), None) if result_id else (sets[0] if sets else None)
+    if chosen is None:
+        raise ApiError(404, "not_found", f"no result set {result_id} on this video")
+    if chosen["state"] != "succeeded":
+        raise ApiError(409, "not_ready", f"the result set is {chosen['state']}", details={"state": chosen["state"]})
+    return chosen
+
+
+def _image(data: bytes, fmt: str | None, native: str) -> Response:
+    if fmt and fmt != native:
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(data)).save(buf, "PNG" if fmt == "png" else "JPEG", quality=90)
+        data, native = buf.getvalue(), fmt
+    return Response(data, mimetype=f"image/{native}", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@bp.get("/videos/<video_id>/frames/<int:n>", summary="One frame: original, raw mask, stabilized mask or overlay",
+        responses={404: ErrorBody, 409: ErrorBody})
+def get_frame(path: FramePath, query: FrameQuery):
+    k = kadr()
+    video = owned_video(path.video_id)
+    if video["state"] != "succeeded":
+        raise ApiError(409, "not_ready", f"the video is {video['state']}", details={"state": video["state"]})
+    frames = video["result"]["frames"]
+    if path.n >= frames:
+        raise ApiError(404, "not_found", f"frame {path.n} does not exist; the video has {frames} (0–{frames - 1})")
+    vid, n = video["id"], path.n
+    try:
+        if query.kind == "original":
+            return _image(k.blobs.get_bytes(f"videos/{vid}/frames/{n:06d}.jpg"), query.format, "jpeg")
+        if query.kind == "raw":
+            prob = np.asarray(Image.open(io.BytesIO(k.blobs.get_bytes(f"videos/{vid}/prob/{n:06d}.png"))))
+            buf = io.BytesIO()
+            Image.fromarray(((prob >= 128) * 255).astype(np.uint8)).save(buf, "PNG")
+            return _image(buf.getvalue(), query.format, "png")
+        rid = _result_set(video, query.result)["id"]
+        if query.kind == "stable":
+            return _image(k.blobs.get_bytes(f"videos/{vid}/results/{rid}/mask/{n:06d}.png"), query.format, "png")
+        return _image(k.blobs.get_bytes(f"videos/{vid}/results/{rid}/overlay/{n:06d}.jpg"), query.format, "jpeg")
+    except BlobNotFound:
+        raise ApiError(410, "gone", "that frame's file was removed")
+
+
+@bp.get("/videos/<video_id>/metrics", summary="Per-frame IoU/Dice/instability series and summaries",
+        responses={404: ErrorBody, 409: ErrorBody})
+def get_metrics(path: VideoPath, query: ResultQuery):
+    k = kadr()
+    video = owned_video(path.video_id)
+    chosen = _result_set(video, query.result)
+    data = k.blobs.get_bytes(f"videos/{video['id']}/results/{chosen['id']}/metrics.json")
+    return Response(data, mimetype="application/json")
+
+
+@bp.get("/videos/<video_id>/overlay.mp4", summary="The overlay video of a result set (H.264 MP4)",
+        responses={404: ErrorBody, 409: ErrorBody})
+def get_overlay(path: VideoPath, query: ResultQuery):
+    k = kadr()
+    video = owned_video(path.video_id)
+    chosen = _result_set(video, query.result)
+    key = f"videos/{video['id']}/results/{chosen['id']}/overlay.mp4"
+    try:
+        src = k.blobs.local_path(key) or k.blobs.open(key)
+    except BlobNotFound:
+        raise ApiError(410, "gone", "the overlay video was removed")
+    # conditional: Range requests, which browsers use to seek in a video.
+    return send_file(src, mimetype="video/mp4", conditional=True, etag=chosen["id"], max_age=3600,
+                     download_name=f"overlay-{chosen['params']['method']}.mp4")
+
+
+@bp.delete("/videos/<video_id>", summary="Delete a video, its result sets and every file",
+           responses={404: ErrorBody})
+def delete_video(path: VideoPath):
+    k = kadr()
+    video = owned_video(path.video_id)
+    for child in k.jobs.children(video["id"]):
+        k.jobs.transition(child["id"], "canceled", allowed_from=("queued", "running"))
+    k.jobs.transition(video["id"], "canceled", allowed_from=("queued", "running"))
+    k.jobs.delete(video["id"])
+    removed = k.blobs.delete_prefix(f"videos/{video['id']}")
+    return jsonify({"id": video["id"], "deleted": True, "files_removed": removed})

@@ -1,0 +1,21 @@
+"""Settings of the camera worker: the shared ones (cameras included) plus how events run."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import Settings
+
+
+class CameraSettings(Settings):
+    ring_jpeg_quality: int = Field(90, ge=1, le=100)  # frames kept in JPEG rings
+    output_jpeg_quality: int = Field(92, ge=1, le=100)  # snow photo, candidates, plate crops
+    # A frame further than this from the asked time is reported missing, not used.
+    lookup_tolerance_seconds: float = 1.0
+    max_plates: int = Field(5, ge=0, le=20)
+    reconnect_initial_seconds: float = 0.5
+    reconnect_max_seconds: float = 30.0
+    source_timeout_seconds: float = 10.0
+    buffer_publish_seconds: float = 1.0
+    webhook_attempts: int = Field(4, ge=1, le=10)
+    webhook_backoff_seconds: float = 1.0  # doubled after each failed attempt
+    webhook_timeout_seconds: float = 5.0

@@ -1,0 +1,239 @@
+"""Celery side of the camera service: the pre-event buffers and ``camera.event``.
+
+Start with ``celery -A services.camera.tasks worker -Q camera --pool threads -c 2``.
+
+The worker process *is* the frame buffer: at start it opens one reader thread per
+configured camera (services/camera/sources.py explains why the rings must share the
+process with the event tasks) and a thread that publishes each ring's health to Redis
+for ``GET /api/v1/cameras``. With ``--pool threads`` that happens once, in the main
+process, when the worker is ready; with ``--pool solo`` or a prefork child
+(``worker_process_init``) it happens in the process that runs the tasks. Run exactly
+one camera worker per set of cameras: a second one would buffer the cameras again and
+take half the events, which it could still serve, at twice the reading cost.
+
+``camera.event``: frames nearest each offset before the event time → sharpest (the
+snow photo) → plate crops → blobs under ``camera/<event id>/`` → the event record's
+result; process RSS is logged at the start and end of every event. When the camera has
+a ``webhook_url`` the finished event is POSTed there (HMAC-signed with the camera's
+secret, same scheme as inbound) with retries and exponential backoff, from a small
+background pool so a dead receiver never holds up events. That delivery is best
+effort: it is not retried after a worker restart.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import psutil
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from services.camera import events
+from services.camera.plates import REGISTRY_NAME, find_plates, load_cascade
+from services.camera.settings import CameraSettings
+from services.camera.sources import BufferPublisher, SourceReader, make_ring
+from services.common.camera_auth import signed_headers
+from services.common.camera_store import publish_buffer
+from services.common.celery_app import create_celery
+from services.common.execution import JobFailure, run_job
+from services.common.jobs import JobStore, connect
+from services.common.logs import setup_logging
+from services.common.metrics import TASK_SECONDS
+from services.common.registry import registry
+from services.common.storage import BlobNotFound, open_store
+from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
+from services.common.workers import Heartbeat
+
+settings = CameraSettings()
+setup_logging(settings.log_level, service="camera")
+app = create_celery(settings, name="kadr-camera")
+log = logging.getLogger("kadr.camera")
+
+
+class CameraRuntime:
+    """Rings, readers and connections of the process that runs camera tasks."""
+
+    def __init__(self, s: CameraSettings):
+        self.s = s
+        self.r = connect(s.redis_url)
+        self.store = JobStore(self.r, s.job_ttl_seconds)
+        self.blobs = open_store(s)
+        self.rings = {c.id: make_ring(c, s.ring_jpeg_quality) for c in s.cameras if c.source}
+        self.readers = [SourceReader(c, self.rings[c.id], timeout=s.source_timeout_seconds,
+                                     backoff_initial=s.reconnect_initial_seconds,
+                                     backoff_max=s.reconnect_max_seconds)
+                        for c in s.cameras if c.source]
+        ttl = max(3 * s.buffer_publish_seconds, 3.0)
+        self.publisher = BufferPublisher(self.readers, lambda cid, h: publish_buffer(self.r, cid, h, ttl),
+                                         s.buffer_publish_seconds)
+        if REGISTRY_NAME not in registry.names():
+            registry.register(REGISTRY_NAME, load_cascade, version=f"opencv-{cv2.__version__}")
+        registry.announce_warm_up([REGISTRY_NAME])
+        self.heartbeat = Heartbeat(self.r, service="camera", queues=[CAMERA_QUEUE], models=registry.states,
+                                   interval=s.worker_heartbeat_seconds)
+        self.notifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kadr-camera-webhook")
+
+    def start(self) -> None:
+        for reader in self.readers:
+            reader.start()
+        self.publisher.start()
+        self.heartbeat.start()
+        threading.Thread(target=registry.warm_up, args=([REGISTRY_NAME],), daemon=True,
+                         name="kadr-warmup").start()
+        log.info("camera buffers started", extra={"cameras": [r.cam.id for r in self.readers]})
+
+    def stop(self) -> None:
+        for reader in self.readers:
+            reader.stop()
+        self.publisher.stop_event.set()
+        self.heartbeat.stop()
+        self.notifier.shutdown(wait=False, cancel_futures=True)
+
+
+_runtime: CameraRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def start_runtime() -> CameraRuntime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            rt = CameraRuntime(settings)
+            rt.start()
+            _runtime = rt
+        return _runtime
+
+
+@worker_process_init.connect(weak=False)
+def _in_pool_process(**_: Any) -> None:
+    # prefork children and the solo pool: the tasks run here.
+    start_runtime()
+
+
+@worker_ready.connect(weak=False)
+def _in_worker(sender=None, **_: Any) -> None:
+    pool = getattr(sender, "pool", None)
+    if pool is not None and type(pool).__module__.endswith(".thread"):
+        start_runtime()  # threads pool: tasks run in this very process
+
+
+@worker_shutdown.connect(weak=False)
+def _stop(**_: Any) -> None:
+    if _runtime is not None:
+        _runtime.stop()
+
+
+def _rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def _jpeg(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, settings.output_jpeg_quality])
+    if not ok:
+        raise JobFailure("encode_failed", "an image of the event could not be encoded")
+    return buf.tobytes()
+
+
+def _uploads(rt: CameraRuntime, job: dict) -> dict[str, np.ndarray]:
+    out = {}
+    for kind, meta in ((job.get("input") or {}).get("images") or {}).items():
+        try:
+            data = rt.blobs.get_bytes(meta["blob"])
+        except BlobNotFound:
+            raise JobFailure("input_missing", f"the uploaded image {kind} is no longer in storage")
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise JobFailure("invalid_image", f"the uploaded image {kind} cannot be decoded")
+        out[kind] = img
+    return out
+
+
+def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None]) -> dict:
+    params = job["params"]
+    cam_id = params["camera"]
+    rss0 = _rss()
+    log.info("camera event started", extra={"camera": cam_id, "rss_bytes": rss0})
+    cam = settings.camera(cam_id)
+    if cam is None:
+        raise JobFailure("unknown_camera", f"camera {cam_id} is no longer configured")
+    offsets = list(params.get("offsets") or cam.offsets)
+    t0 = time.perf_counter()
+    ring = rt.rings.get(cam_id)
+    lookups = (ring.frames_at(offsets, float(params["ts"]), tolerance=settings.lookup_tolerance_seconds)
+               if ring is not None else [None] * len(offsets))
+    lookup_s = time.perf_counter() - t0
+    uploads = _uploads(rt, job)
+    if not any(lookups) and not uploads:
+        held = ring.stats() if ring is not None else None
+        raise JobFailure("no_frames", "no buffered frame near the event time and no uploaded image",
+                         details={"buffer": {k: held[k] for k in ("oldest_ts", "newest_ts")} if held else None})
+    progress(0.3)
+    t1 = time.perf_counter()
+    outcome = events.analyse(params, offsets, lookups, uploads, find_plates=find_plates,
+                             max_plates=settings.max_plates)
+    analyse_s = time.perf_counter() - t1
+    keys: dict[str, str] = {}
+    for kind, img in outcome.images.items():
+        key = f"camera/{job['id']}/{kind}.jpg"
+        rt.blobs.put_bytes(key, _jpeg(img))
+        keys[kind] = key
+    rss1 = _rss()
+    log.info("camera event done", extra={"camera": cam_id, "rss_bytes": rss1,
+                                         "rss_delta_bytes": rss1 - rss0})
+    return {**outcome.result, "images": keys, "rss_bytes": {"start": rss0, "end": rss1},
+            "timings": {"lookup_seconds": round(lookup_s, 4), "analyse_seconds": round(analyse_s, 4)}}
+
+
+def notify(rt: CameraRuntime, event_id: str) -> None:
+    """POST the finished event to the camera's webhook_url, retrying with backoff."""
+    import requests
+    job = rt.store.get(event_id)
+    cam = settings.camera(job["params"]["camera"]) if job else None
+    if cam is None or not cam.webhook_url:
+        return
+    body = json.dumps({"id": event_id, "camera": cam.id, "state": job["state"], "params": job["params"],
+                       "result": job.get("result"), "error": job.get("error"),
+                       "links": {"self": f"/api/v1/camera/events/{event_id}"}}).encode()
+    delay, last = settings.webhook_backoff_seconds, ""
+    for attempt in range(1, settings.webhook_attempts + 1):
+        headers = {"Content-Type": "application/json",
+                   **signed_headers(cam.secret.get_secret_value(), body, time.time())}
+        try:
+            resp = requests.post(cam.webhook_url, data=body, headers=headers,
+                                 timeout=settings.webhook_timeout_seconds)
+            if resp.status_code < 300:
+                rt.r.hset(rt.store.job_key(event_id), "webhook", json.dumps(
+                    {"delivered": True, "attempts": attempt, "status": resp.status_code}))
+                return
+            last = f"HTTP {resp.status_code}"
+            if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
+                break  # the receiver refuses it: retrying changes nothing
+        except requests.RequestException as e:
+            last = f"{type(e).__name__}: {e}"
+        if attempt < settings.webhook_attempts:
+            time.sleep(delay)
+            delay *= 2
+    log.warning("camera webhook not delivered", extra={"event": event_id, "error": last})
+    rt.r.hset(rt.store.job_key(event_id), "webhook", json.dumps(
+        {"delivered": False, "attempts": attempt, "error": last[:300]}))
+
+
+@app.task(name=CAMERA_EVENT)
+def camera_event(payload: dict) -> str:
+    p = CameraEventTask.model_validate(payload)
+    rt = start_runtime()
+    t0 = time.perf_counter()
+    try:
+        state = run_job(rt.store, p.job_id, service="camera", max_deliveries=settings.max_deliveries,
+                        request_id=p.request_id, work=lambda job, prog: process_event(rt, job, prog))
+    finally:
+        TASK_SECONDS.labels(task=CAMERA_EVENT).observe(time.perf_counter() - t0)
+    cam = settings.camera(p.camera_id)
+    if state in ("succeeded", "failed") and cam is not None and cam.webhook_url:
+        rt.notifier.submit(notify, rt, p.job_id)
+    return state

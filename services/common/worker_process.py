@@ -1,0 +1,88 @@
+"""What every worker pool process does when it starts and stops, whatever its service.
+
+Called from ``worker_process_init``: after the fork, so models, Redis connections and
+threads belong to the child that uses them. Models warm up in a background thread (the
+pool's start-up handshake must not wait for weights); a task that arrives meanwhile
+blocks on the registry's lock instead of starting a second load.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import redis
+from celery.exceptions import TimeLimitExceeded
+from celery.signals import task_failure, worker_process_init, worker_process_shutdown
+
+from .jobs import JobStore, connect
+from .registry import registry
+from .settings import Settings
+from .storage import BlobStore, open_store
+from .workers import Heartbeat
+
+
+@dataclass
+class WorkerContext:
+    store: JobStore
+    redis: redis.Redis
+    cache: redis.Redis
+    blobs: BlobStore
+    heartbeat: Heartbeat
+
+
+def start_process(settings: Settings, *, service: str, queues: list[str],
+                  register_models: Callable[[], None], warm: list[str],
+                  torch_threads: int = 0) -> WorkerContext:
+    if torch_threads:
+        import torch
+        torch.set_num_threads(torch_threads)
+    register_models()
+    registry.announce_warm_up(warm)
+    r = connect(settings.redis_url)
+    hb = Heartbeat(r, service=service, queues=queues, models=registry.states,
+                   interval=settings.worker_heartbeat_seconds)
+    hb.start()
+    threading.Thread(target=registry.warm_up, args=(warm,), daemon=True, name="kadr-warmup").start()
+    return WorkerContext(store=JobStore(r, settings.job_ttl_seconds), redis=r,
+                         cache=connect(settings.cache_redis_url), blobs=open_store(settings),
+                         heartbeat=hb)
+
+
+def fail_on_hard_time_limit(settings: Settings, job_id: str) -> None:
+    """The hard limit kills the pool process, so ``run_job`` never sees it: the parent
+    process ends the job instead of leaving it ``running`` forever."""
+    store = JobStore(connect(settings.redis_url), settings.job_ttl_seconds)
+    store.transition(job_id, "failed", allowed_from=("queued", "running"), error={
+        "code": "time_limit",
+        "message": f"killed at the hard time limit ({settings.task_time_limit_seconds} s)"})
+
+
+class WorkerProcess:
+    """Hooks a service's tasks module into Celery's pool-process life cycle.
+
+    ``ctx`` is the pool process's connections, set after the fork; tasks read it at run
+    time. One instance per tasks module (the worker's entrypoint)."""
+
+    def __init__(self, settings: Settings, *, service: str, queues: list[str],
+                 register_models: Callable[[], None], warm: list[str], torch_threads: int = 0):
+        self.settings, self.service, self.queues = settings, service, queues
+        self.register_models, self.warm, self.torch_threads = register_models, warm, torch_threads
+        self.ctx: WorkerContext | None = None
+        worker_process_init.connect(self._init, weak=False)
+        task_failure.connect(self._hard_time_limit, weak=False)
+        worker_process_shutdown.connect(self._shutdown, weak=False)
+
+    def _init(self, **_: Any) -> None:
+        self.ctx = start_process(self.settings, service=self.service, queues=self.queues,
+                                 register_models=self.register_models, warm=self.warm,
+                                 torch_threads=self.torch_threads)
+
+    def _hard_time_limit(self, sender=None, exception=None, args=None, **_: Any) -> None:
+        # Every task payload is a dict with the job id (services.common.tasks).
+        if isinstance(exception, TimeLimitExceeded) and args and isinstance(args[0], dict):
+            fail_on_hard_time_limit(self.settings, args[0]["job_id"])
+
+    def _shutdown(self, **_: Any) -> None:
+        if self.ctx is not None:
+            self.ctx.heartbeat.stop()

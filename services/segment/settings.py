@@ -1,0 +1,12 @@
+"""Settings of the segment worker: the shared ones plus how models run here."""
+from __future__ import annotations
+
+from services.common.settings import Settings
+
+
+class SegmentSettings(Settings):
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Loaded when a worker process starts; the others on first use.
+    warm_models: list[str] = ["lraspp_mobilenet_v3_large"]
+    torch_threads: int = 0
+    frame_jpeg_quality: int = 90

@@ -1,0 +1,234 @@
+"""Celery wrappers for the segment service.
+
+``segment.video``: decode → batched DeepLabv3/LR-ASPP → per-frame probability of the
+target class stored as uint8 PNG (so stabilization can be re-run without segmenting
+again), then the raw result set. ``segment.stabilize``: one result set (method +
+params) over the stored probabilities: masks, overlay frames and video, metrics.
+
+Start with ``celery -A services.segment.tasks worker -Q segment --pool prefork -c 1``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from services.common import weights
+from services.common.celery_app import create_celery
+from services.common.device import select_device
+from services.common.execution import JobFailure, run_job
+from services.common.jobs import ACTIVE
+from services.common.logs import setup_logging
+from services.common.metrics import TASK_SECONDS
+from services.common.registry import registry
+from services.common.segment_options import MODELS, SegmentParams
+from services.common.storage import BlobNotFound
+from services.common.tasks import (SEGMENT_QUEUE, SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask,
+                                   StabilizeTask, TaskPayload)
+from services.common.video import fps_fraction
+from services.common.worker_process import WorkerProcess
+from services.segment import quality
+from services.segment.models import build_segmenter, class_probabilities
+from services.segment.series import SeriesAccumulator
+from services.segment.settings import SegmentSettings
+from services.segment.stabilize import binarize, make_stabilizer
+from services.segment.video import Mp4Writer, iter_frames, overlay
+
+settings = SegmentSettings()
+setup_logging(settings.log_level, service="segment")
+app = create_celery(settings, name="kadr-segment")
+log = logging.getLogger("kadr.segment")
+
+
+
+def register_models(s: SegmentSettings) -> None:
+    device = select_device(s.device)
+    for name in MODELS:
+        registry.register(name, lambda n=name: build_segmenter(n, s.models_dir, device),
+                          version=weights.version_of([name]),
+                          check_files=lambda n=name: weights.missing(s.models_dir, [n]))
+
+
+worker = WorkerProcess(settings, service="segment", queues=[SEGMENT_QUEUE],
+                       register_models=lambda: register_models(settings),
+                       warm=settings.warm_models, torch_threads=settings.torch_threads)
+
+
+# Blob layout of one video; keys are ours, never from file names.
+def frame_key(vid: str, n: int) -> str:
+    return f"videos/{vid}/frames/{n:06d}.jpg"
+
+
+def prob_key(vid: str, n: int) -> str:
+    return f"videos/{vid}/prob/{n:06d}.png"
+
+
+def truth_key(vid: str, n: int) -> str:
+    return f"videos/{vid}/truth/{n:06d}.png"
+
+
+def result_prefix(vid: str, rid: str) -> str:
+    return f"videos/{vid}/results/{rid}"
+
+
+def _png(a: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    assert ok
+    return buf.tobytes()
+
+
+def _jpeg(a: np.ndarray, quality_: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", a, [cv2.IMWRITE_JPEG_QUALITY, quality_])
+    assert ok
+    return buf.tobytes()
+
+
+def _load(key: str, flags: int) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(worker.ctx.blobs.get_bytes(key), np.uint8), flags)
+    if img is None:
+        raise JobFailure("corrupt_blob", f"stored file {key.rsplit('/', 1)[-1]} cannot be decoded")
+    return img
+
+
+def _segment(job: dict, progress: Callable[[float], None]) -> dict:
+    p = SegmentParams.model_validate(job["params"])
+    vid, inp = job["id"], job["input"]
+    expected = max(1, min(int(inp.get("frames") or 0), settings.max_video_frames))
+    t0 = time.perf_counter()
+    n, batch, infer_s = 0, [], 0.0
+    size = (0, 0)
+
+    with registry.use(p.model) as net:
+        device = next(net.parameters()).device
+
+        def flush() -> None:
+            nonlocal n, infer_s
+            t = time.perf_counter()
+            x = torch.from_numpy(np.stack(batch)[..., ::-1].copy()).to(device)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            probs = class_probabilities(net, x, p.class_id()).cpu().numpy()
+            infer_s += time.perf_counter() - t
+            for frame, prob in zip(batch, probs):
+                worker.ctx.blobs.put_bytes(frame_key(vid, n), _jpeg(frame, settings.frame_jpeg_quality))
+                worker.ctx.blobs.put_bytes(prob_key(vid, n), _png(np.rint(prob * 255).astype(np.uint8)))
+                n += 1
+            batch.clear()
+            progress(0.9 * min(1.0, n / expected))
+
+        try:
+            with worker.ctx.blobs.open(inp["blob"]) as src:
+                for frame in iter_frames(src, p.processing_size, settings.max_video_frames):
+                    size = (frame.shape[1], frame.shape[0])
+                    batch.append(frame)
+                    if len(batch) == p.batch_size:
+                        flush()
+                if batch:
+                    flush()
+        except BlobNotFound:
+            raise JobFailure("input_missing", "the uploaded video is no longer in storage")
+    if n == 0:
+        raise JobFailure("invalid_video", "no frame could be decoded")
+
+    truth_frames = 0
+    if inp.get("truth_blob"):
+        with worker.ctx.blobs.open(inp["truth_blob"]) as src:
+            for i, frame in enumerate(iter_frames(src, p.processing_size, n)):
+                if (frame.shape[1], frame.shape[0]) != size:
+                    frame = cv2.resize(frame, size, interpolation=cv2.INTER_NEAREST)
+                mask = (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) > 127).astype(np.uint8) * 255
+                worker.ctx.blobs.put_bytes(truth_key(vid, i), _png(mask))
+                truth_frames = i + 1
+        if truth_frames != n:
+            raise JobFailure("truth_mismatch", f"the ground-truth video has {truth_frames} frames, "
+                                               f"the video {n}")
+    elapsed = time.perf_counter() - t0
+    manifest = {"frames": n, "width": size[0], "height": size[1], "fps": inp.get("fps") or 25.0,
+                "has_truth": bool(truth_frames), "model": p.model, "target_class": p.target_class}
+    worker.ctx.blobs.put_bytes(f"videos/{vid}/manifest.json", json.dumps(manifest).encode())
+    return {**manifest, "timings": {"segment_seconds": round(elapsed, 3),
+                                    "inference_seconds": round(infer_s, 3),
+                                    "frames_per_second": round(n / elapsed, 3)}}
+
+
+def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
+    params = job["params"]
+    vid, rid, method = params["video_id"], job["id"], params["method"]
+    try:
+        manifest = json.loads(worker.ctx.blobs.get_bytes(f"videos/{vid}/manifest.json"))
+    except BlobNotFound:
+        raise JobFailure("not_segmented", "the video has no segmentation to stabilize")
+    n, w, h = manifest["frames"], manifest["width"], manifest["height"]
+    stabilizer = make_stabilizer(method, params.get("params") or {}) if method != "none" else None
+    raw_acc, acc = SeriesAccumulator(), SeriesAccumulator()
+    prefix = result_prefix(vid, rid)
+    t0 = time.perf_counter()
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
+        with Mp4Writer(tmp.name, w, h, fps_fraction(manifest["fps"])) as writer:
+            for i in range(n):
+                frame = _load(frame_key(vid, i), cv2.IMREAD_COLOR)
+                prob = _load(prob_key(vid, i), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+                truth = (_load(truth_key(vid, i), cv2.IMREAD_GRAYSCALE) > 127
+                         if manifest["has_truth"] else None)
+                raw = binarize(prob)
+                mask = binarize(stabilizer.step(prob, frame)) if stabilizer else raw
+                raw_acc.add(raw, frame, truth)
+                acc.add(mask, frame, truth)
+                shown = overlay(frame, mask)
+                worker.ctx.blobs.put_bytes(f"{prefix}/mask/{i:06d}.png", _png(mask.astype(np.uint8) * 255))
+                worker.ctx.blobs.put_bytes(f"{prefix}/overlay/{i:06d}.jpg", _jpeg(shown, 85))
+                writer.add(shown)
+                if i % 10 == 0:
+                    progress(0.95 * (i + 1) / n)
+        tmp.seek(0)
+        worker.ctx.blobs.put_stream(f"{prefix}/overlay.mp4", tmp)
+    raw_r, stable_r = raw_acc.report(), acc.report()
+    improvement = {
+        "instability": quality.improvement_pct(raw_r["summary"]["instability"]["mean"],
+                                               stable_r["summary"]["instability"]["mean"]),
+        "warped_instability": quality.improvement_pct(1 - raw_r["summary"]["warped_iou"]["mean"],
+                                                      1 - stable_r["summary"]["warped_iou"]["mean"]),
+    }
+    metrics = {"result_id": rid, "method": method, "params": params.get("params") or {},
+               "frames": n, "raw": raw_r, "stable": stable_r, "improvement_pct": improvement}
+    worker.ctx.blobs.put_bytes(f"{prefix}/metrics.json", json.dumps(metrics, allow_nan=False).encode())
+    elapsed = time.perf_counter() - t0
+    return {"frames": n, "method": method, "params": params.get("params") or {},
+            "summary": {k: v for k, v in stable_r["summary"].items()},
+            "raw_summary": {k: v for k, v in raw_r["summary"].items()},
+            "improvement_pct": improvement,
+            "timings": {"stabilize_seconds": round(elapsed, 3),
+                        "frames_per_second": round(n / elapsed, 3)}}
+
+
+def _run(task_name: str, payload: TaskPayload, work) -> str:
+    t0 = time.perf_counter()
+    try:
+        return run_job(worker.ctx.store, payload.job_id, service="segment",
+                       max_deliveries=settings.max_deliveries, request_id=payload.request_id,
+                       work=work)
+    finally:
+        TASK_SECONDS.labels(task=task_name).observe(time.perf_counter() - t0)
+
+
+@app.task(name=SEGMENT_VIDEO)
+def segment_video(payload: dict) -> str:
+    p = SegmentVideoTask.model_validate(payload)
+    state = _run(SEGMENT_VIDEO, p, _segment)
+    if state == "succeeded":
+        _run(SEGMENT_STABILIZE, StabilizeTask(job_id=p.raw_result_id, request_id=p.request_id),
+             _stabilize)
+    elif state == "failed":
+        worker.ctx.store.transition(p.raw_result_id, "failed", allowed_from=ACTIVE, error={
+            "code": "segmentation_failed", "message": "the video could not be segmented"})
+    return state
+
+
+@app.task(name=SEGMENT_STABILIZE)
+def segment_stabilize(payload: dict) -> str:
+    return _run(SEGMENT_STABILIZE, StabilizeTask.model_validate(payload), _stabilize)

@@ -1,0 +1,146 @@
+"""Video segmentation end to end through nginx: upload → segment → stabilize twice →
+frames, metrics, overlay video, delete. Real segment worker, generated LR-ASPP weights."""
+from __future__ import annotations
+
+import io
+
+import av
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from tests.e2e.conftest import create_key, running_stack
+from tests.fixtures.synthetic_video import make_video, write_video
+from tests.stack import wait_for
+
+pytestmark = pytest.mark.slow
+N_FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def seg(redis_server, models_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("seg")
+    with running_stack(redis_server, models_dir, base, services=("segment",),
+                       KADR_MAX_VIDEO_FRAMES="30") as s:
+        s["key"] = create_key(s["env"], "seg")
+        s["session"] = requests.Session()
+        s["session"].headers["Authorization"] = f"Bearer {s['key']}"
+        video = make_video(N_FRAMES, 96, 128, speed=3.0, seed=4)
+        s["video_path"] = write_video(video.frames, base / "clip.mp4")
+        truth = np.repeat(video.masks[..., None].astype(np.uint8) * 255, 3, axis=3)
+        s["truth_path"] = write_video(truth, base / "truth.mp4")
+        yield s
+
+
+def _err(resp, status, code):
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["code"] == code, resp.json()
+    return resp.json()["error"]
+
+
+def _wait_video(s, vid, n_results):
+    def done():
+        v = s["session"].get(f"{s['url']}/api/v1/videos/{vid}").json()
+        ended = v["state"] in ("succeeded", "failed") and all(
+            r["state"] in ("succeeded", "failed") for r in v["results"])
+        return v if ended and len(v["results"]) == n_results else None
+    return wait_for(done, 300, f"video {vid}", interval=0.3)
+
+
+def test_classes_and_methods_are_listed(seg):
+    body = seg["session"].get(f"{seg['url']}/api/v1/segment/classes").json()
+    assert "person" in body["classes"] and "__background__" not in body["classes"]
+    assert len(body["classes"]) == 20 and "deeplabv3_resnet101" in body["models"]
+    assert set(body["methods"]) >= {"moving_average", "median", "exponential", "confidence_gated",
+                                    "hysteresis", "flow_ema"}
+    assert body["methods"]["moving_average"]["window"]["minimum"] == 3
+
+
+def test_upload_segment_stabilize_frames_metrics_overlay_delete(seg):
+    s, url = seg["session"], seg["url"]
+    with open(seg["video_path"], "rb") as f, open(seg["truth_path"], "rb") as t:
+        resp = s.post(f"{url}/api/v1/videos", files={"file": ("clip.avi", f), "truth": ("truth.mp4", t)},
+                      data={"target_class": "person", "model": "deeplabv3_mobilenet_v3_large",
+                            "processing_size": "128"})
+    assert resp.status_code == 202, resp.text
+    vid = resp.json()["id"]
+    assert resp.json()["input"]["container"] == "mp4"  # probed, not taken from the ".avi" name
+    video = _wait_video(seg, vid, 1)
+    assert video["state"] == "succeeded", video["error"]
+    assert video["result"]["frames"] == N_FRAMES and video["result"]["has_truth"] is True
+    raw = video["results"][0]
+    assert raw["method"] == "none" and raw["state"] == "succeeded", raw
+
+    # Out-of-range parameters name the range; nothing is queued for them.
+    err = _err(s.post(f"{url}/api/v1/videos/{vid}/stabilize",
+                      json={"method": "moving_average", "params": {"window": 4}}), 400, "invalid_parameters")
+    assert "3–9" in err["message"]
+    _err(s.post(f"{url}/api/v1/videos/{vid}/stabilize", json={"method": "blur", "params": {}}),
+         400, "invalid_parameters")
+
+    ids = []
+    for method, params in (("moving_average", {"window": 5}), ("flow_ema", {"alpha": 0.5})):
+        r = s.post(f"{url}/api/v1/videos/{vid}/stabilize", json={"method": method, "params": params})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    video = _wait_video(seg, vid, 3)
+    by_id = {r["id"]: r for r in video["results"]}
+    for rid in ids:
+        assert by_id[rid]["state"] == "succeeded", by_id[rid]
+        assert 0.0 <= by_id[rid]["summary"]["iou"]["mean"] <= 1.0
+    ma = ids[0]
+
+    # Frames of every kind, at the processing size.
+    for kind, ctype in (("original", "image/jpeg"), ("raw", "image/png"), ("stable", "image/png"),
+                        ("overlay", "image/jpeg")):
+        r = s.get(f"{url}/api/v1/videos/{vid}/frames/3", params={"kind": kind, "result": ma})
+        assert r.status_code == 200 and r.headers["Content-Type"] == ctype, (kind, r.text[:200])
+        assert Image.open(io.BytesIO(r.content)).size == (128, 96)
+    png = s.get(f"{url}/api/v1/videos/{vid}/frames/0", params={"kind": "original", "format": "png"})
+    assert png.content[:4] == b"\x89PNG"
+    err = _err(s.get(f"{url}/api/v1/videos/{vid}/frames/{N_FRAMES}"), 404, "not_found")
+    assert f"0–{N_FRAMES - 1}" in err["message"]
+
+    # Metrics: per-frame series between consecutive frames, summaries, ground truth and lag.
+    m = s.get(f"{url}/api/v1/videos/{vid}/metrics", params={"result": ma}).json()
+    assert m["method"] == "moving_average" and m["frames"] == N_FRAMES
+    for part in ("raw", "stable"):
+        assert len(m[part]["series"]["iou"]) == N_FRAMES - 1
+        assert len(m[part]["series"]["iou_truth"]) == N_FRAMES
+        assert set(m[part]["summary"]["instability"]) >= {"mean", "p5", "p50", "p95"}
+        assert isinstance(m[part]["summary"]["lag_frames"], int)
+    assert "instability" in m["improvement_pct"]
+
+    # The overlay video: H.264, every frame, and seekable (Range → 206) as browsers need.
+    ov = s.get(f"{url}/api/v1/videos/{vid}/overlay.mp4", params={"result": ma})
+    assert ov.status_code == 200 and ov.headers["Content-Type"] == "video/mp4"
+    with av.open(io.BytesIO(ov.content)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in c.decode(video=0)) == N_FRAMES
+    part = s.get(f"{url}/api/v1/videos/{vid}/overlay.mp4", params={"result": ma},
+                 headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.content) == 100
+
+    # Another key sees nothing; delete removes the records and every file.
+    other = create_key(seg["env"], "other")
+    _err(requests.get(f"{url}/api/v1/videos/{vid}", headers={"Authorization": f"Bearer {other}"}),
+         404, "not_found")
+    d = s.delete(f"{url}/api/v1/videos/{vid}")
+    assert d.status_code == 200 and d.json()["files_removed"] > N_FRAMES * 4
+    _err(s.get(f"{url}/api/v1/videos/{vid}"), 404, "not_found")
+    assert not (seg["base"] / "blobs" / "videos" / vid).exists()
+
+
+def test_bad_videos_are_refused_clearly(seg, tmp_path):
+    s, url = seg["session"], seg["url"]
+    _err(s.post(f"{url}/api/v1/videos", files={"file": ("movie.mp4", b"just some text, not a video")}),
+         415, "unsupported_format")
+    long = write_video(make_video(40, 32, 32, seed=1).frames, tmp_path / "long.mp4")
+    with open(long, "rb") as f:
+        err = _err(s.post(f"{url}/api/v1/videos", files={"file": ("long.mp4", f)}), 413, "too_many_frames")
+    assert "at most 30" in err["message"]
+    with open(seg["video_path"], "rb") as f:
+        err = _err(s.post(f"{url}/api/v1/videos", files={"file": ("a.mp4", f)},
+                          data={"target_class": "unicorn"}), 400, "invalid_parameters")
+    assert "person" in err["message"]
