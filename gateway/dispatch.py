@@ -27,6 +27,7 @@ def admit(k: Kadr, task_name: str, n: int = 1) -> None:
 
 
 def send(k: Kadr, task_name: str, payload: TaskPayload) -> None:
+    k.jobs.set_task(payload.job_id, task_name, payload.model_dump())
     try:
         k.celery.send_task(task_name, args=[payload.model_dump()], queue=queue_for(task_name),
                            headers={"kadr_request_id": payload.request_id})

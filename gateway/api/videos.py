@@ -140,6 +140,8 @@ def upload_video(form: VideoForm):
                         request_id=g.request_id, job_id=vid)
     raw = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=raw_id,
                         params={"video_id": vid, "method": "none", "params": {}}, parent_id=vid)
+    # The raw set runs inside the video's task; recorded so a dead worker's raw set is resent.
+    k.jobs.set_task(raw_id, SEGMENT_STABILIZE, StabilizeTask(job_id=raw_id, request_id=g.request_id).model_dump())
     send(k, SEGMENT_VIDEO, SegmentVideoTask(job_id=vid, raw_result_id=raw_id, request_id=g.request_id))
     JOBS_ACCEPTED.labels(kind="segment").inc()
     return accepted(video_view(job, [raw]), f"/api/v1/videos/{vid}")

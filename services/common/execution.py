@@ -8,12 +8,14 @@ through the job store's guarded transition so the outcome is written exactly onc
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from typing import Any, Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from .jobs import ACTIVE, JobStore
+from .jobs import ACTIVE, WORKER_KEY_PREFIX, JobStore
 from .logs import job_id_var, request_id_var
 from .metrics import JOB_OUTCOMES, REDELIVERIES
 from .registry import ModelUnavailable
@@ -39,6 +41,11 @@ def run_job(store: JobStore, job_id: str, *, service: str, max_deliveries: int,
     job_id_var.set(job_id)
     request_id_var.set(request_id)
     verdict, n = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
+    if verdict == "busy" and _holder_died_here(store, job_id):
+        verdict, n = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
+    if verdict == "busy":
+        log.info("job is running in a live worker; duplicate delivery dropped")
+        return "busy"
     if verdict == "gone":
         log.info("job deleted before it ran")
         return "gone"
@@ -75,6 +82,23 @@ def run_job(store: JobStore, job_id: str, *, service: str, max_deliveries: int,
     JOB_OUTCOMES.labels(service=service, outcome=outcome).inc()
     log.info("job %s", outcome, extra={"seconds": result["timings"]["total_seconds"]})
     return "succeeded" if moved else "discarded"
+
+
+def _holder_died_here(store: JobStore, job_id: str) -> bool:
+    """A pool process killed on this host leaves its heartbeat key for a few beats; the
+    message Celery requeued at once must not wait for that key to expire."""
+    job = store.get(job_id) or {}
+    host, _, pid = (job.get("worker") or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return False
+    except ProcessLookupError:
+        store.r.delete(WORKER_KEY_PREFIX + job["worker"])
+        return True
+    except PermissionError:
+        return False
 
 
 def _fail(store: JobStore, job_id: str, service: str, code: str, message: str, details=None) -> str:

@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import redis
 
 PREFIX = "kadr:"
+WORKER_KEY_PREFIX = PREFIX + "worker:"  # heartbeat keys (services.common.workers)
+RUNNING_KEY = PREFIX + "running"  # zset: running job ids by when they started
 STATES = ("queued", "running", "succeeded", "failed", "canceled")
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 ACTIVE = frozenset({"queued", "running"})
@@ -32,6 +34,12 @@ for s in string.gmatch(ARGV[3], '[^,]+') do if s == cur then ok = true end end
 if not ok then return {0, cur} end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[4])
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local jid = redis.call('HGET', KEYS[1], 'id')
+if ARGV[2] == 'running' then
+  redis.call('ZADD', ARGV[1] .. 'running', ARGV[4], jid)
+elseif cur == 'running' then
+  redis.call('ZREM', ARGV[1] .. 'running', jid)
+end
 local batch = redis.call('HGET', KEYS[1], 'batch_id')
 if batch and batch ~= '' and cur ~= ARGV[2] then
   local bkey = ARGV[1] .. 'batch:' .. batch
@@ -46,11 +54,19 @@ return {1, cur}
 # Counts one more delivery of a job's task and decides what the worker does with it.
 # KEYS[1] job hash. ARGV: max deliveries, now, worker id.
 # Returns {verdict, deliveries}: "run", "skip" (already finished: a redelivery after
-# success must not run again), "exhausted" (the caller fails it as worker_lost), "gone".
+# success must not run again), "busy" (running in a worker whose heartbeat is alive: a
+# duplicate message, e.g. restored after a requeue), "exhausted" (the caller fails it as
+# worker_lost), "gone".
 _BEGIN = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {'gone', 0} end
 if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
+if cur == 'running' then
+  local w = redis.call('HGET', KEYS[1], 'worker')
+  if w and w ~= '' and w ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. w) == 1 then
+    return {'busy', 0}
+  end
+end
 local n = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 if n > tonumber(ARGV[1]) then return {'exhausted', n} end
 return {'run', n}
@@ -181,7 +197,8 @@ class JobStore:
         return Transition(bool(moved), prev)
 
     def begin(self, job_id: str, *, max_deliveries: int, worker: str) -> tuple[str, int]:
-        verdict, n = self._begin(keys=[self.job_key(job_id)], args=[max_deliveries, now(), worker])
+        verdict, n = self._begin(keys=[self.job_key(job_id)],
+                                 args=[max_deliveries, now(), worker, WORKER_KEY_PREFIX])
         if verdict == "run":
             self.transition(job_id, "running", allowed_from=ACTIVE, worker=worker,
                             started_at=now(), progress=0.0)
@@ -211,6 +228,13 @@ class JobStore:
             pubsub.close()
         return job
 
+    def set_task(self, job_id: str, task: str, payload: dict) -> None:
+        """What to send again if the job is orphaned (its worker died with it running)."""
+        self.r.hset(self.job_key(job_id), mapping={"task": task, "task_payload": json.dumps(payload)})
+
+    def running_ids(self) -> list[str]:
+        return self.r.zrange(RUNNING_KEY, 0, -1)
+
     def set_progress(self, job_id: str, progress: float) -> None:
         self.r.hset(self.job_key(job_id), mapping={"progress": str(round(min(max(progress, 0.0), 1.0), 4)),
                                                    "updated_at": str(now())})
@@ -225,6 +249,7 @@ class JobStore:
         for child in self.r.lrange(self.job_key(job_id) + ":children", 0, -1):
             p.delete(self.job_key(child))
         p.delete(self.job_key(job_id), self.job_key(job_id) + ":children")
+        p.zrem(RUNNING_KEY, job_id)
         if job:
             p.zrem(self.owner_key(job["owner"]), job_id)
         p.execute()

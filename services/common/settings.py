@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = 900
     max_deliveries: int = 3  # starts of one task (a worker death counts as one) before `worker_lost`
     worker_heartbeat_seconds: float = 2.0
+    # A running job whose worker's heartbeat has been gone this long is requeued.
+    reaper_interval_seconds: float = 10.0
+    orphan_grace_seconds: float = 30.0
 
     # Enhance defaults the gateway applies before sending a task
     enhance_default_quality: str = "medium"

@@ -16,6 +16,7 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init, worker_process_shutdown
 
 from .jobs import JobStore, connect
+from .reaper import Reaper
 from .registry import registry
 from .settings import Settings
 from .storage import BlobStore, open_store
@@ -29,6 +30,7 @@ class WorkerContext:
     cache: redis.Redis
     blobs: BlobStore
     heartbeat: Heartbeat
+    reaper: Reaper
 
 
 def start_process(settings: Settings, *, service: str, queues: list[str],
@@ -44,9 +46,25 @@ def start_process(settings: Settings, *, service: str, queues: list[str],
                    interval=settings.worker_heartbeat_seconds)
     hb.start()
     threading.Thread(target=registry.warm_up, args=(warm,), daemon=True, name="kadr-warmup").start()
-    return WorkerContext(store=JobStore(r, settings.job_ttl_seconds), redis=r,
-                         cache=connect(settings.cache_redis_url), blobs=open_store(settings),
-                         heartbeat=hb)
+    store = JobStore(r, settings.job_ttl_seconds)
+    reaper = Reaper(store, interval=settings.reaper_interval_seconds,
+                    grace_seconds=settings.orphan_grace_seconds, send=_sender(settings))
+    reaper.start()
+    return WorkerContext(store=store, redis=r, cache=connect(settings.cache_redis_url),
+                         blobs=open_store(settings), heartbeat=hb, reaper=reaper)
+
+
+def _sender(settings: Settings):
+    """Sends a task by name, as the gateway does (a producer of its own: the reaper runs
+    beside the tasks, in any service's worker)."""
+    from .celery_app import create_celery
+    from .tasks import queue_for
+    app = create_celery(settings, name="kadr-reaper")
+
+    def send(task: str, payload: dict) -> None:
+        app.send_task(task, args=[payload], queue=queue_for(task),
+                      headers={"kadr_request_id": payload.get("request_id", "")})
+    return send
 
 
 def fail_on_hard_time_limit(settings: Settings, job_id: str) -> None:
@@ -85,4 +103,5 @@ class WorkerProcess:
 
     def _shutdown(self, **_: Any) -> None:
         if self.ctx is not None:
+            self.ctx.reaper.stop()
             self.ctx.heartbeat.stop()

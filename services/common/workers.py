@@ -15,9 +15,7 @@ from typing import Any, Callable
 
 import redis
 
-from .jobs import PREFIX
-
-_KEY = PREFIX + "worker:"
+from .jobs import WORKER_KEY_PREFIX as _KEY
 
 
 def worker_id() -> str:

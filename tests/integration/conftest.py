@@ -42,7 +42,8 @@ def enhance_stack(redis_server, models_dir, tmp_path_factory):
     """(env, settings, worker proc, log dir): one worker per test module, models warmed."""
     base = tmp_path_factory.mktemp("enhance")
     env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
-                   KADR_MAX_DELIVERIES="2")
+                   KADR_MAX_DELIVERIES="2", KADR_REAPER_INTERVAL_SECONDS="1",
+                   KADR_ORPHAN_GRACE_SECONDS="2")
     settings = Settings(redis_url=redis_server, cache_redis_url=env["KADR_CACHE_REDIS_URL"],
                         storage_dir=base / "blobs", models_dir=models_dir, max_deliveries=2)
     r = redis_lib.Redis.from_url(redis_server, decode_responses=True)
@@ -55,7 +56,7 @@ def enhance_stack(redis_server, models_dir, tmp_path_factory):
         print(proc.log_text()[-4000:])
         proc.stop()
         raise
-    yield env, settings, proc, r
+    yield env, settings, proc, r, base
     proc.stop()
     r.close()
 
@@ -68,7 +69,7 @@ def submit(enhance_stack):
     from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
     import hashlib
 
-    env, settings, proc, r = enhance_stack
+    env, settings, proc, r, _ = enhance_stack
     store = JobStore(r)
     blobs = open_store(settings)
     celery = create_celery(settings)
@@ -82,9 +83,9 @@ def submit(enhance_stack):
                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         store.create(kind="enhance", owner="test", params=EnhanceParams(**params).model_dump(),
                      input=inp, job_id=job_id, request_id=f"req-{job_id[:8]}")
-        celery.send_task(ENHANCE_PHOTO, args=[EnhancePhotoTask(job_id=job_id,
-                                                               request_id=f"req-{job_id[:8]}").model_dump()],
-                         queue="enhance")
+        payload = EnhancePhotoTask(job_id=job_id, request_id=f"req-{job_id[:8]}").model_dump()
+        store.set_task(job_id, ENHANCE_PHOTO, payload)  # as gateway.dispatch.send does
+        celery.send_task(ENHANCE_PHOTO, args=[payload], queue="enhance")
         return job_id
 
     yield _submit, store, blobs

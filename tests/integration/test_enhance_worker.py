@@ -10,7 +10,7 @@ import pytest
 
 from services.common import images
 from tests.integration.conftest import astronaut_jpeg, flat_png
-from tests.stack import wait_for
+from tests.stack import start_worker, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -100,3 +100,26 @@ def test_request_id_reaches_the_worker_log(submit, enhance_stack):
     rid = f"req-{job_id[:8]}"
     lines = [ln for ln in enhance_stack[2].log_text().splitlines() if rid in ln]
     assert any('"request_id": "' + rid in ln and job_id in ln for ln in lines), lines[:3]
+
+
+def test_whole_worker_killed_mid_task_completes_on_the_next_worker(submit, enhance_stack):
+    """kill -9 of the whole worker (main process and pool): no Celery process is left to
+    requeue the message, which Redis would hold for the visibility timeout (an hour).
+    The reaper in the next worker sees the job's worker heartbeat gone and resends it.
+    Last in this module: it leaves the module's worker dead."""
+    env, _, proc, _, base = enhance_stack
+    submit_job, store, blobs = submit
+    job_id = submit_job(astronaut_jpeg(), "jpeg",
+                        {"quality": "medium", "upscale": 1, "max_faces": 1, "weight": 0.45})
+    wait_for(lambda: _running_pid(store, job_id), 120, "the job to start")
+    proc.signal_group(signal.SIGKILL)
+    proc.p.wait(10)
+    successor = start_worker("enhance", env, base / "logs", name="enhance-successor")
+    try:
+        job = wait_for(lambda: _finished(store, job_id), 300, "the orphaned job to finish")
+        log = successor.log_text()
+    finally:
+        successor.stop()
+    assert job["state"] == "succeeded", job["error"]
+    assert job["deliveries"] == 2 and blobs.exists(job["result"]["blob"])
+    assert "orphaned job requeued" in log
