@@ -222,29 +222,31 @@ def get_frame(path: FramePath, query: FrameQuery):
         raise ApiError(410, "gone", "that frame's file was removed")
 
 
+def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[dict, str]:
+    """The chosen result set of an owned video and the blob key of one of its files."""
+    video = owned_video(video_id)
+    chosen = _result_set(video, result_id)
+    key = f"videos/{video['id']}/results/{chosen['id']}/{name}"
+    if not kadr().blobs.exists(key):
+        raise ApiError(410, "gone", f"the result set's {name} was removed")
+    return chosen, key
+
+
 @bp.get("/videos/<video_id>/metrics", summary="Per-frame IoU/Dice/instability series and summaries",
-        responses={404: ErrorBody, 409: ErrorBody})
+        responses={404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
 def get_metrics(path: VideoPath, query: ResultQuery):
-    k = kadr()
-    video = owned_video(path.video_id)
-    chosen = _result_set(video, query.result)
-    data = k.blobs.get_bytes(f"videos/{video['id']}/results/{chosen['id']}/metrics.json")
-    return Response(data, mimetype="application/json")
+    _, key = _result_file(path.video_id, query.result, "metrics.json")
+    return Response(kadr().blobs.get_bytes(key), mimetype="application/json")
 
 
 @bp.get("/videos/<video_id>/overlay.mp4", summary="The overlay video of a result set (H.264 MP4)",
-        responses={404: ErrorBody, 409: ErrorBody})
+        responses={404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
 def get_overlay(path: VideoPath, query: ResultQuery):
-    k = kadr()
-    video = owned_video(path.video_id)
-    chosen = _result_set(video, query.result)
-    key = f"videos/{video['id']}/results/{chosen['id']}/overlay.mp4"
-    try:
-        src = k.blobs.local_path(key) or k.blobs.open(key)
-    except BlobNotFound:
-        raise ApiError(410, "gone", "the overlay video was removed")
+    chosen, key = _result_file(path.video_id, query.result, "overlay.mp4")
+    blobs = kadr().blobs
     # conditional: Range requests, which browsers use to seek in a video.
-    return send_file(src, mimetype="video/mp4", conditional=True, etag=chosen["id"], max_age=3600,
+    return send_file(blobs.local_path(key) or blobs.open(key), mimetype="video/mp4", conditional=True,
+                     etag=chosen["id"], max_age=3600,
                      download_name=f"overlay-{chosen['params']['method']}.mp4")
 
 

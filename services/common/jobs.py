@@ -282,7 +282,6 @@ class JobStore:
         if jobs:
             p.rpush(self.items_key(batch_id), *[j["id"] for j in jobs])
             p.expire(self.items_key(batch_id), self.ttl)
-        p.zadd(self.owner_key(owner), {f"batch:{batch_id}": t})
         p.execute()
         return self.get_batch(batch_id), jobs
 
