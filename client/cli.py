@@ -1,8 +1,8 @@
 """The ``kadr`` command.
 
+User commands (``enhance``, ``batch``) speak HTTP only and work from any machine.
 Admin commands (``keys``, ``models``) run on the server host and import
-``services.common`` lazily, inside the command, so the HTTP-only user commands stay
-light and work from any machine.
+``services.common`` lazily, inside the command, so the user commands stay light.
 """
 from __future__ import annotations
 
@@ -96,6 +96,14 @@ def models_verify(models_dir) -> None:
         click.echo(f"{r.name}\t{r.status}\t{r.path}")
         bad += r.status != "ok"
     sys.exit(1 if bad else 0)
+
+
+# The user commands speak HTTP only (requests, click, tqdm): no server package is imported.
+from client.batches import batch  # noqa: E402
+from client.photos import enhance  # noqa: E402
+
+main.add_command(enhance)
+main.add_command(batch)
 
 
 if __name__ == "__main__":

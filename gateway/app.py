@@ -7,6 +7,7 @@ It never imports torch or a worker package: a test checks ``torch`` is absent fr
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from flask import g, redirect, request
@@ -16,10 +17,14 @@ from gateway import auth, errors
 from gateway.context import Kadr
 from gateway.settings import GatewaySettings
 from services.common.celery_app import create_celery
+from services.common.batch_feed import Feeder
+from services.common.batches import BatchStore
 from services.common.jobs import JobStore, connect
 from services.common.logs import request_id_var
+from services.common.metrics import REQUEST_SECONDS, REQUESTS
 from services.common.schemas import ErrorBody
 from services.common.storage import open_store
+from services.common.tasks import queue_for
 
 log = logging.getLogger("kadr.gateway")
 
@@ -45,18 +50,34 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     app.json.sort_keys = False
 
     r = connect(settings.redis_url)
-    app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=JobStore(r, settings.job_ttl_seconds),
-                                  blobs=open_store(settings), celery=create_celery(settings))
+    jobs = JobStore(r, settings.job_ttl_seconds)
+    celery = create_celery(settings)
+    batches = BatchStore(jobs)
+
+    def send(task: str, payload: dict) -> None:
+        celery.send_task(task, args=[payload], queue=queue_for(task),
+                         headers={"kadr_request_id": payload.get("request_id", "")})
+    app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=jobs, blobs=open_store(settings),
+                                  celery=celery, batches=batches,
+                                  feeder=Feeder(batches, send, window=settings.batch_window,
+                                                redispatch_seconds=settings.batch_redispatch_seconds))
 
     @app.before_request
     def _request_id():
         rid = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
         g.request_id = rid
+        g.t0 = time.perf_counter()
         request_id_var.set(rid)
 
     @app.after_request
     def _echo_request_id(resp):
         resp.headers["X-Request-ID"] = g.get("request_id", "")
+        # The URL rule, not the path: ids in paths would make a series per job.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        REQUESTS.labels(route=route, method=request.method, status=str(resp.status_code)).inc()
+        if "t0" in g:
+            # Streamed bodies (ZIPs, overlays) are timed to their first byte.
+            REQUEST_SECONDS.labels(route=route, method=request.method).observe(time.perf_counter() - g.t0)
         return resp
 
     errors.install(app)

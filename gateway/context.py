@@ -9,6 +9,8 @@ from celery import Celery
 from flask import current_app
 
 from gateway.settings import GatewaySettings
+from services.common.batch_feed import Feeder
+from services.common.batches import BatchStore
 from services.common.jobs import JobStore
 from services.common.storage import BlobStore
 
@@ -20,6 +22,8 @@ class Kadr:
     jobs: JobStore
     blobs: BlobStore
     celery: Celery
+    batches: BatchStore
+    feeder: Feeder
 
 
 def kadr() -> Kadr:

@@ -25,8 +25,9 @@ graceful_timeout = 30
 keepalive = 5
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "200"))
-# nginx is the only client; it sets X-Forwarded-* and X-Request-ID.
-forwarded_allow_ips = "127.0.0.1"
+# nginx is the only client; it sets X-Forwarded-* and X-Request-ID. In compose nginx is
+# another container: FORWARDED_ALLOW_IPS names it (the gateway's port is not published).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn 23+ opens a control socket at one per-user path; several gateways on one
 # host (tests, make up) would fight over it, and nothing here uses it.
 control_socket_disable = True

@@ -12,3 +12,5 @@ class GatewaySettings(Settings):
     required_queues: list[str] = ["enhance", "segment", "camera"]
     backlog_retry_after_seconds: int = 30
     page_size_max: int = 500
+    # One SSE stream holds a gunicorn thread this long at most; browsers reconnect by themselves.
+    sse_max_seconds: float = 300.0

@@ -136,8 +136,15 @@ def start_worker(service: str, env: dict, log_dir: Path, *, name: str | None = N
     cmd = [PY, "-m", "celery", "-A", f"services.{service}.tasks", "worker", "-Q", service,
            "-n", f"{name}@%h", "--pool", pool, "-c", str(concurrency or default_concurrency),
            "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    # Its own metrics port and sample directory, as each worker service gets in compose.
+    port = free_port()
+    metrics_dir = Path(log_dir) / f"metrics-{name}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env = {**env, "KADR_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     proc = Proc(name, cmd, log_dir=log_dir, env=env)
     proc.node = f"{name}@{socket.gethostname()}"  # for Celery remote control
+    proc.metrics_url = f"http://127.0.0.1:{port}/metrics"
     return proc
 
 
@@ -168,4 +175,54 @@ def start_nginx(upstream: str, log_dir: Path, *, port: int | None = None, rate: 
     url = f"http://127.0.0.1:{port}"
     import requests
     wait_for(lambda: requests.get(url + "/healthz", timeout=1).ok, 20, "nginx → gateway /healthz")
+    return proc, url
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict, float]]]:
+    """A Prometheus endpoint's samples by name: ``{name: [(labels, value), ...]}``."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+    resp = requests.get(url, timeout=10)
+    resp.raise_for_status()
+    out: dict[str, list[tuple[dict, float]]] = {}
+    for fam in text_string_to_metric_families(resp.text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def sample(samples: dict, name: str, **labels) -> float | None:
+    """The value of the one sample of ``name`` whose labels include ``labels``; summed
+    over the rest (e.g. pids) when several match; None when none does."""
+    hits = [v for lab, v in samples.get(name, []) if all(lab.get(k) == v2 for k, v2 in labels.items())]
+    return sum(hits) if hits else None
+
+
+def start_ops(kind: str, env: dict, log_dir: Path, **settings: str) -> tuple[Proc, str]:
+    """The exporter or the autoscaler (``kind``), on a free port; returns its /metrics URL."""
+    port = free_port()
+    var = {"exporter": "KADR_EXPORTER_PORT", "autoscaler": "KADR_AUTOSCALER_METRICS_PORT"}[kind]
+    proc = Proc(f"{kind}-{port}", [PY, "-m", f"services.ops.{kind}"], log_dir=log_dir,
+                env={**env, var: str(port), **settings})
+    url = f"http://127.0.0.1:{port}/metrics"
+    import requests
+    wait_for(lambda: requests.get(url, timeout=2).ok, 30, f"{kind} /metrics")
+    return proc, url
+
+
+def start_prometheus(targets: dict[str, str], base: Path, *, interval: str = "1s") -> tuple[Proc, str]:
+    """Debian's prometheus with infra/prometheus/prometheus.yml, its jobs' targets given
+    by ``targets`` (job → host:port) and the intervals shortened for a test."""
+    import requests
+    port = free_port()
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / "prometheus.yml"
+    subprocess.run([PY, str(ROOT / "infra/prometheus/render.py"), "--out", str(path), "--listen",
+                    f"127.0.0.1:{port}", "--interval", interval,
+                    *[f"--target={job}={hp}" for job, hp in targets.items()]], check=True)
+    proc = Proc(f"prometheus-{port}", [binary("prometheus"), f"--config.file={path}",
+                                       f"--storage.tsdb.path={base / 'tsdb'}",
+                                       f"--web.listen-address=127.0.0.1:{port}"], log_dir=base)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: requests.get(url + "/-/ready", timeout=2).ok, 60, "prometheus /-/ready")
     return proc, url

@@ -1,84 +1,247 @@
-"""GET /api/v1/batches/{id} and its streamed ZIP archive."""
+"""Batches of any size: create, stream photos in (files or ZIP/TAR), close; follow them
+(view, items, Server-Sent Events); steer them (pause, resume, cancel, retry failed);
+export what is done at any time (manifest CSV/JSONL, ZIP); delete."""
 from __future__ import annotations
 
 from urllib.parse import quote
 
 from flask import Response, g, jsonify
-from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
-from zipstream import ZIP_STORED, ZipStream
+from flask_openapi3 import APIBlueprint, FileStorage, Tag
+from pydantic import BaseModel, Field, ValidationError
 
-from gateway.api.views import batch_view
-from gateway.context import kadr
-from gateway.errors import ApiError
-from services.common import images
-from services.common.filenames import sanitize_filename, unique_names
-from services.common.schemas import BatchView, ErrorBody
-from services.common.storage import BlobNotFound
+from gateway import exports
+from gateway.api.views import batch_view, item_view
+from gateway.batch_items import add_files
+from gateway.context import Kadr, kadr
+from gateway.errors import ApiError, register_form_model, validation_message
+from gateway.sse import batch_events
+from services.common.filenames import sanitize_filename
+from services.common.metrics import JOBS_ACCEPTED
+from services.common.schemas import BatchCreate, BatchView, EnhanceParams, ErrorBody, JobState
+from services.common.tasks import ENHANCE_PHOTO
 
 bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="batches")],
                   abp_security=[{"bearer": []}])
+
+TASK_FOR_KIND = {"enhance": ENHANCE_PHOTO}
 
 
 class BatchPath(BaseModel):
     batch_id: str = Field(..., max_length=64)
 
 
+class ViewQuery(BaseModel):
+    offset: int = Field(0, ge=0)
+    limit: int = Field(100, ge=0, le=1000, description="items shown inline, 0–1000 (0: counts only)")
+
+
 class ItemsQuery(BaseModel):
     offset: int = Field(0, ge=0)
-    limit: int = Field(1000, ge=0, le=10000, description="items per page, 0–10000")
+    limit: int = Field(1000, ge=1, le=10000, description="items per page, 1–10000")
+    state: JobState | None = None
+
+
+class ListQuery(BaseModel):
+    offset: int = Field(0, ge=0)
+    limit: int = Field(50, ge=1, le=500, description="1–500")
+
+
+class ItemsForm(BaseModel):
+    files: list[FileStorage]
+
+
+register_form_model(ItemsForm)
 
 
 def owned_batch(batch_id: str) -> dict:
-    batch = kadr().jobs.get_batch_owned(batch_id, g.owner)
+    batch = kadr().batches.get_owned(batch_id, g.owner)
     if batch is None:
         raise ApiError(404, "not_found", f"no batch {batch_id}")
     return batch
 
 
-@bp.get("/batches/<batch_id>", summary="Counts, progress and per-item state of a batch",
-        responses={200: BatchView, 404: ErrorBody})
-def get_batch(path: BatchPath, query: ItemsQuery):
+def enhance_params(k: Kadr, raw: dict) -> dict:
+    merged = {"quality": k.settings.enhance_default_quality, "max_faces": k.settings.enhance_default_max_faces,
+              **raw}
+    try:
+        return EnhanceParams(**merged).model_dump()
+    except ValidationError as e:
+        msg, details = validation_message(e, EnhanceParams)
+        raise ApiError(400, "invalid_parameters", msg, details=details)
+
+
+def create_batch(k: Kadr, spec: BatchCreate) -> dict:
+    params = enhance_params(k, spec.params)
+    # Each variant's params are complete (merged and validated), so items need no merging rules.
+    variants = [{"name": v.name, "params": enhance_params(k, {**spec.params, **v.params})}
+                for v in spec.variants]
+    if len({v["name"].lower() for v in variants}) != len(variants):
+        raise ApiError(400, "invalid_parameters", "variant names must be unique")
+    return k.batches.create(kind=spec.kind, owner=g.owner, params=params, variants=variants or None, name=spec.name,
+                            ttl_seconds=spec.ttl_seconds, request_id=g.request_id, task=TASK_FOR_KIND[spec.kind])
+
+
+def created(body: dict, location: str, status: int = 201):
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["Location"] = location
+    return resp
+
+
+@bp.post("/batches", summary="Create a batch (parameters once, optional variants); then add photos and close it",
+         responses={201: BatchView, 400: ErrorBody})
+def post_batch(body: BatchCreate):
+    batch = create_batch(kadr(), body)
+    return created(batch_view(batch), f"/api/v1/batches/{batch['id']}")
+
+
+@bp.get("/batches", summary="Your batches, newest first", responses={401: ErrorBody})
+def list_batches(query: ListQuery):
+    batches = kadr().batches.list_owned(g.owner, query.offset, query.limit)
+    return jsonify({"batches": [batch_view(b) for b in batches], "offset": query.offset})
+
+
+@bp.post("/batches/<batch_id>/items", summary="Add photos: image files, or ZIP/TAR archives unpacked here "
+         "(each entry checked like an upload); any number of requests, in parallel",
+         responses={202: ErrorBody, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody})
+def post_items(path: BatchPath, form: ItemsForm):
     k = kadr()
     batch = owned_batch(path.batch_id)
-    ids = k.jobs.batch_item_ids(batch["id"], query.offset, query.limit) if query.limit else []
-    items = [j for j in k.jobs.get_many(ids) if j is not None]
-    body = batch_view(batch, items)
+    files = [f for f in form.files if f.filename or f.content_length]
+    if not files:
+        raise ApiError(400, "no_files", "send at least one file in the 'files' field")
+    if len(files) > k.settings.max_batch_files:
+        raise ApiError(400, "too_many_files", f"{len(files)} files in one request; at most "
+                       f"{k.settings.max_batch_files} (send more requests, or one ZIP/TAR)")
+    out = add_files(k, batch, files, g.request_id)
+    new = sum(1 for a in out["accepted"] if not a["existing"])
+    if new:
+        JOBS_ACCEPTED.labels(kind="batch_item").inc(new)
+        k.feeder.feed(batch["id"])
+    if not out["accepted"] and out["rejected"]:
+        codes = {r["code"] for r in out["rejected"]}
+        status = 413 if codes <= {"file_too_large", "too_many_pixels", "archive_too_large"} else \
+            415 if codes <= {"unsupported_format", "not_an_image"} else 400
+        raise ApiError(status, "no_photo_accepted", f"{len(out['rejected'])} file(s) refused: "
+                       + "; ".join(r["message"] for r in out["rejected"][:5]), details=out["rejected"])
+    resp = jsonify(out)
+    resp.status_code = 202
+    return resp
+
+
+def _control(batch: dict, action: str) -> dict:
+    k = kadr()
+    bid = batch["id"]
+    if action == "close":
+        k.batches.close(bid)
+    elif action == "pause":
+        k.batches.set_paused(bid, True)
+    elif action == "resume":
+        k.batches.set_paused(bid, False)
+        k.feeder.feed(bid)
+    elif action == "cancel":
+        k.batches.cancel(bid)
+    elif action == "retry":
+        if batch["canceled"]:
+            raise ApiError(409, "batch_canceled", "a canceled batch cannot be retried")
+        if k.batches.retry_failed(bid):
+            k.batches.reactivate(bid)
+            k.feeder.feed(bid)
+    return batch_view(k.batches.get(bid))
+
+
+def _control_route(action: str, summary: str):
+    def view(path: BatchPath):
+        return jsonify(_control(owned_batch(path.batch_id), action))
+    view.__name__ = f"batch_{action}"
+    bp.post(f"/batches/<batch_id>/{action}", summary=summary,
+            responses={200: BatchView, 404: ErrorBody, 409: ErrorBody})(view)
+
+
+for _action, _summary in (("close", "No more photos: the batch ends when its last item ends"),
+                          ("pause", "Running items finish; no new item starts"),
+                          ("resume", "Start items again"),
+                          ("cancel", "Items not started end canceled; running ones finish"),
+                          ("retry", "Run the failed items again (only those)")):
+    _control_route(_action, _summary)
+
+
+@bp.get("/batches/<batch_id>", summary="Counts, progress, throughput, ETA (and a page of items)",
+        responses={200: BatchView, 404: ErrorBody})
+def get_batch(path: BatchPath, query: ViewQuery):
+    k = kadr()
+    batch = owned_batch(path.batch_id)
+    ids = k.batches.item_ids(batch["id"], query.offset, query.limit) if query.limit else []
+    body = batch_view(batch, [j for j in k.jobs.get_many(ids) if j is not None])
     body["items_offset"] = query.offset
     return jsonify(body)
 
 
-def archive_entries(jobs: list[dict]) -> list[tuple[str, str]]:
-    """(blob key, entry name) for each finished item; names sanitised and de-duplicated."""
-    done = [j for j in jobs if j and j["state"] == "succeeded" and j.get("result")]
-    names = []
-    for j in done:
-        stem = sanitize_filename((j.get("input") or {}).get("name", "image")).rsplit(".", 1)[0]
-        names.append(f"{stem}.{images.FORMAT_EXTENSION[j['result']['format']]}")
-    return [(j["result"]["blob"], n) for j, n in zip(done, unique_names(names))]
-
-
-@bp.get("/batches/<batch_id>/archive", summary="ZIP of the finished outputs, streamed",
+@bp.get("/batches/<batch_id>/items", summary="Items in upload order, a page at a time, optionally by state",
         responses={404: ErrorBody})
+def get_items(path: BatchPath, query: ItemsQuery):
+    k = kadr()
+    batch = owned_batch(path.batch_id)
+    ids = k.batches.item_ids(batch["id"], query.offset, query.limit)
+    jobs = [j for j in k.jobs.get_many(ids) if j is not None]
+    if query.state:
+        jobs = [j for j in jobs if j["state"] == query.state]
+    nxt = query.offset + len(ids) if len(ids) == query.limit else None
+    return jsonify({"items": [item_view(j) for j in jobs], "offset": query.offset, "next_offset": nxt})
+
+
+@bp.get("/batches/<batch_id>/events", summary="Live progress as Server-Sent Events (progress, item, end)",
+        responses={404: ErrorBody})
+def get_events(path: BatchPath):
+    k = kadr()
+    batch = owned_batch(path.batch_id)
+    stream = batch_events(k.batches, batch["id"], view=batch_view, item_view=item_view,
+                          max_seconds=k.settings.sse_max_seconds)
+    # X-Accel-Buffering: nginx passes each event on as it comes instead of buffering.
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _download(body, mimetype: str, filename: str) -> Response:
+    return Response(body, mimetype=mimetype,
+                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+                             "X-Accel-Buffering": "no"})
+
+
+@bp.get("/batches/<batch_id>/manifest.csv", summary="One row per item and variant, for what exists so far",
+        responses={404: ErrorBody})
+def get_manifest_csv(path: BatchPath):
+    k = kadr()
+    batch = owned_batch(path.batch_id)
+    return _download(exports.manifest_csv(k.batches, batch["id"]), "text/csv",
+                     f"kadr-batch-{batch['id'][:8]}.csv")
+
+
+@bp.get("/batches/<batch_id>/manifest.jsonl", summary="The manifest as JSON lines", responses={404: ErrorBody})
+def get_manifest_jsonl(path: BatchPath):
+    k = kadr()
+    batch = owned_batch(path.batch_id)
+    return _download(exports.manifest_jsonl(k.batches, batch["id"]), "application/x-ndjson",
+                     f"kadr-batch-{batch['id'][:8]}.jsonl")
+
+
+@bp.get("/batches/<batch_id>/archive", summary="ZIP of the outputs finished so far (a folder per variant), "
+        "streamed", responses={404: ErrorBody, 409: ErrorBody})
 def get_archive(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
-    entries = archive_entries(k.jobs.get_many(k.jobs.batch_item_ids(batch["id"])))
-    if not entries:
+    if not (batch["counts"]["succeeded"] + batch["counts"]["skipped"]):
         raise ApiError(409, "nothing_finished", "no item of this batch has finished yet")
-    blobs = k.blobs
+    return _download(exports.archive(k.blobs, k.batches, batch), "application/zip",
+                     sanitize_filename(f"kadr-batch-{batch['id'][:8]}.zip"))
 
-    def generate():
-        # Images are already compressed: store them, and never hold the archive in memory.
-        zs = ZipStream(compress_type=ZIP_STORED)
-        for key, name in entries:
-            try:
-                size = blobs.size(key)
-            except BlobNotFound:
-                continue
-            zs.add(blobs.iter_chunks(key), name, size=size)
-        yield from zs
 
-    fname = sanitize_filename(f"kadr-batch-{batch['id'][:8]}.zip")
-    return Response(generate(), mimetype="application/zip",
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(fname)}"})
+@bp.delete("/batches/<batch_id>", summary="Cancel a batch and delete it with its files", responses={404: ErrorBody})
+def delete_batch(path: BatchPath):
+    k = kadr()
+    batch = owned_batch(path.batch_id)
+    k.batches.cancel(batch["id"])
+    removed = k.blobs.delete_prefix(f"batches/{batch['id']}")  # inputs and results live there
+    k.batches.delete(batch["id"])
+    return jsonify({"id": batch["id"], "deleted": True, "files_removed": removed})
+

@@ -24,7 +24,8 @@ _ERRORS = {400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: 
 class _Options(EnhanceParams):
     # Left empty, these take the server's configured defaults.
     quality: Quality | None = None
-    max_faces: int | None = Field(None, ge=1, le=100, description="faces restored per image, 1–100")
+    max_faces: int | None = Field(None, ge=0, le=100,
+                                  description="faces restored per image, 0–100 (0: background only)")
 
 
 class EnhanceForm(_Options):
@@ -42,7 +43,8 @@ for _m in (EnhanceForm, EnhanceBatchForm):
 def _params(k: Kadr, form: _Options) -> dict:
     raw = form.model_dump(exclude={"file", "files"})
     raw["quality"] = raw["quality"] or k.settings.enhance_default_quality
-    raw["max_faces"] = raw["max_faces"] or k.settings.enhance_default_max_faces
+    if raw["max_faces"] is None:  # 0 is a choice (no face work), not "unset"
+        raw["max_faces"] = k.settings.enhance_default_max_faces
     return EnhanceParams(**raw).model_dump()
 
 
@@ -95,12 +97,15 @@ def enhance_batch(form: EnhanceBatchForm):
         raise ApiError(status, "invalid_batch",
                        f"{len(problems)} of {len(files)} files refused: "
                        + "; ".join(p["message"] for p in problems), details=problems)
-    staged_ids = [new_id() for _ in files]
-    inputs = [store_image(f, info, k.blobs, f"jobs/{jid}/input")
-              for f, info, jid in zip(files, infos, staged_ids)]
-    batch, jobs = k.jobs.create_batch(kind="enhance", owner=g.owner, params=params, items=inputs,
-                                      request_id=g.request_id, job_ids=staged_ids)
-    for job in jobs:
-        send(k, ENHANCE_PHOTO, EnhancePhotoTask(job_id=job["id"], request_id=g.request_id))
-    JOBS_ACCEPTED.labels(kind="enhance").inc(len(jobs))
-    return accepted(batch_view(batch, jobs), f"/api/v1/batches/{batch['id']}")
+    # The one-request batch is a batch like any other: created, filled, closed at once.
+    batch = k.batches.create(kind="enhance", owner=g.owner, params=params, request_id=g.request_id,
+                             task=ENHANCE_PHOTO)
+    for f, info in zip(files, infos):
+        inp = store_image(f, info, k.blobs, f"batches/{batch['id']}/inputs/{new_id()}")
+        k.batches.add_photo(batch, input=inp, request_id=g.request_id)
+    k.batches.close(batch["id"])
+    k.feeder.feed(batch["id"])
+    JOBS_ACCEPTED.labels(kind="enhance").inc(len(files))
+    batch = k.batches.get(batch["id"])
+    items = [j for j in k.jobs.get_many(k.batches.item_ids(batch["id"])) if j]
+    return accepted(batch_view(batch, items), f"/api/v1/batches/{batch['id']}")

@@ -23,16 +23,30 @@ def job_view(job: dict) -> dict:
                    links=links).model_dump(mode="json")
 
 
-def batch_view(batch: dict, items: list[dict]) -> dict:
+def item_view(j: dict) -> dict:
+    result = {k: v for k, v in (j.get("result") or {}).items() if k not in _HIDDEN_RESULT} or None
+    links = {"self": f"/api/v1/jobs/{j['id']}"}
+    if j["state"] == "succeeded":
+        links["result"] = f"/api/v1/jobs/{j['id']}/result"
+    elif j["state"] == "skipped" and j.get("duplicate_of"):
+        links["result"] = f"/api/v1/jobs/{j['duplicate_of']}/result"  # processed once, under that item
+    return BatchItemView(id=j["id"], name=(j.get("input") or {}).get("name", ""),
+                         variant=j.get("variant") or "default", state=j["state"], progress=j["progress"] or 0.0,
+                         error=j.get("error"), result=result, duplicate_of=j.get("duplicate_of") or None,
+                         links=links).model_dump(mode="json")
+
+
+def batch_view(batch: dict, items: list[dict] | None = None) -> dict:
     bid = batch["id"]
-    views = []
-    for j in items:
-        result = {k: v for k, v in (j.get("result") or {}).items() if k not in _HIDDEN_RESULT} or None
-        views.append(BatchItemView(id=j["id"], name=(j.get("input") or {}).get("name", ""),
-                                   state=j["state"], progress=j["progress"] or 0.0,
-                                   error=j.get("error"), result=result))
-    return BatchView(id=bid, kind=batch["kind"], state=batch["state"], progress=batch["progress"],
-                     total=batch["total"], counts=batch["counts"], created_at=batch["created_at"],
-                     params=batch.get("params") or {}, items=views,
-                     links={"self": f"/api/v1/batches/{bid}",
-                            "archive": f"/api/v1/batches/{bid}/archive"}).model_dump(mode="json")
+    base = f"/api/v1/batches/{bid}"
+    return BatchView(id=bid, kind=batch["kind"], name=batch.get("name") or "", state=batch["state"],
+                     open=batch.get("open", False), paused=batch.get("paused", False),
+                     progress=batch["progress"], percent=round(batch["progress"] * 100, 2),
+                     total=batch["total"], photos=batch.get("photos", 0), counts=batch["counts"],
+                     throughput_per_s=batch.get("throughput_per_s"), eta_seconds=batch.get("eta_seconds"),
+                     created_at=batch["created_at"], closed_at=batch.get("closed_at"),
+                     params=batch.get("params") or {}, variants=batch.get("variants") or [],
+                     items=[item_view(j) for j in items or []],
+                     links={"self": base, "items": f"{base}/items", "events": f"{base}/events",
+                            "manifest_csv": f"{base}/manifest.csv", "manifest_jsonl": f"{base}/manifest.jsonl",
+                            "archive": f"{base}/archive"}).model_dump(mode="json")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything kadr needs on a fresh Debian/Ubuntu machine: system packages
-# (redis-server, nginx) and the project virtualenv with the ML stack.
+# (redis-server, nginx, prometheus) and the project virtualenv with the ML stack.
 # Idempotent: every step checks first, so `make up` and `make test` can call it each time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,16 +11,22 @@ STAMP="$VENV/.kadr-installed"
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+# Prometheus (and its promtool) for `make up` and the monitoring tests; without its
+# recommended node exporter, which would take port 9100 from kadr's exporter.
+need_norec=()
+command -v prometheus >/dev/null 2>&1 || need_norec+=(prometheus)
 if [ "${KADR_INSTALL_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 fi
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "install: apt-get install ${need_apt[*]}"
+if [ $((${#need_apt[@]} + ${#need_norec[@]})) -gt 0 ]; then
+  echo "install: apt-get install ${need_apt[*]} ${need_norec[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ ${#need_apt[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ ${#need_norec[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+    --no-install-recommends "${need_norec[@]}" >/dev/null
   # Debian starts the packaged services; kadr runs its own instances on its own ports.
-  for svc in redis-server nginx; do
+  for svc in redis-server nginx prometheus; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

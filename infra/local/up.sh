@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make up`: install what is missing, start Redis, the gateway, the enhance worker and
-# nginx under honcho (the same processes as docker-compose), wait until they answer,
-# print the URL. `make down` stops exactly this process group.
+# `make up`: install what is missing, start Redis, the gateway, the enhance, segment and
+# camera workers, the exporter, the autoscaler and nginx under honcho (the processes of
+# docker-compose; Prometheus too when it is installed, Grafana only in compose), wait
+# until they answer, print the URL. `make down` stops exactly this process group.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -17,6 +18,9 @@ export KADR_STORAGE_DIR=${KADR_STORAGE_DIR:-$KADR_VAR/blobs}
 export KADR_MODELS_DIR=${KADR_MODELS_DIR:-$KADR_VAR/models}
 export GUNICORN_BIND=127.0.0.1:$KADR_GATEWAY_PORT
 export NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+export KADR_EXPORTER_PORT=${KADR_EXPORTER_PORT:-9100}
+export KADR_AUTOSCALER_METRICS_PORT=${KADR_AUTOSCALER_METRICS_PORT:-9104}
+KADR_PROMETHEUS_PORT=${KADR_PROMETHEUS_PORT:-9090}
 PIDFILE=$KADR_VAR/run/honcho.pid
 
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -31,7 +35,21 @@ mkdir -p logs "$KADR_VAR"/{redis,run,blobs,models}
 .venv/bin/python infra/nginx/render.py --profile local --prefix "$KADR_VAR/run/nginx" \
   --listen "$KADR_HTTP_PORT" --upstream "127.0.0.1:$KADR_GATEWAY_PORT" --out "$KADR_VAR/run/nginx/nginx.conf"
 
-setsid .venv/bin/honcho -f infra/local/Procfile -d "$ROOT" start >> logs/honcho.log 2>&1 < /dev/null &
+PROCFILE=$KADR_VAR/run/Procfile
+cp infra/local/Procfile "$PROCFILE"
+PROM_BIN=$(command -v prometheus || true)
+if [ -n "$PROM_BIN" ]; then
+  .venv/bin/python infra/prometheus/render.py --out "$KADR_VAR/run/prometheus.yml" \
+    --listen "127.0.0.1:$KADR_PROMETHEUS_PORT" --target "gateway=127.0.0.1:$KADR_GATEWAY_PORT" \
+    --target "exporter=127.0.0.1:$KADR_EXPORTER_PORT" --target "autoscaler=127.0.0.1:$KADR_AUTOSCALER_METRICS_PORT" \
+    --target "enhance=127.0.0.1:${KADR_ENHANCE_METRICS_PORT:-9101}" \
+    --target "segment=127.0.0.1:${KADR_SEGMENT_METRICS_PORT:-9102}" \
+    --target "camera=127.0.0.1:${KADR_CAMERA_METRICS_PORT:-9103}"
+  mkdir -p "$KADR_VAR/prometheus"
+  echo "prometheus: exec $PROM_BIN --config.file=$KADR_VAR/run/prometheus.yml --storage.tsdb.path=$KADR_VAR/prometheus --web.listen-address=127.0.0.1:$KADR_PROMETHEUS_PORT >> logs/prometheus.log 2>&1" >> "$PROCFILE"
+fi
+
+setsid .venv/bin/honcho -f "$PROCFILE" -d "$ROOT" start >> logs/honcho.log 2>&1 < /dev/null &
 echo $! > "$PIDFILE"
 
 URL=http://127.0.0.1:$KADR_HTTP_PORT
@@ -55,6 +73,8 @@ if [ ! -s "$KEYFILE" ]; then
 fi
 echo
 echo "kadr is up: $URL   (API docs: $URL/api/docs, readiness: $URL/readyz, logs: logs/)"
+echo "metrics: gateway $URL/metrics, exporter http://127.0.0.1:$KADR_EXPORTER_PORT/metrics" \
+  "${PROM_BIN:+, Prometheus http://127.0.0.1:$KADR_PROMETHEUS_PORT}"
 curl -s "$URL/readyz" | .venv/bin/python -m json.tool || true
 echo "API key: $(cat "$KEYFILE")"
 echo "Weights missing? run: .venv/bin/kadr models download   (stop with: make down)"

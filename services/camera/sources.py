@@ -31,14 +31,18 @@ from typing import Any, Callable, Iterator
 import cv2
 import numpy as np
 from prometheus_client import Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from services.camera.ring_buffer import JpegFrameRing, PacketRing
 from services.common.settings import CameraConfig
 
 log = logging.getLogger("kadr.camera")
 
-SOURCE_UP = Gauge("kadr_camera_source_up", "1 while the camera's source delivers frames", ["camera"])
-SOURCE_FPS = Gauge("kadr_camera_source_fps", "Frames per second kept from the source", ["camera"])
+SOURCE_UP = Gauge("kadr_camera_source_up", "1 while the camera's source delivers frames", ["camera"],
+                  multiprocess_mode="livemax")
+SOURCE_FPS = Gauge("kadr_camera_source_fps", "Frames per second kept from the source", ["camera"],
+                   multiprocess_mode="livemax")
 RECONNECTS = Counter("kadr_camera_source_reconnects_total", "Source (re)connections after a failure",
                      ["camera"])
 MAX_MJPEG_FRAME_BYTES = 16 * 2**20
@@ -257,3 +261,34 @@ class BufferPublisher(threading.Thread):
                 except Exception as e:  # Redis down: the key expires and the API shows no buffer
                     log.debug("buffer health not published: %s", e)
             self.stop_event.wait(self.interval)
+
+
+class BufferCollector(Collector):
+    """Each ring's state, read at scrape time from the process that holds the rings."""
+
+    def __init__(self, readers: Callable[[], list[SourceReader]]):
+        self.readers = readers
+
+    def collect(self):
+        def gauge(name, doc):
+            return GaugeMetricFamily(name, doc, labels=["camera"])
+        held_bytes = gauge("kadr_camera_buffer_bytes", "Bytes held by the pre-event ring")
+        held_s = gauge("kadr_camera_buffer_seconds", "Seconds of past an event can reach")
+        frames = gauge("kadr_camera_buffer_frames", "Frames held (packet mode: with the lead-in GOP)")
+        budget = gauge("kadr_camera_buffer_max_bytes", "The ring's memory budget")
+        age = gauge("kadr_camera_last_frame_age_seconds", "Seconds since the newest buffered frame")
+        dropped = CounterMetricFamily("kadr_camera_buffer_dropped_frames", "Frames dropped from the ring",
+                                      labels=["camera", "reason"])
+        now = time.time()
+        for r in self.readers():
+            s = r.ring.stats()
+            cam = [r.cam.id]
+            held_bytes.add_metric(cam, s["bytes"])
+            held_s.add_metric(cam, s["seconds_held"])
+            frames.add_metric(cam, s["frames"])
+            budget.add_metric(cam, s["max_bytes"])
+            if s["newest_ts"] is not None:
+                age.add_metric(cam, max(0.0, now - s["newest_ts"]))
+            for reason in ("age", "budget", "undecodable"):
+                dropped.add_metric(cam + [reason], s[f"dropped_{reason}_total"])
+        return [held_bytes, held_s, frames, budget, age, dropped]

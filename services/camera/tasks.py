@@ -36,14 +36,14 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from services.camera import events
 from services.camera.plates import REGISTRY_NAME, find_plates, load_cascade
 from services.camera.settings import CameraSettings
-from services.camera.sources import BufferPublisher, SourceReader, make_ring
+from services.camera.sources import BufferCollector, BufferPublisher, SourceReader, make_ring
+from services.common import worker_metrics
 from services.common.camera_auth import signed_headers
 from services.common.camera_store import publish_buffer
 from services.common.celery_app import create_celery
 from services.common.execution import JobFailure, run_job
 from services.common.jobs import JobStore, connect
 from services.common.logs import setup_logging
-from services.common.metrics import TASK_SECONDS
 from services.common.registry import registry
 from services.common.storage import BlobNotFound, open_store
 from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
@@ -120,6 +120,11 @@ def _in_worker(sender=None, **_: Any) -> None:
     pool = getattr(sender, "pool", None)
     if pool is not None and type(pool).__module__.endswith(".thread"):
         start_runtime()  # threads pool: tasks run in this very process
+
+
+# The collector reads whichever runtime exists at scrape time (threads pool: this process).
+worker_metrics.install(settings, "camera",
+                       lambda: [BufferCollector(lambda: _runtime.readers if _runtime else [])])
 
 
 @worker_shutdown.connect(weak=False)
@@ -227,12 +232,9 @@ def notify(rt: CameraRuntime, event_id: str) -> None:
 def camera_event(payload: dict) -> str:
     p = CameraEventTask.model_validate(payload)
     rt = start_runtime()
-    t0 = time.perf_counter()
-    try:
-        state = run_job(rt.store, p.job_id, service="camera", max_deliveries=settings.max_deliveries,
-                        request_id=p.request_id, work=lambda job, prog: process_event(rt, job, prog))
-    finally:
-        TASK_SECONDS.labels(task=CAMERA_EVENT).observe(time.perf_counter() - t0)
+    state = run_job(rt.store, p.job_id, service="camera", task=CAMERA_EVENT,
+                    max_deliveries=settings.max_deliveries, request_id=p.request_id,
+                    work=lambda job, prog: process_event(rt, job, prog))
     cam = settings.camera(p.camera_id)
     if state in ("succeeded", "failed") and cam is not None and cam.webhook_url:
         rt.notifier.submit(notify, rt, p.job_id)

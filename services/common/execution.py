@@ -15,9 +15,10 @@ from typing import Any, Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from . import task_stats
 from .jobs import ACTIVE, WORKER_KEY_PREFIX, JobStore
 from .logs import job_id_var, request_id_var
-from .metrics import JOB_OUTCOMES, REDELIVERIES
+from .metrics import JOB_OUTCOMES, QUEUE_WAIT_SECONDS, REDELIVERIES, TASK_SECONDS, observe_cuda_memory
 from .registry import ModelUnavailable
 from .workers import worker_id
 
@@ -35,9 +36,32 @@ class JobFailure(Exception):
 Work = Callable[[dict[str, Any], Callable[[float], None]], dict[str, Any]]
 
 
-def run_job(store: JobStore, job_id: str, *, service: str, max_deliveries: int,
-            request_id: str, work: Work) -> str:
-    """Run ``work(job, report_progress) -> result`` for a job; returns the final state."""
+def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
+            request_id: str, work: Work, feed: Callable[[str], object] | None = None) -> str:
+    """Run ``work(job, report_progress) -> result`` for a job; returns the final state.
+    Every delivery, even a skipped one, is timed under ``task``. ``feed(batch_id)`` runs
+    after a batch item ends, so the batch's next item is handed over at once."""
+    t0 = time.perf_counter()
+    try:
+        state = _run_job(store, job_id, service=service, task=task, max_deliveries=max_deliveries,
+                         request_id=request_id, work=work)
+        if feed is not None and state in ("succeeded", "failed", "discarded"):
+            batch_id = store.r.hget(store.job_key(job_id), "batch_id")
+            if batch_id:
+                try:
+                    feed(batch_id)
+                except Exception:  # the reaper feeds it within a round; the job itself is done
+                    log.exception("feeding the batch failed", extra={"batch": batch_id})
+        return state
+    finally:
+        seconds = time.perf_counter() - t0
+        TASK_SECONDS.labels(task=task).observe(seconds)
+        task_stats.record(store.r, service, seconds)
+        observe_cuda_memory(service)
+
+
+def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
+             request_id: str, work: Work) -> str:
     job_id_var.set(job_id)
     request_id_var.set(request_id)
     verdict, n = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
@@ -49,6 +73,9 @@ def run_job(store: JobStore, job_id: str, *, service: str, max_deliveries: int,
     if verdict == "gone":
         log.info("job deleted before it ran")
         return "gone"
+    if verdict == "paused":
+        log.info("batch paused; item back to pending")
+        return "paused"
     if verdict == "skip":
         log.info("job already finished; redelivered task ignored")
         return "skipped"
@@ -64,6 +91,9 @@ def run_job(store: JobStore, job_id: str, *, service: str, max_deliveries: int,
         return "failed"
 
     job = store.get(job_id)
+    if n == 1 and job.get("started_at") and job.get("created_at"):
+        # Only first starts: a redelivered job's wait would include the run that died.
+        QUEUE_WAIT_SECONDS.labels(task=task).observe(max(0.0, job["started_at"] - job["created_at"]))
     t0 = time.perf_counter()
     try:
         result = work(job, lambda p: store.set_progress(job_id, p))

@@ -19,8 +19,10 @@ import redis
 PREFIX = "kadr:"
 WORKER_KEY_PREFIX = PREFIX + "worker:"  # heartbeat keys (services.common.workers)
 RUNNING_KEY = PREFIX + "running"  # zset: running job ids by when they started
-STATES = ("queued", "running", "succeeded", "failed", "canceled")
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+# pending: a batch item not yet handed to a queue (batches feed a window at a time);
+# skipped: a batch item whose identical content another item of the batch processes.
+STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
+TERMINAL = frozenset({"succeeded", "failed", "skipped", "canceled"})
 ACTIVE = frozenset({"queued", "running"})
 _JSON_FIELDS = ("params", "input", "result", "error")
 
@@ -45,7 +47,17 @@ if batch and batch ~= '' and cur ~= ARGV[2] then
   local bkey = ARGV[1] .. 'batch:' .. batch
   redis.call('HINCRBY', bkey, 'n_' .. cur, -1)
   redis.call('HINCRBY', bkey, 'n_' .. ARGV[2], 1)
-  redis.call('PUBLISH', bkey .. ':events', ARGV[2])
+  -- in flight: handed to a queue and not ended; the feeder keeps this under the window
+  if ARGV[2] == 'queued' or ARGV[2] == 'running' then
+    redis.call('ZADD', bkey .. ':inflight', 'NX', ARGV[4], jid)
+  else
+    redis.call('ZREM', bkey .. ':inflight', jid)
+  end
+  if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' or ARGV[2] == 'skipped' or ARGV[2] == 'canceled' then
+    redis.call('LPUSH', bkey .. ':done', ARGV[4])  -- recent end times: throughput and ETA
+    redis.call('LTRIM', bkey .. ':done', 0, 199)
+  end
+  redis.call('PUBLISH', bkey .. ':events', ARGV[2] .. ' ' .. jid)
 end
 redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[2])
 return {1, cur}
@@ -56,11 +68,26 @@ return {1, cur}
 # Returns {verdict, deliveries}: "run", "skip" (already finished: a redelivery after
 # success must not run again), "busy" (running in a worker whose heartbeat is alive: a
 # duplicate message, e.g. restored after a requeue), "exhausted" (the caller fails it as
-# worker_lost), "gone".
+# worker_lost), "paused" (its batch is paused: the job goes back to pending), "gone".
 _BEGIN = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {'gone', 0} end
 if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
+local batch = redis.call('HGET', KEYS[1], 'batch_id')
+if cur == 'queued' and batch and batch ~= '' then
+  local bkey = ARGV[5] .. 'batch:' .. batch
+  if redis.call('HGET', bkey, 'paused') == '1' then
+    -- paused after this was handed to the queue: back to the front of the pending list
+    local jid = redis.call('HGET', KEYS[1], 'id')
+    redis.call('HSET', KEYS[1], 'state', 'pending', 'updated_at', ARGV[2])
+    redis.call('HINCRBY', bkey, 'n_queued', -1)
+    redis.call('HINCRBY', bkey, 'n_pending', 1)
+    redis.call('ZREM', bkey .. ':inflight', jid)
+    redis.call('LPUSH', bkey .. ':pending', jid)
+    redis.call('PUBLISH', bkey .. ':events', 'pending ' .. jid)
+    return {'paused', 0}
+  end
+end
 if cur == 'running' then
   local w = redis.call('HGET', KEYS[1], 'worker')
   if w and w ~= '' and w ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. w) == 1 then
@@ -198,7 +225,7 @@ class JobStore:
 
     def begin(self, job_id: str, *, max_deliveries: int, worker: str) -> tuple[str, int]:
         verdict, n = self._begin(keys=[self.job_key(job_id)],
-                                 args=[max_deliveries, now(), worker, WORKER_KEY_PREFIX])
+                                 args=[max_deliveries, now(), worker, WORKER_KEY_PREFIX, PREFIX])
         if verdict == "run":
             self.transition(job_id, "running", allowed_from=ACTIVE, worker=worker,
                             started_at=now(), progress=0.0)
@@ -258,65 +285,15 @@ class JobStore:
         ids = self.r.zrevrange(self.owner_key(owner), offset, offset + limit - 1)
         return [j for j in self.get_many(ids) if j is not None]
 
-    # batches
-    def create_batch(self, *, kind: str, owner: str, params: dict, items: list[dict],
-                     request_id: str = "", job_ids: list[str] | None = None
-                     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Create a batch with its item jobs in one MULTI: a client never sees a batch
-        whose items are half written."""
-        batch_id = new_id()
-        t = now()
-        p = self.r.pipeline()
-        job_ids = job_ids or [new_id() for _ in items]
-        jobs = [self.create(kind=kind, owner=owner, params=params, input=item, batch_id=batch_id,
-                            request_id=request_id, job_id=jid, pipe=p)
-                for item, jid in zip(items, job_ids)]
-        bkey = self.batch_key(batch_id)
-        batch = {"id": batch_id, "kind": kind, "owner": owner, "created_at": t, "params": params,
-                 "total": len(jobs), "request_id": request_id}
-        mapping = _encode(batch)
-        mapping.update({f"n_{s}": "0" for s in STATES})
-        mapping["n_queued"] = str(len(jobs))
-        p.hset(bkey, mapping=mapping)
-        p.expire(bkey, self.ttl)
-        if jobs:
-            p.rpush(self.items_key(batch_id), *[j["id"] for j in jobs])
-            p.expire(self.items_key(batch_id), self.ttl)
-        p.execute()
-        return self.get_batch(batch_id), jobs
-
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(self.batch_key(batch_id))
-        if not raw:
-            return None
-        b = _decode(raw)
-        counts = {s: int(b.pop(f"n_{s}", 0) or 0) for s in STATES}
-        b["total"] = int(b.get("total") or 0)
-        b["counts"] = counts
-        b["state"] = batch_state(counts, b["total"])
-        done = counts["succeeded"] + counts["failed"] + counts["canceled"]
-        b["progress"] = round(done / b["total"], 4) if b["total"] else 1.0
-        return b
-
-    def get_batch_owned(self, batch_id: str, owner: str) -> dict[str, Any] | None:
-        b = self.get_batch(batch_id)
-        return b if b is not None and b.get("owner") == owner else None
-
-    def batch_item_ids(self, batch_id: str, offset: int = 0, limit: int = -1) -> list[str]:
-        end = -1 if limit < 0 else offset + limit - 1
-        return self.r.lrange(self.items_key(batch_id), offset, end)
-
-
-def batch_state(counts: dict[str, int], total: int) -> str:
-    if counts["queued"] + counts["running"] > 0:
-        return "running" if (counts["running"] or total - counts["queued"]) else "queued"
-    if counts["succeeded"] == total:
-        return "succeeded"
-    if counts["succeeded"] == 0:
-        return "canceled" if counts["canceled"] == total and total else "failed"
-    return "partial"
-
 
 def connect(url: str) -> redis.Redis:
+    """Commands retry across a Redis restart (~30 s of backoff) instead of failing the
+    request or, worse, a finished task's final write, which would leave its job running."""
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
     return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
-                                socket_timeout=10, socket_connect_timeout=5)
+                                socket_timeout=10, socket_connect_timeout=5,
+                                retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 20),
+                                retry_on_error=[RedisConnectionError, RedisTimeoutError])

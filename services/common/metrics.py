@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+# Gateway requests: ``route`` is the URL rule ("/api/v1/jobs/<job_id>"), never the path,
+# so the label set stays bounded whatever clients send.
+REQUESTS = Counter("kadr_gateway_requests_total", "HTTP requests answered",
+                   ["route", "method", "status"])
+REQUEST_SECONDS = Histogram("kadr_gateway_request_duration_seconds", "Time to answer a request",
+                            ["route", "method"],
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
 REJECTIONS = Counter("kadr_gateway_rejections_total",
                      "Requests refused because a limit or a check failed", ["reason"])
@@ -19,8 +27,30 @@ REDELIVERIES = Counter("kadr_worker_redeliveries_total",
                        "Tasks delivered again after a worker died", ["service"])
 CACHE_HITS = Counter("kadr_enhance_cache_hits_total", "Enhance results served from the cache")
 FACES = Counter("kadr_enhance_faces_total", "Faces handled", ["outcome"])
+_LONG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 TASK_SECONDS = Histogram("kadr_worker_task_duration_seconds", "Task run time", ["task"],
-                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+                         buckets=_LONG_BUCKETS)
+QUEUE_WAIT_SECONDS = Histogram("kadr_worker_queue_wait_seconds",
+                               "From job accepted to its first start in a worker", ["task"],
+                               buckets=_LONG_BUCKETS)
+MODEL_LOAD_SECONDS = Histogram("kadr_worker_model_load_seconds", "Time to load a model into a process",
+                               ["model"], buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+# Summed over the live pool processes; a process that died takes its share with it.
+CUDA_ALLOCATED = Gauge("kadr_worker_cuda_memory_allocated_bytes", "CUDA memory held by tensors",
+                       ["service"], multiprocess_mode="livesum")
+CUDA_RESERVED = Gauge("kadr_worker_cuda_memory_reserved_bytes", "CUDA memory held by the caching allocator",
+                      ["service"], multiprocess_mode="livesum")
+
+
+def observe_cuda_memory(service: str) -> None:
+    """Record this process's CUDA memory; nothing at all (not zeros) where torch never
+    touched a GPU, so a CPU box exports no CUDA series."""
+    import sys
+    torch = sys.modules.get("torch")  # never import torch just to look
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    CUDA_ALLOCATED.labels(service=service).set(torch.cuda.memory_allocated())
+    CUDA_RESERVED.labels(service=service).set(torch.cuda.memory_reserved())
 
 
 def render_latest() -> bytes:

@@ -59,9 +59,11 @@ class Reaper(threading.Thread):
 
     LOCK = "kadr:reaper-lock"
 
-    def __init__(self, store: JobStore, *, interval: float, grace_seconds: float, send: Send):
+    def __init__(self, store: JobStore, *, interval: float, grace_seconds: float, send: Send,
+                 also: Callable[[], object] | None = None):
         super().__init__(name="kadr-reaper", daemon=True)
         self.store, self.interval, self.grace, self.send = store, interval, grace_seconds, send
+        self.also = also  # more cluster-wide upkeep under the same lock (batch feeding)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -69,6 +71,8 @@ class Reaper(threading.Thread):
             try:
                 if self.store.r.set(self.LOCK, "1", nx=True, px=int(self.interval * 1000)):
                     reap_orphans(self.store, grace_seconds=self.grace, send=self.send)
+                    if self.also is not None:
+                        self.also()
             except Exception:  # Redis away: try again next round
                 log.exception("reaper round failed")
 

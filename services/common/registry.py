@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from .metrics import MODEL_LOAD_SECONDS
+
 MISSING_WEIGHTS = "missing_weights"
 NOT_LOADED = "not_loaded"
 LOADING = "loading"
@@ -81,6 +83,7 @@ class ModelRegistry:
                 e.state, e.message = FAILED, f"{type(exc).__name__}: {exc}"
                 raise ModelUnavailable(name, e.state, e.message) from exc
             e.load_seconds = round(time.perf_counter() - t0, 3)
+            MODEL_LOAD_SECONDS.labels(model=name).observe(e.load_seconds)
             e.state = READY
             return e
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Quality = Literal["fast", "medium", "high"]
-JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JobState = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "canceled"]
 OutputFormat = Literal["jpeg", "png", "webp", "bmp", "tiff"]
 
 
@@ -27,7 +27,8 @@ class EnhanceParams(BaseModel):
     tile: int = Field(0, description="background tile size: 0 (the upsampler's default) or 256–512")
     only_center_face: bool = False
     has_aligned: bool = Field(False, description="input is already an aligned 512×512 face")
-    max_faces: int = Field(20, ge=1, le=100, description="faces restored per image, 1–100")
+    max_faces: int = Field(20, ge=0, le=100,
+                           description="faces restored per image, 0–100 (0: no face work, background only)")
 
     @field_validator("tile")
     @classmethod
@@ -67,20 +68,55 @@ class JobView(BaseModel):
 class BatchItemView(BaseModel):
     id: str
     name: str
+    variant: str = "default"
     state: JobState
     progress: float
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    duplicate_of: str | None = None
+    links: dict[str, str] = {}
 
 
 class BatchView(BaseModel):
     id: str
     kind: str
+    name: str = ""
     state: str
+    open: bool = False
+    paused: bool = False
     progress: float
+    percent: float = 0.0
     total: int
+    photos: int = 0
     counts: dict[str, int]
+    throughput_per_s: float | None = None
+    eta_seconds: float | None = None
     created_at: float
+    closed_at: float | None = None
     params: dict[str, Any] = {}
+    variants: list[dict[str, Any]] = []
     items: list[BatchItemView] = []
+    items_offset: int = 0
     links: dict[str, str] = {}
+
+
+class VariantSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_\-]{1,32}$", description="folder name in the archive")
+    params: dict[str, Any] = {}
+
+
+class BatchCreate(BaseModel):
+    """``params`` apply to every photo; each variant's params override them (one output
+    per photo and variant, exported side by side)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["enhance"] = "enhance"
+    name: str = Field("", max_length=200)
+    params: dict[str, Any] = {}
+    variants: list[VariantSpec] = Field(default_factory=list, max_length=8,
+                                        description="0–8 variants; none means one output per photo")
+    ttl_seconds: int | None = Field(None, ge=60, le=90 * 24 * 3600,
+                                    description="how long the batch and its files are kept, 60 s–90 days")

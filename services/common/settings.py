@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     storage_dir: Path = Path("var/blobs")
     models_dir: Path = Path("var/models")
     log_level: str = "INFO"
+    # Worker services serve Prometheus metrics here (0: off); the gateway serves /metrics.
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     # Auth
     auth_disabled: bool = False  # local development only; the gateway logs it loudly
@@ -74,7 +77,19 @@ class Settings(BaseSettings):
     # Upload limits (each answered with a clear 4xx)
     max_upload_bytes: int = 50 * MIB
     max_image_pixels: int = 40_000_000
-    max_batch_files: int = 20
+    max_batch_files: int = 20  # files in one request (POST /enhance/batch, /batches/{id}/items)
+    # Batches: items handed to the queue at a time per batch; a queued item that has not
+    # started after this long is sent again (a crash lost its message)
+    batch_window: int = Field(16, ge=1, le=1000)
+    batch_redispatch_seconds: float = Field(300.0, gt=0)
+    # Retention: batch folders over this many bytes in all lose their oldest finished
+    # batches first (0: no budget); each batch also expires after its TTL
+    storage_budget_bytes: int = Field(0, ge=0)
+    retention_interval_seconds: float = Field(60.0, gt=0)
+    # ZIP/TAR uploads into a batch, unpacked by the gateway
+    archive_max_entries: int = Field(10_000, ge=1)
+    archive_max_bytes: int = 4 * 1024 * MIB  # all entries, uncompressed
+    archive_max_ratio: float = Field(100.0, gt=1)  # uncompressed / compressed, per entry
     max_queue_backlog: int = 1000  # per queue; past it new work gets 503 + Retry-After
 
     # Video uploads (segment service)

@@ -15,6 +15,10 @@ import redis
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init, worker_process_shutdown
 
+from . import worker_metrics
+from . import retention
+from .batch_feed import Feeder
+from .batches import BatchStore
 from .jobs import JobStore, connect
 from .reaper import Reaper
 from .registry import registry
@@ -31,6 +35,7 @@ class WorkerContext:
     blobs: BlobStore
     heartbeat: Heartbeat
     reaper: Reaper
+    feeder: Feeder
 
 
 def start_process(settings: Settings, *, service: str, queues: list[str],
@@ -47,11 +52,24 @@ def start_process(settings: Settings, *, service: str, queues: list[str],
     hb.start()
     threading.Thread(target=registry.warm_up, args=(warm,), daemon=True, name="kadr-warmup").start()
     store = JobStore(r, settings.job_ttl_seconds)
+    send = _sender(settings)
+    feeder = Feeder(BatchStore(store), send, window=settings.batch_window,
+                    redispatch_seconds=settings.batch_redispatch_seconds)
     reaper = Reaper(store, interval=settings.reaper_interval_seconds,
-                    grace_seconds=settings.orphan_grace_seconds, send=_sender(settings))
+                    grace_seconds=settings.orphan_grace_seconds, send=send, also=_upkeep(settings, r, feeder))
     reaper.start()
     return WorkerContext(store=store, redis=r, cache=connect(settings.cache_redis_url),
-                         blobs=open_store(settings), heartbeat=hb, reaper=reaper)
+                         blobs=open_store(settings), heartbeat=hb, reaper=reaper, feeder=feeder)
+
+
+def _upkeep(settings: Settings, r: redis.Redis, feeder: Feeder) -> Callable[[], None]:
+    """Cluster-wide rounds beside the reaper's: batch feeding every round, retention at
+    most every ``retention_interval_seconds`` (its own lock outlives one round)."""
+    def run() -> None:
+        feeder.tick()
+        if r.set("kadr:retention-lock", "1", nx=True, px=int(settings.retention_interval_seconds * 1000)):
+            retention.sweep(feeder.batches, settings.storage_dir, budget=settings.storage_budget_bytes)
+    return run
 
 
 def _sender(settings: Settings):
@@ -90,6 +108,7 @@ class WorkerProcess:
         worker_process_init.connect(self._init, weak=False)
         task_failure.connect(self._hard_time_limit, weak=False)
         worker_process_shutdown.connect(self._shutdown, weak=False)
+        worker_metrics.install(settings, service)
 
     def _init(self, **_: Any) -> None:
         self.ctx = start_process(self.settings, service=self.service, queues=self.queues,

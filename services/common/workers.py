@@ -43,6 +43,18 @@ def live_workers(r: redis.Redis) -> list[dict[str, Any]]:
     return out
 
 
+def _footprint() -> dict[str, int]:
+    """What this process holds, so the autoscaler knows what one more would cost."""
+    import sys
+
+    import psutil
+    out = {"rss": psutil.Process().memory_info().rss}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_reserved"] = torch.cuda.memory_reserved()
+    return out
+
+
 class Heartbeat(threading.Thread):
     """Publishes every ``interval`` seconds until stopped; a key outlives three missed beats."""
 
@@ -55,7 +67,7 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         try:
             publish(self.r, service=self.service, queues=self.queues, models=self.models(),
-                    ttl=self.interval * 3)
+                    ttl=self.interval * 3, extra=_footprint())
         except redis.RedisError:
             pass  # Redis down: the key expires and readiness says so
 

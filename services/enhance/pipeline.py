@@ -75,9 +75,11 @@ def enhance(img_bgr: np.ndarray, restorer, bg_upsampler, opts: EnhanceOptions, *
         restorer.upscale = opts.upscale
 
         t0 = time.perf_counter()
-        helper.read_image(img)
-        faces_found = _detect_faces(helper, opts)
-        helper.align_warp_face()
+        faces_found = 0
+        if opts.max_faces > 0:  # 0: background only (landscapes, scans): no detector pass at all
+            helper.read_image(img)
+            faces_found = _detect_faces(helper, opts)
+            helper.align_warp_face()
         timings["detect"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

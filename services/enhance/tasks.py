@@ -11,12 +11,11 @@ import logging
 import time
 from typing import Callable
 
-
 from services.common import images, weights
 from services.common.celery_app import create_celery
 from services.common.execution import JobFailure, run_job
 from services.common.logs import setup_logging
-from services.common.metrics import CACHE_HITS, FACES, TASK_SECONDS
+from services.common.metrics import CACHE_HITS, FACES
 from services.common.registry import registry
 from services.common.schemas import EnhanceParams
 from services.common.storage import BlobNotFound
@@ -74,7 +73,9 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
     params = EnhanceParams.model_validate(job["params"])
     inp = job["input"]
     fmt = inp["format"]
-    result_key = f"jobs/{job['id']}/result.{images.FORMAT_EXTENSION[fmt]}"
+    # A batch keeps every file under its own folder: retention removes a batch in one go.
+    base = f"batches/{job['batch_id']}/results/{job['id']}" if job.get("batch_id") else f"jobs/{job['id']}"
+    result_key = f"{base}/result.{images.FORMAT_EXTENSION[fmt]}"
 
     key = cache_key(inp["sha256"], params)
     hit = cache.get(key)
@@ -137,10 +138,6 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
 def enhance_photo(self, payload: dict) -> str:
     p = EnhancePhotoTask.model_validate(payload)
     request_id = p.request_id or (self.request.get("kadr_request_id") or "")
-    t0 = time.perf_counter()
-    try:
-        return run_job(worker.ctx.store, p.job_id, service="enhance",
-                       max_deliveries=settings.max_deliveries, request_id=request_id,
-                       work=enhance_job)
-    finally:
-        TASK_SECONDS.labels(task=ENHANCE_PHOTO).observe(time.perf_counter() - t0)
+    return run_job(worker.ctx.store, p.job_id, service="enhance", task=ENHANCE_PHOTO,
+                   max_deliveries=settings.max_deliveries, request_id=request_id,
+                   work=enhance_job, feed=worker.ctx.feeder.feed)

@@ -25,7 +25,6 @@ from services.common.device import select_device
 from services.common.execution import JobFailure, run_job
 from services.common.jobs import ACTIVE
 from services.common.logs import setup_logging
-from services.common.metrics import TASK_SECONDS
 from services.common.registry import registry
 from services.common.segment_options import MODELS, SegmentParams
 from services.common.storage import BlobNotFound
@@ -207,13 +206,8 @@ def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
 
 
 def _run(task_name: str, payload: TaskPayload, work) -> str:
-    t0 = time.perf_counter()
-    try:
-        return run_job(worker.ctx.store, payload.job_id, service="segment",
-                       max_deliveries=settings.max_deliveries, request_id=payload.request_id,
-                       work=work)
-    finally:
-        TASK_SECONDS.labels(task=task_name).observe(time.perf_counter() - t0)
+    return run_job(worker.ctx.store, payload.job_id, service="segment", task=task_name,
+                   max_deliveries=settings.max_deliveries, request_id=payload.request_id, work=work)
 
 
 @app.task(name=SEGMENT_VIDEO)

@@ -179,3 +179,23 @@ def test_openapi_and_docs_are_served(stack):
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     gz = requests.get(stack["url"] + "/api/openapi.json", headers={"Accept-Encoding": "gzip"})
     assert gz.headers.get("Content-Encoding") == "gzip"
+
+
+def test_prefork_worker_metrics_sum_the_pool_processes(stack, api):
+    """The enhance worker runs tasks in a prefork child; its main process serves what the
+    child recorded (multiprocess mode) plus the memory of the whole tree."""
+    from tests.stack import sample, scrape
+    resp = api.post(f"{api.base}/api/v1/enhance", files={"file": ("m.png", flat_png(seed=31))},
+                    data={"quality": "fast", "upscale": "2", "max_faces": "1"})
+    assert resp.status_code == 202, resp.text
+    assert wait_job(api, resp.json()["id"])["state"] == "succeeded"
+    m = scrape(stack["worker"].metrics_url)
+    assert sample(m, "kadr_worker_jobs_total", service="enhance", outcome="succeeded") >= 1
+    assert sample(m, "kadr_worker_task_duration_seconds_count", task="enhance.photo") >= 1
+    assert sample(m, "kadr_worker_queue_wait_seconds_count", task="enhance.photo") >= 1
+    assert sample(m, "kadr_worker_model_load_seconds_count", model="gfpgan") >= 1
+    assert sample(m, "kadr_worker_processes", service="enhance") == 2  # main + one child
+    child = sample(m, "kadr_worker_process_max_resident_memory_bytes", service="enhance")
+    total = sample(m, "kadr_worker_resident_memory_bytes", service="enhance")
+    assert 200e6 < child < total  # the child holds the models; the total adds the main process
+    assert "kadr_worker_cuda_memory_allocated_bytes" not in m

@@ -14,8 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from services.common.camera_auth import (SIGNATURE_HEADER, TIMESTAMP_HEADER, signature,
-                                         signed_headers)
+from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers
 from tests.e2e.conftest import create_key, running_stack
 from tests.fixtures.mjpeg_server import MjpegServer
 from tests.fixtures.plates import scene_with_plate
@@ -208,3 +207,36 @@ def test_backlog_full_is_503_and_every_accepted_event_is_processed(cam):
         assert _wait_event(cam, r.json()["id"])["state"] == "succeeded"
     metrics = requests.get(f"{cam['gateway_url']}/metrics", timeout=10).text
     assert 'reason="camera_backlog_full"' in metrics
+
+
+def test_worker_and_gateway_metrics(cam):
+    """The camera worker's own endpoint (buffers, memory, tasks) and the gateway's
+    request series, after the events above."""
+    from tests.stack import sample, scrape
+    wait_for(lambda: (_gate_buffer(cam) or {}).get("seconds_held", 0) >= 3, 30, "the gate buffer")
+    ev = _post_signed(cam, "gate", {"ts": time.time()})
+    assert ev.status_code == 202
+    assert _wait_event(cam, ev.json()["id"])["state"] == "succeeded"
+    m = scrape(cam["worker"].metrics_url)
+    assert sample(m, "kadr_camera_buffer_bytes", camera="gate") > 0
+    assert sample(m, "kadr_camera_buffer_seconds", camera="gate") >= 3
+    assert sample(m, "kadr_camera_buffer_max_bytes", camera="gate") == 128 * 2**20
+    assert sample(m, "kadr_camera_last_frame_age_seconds", camera="gate") < 3
+    assert sample(m, "kadr_camera_buffer_dropped_frames_total", camera="gate", reason="budget") == 0
+    assert sample(m, "kadr_camera_source_up", camera="gate") == 1
+    assert sample(m, "kadr_camera_buffer_bytes", camera="yard") is None  # no source, no ring
+    assert sample(m, "kadr_worker_resident_memory_bytes", service="camera") > 50e6
+    assert sample(m, "kadr_worker_processes", service="camera") == 1  # threads pool
+    assert sample(m, "kadr_worker_jobs_total", service="camera", outcome="succeeded") >= 1
+    assert sample(m, "kadr_worker_task_duration_seconds_count", task="camera.event") >= 1
+    assert sample(m, "kadr_worker_queue_wait_seconds_count", task="camera.event") >= 1
+    assert sample(m, "kadr_worker_model_load_seconds_count", model="plate_cascade") == 1
+    assert "kadr_worker_cuda_memory_allocated_bytes" not in m  # no GPU: no series, not zeros
+    g = scrape(f"{cam['gateway_url']}/metrics")
+    assert sample(g, "kadr_gateway_requests_total", route="/api/v1/camera/<camera_id>/events",
+                  method="POST", status="202") >= 1
+    assert sample(g, "kadr_gateway_requests_total", route="/api/v1/camera/<camera_id>/events",
+                  method="POST", status="401") >= 1
+    assert sample(g, "kadr_gateway_request_duration_seconds_count",
+                  route="/api/v1/camera/events/<event_id>", method="GET") >= 1
+    assert not any(ev.json()["id"] in str(lab) for lab, _ in g["kadr_gateway_requests_total"])

@@ -123,7 +123,7 @@ def flat(h, w, value=128):
         ("weight", float("nan"), "finite number"),
         ("tile", 128, "between 256 and 512"),
         ("tile", 1024, "between 256 and 512"),
-        ("max_faces", 0, "greater than or equal to 1"),
+        ("max_faces", -1, "greater than or equal to 0"),
         ("quality", "ultra", "'fast', 'medium' or 'high'"),
     ],
 )
@@ -185,6 +185,16 @@ def test_max_faces_keeps_the_largest_detections(restorer):
     assert result.image.shape == (512, 512, 3)
     # State of this photo must not leak into the next one.
     assert helper.det_faces == [] and helper.restored_faces == [] and helper.cropped_faces == []
+
+
+def test_max_faces_zero_skips_the_detector(restorer):
+    sizes = [40, 120]
+    restorer.detector.rows = np.stack([face_row(10 + 5 * i, 10 + 5 * i, s) for i, s in enumerate(sizes)])
+    calls = []
+    original = restorer.face_helper.read_image
+    restorer.face_helper.read_image = lambda img: calls.append(img.shape) or original(img)
+    result = enhance(flat(48, 64), restorer, None, EnhanceOptions(quality="fast", max_faces=0, upscale=1))
+    assert calls == [] and result.faces_found == 0 and result.image.shape == (48, 64, 3)
 
 
 def test_only_center_face_restores_the_face_nearest_the_centre(restorer):

@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
 
-from services.common.jobs import JobStore, batch_state
+from services.common.jobs import JobStore
 
 
 @pytest.fixture()
@@ -58,43 +57,11 @@ def test_owner_isolation(store):
     assert store.list_owned("bob") == []
 
 
-def test_batch_counters_follow_items(store):
-    batch, jobs = store.create_batch(kind="enhance", owner="k", params={},
-                                     items=[{"name": f"{i}.jpg"} for i in range(5)])
-    assert batch["counts"]["queued"] == 5 and batch["state"] == "queued"
-    ids = [j["id"] for j in jobs]
-    assert store.batch_item_ids(batch["id"]) == ids
-    for i, jid in enumerate(ids):
-        store.begin(jid, max_deliveries=3, worker="w")
-        store.transition(jid, "failed" if i == 2 else "succeeded", allowed_from=("running",))
-    b = store.get_batch(batch["id"])
-    assert b["counts"] == {"queued": 0, "running": 0, "succeeded": 4, "failed": 1, "canceled": 0}
-    assert b["state"] == "partial" and b["progress"] == 1.0
-    assert store.get_batch_owned(batch["id"], "someone-else") is None
-
-
 def test_delete_removes_job(store):
     job = store.create(kind="enhance", owner="a", params={})
     store.delete(job["id"])
     assert store.get(job["id"]) is None
     assert store.begin(job["id"], max_deliveries=3, worker="w") == ("gone", 0)
-
-
-counts_st = st.fixed_dictionaries({s: st.integers(0, 5) for s in
-                                   ("queued", "running", "succeeded", "failed", "canceled")})
-
-
-@hsettings(max_examples=200, deadline=None)
-@given(counts_st)
-def test_batch_state_is_terminal_only_when_nothing_is_active(counts):
-    total = sum(counts.values())
-    state = batch_state(counts, total)
-    active = counts["queued"] + counts["running"]
-    assert (state in ("queued", "running")) == (active > 0)
-    if active == 0 and total and counts["succeeded"] == total:
-        assert state == "succeeded"
-    if active == 0 and 0 < counts["succeeded"] < total:
-        assert state == "partial"
 
 
 def test_wait_finished_wakes_on_the_transition(store):

@@ -1,0 +1,238 @@
+"""Batch orchestration with the compute taken out: 10,000 items through nginx →
+gunicorn → Redis → Celery → the enhance worker → storage.
+
+Each item is a real enhance request shaped to do almost nothing: a small photo,
+``quality=fast``, ``upscale=1``, ``max_faces=0`` (no detector pass), so what is left is
+the system: upload parsing and checks, blob writes, job records, windowed feeding,
+Celery delivery, the worker's job life cycle, result writes.
+
+1. Throughput: ``--items`` photos (default 10,000) streamed in by 4 parallel uploaders
+   (20 per request), then closed; items/s from first upload to last item ended.
+2. Per-item overhead: photos sent one at a time (new batch, upload, wait for the item
+   with ``?wait``), end-to-end time minus the worker's own compute time
+   (``result.timings.total_seconds``); p50/p95. Baseline in the same run: the same
+   request as a single-photo job (``POST /enhance``), same subtraction.
+3. Memory per 10,000 items: gateway RSS and Redis ``used_memory`` before and after.
+4. Time to first result: streaming (items go out as they arrive) vs one-shot (all
+   uploaded first, then run), for ``--first-items`` photos.
+
+Goals on this 2-core machine: ≥ 100 items/s, ≤ 10 ms p50 overhead. Writes
+bench/results/batch_overhead.json. ``python -m bench.batch_overhead [--items N]``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import machine_info  # noqa: E402
+from tests.stack import (kadr_env, start_gateway, start_nginx, start_redis, start_worker,  # noqa: E402
+                         wait_for)
+
+PARAMS = {"quality": "fast", "upscale": 1, "max_faces": 0}
+PER_REQUEST = 20
+UPLOADERS = 4
+
+
+def photos(n: int, start: int = 0) -> list[bytes]:
+    """Distinct 32×24 PNGs (distinct content: dedupe must not help)."""
+    import numpy as np
+    from PIL import Image
+    out = []
+    for i in range(start, start + n):
+        img = np.full((24, 32, 3), 128, np.uint8)
+        img.reshape(-1)[:8] = np.frombuffer(i.to_bytes(8, "little"), np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, round(q * (len(xs) - 1)))], 5)
+
+
+def tree_rss(pid: int) -> int:
+    p = psutil.Process(pid)
+    return sum(q.memory_full_info().pss for q in [p, *p.children(recursive=True)])
+
+
+def new_batch(s, url) -> str:
+    r = s.post(f"{url}/api/v1/batches", json={"params": PARAMS})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def upload(s, url, bid, chunk: list[tuple[str, bytes]]) -> None:
+    while True:
+        r = s.post(f"{url}/api/v1/batches/{bid}/items", files=[("files", f) for f in chunk])
+        if r.status_code == 503:
+            time.sleep(float(r.headers.get("Retry-After", 1)))
+            continue
+        r.raise_for_status()
+        return
+
+
+def wait_batch(s, url, bid, timeout=3600) -> dict:
+    return wait_for(lambda: (b := s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json())["state"]
+                    in ("succeeded", "partial", "failed") and b, timeout, "the batch", interval=0.25)
+
+
+def throughput(s, url, n: int) -> dict:
+    data = photos(n)
+    bid = new_batch(s, url)
+    chunks = [[(f"p{i + j}.png", d) for j, d in enumerate(data[i:i + PER_REQUEST])]
+              for i in range(0, n, PER_REQUEST)]
+    t0 = time.perf_counter()
+    lock = threading.Lock()
+
+    def uploader():
+        sess = requests.Session()
+        sess.headers.update(s.headers)
+        while True:
+            with lock:
+                if not chunks:
+                    return
+                chunk = chunks.pop(0)
+            upload(sess, url, bid, chunk)
+    threads = [threading.Thread(target=uploader) for _ in range(UPLOADERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    uploaded_s = time.perf_counter() - t0
+    s.post(f"{url}/api/v1/batches/{bid}/close").raise_for_status()
+    b = wait_batch(s, url, bid)
+    wall = time.perf_counter() - t0
+    return {"items": n, "batch": bid, "upload_seconds": round(uploaded_s, 2), "wall_seconds": round(wall, 2),
+            "items_per_s": round(n / wall, 1), "upload_items_per_s": round(n / uploaded_s, 1),
+            "counts": b["counts"]}
+
+
+def overhead(s, url, n: int) -> dict:
+    batch_o, single_o = [], []
+    for i, data in enumerate(photos(n, start=10**6)):
+        bid = new_batch(s, url)
+        t0 = time.perf_counter()
+        r = s.post(f"{url}/api/v1/batches/{bid}/items", files=[("files", (f"o{i}.png", data))])
+        r.raise_for_status()
+        jid = r.json()["accepted"][0]["id"]
+        job = s.get(f"{url}/api/v1/jobs/{jid}", params={"wait": 30}).json()
+        batch_o.append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
+        t0 = time.perf_counter()
+        r = s.post(f"{url}/api/v1/enhance", files={"file": (f"s{i}.png", data)},
+                   data={k: str(v) for k, v in PARAMS.items()})
+        r.raise_for_status()
+        job = s.get(f"{url}/api/v1/jobs/{r.json()['id']}", params={"wait": 30}).json()
+        single_o.append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
+    return {"items": n,
+            "batch_item_overhead_s": {"p50": pct(batch_o, 0.5), "p95": pct(batch_o, 0.95),
+                                      "mean": round(statistics.fmean(batch_o), 5)},
+            "single_job_overhead_s": {"p50": pct(single_o, 0.5), "p95": pct(single_o, 0.95),
+                                      "mean": round(statistics.fmean(single_o), 5)}}
+
+
+def first_result(s, url, n: int) -> dict:
+    out = {}
+    for mode, start in (("streaming", 2 * 10**6), ("one_shot", 3 * 10**6)):
+        data = photos(n, start=start)
+        bid = new_batch(s, url)
+        if mode == "one_shot":
+            s.post(f"{url}/api/v1/batches/{bid}/pause")  # nothing runs until every photo is in
+        t0 = time.perf_counter()
+        first = None
+        for i, d in enumerate(data):
+            upload(s, url, bid, [(f"f{i}.png", d)])
+            if first is None and mode == "streaming":
+                b = s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json()
+                if b["counts"]["succeeded"]:
+                    first = time.perf_counter() - t0
+        s.post(f"{url}/api/v1/batches/{bid}/close")
+        if mode == "one_shot":
+            s.post(f"{url}/api/v1/batches/{bid}/resume")
+        if first is None:
+            first = wait_for(lambda: s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json()
+                             ["counts"]["succeeded"] and time.perf_counter() - t0, 600, "a first result",
+                             interval=0.005)
+        wait_batch(s, url, bid)
+        out[mode] = round(first, 4)
+    out["ratio_one_shot_vs_streaming"] = round(out["one_shot"] / out["streaming"], 1)
+    out["items"] = n
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=10_000)
+    ap.add_argument("--overhead-items", type=int, default=100)
+    ap.add_argument("--first-items", type=int, default=200)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--concurrency", type=int, default=2, help="enhance pool processes")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/batch_overhead.json")
+    args = ap.parse_args()
+    from services.common.apikeys import create_key
+    from tests.fixtures.weights import make_random_weights
+    with tempfile.TemporaryDirectory(prefix="kadr-bench-batch-") as t:
+        tmp = Path(t)
+        make_random_weights(tmp / "models")
+        procs = []
+        try:
+            redis_proc, redis_url = start_redis(tmp / "redis")
+            procs.append(redis_proc)
+            env = kadr_env(redis_url=redis_url, storage_dir=tmp / "blobs", models_dir=tmp / "models",
+                           KADR_BATCH_WINDOW=str(args.window), KADR_WORKER_HEARTBEAT_SECONDS="2",
+                           KADR_REQUIRED_QUEUES=json.dumps(["enhance"]))
+            procs.append(start_worker("enhance", env, tmp / "logs", concurrency=args.concurrency))
+            gw, gw_url = start_gateway(env, tmp / "logs")
+            procs.append(gw)
+            ngx, url = start_nginx(gw_url.removeprefix("http://"), tmp / "logs", rate="10000r/s", burst=10000)
+            procs.append(ngx)
+            wait_for(lambda: requests.get(url + "/readyz", timeout=5).status_code == 200, 300, "readiness")
+            import redis
+            r = redis.Redis.from_url(redis_url, decode_responses=True)
+            key, _ = create_key(r, "bench")
+            s = requests.Session()
+            s.headers["Authorization"] = f"Bearer {key}"
+            overhead(s, url, 5)  # warm-up: first-call allocations, model load
+            mem0 = {"gateway_pss": tree_rss(gw.pid), "redis_used": int(r.info("memory")["used_memory"])}
+            tp = throughput(s, url, args.items)
+            mem1 = {"gateway_pss": tree_rss(gw.pid), "redis_used": int(r.info("memory")["used_memory"])}
+            oh = overhead(s, url, args.overhead_items)
+            fr = first_result(s, url, args.first_items)
+        finally:
+            for p in reversed(procs):
+                p.stop()
+    per10k = 10_000 / args.items
+    result = {
+        "benchmark": "batch_overhead",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
+        "params": PARAMS, "window": args.window, "enhance_processes": args.concurrency,
+        "uploaders": UPLOADERS, "files_per_request": PER_REQUEST,
+        "throughput": tp, "goal_items_per_s": 100,
+        "overhead": oh, "goal_p50_overhead_s": 0.010,
+        "memory_per_10k_items": {
+            "gateway_pss_mib": round((mem1["gateway_pss"] - mem0["gateway_pss"]) * per10k / 2**20, 1),
+            "redis_used_mib": round((mem1["redis_used"] - mem0["redis_used"]) * per10k / 2**20, 1)},
+        "time_to_first_result_s": fr,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""``kadr enhance``: a folder of photos in, enhanced photos out, resumable."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from client import state as st
+from client.batch_run import BatchRun, Fatal
+from client.connect import connection_options, fail, message_for
+from client.http import ApiError, Unreachable
+from client.inputs import InputError, collect
+from client.progress import Progress
+
+EXIT_INTERRUPTED = 130
+
+
+@click.command("enhance")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="where the results go (same relative paths as the inputs)")
+@click.option("--quality", help="fast, medium or high (default: the server's)")
+@click.option("--upscale", type=int, help="1, 2 or 4")
+@click.option("--max-faces", type=int, help="faces restored per photo")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=3, show_default=True,
+              help="parallel uploads (and downloads)")
+@click.option("--batch-name", help="a label for the batch")
+@click.option("--new-batch", is_flag=True,
+              help="start over in a new batch, even if the state file has other settings")
+@connection_options
+def enhance(photos, out_dir: Path, quality, upscale, max_faces, concurrency, batch_name,
+            new_batch, client) -> None:
+    """Enhance PHOTOS (files and directories, searched recursively) into --out.
+
+    Results are downloaded as they finish. Running the same command again resumes: photos
+    already downloaded are skipped. Exit code 0 when every photo succeeded, 1 when some
+    failed, 2 on usage or connection errors, 130 when interrupted."""
+    params = {k: v for k, v in (("quality", quality), ("upscale", upscale),
+                                ("max_faces", max_faces)) if v is not None}
+    try:
+        files = collect(photos, exclude=out_dir)
+    except InputError as e:
+        raise click.UsageError(str(e))
+    if not files:
+        raise click.UsageError("no photos found (jpg, jpeg, png, webp, bmp, tif, tiff)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = out_dir / st.STATE_FILE
+    state = _load_state(state_path, client.base_url, params, new_batch)
+    try:
+        current = {rel: st.fingerprint(p, state.inputs.get(rel)) for rel, p in files.items()}
+    except KeyboardInterrupt:
+        click.echo("interrupted before anything was sent", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as e:
+        fail(f"cannot read {e.filename}: {e.strerror}")
+    st.sync_inputs(state, current)
+    progress = Progress(len(files))
+    run = BatchRun(client, state, state_path, files, out_dir, concurrency=concurrency,
+                   progress=progress, batch_name=batch_name,
+                   log=lambda m: click.echo(m, err=True))
+    try:
+        summary = run.run()
+    except KeyboardInterrupt:
+        progress.close()
+        run.save()
+        run.cleanup()
+        s = st.summarize(state, list(files))
+        click.echo(f"interrupted: {s.done} of {s.total} photos in {out_dir}; run the same "
+                   "command again to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except (Fatal, ApiError, Unreachable) as e:
+        progress.close()
+        fail(message_for(e))
+    progress.close()
+    sys.exit(_report(summary, out_dir, state.batch_id))
+
+
+def _load_state(path: Path, server: str, params: dict, new_batch: bool) -> st.State:
+    try:
+        state = None if new_batch else st.load(path)
+    except st.StateError as e:
+        fail(str(e))
+    if state is not None:
+        why = st.mismatch(state, server, params)
+        if why:
+            fail(f"{path} is from another run: {why}. Re-run with --new-batch to start over "
+                 "with these settings (outputs are overwritten), or use another --out.")
+        return state
+    return st.State(server=server, params=params)
+
+
+def _report(s: st.Summary, out_dir: Path, batch_id: str | None) -> int:
+    click.echo(f"{s.done} of {s.total} photos enhanced into {out_dir}"
+               + (f" (batch {batch_id})" if batch_id else ""))
+    if s.duplicates:
+        click.echo(f"{len(s.duplicates)} duplicate(s) skipped (same content, result copied):")
+        for rel, orig in s.duplicates:
+            click.echo(f"  {rel} = {orig}")
+    if s.failed:
+        click.echo(f"{len(s.failed)} failed:")
+        for rel, err in s.failed:
+            click.echo(f"  {rel}: {err}")
+    if s.pending:
+        click.echo(f"{len(s.pending)} not finished; run the same command again to resume:")
+        for rel in s.pending[:20]:
+            click.echo(f"  {rel}")
+    return 0 if s.done == s.total else 1

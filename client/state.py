@@ -1,0 +1,269 @@
+"""The local resume state of ``kadr enhance``: which input became which server item, and
+whether its output is already on disk.
+
+Pure bookkeeping on plain data plus an atomic JSON file, so that a run killed at any
+moment leaves either the previous state or the new one, never half of a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+STATE_FILE = ".kadr-state.json"
+VERSION = 1
+
+SUCCEEDED = "succeeded"
+SKIPPED = "skipped"          # a duplicate: the server points at another item's result
+REJECTED = "rejected"        # refused at upload: the same bytes would be refused again
+FAILED_STATES = {"failed", "canceled", REJECTED}
+TERMINAL_STATES = FAILED_STATES | {SUCCEEDED, SKIPPED}
+
+
+class StateError(Exception):
+    pass
+
+
+@dataclass
+class Entry:
+    size: int
+    mtime_ns: int
+    sha256: str
+    batch_id: str | None = None
+    item_id: str | None = None
+    state: str | None = None
+    error: str | None = None
+    duplicate_of: str | None = None
+    result_link: str | None = None
+    output: str | None = None        # relative to the output directory
+    downloaded: bool = False
+
+    def same_file(self, other: "Entry") -> bool:
+        return self.sha256 == other.sha256
+
+    @property
+    def failed(self) -> bool:
+        return not self.downloaded and self.state in FAILED_STATES
+
+    @property
+    def resolved(self) -> bool:
+        return self.downloaded or self.failed
+
+
+@dataclass
+class State:
+    server: str
+    params: dict
+    batch_id: str | None = None
+    inputs: dict[str, Entry] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"version": VERSION, "server": self.server, "batch_id": self.batch_id,
+                "params": self.params, "inputs": {k: asdict(v) for k, v in self.inputs.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "State":
+        if d.get("version") != VERSION:
+            raise StateError(f"unknown state file version {d.get('version')!r}")
+        return cls(server=d["server"], params=d["params"], batch_id=d.get("batch_id"),
+                   inputs={k: Entry(**v) for k, v in d.get("inputs", {}).items()})
+
+    def by_item(self) -> dict[str, str]:
+        return {e.item_id: rel for rel, e in self.inputs.items() if e.item_id}
+
+
+def load(path: Path) -> State | None:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return State.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as e:
+        raise StateError(f"{path} is not a kadr state file ({e}); delete it or use --new-batch") from e
+
+
+def save(state: State, path: Path) -> None:
+    """Write to a temporary file beside ``path``, then rename over it: a reader (or a run
+    killed mid-write) sees the old file or the new one, whole."""
+    path = Path(path)
+    data = json.dumps(state.to_dict(), indent=1, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def fingerprint(path: Path, previous: Entry | None = None) -> Entry:
+    """Size, mtime and sha256 of a file; the hash is reused when size and mtime did not
+    change, so a resume over thousands of photos does not read them all again."""
+    st = Path(path).stat()
+    if previous and previous.size == st.st_size and previous.mtime_ns == st.st_mtime_ns:
+        digest = previous.sha256
+    else:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
+    return Entry(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
+
+
+def mismatch(state: State, server: str, params: dict) -> str | None:
+    """Why the state file cannot be resumed with these settings, or None."""
+    if state.server.rstrip("/") != server.rstrip("/"):
+        return f"it was made against {state.server}, not {server}"
+    if state.params != params:
+        keys = sorted(set(state.params) | set(params))
+        diff = [f"{k}: {_shown(state.params, k)} then, {_shown(params, k)} now"
+                for k in keys if state.params.get(k) != params.get(k)]
+        return "the settings differ (" + "; ".join(diff) + ")"
+    return None
+
+
+def _shown(params: dict, key: str) -> str:
+    return repr(params[key]) if key in params else "the server's default"
+
+
+def sync_inputs(state: State, current: dict[str, Entry]) -> None:
+    """Take in the files found now: new ones are added, changed ones start over."""
+    for rel, fp in current.items():
+        old = state.inputs.get(rel)
+        if old is None or not old.same_file(fp):
+            state.inputs[rel] = fp
+        else:
+            old.size, old.mtime_ns = fp.size, fp.mtime_ns
+
+
+def forget_batch(state: State, batch_id: str) -> None:
+    """The server no longer knows ``batch_id``: what was not downloaded is uploaded again."""
+    for e in state.inputs.values():
+        if e.batch_id == batch_id and not e.downloaded:
+            _reset(e)
+    if state.batch_id == batch_id:
+        state.batch_id = None
+
+
+@dataclass
+class Plan:
+    done: list[str] = field(default_factory=list)      # output on disk
+    failed: list[str] = field(default_factory=list)    # refused for good; not sent again
+    watch: list[str] = field(default_factory=list)     # known to the server: wait, download
+    upload: list[str] = field(default_factory=list)
+
+
+def plan(state: State, rels, out_dir: Path) -> Plan:
+    p = Plan()
+    for rel in rels:
+        e = state.inputs[rel]
+        if e.downloaded and e.output and (Path(out_dir) / e.output).is_file():
+            p.done.append(rel)
+            continue
+        e.downloaded = False  # the output was removed: fetch it again
+        if e.state == REJECTED:
+            p.failed.append(rel)
+        elif e.state == "canceled":
+            # Someone canceled it, not the photo's fault: a new run means "do it".
+            _reset(e)
+            p.upload.append(rel)
+        elif e.item_id:
+            p.watch.append(rel)
+        else:
+            p.upload.append(rel)
+    return p
+
+
+def record_accepted(e: Entry, batch_id: str, item: dict) -> None:
+    e.batch_id, e.item_id = batch_id, item["id"]
+    e.error = None
+    record_item(e, item)
+
+
+def record_rejected(e: Entry, code: str, message: str) -> None:
+    _reset(e)
+    e.state, e.error = REJECTED, f"{code}: {message}" if code else message
+
+
+def record_item(e: Entry, item: dict) -> None:
+    """Take in what the server says about the item (listing, event or upload answer)."""
+    e.state = item.get("state") or e.state
+    e.duplicate_of = item.get("duplicate_of") or e.duplicate_of
+    link = (item.get("links") or {}).get("result")
+    if link:
+        e.result_link = link
+    if e.state in FAILED_STATES:
+        e.error = _error_text(item.get("error")) or e.error or e.state
+    elif e.state in (SUCCEEDED, SKIPPED):
+        e.error = None
+
+
+def result_link(e: Entry) -> str:
+    if e.result_link:
+        return e.result_link
+    return f"/api/v1/jobs/{e.duplicate_of if e.state == SKIPPED and e.duplicate_of else e.item_id}/result"
+
+
+def output_name(rel: str, ext: str, taken: set[str]) -> str:
+    """``rel`` with the output's extension; ``a.jpg`` and ``a.png`` both giving ``a.png``
+    would overwrite each other, so the second keeps its own extension in the name."""
+    ext = ext.lstrip(".").lower()
+    p = PurePosixPath(rel)
+    name = str(p.with_suffix(f".{ext}")) if ext else rel
+    if name in taken and name != rel:
+        name = f"{rel}.{ext}"
+    return name
+
+
+def mark_downloaded(e: Entry, output: str) -> None:
+    e.output, e.downloaded, e.error = output, True, None
+
+
+def _reset(e: Entry) -> None:
+    e.batch_id = e.item_id = e.state = e.error = e.duplicate_of = e.result_link = None
+    e.downloaded = False
+
+
+def _error_text(err) -> str | None:
+    if not err:
+        return None
+    if isinstance(err, dict):
+        code, msg = err.get("code"), err.get("message")
+        return f"{code}: {msg}" if code and msg else (msg or code)
+    return str(err)
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+
+
+def summarize(state: State, rels) -> Summary:
+    by_item = state.by_item()
+    s = Summary(total=len(rels))
+    for rel in rels:
+        e = state.inputs[rel]
+        if e.downloaded:
+            s.done += 1
+            if e.duplicate_of:
+                s.duplicates.append((rel, by_item.get(e.duplicate_of, e.duplicate_of)))
+        elif e.failed:
+            s.failed.append((rel, e.error or e.state))
+        else:
+            s.pending.append(rel)
+    return s

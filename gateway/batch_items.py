@@ -1,0 +1,81 @@
+"""Photos into a batch: single images or ZIP/TAR archives, each entry checked like an
+upload of its own. A file that fails is reported and the others go in: with 10,000
+photos, one bad file must not send the client back to the start."""
+from __future__ import annotations
+
+import hashlib
+
+from werkzeug.datastructures import FileStorage
+
+from gateway.context import Kadr
+from gateway.errors import ApiError
+from services.common import archives, images
+from services.common.batches import BatchClosed
+from services.common.filenames import sanitize_filename
+from services.common.metrics import REJECTIONS, UPLOAD_BYTES
+
+
+def _photo(k: Kadr, batch: dict, name: str, data: bytes, request_id: str) -> list[dict]:
+    """Check and store one photo, add it to the batch; returns an answer per variant."""
+    info = images.inspect_image(data, max_bytes=k.settings.max_upload_bytes,
+                                max_pixels=k.settings.max_image_pixels)
+    sha = hashlib.sha256(data).hexdigest()
+    # Keyed by content: identical photos share one file, and a retried upload rewrites nothing.
+    key = f"batches/{batch['id']}/inputs/{sha}"
+    if not k.blobs.exists(key):
+        k.blobs.put_bytes(key, data)
+    UPLOAD_BYTES.inc(len(data))
+    inp = {"blob": key, "name": name, "format": info.format, "width": info.width, "height": info.height,
+           "bytes": len(data), "sha256": sha}
+    jobs, existing = k.batches.add_photo(batch, input=inp, request_id=request_id)
+    return [{"id": j["id"], "name": name, "variant": j.get("variant") or "default", "sha256": sha,
+             "state": j["state"], "duplicate_of": j.get("duplicate_of") or None, "existing": existing}
+            for j in jobs]
+
+
+def _refuse(out: list, name: str, code: str, message: str) -> None:
+    REJECTIONS.labels(reason=code).inc()
+    out.append({"name": name, "code": code, "message": message})
+
+
+def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -> dict:
+    accepted, rejected, ignored = [], [], 0
+    limits = archives.Limits(max_entries=k.settings.archive_max_entries,
+                             max_entry_bytes=k.settings.max_upload_bytes,
+                             max_total_bytes=k.settings.archive_max_bytes, max_ratio=k.settings.archive_max_ratio)
+
+    def one(name: str, data: bytes) -> None:
+        if archives.is_nested_archive(data):
+            return _refuse(rejected, name, "nested_archive", f"{name}: archives inside archives are not unpacked")
+        try:
+            accepted.extend(_photo(k, batch, name, data, request_id))
+        except images.ImageError as e:
+            _refuse(rejected, name, e.code, f"{name}: {e.message}")
+
+    try:
+        for f in files:
+            name = sanitize_filename(f.filename or "", default="upload")
+            kind = archives.archive_kind(f.stream)
+            if kind is None:
+                data = f.stream.read(k.settings.max_upload_bytes + 1)
+                if len(data) > k.settings.max_upload_bytes:
+                    _refuse(rejected, name, "file_too_large",
+                            f"{name}: over the {k.settings.max_upload_bytes} byte limit")
+                    continue
+                one(name, data)
+                continue
+            try:
+                for entry in archives.iter_archive(f.stream, kind, limits):
+                    if entry is None:
+                        ignored += 1
+                    elif isinstance(entry, archives.Refused):
+                        _refuse(rejected, f"{name}/{entry.name}", entry.code, f"{name}: {entry.message}")
+                    else:
+                        one(entry.name, entry.data)
+            except archives.ArchiveError as e:
+                # What was unpacked before the problem stays in; the rest is reported.
+                _refuse(rejected, name, e.code, f"{name}: {e.message}")
+    except BatchClosed:
+        raise ApiError(409, "batch_closed", "this batch no longer accepts photos (closed or canceled)")
+    return {"accepted": accepted, "rejected": rejected, "ignored": ignored}
+

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# The enhance, segment and camera workers: one image, the command picks the service.
+# The install order mirrors infra/local/install.sh (see the comments there for why).
+#   docker build -f infra/docker/worker.Dockerfile -t kadr-worker .
+
+FROM python:3.11-slim AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# CPU wheels by default: the CUDA build adds gigabytes to the image and ~290 MiB of
+# resident memory to every worker process, which a 2.9 GB box cannot spare.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+RUN pip install --upgrade pip wheel "setuptools<81"
+RUN pip install --index-url "$TORCH_INDEX_URL" "torch==2.14.1" "torchvision==0.29.1" \
+ && pip install "opencv-python-headless<5"
+# Without deps: basicsr's pull in tb-nightly and a non-headless OpenCV that shadows the
+# headless one. No build isolation: basicsr's setup.py imports the installed torch.
+RUN pip install --no-deps --no-build-isolation \
+      "basicsr==1.4.2" "facexlib==0.3.0" "gfpgan==1.3.8" "realesrgan==0.3.0"
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway gateway
+COPY services services
+COPY client client
+# The extras list the four packages' runtime deps (addict, future, lmdb, pyyaml, tqdm,
+# yapf, filterpy, numba, scipy, scikit-image) and PyAV; ops brings psutil (worker metrics).
+RUN pip install ".[enhance,segment,camera,ops]"
+# Fail the build, not the first task: the model modules import (torchvision shim
+# included) and no non-headless OpenCV or tb-nightly slipped in.
+RUN cd / && python -c "import cv2, av, torch; import services.enhance.models, services.segment.models, services.camera.plates" \
+ && ! pip list 2>/dev/null | grep -iE '^(opencv-python|tb-nightly) '
+
+
+FROM python:3.11-slim
+# libgomp1: numba's OpenMP threading layer. The torch, OpenCV-headless and PyAV wheels
+# bundle every other library they load (headless: no libGL, no glib).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 kadr \
+ && useradd --system --uid 10001 --gid kadr --home-dir /app --no-create-home --shell /usr/sbin/nologin kadr \
+ && mkdir -p /data/blobs /data/models /run/kadr-metrics \
+ && chown -R kadr:kadr /data /run/kadr-metrics
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=kadr:kadr services services
+COPY --chown=kadr:kadr client client
+USER kadr
+EXPOSE 9101 9102 9103
+CMD ["celery", "-A", "services.enhance.tasks", "worker", "-Q", "enhance", "-n", "enhance@%h", "-c", "1", "--pool", "prefork"]

@@ -1,0 +1,161 @@
+"""Photos out of an uploaded ZIP or TAR, entry by entry, with the limits that keep an
+archive from being a weapon.
+
+- zip-slip: entry names are never used as paths (blobs are keyed by content hash);
+  still, an absolute name or one with ``..`` is refused as ``unsafe_path`` so what the
+  client meant is not silently changed;
+- bombs: each entry's size is capped (``max_entry_bytes``, the single-upload limit), its
+  compression ratio too (``max_ratio``, ZIP), and all entries together
+  (``max_total_bytes``) while reading, which also bounds a .tar.gz;
+- ``max_entries`` caps the count; links, devices and nested archives are refused;
+  directories, hidden files and macOS ``__MACOSX`` metadata are skipped (counted).
+"""
+from __future__ import annotations
+
+import io
+import posixpath
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from .filenames import sanitize_filename
+
+
+@dataclass
+class Entry:
+    name: str  # sanitised relative path inside the archive ("holiday/IMG_1.jpg")
+    data: bytes
+
+
+@dataclass
+class Refused:
+    name: str
+    code: str
+    message: str
+
+
+@dataclass
+class Limits:
+    max_entries: int
+    max_entry_bytes: int
+    max_total_bytes: int
+    max_ratio: float
+
+
+class ArchiveError(Exception):
+    """The archive as a whole is unusable (corrupt, too many entries)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def archive_kind(stream: BinaryIO) -> str | None:
+    """"zip", "tar" or None, from the content (names lie)."""
+    pos = stream.tell()
+    head = stream.read(512)
+    stream.seek(pos)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return "tar"  # compressed: only tar is accepted inside; tarfile says if it is not
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+def _clean_name(raw: str) -> str | None:
+    """The entry's relative path with each part sanitised; None when it escapes."""
+    raw = raw.replace("\\", "/")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        return None
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts) or not parts:
+        return None
+    return posixpath.join(*(sanitize_filename(p, default="file") for p in parts))
+
+
+def _skipped(raw: str) -> bool:
+    parts = [p for p in raw.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry | Refused | None]:
+    """Yields an Entry per usable file, a Refused per refused one, None per skipped one."""
+    total = 0
+    count = 0
+
+    def account(name: str, size: int, compressed: int | None) -> Refused | None:
+        nonlocal total, count
+        count += 1
+        if count > limits.max_entries:
+            raise ArchiveError("too_many_entries", f"the archive has more than {limits.max_entries} files")
+        if size > limits.max_entry_bytes:
+            return Refused(name, "file_too_large", f"{name}: {size} bytes, over the {limits.max_entry_bytes} limit")
+        if compressed is not None and size > 1024 and size / max(compressed, 1) > limits.max_ratio:
+            return Refused(name, "compression_ratio", f"{name}: compressed {size / max(compressed, 1):.0f}:1, "
+                           f"over the {limits.max_ratio:g}:1 limit")
+        total += size
+        if total > limits.max_total_bytes:
+            raise ArchiveError("archive_too_large",
+                               f"the archive unpacks to more than {limits.max_total_bytes} bytes")
+        return None
+
+    if kind == "zip":
+        try:
+            zf = zipfile.ZipFile(stream)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise ArchiveError("invalid_archive", f"not a readable ZIP: {e}")
+        with zf:
+            for info in zf.infolist():
+                if info.is_dir() or _skipped(info.filename):
+                    yield None
+                    continue
+                name = _clean_name(info.filename)
+                if name is None:
+                    yield Refused(info.filename[:200], "unsafe_path", f"{info.filename[:200]}: path leaves the archive")
+                    continue
+                if (refused := account(name, info.file_size, info.compress_size)) is not None:
+                    yield refused
+                    continue
+                try:
+                    with zf.open(info) as f:
+                        data = f.read(limits.max_entry_bytes + 1)  # never trust the header's size
+                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
+                    yield Refused(name, "invalid_archive_entry", f"{name}: cannot be read ({e})")
+                    continue
+                if len(data) > limits.max_entry_bytes:
+                    yield Refused(name, "file_too_large", f"{name}: over the {limits.max_entry_bytes} limit")
+                    continue
+                yield Entry(name, data)
+        return
+
+    try:
+        tf = tarfile.open(fileobj=stream, mode="r:*")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ArchiveError("invalid_archive", f"not a readable TAR: {e}")
+    with tf:
+        try:
+            for member in tf:
+                if member.isdir() or _skipped(member.name):
+                    yield None
+                    continue
+                name = _clean_name(member.name)
+                if name is None:
+                    yield Refused(member.name[:200], "unsafe_path", f"{member.name[:200]}: path leaves the archive")
+                    continue
+                if not member.isfile():
+                    yield Refused(name, "not_a_file", f"{name}: links and devices are not accepted")
+                    continue
+                if (refused := account(name, member.size, None)) is not None:
+                    yield refused
+                    continue
+                f = tf.extractfile(member)
+                yield Entry(name, f.read(limits.max_entry_bytes + 1) if f else b"")
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ArchiveError("invalid_archive", f"the TAR is damaged: {e}")
+
+
+def is_nested_archive(data: bytes) -> bool:
+    return archive_kind(io.BytesIO(data[:512])) is not None

@@ -1,0 +1,168 @@
+"""Batch store and feeder against a real redis-server: windows, dedupe, pause, cancel,
+retry, crash recovery of the feeding, counts and progress."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from services.common.batch_feed import Feeder
+from services.common.batches import BatchClosed, BatchStore, batch_state, progress_of
+from services.common.jobs import JobStore
+
+
+@pytest.fixture()
+def batches(redis_client):
+    return BatchStore(JobStore(redis_client, ttl_seconds=3600))
+
+
+class Sent(list):
+    def __call__(self, task, payload):
+        self.append((task, payload["job_id"]))
+
+
+def _photo(i: int, name: str | None = None) -> dict:
+    return {"blob": f"b/{i}", "name": name or f"{i}.jpg", "sha256": f"{i:064x}", "bytes": 100}
+
+
+def _finish(store: JobStore, jid: str, state: str = "succeeded") -> None:
+    assert store.begin(jid, max_deliveries=3, worker="w")[0] == "run"
+    store.transition(jid, state, allowed_from=("running",), result={"format": "png"})
+
+
+def test_items_go_out_a_window_at_a_time_and_finishing_ones_pull_more(batches):
+    b = batches.create(kind="enhance", owner="k", params={"q": 1}, task="enhance.photo")
+    for i in range(10):
+        batches.add_photo(batches.get(b["id"]), input=_photo(i))
+    sent = Sent()
+    feeder = Feeder(batches, sent, window=3)
+    assert feeder.feed(b["id"]) == 3 and feeder.feed(b["id"]) == 0  # the window is full
+    assert [j for _, j in sent] == batches.item_ids(b["id"])[:3]  # upload order
+    got = batches.get(b["id"])
+    assert got["counts"]["queued"] == 3 and got["counts"]["pending"] == 7 and got["state"] == "queued"
+    _finish(batches.jobs, sent[0][1])
+    assert feeder.feed(b["id"]) == 1
+    assert batches.get(b["id"])["counts"]["succeeded"] == 1
+
+
+def test_same_upload_twice_is_one_item_and_same_content_is_skipped(batches):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo",
+                       variants=[{"name": "fast", "params": {"quality": "fast"}},
+                                 {"name": "high", "params": {"quality": "high"}}])
+    first, existing = batches.add_photo(b, input=_photo(1, "a.jpg"))
+    assert not existing and [j["variant"] for j in first] == ["fast", "high"]
+    again, existing = batches.add_photo(b, input=_photo(1, "a.jpg"))  # a retried upload
+    assert existing and [j["id"] for j in again] == [j["id"] for j in first]
+    copy, existing = batches.add_photo(b, input=_photo(1, "copy of a.jpg"))  # same pixels, other name
+    assert not existing and [j["state"] for j in copy] == ["skipped", "skipped"]
+    assert [j["duplicate_of"] for j in copy] == [j["id"] for j in first]
+    got = batches.get(b["id"])
+    assert got["total"] == 4 and got["photos"] == 2 and got["counts"]["skipped"] == 2
+    assert batches.jobs.get(first[1]["id"])["params"] == {"quality": "high"}
+
+
+def test_closed_batch_refuses_photos_and_ends_at_exactly_100_percent(batches):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
+    for i in range(3):
+        batches.add_photo(b, input=_photo(i))
+    batches.close(b["id"])
+    with pytest.raises(BatchClosed):
+        batches.add_photo(b, input=_photo(9))
+    sent = Sent()
+    Feeder(batches, sent, window=10).feed(b["id"])
+    for n, (_, jid) in enumerate(sent):
+        got = batches.get(b["id"])
+        assert got["progress"] < 1.0 and got["state"] in ("queued", "running")
+        _finish(batches.jobs, jid, "failed" if n == 1 else "succeeded")
+    got = batches.get(b["id"])
+    assert got["progress"] == 1.0 and got["state"] == "partial" and batches.finished(got)
+    assert got["throughput_per_s"] is not None and got["eta_seconds"] == 0.0
+
+
+def test_pause_stops_new_starts_even_for_items_already_on_the_queue(batches):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
+    for i in range(4):
+        batches.add_photo(b, input=_photo(i))
+    sent = Sent()
+    feeder = Feeder(batches, sent, window=2)
+    feeder.feed(b["id"])
+    batches.set_paused(b["id"], True)
+    assert feeder.feed(b["id"]) == 0
+    verdict, _ = batches.jobs.begin(sent[0][1], max_deliveries=3, worker="w")
+    assert verdict == "paused"  # its message arrived after the pause: back to pending
+    got = batches.get(b["id"])
+    assert got["state"] == "paused" and got["counts"]["pending"] == 3 and got["counts"]["queued"] == 1
+    batches.set_paused(b["id"], False)
+    assert feeder.feed(b["id"]) == 1
+    assert sent[-1][1] == sent[0][1]  # the returned item goes first
+
+
+def test_cancel_ends_everything_not_running_and_retry_reruns_only_failures(batches):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
+    for i in range(5):
+        batches.add_photo(b, input=_photo(i))
+    batches.close(b["id"])
+    sent = Sent()
+    feeder = Feeder(batches, sent, window=2)
+    feeder.feed(b["id"])
+    _finish(batches.jobs, sent[0][1], "failed")
+    assert batches.jobs.begin(sent[1][1], max_deliveries=3, worker="w")[0] == "run"  # running
+    assert batches.retry_failed(b["id"]) == 1
+    assert batches.jobs.get(sent[0][1])["state"] == "pending"
+    assert batches.cancel(b["id"]) == 4  # 3 never started + the retried one
+    got = batches.get(b["id"])
+    assert got["counts"]["canceled"] == 4 and got["counts"]["running"] == 1 and got["state"] == "canceling"
+    assert feeder.feed(b["id"]) == 0
+    batches.jobs.transition(sent[1][1], "succeeded", allowed_from=("running",))
+    assert batches.get(b["id"])["state"] == "canceled"
+
+
+def test_reaper_round_resends_items_lost_between_claim_and_send(batches, redis_client):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
+    batches.add_photo(b, input=_photo(1))
+    batches.close(b["id"])
+    lost = batches.claim(b["id"], 5)  # claimed, then the process died before sending
+    assert len(lost) == 1
+    sent = Sent()
+    feeder = Feeder(batches, sent, window=5, redispatch_seconds=0.0)
+    stats = feeder.tick()
+    assert stats["resent"] == 1 and sent == [("enhance.photo", lost[0])]
+    _finish(batches.jobs, lost[0])
+    assert feeder.tick()["retired"] == 1 and b["id"] not in batches.active_ids()
+
+
+def test_a_failed_send_puts_items_back(batches):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
+    batches.add_photo(b, input=_photo(1))
+
+    def broken(task, payload):
+        raise ConnectionError("broker down")
+    assert Feeder(batches, broken, window=4).feed(b["id"]) == 0
+    got = batches.get(b["id"])
+    assert got["counts"]["pending"] == 1 and got["counts"]["queued"] == 0
+    assert json.loads(batches.r.hget(batches.jobs.job_key(batches.item_ids(b["id"])[0]), "task_payload"))
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 10**6))
+def test_progress_is_100_percent_only_when_everything_ended(done, total):
+    done = min(done, total)
+    p = progress_of(done, total)
+    assert 0.0 <= p <= 1.0 and (p == 1.0) == (done == total)
+
+
+def test_states_of_a_batch():
+    def b(**counts):
+        c = dict.fromkeys(("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled"), 0)
+        c.update(counts)
+        return {"counts": c, "total": sum(c.values()), "open": False, "paused": False, "canceled": False}
+    assert batch_state(b(succeeded=3, skipped=1)) == "succeeded"
+    assert batch_state(b(failed=2)) == "failed"
+    assert batch_state(b(succeeded=1, failed=1)) == "partial"
+    assert batch_state(b(pending=2)) == "queued"
+    assert batch_state(b(pending=2, succeeded=1)) == "running"
+    assert batch_state({**b(pending=1), "paused": True}) == "paused"
+    assert batch_state({**b(), "open": True}) == "open"
