@@ -59,6 +59,7 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
                          headers={"kadr_request_id": payload.get("request_id", "")})
     app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=jobs, blobs=open_store(settings),
                                   celery=celery, batches=batches,
+                                  probe=connect(settings.redis_url, ride_out_restarts=False),
                                   feeder=Feeder(batches, send, window=settings.batch_window,
                                                 redispatch_seconds=settings.batch_redispatch_seconds))
 

@@ -24,6 +24,7 @@ class Kadr:
     celery: Celery
     batches: BatchStore
     feeder: Feeder
+    probe: redis.Redis  # no retries: readiness answers at once when Redis is away
 
 
 def kadr() -> Kadr:

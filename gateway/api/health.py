@@ -27,9 +27,9 @@ def readyz():
     checks: dict = {"redis": {"ok": False}, "queues": {}, "models": {}}
     ready = True
     try:
-        k.redis.ping()
+        k.probe.ping()
         checks["redis"] = {"ok": True}
-        workers = live_workers(k.redis)
+        workers = live_workers(k.probe)
     except redis.RedisError as e:
         checks["redis"] = {"ok": False, "message": str(e)}
         workers, ready = [], False
@@ -37,7 +37,7 @@ def readyz():
         serving = [w for w in workers if q in w.get("queues", [])]
         backlog = None
         if checks["redis"]["ok"]:
-            backlog = queue_length(k.redis, q)
+            backlog = queue_length(k.probe, q)
         checks["queues"][q] = {"workers": len(serving), "backlog": backlog}
         if not serving:
             ready = False

@@ -286,14 +286,16 @@ class JobStore:
         return [j for j in self.get_many(ids) if j is not None]
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, *, ride_out_restarts: bool = True) -> redis.Redis:
     """Commands retry across a Redis restart (~30 s of backoff) instead of failing the
-    request or, worse, a finished task's final write, which would leave its job running."""
+    request or, worse, a finished task's final write, which would leave its job running.
+    Probes (readiness) pass ``ride_out_restarts=False``: they must answer at once."""
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), 20 if ride_out_restarts else 0)
     return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
-                                socket_timeout=10, socket_connect_timeout=5,
-                                retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 20),
+                                socket_timeout=10 if ride_out_restarts else 2, socket_connect_timeout=5 if
+                                ride_out_restarts else 1, retry=retry,
                                 retry_on_error=[RedisConnectionError, RedisTimeoutError])

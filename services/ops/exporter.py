@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import psutil
 import redis
@@ -134,8 +133,7 @@ def main() -> None:
     server, thread = start_http_server(s.exporter_port, addr=s.exporter_host, registry=reg)
     log.info("exporter listening", extra={"host": s.exporter_host, "port": s.exporter_port})
     try:
-        while thread.is_alive():
-            time.sleep(1.0)  # the server runs in its thread; SIGTERM ends the process
+        thread.join()  # the server runs in its thread; SIGTERM ends the process
     except KeyboardInterrupt:
         pass
     finally:
