@@ -160,7 +160,9 @@ class BatchStore:
         name_key = f"{name}\0{sha}"
         if not self.r.hsetnx(bkey + ":names", name_key, json.dumps(list(ids.values()))):
             prior = json.loads(self.r.hget(bkey + ":names", name_key))
-            return [j for j in self.jobs.get_many(prior) if j], True
+            # The first request may still be writing these jobs: answer with their ids anyway.
+            return [j or {"id": jid, "variant": v["name"], "state": "pending", "duplicate_of": ""}
+                    for jid, v, j in zip(prior, variants, self.jobs.get_many(prior))], True
         original = None
         if not self.r.hsetnx(bkey + ":sha", sha, json.dumps(ids)):
             original = json.loads(self.r.hget(bkey + ":sha", sha))

@@ -64,6 +64,15 @@ def test_same_upload_twice_is_one_item_and_same_content_is_skipped(batches):
     assert batches.jobs.get(first[1]["id"])["params"] == {"quality": "high"}
 
 
+def test_a_retried_upload_racing_the_first_still_gets_its_item_ids(batches):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
+    photo = _photo(7, "race.jpg")
+    # The first request has claimed the name but not yet written its jobs.
+    batches.r.hset(batches.key(b["id"]) + ":names", "race.jpg\0" + photo["sha256"], '["j-1"]')
+    jobs, existing = batches.add_photo(b, input=photo)
+    assert existing and [(j["id"], j["state"]) for j in jobs] == [("j-1", "pending")]
+
+
 def test_closed_batch_refuses_photos_and_ends_at_exactly_100_percent(batches):
     b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
     for i in range(3):
