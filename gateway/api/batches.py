@@ -7,17 +7,18 @@ from urllib.parse import quote
 
 from flask import Response, g, jsonify
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from gateway import exports
+from gateway.api.enhance import enhance_params
 from gateway.api.views import batch_view, item_view
 from gateway.batch_items import add_files
 from gateway.context import Kadr, kadr
-from gateway.errors import ApiError, register_form_model, validation_message
+from gateway.errors import ApiError, register_form_model
 from gateway.sse import batch_events
 from services.common.filenames import sanitize_filename
 from services.common.metrics import JOBS_ACCEPTED
-from services.common.schemas import BatchCreate, BatchView, EnhanceParams, ErrorBody, JobState
+from services.common.schemas import BatchCreate, BatchView, ErrorBody, JobState
 from services.common.tasks import ENHANCE_PHOTO
 
 bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="batches")],
@@ -58,16 +59,6 @@ def owned_batch(batch_id: str) -> dict:
     if batch is None:
         raise ApiError(404, "not_found", f"no batch {batch_id}")
     return batch
-
-
-def enhance_params(k: Kadr, raw: dict) -> dict:
-    merged = {"quality": k.settings.enhance_default_quality, "max_faces": k.settings.enhance_default_max_faces,
-              **raw}
-    try:
-        return EnhanceParams(**merged).model_dump()
-    except ValidationError as e:
-        msg, details = validation_message(e, EnhanceParams)
-        raise ApiError(400, "invalid_parameters", msg, details=details)
 
 
 def create_batch(k: Kadr, spec: BatchCreate) -> dict:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from gateway.api.views import batch_view, job_view
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
-from gateway.errors import ApiError, register_form_model
+from gateway.errors import ApiError, register_form_model, validation_message
 from gateway.uploads import check_image, store_image
 from services.common.jobs import new_id
 from services.common.metrics import JOBS_ACCEPTED
@@ -40,12 +40,20 @@ for _m in (EnhanceForm, EnhanceBatchForm):
     register_form_model(_m)
 
 
+def enhance_params(k: Kadr, raw: dict) -> dict:
+    """Photo options over the server's defaults, validated (400 naming the range).
+    An option left out, or sent empty (None), takes the default; max_faces 0 is a choice."""
+    merged = {"quality": k.settings.enhance_default_quality, "max_faces": k.settings.enhance_default_max_faces,
+              **{key: v for key, v in raw.items() if v is not None}}
+    try:
+        return EnhanceParams(**merged).model_dump()
+    except ValidationError as e:
+        msg, details = validation_message(e, EnhanceParams)
+        raise ApiError(400, "invalid_parameters", msg, details=details)
+
+
 def _params(k: Kadr, form: _Options) -> dict:
-    raw = form.model_dump(exclude={"file", "files"})
-    raw["quality"] = raw["quality"] or k.settings.enhance_default_quality
-    if raw["max_faces"] is None:  # 0 is a choice (no face work), not "unset"
-        raw["max_faces"] = k.settings.enhance_default_max_faces
-    return EnhanceParams(**raw).model_dump()
+    return enhance_params(k, form.model_dump(exclude={"file", "files"}))
 
 
 def accepted(body: dict, location: str):

@@ -26,8 +26,6 @@ import math
 import time
 from typing import Any
 
-import redis
-
 from .jobs import PREFIX, STATES, TERMINAL, JobStore, _decode, _encode, new_id, now
 
 ACTIVE_SET = PREFIX + "batches:active"
@@ -336,6 +334,3 @@ class BatchStore:
             p.zrem(JobStore.owner_key(b["owner"]) + ":batches", batch_id)
         p.execute()
 
-
-def connect_batches(r: redis.Redis, ttl_seconds: int) -> BatchStore:
-    return BatchStore(JobStore(r, ttl_seconds))
