@@ -12,9 +12,12 @@ down:
 	bash infra/local/down.sh
 
 # The full suite; starts its own Redis, workers, gunicorn and nginx on free ports.
+# The suite includes the browser tests, so it installs Debian's chromium too.
+test: export KADR_INSTALL_BROWSER=1
 test: install
 	$(PY) -m pytest -q
 
+test-fast: export KADR_INSTALL_BROWSER=1
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 

@@ -84,8 +84,8 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     errors.install(app)
     auth.install(app)
 
-    from gateway.api import batches, cameras, enhance, health, jobs, videos
-    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, cameras.webhook_bp, cameras.bp):
+    from gateway.api import batches, cameras, enhance, health, jobs, ops, videos
+    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, cameras.webhook_bp, cameras.bp, ops.bp):
         app.register_api(bp)
 
     @app.get("/api/docs", doc_ui=False)

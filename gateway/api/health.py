@@ -21,9 +21,9 @@ def healthz():
     return jsonify({"status": "ok", "time": round(time.time(), 3)})
 
 
-@bp.get("/readyz", summary="Redis reachable, a live worker per queue, model states")
-def readyz():
-    k = kadr()
+def readiness(k) -> dict:
+    """``{"status": "ready"|"not_ready", "checks": {...}}``: Redis, a live worker per
+    required queue, and whether their models can serve."""
     checks: dict = {"redis": {"ok": False}, "queues": {}, "models": {}}
     ready = True
     try:
@@ -52,9 +52,14 @@ def readyz():
         # load or one still in progress do not.
         if any(st.get("state") not in (READY, NOT_LOADED) for st in models.values()):
             ready = False
-    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    return {"status": "ready" if ready else "not_ready", "checks": checks}
+
+
+@bp.get("/readyz", summary="Redis reachable, a live worker per queue, model states")
+def readyz():
+    body = readiness(kadr())
     resp = jsonify(body)
-    resp.status_code = 200 if ready else 503
+    resp.status_code = 200 if body["status"] == "ready" else 503
     return resp
 
 

@@ -85,6 +85,29 @@ def get_result(path: JobPath, query: ResultQuery):
     return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
 
 
+@bp.get("/jobs/<job_id>/input", summary="The photo as uploaded (the 'before' of a before/after view)",
+        responses={404: ErrorBody, 410: ErrorBody})
+def get_input(path: JobPath, query: ResultQuery):
+    k = kadr()
+    job = owned_job(path.job_id)
+    inp = job.get("input") or {}
+    if not inp.get("blob"):
+        raise ApiError(404, "no_input", "this job has no stored input photo")
+    fmt = query.format or inp["format"]
+    filename = f"{sanitize_filename(inp.get('name', 'input')).rsplit('.', 1)[0]}.{images.FORMAT_EXTENSION[fmt]}"
+    headers = {"Content-Disposition":
+               f"{'attachment' if query.download else 'inline'}; filename*=UTF-8''{_quote(filename)}",
+               "Cache-Control": "private, max-age=3600"}
+    try:
+        if fmt == inp["format"]:
+            headers["Content-Length"] = str(k.blobs.size(inp["blob"]))
+            return Response(k.blobs.iter_chunks(inp["blob"]), mimetype=images.FORMAT_MIME[fmt], headers=headers)
+        data = images.encode_image(images.decode_bgr(k.blobs.get_bytes(inp["blob"]), max_pixels=1 << 62), fmt)
+    except BlobNotFound:
+        raise ApiError(410, "input_gone", "the input file was removed")
+    return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
+
+
 @bp.delete("/jobs/<job_id>", summary="Delete a job and its files", responses={404: ErrorBody})
 def delete_job(path: JobPath):
     k = kadr()

@@ -110,7 +110,21 @@ def classes():
     k = kadr()
     return jsonify({"classes": list(VOC_CLASSES[1:]), "models": MODELS,
                     "default_model": k.settings.segment_default_model,
-                    "methods": method_ranges()})
+                    "methods": method_ranges(), "upload": _upload_ranges(k), "limits": _upload_limits(k)})
+
+
+def _upload_ranges(k: Kadr) -> dict:
+    """The upload form's numeric options with this server's defaults, so a client needs no copy."""
+    size = SegmentParams.model_json_schema()["properties"]["processing_size"]
+    return {"processing_size": {"default": k.settings.segment_processing_size, "minimum": size["minimum"],
+                                "maximum": size["maximum"], "description": size["description"]}}
+
+
+def _upload_limits(k: Kadr) -> dict:
+    s = k.settings
+    return {"max_bytes": min(s.max_video_bytes, s.max_request_bytes), "max_seconds": s.max_video_seconds,
+            "max_frames": s.max_video_frames, "max_width": s.max_video_width,
+            "max_height": s.max_video_height}
 
 
 @bp.post("/videos", summary="Upload a video to segment (mp4, mov, avi, mkv, webm)",

@@ -10,6 +10,8 @@ _HIDDEN_RESULT = ("blob",)
 def job_view(job: dict) -> dict:
     jid = job["id"]
     links = {"self": f"/api/v1/jobs/{jid}"}
+    if (job.get("input") or {}).get("blob"):
+        links["input"] = f"/api/v1/jobs/{jid}/input"
     if job["state"] == "succeeded":
         links["result"] = f"/api/v1/jobs/{jid}/result"
     if job.get("batch_id"):
@@ -26,6 +28,8 @@ def job_view(job: dict) -> dict:
 def item_view(j: dict) -> dict:
     result = {k: v for k, v in (j.get("result") or {}).items() if k not in _HIDDEN_RESULT} or None
     links = {"self": f"/api/v1/jobs/{j['id']}"}
+    if (j.get("input") or {}).get("blob"):
+        links["input"] = f"/api/v1/jobs/{j['id']}/input"
     if j["state"] == "succeeded":
         links["result"] = f"/api/v1/jobs/{j['id']}/result"
     elif j["state"] == "skipped" and j.get("duplicate_of"):

@@ -41,6 +41,20 @@ def test_readyz_reports_worker_and_models(stack):
     assert body["checks"]["models"]["enhance"]["gfpgan"]["state"] == "ready"
 
 
+def test_ops_status_lists_queues_processes_and_memory(stack, api):
+    _error(requests.get(f"{stack['url']}/api/v1/ops"), 401, "unauthorized")
+    body = api.get(f"{api.base}/api/v1/ops").json()
+    enhance = body["queues"]["enhance"]
+    assert enhance["processes"] >= 1 and enhance["required"] is True
+    assert enhance["rss_bytes"] > 50 * 2**20  # a pool process with torch loaded
+    assert body["queues"]["segment"]["processes"] == 0  # not started in this stack
+    proc = next(w for w in body["workers"] if "enhance" in w["queues"])
+    assert proc["models"]["gfpgan"]["state"] == "ready" and proc["heartbeat_age_seconds"] < 5
+    assert 0 < body["host"]["memory_available_bytes"] <= body["host"]["memory_total_bytes"]
+    assert body["redis"]["used_memory_bytes"] > 0
+    assert body["readiness"]["status"] == "ready"
+
+
 def test_photo_round_trip_and_request_id(stack, api):
     rid = "e2e-request-0001"
     resp = api.post(f"{api.base}/api/v1/enhance", headers={"X-Request-ID": rid},

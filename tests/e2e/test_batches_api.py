@@ -167,6 +167,11 @@ def test_pause_resume_cancel_and_retry(api, stack):
     assert end["state"] == "succeeded" and end["counts"]["succeeded"] == 2
     items = api.get(f"{api.base}/api/v1/batches/{cid}/items").json()["items"]
     assert [i["state"] for i in items] == ["succeeded", "succeeded"]
+    # The "before" of the web UI's before/after view, after a reload: the upload as it came.
+    before = api.get(f"{api.base}{items[0]['links']['input']}")
+    assert before.status_code == 200 and before.headers["Content-Type"] == "image/png"
+    assert before.content == flat_png(seed=300)
+    assert api.get(f"{api.base}{items[0]['links']['input']}", params={"format": "jpeg"}).content[:2] == b"\xff\xd8"
 
     d = _batch(api)
     api.post(f"{api.base}/api/v1/batches/{d['id']}/pause")

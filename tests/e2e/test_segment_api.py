@@ -55,6 +55,10 @@ def test_classes_and_methods_are_listed(seg):
     assert set(body["methods"]) >= {"moving_average", "median", "exponential", "confidence_gated",
                                     "hysteresis", "flow_ema"}
     assert body["methods"]["moving_average"]["window"]["minimum"] == 3
+    # What an upload form needs before the first upload: this server's defaults and limits.
+    size = body["upload"]["processing_size"]
+    assert (size["default"], size["minimum"], size["maximum"]) == (520, 128, 1024)
+    assert body["limits"]["max_frames"] == 30 and body["limits"]["max_bytes"] > 0
 
 
 def test_upload_segment_stabilize_frames_metrics_overlay_delete(seg):

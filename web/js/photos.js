@@ -1,0 +1,968 @@
+// Photos: pick or drop many photos (or a folder), choose the options once, stream them
+// into a batch a few uploads at a time, watch each result arrive with a before/after
+// slider, download the ZIP. The batch id and the list of local files are kept in
+// localStorage: after a reload the page takes the batch's state from the server, goes
+// on following it, and names the files that never reached it so they can be added
+// again (the server recognises a file it already has by name and content).
+
+import { errorText, formatBytes, formatDuration, h } from "./dom.js";
+
+const STORE = "kadr.photos.batch";
+const OPTIONS_STORE = "kadr.photos.options";
+const CONCURRENCY = 3;
+const ITEMS_PAGE = 1000;
+const TYPES = { "image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/bmp": "BMP",
+  "image/tiff": "TIFF" };
+const EXT_TYPE = { jpg: "image/jpeg", jpeg: "image/jpeg", jpe: "image/jpeg", png: "image/png", webp: "image/webp",
+  bmp: "image/bmp", tif: "image/tiff", tiff: "image/tiff" };
+// Chromium cannot show TIFF; those are asked of the server as PNG for the slider.
+const SHOWABLE = new Set(["image/jpeg", "image/png", "image/webp", "image/bmp"]);
+// Files every OS scatters through photo folders: skipped quietly rather than listed as refused.
+const JUNK = /^(\.|Thumbs\.db$|desktop\.ini$)/i;
+const ACTIVE_ITEM = new Set(["pending", "queued", "running"]);
+const BATCH_ENDED = new Set(["succeeded", "partial", "failed", "canceled"]);
+
+const QUALITY = [
+  ["", "Server default"],
+  ["fast", "Fast: faces only, background resized"],
+  ["medium", "Medium: faces + general background model"],
+  ["high", "High: faces + RealESRGAN x2plus (slowest)"],
+];
+const TILES = [["0", "Automatic"], ["256", "256 px"], ["384", "384 px"], ["512", "512 px"]];
+const DEFAULT_OPTIONS = { quality: "", upscale: "2", weight: "0.5", max_faces: "", tile: "0",
+  only_center_face: false, has_aligned: false, name: "" };
+
+const ITEM_LABEL = { pending: "uploaded, waiting", queued: "queued", running: "enhancing", succeeded: "done",
+  failed: "failed", skipped: "duplicate", canceled: "canceled" };
+const LOCAL_LABEL = { ready: "ready", waiting: "waiting to upload", uploading: "uploading",
+  unsent: "upload failed", missing: "not uploaded", rejected: "refused" };
+const BATCH_LABEL = { open: "receiving photos", queued: "queued", running: "running", paused: "paused",
+  succeeded: "finished", partial: "finished with failures", failed: "failed", canceling: "canceling",
+  canceled: "canceled" };
+
+const readJson = (key) => { try { return JSON.parse(localStorage.getItem(key) || "null"); } catch (_) { return null; } };
+const pct = (x) => { const v = Math.floor(x * 10) / 10; return `${Number.isInteger(v) ? v : v.toFixed(1)} %`; };
+const relName = (file) => file.webkitRelativePath || file.name;
+
+function fileType(file) {
+  if (TYPES[file.type]) return file.type;
+  const ext = (file.name.match(/\.([^.]+)$/) || [])[1]?.toLowerCase();
+  // Some systems give no type (or a generic one) for perfectly good photos.
+  if ((!file.type || file.type === "application/octet-stream") && EXT_TYPE[ext]) return EXT_TYPE[ext];
+  return null;
+}
+
+// Why a file cannot be a photo for kadr, or null when it may be (the server checks the content).
+function clientRefusal(file) {
+  if (!fileType(file)) {
+    const what = file.type ? `its type is ${file.type}` : "it has no image type or extension";
+    return { code: "not_an_image", message: `not a photo kadr can read (${what}); use JPEG, PNG, WebP, BMP or TIFF` };
+  }
+  if (file.size === 0) return { code: "empty_file", message: "the file is empty" };
+  return null;
+}
+
+export function mount(root, ctx) {
+  const page = new PhotosPage(root, ctx);
+  page.start();
+  return () => page.destroy();
+}
+
+class PhotosPage {
+  constructor(root, ctx) {
+    this.root = root;
+    this.api = ctx.api;
+    this.ctx = ctx;
+    this.abort = new AbortController();
+    this.entries = [];          // one per local file or server item, in the order shown
+    this.byItem = new Map();    // server item id -> entry
+    this.early = new Map();     // item events that came before their upload's answer
+    this.dupes = new Map();     // item id -> entries that are the same photo under another name
+    this.queue = [];
+    this.active = 0;
+    this.batch = null;
+    this.saved = null;          // what localStorage keeps about the current batch
+    this.closing = false;
+    this.streaming = false;
+    this.urls = new Set();
+    this.timers = new Set();
+    this.seq = 0;
+    this.observer = new IntersectionObserver((list) => {
+      for (const en of list) if (en.isIntersecting) { this.observer.unobserve(en.target); en.target._load?.(); }
+    }, { rootMargin: "200px" });
+    this.onPageHide = () => this.flushSave();
+    // A drop that misses the zone would otherwise open the photo in place of the app.
+    this.onWindowDrag = (ev) => { if (ev.dataTransfer?.types?.includes("Files")) ev.preventDefault(); };
+  }
+
+  get signal() { return this.abort.signal; }
+
+  start() {
+    this.build();
+    window.addEventListener("pagehide", this.onPageHide);
+    window.addEventListener("dragover", this.onWindowDrag);
+    window.addEventListener("drop", this.onWindowDrag);
+    const saved = readJson(STORE);
+    if (saved?.id) this.restore(saved); else this.setPhase("compose");
+  }
+
+  destroy() {
+    this.flushSave();
+    this.abort.abort();
+    this.observer.disconnect();
+    for (const t of this.timers) clearTimeout(t);
+    clearInterval(this.clock);
+    window.removeEventListener("pagehide", this.onPageHide);
+    window.removeEventListener("dragover", this.onWindowDrag);
+    window.removeEventListener("drop", this.onWindowDrag);
+    for (const u of this.urls) URL.revokeObjectURL(u);
+  }
+
+  later(fn, ms) {
+    const t = setTimeout(() => { this.timers.delete(t); fn(); }, ms);
+    this.timers.add(t);
+    return t;
+  }
+
+  // ---------------------------------------------------------------- layout
+
+  build() {
+    const opts = { ...DEFAULT_OPTIONS, ...(readJson(OPTIONS_STORE) || {}) };
+    const field = (id, text, control, hint) => h("div", { class: "ph-field" },
+      h("label", { for: id }, text), control, hint ? h("small", { class: "muted", id: `${id}-hint` }, hint) : null);
+    const select = (id, choices, value, attrs = {}) => h("select", { id, ...attrs },
+      choices.map(([v, t]) => h("option", { value: v, selected: v === value }, t)));
+
+    this.fileInput = h("input", { type: "file", id: "ph-files", class: "ph-file", multiple: true,
+      accept: "image/jpeg,image/png,image/webp,image/bmp,image/tiff,.jpg,.jpeg,.png,.webp,.bmp,.tif,.tiff" });
+    this.folderInput = h("input", { type: "file", id: "ph-folder", class: "ph-file", multiple: true });
+    this.folderInput.webkitdirectory = true;
+    for (const inp of [this.fileInput, this.folderInput]) {
+      inp.addEventListener("change", () => { this.addFiles([...inp.files]); inp.value = ""; });
+    }
+    this.drop = h("div", { class: "dropzone ph-drop", id: "ph-drop" },
+      h("p", {}, h("strong", {}, "Drop photos or a folder here")),
+      h("div", { class: "row ph-pickers" },
+        this.fileInput, h("label", { for: "ph-files", class: "button" }, "Choose photos"),
+        this.folderInput, h("label", { for: "ph-folder", class: "button secondary" }, "Choose a folder")),
+      h("p", { class: "muted" }, "JPEG, PNG, WebP, BMP or TIFF. Files that are not photos are listed with the reason."));
+    this.setupDrop(this.drop);
+    this.addTitle = h("h2", { id: "ph-add-title" }, "Add photos");
+    this.addCard = h("section", { class: "card", "aria-labelledby": "ph-add-title" }, this.addTitle, this.drop);
+
+    this.opt = {
+      quality: select("ph-quality", QUALITY, opts.quality),
+      upscale: select("ph-upscale", [1, 2, 3, 4].map((n) => [String(n), `${n}×${n === 1 ? " (same size)" : ""}`]),
+        opts.upscale),
+      weight: h("input", { type: "range", id: "ph-weight", min: "0", max: "1", step: "0.05", value: opts.weight,
+        "aria-describedby": "ph-weight-hint" }),
+      max_faces: h("input", { type: "number", id: "ph-max-faces", min: "0", max: "100", step: "1", inputmode: "numeric",
+        value: opts.max_faces, placeholder: "server default", "aria-describedby": "ph-max-faces-hint" }),
+      tile: select("ph-tile", TILES, opts.tile, { "aria-describedby": "ph-tile-hint" }),
+      only_center_face: h("input", { type: "checkbox", id: "ph-center", checked: !!opts.only_center_face }),
+      has_aligned: h("input", { type: "checkbox", id: "ph-aligned", checked: !!opts.has_aligned }),
+      name: h("input", { type: "text", id: "ph-name", maxlength: "200", value: opts.name, autocomplete: "off" }),
+    };
+    this.weightOut = h("output", { for: "ph-weight", id: "ph-weight-value" }, Number(opts.weight).toFixed(2));
+    this.opt.weight.addEventListener("input", () => { this.weightOut.value = Number(this.opt.weight.value).toFixed(2); });
+    this.optionsBox = h("fieldset", { class: "ph-options", id: "ph-options" },
+      h("legend", {}, "Options (apply to every photo of the batch)"),
+      field("ph-quality", "Quality", this.opt.quality),
+      field("ph-upscale", "Output scale", this.opt.upscale),
+      h("div", { class: "ph-field" }, h("label", { for: "ph-weight" }, "Face restoration strength"),
+        h("div", { class: "bar" }, this.opt.weight, this.weightOut),
+        h("small", { class: "muted", id: "ph-weight-hint" }, "0 keeps more of the original face, 1 restores fully")),
+      field("ph-max-faces", "Faces restored per photo", this.opt.max_faces, "0–100; 0: background only"),
+      field("ph-tile", "Background tile size", this.opt.tile, "smaller tiles use less memory"),
+      field("ph-name", "Batch name (optional)", this.opt.name),
+      h("div", { class: "ph-checks" },
+        h("label", {}, this.opt.only_center_face, " Only the face nearest the centre"),
+        h("label", {}, this.opt.has_aligned, " Photos are aligned 512×512 face crops")));
+    for (const el of Object.values(this.opt)) el.addEventListener("change", () => this.saveOptions());
+    this.startBtn = h("button", { type: "button", id: "ph-start", onclick: () => this.startBatch() }, "Upload and enhance");
+    this.clearBtn = h("button", { type: "button", class: "secondary", id: "ph-clear",
+      onclick: () => this.clearList() }, "Clear list");
+    this.readyLine = h("p", { class: "muted", id: "ph-ready", "aria-live": "polite" });
+    this.composeCard = h("section", { class: "card", "aria-labelledby": "ph-opt-title" },
+      h("h2", { id: "ph-opt-title" }, "Quality and options"), this.optionsBox,
+      h("div", { class: "row ph-actions" }, this.startBtn, this.clearBtn, this.readyLine));
+
+    this.batchCard = this.buildBatchCard();
+    this.missingBox = h("section", { class: "card ph-missing", id: "ph-missing", hidden: true,
+      "aria-labelledby": "ph-missing-title" });
+
+    this.listTitle = h("h2", { id: "ph-list-title" }, "Photos");
+    this.list = h("ul", { class: "ph-items", id: "ph-items", "aria-labelledby": "ph-list-title" });
+    this.listCard = h("section", { "aria-labelledby": "ph-list-title", hidden: true }, this.listTitle, this.list);
+
+    this.root.append(
+      h("h1", {}, "Photos"),
+      h("p", { class: "muted ph-intro" },
+        "Restore faces and upscale many photos at once. Uploads stream in while the first results come back."),
+      this.batchCard, this.missingBox, this.addCard, this.composeCard, this.listCard);
+  }
+
+  buildBatchCard() {
+    const btn = (id, text, fn, cls = "secondary") => h("button", { type: "button", id, class: cls, onclick: fn }, text);
+    this.el = {
+      title: h("h2", { id: "ph-batch-title" }, "Batch"),
+      state: h("span", { class: "state", id: "ph-batch-state" }),
+      params: h("p", { class: "muted", id: "ph-batch-params" }),
+      progress: h("progress", { id: "ph-progress", max: "100", value: "0", "aria-label": "Batch progress" }),
+      percent: h("span", { id: "ph-percent" }, "0 %"),
+      totals: h("p", { class: "ph-totals", id: "ph-totals", role: "status" }),
+      note: h("p", { class: "muted", id: "ph-batch-note" }),
+      zip: btn("ph-zip", "Download ZIP", () => this.downloadZip(), ""),
+      csv: btn("ph-csv", "Manifest (CSV)", () => this.downloadManifest()),
+      pause: btn("ph-pause", "Pause", () => this.control(this.batch?.paused ? "resume" : "pause")),
+      cancel: btn("ph-cancel", "Cancel batch", () => this.askCancel()),
+      retry: btn("ph-retry", "Retry failed", () => this.control("retry")),
+      fresh: btn("ph-new", "Start a new batch", () => this.newBatch()),
+    };
+    const e = this.el;
+    return h("section", { class: "card ph-batch", id: "ph-batch", hidden: true, "aria-labelledby": "ph-batch-title" },
+      h("div", { class: "row ph-batch-head" }, e.title, e.state), e.params,
+      h("div", { class: "bar" }, e.progress, e.percent), e.totals, e.note,
+      h("div", { class: "row ph-actions" }, e.zip, e.csv, e.pause, e.cancel, e.retry, e.fresh));
+  }
+
+  setupDrop(zone) {
+    let depth = 0;
+    zone.addEventListener("dragenter", (ev) => { ev.preventDefault(); depth++; zone.classList.add("over"); });
+    zone.addEventListener("dragover", (ev) => { ev.preventDefault(); ev.dataTransfer.dropEffect = "copy"; });
+    zone.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; zone.classList.remove("over"); } });
+    zone.addEventListener("drop", async (ev) => {
+      ev.preventDefault();
+      depth = 0;
+      zone.classList.remove("over");
+      if (!this.canAdd()) return;
+      try { this.addFiles(await droppedFiles(ev.dataTransfer)); } catch (err) { this.ctx.notifyError(err, "Could not read the dropped files: "); }
+    });
+  }
+
+  setPhase(phase) {
+    this.phase = phase;
+    const compose = phase === "compose";
+    this.composeCard.hidden = !compose;
+    this.batchCard.hidden = compose;
+    this.listTitle.textContent = compose ? "Photos to upload" : "Photos in this batch";
+    this.refreshAdd();
+    this.refreshCompose();
+    for (const e of this.entries) this.renderEntry(e);
+  }
+
+  canAdd() { return this.phase === "compose" || (this.phase === "batch" && !!this.batch?.open && !this.closing); }
+
+  refreshAdd() {
+    const can = this.canAdd();
+    this.addCard.hidden = this.phase === "loading" || (this.phase === "batch" && !can);
+    this.addTitle.textContent = this.phase === "batch" ? "Add photos to this batch" : "Add photos";
+    this.fileInput.disabled = this.folderInput.disabled = !can;
+  }
+
+  refreshCompose() {
+    const ready = this.entries.filter((e) => e.status === "ready");
+    const bytes = ready.reduce((s, e) => s + e.size, 0);
+    this.startBtn.disabled = !ready.length;
+    this.startBtn.textContent = ready.length ? `Upload and enhance ${ready.length} photo${ready.length > 1 ? "s" : ""}`
+      : "Upload and enhance";
+    this.clearBtn.hidden = !this.entries.length;
+    const refused = this.entries.filter((e) => e.status === "rejected").length;
+    this.readyLine.textContent = this.entries.length
+      ? `${ready.length} ready (${formatBytes(bytes)})${refused ? `, ${refused} refused` : ""}` : "No photos added yet.";
+    this.listCard.hidden = !this.entries.length;
+  }
+
+  // ---------------------------------------------------------------- files in
+
+  addFiles(files) {
+    if (!files.length || !this.canAdd()) return;
+    let junk = 0, again = 0, added = 0;
+    const known = new Set(this.entries.filter((e) => e.file).map((e) => e.key));
+    // Indexed once: a folder of 10,000 photos added again must not compare each with each.
+    const inBatch = new Set(), waitingFor = new Map();
+    if (this.phase === "batch") {
+      for (const e of this.entries) {
+        if (e.status === "uploaded") inBatch.add(`${e.name}|${e.size}`);
+        else if (e.status === "missing" || e.status === "unsent") waitingFor.set(e.name, [...(waitingFor.get(e.name) || []), e]);
+      }
+    }
+    for (const file of files) {
+      if (JUNK.test(file.name)) { junk++; continue; }
+      const key = `${relName(file)}|${file.size}|${file.lastModified}`;
+      // The same file again, or (after a reload) one the batch already has: the server
+      // would answer with the same item, so the list keeps one card for it.
+      if (known.has(key) || inBatch.has(`${relName(file)}|${file.size}`)) { again++; continue; }
+      known.add(key);
+      const refusal = clientRefusal(file);
+      // After a reload, a file added again takes the place the list kept for it.
+      const slots = waitingFor.get(relName(file)) || [];
+      const missing = !refusal && slots.find((e) => !e.size || e.size === file.size);
+      if (missing) slots.splice(slots.indexOf(missing), 1);
+      const e = missing || this.newEntry({ name: relName(file), size: file.size });
+      e.file = file;
+      e.key = key;
+      e.type = fileType(file);
+      if (refusal) { e.status = "rejected"; e.error = refusal; } else {
+        e.status = this.phase === "batch" ? "waiting" : "ready";
+        e.error = null;
+        if (this.phase === "batch") this.queue.push(e);
+      }
+      if (!missing) this.appendEntry(e); else this.renderEntry(e);
+      added++;
+    }
+    const skipped = [junk && `${junk} system file${junk > 1 ? "s" : ""} (hidden files, Thumbs.db) skipped`,
+      again && `${again} already in the list or the batch`].filter(Boolean);
+    if (skipped.length) this.ctx.notify(skipped.join("; ") + ".", "info");
+    if (!added) return;
+    this.refreshCompose();
+    if (this.phase === "batch") { this.renderMissing(); this.scheduleSave(); this.pump(); this.renderBatch(); }
+  }
+
+  newEntry(fields) {
+    return { uid: `ph-${++this.seq}`, name: "", size: 0, file: null, key: "", type: null, status: "ready",
+      upload: 0, error: null, itemId: null, item: null, el: null, compare: null, ...fields };
+  }
+
+  appendEntry(e) {
+    this.entries.push(e);
+    this.renderEntry(e);
+    this.list.append(e.el.li);
+    this.listCard.hidden = false;
+  }
+
+  removeEntry(e) {
+    const i = this.entries.indexOf(e);
+    if (i >= 0) this.entries.splice(i, 1);
+    e.el?.li.remove();
+    this.dropUrls(e);
+    this.refreshCompose();
+  }
+
+  clearList() {
+    for (const e of this.entries) this.dropUrls(e);
+    this.observer.disconnect();
+    this.entries = [];
+    this.list.replaceChildren();
+    this.refreshCompose();
+    this.fileInput.focus();
+  }
+
+  // ---------------------------------------------------------------- one card per photo
+
+  renderEntry(e) {
+    if (!e.el) {
+      const name = h("span", { class: "ph-name" }, e.name);
+      e.el = { li: h("li", { class: "ph-item", id: e.uid }), name, badge: h("span", { class: "state" }),
+        meta: h("span", { class: "muted ph-meta" }),
+        bar: h("progress", { max: "1", value: "0", "aria-label": `Upload of ${e.name}`, hidden: true }),
+        msg: h("p", { class: "ph-msg" }), slot: h("div", { class: "ph-slot" }), actions: h("div", { class: "row ph-item-actions" }) };
+      e.el.li.append(h("div", { class: "ph-item-head" }, name, e.el.badge), e.el.meta, e.el.bar, e.el.msg,
+        e.el.slot, e.el.actions);
+    }
+    const { badge, meta, bar, msg, actions, li } = e.el;
+    const st = e.status === "uploaded" ? e.item?.state || "pending" : e.status;
+    li.dataset.state = st;
+    badge.className = `state ${badgeClass(st)}`;
+    badge.textContent = e.status === "uploading" ? `uploading ${Math.round(e.upload * 100)} %`
+      : e.status === "uploaded" ? ITEM_LABEL[st] || st : LOCAL_LABEL[e.status] || e.status;
+    const res = e.item?.result;
+    const dims = res?.width ? ` → ${res.width}×${res.height}` : "";
+    meta.textContent = [e.size ? formatBytes(e.size) : "", dims ? `result${dims}` : "",
+      e.item?.variant && e.item.variant !== "default" ? `variant ${e.item.variant}` : ""].filter(Boolean).join(" · ");
+    bar.hidden = e.status !== "uploading";
+    bar.value = e.upload;
+
+    let text = "", cls = "ph-msg";
+    if (e.status === "rejected" || e.status === "unsent") {
+      text = `${e.status === "rejected" ? "Refused" : "Not uploaded"}: ${e.error?.message || "unknown reason"}`
+        + (e.error?.code ? ` [${e.error.code}]` : "");
+      cls += " bad";
+    } else if (e.status === "missing") {
+      text = "This file was not uploaded before the page was reloaded. Add it again to include it.";
+      cls += " warn";
+    } else if (st === "failed") {
+      text = `Failed: ${e.item?.error?.message || "no reason given"}${e.item?.error?.code ? ` [${e.item.error.code}]` : ""}`;
+      cls += " bad";
+    } else if (st === "skipped") {
+      const orig = this.byItem.get(e.item?.duplicate_of);
+      text = `The same photo as ${orig ? orig.name : "another one in this batch"}: enhanced once, exported under both names.`;
+      cls += " muted";
+    }
+    msg.className = cls;
+    msg.textContent = text;
+    msg.hidden = !text;
+
+    const showResult = e.item?.links?.result && (st === "succeeded" || (st === "skipped" && this.resultReady(e)));
+    if (showResult && !e.compare) this.buildCompare(e);
+
+    // Rebuilt only when they change, so a focused button keeps focus through updates.
+    const kind = this.phase === "compose" ? "remove" : showResult ? "download" : e.status === "unsent" ? "retry" : "";
+    if (kind === e.actionKind) return;
+    e.actionKind = kind;
+    actions.replaceChildren();
+    if (kind === "remove") {
+      actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Remove ${e.name}`,
+        onclick: () => { const next = this.neighbour(e); this.removeEntry(e); next?.focus(); } }, "Remove"));
+    } else if (kind === "download") {
+      actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Download the result of ${e.name}`,
+        onclick: () => this.downloadResult(e) }, "Download"));
+    } else if (kind === "retry") {
+      actions.append(h("button", { type: "button", class: "secondary", "aria-label": `Retry the upload of ${e.name}`,
+        onclick: () => { e.status = "waiting"; this.queue.push(e); this.renderEntry(e); this.renderMissing(); this.pump(); } },
+      "Retry upload"));
+    }
+  }
+
+  neighbour(e) {
+    const i = this.entries.indexOf(e);
+    const other = this.entries[i + 1] || this.entries[i - 1];
+    return other?.el.actions.querySelector("button") || this.fileInput;
+  }
+
+  resultReady(e) {
+    const orig = this.byItem.get(e.item?.duplicate_of);
+    return !orig || orig.item?.state === "succeeded";
+  }
+
+  // The before/after view: two stacked images, the "after" one clipped at the slider.
+  buildCompare(e) {
+    const before = h("img", { class: "ph-before", alt: `${e.name}, before`, decoding: "async" });
+    const after = h("img", { class: "ph-after", alt: `${e.name}, after`, decoding: "async" });
+    const range = h("input", { type: "range", class: "ph-range", min: "0", max: "100", step: "1", value: "50",
+      "aria-label": `Before and after: ${e.name}`, "aria-valuetext": "50 % before, 50 % after" });
+    const stage = h("div", { class: "ph-stage" }, before, after, h("span", { class: "ph-divider", "aria-hidden": "true" }), range);
+    const fig = h("figure", { class: "ph-compare" }, stage,
+      h("figcaption", { class: "muted" }, h("span", {}, "◀ before"), h("span", {}, "after ▶")));
+    // Through CSSOM, not a style attribute: the page's CSP allows no inline styles.
+    fig.style.setProperty("--pos", "50%");
+    range.addEventListener("input", () => {
+      const v = Number(range.value);
+      fig.style.setProperty("--pos", `${v}%`);
+      range.setAttribute("aria-valuetext", `${v} % before, ${100 - v} % after`);
+    });
+    fig._load = () => this.loadCompare(e, before, after, fig);
+    e.compare = fig;
+    e.el.slot.append(fig);
+    this.observer.observe(fig);
+  }
+
+  async loadCompare(e, before, after, fig) {
+    const png = (type) => (type && !SHOWABLE.has(type) ? { format: "png" } : undefined);
+    try {
+      const resultType = e.item.result?.format ? `image/${e.item.result.format}` : e.type;
+      const afterUrl = await this.api.objectUrl(e.item.links.result, { signal: this.signal, query: png(resultType) });
+      this.keepUrl(e, afterUrl);
+      let beforeUrl;
+      if (e.file && SHOWABLE.has(e.type)) beforeUrl = URL.createObjectURL(e.file);
+      else if (e.item.links.input) beforeUrl = await this.api.objectUrl(e.item.links.input, { signal: this.signal, query: png(e.type || "image/tiff") });
+      if (beforeUrl) this.keepUrl(e, beforeUrl);
+      after.src = afterUrl;
+      if (beforeUrl) before.src = beforeUrl; else fig.classList.add("ph-no-before");
+      fig.classList.add("ph-loaded");
+    } catch (err) {
+      if (this.signal.aborted) return;
+      fig.replaceChildren(h("p", { class: "bad" }, `Could not show the result: ${errorText(err)}`));
+    }
+  }
+
+  keepUrl(e, url) { (e.urls ||= []).push(url); this.urls.add(url); }
+  dropUrls(e) { for (const u of e.urls || []) { URL.revokeObjectURL(u); this.urls.delete(u); } e.urls = []; }
+
+  // ---------------------------------------------------------------- the batch
+
+  readOptions() {
+    const o = this.opt;
+    for (const el of Object.values(o)) {
+      if (!el.checkValidity()) { el.reportValidity(); el.focus(); return null; }
+    }
+    const params = { upscale: Number(o.upscale.value), weight: Number(o.weight.value), tile: Number(o.tile.value),
+      only_center_face: o.only_center_face.checked, has_aligned: o.has_aligned.checked };
+    if (o.quality.value) params.quality = o.quality.value;
+    if (o.max_faces.value !== "") params.max_faces = Number(o.max_faces.value);
+    return params;
+  }
+
+  saveOptions() {
+    const o = this.opt;
+    localStorage.setItem(OPTIONS_STORE, JSON.stringify({ quality: o.quality.value, upscale: o.upscale.value,
+      weight: o.weight.value, max_faces: o.max_faces.value, tile: o.tile.value,
+      only_center_face: o.only_center_face.checked, has_aligned: o.has_aligned.checked, name: o.name.value }));
+  }
+
+  async startBatch() {
+    const ready = this.entries.filter((e) => e.status === "ready");
+    if (!ready.length) return;
+    const params = this.readOptions();
+    if (!params) return;
+    this.saveOptions();
+    this.startBtn.disabled = true;
+    let b;
+    try {
+      b = await this.api.post("/api/v1/batches", { params, name: this.opt.name.value.trim() }, { signal: this.signal });
+    } catch (err) {
+      if (this.signal.aborted) return;
+      this.ctx.notifyError(err, "Could not start the batch: ");
+      this.startBtn.disabled = false;
+      return;
+    }
+    this.saved = { id: b.id, startedAt: Date.now(), endedAt: null };
+    this.batch = b;
+    for (const e of ready) { e.status = "waiting"; this.queue.push(e); }
+    this.flushSave();
+    this.setPhase("batch");
+    this.applyBatch(b);
+    this.follow();
+    this.pump();
+  }
+
+  pump() {
+    while (this.active < CONCURRENCY && this.queue.length && !this.signal.aborted) {
+      const e = this.queue.shift();
+      if (e.status !== "waiting") continue;
+      this.active++;
+      this.uploadOne(e).finally(() => {
+        this.active--;
+        this.scheduleSave();
+        this.renderBatch();
+        this.pump();
+        this.maybeClose();
+      });
+    }
+  }
+
+  async uploadOne(e) {
+    e.status = "uploading";
+    e.upload = 0;
+    this.renderEntry(e);
+    const form = new FormData();
+    form.append("files", e.file, e.file.name);
+    let lastPaint = 0;
+    try {
+      const out = await this.api.upload(`/api/v1/batches/${this.batch.id}/items`, form, {
+        signal: this.signal,
+        onProgress: (f) => {
+          e.upload = f;
+          if (Date.now() - lastPaint > 100 || f === 1) { lastPaint = Date.now(); this.renderEntry(e); }
+        },
+      });
+      const acc = out?.accepted?.[0];
+      if (acc) {
+        this.linkItem(e, { id: acc.id, name: acc.name, variant: acc.variant, state: acc.state, progress: 0,
+          duplicate_of: acc.duplicate_of, links: acc.state === "skipped" && acc.duplicate_of
+            ? { result: `/api/v1/jobs/${acc.duplicate_of}/result`, input: `/api/v1/jobs/${acc.id}/input` }
+            : { input: `/api/v1/jobs/${acc.id}/input` } });
+        // Variants give one item per variant: each gets a card of its own.
+        for (const more of out.accepted.slice(1)) {
+          const extra = this.newEntry({ name: e.name, size: e.size, file: e.file, type: e.type, status: "uploaded",
+            extra: true });
+          this.appendEntry(extra);
+          this.linkItem(extra, { id: more.id, name: more.name, variant: more.variant, state: more.state, progress: 0,
+            duplicate_of: more.duplicate_of, links: {} });
+        }
+      } else {
+        const r = out?.rejected?.[0];
+        this.reject(e, r ? { code: r.code, message: r.message } : { code: "not_accepted", message: "the server took nothing from this file" });
+      }
+    } catch (err) {
+      if (this.signal.aborted) return;
+      this.uploadFailed(e, err);
+    }
+    this.renderEntry(e);
+  }
+
+  uploadFailed(e, err) {
+    if (err.status === 404) {
+      this.ctx.notifyError(err, "The batch is gone: ");
+      this.reject(e, { code: err.code, message: err.message });
+    } else if (err.status >= 400 && err.status < 500 && ![401, 403, 408, 429].includes(err.status)) {
+      // The server judged this file: its message says why (too large, not a photo, corrupt...).
+      this.reject(e, { code: err.details?.[0]?.code || err.code, message: serverReason(err, e.file?.name) });
+    } else {
+      e.status = "unsent";
+      e.error = { code: err.code, message: err.message || String(err) };
+      this.renderMissing();
+    }
+  }
+
+  reject(e, error) {
+    e.status = "rejected";
+    e.error = error;
+  }
+
+  linkItem(e, item) {
+    e.status = "uploaded";
+    e.itemId = item.id;
+    this.byItem.set(item.id, e);
+    const early = this.early.get(item.id);
+    this.early.delete(item.id);
+    e.item = early || item;
+    if (e.item.duplicate_of) this.dupes.set(e.item.duplicate_of, [...(this.dupes.get(e.item.duplicate_of) || []), e]);
+    this.renderEntry(e);
+  }
+
+  applyItem(it) {
+    const e = this.byItem.get(it.id);
+    if (!e) { this.early.set(it.id, it); return; }
+    e.item = { ...e.item, ...it };
+    e.status = "uploaded";
+    this.renderEntry(e);
+    if (it.state === "succeeded") {
+      // Duplicates of this photo can show its result now.
+      for (const other of this.dupes.get(it.id) || []) this.renderEntry(other);
+    }
+  }
+
+  follow() {
+    if (this.streaming || !this.batch) return;
+    this.streaming = true;
+    const id = this.batch.id;
+    const token = this.streamToken = {};
+    this.api.events(`/api/v1/batches/${id}/events`, {
+      progress: (b) => { this.applyBatch(b); },
+      item: (it) => { this.applyItem(it); },
+      end: (b) => { this.applyBatch(b); return "stop"; },
+    }, { signal: this.signal }).catch((err) => {
+      if (!this.signal.aborted) this.ctx.notifyError(err, "Lost the batch's live updates: ");
+    }).finally(() => {
+      if (this.streamToken !== token) return;  // a newer stream (another batch) owns the flag
+      this.streaming = false;
+      if (!this.signal.aborted && this.batch?.id === id) this.reconcile();
+    });
+    clearInterval(this.clock);
+    this.clock = setInterval(() => this.renderBatch(), 1000);
+  }
+
+  // Items that ended while the stream was away (a reconnect) get no event: take them from the list.
+  async reconcile() {
+    if (!this.batch) return;
+    const id = this.batch.id;
+    try {
+      const [b, items] = await Promise.all([
+        this.api.get(`/api/v1/batches/${id}`, { query: { limit: 0 }, signal: this.signal }),
+        this.fetchItems(id)]);
+      if (this.batch?.id !== id) return;
+      for (const it of items) this.applyItem(it);
+      this.applyBatch(b);
+    } catch (err) {
+      if (!this.signal.aborted) this.ctx.notifyError(err, "Could not refresh the batch: ");
+    }
+  }
+
+  async fetchItems(id) {
+    const all = [];
+    for (let offset = 0; offset !== null && offset !== undefined;) {
+      const page = await this.api.get(`/api/v1/batches/${id}/items`, { query: { offset, limit: ITEMS_PAGE }, signal: this.signal });
+      all.push(...page.items);
+      offset = page.next_offset;
+    }
+    return all;
+  }
+
+  applyBatch(b) {
+    const wasEnded = this.batch && BATCH_ENDED.has(this.batch.state) && !this.batch.open;
+    this.batch = b;
+    const ended = BATCH_ENDED.has(b.state) && !b.open;
+    if (ended && this.saved && !this.saved.endedAt) { this.saved.endedAt = Date.now(); this.flushSave(); }
+    if (!ended && this.saved?.endedAt) { this.saved.endedAt = null; this.flushSave(); }  // retried
+    if (ended && !wasEnded) { clearInterval(this.clock); this.reconcileIfBehind(true); }
+    if (!ended && !this.streaming && this.phase === "batch") this.follow();
+    this.renderBatch();
+    this.refreshAdd();
+    this.reconcileIfBehind(false);
+  }
+
+  reconcileIfBehind(now) {
+    const b = this.batch;
+    const c = b.counts || {};
+    const done = (c.succeeded || 0) + (c.failed || 0) + (c.skipped || 0) + (c.canceled || 0);
+    const known = this.entries.filter((e) => e.item && !ACTIVE_ITEM.has(e.item.state)).length;
+    if (done <= known || this.reconcileTimer) return;
+    this.reconcileTimer = this.later(() => { this.reconcileTimer = null; this.reconcile(); }, now ? 0 : 3000);
+  }
+
+  renderBatch() {
+    const b = this.batch;
+    if (!b || this.phase !== "batch") return;
+    const e = this.el;
+    const c = b.counts || {};
+    const ended = BATCH_ENDED.has(b.state) && !b.open;
+    const notSent = this.entries.filter((x) => ["waiting", "uploading", "missing", "unsent"].includes(x.status)).length;
+    const uploading = this.entries.filter((x) => x.status === "waiting" || x.status === "uploading").length;
+    const refused = this.entries.filter((x) => x.status === "rejected").length;
+    const done = (c.succeeded || 0) + (c.skipped || 0);
+    const ends = done + (c.failed || 0) + (c.canceled || 0);
+    // Photos still on their way count in the total, so the bar cannot touch 100 % early.
+    const total = b.total + notSent;
+    const percent = ended ? b.percent : total ? Math.min(99.9, Math.floor((ends / total) * 1000) / 10) : 0;
+    e.title.textContent = b.name ? `Batch “${b.name}”` : `Batch ${b.id.slice(0, 8)}`;
+    e.state.className = `state ${badgeClass(b.state)}`;
+    e.state.textContent = this.closing ? "closing" : uploading ? "uploading" : BATCH_LABEL[b.state] || b.state;
+    e.params.textContent = describeParams(b.params);
+    e.progress.value = percent;
+    e.percent.textContent = pct(percent);
+    const start = this.saved?.startedAt || b.created_at * 1000;
+    const elapsed = ((ended && this.saved?.endedAt) || Date.now()) - start;
+    const parts = [`Done ${done} of ${total}`, `failed ${c.failed || 0}`];
+    if (refused) parts.push(`refused ${refused}`);
+    if (c.canceled) parts.push(`canceled ${c.canceled}`);
+    if (uploading) parts.push(`uploading ${uploading}`);
+    parts.push(`elapsed ${formatDuration(elapsed / 1000)}`);
+    if (!ended && b.eta_seconds && !uploading) parts.push(`about ${formatDuration(b.eta_seconds)} left`);
+    if (!ended && b.throughput_per_s) parts.push(`${(b.throughput_per_s * 60).toFixed(1)} photos/min`);
+    e.totals.textContent = parts.join(" · ");
+    e.totals.dataset.done = String(done);
+    e.totals.dataset.failed = String(c.failed || 0);
+    e.note.textContent = ended
+      ? (b.state === "canceled" ? "This batch was canceled." : "This batch is finished. The ZIP holds every result.")
+      : b.paused ? "Paused: photos being enhanced finish, no new one starts." : "";
+    e.zip.disabled = !done;
+    e.csv.disabled = !b.total;
+    e.pause.hidden = e.cancel.hidden = ended || b.state === "canceling";
+    e.pause.textContent = b.paused ? "Resume" : "Pause";
+    e.retry.hidden = !c.failed || b.state === "canceled" || b.state === "canceling";
+  }
+
+  maybeClose() {
+    const b = this.batch;
+    if (this.phase !== "batch" || !b?.open || this.closing || this.active || this.queue.length) return;
+    if (this.signal.aborted) return;
+    if (this.entries.some((e) => ["missing", "unsent", "waiting", "uploading"].includes(e.status))) return;
+    this.closing = true;
+    this.refreshAdd();
+    this.api.post(`/api/v1/batches/${b.id}/close`, undefined, { signal: this.signal })
+      .then((nb) => { this.closing = false; this.applyBatch(nb); this.follow(); })
+      .catch((err) => {
+        this.closing = false;
+        if (this.signal.aborted) return;
+        this.ctx.notifyError(err, "Could not close the batch: ");
+        this.refreshAdd();
+      });
+  }
+
+  renderMissing() {
+    const missing = this.entries.filter((e) => e.status === "missing" || e.status === "unsent");
+    const box = this.missingBox;
+    box.hidden = !missing.length || !this.batch?.open;
+    if (box.hidden) { box.replaceChildren(); return; }
+    const reloaded = missing.some((e) => e.status === "missing");
+    box.replaceChildren(
+      h("h2", { id: "ph-missing-title" }, `${missing.length} photo${missing.length > 1 ? "s" : ""} not uploaded`),
+      h("p", {}, reloaded
+        ? "These files were not uploaded before the page was reloaded. Add them again below (photos the server already has are recognised and not processed twice), or finish the batch without them."
+        : "These uploads failed. Retry them, or finish the batch without them."),
+      h("ul", { class: "ph-missing-list" }, missing.map((e) => h("li", {}, e.name, e.size ? h("span", { class: "muted" }, ` (${formatBytes(e.size)})`) : null))),
+      h("div", { class: "row" },
+        missing.some((e) => e.status === "unsent" && e.file) ? h("button", { type: "button", onclick: () => {
+          for (const e of this.entries) if (e.status === "unsent" && e.file) { e.status = "waiting"; this.queue.push(e); this.renderEntry(e); }
+          this.renderMissing(); this.pump();
+        } }, "Retry uploads") : null,
+        h("button", { type: "button", class: "secondary", id: "ph-finish", onclick: () => {
+          for (const e of this.entries.filter((x) => x.status === "missing" || x.status === "unsent")) this.removeEntry(e);
+          this.renderMissing(); this.scheduleSave(); this.renderBatch(); this.maybeClose();
+        } }, "Finish without them")));
+  }
+
+  async control(action) {
+    if (!this.batch) return;
+    try {
+      const b = await this.api.post(`/api/v1/batches/${this.batch.id}/${action}`, undefined, { signal: this.signal });
+      this.applyBatch(b);
+      if (action === "retry") { await this.reconcile(); this.follow(); }
+      this.ctx.notify({ pause: "Batch paused.", resume: "Batch resumed.", cancel: "Batch canceled.",
+        retry: "Failed photos are being retried." }[action], "info");
+    } catch (err) {
+      if (!this.signal.aborted) this.ctx.notifyError(err, `Could not ${action} the batch: `);
+    }
+  }
+
+  askCancel() {
+    const btn = this.el.cancel;
+    if (btn.dataset.confirm) { delete btn.dataset.confirm; btn.textContent = "Cancel batch"; this.control("cancel"); return; }
+    btn.dataset.confirm = "1";
+    btn.textContent = "Really cancel? Click again";
+    this.later(() => { if (btn.dataset.confirm) { delete btn.dataset.confirm; btn.textContent = "Cancel batch"; } }, 5000);
+  }
+
+  async downloadZip() {
+    const b = this.batch;
+    this.el.zip.disabled = true;
+    try {
+      await this.api.download(b.links.archive, `kadr-batch-${b.id.slice(0, 8)}.zip`, { signal: this.signal });
+    } catch (err) {
+      if (!this.signal.aborted) this.ctx.notifyError(err, "Could not download the ZIP: ");
+    } finally {
+      this.renderBatch();
+    }
+  }
+
+  async downloadManifest() {
+    const b = this.batch;
+    try {
+      await this.api.download(b.links.manifest_csv, `kadr-batch-${b.id.slice(0, 8)}.csv`, { signal: this.signal });
+    } catch (err) {
+      if (!this.signal.aborted) this.ctx.notifyError(err, "Could not download the manifest: ");
+    }
+  }
+
+  async downloadResult(e) {
+    const ext = e.item.result?.format === "jpeg" ? "jpg" : e.item.result?.format;
+    const stem = e.name.split("/").pop().replace(/\.[^.]+$/, "");
+    try {
+      await this.api.download(e.item.links.result, ext ? `${stem}.${ext}` : stem, { signal: this.signal });
+    } catch (err) {
+      if (!this.signal.aborted) this.ctx.notifyError(err, `Could not download ${e.name}: `);
+    }
+  }
+
+  newBatch() {
+    if (this.queue.length || this.active) {
+      this.ctx.notify("Uploads are still running; wait for them or cancel the batch first.", "info");
+      return;
+    }
+    localStorage.removeItem(STORE);
+    this.saved = null;
+    this.batch = null;
+    this.abort.abort();
+    this.abort = new AbortController();
+    clearInterval(this.clock);
+    this.streaming = false;
+    this.closing = false;
+    this.byItem.clear();
+    this.early.clear();
+    this.dupes.clear();
+    this.queue = [];
+    this.clearList();
+    this.renderMissing();
+    this.setPhase("compose");
+    this.fileInput.focus();
+  }
+
+  // ---------------------------------------------------------------- after a reload
+
+  async restore(saved) {
+    this.saved = saved;
+    this.setPhase("loading");
+    this.listCard.hidden = true;
+    this.batchCard.hidden = false;
+    this.el.title.textContent = `Batch ${saved.id.slice(0, 8)}`;
+    this.el.totals.textContent = "Loading the batch from the server…";
+    let b, items;
+    try {
+      b = await this.api.get(`/api/v1/batches/${saved.id}`, { query: { limit: 0 }, signal: this.signal });
+      items = await this.fetchItems(saved.id);
+    } catch (err) {
+      if (this.signal.aborted) return;
+      if (err.status === 404) {
+        localStorage.removeItem(STORE);
+        this.saved = null;
+        this.ctx.notify("The batch this page was following no longer exists (deleted or expired).", "info");
+        this.setPhase("compose");
+        return;
+      }
+      this.el.totals.textContent = "";
+      this.el.note.replaceChildren(`Could not load the batch: ${errorText(err)} `,
+        h("button", { type: "button", class: "secondary", onclick: () => { this.el.note.replaceChildren(); this.restore(saved); } }, "Try again"));
+      return;
+    }
+    this.batch = b;
+    const records = saved.files || [];
+    const byId = new Map(items.map((it) => [it.id, it]));
+    const used = new Set();
+    const byName = new Map();
+    for (const it of items) byName.set(it.name, [...(byName.get(it.name) || []), it]);
+    const take = (it, rec) => {
+      used.add(it.id);
+      const e = this.newEntry({ name: rec?.name || it.name, size: rec?.size || it.bytes || 0, type: rec?.type || null });
+      this.appendEntry(e);
+      this.linkItem(e, it);
+    };
+    for (const rec of records) {
+      if (rec.status === "rejected") {
+        this.appendEntry(this.newEntry({ name: rec.name, size: rec.size, status: "rejected", error: rec.error }));
+        continue;
+      }
+      let it = rec.itemId && byId.get(rec.itemId);
+      // An upload cut by the reload may have reached the server after all.
+      if (!it) it = (byName.get(rec.name.split("/").pop()) || []).find((x) => !used.has(x.id));
+      if (it && !used.has(it.id)) take(it, rec);
+      else if (!it) this.appendEntry(this.newEntry({ name: rec.name, size: rec.size, type: rec.type, status: b.open ? "missing" : "rejected",
+        error: b.open ? null : { code: "not_uploaded", message: "not uploaded before the batch was closed" } }));
+    }
+    for (const it of items) if (!used.has(it.id)) take(it, null);
+    this.setPhase("batch");
+    this.applyBatch(b);
+    this.renderMissing();
+    this.scheduleSave();
+    if (!BATCH_ENDED.has(b.state) || b.open) this.follow();
+    this.maybeClose();
+  }
+
+  // ---------------------------------------------------------------- localStorage
+
+  scheduleSave() {
+    if (this.saveTimer || !this.saved) return;
+    this.saveTimer = this.later(() => { this.saveTimer = null; this.flushSave(); }, 300);
+  }
+
+  flushSave() {
+    if (!this.saved) return;
+    const status = (e) => e.status === "uploaded" ? "uploaded" : e.status === "rejected" ? "rejected" : "pending";
+    this.saved.files = this.entries.filter((e) => !e.extra).map((e) => ({ name: e.name, size: e.size, type: e.type, status: status(e), itemId: e.itemId || undefined,
+        error: e.status === "rejected" ? e.error : undefined }));
+    try { localStorage.setItem(STORE, JSON.stringify(this.saved)); } catch (err) {
+      console.warn("could not keep the batch in localStorage", err);
+    }
+  }
+}
+
+function badgeClass(state) {
+  if (["succeeded", "partial"].includes(state)) return "succeeded";
+  if (["failed", "rejected", "canceled", "canceling", "unsent"].includes(state)) return state === "unsent" ? "failed" : state;
+  if (["running", "uploading", "open"].includes(state)) return state === "open" ? "running" : state;
+  return state;
+}
+
+// The server's reason for one refused file, without the "1 file(s) refused: NAME:" wrapper.
+function serverReason(err, name) {
+  let m = (err.message || "").replace(/^\d+ file\(s\) refused: /, "");
+  if (name && m.startsWith(`${name}: `)) m = m.slice(name.length + 2);
+  if (err.status === 413 && err.code === "payload_too_large") return `too large for the server: ${m}`;
+  return m || `the server answered ${err.status}`;
+}
+
+function describeParams(p = {}) {
+  const parts = [];
+  if (p.quality) parts.push(`quality ${p.quality}`);
+  if (p.upscale) parts.push(`${p.upscale}× scale`);
+  if (p.weight !== undefined) parts.push(`face strength ${Number(p.weight).toFixed(2)}`);
+  if (p.max_faces !== undefined) parts.push(`up to ${p.max_faces} face${p.max_faces === 1 ? "" : "s"}`);
+  if (p.tile) parts.push(`tiles ${p.tile} px`);
+  if (p.only_center_face) parts.push("centre face only");
+  if (p.has_aligned) parts.push("aligned faces");
+  return parts.length ? `Options: ${parts.join(" · ")}` : "";
+}
+
+// Files from a drop, walking into dropped folders (webkitGetAsEntry) so a whole folder works.
+async function droppedFiles(dt) {
+  const entries = [...(dt.items || [])].map((it) => it.webkitGetAsEntry?.()).filter(Boolean);
+  if (!entries.length) return [...(dt.files || [])];
+  const out = [];
+  const walk = async (entry, prefix) => {
+    if (entry.isFile) {
+      const file = await new Promise((res, rej) => entry.file(res, rej));
+      // Keep the folder path for display, as a folder picked with the button would.
+      if (prefix) Object.defineProperty(file, "webkitRelativePath", { value: `${prefix}${file.name}` });
+      out.push(file);
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, `${prefix}${entry.name}/`);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry, "");
+  return out;
+}
