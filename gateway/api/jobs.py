@@ -61,50 +61,40 @@ def get_job(path: JobPath, query: JobQuery):
 @bp.get("/jobs/<job_id>/result", summary="The output image (format follows the input unless asked)",
         responses={404: ErrorBody, 409: ErrorBody})
 def get_result(path: JobPath, query: ResultQuery):
-    k = kadr()
     job = owned_job(path.job_id)
     if job["state"] != "succeeded":
         raise ApiError(409, "not_ready", f"job is {job['state']}; the result exists once it succeeded",
                        details={"state": job["state"]})
-    res = job["result"]
-    fmt = query.format or res["format"]
-    stem = sanitize_filename((job.get("input") or {}).get("name", "result")).rsplit(".", 1)[0]
-    filename = f"{stem}.{images.FORMAT_EXTENSION[fmt]}"
-    headers = {"Content-Disposition":
-               f"{'attachment' if query.download else 'inline'}; filename*=UTF-8''{_quote(filename)}",
-               "Cache-Control": "private, max-age=3600"}
-    try:
-        if fmt == res["format"]:
-            headers["Content-Length"] = str(k.blobs.size(res["blob"]))
-            return Response(k.blobs.iter_chunks(res["blob"]), mimetype=images.FORMAT_MIME[fmt],
-                            headers=headers)
-        data = images.encode_image(images.decode_bgr(k.blobs.get_bytes(res["blob"]),
-                                                     max_pixels=1 << 62), fmt)
-    except BlobNotFound:
-        raise ApiError(410, "result_gone", "the result file was removed")
-    return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
+    return _image_response(job["result"], query, default_name="result", gone="result_gone",
+                           name=(job.get("input") or {}).get("name", "result"))
 
 
 @bp.get("/jobs/<job_id>/input", summary="The photo as uploaded (the 'before' of a before/after view)",
         responses={404: ErrorBody, 410: ErrorBody})
 def get_input(path: JobPath, query: ResultQuery):
-    k = kadr()
     job = owned_job(path.job_id)
     inp = job.get("input") or {}
     if not inp.get("blob"):
         raise ApiError(404, "no_input", "this job has no stored input photo")
-    fmt = query.format or inp["format"]
-    filename = f"{sanitize_filename(inp.get('name', 'input')).rsplit('.', 1)[0]}.{images.FORMAT_EXTENSION[fmt]}"
+    return _image_response(inp, query, default_name="input", gone="input_gone", name=inp.get("name", "input"))
+
+
+def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name: str, gone: str) -> Response:
+    """A stored image (``{"blob", "format"}``) as is, streamed, or converted to ``?format=``."""
+    blobs = kadr().blobs
+    fmt = query.format or stored["format"]
+    stem = sanitize_filename(name or default_name).rsplit(".", 1)[0]
+    filename = f"{stem}.{images.FORMAT_EXTENSION[fmt]}"
     headers = {"Content-Disposition":
                f"{'attachment' if query.download else 'inline'}; filename*=UTF-8''{_quote(filename)}",
                "Cache-Control": "private, max-age=3600"}
     try:
-        if fmt == inp["format"]:
-            headers["Content-Length"] = str(k.blobs.size(inp["blob"]))
-            return Response(k.blobs.iter_chunks(inp["blob"]), mimetype=images.FORMAT_MIME[fmt], headers=headers)
-        data = images.encode_image(images.decode_bgr(k.blobs.get_bytes(inp["blob"]), max_pixels=1 << 62), fmt)
+        if fmt == stored["format"]:
+            headers["Content-Length"] = str(blobs.size(stored["blob"]))
+            return Response(blobs.iter_chunks(stored["blob"]), mimetype=images.FORMAT_MIME[fmt], headers=headers)
+        data = images.encode_image(images.decode_bgr(blobs.get_bytes(stored["blob"]), max_pixels=1 << 62), fmt)
     except BlobNotFound:
-        raise ApiError(410, "input_gone", "the input file was removed")
+        raise ApiError(410, gone, f"the {default_name} file was removed")
     return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
 
 

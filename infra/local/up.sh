@@ -72,7 +72,7 @@ if [ ! -s "$KEYFILE" ]; then
   echo "created an API key for you in $KEYFILE"
 fi
 echo
-echo "kadr is up: $URL   (API docs: $URL/api/docs, readiness: $URL/readyz, logs: logs/)"
+echo "kadr is up: $URL   (web UI: $URL/ , API docs: $URL/api/docs, readiness: $URL/readyz, logs: logs/)"
 echo "metrics: gateway $URL/metrics, exporter http://127.0.0.1:$KADR_EXPORTER_PORT/metrics" \
   "${PROM_BIN:+, Prometheus http://127.0.0.1:$KADR_PROMETHEUS_PORT}"
 curl -s "$URL/readyz" | .venv/bin/python -m json.tool || true

@@ -917,7 +917,8 @@ class PhotosPage {
 }
 
 function badgeClass(state) {
-  if (["succeeded", "partial"].includes(state)) return "succeeded";
+  if (state === "succeeded") return "succeeded";
+  if (state === "partial") return "partial";
   if (["failed", "rejected", "canceled", "canceling", "unsent"].includes(state)) return state === "unsent" ? "failed" : state;
   if (["running", "uploading", "open"].includes(state)) return state === "open" ? "running" : state;
   return state;
