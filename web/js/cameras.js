@@ -5,7 +5,7 @@
 // hash query (#/cameras?camera=gate&since=…&until=…&offset=…&event=…) so a reload or a
 // shared link shows the same thing.
 
-import { errorText, formatBytes, formatDuration, formatTime, h } from "./dom.js";
+import { errorText, formatBytes, formatDuration, formatShare, formatTime, h } from "./dom.js";
 
 const REFRESH_MS = 4000;
 const PENDING_MS = 1500;      // an event is usually done within a second or two
@@ -20,10 +20,6 @@ function seconds(s) {
   if (s === null || s === undefined || !Number.isFinite(s)) return "–";
   if (s < 10) return `${s.toFixed(1)} s`;
   return s < 60 ? `${Math.round(s)} s` : formatDuration(s);
-}
-
-function pct(part, whole) {
-  return whole ? `${Math.round((100 * part) / whole)} %` : "–";
 }
 
 function pad(n) { return String(n).padStart(2, "0"); }
@@ -159,7 +155,7 @@ function cameraCard(cam, onShowEvents) {
     const [, mem] = rows.memory;
     memBar.max = b.max_bytes;
     memBar.value = Math.min(b.bytes || 0, b.max_bytes);
-    mem.replaceChildren(`${formatBytes(b.bytes)} of ${formatBytes(b.max_bytes)} (${pct(b.bytes, b.max_bytes)})`, memBar);
+    mem.replaceChildren(`${formatBytes(b.bytes)} of ${formatBytes(b.max_bytes)} (${formatShare(b.bytes, b.max_bytes)})`, memBar);
     const age = b.last_frame_age_seconds;
     rows.age[1].textContent = age === null || age === undefined ? "none yet" : `${seconds(age)} ago`;
     rows.fps[1].textContent = b.fps ? `${b.fps.toFixed(1)} fps buffered` : "–";

@@ -26,6 +26,11 @@ export function formatBytes(n) {
   return `${n.toFixed(i && n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
+// "37 %" of a whole (memory used, a budget), "–" when there is no whole.
+export function formatShare(part, whole) {
+  return whole ? `${Math.round((100 * part) / whole)} %` : "–";
+}
+
 export function formatDuration(s) {
   if (s === null || s === undefined || !Number.isFinite(s)) return "–";
   s = Math.max(0, Math.round(s));

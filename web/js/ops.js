@@ -1,14 +1,10 @@
 // Ops: queues, worker processes, memory and model readiness, from GET /api/v1/ops
 // (readiness included, as /readyz reports it), refreshed while the page is open.
 
-import { errorText, formatBytes, formatDuration, h } from "./dom.js";
+import { errorText, formatBytes, formatDuration, formatShare, h } from "./dom.js";
 
 const REFRESH_MS = 3000;
 const MODEL_OK = new Set(["ready", "not_loaded"]);
-
-function pct(part, whole) {
-  return whole ? `${Math.round((100 * part) / whole)} %` : "–";
-}
 
 function readinessCard(ready) {
   if (!ready) return h("p", { class: "muted" }, "Readiness unknown.");
@@ -61,10 +57,10 @@ function memoryCard(s) {
   const redisMax = s.redis.maxmemory_bytes;
   return h("dl", { id: "ops-memory", class: "facts" },
     h("dt", {}, "Host memory used"),
-    h("dd", {}, `${formatBytes(used)} of ${formatBytes(s.host.memory_total_bytes)} (${pct(used, s.host.memory_total_bytes)})`,
+    h("dd", {}, `${formatBytes(used)} of ${formatBytes(s.host.memory_total_bytes)} (${formatShare(used, s.host.memory_total_bytes)})`,
       h("progress", { max: s.host.memory_total_bytes, value: used, "aria-label": "Host memory used" })),
     h("dt", {}, "Redis memory"),
-    h("dd", {}, redisMax ? `${formatBytes(s.redis.used_memory_bytes)} of ${formatBytes(redisMax)} (${pct(s.redis.used_memory_bytes, redisMax)})`
+    h("dd", {}, redisMax ? `${formatBytes(s.redis.used_memory_bytes)} of ${formatBytes(redisMax)} (${formatShare(s.redis.used_memory_bytes, redisMax)})`
                          : `${formatBytes(s.redis.used_memory_bytes)} (no maxmemory)`),
     h("dt", {}, "CPU cores"), h("dd", {}, String(s.host.cpu_count)));
 }
