@@ -7,10 +7,11 @@ from urllib.parse import quote
 
 from flask import Response, g, jsonify
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gateway import exports
 from gateway.api.enhance import enhance_params
+from gateway.api.models import RequestModel
 from gateway.api.views import batch_view, item_view
 from gateway.batch_items import add_files
 from gateway.context import Kadr, kadr
@@ -27,35 +28,35 @@ bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name=
 TASK_FOR_KIND = {"enhance": ENHANCE_PHOTO}
 
 
-class BatchPath(BaseModel):
+class BatchPath(RequestModel):
     batch_id: str = Field(..., max_length=64)
 
 
-class ViewQuery(BaseModel):
+class ViewQuery(RequestModel):
     offset: int = Field(0, ge=0)
     limit: int = Field(100, ge=0, le=1000, description="items shown inline, 0–1000 (0: counts only)")
 
 
-class ItemsQuery(BaseModel):
+class ItemsQuery(RequestModel):
     offset: int = Field(0, ge=0)
     limit: int = Field(1000, ge=1, le=10000, description="items per page, 1–10000")
     state: JobState | None = None
 
 
-class ListQuery(BaseModel):
+class ListQuery(RequestModel):
     offset: int = Field(0, ge=0)
     limit: int = Field(50, ge=1, le=500, description="1–500")
 
 
-class ItemsForm(BaseModel):
+class ItemsForm(RequestModel):
     files: list[FileStorage]
 
 
 register_form_model(ItemsForm)
 
 
-def owned_batch(batch_id: str) -> dict:
-    batch = kadr().batches.get_owned(batch_id, g.owner)
+def owned_batch(batch_id: str, *, rate: bool = True) -> dict:
+    batch = kadr().batches.get_owned(batch_id, g.owner, rate=rate)
     if batch is None:
         raise ApiError(404, "not_found", f"no batch {batch_id}")
     return batch
@@ -97,7 +98,7 @@ def list_batches(query: ListQuery):
          responses={202: ErrorBody, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody})
 def post_items(path: BatchPath, form: ItemsForm):
     k = kadr()
-    batch = owned_batch(path.batch_id)
+    batch = owned_batch(path.batch_id, rate=False)
     files = [f for f in form.files if f.filename or f.content_length]
     if not files:
         raise ApiError(400, "no_files", "send at least one file in the 'files' field")

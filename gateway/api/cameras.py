@@ -26,6 +26,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.api.enhance import accepted
+from gateway.api.models import RequestModel
 from gateway.context import Kadr, kadr
 from gateway.dispatch import send
 from gateway.errors import ApiError, validation_message
@@ -77,11 +78,11 @@ class EventBody(BaseModel):
         return v
 
 
-class CameraPath(BaseModel):
+class CameraPath(RequestModel):
     camera_id: str = Field(..., max_length=64)
 
 
-class EventPath(BaseModel):
+class EventPath(RequestModel):
     event_id: str = Field(..., max_length=64)
 
 
@@ -89,7 +90,7 @@ class ImagePath(EventPath):
     kind: str = Field(..., max_length=40, description="snow, candidate_N, plate_N or an uploaded image's name")
 
 
-class EventsQuery(BaseModel):
+class EventsQuery(RequestModel):
     camera: str | None = Field(None, max_length=64)
     since: float | None = Field(None, description="event time from (epoch seconds, inclusive)")
     until: float | None = Field(None, description="event time up to (epoch seconds, inclusive)")

@@ -1,11 +1,11 @@
 """GET/DELETE /api/v1/jobs/{id} and the result image."""
 from __future__ import annotations
 
-
 from flask import Response, g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from gateway.api.models import RequestModel
 from gateway.api.views import job_view
 from gateway.context import kadr
 from gateway.errors import ApiError
@@ -18,20 +18,20 @@ bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jo
                   abp_security=[{"bearer": []}])
 
 
-class JobPath(BaseModel):
+class JobPath(RequestModel):
     job_id: str = Field(..., max_length=64)
 
 
-class JobQuery(BaseModel):
+class JobQuery(RequestModel):
     wait: float = Field(0, ge=0, le=60, description="seconds to wait for the job to end, 0–60")
 
 
-class ResultQuery(BaseModel):
+class ResultQuery(RequestModel):
     format: OutputFormat | None = Field(None, description="jpeg, png, webp, bmp or tiff")
     download: bool = False
 
 
-class ListQuery(BaseModel):
+class ListQuery(RequestModel):
     offset: int = Field(0, ge=0)
     limit: int = Field(50, ge=1, le=500, description="1–500")
 

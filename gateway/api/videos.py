@@ -8,9 +8,10 @@ import numpy as np
 from flask import Response, g, jsonify, send_file
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from PIL import Image
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from gateway.api.enhance import accepted
+from gateway.api.models import RequestModel
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
@@ -31,7 +32,7 @@ _ERRORS = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: 
            415: ErrorBody, 503: ErrorBody}
 
 
-class VideoForm(BaseModel):
+class VideoForm(RequestModel):
     file: FileStorage
     truth: FileStorage | None = Field(None, description="optional ground-truth mask video (white = object)")
     model: ModelName | None = None
@@ -43,7 +44,7 @@ class VideoForm(BaseModel):
 register_form_model(VideoForm)
 
 
-class VideoPath(BaseModel):
+class VideoPath(RequestModel):
     video_id: str = Field(..., max_length=64)
 
 
@@ -51,13 +52,13 @@ class FramePath(VideoPath):
     n: int = Field(..., ge=0)
 
 
-class FrameQuery(BaseModel):
+class FrameQuery(RequestModel):
     kind: Literal["original", "raw", "stable", "overlay"] = "original"
     result: str | None = Field(None, description="result set id (stable/overlay); default: the raw set")
     format: Literal["png", "jpeg"] | None = None
 
 
-class ResultQuery(BaseModel):
+class ResultQuery(RequestModel):
     result: str | None = Field(None, description="result set id; default: the raw set")
 
 

@@ -50,11 +50,9 @@ class Feeder:
         return {j for j in job_ids if j in text}
 
     def feed(self, batch_id: str) -> int:
-        ids = self.batches.claim(batch_id, self.window)
-        if not ids:
-            return 0
+        claimed = self.batches.claim_tasks(batch_id, self.window)
         sent = 0
-        for jid, task in zip(ids, self._tasks(ids)):
+        for jid, task in claimed:
             try:
                 if task is None:
                     raise ValueError(f"job {jid} has no task recorded")
@@ -62,8 +60,8 @@ class Feeder:
                 sent += 1
             except Exception as e:  # broker away: the rest go back and wait for the next feed
                 log.error("batch items not sent; back to pending", extra={
-                    "batch": batch_id, "count": len(ids) - sent, "error": str(e)})
-                self.batches.unclaim(batch_id, ids[sent:])
+                    "batch": batch_id, "count": len(claimed) - sent, "error": str(e)})
+                self.batches.unclaim(batch_id, [jid for jid, _ in claimed[sent:]])
                 break
         return sent
 

@@ -32,7 +32,7 @@ ACTIVE_SET = PREFIX + "batches:active"
 DEFAULT_VARIANT = "default"
 
 # KEYS[1] batch hash. ARGV: window, now. Moves up to (window - in flight) pending jobs to
-# queued, unless the batch is paused or canceled; returns their ids.
+# queued, unless the batch is paused or canceled; returns id, task, task payload of each.
 _CLAIM = """
 if redis.call('HGET', KEYS[1], 'paused') == '1' or redis.call('HGET', KEYS[1], 'canceled') == '1' then
   return {}
@@ -50,10 +50,27 @@ while room > 0 do
     redis.call('ZADD', KEYS[1] .. ':inflight', ARGV[2], jid)
     redis.call('PUBLISH', KEYS[1] .. ':events', 'queued ' .. jid)
     out[#out + 1] = jid
+    out[#out + 1] = redis.call('HGET', jkey, 'task') or ''
+    out[#out + 1] = redis.call('HGET', jkey, 'task_payload') or ''
     room = room - 1
   end
 end
 return out
+"""
+
+# KEYS: batch hash, its :names, its :sha. ARGV: "<name>\0<sha256>", sha256, the new job
+# ids as stored under :names, then as stored under :sha. Reserves a photo's place in
+# one step: {"closed"}, {"existing", prior ids} (the same name and content came before),
+# {"duplicate", the ids that process this content}, or {"new"}.
+_RESERVE = """
+if redis.call('HGET', KEYS[1], 'open') ~= '1' then return {'closed'} end
+local prior = redis.call('HGET', KEYS[2], ARGV[1])
+if prior then return {'existing', prior} end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local original = redis.call('HGET', KEYS[3], ARGV[2])
+if original then return {'duplicate', original} end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+return {'new'}
 """
 
 # KEYS[1] batch hash. ARGV: to-state, now, prefix, then job ids. Moves each listed job
@@ -119,6 +136,7 @@ class BatchStore:
         self.jobs, self.r = jobs, jobs.r
         self._claim = self.r.register_script(_CLAIM)
         self._move = self.r.register_script(_MOVE)
+        self._reserve = self.r.register_script(_RESERVE)
 
     key = staticmethod(JobStore.batch_key)
 
@@ -150,20 +168,20 @@ class BatchStore:
         Identical content under another name becomes ``skipped`` jobs pointing at the
         jobs that process it (``duplicate_of``)."""
         bid, bkey = batch["id"], self.key(batch["id"])
-        if self.r.hget(bkey, "open") != "1":
-            raise BatchClosed(bid)
         sha, name = input["sha256"], input["name"]
         variants = batch["variants"]
         ids = {v["name"]: new_id() for v in variants}
-        name_key = f"{name}\0{sha}"
-        if not self.r.hsetnx(bkey + ":names", name_key, json.dumps(list(ids.values()))):
-            prior = json.loads(self.r.hget(bkey + ":names", name_key))
+        verdict, *found = self._reserve(keys=[bkey, bkey + ":names", bkey + ":sha"],
+                                        args=[f"{name}\0{sha}", sha, json.dumps(list(ids.values())),
+                                              json.dumps(ids)])
+        if verdict == "closed":
+            raise BatchClosed(bid)
+        if verdict == "existing":
+            prior = json.loads(found[0])
             # The first request may still be writing these jobs: answer with their ids anyway.
             return [j or {"id": jid, "variant": v["name"], "state": "pending", "duplicate_of": ""}
                     for jid, v, j in zip(prior, variants, self.jobs.get_many(prior))], True
-        original = None
-        if not self.r.hsetnx(bkey + ":sha", sha, json.dumps(ids)):
-            original = json.loads(self.r.hget(bkey + ":sha", sha))
+        original = json.loads(found[0]) if verdict == "duplicate" else None
         ttl = int(batch.get("ttl_seconds") or self.jobs.ttl)
         p = self.r.pipeline()
         jobs = []
@@ -198,7 +216,9 @@ class BatchStore:
         return jobs, False
 
     # reading
-    def get(self, batch_id: str) -> dict[str, Any] | None:
+    def get(self, batch_id: str, *, rate: bool = True) -> dict[str, Any] | None:
+        """The batch with its counts and state; ``rate=False`` leaves out throughput and
+        ETA (one more read of up to 200 end times), which the upload path has no use for."""
         raw = self.r.hgetall(self.key(batch_id))
         if not raw:
             return None
@@ -214,7 +234,8 @@ class BatchStore:
         b["done"] = done
         b["progress"] = progress_of(done, b["total"])
         b["state"] = batch_state(b)
-        b.update(self._rate(batch_id, b, done))
+        if rate:
+            b.update(self._rate(batch_id, b, done))
         return b
 
     def _rate(self, batch_id: str, b: dict, done: int) -> dict[str, float | None]:
@@ -234,8 +255,8 @@ class BatchStore:
             eta = 0.0
         return {"throughput_per_s": round(rate, 3) if rate else None, "eta_seconds": eta}
 
-    def get_owned(self, batch_id: str, owner: str) -> dict[str, Any] | None:
-        b = self.get(batch_id)
+    def get_owned(self, batch_id: str, owner: str, *, rate: bool = True) -> dict[str, Any] | None:
+        b = self.get(batch_id, rate=rate)
         return b if b is not None and b.get("owner") == owner else None
 
     def item_ids(self, batch_id: str, offset: int = 0, limit: int = -1) -> list[str]:
@@ -263,7 +284,13 @@ class BatchStore:
 
     # feeding
     def claim(self, batch_id: str, window: int) -> list[str]:
-        return list(self._claim(keys=[self.key(batch_id)], args=[window, now(), PREFIX]))
+        return [jid for jid, _ in self.claim_tasks(batch_id, window)]
+
+    def claim_tasks(self, batch_id: str, window: int) -> list[tuple[str, tuple[str, dict] | None]]:
+        """``claim``, with each job's recorded task and payload (None if it has none)."""
+        flat = self._claim(keys=[self.key(batch_id)], args=[window, now(), PREFIX])
+        return [(jid, (task, json.loads(payload)) if task and payload else None)
+                for jid, task, payload in zip(flat[::3], flat[1::3], flat[2::3])]
 
     def unclaim(self, batch_id: str, job_ids: list[str]) -> None:
         """Claimed jobs whose message could not be sent go back to pending."""

@@ -9,6 +9,8 @@ Reliability choices, all deliberate:
 - soft/hard limits below the Redis ``visibility_timeout`` (enforced by Settings), or
   Redis would hand a still-running task to a second worker.
 - results are kept in the job store, so the Celery result backend is off.
+- kombu's Redis transport with a client reused per channel (broker.py): the stock one
+  builds a client object per publish and per ack.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .tasks import QUEUES, TASK_ROUTES
 def create_celery(settings: Settings, name: str = "kadr") -> Celery:
     app = Celery(name, broker=settings.redis_url)
     app.conf.update(
+        broker_transport="services.common.broker:Transport",
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

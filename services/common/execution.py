@@ -64,9 +64,9 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
              request_id: str, work: Work) -> str:
     job_id_var.set(job_id)
     request_id_var.set(request_id)
-    verdict, n = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
+    verdict, n, job = store.begin_job(job_id, max_deliveries=max_deliveries, worker=worker_id())
     if verdict == "busy" and _holder_died_here(store, job_id):
-        verdict, n = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
+        verdict, n, job = store.begin_job(job_id, max_deliveries=max_deliveries, worker=worker_id())
     if verdict == "busy":
         log.info("job is running in a live worker; duplicate delivery dropped")
         return "busy"
@@ -90,7 +90,6 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
         log.error("job failed: worker_lost", extra={"deliveries": n})
         return "failed"
 
-    job = store.get(job_id)
     if n == 1 and job.get("started_at") and job.get("created_at"):
         # Only first starts: a redelivered job's wait would include the run that died.
         QUEUE_WAIT_SECONDS.labels(task=task).observe(max(0.0, job["started_at"] - job["created_at"]))

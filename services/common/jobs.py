@@ -26,41 +26,51 @@ TERMINAL = frozenset({"succeeded", "failed", "skipped", "canceled"})
 ACTIVE = frozenset({"queued", "running"})
 _JSON_FIELDS = ("params", "input", "result", "error")
 
-# KEYS[1] job hash. ARGV: prefix, new state, allowed-from (comma list), then field/value pairs.
-# Returns {moved(0/1), previous state or ""}.
-_TRANSITION = """
-local cur = redis.call('HGET', KEYS[1], 'state')
-if not cur then return {0, ''} end
-local ok = false
-for s in string.gmatch(ARGV[3], '[^,]+') do if s == cur then ok = true end end
-if not ok then return {0, cur} end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[4])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-local jid = redis.call('HGET', KEYS[1], 'id')
-if ARGV[2] == 'running' then
-  redis.call('ZADD', ARGV[1] .. 'running', ARGV[4], jid)
-elseif cur == 'running' then
-  redis.call('ZREM', ARGV[1] .. 'running', jid)
-end
-local batch = redis.call('HGET', KEYS[1], 'batch_id')
-if batch and batch ~= '' and cur ~= ARGV[2] then
-  local bkey = ARGV[1] .. 'batch:' .. batch
-  redis.call('HINCRBY', bkey, 'n_' .. cur, -1)
-  redis.call('HINCRBY', bkey, 'n_' .. ARGV[2], 1)
-  -- in flight: handed to a queue and not ended; the feeder keeps this under the window
-  if ARGV[2] == 'queued' or ARGV[2] == 'running' then
-    redis.call('ZADD', bkey .. ':inflight', 'NX', ARGV[4], jid)
-  else
-    redis.call('ZREM', bkey .. ':inflight', jid)
+# The state change itself, shared by the transition and begin scripts (a script cannot
+# call another). Returns {moved(0/1), previous state or ""}.
+_MOVE = """
+local function move(key, prefix, to, allowed, now, fields)
+  local cur = redis.call('HGET', key, 'state')
+  if not cur then return {0, ''} end
+  local ok = false
+  for s in string.gmatch(allowed, '[^,]+') do if s == cur then ok = true end end
+  if not ok then return {0, cur} end
+  redis.call('HSET', key, 'state', to, 'updated_at', now)
+  for i = 1, #fields, 2 do redis.call('HSET', key, fields[i], fields[i + 1]) end
+  local jid = redis.call('HGET', key, 'id')
+  if to == 'running' then
+    redis.call('ZADD', prefix .. 'running', now, jid)
+  elseif cur == 'running' then
+    redis.call('ZREM', prefix .. 'running', jid)
   end
-  if ARGV[2] == 'succeeded' or ARGV[2] == 'failed' or ARGV[2] == 'skipped' or ARGV[2] == 'canceled' then
-    redis.call('LPUSH', bkey .. ':done', ARGV[4])  -- recent end times: throughput and ETA
-    redis.call('LTRIM', bkey .. ':done', 0, 199)
+  local batch = redis.call('HGET', key, 'batch_id')
+  if batch and batch ~= '' and cur ~= to then
+    local bkey = prefix .. 'batch:' .. batch
+    redis.call('HINCRBY', bkey, 'n_' .. cur, -1)
+    redis.call('HINCRBY', bkey, 'n_' .. to, 1)
+    -- in flight: handed to a queue and not ended; the feeder keeps this under the window
+    if to == 'queued' or to == 'running' then
+      redis.call('ZADD', bkey .. ':inflight', 'NX', now, jid)
+    else
+      redis.call('ZREM', bkey .. ':inflight', jid)
+    end
+    if to == 'succeeded' or to == 'failed' or to == 'skipped' or to == 'canceled' then
+      redis.call('LPUSH', bkey .. ':done', now)  -- recent end times: throughput and ETA
+      redis.call('LTRIM', bkey .. ':done', 0, 199)
+    end
+    redis.call('PUBLISH', bkey .. ':events', to .. ' ' .. jid)
   end
-  redis.call('PUBLISH', bkey .. ':events', ARGV[2] .. ' ' .. jid)
+  redis.call('PUBLISH', key .. ':events', to)
+  return {1, cur}
 end
-redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[2])
-return {1, cur}
+"""
+
+# KEYS[1] job hash. ARGV: prefix, new state, allowed-from (comma list), now, then
+# field/value pairs.
+_TRANSITION = _MOVE + """
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], fields)
 """
 
 # Counts one more delivery of a job's task and decides what the worker does with it.
@@ -69,7 +79,9 @@ return {1, cur}
 # success must not run again), "busy" (running in a worker whose heartbeat is alive: a
 # duplicate message, e.g. restored after a requeue), "exhausted" (the caller fails it as
 # worker_lost), "paused" (its batch is paused: the job goes back to pending), "gone".
-_BEGIN = """
+# On "run" the job is already moved to running, and its hash comes back as a third
+# element: one round trip from message to work instead of three.
+_BEGIN = _MOVE + """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {'gone', 0} end
 if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
@@ -96,7 +108,9 @@ if cur == 'running' then
 end
 local n = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 if n > tonumber(ARGV[1]) then return {'exhausted', n} end
-return {'run', n}
+move(KEYS[1], ARGV[5], 'running', 'queued,running', ARGV[2],
+     {'worker', ARGV[3], 'started_at', ARGV[2], 'progress', '0.0'})
+return {'run', n, redis.call('HGETALL', KEYS[1])}
 """
 
 
@@ -224,12 +238,19 @@ class JobStore:
         return Transition(bool(moved), prev)
 
     def begin(self, job_id: str, *, max_deliveries: int, worker: str) -> tuple[str, int]:
-        verdict, n = self._begin(keys=[self.job_key(job_id)],
-                                 args=[max_deliveries, now(), worker, WORKER_KEY_PREFIX, PREFIX])
-        if verdict == "run":
-            self.transition(job_id, "running", allowed_from=ACTIVE, worker=worker,
-                            started_at=now(), progress=0.0)
-        return verdict, int(n)
+        verdict, n, _ = self.begin_job(job_id, max_deliveries=max_deliveries, worker=worker)
+        return verdict, n
+
+    def begin_job(self, job_id: str, *, max_deliveries: int,
+                  worker: str) -> tuple[str, int, dict[str, Any] | None]:
+        """``begin`` plus, on "run", the job as it now is (running, this worker)."""
+        verdict, n, *rest = self._begin(keys=[self.job_key(job_id)],
+                                        args=[max_deliveries, now(), worker, WORKER_KEY_PREFIX, PREFIX])
+        job = None
+        if verdict == "run" and rest:
+            flat = rest[0]
+            job = _decode(dict(zip(flat[::2], flat[1::2])))
+        return verdict, int(n), job
 
     def wait_finished(self, job_id: str, timeout: float) -> dict[str, Any] | None:
         """Block until the job ends or ``timeout`` passes; returns the job as it then is.
@@ -249,7 +270,9 @@ class JobStore:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if pubsub.get_message(timeout=min(left, 1.0)):
+                msg = pubsub.get_message(timeout=min(left, 1.0))
+                # The message is the new state: only an end is worth reading the job for.
+                if msg and msg.get("data") in TERMINAL:
                     job = self.get(job_id)
         finally:
             pubsub.close()

@@ -39,3 +39,21 @@ def test_openapi_spec_documents_every_v1_route():
         if path.startswith("/api/v1/") and path != "/api/v1/camera/{camera_id}/events":
             for op in ops.values():
                 assert op.get("security") == [{"bearer": []}], (path, op.get("security"))
+
+
+def test_request_models_build_their_schema_once_and_hand_out_copies():
+    """flask-openapi3 reads a query/form model's schema on every request."""
+    from gateway.api.jobs import JobQuery
+    from gateway.api.models import _SCHEMAS
+    from pydantic import BaseModel
+
+    fresh = BaseModel.model_json_schema.__func__(JobQuery)
+    first = JobQuery.model_json_schema()
+    cached = len(_SCHEMAS)
+    assert first == fresh
+    first["properties"]["wait"]["maximum"] = 1  # a caller that edits its copy
+    assert JobQuery.model_json_schema() == fresh
+    assert len(_SCHEMAS) == cached  # the second call built nothing
+    # Other arguments, another schema.
+    assert JobQuery.model_json_schema(mode="serialization") == BaseModel.model_json_schema.__func__(
+        JobQuery, mode="serialization")

@@ -31,6 +31,28 @@ def test_job_lifecycle_is_json_safe(store, redis_client):
     json.dumps(raw)
 
 
+def test_begin_job_moves_to_running_and_answers_with_the_job_in_one_call(store, redis_client):
+    """The worker's way in: the delivery count, the move to running (with the batch's
+    counters and the event) and the job it runs, from one script."""
+    job = store.create(kind="enhance", owner="k1", params={"upscale": 2}, input={"name": "a.jpg"},
+                       batch_id="b1")
+    redis_client.hset(store.batch_key("b1"), mapping={"n_queued": 1, "n_running": 0})
+    events = redis_client.pubsub(ignore_subscribe_messages=True)
+    events.subscribe(store.job_key(job["id"]) + ":events")
+    verdict, n, got = store.begin_job(job["id"], max_deliveries=3, worker="w:9")
+    assert (verdict, n) == ("run", 1)
+    assert got == store.get(job["id"])
+    assert got["state"] == "running" and got["worker"] == "w:9" and got["started_at"] and got["deliveries"] == 1
+    assert got["params"] == {"upscale": 2} and got["input"] == {"name": "a.jpg"}
+    assert redis_client.hmget(store.batch_key("b1"), "n_queued", "n_running") == ["0", "1"]
+    assert job["id"] in redis_client.zrange("kadr:running", 0, -1)
+    # get_message answers None for the subscribe confirmation it skips: read until a message.
+    msgs = [events.get_message(timeout=1) for _ in range(3)]
+    assert [m["data"] for m in msgs if m] == ["running"]
+    # Only a job it runs comes back.
+    assert store.begin_job(job["id"], max_deliveries=1, worker="w:9")[::2] == ("exhausted", None)
+
+
 def test_finished_job_is_never_finished_twice(store):
     job = store.create(kind="enhance", owner="k1", params={})
     store.begin(job["id"], max_deliveries=3, worker="w")

@@ -1,0 +1,28 @@
+"""The base of every path, query and form model the API validates.
+
+flask-openapi3 asks a query or form model for its JSON schema on every request, to
+know which fields are lists or files, and pydantic builds the schema anew each time:
+0.5 ms of a 2 ms upload. These models never change after import, so each schema is
+built once per set of arguments; callers get a copy, as if freshly built.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel
+
+_SCHEMAS: dict[tuple, dict[str, Any]] = {}
+
+
+class RequestModel(BaseModel):
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict[str, Any]:
+        try:
+            key = (cls, args, tuple(sorted(kwargs.items())))
+            hash(key)
+        except TypeError:  # an unhashable argument: nothing to key a cache on
+            return super().model_json_schema(*args, **kwargs)
+        if key not in _SCHEMAS:
+            _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(_SCHEMAS[key])

@@ -1,0 +1,34 @@
+"""kombu's Redis transport, with one client object per channel instead of one per call.
+
+kombu builds a new ``redis.Redis`` around its connection pool for every publish, ack and
+queue lookup (``Channel.conn_or_acquire``). With redis-py 8 that constructor copies ~170
+response callbacks into a case-insensitive dict: 0.45 ms of the 0.8 ms a ``send_task``
+took here, paid again in the worker for every ack. A client is a thin, thread-safe
+wrapper around the pool (each command checks a connection out), so one per channel and
+pool does the same work. Selected with Celery's ``broker_transport`` setting.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from kombu.transport import redis as kombu_redis
+
+
+class Channel(kombu_redis.Channel):
+    _sync_client = None
+    _sync_client_pool = None
+
+    @contextmanager
+    def conn_or_acquire(self, client=None):
+        if client:
+            yield client
+            return
+        pool = self.pool
+        # A reconnect gives the channel a new pool: the cached client must follow it.
+        if self._sync_client is None or self._sync_client_pool is not pool:
+            self._sync_client, self._sync_client_pool = self._create_client(), pool
+        yield self._sync_client
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
