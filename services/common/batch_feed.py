@@ -50,7 +50,7 @@ class Feeder:
         return {j for j in job_ids if j in text}
 
     def feed(self, batch_id: str) -> int:
-        claimed = self.batches.claim_tasks(batch_id, self.window)
+        claimed = self.batches.claim(batch_id, self.window)
         sent = 0
         for jid, task in claimed:
             try:

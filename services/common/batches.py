@@ -283,11 +283,8 @@ class BatchStore:
         return list(self.r.smembers(ACTIVE_SET))
 
     # feeding
-    def claim(self, batch_id: str, window: int) -> list[str]:
-        return [jid for jid, _ in self.claim_tasks(batch_id, window)]
-
-    def claim_tasks(self, batch_id: str, window: int) -> list[tuple[str, tuple[str, dict] | None]]:
-        """``claim``, with each job's recorded task and payload (None if it has none)."""
+    def claim(self, batch_id: str, window: int) -> list[tuple[str, tuple[str, dict] | None]]:
+        """Claimed jobs: (id, (task, payload) as recorded, or None if it has none)."""
         flat = self._claim(keys=[self.key(batch_id)], args=[window, now(), PREFIX])
         return [(jid, (task, json.loads(payload)) if task and payload else None)
                 for jid, task, payload in zip(flat[::3], flat[1::3], flat[2::3])]

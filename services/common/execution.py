@@ -64,9 +64,9 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
              request_id: str, work: Work) -> str:
     job_id_var.set(job_id)
     request_id_var.set(request_id)
-    verdict, n, job = store.begin_job(job_id, max_deliveries=max_deliveries, worker=worker_id())
+    verdict, n, job = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
     if verdict == "busy" and _holder_died_here(store, job_id):
-        verdict, n, job = store.begin_job(job_id, max_deliveries=max_deliveries, worker=worker_id())
+        verdict, n, job = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
     if verdict == "busy":
         log.info("job is running in a live worker; duplicate delivery dropped")
         return "busy"

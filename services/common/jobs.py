@@ -28,7 +28,7 @@ _JSON_FIELDS = ("params", "input", "result", "error")
 
 # The state change itself, shared by the transition and begin scripts (a script cannot
 # call another). Returns {moved(0/1), previous state or ""}.
-_MOVE = """
+_MOVE_FN = """
 local function move(key, prefix, to, allowed, now, fields)
   local cur = redis.call('HGET', key, 'state')
   if not cur then return {0, ''} end
@@ -67,7 +67,7 @@ end
 
 # KEYS[1] job hash. ARGV: prefix, new state, allowed-from (comma list), now, then
 # field/value pairs.
-_TRANSITION = _MOVE + """
+_TRANSITION = _MOVE_FN + """
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], fields)
@@ -81,7 +81,7 @@ return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], fields)
 # worker_lost), "paused" (its batch is paused: the job goes back to pending), "gone".
 # On "run" the job is already moved to running, and its hash comes back as a third
 # element: one round trip from message to work instead of three.
-_BEGIN = _MOVE + """
+_BEGIN = _MOVE_FN + """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {'gone', 0} end
 if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
@@ -237,13 +237,10 @@ class JobStore:
         moved, prev = self._transition(keys=[self.job_key(job_id)], args=args)
         return Transition(bool(moved), prev)
 
-    def begin(self, job_id: str, *, max_deliveries: int, worker: str) -> tuple[str, int]:
-        verdict, n, _ = self.begin_job(job_id, max_deliveries=max_deliveries, worker=worker)
-        return verdict, n
-
-    def begin_job(self, job_id: str, *, max_deliveries: int,
-                  worker: str) -> tuple[str, int, dict[str, Any] | None]:
-        """``begin`` plus, on "run", the job as it now is (running, this worker)."""
+    def begin(self, job_id: str, *, max_deliveries: int,
+              worker: str) -> tuple[str, int, dict[str, Any] | None]:
+        """(verdict, deliveries, job): see ``_BEGIN``; on "run" the job as it now is
+        (running, in this worker), else None."""
         verdict, n, *rest = self._begin(keys=[self.job_key(job_id)],
                                         args=[max_deliveries, now(), worker, WORKER_KEY_PREFIX, PREFIX])
         job = None

@@ -100,7 +100,7 @@ def test_pause_stops_new_starts_even_for_items_already_on_the_queue(batches):
     feeder.feed(b["id"])
     batches.set_paused(b["id"], True)
     assert feeder.feed(b["id"]) == 0
-    verdict, _ = batches.jobs.begin(sent[0][1], max_deliveries=3, worker="w")
+    verdict, *_ = batches.jobs.begin(sent[0][1], max_deliveries=3, worker="w")
     assert verdict == "paused"  # its message arrived after the pause: back to pending
     got = batches.get(b["id"])
     assert got["state"] == "paused" and got["counts"]["pending"] == 3 and got["counts"]["queued"] == 1
@@ -133,7 +133,8 @@ def test_reaper_round_resends_items_lost_between_claim_and_send(batches, redis_c
     b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
     batches.add_photo(b, input=_photo(1))
     batches.close(b["id"])
-    lost = batches.claim(b["id"], 5)  # claimed, then the process died before sending
+    # Claimed, then the process died before sending.
+    lost = [jid for jid, _ in batches.claim(b["id"], 5)]
     assert len(lost) == 1
     sent = Sent()
     feeder = Feeder(batches, sent, window=5, redispatch_seconds=0.0)

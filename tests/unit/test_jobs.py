@@ -16,7 +16,7 @@ def store(redis_client):
 def test_job_lifecycle_is_json_safe(store, redis_client):
     job = store.create(kind="enhance", owner="k1", params={"upscale": 2}, input={"name": "a.jpg"})
     assert store.get(job["id"])["state"] == "queued"
-    verdict, n = store.begin(job["id"], max_deliveries=3, worker="w:1")
+    verdict, n, _ = store.begin(job["id"], max_deliveries=3, worker="w:1")
     assert (verdict, n) == ("run", 1)
     got = store.get(job["id"])
     assert got["state"] == "running" and got["worker"] == "w:1" and got["started_at"]
@@ -31,7 +31,7 @@ def test_job_lifecycle_is_json_safe(store, redis_client):
     json.dumps(raw)
 
 
-def test_begin_job_moves_to_running_and_answers_with_the_job_in_one_call(store, redis_client):
+def test_begin_moves_to_running_and_answers_with_the_job_in_one_call(store, redis_client):
     """The worker's way in: the delivery count, the move to running (with the batch's
     counters and the event) and the job it runs, from one script."""
     job = store.create(kind="enhance", owner="k1", params={"upscale": 2}, input={"name": "a.jpg"},
@@ -39,7 +39,7 @@ def test_begin_job_moves_to_running_and_answers_with_the_job_in_one_call(store, 
     redis_client.hset(store.batch_key("b1"), mapping={"n_queued": 1, "n_running": 0})
     events = redis_client.pubsub(ignore_subscribe_messages=True)
     events.subscribe(store.job_key(job["id"]) + ":events")
-    verdict, n, got = store.begin_job(job["id"], max_deliveries=3, worker="w:9")
+    verdict, n, got = store.begin(job["id"], max_deliveries=3, worker="w:9")
     assert (verdict, n) == ("run", 1)
     assert got == store.get(job["id"])
     assert got["state"] == "running" and got["worker"] == "w:9" and got["started_at"] and got["deliveries"] == 1
@@ -50,7 +50,7 @@ def test_begin_job_moves_to_running_and_answers_with_the_job_in_one_call(store, 
     msgs = [events.get_message(timeout=1) for _ in range(3)]
     assert [m["data"] for m in msgs if m] == ["running"]
     # Only a job it runs comes back.
-    assert store.begin_job(job["id"], max_deliveries=1, worker="w:9")[::2] == ("exhausted", None)
+    assert store.begin(job["id"], max_deliveries=1, worker="w:9")[::2] == ("exhausted", None)
 
 
 def test_finished_job_is_never_finished_twice(store):
@@ -58,7 +58,7 @@ def test_finished_job_is_never_finished_twice(store):
     store.begin(job["id"], max_deliveries=3, worker="w")
     assert store.transition(job["id"], "succeeded", allowed_from=("running",), result={"n": 1}).moved
     # A redelivered task (worker died after the write) must neither run nor overwrite.
-    assert store.begin(job["id"], max_deliveries=3, worker="w2") == ("skip", 0)
+    assert store.begin(job["id"], max_deliveries=3, worker="w2")[:2] == ("skip", 0)
     t = store.transition(job["id"], "failed", allowed_from=("queued", "running"), error={"code": "x"})
     assert not t.moved and t.previous == "succeeded"
     assert store.get(job["id"])["result"] == {"n": 1}
@@ -67,8 +67,8 @@ def test_finished_job_is_never_finished_twice(store):
 def test_redelivery_cap(store):
     job = store.create(kind="enhance", owner="k1", params={})
     for i in range(1, 4):
-        assert store.begin(job["id"], max_deliveries=3, worker="w") == ("run", i)
-    assert store.begin(job["id"], max_deliveries=3, worker="w") == ("exhausted", 4)
+        assert store.begin(job["id"], max_deliveries=3, worker="w")[:2] == ("run", i)
+    assert store.begin(job["id"], max_deliveries=3, worker="w")[:2] == ("exhausted", 4)
 
 
 def test_owner_isolation(store):
@@ -83,7 +83,7 @@ def test_delete_removes_job(store):
     job = store.create(kind="enhance", owner="a", params={})
     store.delete(job["id"])
     assert store.get(job["id"]) is None
-    assert store.begin(job["id"], max_deliveries=3, worker="w") == ("gone", 0)
+    assert store.begin(job["id"], max_deliveries=3, worker="w")[:2] == ("gone", 0)
 
 
 def test_wait_finished_wakes_on_the_transition(store):
