@@ -67,14 +67,22 @@ class Feeder:
 
     def tick(self) -> dict[str, int]:
         """The reaper's round: feed every active batch, resend what was lost in flight,
-        retire batches that ended."""
-        stats = {"fed": 0, "resent": 0, "retired": 0}
+        keep the records of batches with work in flight from expiring, retire batches
+        that ended (their TTL starts then)."""
+        stats = {"fed": 0, "resent": 0, "retired": 0, "kept": 0}
         for bid in self.batches.active_ids():
-            b = self.batches.get(bid)
+            b = self.batches.get(bid, rate=False)
             if b is None or self.batches.finished(b) or (b["canceled"] and not b["counts"]["running"]):
+                if b is not None:
+                    self.batches.keep(bid, b["ttl_seconds"])  # the TTL counts from the end
                 self.batches.retire(bid)
                 stats["retired"] += 1
                 continue
+            c = b["counts"]
+            if c["pending"] + c["queued"] + c["running"] and \
+                    0 <= self.batches.ttl_left(bid) < b["ttl_seconds"] / 2:
+                self.batches.keep(bid, b["ttl_seconds"])
+                stats["kept"] += 1
             stale = self.batches.stale_inflight(bid, self.redispatch_seconds)
             if stale:
                 waiting = self._messages(stale)

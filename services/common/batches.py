@@ -210,8 +210,8 @@ class BatchStore:
         p.hincrby(bkey, "total", len(variants))
         p.hincrby(bkey, "photos", 1)
         p.hincrby(bkey, "bytes", int(input.get("bytes") or 0))
-        for suffix in (":items", ":pending", ":names", ":sha", ":done"):
-            p.expire(bkey + suffix, ttl)
+        for suffix in ("", ":items", ":pending", ":names", ":sha", ":done"):
+            p.expire(bkey + suffix, ttl)  # an open batch is kept its TTL after its last upload
         p.execute()
         return jobs, False
 
@@ -314,6 +314,28 @@ class BatchStore:
     def retire(self, batch_id: str) -> None:
         """Off the reaper's list (finished, or gone)."""
         self.r.srem(ACTIVE_SET, batch_id)
+
+    def ttl_left(self, batch_id: str) -> int:
+        """Seconds before the batch record expires (negative: no expiry, or gone)."""
+        return int(self.r.ttl(self.key(batch_id)))
+
+    def keep(self, batch_id: str, ttl: int) -> None:
+        """Every record of the batch expires ``ttl`` seconds from now: the batch, its
+        lists and each item's job. The reaper calls this while items are in flight (a
+        batch must not expire under its own run) and once more when the batch ends, so
+        a TTL counts from the end of the work, not from creation."""
+        if ttl <= 0:  # EXPIRE 0 would delete: a batch always has a TTL, this is a guard
+            return
+        p = self.r.pipeline(transaction=False)
+        for suffix in ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha"):
+            p.expire(self.key(batch_id) + suffix, ttl)
+        offset = 0
+        while ids := self.item_ids(batch_id, offset, 1000):
+            for jid in ids:
+                p.expire(self.jobs.job_key(jid), ttl)
+            p.execute()
+            offset += len(ids)
+        p.execute()
 
     # control
     def _moves(self, batch_id: str, to: str, allowed: tuple[str, ...], ids: list[str]) -> int:

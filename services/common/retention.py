@@ -4,8 +4,9 @@ Every file of a batch lives under ``batches/<id>/`` in the blob store (inputs by
 content hash, results per item). Each round (``sweep``, run by the workers' reaper at
 most every ``retention_interval_seconds``, under its lock):
 
-1. a batch whose TTL has passed is removed when it is not running; a folder whose batch
-   record is gone from Redis (expired with its TTL) is removed too;
+1. a batch whose TTL has passed since it ended (its last item, its close or cancel) is
+   removed when it is not running; a folder whose batch record is gone from Redis
+   (expired with its TTL) is removed too;
 2. while the folders together exceed ``storage_budget_bytes``, the finished batch that
    finished first is removed, then the next.
 
@@ -34,7 +35,7 @@ class Usage:
     bytes: int
     active: bool  # has pending, queued or running items, or is still open
     finished_at: float | None  # when its last item ended (None: not finished / unknown)
-    expires_at: float | None  # created + TTL; None when the record is gone (orphan folder)
+    expires_at: float | None  # ended + TTL; None when the record is gone (orphan folder)
 
 
 def plan(usages: list[Usage], *, budget: int, now: float) -> list[tuple[str, str]]:
@@ -90,7 +91,10 @@ def usages(batches: BatchStore, root: Path) -> list[Usage]:
         c = b["counts"]
         active = b["open"] or bool(c["pending"] + c["queued"] + c["running"])
         finished = batches.last_end(entry.name) if not active else None
-        out.append(Usage(entry.name, size, active, finished, b["created_at"] + (b["ttl_seconds"] or 0)))
+        # The TTL counts from the end of the work: a batch that ran longer than its TTL
+        # is still there to be downloaded once it ends.
+        ended = max(t for t in (finished, b["closed_at"], b["created_at"]) if t is not None)
+        out.append(Usage(entry.name, size, active, finished, ended + (b["ttl_seconds"] or 0)))
     return out
 
 

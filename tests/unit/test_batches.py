@@ -176,3 +176,51 @@ def test_states_of_a_batch():
     assert batch_state(b(pending=2, succeeded=1)) == "running"
     assert batch_state({**b(pending=1), "paused": True}) == "paused"
     assert batch_state({**b(), "open": True}) == "open"
+
+
+def _age(redis_client, batches, bid: str, seconds_left: int) -> None:
+    """Make every record of the batch expire in ``seconds_left``, as if time had passed."""
+    for suffix in ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha"):
+        redis_client.expire(batches.key(bid) + suffix, seconds_left)
+    for jid in batches.item_ids(bid):
+        redis_client.expire(batches.jobs.job_key(jid), seconds_left)
+
+
+def test_a_run_longer_than_the_ttl_keeps_its_records_and_the_ttl_counts_from_the_end(batches, redis_client):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo", ttl_seconds=60)
+    for i in range(3):
+        batches.add_photo(batches.get(b["id"]), input=_photo(i))
+    batches.close(b["id"])
+    feeder = Feeder(batches, Sent(), window=1)
+    feeder.feed(b["id"])
+    ids = batches.item_ids(b["id"])
+    _finish(batches.jobs, ids[0])
+    _age(redis_client, batches, b["id"], 10)  # 50 s into a 60 s TTL, two items still to go
+    assert feeder.tick()["kept"] == 1
+    assert 50 < batches.ttl_left(b["id"]) <= 60
+    assert all(50 < redis_client.ttl(batches.jobs.job_key(j)) <= 60 for j in ids)
+    assert 50 < redis_client.ttl(batches.key(b["id"]) + ":items") <= 60
+    # Far from expiring: nothing to do.
+    assert feeder.tick()["kept"] == 0
+    for jid in ids[1:]:
+        feeder.feed(b["id"])
+        _finish(batches.jobs, jid)
+    _age(redis_client, batches, b["id"], 5)
+    assert feeder.tick()["retired"] == 1
+    # The TTL starts when the work ends: every record has its full 60 s again.
+    assert 50 < batches.ttl_left(b["id"]) <= 60
+    assert all(50 < redis_client.ttl(batches.jobs.job_key(j)) <= 60 for j in ids)
+
+
+def test_an_open_batch_with_nothing_in_flight_is_kept_only_its_ttl_after_the_last_upload(batches, redis_client):
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo", ttl_seconds=60)
+    feeder = Feeder(batches, Sent(), window=5)
+    _age(redis_client, batches, b["id"], 10)
+    batches.add_photo(batches.get(b["id"]), input=_photo(1))  # an upload: 60 s again
+    assert 50 < batches.ttl_left(b["id"]) <= 60
+    feeder.feed(b["id"])
+    _finish(batches.jobs, batches.item_ids(b["id"])[0])
+    _age(redis_client, batches, b["id"], 10)  # the client went away, the batch stays open
+    stats = feeder.tick()
+    assert stats["kept"] == 0 and stats["retired"] == 0
+    assert 0 < batches.ttl_left(b["id"]) <= 10

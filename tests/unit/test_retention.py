@@ -52,3 +52,23 @@ def test_sweep_removes_files_and_records_keeps_running_and_hidden(redis_client, 
     assert (tmp_path / "batches" / ".trash").exists()
     removed = retention.sweep(batches, tmp_path, budget=1000)  # only the running one would be left
     assert [b for b, _, _ in removed] == [second] and batches.get(running) is not None
+
+
+def test_ttl_counts_from_the_end_of_the_work(redis_client, tmp_path):
+    """A batch that ran longer than its TTL is kept its TTL after its last item ended."""
+    batches = BatchStore(JobStore(redis_client, 3600))
+    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo", ttl_seconds=60)
+    batches.add_photo(b, input={"blob": "x", "name": "a.jpg", "sha256": "ab" * 32, "bytes": 1})
+    (tmp_path / "batches" / b["id"]).mkdir(parents=True)
+    batches.close(b["id"])
+    Feeder(batches, lambda t, p: None, window=1).feed(b["id"])
+    jid = batches.item_ids(b["id"])[0]
+    batches.jobs.begin(jid, max_deliveries=3, worker="w")
+    batches.jobs.transition(jid, "succeeded", allowed_from=("running",))
+    ended = batches.last_end(b["id"])
+    # Created 100 s before the end: by creation time the TTL has long passed.
+    redis_client.hset(batches.key(b["id"]), mapping={"created_at": str(ended - 100),
+                                                     "closed_at": str(ended - 100)})
+    assert retention.sweep(batches, tmp_path, budget=0, now=ended + 59) == []
+    assert [(bid, why) for bid, why, _ in retention.sweep(batches, tmp_path, budget=0, now=ended + 61)] \
+        == [(b["id"], "ttl")]
