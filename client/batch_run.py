@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -122,7 +123,8 @@ class BatchRun:
         body = {"kind": self.kind, "params": self.state.params}
         if self.batch_name:
             body["name"] = self.batch_name
-        batch = self.c.post_json("/api/v1/batches", body)
+        # One key for every retry of this create: a lost answer does not leave a second batch.
+        batch = self.c.post_json("/api/v1/batches", body, headers={"Idempotency-Key": uuid.uuid4().hex})
         self.state.batch_id = batch["id"]
         self.save()
         return batch["id"]

@@ -3,9 +3,10 @@
 export what is done at any time (manifest CSV/JSONL, ZIP); delete."""
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import quote
 
-from flask import Response, g, jsonify
+from flask import Response, g, jsonify, request
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from pydantic import Field
 
@@ -18,6 +19,7 @@ from gateway.context import Kadr, kadr
 from gateway.errors import ApiError, register_form_model
 from gateway.sse import batch_events
 from services.common.filenames import sanitize_filename
+from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED
 from services.common.schemas import BatchCreate, BatchView, ErrorBody, JobState
 from services.common.tasks import ENHANCE_PHOTO
@@ -26,6 +28,10 @@ bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name=
                   abp_security=[{"bearer": []}])
 
 TASK_FOR_KIND = {"enhance": ENHANCE_PHOTO}
+# How long an Idempotency-Key of POST /batches is remembered, and how long after it was
+# first used a missing batch means "still being created" rather than "gone".
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+IDEMPOTENCY_CREATING_SECONDS = 30
 
 
 class BatchPath(RequestModel):
@@ -62,7 +68,7 @@ def owned_batch(batch_id: str, *, rate: bool = True) -> dict:
     return batch
 
 
-def create_batch(k: Kadr, spec: BatchCreate) -> dict:
+def create_batch(k: Kadr, spec: BatchCreate, batch_id: str | None = None) -> dict:
     params = enhance_params(k, spec.params)
     # Each variant's params are complete (merged and validated), so items need no merging rules.
     variants = [{"name": v.name, "params": enhance_params(k, {**spec.params, **v.params})}
@@ -70,7 +76,8 @@ def create_batch(k: Kadr, spec: BatchCreate) -> dict:
     if len({v["name"].lower() for v in variants}) != len(variants):
         raise ApiError(400, "invalid_parameters", "variant names must be unique")
     return k.batches.create(kind=spec.kind, owner=g.owner, params=params, variants=variants or None, name=spec.name,
-                            ttl_seconds=spec.ttl_seconds, request_id=g.request_id, task=TASK_FOR_KIND[spec.kind])
+                            ttl_seconds=spec.ttl_seconds, request_id=g.request_id, task=TASK_FOR_KIND[spec.kind],
+                            batch_id=batch_id)
 
 
 def created(body: dict, location: str, status: int = 201):
@@ -80,11 +87,42 @@ def created(body: dict, location: str, status: int = 201):
     return resp
 
 
-@bp.post("/batches", summary="Create a batch (parameters once, optional variants); then add photos and close it",
-         responses={201: BatchView, 400: ErrorBody})
+@bp.post("/batches", summary="Create a batch (parameters once, optional variants); then add photos and close it. "
+         "With an Idempotency-Key header a retried create answers 200 with the same batch",
+         responses={201: BatchView, 200: BatchView, 400: ErrorBody, 409: ErrorBody, 422: ErrorBody})
 def post_batch(body: BatchCreate):
-    batch = create_batch(kadr(), body)
-    return created(batch_view(batch), f"/api/v1/batches/{batch['id']}")
+    k = kadr()
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        batch = create_batch(k, body)
+        return created(batch_view(batch), f"/api/v1/batches/{batch['id']}")
+    if len(key) > 255:
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: at most 255 characters")
+    # A client that lost the answer sends the same create again: it must get the batch it
+    # already made, not a second, empty one left open until its TTL.
+    slot = f"{PREFIX}idempotency:{g.owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+    fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    bid = new_id()
+    if k.redis.set(slot, f"{bid} {fingerprint}", nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
+        try:
+            batch = create_batch(k, body, batch_id=bid)
+        except BaseException:
+            k.redis.delete(slot)  # nothing was made: the key is free for the corrected request
+            raise
+        return created(batch_view(batch), f"/api/v1/batches/{bid}")
+    prior_bid, _, prior_fingerprint = (k.redis.get(slot) or "").partition(" ")
+    if prior_fingerprint != fingerprint:
+        raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with another request body")
+    batch = k.batches.get_owned(prior_bid, g.owner)
+    if batch is None:
+        age = IDEMPOTENCY_TTL_SECONDS - k.redis.ttl(slot)
+        if age < IDEMPOTENCY_CREATING_SECONDS:
+            raise ApiError(409, "idempotency_in_progress", "the first request with this Idempotency-Key "
+                           "is still creating the batch", headers={"Retry-After": "1"})
+        raise ApiError(404, "not_found", f"the batch this Idempotency-Key created ({prior_bid}) is gone")
+    resp = created(batch_view(batch), f"/api/v1/batches/{prior_bid}", status=200)
+    resp.headers["Idempotent-Replayed"] = "true"
+    return resp
 
 
 @bp.get("/batches", summary="Your batches, newest first", responses={401: ErrorBody})

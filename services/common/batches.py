@@ -142,10 +142,11 @@ class BatchStore:
 
     # creation
     def create(self, *, kind: str, owner: str, params: dict, variants: list[dict] | None = None,
-               name: str = "", ttl_seconds: int | None = None, request_id: str = "", task: str) -> dict:
+               name: str = "", ttl_seconds: int | None = None, request_id: str = "", task: str,
+               batch_id: str | None = None) -> dict:
         """``variants``: [{"name", "params"}] merged over ``params``; ``task``: the Celery
-        task every item runs."""
-        bid = new_id()
+        task every item runs; ``batch_id``: an id chosen beforehand (idempotent creates)."""
+        bid = batch_id or new_id()
         variants = variants or [{"name": DEFAULT_VARIANT, "params": {}}]
         ttl = ttl_seconds or self.jobs.ttl
         b = {"id": bid, "kind": kind, "owner": owner, "name": name, "created_at": now(), "params": params,

@@ -193,3 +193,28 @@ def test_batch_limits_and_isolation(api, keys):
     assert other.status_code == 404
     r = api.post(f"{api.base}/api/v1/batches/{b['id']}/items", files=[("files", ("a.png", flat_png()))] * 6)
     assert r.status_code == 400 and r.json()["error"]["code"] == "too_many_files"  # the stack allows 5
+
+
+def test_a_retried_create_with_an_idempotency_key_gets_the_same_batch(api, keys):
+    spec = {"params": FAST, "name": "retried"}
+    first = api.post(f"{api.base}/api/v1/batches", json=spec, headers={"Idempotency-Key": "create-1"})
+    assert first.status_code == 201, first.text
+    again = api.post(f"{api.base}/api/v1/batches", json=spec, headers={"Idempotency-Key": "create-1"})
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and again.headers["Location"] == first.headers["Location"]
+    # The same key with another request is a client bug, said as such.
+    other = api.post(f"{api.base}/api/v1/batches", json={**spec, "name": "else"},
+                     headers={"Idempotency-Key": "create-1"})
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    # Keys belong to their API key; without one every create is a new batch.
+    theirs = requests.post(f"{api.base}/api/v1/batches", json=spec,
+                           headers={"Authorization": f"Bearer {keys[1]}", "Idempotency-Key": "create-1"})
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+    ids = {api.post(f"{api.base}/api/v1/batches", json=spec).json()["id"] for _ in range(2)}
+    assert len(ids) == 2 and first.json()["id"] not in ids
+    # A refused create leaves the key free for the corrected request.
+    bad = api.post(f"{api.base}/api/v1/batches", json={"params": {"upscale": 9}},
+                   headers={"Idempotency-Key": "create-2"})
+    assert bad.status_code == 400
+    good = api.post(f"{api.base}/api/v1/batches", json={"params": FAST}, headers={"Idempotency-Key": "create-2"})
+    assert good.status_code == 201, good.text
