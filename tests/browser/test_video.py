@@ -8,6 +8,7 @@ import re
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from tests.browser.conftest import allow_http_errors, open_app, shot
 from tests.e2e.conftest import create_key, running_stack
@@ -120,7 +121,8 @@ def test_upload_view_compare_restabilize_and_download(vstack, page):
     summary = page.locator("#vid-summary tbody").inner_text()
     assert "Mean instability" in summary and "Mean IoU between consecutive frames" in summary
     page.get_by_text("Per-frame values as a table").click()
-    assert page.locator(".vid-series tbody tr").count() == N_FRAMES - 1
+    # The table is built on the details' toggle event, which fires after the click returns.
+    expect(page.locator(".vid-series tbody tr")).to_have_count(N_FRAMES - 1)
 
     before = _api(vstack, f"/videos/{vid}")
     assert [r["method"] for r in before["results"]] == ["none", "moving_average"]
