@@ -182,7 +182,9 @@ def test_new_event_shows_snow_photo_and_plate_crop_and_filters_hide_it(stack, pa
     assert re.search(r"[?&]until=\d+", page.url) and "camera=gate" in page.url
     page.reload()
     expect(page.get_by_label("Camera", exact=True)).to_have_value("gate", timeout=UI)
-    expect(page.get_by_label("To", exact=True)).to_have_value(an_hour_before)
+    # Chromium shows a datetime-local on a whole minute without its ":00" seconds.
+    same_moment = re.compile("^" + re.escape(an_hour_before.removesuffix(":00")) + "(:00)?$")
+    expect(page.get_by_label("To", exact=True)).to_have_value(same_moment)
     expect(empty).to_contain_text("No events match these filters", timeout=UI)
     shot(page, "filtered-out")
 
