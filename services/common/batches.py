@@ -30,6 +30,8 @@ from .jobs import PREFIX, STATES, TERMINAL, JobStore, _decode, _encode, new_id, 
 
 ACTIVE_SET = PREFIX + "batches:active"
 DEFAULT_VARIANT = "default"
+# Every key of a batch: its hash ("") and the lists, sets and hashes beside it (see above).
+KEY_SUFFIXES = ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha")
 
 # KEYS[1] batch hash. ARGV: window, now. Moves up to (window - in flight) pending jobs to
 # queued, unless the batch is paused or canceled; returns id, task, task payload of each.
@@ -211,7 +213,7 @@ class BatchStore:
         p.hincrby(bkey, "total", len(variants))
         p.hincrby(bkey, "photos", 1)
         p.hincrby(bkey, "bytes", int(input.get("bytes") or 0))
-        for suffix in ("", ":items", ":pending", ":names", ":sha", ":done"):
+        for suffix in KEY_SUFFIXES:
             p.expire(bkey + suffix, ttl)  # an open batch is kept its TTL after its last upload
         p.execute()
         return jobs, False
@@ -328,7 +330,7 @@ class BatchStore:
         if ttl <= 0:  # EXPIRE 0 would delete: a batch always has a TTL, this is a guard
             return
         p = self.r.pipeline(transaction=False)
-        for suffix in ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha"):
+        for suffix in KEY_SUFFIXES:
             p.expire(self.key(batch_id) + suffix, ttl)
         offset = 0
         while ids := self.item_ids(batch_id, offset, 1000):
@@ -374,7 +376,7 @@ class BatchStore:
         p = self.r.pipeline()
         for j in self.item_ids(batch_id):
             p.delete(self.jobs.job_key(j))
-        for suffix in ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha"):
+        for suffix in KEY_SUFFIXES:
             p.delete(self.key(batch_id) + suffix)
         p.srem(ACTIVE_SET, batch_id)
         if b:

@@ -10,7 +10,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from services.common.batch_feed import Feeder
-from services.common.batches import BatchClosed, BatchStore, batch_state, progress_of
+from services.common.batches import KEY_SUFFIXES, BatchClosed, BatchStore, batch_state, progress_of
 from services.common.jobs import JobStore
 
 
@@ -180,7 +180,7 @@ def test_states_of_a_batch():
 
 def _age(redis_client, batches, bid: str, seconds_left: int) -> None:
     """Make every record of the batch expire in ``seconds_left``, as if time had passed."""
-    for suffix in ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha"):
+    for suffix in KEY_SUFFIXES:
         redis_client.expire(batches.key(bid) + suffix, seconds_left)
     for jid in batches.item_ids(bid):
         redis_client.expire(batches.jobs.job_key(jid), seconds_left)
