@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import allow_http_errors, open_app, shot
 from tests.e2e.conftest import create_key, running_stack
@@ -42,7 +43,7 @@ def test_sections_are_reachable_by_keyboard(stack, page):
         page.get_by_role("link", name=name, exact=True).focus()
         page.keyboard.press("Enter")
         page.get_by_role("heading", name=heading, exact=True).first.wait_for()
-        assert page.get_by_role("link", name=name, exact=True).get_attribute("aria-current") == "page"
+        expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute("aria-current", "page")
 
 
 @pytest.mark.parametrize("route", ["photos", "video", "cameras", "ops"])
@@ -64,7 +65,7 @@ def test_ops_page_shows_queues_workers_memory_and_a_lost_worker(stack, page):
     open_app(page, stack["url"], route="ops", key=stack["key"])
     camera_row = page.locator("#ops-queues tr[data-queue='camera']")
     camera_row.wait_for()
-    assert camera_row.locator("td").nth(2).inner_text() == "1"  # one live process serves the queue
+    expect(camera_row.locator("td").nth(2)).to_have_text("1")  # one live process serves the queue
     workers = page.locator("#ops-workers tbody tr")
     workers.first.wait_for()
     assert "camera" in workers.first.inner_text()
@@ -74,4 +75,4 @@ def test_ops_page_shows_queues_workers_memory_and_a_lost_worker(stack, page):
     stack["worker"].stop()
     page.get_by_text("No live worker processes.").wait_for(timeout=30_000)
     page.locator("#ops-readiness.bad").wait_for()
-    assert "no worker on camera" in page.locator("#ops-readiness").inner_text()
+    expect(page.locator("#ops-readiness")).to_contain_text("no worker on camera")

@@ -117,7 +117,7 @@ def test_upload_view_compare_restabilize_and_download(vstack, page):
         assert len(points) == N_FRAMES - 1
     headline = page.locator("#vid-headline").inner_text()
     assert re.search(r"moving_average .*mean IoU \d\.\d{3} raw → \d\.\d{3} stabilized", headline), headline
-    assert page.locator("#vid-chart svg desc").text_content() == headline
+    expect(page.locator("#vid-chart svg desc")).to_have_text(headline)
     summary = page.locator("#vid-summary tbody").inner_text()
     assert "Mean instability" in summary and "Mean IoU between consecutive frames" in summary
     page.get_by_text("Per-frame values as a table").click()
@@ -143,8 +143,8 @@ def test_upload_view_compare_restabilize_and_download(vstack, page):
     page.locator("#vid-viewer figcaption").filter(has_text="Stabilized mask (exponential)").wait_for(timeout=SLOW)
     page.locator("#vid-headline").filter(has_text="exponential").wait_for()
     _wait_frame(page, N_FRAMES - 1)
-    assert page.locator("#vid-result option").all_inner_texts() == [
-        "#1 raw masks (no stabilization)", "#2 moving_average (window=5)", "#3 exponential (alpha=0.3)"]
+    expect(page.locator("#vid-result option")).to_have_text([
+        "#1 raw masks (no stabilization)", "#2 moving_average (window=5)", "#3 exponential (alpha=0.3)"])
     shot(page, "second-method")
 
     after = _api(vstack, f"/videos/{vid}")
