@@ -5,6 +5,7 @@ from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from pydantic import Field, ValidationError
 
+from gateway.api.models import RequestModel
 from gateway.api.views import batch_view, job_view
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
@@ -21,7 +22,7 @@ bp = APIBlueprint("enhance", __name__, url_prefix="/api/v1", abp_tags=[Tag(name=
 _ERRORS = {400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody}
 
 
-class _Options(EnhanceParams):
+class _Options(EnhanceParams, RequestModel):
     # Left empty, these take the server's configured defaults.
     quality: Quality | None = None
     max_faces: int | None = Field(None, ge=0, le=100,

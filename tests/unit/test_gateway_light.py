@@ -57,3 +57,18 @@ def test_request_models_build_their_schema_once_and_hand_out_copies():
     # Other arguments, another schema.
     assert JobQuery.model_json_schema(mode="serialization") == BaseModel.model_json_schema.__func__(
         JobQuery, mode="serialization")
+
+
+def test_every_form_model_caches_its_schema():
+    """Form models are read on every upload: each is a RequestModel (the single-photo
+    form was not, so the single-job path built its schema per request)."""
+    import importlib
+    import pkgutil
+
+    import gateway.api
+    from gateway.api.models import RequestModel
+    from gateway.errors import _FORM_MODELS
+    for m in pkgutil.iter_modules(gateway.api.__path__):
+        importlib.import_module(f"gateway.api.{m.name}")
+    assert {"EnhanceForm", "EnhanceBatchForm", "ItemsForm", "VideoForm"} <= set(_FORM_MODELS)
+    assert [n for n, m in _FORM_MODELS.items() if not issubclass(m, RequestModel)] == []
