@@ -24,7 +24,7 @@ from services.common.logs import request_id_var
 from services.common.metrics import REQUEST_SECONDS, REQUESTS
 from services.common.schemas import ErrorBody
 from services.common.storage import open_store
-from services.common.tasks import queue_for
+from services.common.tasks import send_options
 
 log = logging.getLogger("kadr.gateway")
 
@@ -55,8 +55,7 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     batches = BatchStore(jobs)
 
     def send(task: str, payload: dict) -> None:
-        celery.send_task(task, args=[payload], queue=queue_for(task),
-                         headers={"kadr_request_id": payload.get("request_id", "")})
+        celery.send_task(task, args=[payload], **send_options(task, payload))
     app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=jobs, blobs=open_store(settings),
                                   celery=celery, batches=batches,
                                   probe=connect(settings.redis_url, ride_out_restarts=False),

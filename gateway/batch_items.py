@@ -7,18 +7,22 @@ import hashlib
 
 from werkzeug.datastructures import FileStorage
 
+from gateway.api.enhance import item_plan, plan_photo
 from gateway.context import Kadr
 from gateway.errors import ApiError
-from services.common import archives, images
+from services.common import archives, images, task_stats
 from services.common.batches import BatchClosed
 from services.common.filenames import sanitize_filename
 from services.common.metrics import REJECTIONS, UPLOAD_BYTES
 
 
-def _photo(k: Kadr, batch: dict, name: str, data: bytes, request_id: str) -> list[dict]:
-    """Check and store one photo, add it to the batch; returns an answer per variant."""
+def _photo(k: Kadr, batch: dict, name: str, data: bytes, request_id: str, rates: dict) -> list[dict]:
+    """Check, plan (each variant's output must fit) and store one photo, add it to the
+    batch; returns an answer per variant."""
     info = images.inspect_image(data, max_bytes=k.settings.max_upload_bytes,
                                 max_pixels=k.settings.max_image_pixels)
+    plans = {v["name"]: item_plan(*plan_photo(k, {**batch["params"], **(v.get("params") or {})}, info, rates))
+             for v in batch["variants"]}
     sha = hashlib.sha256(data).hexdigest()
     # Keyed by content: identical photos share one file, and a retried upload rewrites nothing.
     key = f"batches/{batch['id']}/inputs/{sha}"
@@ -27,7 +31,7 @@ def _photo(k: Kadr, batch: dict, name: str, data: bytes, request_id: str) -> lis
     UPLOAD_BYTES.inc(len(data))
     inp = {"blob": key, "name": name, "format": info.format, "width": info.width, "height": info.height,
            "bytes": len(data), "sha256": sha}
-    jobs, existing = k.batches.add_photo(batch, input=inp, request_id=request_id)
+    jobs, existing = k.batches.add_photo(batch, input=inp, request_id=request_id, plans=plans)
     return [{"id": j["id"], "name": name, "variant": j.get("variant") or "default", "sha256": sha,
              "state": j["state"], "duplicate_of": j.get("duplicate_of") or None, "existing": existing}
             for j in jobs]
@@ -44,12 +48,16 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
                              max_entry_bytes=k.settings.max_upload_bytes,
                              max_total_bytes=k.settings.archive_max_bytes, max_ratio=k.settings.archive_max_ratio)
 
+    rates = task_stats.photo_rates(k.redis)
+
     def one(name: str, data: bytes) -> None:
         if archives.is_nested_archive(data):
             return _refuse(rejected, name, "nested_archive", f"{name}: archives inside archives are not unpacked")
         try:
-            accepted.extend(_photo(k, batch, name, data, request_id))
+            accepted.extend(_photo(k, batch, name, data, request_id, rates))
         except images.ImageError as e:
+            _refuse(rejected, name, e.code, f"{name}: {e.message}")
+        except ApiError as e:  # the photo's output would be too large
             _refuse(rejected, name, e.code, f"{name}: {e.message}")
 
     try:

@@ -9,7 +9,7 @@ from gateway.context import Kadr
 from services.common.celery_app import queue_length
 from gateway.errors import ApiError
 from services.common.jobs import ACTIVE
-from services.common.tasks import TaskPayload, queue_for
+from services.common.tasks import TaskPayload, queue_for, send_options
 
 log = logging.getLogger("kadr.gateway")
 
@@ -29,8 +29,8 @@ def admit(k: Kadr, task_name: str, n: int = 1) -> None:
 def send(k: Kadr, task_name: str, payload: TaskPayload) -> None:
     k.jobs.set_task(payload.job_id, task_name, payload.model_dump())
     try:
-        k.celery.send_task(task_name, args=[payload.model_dump()], queue=queue_for(task_name),
-                           headers={"kadr_request_id": payload.request_id})
+        body = payload.model_dump()
+        k.celery.send_task(task_name, args=[body], **send_options(task_name, body))
     except OperationalError as e:
         log.error("could not queue task", extra={"task": task_name, "error": str(e)})
         k.jobs.transition(payload.job_id, "failed", allowed_from=ACTIVE,

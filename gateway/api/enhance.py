@@ -1,4 +1,8 @@
-"""POST /api/v1/enhance (one photo) and /api/v1/enhance/batch (up to max_batch_files)."""
+"""POST /api/v1/enhance (one photo) and /api/v1/enhance/batch (up to max_batch_files).
+
+Every photo is planned at upload: its output must fit (``max_output_pixels``, the output
+format's limits), an omitted upscale becomes the largest up to 2 that fits, and the job
+gets its time estimate and the time limits its task carries."""
 from __future__ import annotations
 
 from flask import g, jsonify
@@ -11,6 +15,10 @@ from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
 from gateway.uploads import check_image, store_image
+from services.common import images, task_stats
+from services.common.contracts import photo_cost
+from services.common.contracts.photo_cost import Estimate
+from services.common.filenames import sanitize_filename
 from services.common.jobs import new_id
 from services.common.metrics import JOBS_ACCEPTED
 from services.common.schemas import EnhanceParams, ErrorBody, JobView, BatchView, Quality
@@ -27,6 +35,8 @@ class _Options(EnhanceParams, RequestModel):
     quality: Quality | None = None
     max_faces: int | None = Field(None, ge=0, le=100,
                                   description="faces restored per image, 0–100 (0: background only)")
+    upscale: int | None = Field(None, ge=1, le=4, description="output scale, 1–4; left out: the largest "
+                                "up to 2 whose output fits the server's limit")
 
 
 class EnhanceForm(_Options):
@@ -43,18 +53,49 @@ for _m in (EnhanceForm, EnhanceBatchForm):
 
 def enhance_params(k: Kadr, raw: dict) -> dict:
     """Photo options over the server's defaults, validated (400 naming the range).
-    An option left out, or sent empty (None), takes the default; max_faces 0 is a choice."""
+    An option left out, or sent empty (None), takes the default; max_faces 0 is a choice.
+    ``upscale`` left out stays None: each photo gets the largest that fits (plan_photo)."""
     merged = {"quality": k.settings.enhance_default_quality, "max_faces": k.settings.enhance_default_max_faces,
               **{key: v for key, v in raw.items() if v is not None}}
     try:
-        return EnhanceParams(**merged).model_dump()
+        params = EnhanceParams(**merged).model_dump()
     except ValidationError as e:
         msg, details = validation_message(e, EnhanceParams)
         raise ApiError(400, "invalid_parameters", msg, details=details)
+    if merged.get("upscale") is None:
+        params["upscale"] = None
+    return params
+
+
+def plan_photo(k: Kadr, params: dict, info: images.ImageInfo, rates: dict | None = None) -> tuple[dict, Estimate]:
+    """The params one photo runs with (its upscale resolved against the output limits:
+    413 ``output_too_large`` naming the largest upscale that fits) and its estimate."""
+    s = k.settings
+    limit = photo_cost.output_limit(photo_cost.output_format(info.format), max_output_pixels=s.max_output_pixels,
+                                    memory_budget_bytes=s.enhance_memory_budget_bytes)
+    try:
+        upscale = 1 if params.get("has_aligned") else \
+            photo_cost.resolve_upscale(info.width, info.height, params.get("upscale"), limit)
+    except photo_cost.OutputTooLarge as e:
+        raise ApiError(413, "output_too_large", e.message,
+                       details={"largest_upscale": e.largest, "max_output_pixels": e.limit.max_pixels,
+                                "max_side": e.limit.max_side, "width": info.width, "height": info.height})
+    params = {**params, "upscale": upscale if params.get("upscale") is None else params["upscale"]}
+    est = photo_cost.estimate(info.width, info.height, params,
+                              task_stats.photo_rates(k.redis) if rates is None else rates,
+                              factor=s.photo_time_limit_factor, floor_soft=s.task_soft_time_limit_seconds,
+                              floor_hard=s.task_time_limit_seconds, cap=s.photo_time_limit_cap_seconds)
+    return params, est
 
 
 def _params(k: Kadr, form: _Options) -> dict:
     return enhance_params(k, form.model_dump(exclude={"file", "files"}))
+
+
+def item_plan(params: dict, est: Estimate) -> dict:
+    """What BatchStore.add_photo writes for one item: its params, estimate and limits."""
+    return {"params": params, "estimate": est.view(),
+            "task": {"soft_time_limit": est.soft_time_limit, "time_limit": est.time_limit}}
 
 
 def accepted(body: dict, location: str):
@@ -72,11 +113,13 @@ def enhance_one(form: EnhanceForm):
     admit(k, ENHANCE_PHOTO)
     info = check_image(form.file, max_bytes=k.settings.max_upload_bytes,
                        max_pixels=k.settings.max_image_pixels)
+    params, est = plan_photo(k, params, info)
     job_id = new_id()
     inp = store_image(form.file, info, k.blobs, f"jobs/{job_id}/input")
     job = k.jobs.create(kind="enhance", owner=g.owner, params=params, input=inp,
-                        request_id=g.request_id, job_id=job_id)
-    send(k, ENHANCE_PHOTO, EnhancePhotoTask(job_id=job_id, request_id=g.request_id))
+                        request_id=g.request_id, job_id=job_id, estimate=est.view())
+    send(k, ENHANCE_PHOTO, EnhancePhotoTask(job_id=job_id, request_id=g.request_id,
+                                            soft_time_limit=est.soft_time_limit, time_limit=est.time_limit))
     JOBS_ACCEPTED.labels(kind="enhance").inc()
     return accepted(job_view(job), f"/api/v1/jobs/{job_id}")
 
@@ -95,23 +138,28 @@ def enhance_batch(form: EnhanceBatchForm):
     admit(k, ENHANCE_PHOTO, len(files))
     # Check every file first: a batch is accepted whole or refused with the reasons.
     infos, problems = [], []
+    rates = task_stats.photo_rates(k.redis)
     for f in files:
         try:
-            infos.append(check_image(f, max_bytes=k.settings.max_upload_bytes,
-                                     max_pixels=k.settings.max_image_pixels))
+            info = check_image(f, max_bytes=k.settings.max_upload_bytes, max_pixels=k.settings.max_image_pixels)
+            infos.append((info, *plan_photo(k, params, info, rates)))
         except ApiError as e:
-            problems.append({"file": e.details["file"], "code": e.code, "message": e.message})
+            name = (e.details or {}).get("file") or sanitize_filename(f.filename or "")
+            problems.append({"file": name, "code": e.code, "message": f"{name}: {e.message}"
+                             if e.code == "output_too_large" else e.message})
     if problems:
-        status = 413 if all(p["code"] in ("file_too_large", "too_many_pixels") for p in problems) else 400
+        status = 413 if all(p["code"] in ("file_too_large", "too_many_pixels", "output_too_large")
+                            for p in problems) else 400
         raise ApiError(status, "invalid_batch",
                        f"{len(problems)} of {len(files)} files refused: "
                        + "; ".join(p["message"] for p in problems), details=problems)
     # The one-request batch is a batch like any other: created, filled, closed at once.
     batch = k.batches.create(kind="enhance", owner=g.owner, params=params, request_id=g.request_id,
                              task=ENHANCE_PHOTO)
-    for f, info in zip(files, infos):
+    for f, (info, item_params, est) in zip(files, infos):
         inp = store_image(f, info, k.blobs, f"batches/{batch['id']}/inputs/{new_id()}")
-        k.batches.add_photo(batch, input=inp, request_id=g.request_id)
+        k.batches.add_photo(batch, input=inp, request_id=g.request_id,
+                            plans={"default": item_plan(item_params, est)})
     k.batches.close(batch["id"])
     k.feeder.feed(batch["id"])
     JOBS_ACCEPTED.labels(kind="enhance").inc(len(files))

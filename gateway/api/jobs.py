@@ -9,8 +9,10 @@ from gateway.api.models import RequestModel
 from gateway.api.views import job_view
 from gateway.context import kadr
 from gateway.errors import ApiError
+from gateway.sse import job_events
 from services.common import images
 from services.common.filenames import sanitize_filename
+from services.common.metrics import JOBS_CANCELED
 from services.common.schemas import ErrorBody, JobView, OutputFormat
 from services.common.storage import BlobNotFound
 
@@ -98,14 +100,43 @@ def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name
     return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
 
 
+@bp.get("/jobs/<job_id>/events", summary="Live progress of a job as Server-Sent Events (progress, end)",
+        responses={404: ErrorBody})
+def get_job_events(path: JobPath):
+    k = kadr()
+    job = owned_job(path.job_id)
+    stream = job_events(k.jobs, job["id"], view=job_view, max_seconds=k.settings.sse_max_seconds)
+    # X-Accel-Buffering: nginx passes each event on as it comes instead of buffering.
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.post("/jobs/<job_id>/cancel", summary="Cancel a queued or running job (a running photo stops at its "
+         "next tile or face); the record and the input stay", responses={200: JobView, 404: ErrorBody,
+                                                                          409: ErrorBody})
+def cancel_job(path: JobPath):
+    k = kadr()
+    job = owned_job(path.job_id)
+    if job.get("batch_id"):
+        raise ApiError(409, "in_batch", "this job belongs to a batch; cancel the batch")
+    moved = k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
+    if not moved.moved:
+        raise ApiError(409, "already_ended", f"job is {moved.previous or job['state']}; only a queued or "
+                       "running job can be canceled", details={"state": moved.previous or job["state"]})
+    JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
+    return jsonify(job_view(k.jobs.get(job["id"]) or job))
+
+
 @bp.delete("/jobs/<job_id>", summary="Delete a job and its files", responses={404: ErrorBody})
 def delete_job(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
     if job.get("batch_id"):
         raise ApiError(409, "in_batch", "this job belongs to a batch; it is removed with the batch")
-    # Mark it first so a worker holding it finishes into nothing, then remove files.
-    k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
+    # Mark it first so a worker holding it stops at its next unit of work, then remove files.
+    moved = k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
+    if moved.moved:
+        JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
     k.jobs.delete(job["id"])
     removed = k.blobs.delete_prefix(f"jobs/{job['id']}")
     return jsonify({"id": job["id"], "deleted": True, "files_removed": removed})

@@ -22,7 +22,7 @@ def job_view(job: dict) -> dict:
                    created_at=job["created_at"], started_at=job.get("started_at"),
                    finished_at=job.get("finished_at"), params=job.get("params") or {}, input=inp,
                    result=result, error=job.get("error"), batch_id=job.get("batch_id") or None,
-                   links=links).model_dump(mode="json")
+                   estimate=job.get("estimate"), links=links).model_dump(mode="json")
 
 
 def item_view(j: dict) -> dict:
@@ -50,6 +50,7 @@ def batch_view(batch: dict, items: list[dict] | None = None) -> dict:
                      throughput_per_s=batch.get("throughput_per_s"), eta_seconds=batch.get("eta_seconds"),
                      created_at=batch["created_at"], closed_at=batch.get("closed_at"),
                      params=batch.get("params") or {}, variants=batch.get("variants") or [],
+                     running=batch.get("running") or [],
                      items=[item_view(j) for j in items or []],
                      links={"self": base, "items": f"{base}/items", "events": f"{base}/events",
                             "manifest_csv": f"{base}/manifest.csv", "manifest_jsonl": f"{base}/manifest.jsonl",

@@ -165,11 +165,13 @@ class BatchStore:
         p.execute()
         return self.get(bid)
 
-    def add_photo(self, batch: dict, *, input: dict, request_id: str = "") -> tuple[list[dict], bool]:
+    def add_photo(self, batch: dict, *, input: dict, request_id: str = "",
+                  plans: dict[str, dict] | None = None) -> tuple[list[dict], bool]:
         """One photo → one job per variant. Returns (jobs, existing): ``existing`` when the
         same name and content were added before (a retried upload: same jobs back).
         Identical content under another name becomes ``skipped`` jobs pointing at the
-        jobs that process it (``duplicate_of``)."""
+        jobs that process it (``duplicate_of``). ``plans[variant]`` (the gateway's, per
+        photo): ``params`` to run with, its ``estimate`` and ``task`` options (time limits)."""
         bid, bkey = batch["id"], self.key(batch["id"])
         sha, name = input["sha256"], input["name"]
         variants = batch["variants"]
@@ -190,13 +192,15 @@ class BatchStore:
         jobs = []
         for v in variants:
             jid = ids[v["name"]]
-            params = {**batch["params"], **(v.get("params") or {})}
+            plan = (plans or {}).get(v["name"]) or {}
+            params = plan.get("params") or {**batch["params"], **(v.get("params") or {})}
             dup = original.get(v["name"]) if original else None
             job = self.jobs.create(kind=batch["kind"], owner=batch["owner"], params=params, input=input,
-                                   batch_id=bid, request_id=request_id, job_id=jid, pipe=p)
+                                   batch_id=bid, request_id=request_id, job_id=jid, pipe=p,
+                                   estimate=plan.get("estimate"))
             fields = {"variant": v["name"], "state": "skipped" if dup else "pending",
                       "task": batch["task"],
-                      "task_payload": json.dumps({"job_id": jid, "request_id": request_id})}
+                      "task_payload": json.dumps({"job_id": jid, "request_id": request_id, **plan.get("task", {})})}
             if dup:
                 fields.update(duplicate_of=dup, finished_at=str(now()), progress="1.0")
             p.hset(self.jobs.job_key(jid), mapping=fields)
@@ -235,11 +239,25 @@ class BatchStore:
                  ttl_seconds=int(b.get("ttl_seconds") or 0))
         done = sum(counts[s] for s in TERMINAL)
         b["done"] = done
-        b["progress"] = progress_of(done, b["total"])
+        b["running"] = self._running(batch_id) if rate and counts["running"] else []
+        # Items still running count with the share they have done (a 24 MP photo takes
+        # minutes): the bar moves between ends, and still reaches 100 % only at the last.
+        b["progress"] = min(progress_of(done + sum(r["progress"] for r in b["running"]), b["total"]),
+                            progress_of(b["total"] - 1, b["total"]) if done < b["total"] else 1.0)
         b["state"] = batch_state(b)
         if rate:
             b.update(self._rate(batch_id, b, done))
         return b
+
+    def _running(self, batch_id: str) -> list[dict[str, Any]]:
+        """Running items (at most the feeding window: they are among the in-flight ones)
+        with their progress."""
+        ids = self.r.zrange(self.key(batch_id) + ":inflight", 0, -1)
+        p = self.r.pipeline(transaction=False)
+        for jid in ids:
+            p.hmget(self.jobs.job_key(jid), "state", "progress")
+        return [{"id": jid, "progress": float(prog or 0)}
+                for jid, (state, prog) in zip(ids, p.execute()) if state == "running"]
 
     def _rate(self, batch_id: str, b: dict, done: int) -> dict[str, float | None]:
         """Items per second over the recent ends (at most the last 200, last 10 minutes),
@@ -359,11 +377,13 @@ class BatchStore:
 
     def cancel(self, batch_id: str) -> int:
         """No new items start; pending and queued ones end ``canceled`` (a queued message
-        still on the queue is skipped by the worker), running ones finish."""
+        still on the queue is skipped by the worker), running ones too: their worker sees
+        it at its next unit of work (a tile, a face) and stops without a result."""
         self.r.hset(self.key(batch_id), mapping={"canceled": "1", "open": "0"})
         self.r.hsetnx(self.key(batch_id), "closed_at", str(now()))
         self.r.delete(self.key(batch_id) + ":pending")
-        return self._moves(batch_id, "canceled", ("pending", "queued"), self._ids_in(batch_id, ("pending", "queued")))
+        active = ("pending", "queued", "running")
+        return self._moves(batch_id, "canceled", active, self._ids_in(batch_id, active))
 
     def retry_failed(self, batch_id: str) -> int:
         return self._moves(batch_id, "pending", ("failed",), self._ids_in(batch_id, ("failed",)))

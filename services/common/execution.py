@@ -33,19 +33,54 @@ class JobFailure(Exception):
         self.code, self.message, self.details = code, message, details
 
 
+class JobCanceled(Exception):
+    """The job was canceled or deleted while it ran: stop, write nothing more."""
+
+
+class JobProgress:
+    """The ``progress`` callable work receives: records the fraction done (published to
+    the job's channel, at most every ``interval`` seconds or each ``step`` of change) and
+    looks at the job's state at most every ``check_every`` seconds, raising
+    :class:`JobCanceled` once it is no longer running. Work calls it after every unit
+    (a tile, a face, a batch of frames), so a cancel stops it within one unit."""
+
+    def __init__(self, store: JobStore, job_id: str, *, batch_id: str = "", interval: float = 1.0,
+                 step: float = 0.02, check_every: float = 0.25):
+        self.store, self.job_id, self.batch_id = store, job_id, batch_id
+        self.interval, self.step, self.check_every = interval, step, check_every
+        self.written, self.written_at = 0.0, 0.0
+        self.checked_at = time.monotonic()
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self.checked_at >= self.check_every:
+            self.check(now)
+        if fraction - self.written >= self.step or (fraction > self.written and now - self.written_at >= self.interval):
+            self.store.set_progress(self.job_id, fraction, batch_id=self.batch_id)
+            self.written, self.written_at = fraction, now
+
+    def check(self, now: float | None = None) -> None:
+        self.checked_at = time.monotonic() if now is None else now
+        if self.store.r.hget(self.store.job_key(self.job_id), "state") not in ACTIVE:
+            raise JobCanceled(self.job_id)
+
+
 Work = Callable[[dict[str, Any], Callable[[float], None]], dict[str, Any]]
 
 
 def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
-            request_id: str, work: Work, feed: Callable[[str], object] | None = None) -> str:
-    """Run ``work(job, report_progress) -> result`` for a job; returns the final state.
+            request_id: str, work: Work, feed: Callable[[str], object] | None = None,
+            discard: Callable[[dict[str, Any]], object] | None = None) -> str:
+    """Run ``work(job, progress) -> result`` for a job; returns the final state.
     Every delivery, even a skipped one, is timed under ``task``. ``feed(batch_id)`` runs
-    after a batch item ends, so the batch's next item is handed over at once."""
+    after a batch item ends, so the batch's next item is handed over at once.
+    ``discard(result)`` removes the files of a result its job no longer takes (canceled
+    or deleted between the last unit of work and the end)."""
     t0 = time.perf_counter()
     try:
         state = _run_job(store, job_id, service=service, task=task, max_deliveries=max_deliveries,
-                         request_id=request_id, work=work)
-        if feed is not None and state in ("succeeded", "failed", "discarded"):
+                         request_id=request_id, work=work, discard=discard)
+        if feed is not None and state in ("succeeded", "failed", "discarded", "canceled"):
             batch_id = store.r.hget(store.job_key(job_id), "batch_id")
             if batch_id:
                 try:
@@ -61,7 +96,7 @@ def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_delive
 
 
 def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
-             request_id: str, work: Work) -> str:
+             request_id: str, work: Work, discard: Callable[[dict[str, Any]], object] | None) -> str:
     job_id_var.set(job_id)
     request_id_var.set(request_id)
     verdict, n, job = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
@@ -95,7 +130,11 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
         QUEUE_WAIT_SECONDS.labels(task=task).observe(max(0.0, job["started_at"] - job["created_at"]))
     t0 = time.perf_counter()
     try:
-        result = work(job, lambda p: store.set_progress(job_id, p))
+        result = work(job, JobProgress(store, job_id, batch_id=job.get("batch_id") or ""))
+    except JobCanceled:
+        JOB_OUTCOMES.labels(service=service, outcome="canceled").inc()
+        log.info("job canceled while running: stopped", extra={"seconds": round(time.perf_counter() - t0, 3)})
+        return "canceled"
     except JobFailure as e:
         return _fail(store, job_id, service, e.code, e.message, e.details)
     except ModelUnavailable as e:
@@ -108,6 +147,8 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
     result.setdefault("timings", {})["total_seconds"] = round(time.perf_counter() - t0, 4)
     moved = store.transition(job_id, "succeeded", allowed_from=ACTIVE, result=result).moved
     outcome = "succeeded" if moved else "discarded"
+    if not moved and discard is not None:
+        discard(result)  # canceled or deleted in the last moment: its output must not stay
     JOB_OUTCOMES.labels(service=service, outcome=outcome).inc()
     log.info("job %s", outcome, extra={"seconds": result["timings"]["total_seconds"]})
     return "succeeded" if moved else "discarded"

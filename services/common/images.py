@@ -8,8 +8,9 @@ Two entry points with different costs:
 - :func:`decode_bgr` decodes fully into the ``HxWx3`` uint8 BGR array the pipelines
   use, normalising every pixel layout we accept to that one shape.
 
-Only numpy and Pillow: this module is imported by the web gateway, which must not
-pull in cv2 or torch.
+Only numpy and Pillow (with pillow-heif for HEIC pixels): this module is imported by
+the web gateway, which must not pull in cv2 or torch. HEIC and AVIF headers are read
+by :mod:`services.common.media.heif`, so their limits are checked before any codec runs.
 
 Pillow's process-wide knobs are deliberately left alone. ``Image.MAX_IMAGE_PIXELS``
 is bypassed (the format plugins are constructed directly, so our ``max_pixels`` is the
@@ -29,6 +30,7 @@ from typing import BinaryIO
 
 import numpy as np
 from PIL import (
+    AvifImagePlugin,
     BmpImagePlugin,
     Image,
     ImageFile,
@@ -38,12 +40,17 @@ from PIL import (
     WebPImagePlugin,
 )
 
+from .media import heif
+from .media.metadata import PhotoMeta, from_pillow, from_raw
+from .media.writers import open_writer
+
 __all__ = [
     "FORMAT_EXTENSION",
     "FORMAT_MIME",
     "ImageError",
     "ImageInfo",
     "decode_bgr",
+    "decode_photo",
     "encode_image",
     "inspect_image",
     "sniff_format",
@@ -55,7 +62,11 @@ FORMAT_MIME: dict[str, str] = {
     "webp": "image/webp",
     "bmp": "image/bmp",
     "tiff": "image/tiff",
+    "heic": "image/heic",
+    "avif": "image/avif",
 }
+# Formats an image can be written in; HEIC and AVIF are read only (their results are JPEG).
+OUTPUT_FORMATS = ("jpeg", "png", "webp", "bmp", "tiff")
 # Without the dot: callers build names as f"{stem}.{ext}".
 FORMAT_EXTENSION: dict[str, str] = {
     "jpeg": "jpg",
@@ -63,6 +74,8 @@ FORMAT_EXTENSION: dict[str, str] = {
     "webp": "webp",
     "bmp": "bmp",
     "tiff": "tiff",
+    "heic": "heic",
+    "avif": "avif",
 }
 
 _STATUS_BY_CODE = {
@@ -73,7 +86,7 @@ _STATUS_BY_CODE = {
     "unsupported_format": 415,
 }
 
-_ALLOWED_TEXT = "JPEG, PNG, WebP, BMP or TIFF"
+_ALLOWED_TEXT = "JPEG, PNG, WebP, BMP, TIFF, HEIC or AVIF"
 
 
 class ImageError(Exception):
@@ -107,14 +120,14 @@ class ImageInfo:
 # --------------------------------------------------------------------------- sniffing
 
 _BMP_DIB_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
-SNIFF_BYTES = 32
+SNIFF_BYTES = 64  # an ftyp box lists its brands within the first 64 bytes
 
 
 def sniff_format(head: bytes) -> str | None:
     """The allowed format named by the file's first bytes, or None.
 
     Extensions and client-sent content types are ignored: they are whatever the user's
-    machine says. Only the allowlist is recognised (no GIF, HEIC, BigTIFF, ...).
+    machine says. Only the allowlist is recognised (no GIF, BigTIFF, ...).
     """
     head = bytes(head[:SNIFF_BYTES])
     if head.startswith(b"\xff\xd8\xff"):
@@ -130,7 +143,7 @@ def sniff_format(head: bytes) -> str | None:
     if len(head) >= 18 and head[:2] == b"BM":
         if int.from_bytes(head[14:18], "little") in _BMP_DIB_HEADER_SIZES:
             return "bmp"
-    return None
+    return heif.sniff(head)
 
 
 # --------------------------------------------------------------------------- streams
@@ -227,7 +240,9 @@ _PILLOW_OPENERS: dict[str, Callable[[BinaryIO], ImageFile.ImageFile]] = {
     "webp": WebPImagePlugin.WebPImageFile,
     "bmp": BmpImagePlugin.BmpImageFile,
     "tiff": TiffImagePlugin.TiffImageFile,
+    "avif": AvifImagePlugin.AvifImageFile,
 }
+_HEIF = ("heic", "avif")
 
 
 @dataclass(frozen=True)
@@ -237,6 +252,7 @@ class _Header:
     height: int
     mode: str
     orientation: int  # EXIF 1..8
+    display: tuple[int, int] | None = None  # HEIF: after its crop and rotation boxes
 
     @property
     def pixels(self) -> int:
@@ -244,6 +260,8 @@ class _Header:
 
     @property
     def oriented_size(self) -> tuple[int, int]:
+        if self.display is not None:
+            return self.display
         # Orientations 5..8 rotate by 90 degrees.
         if self.orientation >= 5:
             return self.height, self.width
@@ -271,6 +289,13 @@ def _read_header(stream: BinaryIO, fmt: str) -> _Header:
         # Pillow's WebP plugin reads the whole file and lets libwebp allocate the canvas
         # as it opens, so the header is parsed here instead.
         return _webp_header(stream)
+    if fmt in _HEIF:
+        # libheif and libavif parse (and allocate) far more than the size on open.
+        try:
+            h = heif.read_header(stream)
+        except heif.HeifHeaderError as exc:
+            raise _invalid(f"bad {fmt} header: {exc}") from exc
+        return _Header(fmt, h.width, h.height, "RGB", h.orientation, (h.display_width, h.display_height))
     stream.seek(0)
     guard = _EofGuard(stream)
     try:
@@ -445,20 +470,35 @@ def decode_bgr(data: bytes | BinaryIO, *, max_pixels: int) -> np.ndarray:
     """Decode to a C-contiguous ``HxWx3`` uint8 BGR array, upright per EXIF orientation.
 
     The pixel count is checked from the header before decoding. Animated or
-    multi-page files give their first frame.
+    multi-page files give their first frame. The array is the caller's to write into.
     """
+    bgr = decode_photo(data, max_pixels=max_pixels)[0]
+    return bgr if bgr.flags.writeable and bgr.flags.owndata else bgr.copy()
+
+
+def decode_photo(data: bytes | BinaryIO, *, max_pixels: int) -> tuple[np.ndarray, PhotoMeta]:
+    """:func:`decode_bgr` plus what the photo carries (ICC profile, EXIF with its
+    orientation reset to 1 since the pixels are upright now, DPI), for its output.
+
+    At its peak this holds the decoder's picture and one 3-byte-per-pixel copy (a 24 MP
+    JPEG: about 170 MB); afterwards only the array, which may be read-only (no second
+    copy is made to make it writable)."""
     with _rewound(data) as stream:
         if _stream_size(stream) == 0:
             raise ImageError("empty_file", "the file is empty")
         fmt = _sniff_stream(stream)
         header = _read_header(stream, fmt)
         _check_pixels(header, max_pixels)
-        rgb = _decode_rgb(stream, fmt)
-    upright = _ORIENT[header.orientation](rgb)
-    return np.ascontiguousarray(upright[..., ::-1])
+        if fmt == "heic":
+            return _decode_heic(stream)
+        bgr, meta, orientation = _decode_pillow(stream, fmt)
+    if fmt != "avif":
+        orientation = header.orientation
+    return np.ascontiguousarray(_ORIENT[orientation](bgr)), meta
 
 
-def _decode_rgb(stream: BinaryIO, fmt: str) -> np.ndarray:
+def _decode_pillow(stream: BinaryIO, fmt: str) -> tuple[np.ndarray, PhotoMeta, int]:
+    """(BGR pixels as stored, metadata, the orientation Pillow reports)."""
     stream.seek(0)
     guard = _EofGuard(stream)
     try:
@@ -467,7 +507,12 @@ def _decode_rgb(stream: BinaryIO, fmt: str) -> np.ndarray:
         im.load()
         if guard.read_past_end:
             raise _invalid("the file is truncated")
-        return _to_rgb(im)
+        meta = from_pillow(im)
+        # AVIF: Pillow turns the container's irot/imir into this tag.
+        orientation = _orientation(im, stream) if fmt == "avif" else 1
+        bgr = _to_bgr(im)
+        im.close()
+        return bgr, meta, orientation
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Only reachable when our max_pixels is above Pillow's own ceiling (WebP and
         # TIFF check it internally on top of the check at Image.open that we skip).
@@ -475,6 +520,27 @@ def _decode_rgb(stream: BinaryIO, fmt: str) -> np.ndarray:
     except _DECODE_ERRORS as exc:
         detail = "the file is truncated" if guard.read_past_end else f"{fmt} data is corrupt"
         raise _invalid(detail) from exc
+
+
+def _decode_heic(stream: BinaryIO) -> tuple[np.ndarray, PhotoMeta]:
+    import pillow_heif  # only where HEIC pixels are needed
+
+    stream.seek(0)
+    try:
+        # libheif applies the container's crop, rotation and mirror boxes itself.
+        heif_file = pillow_heif.open_heif(stream, convert_hdr_to_8bit=True)
+        img = heif_file[heif_file.primary_index]
+        rgb = np.asarray(img)
+        meta = from_raw(icc_profile=img.info.get("icc_profile"), exif=img.info.get("exif"))
+    except (ValueError, RuntimeError, OSError, EOFError, SyntaxError) as exc:
+        raise _invalid(f"heic data is corrupt ({exc})") from exc
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise ImageError("unsupported_format", f"HEIC images with {img.mode} pixels are not supported")
+    if rgb.shape[2] == 4:
+        rgb = _over_white(Image.fromarray(rgb, "RGBA"))
+    bgr = np.ascontiguousarray(rgb[..., 2::-1])
+    del rgb, img, heif_file
+    return bgr, meta
 
 
 def _disarm_after_pixels(im: ImageFile.ImageFile, guard: _EofGuard) -> None:
@@ -498,6 +564,16 @@ def _disarm_after_pixels(im: ImageFile.ImageFile, guard: _EofGuard) -> None:
 _GRAY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
+def _to_bgr(im: Image.Image) -> np.ndarray:
+    """Any decoded Pillow image as an HxWx3 uint8 BGR array (read-only for RGB input:
+    a view of the one copy taken out of Pillow)."""
+    if im.mode == "RGB" and not im.has_transparency_data:
+        # Pillow swaps the channels while copying out: one 3-byte copy, no convert().
+        # 48-bit PNGs arrive here too: Pillow keeps each sample's high byte (v >> 8).
+        return np.frombuffer(im.tobytes("raw", "BGR"), np.uint8).reshape(im.height, im.width, 3)
+    return _to_rgb(im)[..., ::-1]
+
+
 def _to_rgb(im: Image.Image) -> np.ndarray:
     """Any decoded Pillow image as an HxWx3 uint8 RGB array."""
     if im.mode in _GRAY16_MODES:
@@ -506,8 +582,8 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         return _over_white(im)
     if im.mode == "L":
         return np.repeat(np.asarray(im)[:, :, None], 3, axis=2)
-    if im.mode == "RGB":  # includes 48-bit PNG: Pillow keeps each sample's high byte (v >> 8)
-        return np.asarray(im)  # convert() would copy a possibly 40 Mpx image for nothing
+    if im.mode == "RGB":
+        return np.asarray(im)
     try:
         # 1-bit, P, CMYK (Pillow already undid Adobe's inverted CMYK while decoding),
         # YCbCr, RGBX, float (clipped to 0..255).
@@ -558,29 +634,15 @@ _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 # --------------------------------------------------------------------------- encoding
 
 
-def encode_image(bgr: np.ndarray, fmt: str, *, quality: int = 95) -> bytes:
-    """Encode an HxWx3 uint8 BGR array. ``quality`` (1..100) applies to JPEG and WebP."""
-    if fmt not in FORMAT_MIME:
-        raise ValueError(f"unknown image format {fmt!r}; expected one of {sorted(FORMAT_MIME)}")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be within 1..100, got {quality}")
+def encode_image(bgr: np.ndarray, fmt: str, *, quality: int = 95, meta: PhotoMeta | None = None) -> bytes:
+    """Encode an HxWx3 uint8 BGR array. ``quality`` (1..100) applies to JPEG and WebP.
+    The same writers as the strip-at-a-time path (:mod:`services.common.media.writers`)."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown image format {fmt!r}; expected one of {sorted(OUTPUT_FORMATS)}")
     if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3 or 0 in bgr.shape:
         raise ValueError(f"expected a non-empty HxWx3 uint8 array, got {bgr.dtype} {bgr.shape}")
-    im = Image.fromarray(np.ascontiguousarray(bgr[..., ::-1]))
     out = io.BytesIO()
-    im.save(out, **_save_options(fmt, quality))
+    writer = open_writer(fmt, out, bgr.shape[1], bgr.shape[0], meta, quality=quality)
+    writer.write(bgr)
+    writer.close()
     return out.getvalue()
-
-
-def _save_options(fmt: str, quality: int) -> dict:
-    if fmt == "jpeg":
-        # Full-resolution chroma at high quality: restored faces and text edges smear
-        # visibly with 4:2:0 subsampling, and the size cost is modest.
-        subsampling = "4:4:4" if quality >= 90 else "4:2:0"
-        return {"format": "JPEG", "quality": quality, "subsampling": subsampling}
-    if fmt == "webp":
-        return {"format": "WEBP", "quality": quality}
-    if fmt == "tiff":
-        # LZW: lossless, read by every TIFF reader, far smaller than raw strips.
-        return {"format": "TIFF", "compression": "tiff_lzw"}
-    return {"format": fmt.upper()}

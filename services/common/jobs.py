@@ -24,7 +24,7 @@ RUNNING_KEY = PREFIX + "running"  # zset: running job ids by when they started
 STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
 TERMINAL = frozenset({"succeeded", "failed", "skipped", "canceled"})
 ACTIVE = frozenset({"queued", "running"})
-_JSON_FIELDS = ("params", "input", "result", "error")
+_JSON_FIELDS = ("params", "input", "result", "error", "estimate")
 
 # The state change itself, shared by the transition and begin scripts (a script cannot
 # call another). Returns {moved(0/1), previous state or ""}.
@@ -114,6 +114,16 @@ return {'run', n, redis.call('HGETALL', KEYS[1])}
 """
 
 
+# KEYS[1] job hash, KEYS[2] its batch's channel or "". ARGV: progress, now, job id.
+_PROGRESS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2])
+redis.call('PUBLISH', KEYS[1] .. ':events', 'progress ' .. ARGV[1])
+if KEYS[2] ~= '' then redis.call('PUBLISH', KEYS[2], 'progress ' .. ARGV[3]) end
+return 1
+"""
+
+
 def now() -> float:
     return round(time.time(), 3)
 
@@ -160,6 +170,7 @@ class JobStore:
         self.ttl = ttl_seconds
         self._transition = self.r.register_script(_TRANSITION)
         self._begin = self.r.register_script(_BEGIN)
+        self._progress = self.r.register_script(_PROGRESS)
 
     # keys
     @staticmethod
@@ -181,7 +192,7 @@ class JobStore:
     # jobs
     def create(self, *, kind: str, owner: str, params: dict, input: dict | None = None,
                batch_id: str = "", request_id: str = "", job_id: str | None = None,
-               parent_id: str = "", pipe=None) -> dict[str, Any]:
+               parent_id: str = "", pipe=None, estimate: dict | None = None) -> dict[str, Any]:
         job_id = job_id or new_id()
         t = now()
         job = {
@@ -189,7 +200,7 @@ class JobStore:
             "created_at": t, "updated_at": t, "started_at": None, "finished_at": None,
             "params": params, "input": input, "result": None, "error": None,
             "batch_id": batch_id, "request_id": request_id, "deliveries": 0, "worker": "",
-            "parent_id": parent_id,
+            "parent_id": parent_id, "estimate": estimate,
         }
         p = pipe if pipe is not None else self.r.pipeline()
         key = self.job_key(job_id)
@@ -282,9 +293,13 @@ class JobStore:
     def running_ids(self) -> list[str]:
         return self.r.zrange(RUNNING_KEY, 0, -1)
 
-    def set_progress(self, job_id: str, progress: float) -> None:
-        self.r.hset(self.job_key(job_id), mapping={"progress": str(round(min(max(progress, 0.0), 1.0), 4)),
-                                                   "updated_at": str(now())})
+    def set_progress(self, job_id: str, progress: float, *, batch_id: str = "") -> None:
+        """Record the fraction done and announce it ("progress <p>" on the job's channel,
+        "progress <id>" on its batch's), so open streams move without polling."""
+        p = str(round(min(max(progress, 0.0), 1.0), 4))
+        # Only an existing job: a deleted one must not come back as a hash with no TTL.
+        self._progress(keys=[self.job_key(job_id), self.batch_key(batch_id) + ":events" if batch_id else ""],
+                       args=[p, str(now()), job_id])
 
     def children(self, parent_id: str) -> list[dict[str, Any]]:
         ids = self.r.lrange(self.job_key(parent_id) + ":children", 0, -1)

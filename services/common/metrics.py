@@ -23,6 +23,10 @@ REJECTIONS = Counter("kadr_gateway_rejections_total",
 JOBS_ACCEPTED = Counter("kadr_gateway_jobs_accepted_total", "Jobs accepted", ["kind"])
 UPLOAD_BYTES = Counter("kadr_gateway_upload_bytes_total", "Bytes of accepted uploads")
 JOB_OUTCOMES = Counter("kadr_worker_jobs_total", "Jobs ended by a worker", ["service", "outcome"])
+# Canceled by a user (POST .../cancel, DELETE); ``was`` queued or running. A running one's
+# worker counts it again as outcome="canceled" when it stops.
+JOBS_CANCELED = Counter("kadr_gateway_jobs_canceled_total", "Jobs canceled or deleted before they ended",
+                        ["kind", "was"])
 REDELIVERIES = Counter("kadr_worker_redeliveries_total",
                        "Tasks delivered again after a worker died", ["service"])
 CACHE_HITS = Counter("kadr_enhance_cache_hits_total", "Enhance results served from the cache")

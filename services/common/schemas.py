@@ -62,6 +62,8 @@ class JobView(BaseModel):
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     batch_id: str | None = None
+    estimate: dict[str, Any] | None = Field(None, description="photos: expected seconds and the time limits "
+                                            "its run has (soft_time_limit_seconds, time_limit_seconds)")
     links: dict[str, str] = {}
 
 
@@ -95,6 +97,7 @@ class BatchView(BaseModel):
     closed_at: float | None = None
     params: dict[str, Any] = {}
     variants: list[dict[str, Any]] = []
+    running: list[dict[str, Any]] = Field([], description="items being worked on: id and progress 0–1")
     items: list[BatchItemView] = []
     items_offset: int = 0
     links: dict[str, str] = {}

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # Upload limits (each answered with a clear 4xx)
     max_upload_bytes: int = 50 * MIB
     max_image_pixels: int = 40_000_000
+    # Photos: the largest result (input pixels x upscale^2) a request may ask for; past it
+    # the upload is refused at once with the largest upscale that fits.
+    max_output_pixels: int = Field(100_000_000, ge=1)
+    # Working memory one photo may take in an enhance process on top of its idle size
+    # (models loaded): tiles, the detector's copy and the encoder's strips are sized from
+    # it. The gateway reads it too: WebP results (encoded whole) must fit it.
+    enhance_memory_budget_bytes: int = Field(400 * MIB, ge=64 * MIB)
     max_batch_files: int = 20  # files in one request (POST /enhance/batch, /batches/{id}/items)
     # Batches: items handed to the queue at a time per batch; a queued item that has not
     # started after this long is sent again (a crash lost its message)
@@ -114,8 +121,12 @@ class Settings(BaseSettings):
 
     # Celery / reliability
     visibility_timeout_seconds: int = 3600
+    # Every task's limits; a photo's scale with its estimate (factor x its worst case,
+    # at most the cap), so a large photo is never killed for its size and a stuck one is.
     task_soft_time_limit_seconds: int = 600
     task_time_limit_seconds: int = 900
+    photo_time_limit_factor: float = Field(3.0, ge=1.0)
+    photo_time_limit_cap_seconds: int = Field(3000, ge=1)
     max_deliveries: int = 3  # starts of one task (a worker death counts as one) before `worker_lost`
     worker_heartbeat_seconds: float = 2.0
     # A running job whose worker's heartbeat has been gone this long is requeued.
@@ -143,14 +154,19 @@ class Settings(BaseSettings):
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)
 
-    @field_validator("task_time_limit_seconds")
-    @classmethod
-    def _limits_below_visibility(cls, v: int, info) -> int:
-        vis = info.data.get("visibility_timeout_seconds", 3600)
-        soft = info.data.get("task_soft_time_limit_seconds", 0)
-        if v >= vis:
+    @model_validator(mode="after")
+    def _limits_below_visibility(self):
+        vis, soft, hard = self.visibility_timeout_seconds, self.task_soft_time_limit_seconds, \
+            self.task_time_limit_seconds
+        if hard >= vis:
             raise ValueError("task_time_limit_seconds must be below visibility_timeout_seconds, "
                              "or Redis redelivers tasks that are still running")
-        if soft >= v:
+        if soft >= hard:
             raise ValueError("task_soft_time_limit_seconds must be below task_time_limit_seconds")
-        return v
+        cap = self.photo_time_limit_cap_seconds
+        if cap < soft:
+            raise ValueError("photo_time_limit_cap_seconds must be at least task_soft_time_limit_seconds")
+        if cap + (hard - soft) >= vis:
+            raise ValueError("photo_time_limit_cap_seconds plus the grace between the soft and hard limits "
+                             "must be below visibility_timeout_seconds, or Redis redelivers photos still running")
+        return self

@@ -11,7 +11,8 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from contextlib import contextmanager
+from typing import BinaryIO, ContextManager, Iterator, Protocol
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
 CHUNK = 1024 * 1024
@@ -30,6 +31,7 @@ def check_key(key: str) -> str:
 class BlobStore(Protocol):
     def put_bytes(self, key: str, data: bytes) -> int: ...
     def put_stream(self, key: str, stream: BinaryIO) -> int: ...
+    def writing(self, key: str) -> ContextManager[BinaryIO]: ...
     def get_bytes(self, key: str) -> bytes: ...
     def iter_chunks(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -71,6 +73,21 @@ class LocalBlobStore:
 
     def put_stream(self, key: str, stream: BinaryIO) -> int:
         return self._write(key, lambda f: shutil.copyfileobj(stream, f, CHUNK))
+
+    @contextmanager
+    def writing(self, key: str) -> Iterator[BinaryIO]:
+        """A seekable file to write a blob into piece by piece (an encoder's strips); the
+        blob appears when the block ends without an exception, and not at all otherwise."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                yield f
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def get_bytes(self, key: str) -> bytes:
         try:

@@ -32,3 +32,54 @@ def recent_mean(r: redis.Redis, service: str, window: float = 600.0, now: float 
         if now - float(ts) <= window:
             values.append(float(secs))
     return sum(values) / len(values) if values else None
+
+
+# Photo rates: what a photo costs on the machines that ran the last ones (EWMA per
+# device kind), for the gateway's estimates and time limits (contracts.photo_cost).
+PHOTO_RATES_KEY = "kadr:stats:photo_rates:"  # + device kind ("cpu", "cuda")
+PHOTO_RATE_WEIGHT = 0.3  # weight of the newest photo in the moving average
+_EWMA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local new = tonumber(ARGV[2])
+if old then new = tonumber(old) * (1 - tonumber(ARGV[3])) + new * tonumber(ARGV[3]) end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.6f', new))
+redis.call('EXPIRE', KEYS[1], 30 * 86400)
+return 1
+"""
+
+
+def record_photo(r: redis.Redis, device: str, *, quality: str, upscale: int, seconds_per_output_mp: float | None,
+                 face_seconds: float | None, faces: int) -> None:
+    """One finished photo: seconds per output megapixel without its faces, seconds per
+    face restored, and how many faces it had."""
+    key = PHOTO_RATES_KEY + device
+    samples = {"faces_per_photo": float(faces)}
+    if seconds_per_output_mp is not None:
+        samples[f"{quality}:x{upscale}"] = seconds_per_output_mp
+    if face_seconds is not None:
+        samples["face"] = face_seconds
+    try:
+        ewma = r.register_script(_EWMA)
+        p = r.pipeline(transaction=False)
+        for field, value in samples.items():
+            ewma(keys=[key], args=[field, value, PHOTO_RATE_WEIGHT], client=p)
+        p.execute()
+    except redis.RedisError:
+        pass  # a statistic, never a reason to fail the photo that just finished
+
+
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+def photo_rates(r: redis.Redis) -> dict[str, float]:
+    """The slowest measured rate of each kind over the device kinds that reported: a
+    job may land on any of them. One round trip (read on every photo upload)."""
+    p = r.pipeline(transaction=False)
+    for kind in DEVICE_KINDS:
+        p.hgetall(PHOTO_RATES_KEY + kind)
+    out: dict[str, float] = {}
+    for fields in p.execute():
+        for field, value in fields.items():
+            v = float(value)
+            out[field] = max(out.get(field, v), v)
+    return out

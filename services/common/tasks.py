@@ -42,7 +42,23 @@ class TaskPayload(BaseModel):
 
 
 class EnhancePhotoTask(TaskPayload):
-    pass
+    """A photo's time limits scale with its size (contracts.photo_cost); None: the
+    worker's defaults."""
+
+    soft_time_limit: int | None = None
+    time_limit: int | None = None
+
+
+def send_options(task_name: str, payload: dict) -> dict:
+    """The Celery options of a task message, the same from every sender (gateway, batch
+    feeder, reaper): its queue, the request id header, and the time limits the payload
+    carries (Celery's prefork pool applies a message's own limits over the defaults)."""
+    opts: dict = {"queue": queue_for(task_name), "headers": {"kadr_request_id": payload.get("request_id", "")}}
+    if payload.get("soft_time_limit"):
+        opts["soft_time_limit"] = payload["soft_time_limit"]
+    if payload.get("time_limit"):
+        opts["time_limit"] = payload["time_limit"]
+    return opts
 
 
 class SegmentVideoTask(TaskPayload):

@@ -76,22 +76,21 @@ def _sender(settings: Settings):
     """Sends a task by name, as the gateway does (a producer of its own: the reaper runs
     beside the tasks, in any service's worker)."""
     from .celery_app import create_celery
-    from .tasks import queue_for
+    from .tasks import send_options
     app = create_celery(settings, name="kadr-reaper")
 
     def send(task: str, payload: dict) -> None:
-        app.send_task(task, args=[payload], queue=queue_for(task),
-                      headers={"kadr_request_id": payload.get("request_id", "")})
+        app.send_task(task, args=[payload], **send_options(task, payload))
     return send
 
 
-def fail_on_hard_time_limit(settings: Settings, job_id: str) -> None:
+def fail_on_hard_time_limit(settings: Settings, job_id: str, limit: int | None = None) -> None:
     """The hard limit kills the pool process, so ``run_job`` never sees it: the parent
     process ends the job instead of leaving it ``running`` forever."""
     store = JobStore(connect(settings.redis_url), settings.job_ttl_seconds)
     store.transition(job_id, "failed", allowed_from=("queued", "running"), error={
         "code": "time_limit",
-        "message": f"killed at the hard time limit ({settings.task_time_limit_seconds} s)"})
+        "message": f"killed at the hard time limit ({limit or settings.task_time_limit_seconds} s)"})
 
 
 class WorkerProcess:
@@ -118,7 +117,7 @@ class WorkerProcess:
     def _hard_time_limit(self, sender=None, exception=None, args=None, **_: Any) -> None:
         # Every task payload is a dict with the job id (services.common.tasks).
         if isinstance(exception, TimeLimitExceeded) and args and isinstance(args[0], dict):
-            fail_on_hard_time_limit(self.settings, args[0]["job_id"])
+            fail_on_hard_time_limit(self.settings, args[0]["job_id"], args[0].get("time_limit"))
 
     def _shutdown(self, **_: Any) -> None:
         if self.ctx is not None:

@@ -8,10 +8,17 @@ from services.common.settings import Settings
 
 class EnhanceSettings(Settings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    tile_pad: int = 10
-    pre_pad: int = 0
+    tile_pad: int = Field(10, ge=0, le=64, multiple_of=2)  # even: x2plus takes even-sided tiles
+    # Largest background tile; 0: 320 on the CPU (larger tiles run slower per pixel
+    # there), 1024 on CUDA. The memory budget may choose smaller ones.
+    max_tile: int = Field(0, ge=0)
     # On CUDA out-of-memory the tile is halved per retry down to this size.
     tile_floor: int = Field(64, ge=16)
+    # CUDA: the share of the device's free memory one photo's tiles may take.
+    device_memory_fraction: float = Field(0.7, gt=0, le=0.95)
+    # The face detector's copy of a photo, at most (it runs on a smaller copy when the
+    # memory budget says so); faces below ~16 px in that copy are not found.
+    detect_max_pixels: int = Field(2_000_000, ge=65_536)
     # Models warmed up when a worker process starts; the rest load on first use.
     warm_models: list[str] = ["gfpgan", "realesr_general_x4v3"]
     torch_threads: int = 0  # 0: leave torch's default

@@ -11,10 +11,12 @@ import logging
 import time
 from typing import Callable
 
-from services.common import images, weights
+from services.common import images, task_stats, weights
 from services.common.celery_app import create_celery
+from services.common.contracts.photo_cost import output_format
 from services.common.execution import JobFailure, run_job
 from services.common.logs import setup_logging
+from services.common.media.writers import WriterError, open_writer
 from services.common.metrics import CACHE_HITS, FACES
 from services.common.registry import registry
 from services.common.schemas import EnhanceParams
@@ -32,9 +34,12 @@ log = logging.getLogger("kadr.enhance")
 
 # Which upsampler each quality level uses (fast: none, Lanczos resize).
 UPSAMPLER_FOR = {"fast": None, "medium": "realesr_general_x4v3", "high": "realesrgan_x2plus"}
+UPSAMPLER_KIND = {name: kind for kind, name in model_loaders.UPSAMPLER_WEIGHTS.items()}
 # Registry model -> the weight files (catalog names) it is built from.
 MODEL_FILES = {"gfpgan": model_loaders.RESTORER_WEIGHTS,
                **{name: (name,) for name in model_loaders.UPSAMPLER_WEIGHTS.values()}}
+# Share of a job's progress before the pipeline (reading, decoding) and after it (storing).
+DECODE_SHARE, STORE_SHARE = 0.03, 0.02
 
 
 def register_models(s: EnhanceSettings) -> None:
@@ -44,8 +49,7 @@ def register_models(s: EnhanceSettings) -> None:
         return model_loaders.build_restorer(s.models_dir, device)
 
     def upsampler(kind):
-        return lambda: model_loaders.build_upsampler(kind, s.models_dir, device,
-                                                     tile_pad=s.tile_pad, pre_pad=s.pre_pad)
+        return lambda: model_loaders.build_upsampler(kind, s.models_dir, device, tile_pad=s.tile_pad)
 
     registry.register("gfpgan", restorer, version=weights.version_of(MODEL_FILES["gfpgan"]),
                       check_files=lambda: weights.missing(s.models_dir, MODEL_FILES["gfpgan"]))
@@ -67,71 +71,157 @@ def cache_key(input_sha256: str, params: EnhanceParams) -> str:
     return "kadr:cache:enhance:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
+def limits_for(s: EnhanceSettings, device):
+    """The pipeline's limits in this process: the memory budget, and on CUDA the share of
+    the device's free memory (read per photo: other processes may hold some)."""
+    from services.enhance.pipeline import Limits
+    device_budget = None
+    if device.type == "cuda":
+        import torch
+        free, _ = torch.cuda.mem_get_info(device)
+        device_budget = int(free * s.device_memory_fraction)
+    max_tile = s.max_tile or (1024 if device.type == "cuda" else 320)
+    return Limits(budget_bytes=s.enhance_memory_budget_bytes, tile_pad=s.tile_pad, max_tile=max_tile,
+                  tile_floor=s.tile_floor, detect_max_pixels=s.detect_max_pixels,
+                  device_budget_bytes=device_budget)
+
+
+def costs_for(r, quality: str, device_kind: str):
+    """Progress weights from this device kind's measured rates (reference ones before)."""
+    from services.common.contracts.photo_cost import REFERENCE_FACE_SECONDS, REFERENCE_INPUT_MP_SECONDS
+    from services.enhance.pipeline import Costs
+    face = REFERENCE_FACE_SECONDS
+    try:
+        face = float(r.hget(task_stats.PHOTO_RATES_KEY + device_kind, "face") or face)
+    except Exception:  # noqa: BLE001 - only progress weights
+        pass
+    return Costs(face=face, background_per_mp=REFERENCE_INPUT_MP_SECONDS[quality])
+
+
 def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
-    store_blobs = worker.ctx.blobs
-    cache = worker.ctx.cache
+    ctx = worker.ctx
     params = EnhanceParams.model_validate(job["params"])
     inp = job["input"]
-    fmt = inp["format"]
+    fmt = output_format(inp["format"])
     # A batch keeps every file under its own folder: retention removes a batch in one go.
     base = f"batches/{job['batch_id']}/results/{job['id']}" if job.get("batch_id") else f"jobs/{job['id']}"
     result_key = f"{base}/result.{images.FORMAT_EXTENSION[fmt]}"
 
     key = cache_key(inp["sha256"], params)
-    hit = cache.get(key)
+    hit = ctx.cache.get(key)
     if hit:
         cached = json.loads(hit)
         try:
-            store_blobs.copy(cached["blob"], result_key)
+            ctx.blobs.copy(cached["blob"], result_key)
         except BlobNotFound:
-            cache.delete(key)
+            ctx.cache.delete(key)
         else:
             CACHE_HITS.inc()
             return {**cached["result"], "blob": result_key, "cache_hit": True}
 
     t0 = time.perf_counter()
     try:
-        data = store_blobs.get_bytes(inp["blob"])
+        data = ctx.blobs.get_bytes(inp["blob"])
     except BlobNotFound:
         raise JobFailure("input_missing", "the uploaded image is no longer in storage")
     try:
-        img = images.decode_bgr(data, max_pixels=settings.max_image_pixels)
+        img, meta = images.decode_photo(data, max_pixels=settings.max_image_pixels)
     except images.ImageError as e:
         raise JobFailure(e.code, e.message)
+    del data
     decode_s = time.perf_counter() - t0
-    progress(0.1)
+    progress(DECODE_SHARE)
 
-    from services.enhance.pipeline import EnhanceError, enhance
+    from services.enhance import tiling
+    from services.enhance.pipeline import EnhanceError, output_size, run
 
     up_name = UPSAMPLER_FOR[params.quality]
+    out_w, out_h = output_size(img.shape[1], img.shape[0], params)
+    encode_s = 0.0
     with registry.use("gfpgan") as restorer:
+        device = restorer.device
+        limits = limits_for(settings, device)
+        costs = costs_for(ctx.redis, params.quality, device.type)
         try:
-            if up_name:
-                with registry.use(up_name) as up:
-                    out = enhance(img, restorer, up, params, tile_floor=settings.tile_floor)
-            else:
-                out = enhance(img, restorer, None, params, tile_floor=settings.tile_floor)
+            with ctx.blobs.writing(result_key) as f:
+                writer = open_writer(fmt, f, out_w, out_h, meta)
+
+                def sink(band) -> None:
+                    nonlocal encode_s
+                    t = time.perf_counter()
+                    writer.write(band.pixels)
+                    encode_s += time.perf_counter() - t
+
+                def tick(fraction: float) -> None:
+                    progress(DECODE_SHARE + (1 - DECODE_SHARE - STORE_SHARE) * fraction)
+
+                if up_name and not params.has_aligned:
+                    with registry.use(up_name) as up:
+                        net = tiling.Network.of(up, model_loaders.bytes_per_pixel(UPSAMPLER_KIND[up_name], device))
+                        out = run(img, restorer, net, params, limits=limits, costs=costs, sink=sink, tick=tick,
+                                  release=release_free_memory)
+                else:
+                    out = run(img, restorer, None, params, limits=limits, costs=costs, sink=sink, tick=tick,
+                              release=release_free_memory)
+                t = time.perf_counter()
+                writer.close()
+                encode_s += time.perf_counter() - t
+                progress.check()  # canceled while the last band was written: keep nothing
         except EnhanceError as e:
             raise JobFailure(e.code, e.message)
-    progress(0.9)
-    t1 = time.perf_counter()
-    encoded = images.encode_image(out.image, fmt)
-    size = store_blobs.put_bytes(result_key, encoded)
-    encode_s = time.perf_counter() - t1
+        except WriterError as e:
+            raise JobFailure("output_unwritable", str(e))
+    del img
+    release_free_memory()
+    size = ctx.blobs.size(result_key)
     FACES.labels(outcome="restored").inc(out.faces_restored)
     FACES.labels(outcome="failed").inc(out.faces_failed)
-    h, w = out.image.shape[:2]
+    timings = {**{k: round(v, 4) for k, v in out.timings.items()},
+               "decode": round(decode_s, 4), "encode": round(encode_s, 4)}
     result = {
-        "blob": result_key, "format": fmt, "width": w, "height": h, "bytes": size,
+        "blob": result_key, "format": fmt, "width": out.width, "height": out.height, "bytes": size,
         "faces_found": out.faces_found, "faces_restored": out.faces_restored,
-        "faces_failed": out.faces_failed, "tile_used": out.tile_used, "cache_hit": False,
-        "timings": {**{k: round(v, 4) for k, v in out.timings.items()},
-                    "decode": round(decode_s, 4), "encode": round(encode_s, 4)},
+        "faces_failed": out.faces_failed, "tile_used": out.tile_used, "detect_scale": round(out.detect_scale, 4),
+        "upscale": params.upscale, "cache_hit": False, "timings": timings,
     }
-    cache.set(key, json.dumps({"blob": result_key, "result": {k: v for k, v in result.items()
-                                                               if k not in ("blob", "cache_hit")}}),
-              ex=settings.result_cache_ttl_seconds)
+    _record_rates(ctx.redis, device.type, params, out, time.perf_counter() - t0)
+    ctx.cache.set(key, json.dumps({"blob": result_key, "result": {k: v for k, v in result.items()
+                                                                  if k not in ("blob", "cache_hit")}}),
+                  ex=settings.result_cache_ttl_seconds)
     return result
+
+
+def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: float) -> None:
+    faces = out.faces_restored + out.faces_failed
+    face_s = out.timings["restore"] / faces if faces else None
+    rest = seconds - out.timings["restore"]
+    per_out = rest / (out.width * out.height / 1e6) if not params.has_aligned else None
+    task_stats.record_photo(r, device_kind, quality=params.quality, upscale=params.upscale,
+                            seconds_per_output_mp=per_out, face_seconds=face_s, faces=faces)
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc keeps what a phase freed for
+    later, and the next phase's peak would stack on top of it in the process's RSS)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return lib if hasattr(lib, "malloc_trim") else None
+    except OSError:  # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+_LIBC = _libc()
+
+
+def _discard(result: dict) -> None:
+    worker.ctx.blobs.delete(result["blob"])
 
 
 @app.task(name=ENHANCE_PHOTO, bind=True)
@@ -140,4 +230,4 @@ def enhance_photo(self, payload: dict) -> str:
     request_id = p.request_id or (self.request.get("kadr_request_id") or "")
     return run_job(worker.ctx.store, p.job_id, service="enhance", task=ENHANCE_PHOTO,
                    max_deliveries=settings.max_deliveries, request_id=request_id,
-                   work=enhance_job, feed=worker.ctx.feeder.feed)
+                   work=enhance_job, feed=worker.ctx.feeder.feed, discard=_discard)

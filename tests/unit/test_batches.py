@@ -109,7 +109,7 @@ def test_pause_stops_new_starts_even_for_items_already_on_the_queue(batches):
     assert sent[-1][1] == sent[0][1]  # the returned item goes first
 
 
-def test_cancel_ends_everything_not_running_and_retry_reruns_only_failures(batches):
+def test_cancel_ends_every_active_item_and_retry_reruns_only_failures(batches):
     b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
     for i in range(5):
         batches.add_photo(b, input=_photo(i))
@@ -121,11 +121,14 @@ def test_cancel_ends_everything_not_running_and_retry_reruns_only_failures(batch
     assert batches.jobs.begin(sent[1][1], max_deliveries=3, worker="w")[0] == "run"  # running
     assert batches.retry_failed(b["id"]) == 1
     assert batches.jobs.get(sent[0][1])["state"] == "pending"
-    assert batches.cancel(b["id"]) == 4  # 3 never started + the retried one
+    # 3 never started + the retried one + the running one (its worker stops at its next tile)
+    assert batches.cancel(b["id"]) == 5
     got = batches.get(b["id"])
-    assert got["counts"]["canceled"] == 4 and got["counts"]["running"] == 1 and got["state"] == "canceling"
+    assert got["counts"]["canceled"] == 5 and got["counts"]["running"] == 0 and got["state"] == "canceled"
+    assert batches.jobs.get(sent[1][1])["state"] == "canceled"
     assert feeder.feed(b["id"]) == 0
-    batches.jobs.transition(sent[1][1], "succeeded", allowed_from=("running",))
+    # The worker finishing after all cannot bring it back.
+    assert not batches.jobs.transition(sent[1][1], "succeeded", allowed_from=("queued", "running")).moved
     assert batches.get(b["id"])["state"] == "canceled"
 
 

@@ -1,8 +1,9 @@
 """services.enhance.pipeline with tiny stand-in networks: real facexlib/realesrgan code, no weights.
 
-The face helper is a real FaceRestoreHelper whose detector and parser are stubs, so
-face selection, alignment and paste-back run the production code on synthetic
-detections; the upsampler is a real (kadr) RealESRGANer around a tiny network.
+The face helper is a real FaceRestoreHelper whose detector is a stub and whose parser is
+a real (narrow) ParseNet, so face selection, alignment and the banded paste-back run the
+production code on synthetic detections; the upsampler is a real (kadr) RealESRGANer
+around a tiny network.
 """
 from __future__ import annotations
 
@@ -14,29 +15,41 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.enhance import models
-from services.enhance.pipeline import EnhanceError, EnhanceOptions, enhance
+from services.enhance import models, paste, tiling
+from services.enhance.pipeline import Costs, EnhanceError, EnhanceOptions, Limits, enhance, run
 
 import facexlib.utils.face_restoration_helper as frh  # noqa: E402  (after models: needs the basicsr shim)
+from facexlib.parsing.parsenet import ParseNet  # noqa: E402
 from realesrgan import RealESRGANer  # noqa: E402
 from realesrgan.archs.srvgg_arch import SRVGGNetCompact  # noqa: E402
 
 CPU = torch.device("cpu")
 FFHQ_TEMPLATE = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
                           [201.26117, 371.41043], [313.08905, 371.15118]])
+ROOMY = Limits(budget_bytes=512 * 2**20)
 
 
 # --------------------------------------------------------------------------- stand-ins
 
 
 class StubDetector:
-    """RetinaFace stand-in: returns the rows it was given ([x1, y1, x2, y2, score, 5 landmarks])."""
+    """RetinaFace stand-in: ``rows`` ([x1, y1, x2, y2, score, 5 landmarks]) are in the
+    coordinates of a photo of ``size`` (w, h); like a real detector it answers in the
+    coordinates of the image it is given, which may be a smaller copy."""
 
     def __init__(self):
         self.rows = np.zeros((0, 15), dtype=np.float32)
+        self.size = None
+        self.seen = []
 
     def detect_faces(self, image, conf_threshold=0.8):
-        return self.rows.copy()
+        self.seen.append(image.shape[:2])
+        rows = self.rows.astype(np.float64).copy()
+        if self.size is not None:
+            sx, sy = image.shape[1] / self.size[0], image.shape[0] / self.size[1]
+            rows[:, [0, 2, 5, 7, 9, 11, 13]] *= sx
+            rows[:, [1, 3, 6, 8, 10, 12, 14]] *= sy
+        return rows.astype(np.float32)
 
 
 def face_row(x: float, y: float, size: float) -> np.ndarray:
@@ -46,7 +59,7 @@ def face_row(x: float, y: float, size: float) -> np.ndarray:
 
 
 class StubGFPGAN(torch.nn.Module):
-    """Identity 'restoration' that can be told to fail on given calls (0-based)."""
+    """Inverting 'restoration' (so pasted faces show) that can be told to fail on given calls (0-based)."""
 
     def __init__(self, fail_calls=()):
         super().__init__()
@@ -57,18 +70,25 @@ class StubGFPGAN(torch.nn.Module):
         call, self.calls = self.calls, self.calls + 1
         if call in self.fail_calls:
             raise RuntimeError("simulated restoration failure")
-        return (x.clone(),)
+        return (-x,)
 
 
-def stub_parse(x):
-    return (torch.zeros(1, 19, x.shape[2], x.shape[3]),)
+def tiny_parsenet():
+    """ParseNet's real layout (5 encoder stages, body, 4 decoder stages at 512 px), narrow."""
+    torch.manual_seed(3)
+    return ParseNet(in_size=512, out_size=512, parsing_ch=19, base_ch=8, ch_range=[8, 16], res_depth=1).eval()
+
+
+@pytest.fixture(scope="module")
+def parsenet():
+    return tiny_parsenet()
 
 
 @pytest.fixture
-def restorer(monkeypatch):
+def restorer(monkeypatch, parsenet):
     detector = StubDetector()
     monkeypatch.setattr(frh, "init_detection_model", lambda *a, **k: detector)
-    monkeypatch.setattr(frh, "init_parsing_model", lambda *a, **k: stub_parse)
+    monkeypatch.setattr(frh, "init_parsing_model", lambda *a, **k: parsenet)
     helper = frh.FaceRestoreHelper(2, face_size=512, crop_ratio=(1, 1), det_model="retinaface_resnet50",
                                    save_ext="png", use_parse=True, device=CPU, model_rootpath="/nonexistent")
     r = models.Restorer(StubGFPGAN(), helper, upscale=2, bg_upsampler=None, device=CPU)
@@ -102,12 +122,22 @@ def tiny_weights(tmp_path):
     return path
 
 
-def make_upsampler(path, net, tile=0, cls=models.Upsampler):
+def make_upsampler(path, net=None, tile=0, cls=models.Upsampler):
+    net = net if net is not None else tiny_net(OomAboveSize)  # records the tile sizes it sees
     return cls(scale=4, model_path=str(path), model=net, tile=tile, tile_pad=10, pre_pad=0, device=CPU)
+
+
+def network(up, device=CPU, bytes_per_pixel=1024.0):
+    net = tiling.Network.of(up, bytes_per_pixel)
+    return tiling.Network(net.module, net.scale, device, net.half, net.mod, net.bytes_per_pixel)
 
 
 def flat(h, w, value=128):
     return np.full((h, w, 3), value, dtype=np.uint8)
+
+
+def noise(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------- options
@@ -150,6 +180,7 @@ def test_fast_quality_without_faces_scales_the_input(restorer, h, w, upscale):
     img = flat(h, w, 77)
     result = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=upscale))
     assert result.image.shape == (h * upscale, w * upscale, 3)
+    assert (result.width, result.height) == (w * upscale, h * upscale)
     assert result.image.dtype == np.uint8
     assert (result.faces_found, result.faces_restored, result.faces_failed) == (0, 0, 0)
     assert result.tile_used is None
@@ -188,13 +219,9 @@ def test_max_faces_keeps_the_largest_detections(restorer):
 
 
 def test_max_faces_zero_skips_the_detector(restorer):
-    sizes = [40, 120]
-    restorer.detector.rows = np.stack([face_row(10 + 5 * i, 10 + 5 * i, s) for i, s in enumerate(sizes)])
-    calls = []
-    original = restorer.face_helper.read_image
-    restorer.face_helper.read_image = lambda img: calls.append(img.shape) or original(img)
+    restorer.detector.rows = np.stack([face_row(10, 10, 40)])
     result = enhance(flat(48, 64), restorer, None, EnhanceOptions(quality="fast", max_faces=0, upscale=1))
-    assert calls == [] and result.faces_found == 0 and result.image.shape == (48, 64, 3)
+    assert restorer.detector.seen == [] and result.faces_found == 0 and result.image.shape == (48, 64, 3)
 
 
 def test_only_center_face_restores_the_face_nearest_the_centre(restorer):
@@ -220,7 +247,7 @@ def test_unusable_detections_are_not_restored(restorer, monkeypatch):
 
     def fit(src, dst, **kw):
         # OpenCV answers None when it cannot fit a similarity transform.
-        return (None, None) if src[0, 0] == degenerate[5] else real_fit(src, dst, **kw)
+        return (None, None) if src[0, 0] == np.float32(degenerate[5]) else real_fit(src, dst, **kw)
 
     monkeypatch.setattr(cv2, "estimateAffinePartial2D", fit)
     result = enhance(flat(128, 128), restorer, None, EnhanceOptions(quality="fast"))
@@ -241,7 +268,8 @@ def test_aligned_input_is_restored_directly_at_512(restorer):
     result = enhance(flat(300, 200, 40), restorer, None, EnhanceOptions(has_aligned=True, upscale=4))
     assert result.image.shape == (512, 512, 3)
     assert (result.faces_found, result.faces_restored, result.faces_failed) == (1, 1, 0)
-    assert np.all(result.image == 40)  # identity stub: the resized face comes back
+    assert np.all(result.image == 215)  # the inverting stub, on the resized face
+    assert restorer.detector.seen == []
 
 
 def test_medium_quality_needs_an_upsampler(restorer):
@@ -250,91 +278,238 @@ def test_medium_quality_needs_an_upsampler(restorer):
     assert info.value.code == "upsampler_unavailable"
 
 
-def test_helper_state_is_cleared_when_the_background_step_fails(restorer):
-    class Broken:
-        tile_size = 0
-
-        def enhance(self, img, outscale=None):
+def test_helper_state_is_cleared_when_the_background_step_fails(restorer, tiny_weights):
+    class Broken(torch.nn.Module):
+        def forward(self, x):
             raise ValueError("boom")
 
     restorer.detector.rows = np.stack([face_row(10, 10, 60)])
+    net = tiling.Network(Broken(), 4, CPU)
     with pytest.raises(ValueError):
-        enhance(flat(128, 128), restorer, Broken(), EnhanceOptions(quality="high"))
+        enhance(flat(128, 128), restorer, net, EnhanceOptions(quality="high"), limits=ROOMY)
     helper = restorer.face_helper
     assert helper.det_faces == [] and helper.cropped_faces == [] and helper.restored_faces == []
 
 
-def test_medium_quality_uses_the_upsampler_for_the_background(restorer, tiny_weights):
-    up = make_upsampler(tiny_weights, tiny_net())
-    result = enhance(flat(20, 30), restorer, up, EnhanceOptions(quality="medium", upscale=3))
-    assert result.image.shape == (60, 90, 3)
-    assert result.tile_used == 0
+def test_faces_are_found_on_a_copy_within_the_budget_and_mapped_back(restorer):
+    """The detector sees a copy no larger than the budget allows; the boxes land on the
+    faces in the full photo (the stub answers in the copy's coordinates, as RetinaFace does)."""
+    h, w = 1200, 1600
+    img = noise(h, w)
+    restorer.detector.rows = np.stack([face_row(400, 300, 300), face_row(1000, 500, 240)])
+    restorer.detector.size = (w, h)
+    limits = Limits(budget_bytes=img.nbytes + 56 * 2**20, detect_max_pixels=200_000, detect_bytes_per_pixel=100.0,
+                    reserve_bytes=48 * 2**20)
+    boxes = []
+    original_align = restorer.face_helper.align_warp_face
+    restorer.face_helper.align_warp_face = lambda *a, **k: (
+        boxes.extend(np.asarray(b[:4]) for b in restorer.face_helper.det_faces), original_align(*a, **k))
+    result = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=1), limits=limits)
+    (sh, sw), = restorer.detector.seen
+    assert sh * sw <= 200_000 and result.detect_scale < 0.4
+    assert sw / sh == pytest.approx(w / h, rel=0.01)
+    expected = [np.array([400, 300, 700, 600]), np.array([1000, 500, 1240, 740])]
+    assert len(boxes) == 2
+    for got, want in zip(boxes, expected):
+        assert np.abs(got - want).max() < 2.0  # the copy's rounding, in the photo's pixels
+    assert result.faces_restored == 2
+
+
+# --------------------------------------------------------------------------- background in bands
+
+
+@pytest.mark.parametrize("upscale", [1, 2, 3, 4])
+def test_tiled_bands_match_stock_realesrgan_with_the_same_tiles(tiny_weights, upscale):
+    img = noise(70, 90)
+    stock = make_upsampler(tiny_weights, tiny_net(), tile=32, cls=RealESRGANer).enhance(img, outscale=upscale)[0]
+    up = make_upsampler(tiny_weights)
+    bands = list(tiling.sr_bands(img, network(up), upscale=upscale, tile=32, pad=10))
+    ours = np.concatenate([b.pixels for b in bands])
+    assert [b.y for b in bands] == [y * upscale for y in range(0, 70, 32)]
+    assert ours.shape == stock.shape
+    if upscale in (1, 2, 4):  # scale ratios OpenCV resizes exactly tile by tile
+        assert np.array_equal(ours, stock)
+    else:
+        assert np.abs(ours.astype(int) - stock).max() <= 1 and (ours != stock).mean() < 0.01
+
+
+def test_tiled_bands_are_seamless_against_the_whole_image(tiny_weights):
+    img = noise(70, 90, seed=4)
+    whole = make_upsampler(tiny_weights, tiny_net(), tile=0).enhance(img)[0]
+    ours = np.concatenate([b.pixels for b in tiling.sr_bands(img, network(make_upsampler(tiny_weights)),
+                                                             upscale=4, tile=32, pad=10)])
+    # tile_pad (10) exceeds the tiny net's receptive radius (3): tiling is seamless.
+    assert np.abs(ours.astype(int) - whole.astype(int)).max() <= 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(1, 60), w=st.integers(1, 40), upscale=st.integers(1, 4), rows=st.integers(1, 25))
+def test_lanczos_bands_equal_one_whole_resize(h, w, upscale, rows):
+    img = noise(h, w, seed=h * 100 + w)
+    ours = np.concatenate([b.pixels for b in tiling.resize_bands(img, upscale=upscale, rows=rows)])
+    assert np.array_equal(ours, cv2.resize(img, (w * upscale, h * upscale), interpolation=cv2.INTER_LANCZOS4))
+
+
+@settings(max_examples=50, deadline=None)
+@given(budget=st.integers(1, 2**31), width=st.integers(1, 20_000), upscale=st.integers(1, 4),
+       bpp=st.sampled_from([600.0, 1200.0, 3600.0]))
+def test_the_chosen_tile_is_the_largest_that_fits_the_budget(budget, width, upscale, bpp):
+    net = tiling.Network(torch.nn.Identity(), 4, CPU, bytes_per_pixel=bpp)
+    tile = tiling.choose_tile(budget, pad=10, net=net, out_width=width * upscale, upscale=upscale, largest=512)
+    if tile is None:
+        assert tiling.tile_cost(32, 10, net, width * upscale, upscale) > budget
+    else:
+        assert tile % 8 == 0 and 32 <= tile <= 512
+        assert tiling.tile_cost(tile, 10, net, width * upscale, upscale) <= budget
+        assert tile == 512 or tiling.tile_cost(tile + 8, 10, net, width * upscale, upscale) > budget
+
+
+def test_medium_quality_tiles_from_the_budget(restorer, tiny_weights):
+    up = make_upsampler(tiny_weights)
+    img = noise(300, 300)
+    bands = []
+    result = run(img, restorer, network(up, bytes_per_pixel=4000.0),
+                 EnhanceOptions(quality="medium", upscale=2, max_faces=0),
+                 limits=Limits(budget_bytes=img.nbytes + 48 * 2**20 + 40 * 2**20, max_tile=512),
+                 costs=Costs(),
+                 sink=bands.append, tick=lambda f: None)
+    assert result.tile_used is not None and result.tile_used < 300
+    assert max(up.model.seen) <= result.tile_used + 20  # a tile plus its padding, never the photo
+    assert sum(b.pixels.shape[0] for b in bands) == 600
+
+
+def test_a_photo_that_does_not_fit_the_budget_is_a_clear_error(restorer, tiny_weights):
+    up = make_upsampler(tiny_weights)
+    with pytest.raises(EnhanceError) as info:
+        enhance(flat(64, 64), restorer, network(up), EnhanceOptions(quality="medium", max_faces=0),
+                limits=Limits(budget_bytes=50 * 2**20))  # less than the reserve alone
+    assert info.value.code == "over_budget" and "budget" in info.value.message
 
 
 # --------------------------------------------------------------------------- GPU out-of-memory policy
 
 
-@pytest.mark.parametrize(
-    ("limit", "tile_used", "attempts"),
-    [
-        (10**6, 0, [160]),  # fits: one whole-image pass
-        (150, 128, [160, 160, 160, 138]),  # whole, 512, 256 fail (each is the whole image); 128+pad fits
-        (90, 64, [160, 160, 160, 138, 74]),
-    ],
-)
-def test_oom_halves_the_tile_until_it_fits(restorer, tiny_weights, limit, tile_used, attempts):
+def test_cuda_oom_halves_the_tile_for_that_band_and_the_rest(restorer, tiny_weights):
     net = tiny_net(OomAboveSize)
-    net.limit = limit
-    up = make_upsampler(tiny_weights, net, tile=0)
-    img = np.random.default_rng(1).integers(0, 255, (160, 160, 3), dtype=np.uint8)
-    result = enhance(img, restorer, up, EnhanceOptions(quality="medium", upscale=4))
-    assert result.tile_used == tile_used
-    assert result.image.shape == (640, 640, 3)
-    assert net.seen[:len(attempts)] == attempts
-    assert up.tile_size == 0  # the shared upsampler keeps its configured tile for the next photo
+    net.limit = 150
+    up = make_upsampler(tiny_weights, net)
+    img = noise(400, 400, seed=1)
+    bands = list(tiling.sr_bands(img, tiling.Network(net, 4, CPU), upscale=4, tile=256, pad=10, tile_floor=64))
+    assert [b.tile for b in bands] == [128, 128, 128, 128]  # 256+pad failed once; every band then used 128
+    assert net.seen[0] == 266 and max(net.seen[1:]) <= 148
+    ours = np.concatenate([b.pixels for b in bands])
+    stock = make_upsampler(tiny_weights, tiny_net(), tile=128, cls=RealESRGANer).enhance(img)[0]
+    assert np.array_equal(ours, stock)
 
 
-def test_oom_below_the_tile_floor_is_a_clear_error(restorer, tiny_weights):
+def test_cuda_oom_below_the_tile_floor_is_a_clear_error(restorer, tiny_weights):
     net = tiny_net(OomAboveSize)
     net.limit = 50
-    up = make_upsampler(tiny_weights, net, tile=0)
+    # With a device budget the pipeline runs as on CUDA: out-of-memory halves the tile.
     with pytest.raises(EnhanceError) as info:
-        enhance(flat(160, 160), restorer, up, EnhanceOptions(quality="medium", upscale=4), tile_floor=64)
+        enhance(flat(160, 160), restorer, tiling.Network(net, 4, CPU, bytes_per_pixel=10.0), EnhanceOptions(quality="medium", upscale=4, max_faces=0),
+                limits=Limits(budget_bytes=2**30, tile_floor=64, device_budget_bytes=2**30, max_tile=128))
     assert info.value.code == "gpu_out_of_memory"
     assert "64px tiles" in info.value.message
-    assert up.tile_size == 0
     assert restorer.face_helper.restored_faces == []
 
 
-def test_option_tile_is_the_starting_tile(restorer, tiny_weights):
-    net = tiny_net(OomAboveSize)
-    up = make_upsampler(tiny_weights, net, tile=0)
-    img = flat(300, 300)
-    result = enhance(img, restorer, up, EnhanceOptions(quality="medium", tile=256, upscale=2))
-    assert result.tile_used == 256
-    assert max(net.seen) == 256 + 10  # a border tile plus its inner padding, never the whole image
-
-
-def test_tiled_upsampling_matches_stock_realesrgan_and_whole_image(tiny_weights):
-    img = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
-    whole = make_upsampler(tiny_weights, tiny_net(), tile=0).enhance(img)[0]
-    ours = make_upsampler(tiny_weights, tiny_net(), tile=32).enhance(img)[0]
-    stock = make_upsampler(tiny_weights, tiny_net(), tile=32, cls=RealESRGANer).enhance(img)[0]
-    assert np.array_equal(ours, stock)
-    # tile_pad (10) exceeds the tiny net's receptive radius (3): tiling is seamless.
-    assert np.abs(ours.astype(int) - whole.astype(int)).max() <= 1
-
-
-def test_tiled_upsampler_lets_oom_through(tiny_weights):
-    # The stock RealESRGANer swallows it and reuses a stale tile; ours must not.
+def test_on_cpu_an_out_of_memory_error_is_not_retried(tiny_weights):
     net = tiny_net(OomAboveSize)
     net.limit = 30
-    up = make_upsampler(tiny_weights, net, tile=64)
-    with pytest.raises(torch.cuda.OutOfMemoryError):
-        up.enhance(flat(100, 100))
+    with pytest.raises(tiling.TileOutOfMemory):
+        list(tiling.sr_bands(flat(100, 100), tiling.Network(net, 4, CPU), upscale=4, tile=64, pad=10))
 
 
-def test_lanczos_background_matches_cv2(restorer):
-    img = np.random.default_rng(3).integers(0, 255, (33, 17, 3), dtype=np.uint8)
-    result = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=3))
-    assert np.array_equal(result.image, cv2.resize(img, (51, 99), interpolation=cv2.INTER_LANCZOS4))
+def test_option_tile_caps_the_tile(restorer, tiny_weights):
+    up = make_upsampler(tiny_weights)
+    result = enhance(flat(600, 600), restorer, network(up, bytes_per_pixel=1.0),
+                     EnhanceOptions(quality="medium", tile=256, upscale=2, max_faces=0),
+                     limits=Limits(budget_bytes=2**30, max_tile=512))
+    assert result.tile_used == 256
+    assert max(up.model.seen) == 256 + 20
+
+
+# --------------------------------------------------------------------------- paste-back in bands
+
+
+def test_banded_paste_equals_facexlibs_whole_image_paste(restorer):
+    """Faces pasted band by band (bands cutting through them) give facexlib's result."""
+    img = noise(256, 300, seed=2)
+    upscale = 2
+    restorer.detector.rows = np.stack([face_row(20, 30, 120), face_row(140, 90, 100), face_row(100, 60, 90)])
+    helper = restorer.face_helper
+    helper.clean_all()
+    helper.set_upscale_factor(upscale)
+    helper.read_image(img)
+    helper.get_face_landmarks_5(eye_dist_threshold=5)
+    helper.align_warp_face()
+    faces = [np.ascontiguousarray(255 - c) for c in helper.cropped_faces]
+    for f in faces:
+        helper.add_restored_face(f)
+    affines = [a.copy() for a in helper.affine_matrices]
+    background = cv2.resize(img, (600, 512), interpolation=cv2.INTER_LANCZOS4)
+    helper.get_inverse_affine(None)
+    reference = helper.paste_faces_to_input_image(upsample_img=background.copy())
+    prepared = [paste.prepare_face(f, a, upscale, (600, 512), helper.face_parse, CPU) for f, a in zip(faces, affines)]
+    ours = background.copy()
+    for y in range(0, 512, 70):
+        paste.paste_band(ours[y:y + 70], y, prepared)
+    assert (reference != background).any()  # the faces did land
+    assert np.array_equal(ours, reference)
+    helper.clean_all()
+
+
+def test_lean_parsenet_gives_the_stock_classes(parsenet):
+    from services.enhance import parsenet_forward
+
+    x = torch.rand(1, 3, 512, 512) * 2 - 1
+    with torch.inference_mode():
+        stock = parsenet(x)[0].argmax(dim=1).squeeze(0).to(torch.uint8).numpy()
+    assert np.array_equal(parsenet_forward.labels(parsenet, x), stock)
+
+
+# --------------------------------------------------------------------------- progress and stopping
+
+
+def test_progress_rises_per_face_and_tile_and_ends_at_one(restorer, tiny_weights):
+    restorer.detector.rows = np.stack([face_row(10, 10, 80), face_row(150, 150, 60)])
+    up = make_upsampler(tiny_weights)
+    ticks = []
+    enhance(noise(200, 260), restorer, network(up), EnhanceOptions(quality="medium", upscale=2, tile=256),
+            limits=Limits(budget_bytes=2**30, max_tile=64), tick=ticks.append)
+    assert len(ticks) == 2 + 4 * 5  # two faces, then 4x5 tiles of 64
+    assert ticks == sorted(ticks) and ticks[-1] == 1.0 and ticks[0] > 0
+
+
+def test_a_tick_that_raises_stops_the_work_at_once(restorer, tiny_weights):
+    class Stop(Exception):
+        pass
+
+    up = make_upsampler(tiny_weights)
+    restorer.detector.rows = np.stack([face_row(10, 10, 80)])
+    bands, ticks = [], []
+
+    def tick(f):
+        ticks.append(f)
+        if len(ticks) == 3:  # the face, then two tiles
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(noise(200, 260), restorer, network(up), EnhanceOptions(quality="medium", upscale=2),
+            limits=Limits(budget_bytes=2**30, max_tile=64), costs=Costs(), sink=bands.append, tick=tick)
+    assert len(up.model.seen) == 2 and bands == []  # no third tile, no band handed on
+    assert restorer.face_helper.det_faces == [] and restorer.face_helper.cropped_faces == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(angle=st.floats(-0.6, 0.6), scale=st.floats(0.05, 10), tx=st.floats(-800, 3000), ty=st.floats(-800, 3000),
+       x0=st.integers(0, 2500), y0=st.integers(0, 2500), w=st.integers(1, 600), h=st.integers(1, 300))
+def test_a_warped_window_is_that_window_of_the_whole_warp(angle, scale, tx, ty, x0, y0, w, h):
+    src = noise(64, 80, seed=5)
+    srcf = np.random.default_rng(6).random((64, 80))
+    m = np.array([[scale * np.cos(angle), -scale * np.sin(angle), tx], [scale * np.sin(angle), scale * np.cos(angle), ty]])
+    canvas = (x0 + w, y0 + h)
+    assert np.array_equal(paste.warp_window(src, m, x0, y0, w, h), cv2.warpAffine(src, m, canvas)[y0:, x0:])
+    assert np.array_equal(paste.warp_window(srcf, m, x0, y0, w, h),
+                          cv2.warpAffine(srcf, m, canvas, flags=3)[y0:, x0:])

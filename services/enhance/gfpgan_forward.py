@@ -1,0 +1,141 @@
+"""GFPGAN v1.4's forward pass with fewer activations alive at once.
+
+The stock ``GFPGANv1Clean.forward`` keeps every U-Net feature, a clone of every SFT
+condition and the last U-Net feature map alive through the whole StyleGAN decoder, and
+its style convolutions and SFT step build a new full-size tensor per operation: one
+512x512 face peaks at ~530 MB over the idle process on the CPU, more than a whole
+12 MP photo's background pass needs. This is the same computation, operation for
+operation (so the output is the same to the bit, test_gfpgan_forward.py), with each
+tensor released once used and the elementwise steps done in place: ~300 MB.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LeanGFPGAN(nn.Module):
+    """Wraps a loaded ``GFPGANv1Clean``; called like it (``return_rgb`` is ignored: the
+    intermediate RGB outputs are a training aid nobody here reads)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, return_rgb: bool = False, weight: float = 0.5, **_):
+        n = self.net
+        feat = F.leaky_relu_(n.conv_body_first(x), negative_slope=0.2)
+        del x
+        skips = []
+        for down in n.conv_body_down[:n.log_size - 2]:
+            feat = down(feat)
+            skips.insert(0, feat)
+        feat = F.leaky_relu_(n.final_conv(feat), negative_slope=0.2)
+        style = n.final_linear(feat.view(feat.size(0), -1))
+        if n.different_w:
+            style = style.view(style.size(0), -1, n.num_style_feat)
+        conditions: list[torch.Tensor | None] = []
+        for i in range(n.log_size - 2):
+            feat = feat + skips[i]
+            skips[i] = None
+            feat = n.conv_body_up[i](feat)
+            conditions.append(n.condition_scale[i](feat))
+            conditions.append(n.condition_shift[i](feat))
+        del feat, skips
+        return _decode(n.stylegan_decoder, style, conditions, input_is_latent=n.input_is_latent), None
+
+
+def _decode(dec, style: torch.Tensor, conditions: list, *, input_is_latent: bool) -> torch.Tensor:
+    """StyleGAN2GeneratorCSFT.forward for one style code, random noise, no truncation."""
+    if not input_is_latent:
+        style = dec.style_mlp(style)
+    latent = style if style.ndim >= 3 else style.unsqueeze(1).repeat(1, dec.num_latent, 1)
+    out = dec.constant_input(latent.shape[0])
+    out = _style_conv(dec.style_conv1, [out], latent[:, 0])
+    skip = dec.to_rgb1(out, latent[:, 1])
+    i = 1
+    for conv1, conv2, to_rgb in zip(dec.style_convs[::2], dec.style_convs[1::2], dec.to_rgbs):
+        holder = [out]
+        del out
+        out = _style_conv(conv1, holder, latent[:, i])
+        if i < len(conditions):
+            scale, shift = conditions[i - 1], conditions[i]
+            conditions[i - 1] = conditions[i] = None
+            if dec.sft_half:  # SFT on the second half of the channels, in place
+                out_sft = torch.split(out, int(out.size(1) // 2), dim=1)[1]
+                out_sft.mul_(scale).add_(shift)
+            else:
+                out.mul_(scale).add_(shift)
+            del scale, shift
+        holder = [out]
+        del out
+        out = _style_conv(conv2, holder, latent[:, i + 1])
+        skip = to_rgb(out, latent[:, i + 2], skip)
+        i += 2
+    return skip
+
+
+def _style_conv(layer, holder: list, style: torch.Tensor) -> torch.Tensor:
+    """StyleConv.forward: modulated conv, x sqrt(2), noise, bias, leaky ReLU, in place.
+    The input comes in a one-item list so the last reference to it can be dropped as
+    soon as the (possibly upsampled) copy exists."""
+    mc = layer.modulated_conv
+    x = holder.pop()
+    b, c, h, w = x.shape
+    s = mc.modulation(style).view(b, 1, c, 1, 1)
+    weight = mc.weight * s
+    if mc.demodulate:
+        demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + mc.eps)
+        weight = weight * demod.view(b, mc.out_channels, 1, 1, 1)
+    weight = weight.view(b * mc.out_channels, c, mc.kernel_size, mc.kernel_size)
+    out = _modulated_conv(mc, x, weight)
+    del x
+    out.mul_(2**0.5)
+    noise = out.new_empty(b, 1, *out.shape[2:4]).normal_()
+    out.add_(layer.weight * noise)
+    del noise
+    out.add_(layer.bias)
+    return layer.activate(out)
+
+
+STRIP_FROM = 256  # output side from which a convolution runs in strips of rows
+STRIP_ROWS = 64
+
+
+def _modulated_conv(mc, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """ModulatedConv2d's resampling and grouped convolution. At 256 px and up it runs a
+    strip of output rows at a time (upsampling only the input rows the strip reads), so
+    neither the whole upsampled input nor the convolution's own copies of it exist at
+    once. A strip's rows are computed from the same inputs with the same weights."""
+    b, c, h, w = x.shape
+    up = mc.sample_mode == "upsample"
+    oh = h * 2 if up else h
+    if mc.sample_mode == "downsample" or oh < STRIP_FROM:
+        if up:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        elif mc.sample_mode == "downsample":
+            x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+        b, c, h, w = x.shape
+        out = F.conv2d(x.view(1, b * c, h, w), weight, padding=mc.padding, groups=b)
+        return out.view(b, mc.out_channels, *out.shape[2:4])
+    p = mc.padding
+    ow = w * 2 if up else w
+    out = x.new_empty(b, mc.out_channels, oh, ow)
+    for r0 in range(0, oh, STRIP_ROWS):
+        r1 = min(oh, r0 + STRIP_ROWS)
+        a0, a1 = max(0, r0 - p), min(oh, r1 + p)  # input rows (at output resolution) the strip reads
+        if up:
+            # Bilinear x2 reads source rows floor(j/2 - 1/4) and the next: two rows of
+            # margin keep every kept row's interpolation identical to the whole image's.
+            s0, s1 = max(0, a0 // 2 - 1), min(h, (a1 + 1) // 2 + 1)
+            xs = F.interpolate(x[:, :, s0:s1], scale_factor=2, mode="bilinear", align_corners=False)
+            xs = xs[:, :, a0 - 2 * s0:a1 - 2 * s0]
+        else:
+            xs = x[:, :, a0:a1]
+        xs = F.pad(xs, (0, 0, p - (r0 - a0), p - (a1 - r1)))  # zero rows where the image ends
+        _, _, sh, sw = xs.shape
+        o = F.conv2d(xs.reshape(1, b * c, sh, sw), weight, padding=(0, p), groups=b)
+        out[:, :, r0:r1] = o.view(b, mc.out_channels, r1 - r0, ow)
+        del xs, o
+    return out

@@ -1,0 +1,56 @@
+"""facexlib's ParseNet (the face-parsing net behind GFPGAN's paste-back mask) run a
+strip of rows at a time where its feature maps are large.
+
+Called whole on a 512x512 face it peaks at ~390 MB over the idle process on the CPU
+(64-128 channels at 512 and 256 px) and also computes an RGB output nobody reads. Its
+high-resolution layers are local (3x3 convolutions, batch norm in eval mode, pointwise
+activations, x2 nearest upsampling), so each strip of output rows is computed from the
+input rows it depends on plus a margin wider than their reach; rows the margin's false
+edges touch are cut off. The 128-px-and-below middle runs whole. Same convolutions on
+the same rows: the classes are the stock ones (test_parsenet_forward.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+HEAD_LAYERS = 3  # encoder[0:3]: 512 -> 128 px
+TAIL_LAYERS = 2  # decoder[-2:] + out_mask_conv: 128 -> 512 px
+HEAD_HALO = 16  # input rows of margin; the head reaches 7, a multiple of 4 keeps strides aligned
+TAIL_HALO = 4  # rows at 128 px; the tail reaches 2
+STRIP = 64  # output rows per strip at 128 px (head) and 512 px (tail)
+
+
+def labels(net, x: torch.Tensor) -> np.ndarray:
+    """Parse classes (HxW uint8) of one normalised face ``x`` (1x3x512x512), as
+    ``net(x)[0].argmax(1)`` gives them."""
+    enc, dec = net.encoder, net.decoder
+    with torch.inference_mode():
+        head = _strips(lambda t: enc[:HEAD_LAYERS](t), x, scale=0.25, out_rows=STRIP // 2, halo=HEAD_HALO)
+        del x
+        feat = enc[HEAD_LAYERS:](head)
+        del head
+        mid = dec[:len(dec) - TAIL_LAYERS](feat + net.body(feat))
+        del feat
+
+        def tail(t):
+            return net.out_mask_conv(dec[len(dec) - TAIL_LAYERS:](t)).argmax(dim=1).to(torch.uint8)
+
+        out = _strips(tail, mid, scale=4, out_rows=STRIP, halo=TAIL_HALO)
+    return out.squeeze(0).cpu().numpy()
+
+
+def _strips(fn, x: torch.Tensor, *, scale: float, out_rows: int, halo: int) -> torch.Tensor:
+    """``fn(x)`` for a local ``fn`` that scales rows by ``scale``, a strip at a time."""
+    h = x.shape[2]
+    oh = int(h * scale)
+    parts = []
+    for o0 in range(0, oh, out_rows):
+        o1 = min(oh, o0 + out_rows)
+        a0 = max(0, int(o0 / scale) - halo)
+        a1 = min(h, int(np.ceil(o1 / scale)) + halo)
+        y = fn(x[:, :, a0:a1])
+        first = int(round(a0 * scale))
+        parts.append(y[..., o0 - first:o1 - first, :])
+        del y
+    return torch.cat(parts, dim=-2)
