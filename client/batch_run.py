@@ -244,7 +244,16 @@ class BatchRun:
 
     def _batch_seen(self, batch: dict) -> None:
         self.eta = batch.get("eta_seconds")
-        self.note = "paused" if batch.get("paused") or batch.get("state") == "paused" else ""
+        running = batch.get("running") or []
+        if batch.get("paused") or batch.get("state") == "paused":
+            self.note = "paused"
+        elif running:
+            # A 24 MP photo takes minutes: say how far the ones in the works are.
+            shares = ", ".join(f"{r['progress']:.0%}" for r in running[:4])
+            self.note = f"{len(running)} in progress ({shares}{', ...' if len(running) > 4 else ''})"
+        else:
+            self.note = ""
+        self._refresh()
 
     def _after_item(self, rel: str) -> None:
         """Whatever the item's new state calls for: a download, a copy, a failure."""

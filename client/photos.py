@@ -21,7 +21,8 @@ EXIT_INTERRUPTED = 130
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="where the results go (same relative paths as the inputs)")
 @click.option("--quality", help="fast, medium or high (default: the server's)")
-@click.option("--upscale", type=int, help="1, 2 or 4")
+@click.option("--upscale", type=click.IntRange(1, 4),
+              help="1-4 (default: 2 where the result fits the server's limit, else the largest that does)")
 @click.option("--max-faces", type=int, help="faces restored per photo")
 @click.option("--concurrency", type=click.IntRange(1, 32), default=3, show_default=True,
               help="parallel uploads (and downloads)")
@@ -43,7 +44,7 @@ def enhance(photos, out_dir: Path, quality, upscale, max_faces, concurrency, bat
     except InputError as e:
         raise click.UsageError(str(e))
     if not files:
-        raise click.UsageError("no photos found (jpg, jpeg, png, webp, bmp, tif, tiff)")
+        raise click.UsageError("no photos found (jpg, jpeg, png, webp, bmp, tif, tiff, heic, heif, avif)")
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / st.STATE_FILE
     state = _load_state(state_path, client.base_url, params, new_batch)

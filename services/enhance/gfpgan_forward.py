@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from services.enhance.strips import in_strips
+
 
 class LeanGFPGAN(nn.Module):
     """Wraps a loaded ``GFPGANv1Clean``; called like it (``return_rgb`` is ignored: the
@@ -39,9 +41,25 @@ class LeanGFPGAN(nn.Module):
         for i in range(n.log_size - 2):
             feat = feat + skips[i]
             skips[i] = None
-            feat = n.conv_body_up[i](feat)
-            conditions.append(n.condition_scale[i](feat))
-            conditions.append(n.condition_shift[i](feat))
+            if i == n.log_size - 3 and feat.shape[-2] * 2 >= STRIP_FROM:
+                # The top level (512 px): up-block and both condition branches a strip at
+                # a time; only the conditions are kept whole (the decoder needs them),
+                # the level's own feature map is never needed whole.
+                up, cs, csh = n.conv_body_up[i], n.condition_scale[i], n.condition_shift[i]
+
+                def level(t, up=up, cs=cs, csh=csh):
+                    f = up(t)
+                    return torch.cat([cs(f), csh(f)], dim=1)
+
+                both = in_strips(level, feat, scale=2, out_rows=STRIP_ROWS, halo=8)
+                half = both.shape[1] // 2
+                conditions += [both[:, :half], both[:, half:]]
+                del both
+                feat = None
+            else:
+                feat = n.conv_body_up[i](feat)
+                conditions.append(n.condition_scale[i](feat))
+                conditions.append(n.condition_shift[i](feat))
         del feat, skips
         return _decode(n.stylegan_decoder, style, conditions, input_is_latent=n.input_is_latent), None
 
@@ -55,7 +73,15 @@ def _decode(dec, style: torch.Tensor, conditions: list, *, input_is_latent: bool
     out = _style_conv(dec.style_conv1, [out], latent[:, 0])
     skip = dec.to_rgb1(out, latent[:, 1])
     i = 1
-    for conv1, conv2, to_rgb in zip(dec.style_convs[::2], dec.style_convs[1::2], dec.to_rgbs):
+    levels = list(zip(dec.style_convs[::2], dec.style_convs[1::2], dec.to_rgbs))
+    for n, (conv1, conv2, to_rgb) in enumerate(levels):
+        if n == len(levels) - 1 and out.shape[-2] * 2 >= STRIP_FROM and i < len(conditions):
+            # The top level, a strip of rows at a time through both convolutions and the
+            # RGB layer: its 512 px feature maps never exist whole.
+            scale, shift = conditions[i - 1], conditions[i]
+            conditions[i - 1] = conditions[i] = None
+            return _top_level(conv1, conv2, to_rgb, out, latent[:, i], latent[:, i + 1], latent[:, i + 2],
+                              scale, shift, skip, sft_half=dec.sft_half)
         holder = [out]
         del out
         out = _style_conv(conv1, holder, latent[:, i])
@@ -74,6 +100,76 @@ def _decode(dec, style: torch.Tensor, conditions: list, *, input_is_latent: bool
         skip = to_rgb(out, latent[:, i + 2], skip)
         i += 2
     return skip
+
+
+def _modulated_weight(mc, style: torch.Tensor, b: int, c: int) -> torch.Tensor:
+    """ModulatedConv2d's per-sample weights (grouped-convolution layout)."""
+    s = mc.modulation(style).view(b, 1, c, 1, 1)
+    weight = mc.weight * s
+    if mc.demodulate:
+        demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + mc.eps)
+        weight = weight * demod.view(b, mc.out_channels, 1, 1, 1)
+    return weight.view(b * mc.out_channels, c, mc.kernel_size, mc.kernel_size)
+
+
+def _top_level(conv1, conv2, to_rgb, x, style1, style2, style_rgb, scale, shift, skip, *, sft_half: bool):
+    """The last decoder level (StyleConv up, SFT, StyleConv, ToRGB) computed a strip of
+    output rows at a time. The noise maps are drawn whole, in the stock order, before
+    any strip, so they are the stock ones; every other step is per pixel or reads the
+    rows next to it, which each strip computes with a row of margin."""
+    b, c, h, w = x.shape
+    mc1, mc2, mcr = conv1.modulated_conv, conv2.modulated_conv, to_rgb.modulated_conv
+    oh, ow = h * 2, w * 2
+    w1 = _modulated_weight(mc1, style1, b, c)
+    noise1 = x.new_empty(b, 1, oh, ow).normal_()
+    w2 = _modulated_weight(mc2, style2, b, mc1.out_channels)
+    noise2 = x.new_empty(b, 1, oh, ow).normal_()
+    wr = _modulated_weight(mcr, style_rgb, b, mc2.out_channels)
+    skip = F.interpolate(skip, scale_factor=2, mode="bilinear", align_corners=False) if to_rgb.upsample else skip
+    rgb = x.new_empty(b, 3, oh, ow)
+    p1, p2 = mc1.padding, mc2.padding
+    half = mc1.out_channels // 2
+    for r0 in range(0, oh, STRIP_ROWS):
+        r1 = min(oh, r0 + STRIP_ROWS)
+        c0, c1 = max(0, r0 - p2), min(oh, r1 + p2)  # conv1 rows the strip's conv2 reads
+        y = _rows_up_conv(x, w1, mc1.out_channels, c0, c1, p1, b)
+        y.mul_(2**0.5)
+        y.add_(conv1.weight * noise1[:, :, c0:c1])
+        y.add_(conv1.bias)
+        y = conv1.activate(y)
+        if sft_half:
+            y[:, half:].mul_(scale[:, :, c0:c1]).add_(shift[:, :, c0:c1])
+        else:
+            y.mul_(scale[:, :, c0:c1]).add_(shift[:, :, c0:c1])
+        y = F.pad(y, (0, 0, p2 - (r0 - c0), p2 - (c1 - r1)))  # zero rows where the image ends
+        z = F.conv2d(y.reshape(1, b * mc1.out_channels, *y.shape[2:]), w2, padding=(0, p2), groups=b)
+        del y
+        z = z.view(b, mc2.out_channels, r1 - r0, ow)
+        z.mul_(2**0.5)
+        z.add_(conv2.weight * noise2[:, :, r0:r1])
+        z.add_(conv2.bias)
+        z = conv2.activate(z)
+        o = F.conv2d(z.reshape(1, b * mc2.out_channels, r1 - r0, ow), wr, padding=mcr.padding, groups=b)
+        del z
+        o = o.view(b, 3, r1 - r0, ow) + to_rgb.bias
+        rgb[:, :, r0:r1] = o + skip[:, :, r0:r1]
+    return rgb
+
+
+def _rows_up_conv(x, weight, out_channels: int, a0: int, a1: int, p: int, b: int) -> torch.Tensor:
+    """Rows a0..a1 (at twice ``x``'s resolution) of conv(upsample_x2(x)), as the whole
+    would give them: the source rows they read plus two of margin are upsampled, zero rows
+    stand for the padding past the image's edges."""
+    h = x.shape[2]
+    oh = h * 2
+    i0, i1 = max(0, a0 - p), min(oh, a1 + p)
+    s0, s1 = max(0, i0 // 2 - 1), min(h, (i1 + 1) // 2 + 1)
+    xs = F.interpolate(x[:, :, s0:s1], scale_factor=2, mode="bilinear", align_corners=False)
+    xs = xs[:, :, i0 - 2 * s0:i1 - 2 * s0]
+    xs = F.pad(xs, (0, 0, p - (a0 - i0), p - (i1 - a1)))
+    c = xs.shape[1]
+    out = F.conv2d(xs.reshape(1, b * c, *xs.shape[2:]), weight, padding=(0, p), groups=b)
+    return out.view(b, out_channels, a1 - a0, -1)
 
 
 def _style_conv(layer, holder: list, style: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from services.enhance.strips import in_strips
+
 HEAD_LAYERS = 3  # encoder[0:3]: 512 -> 128 px
 TAIL_LAYERS = 2  # decoder[-2:] + out_mask_conv: 128 -> 512 px
 HEAD_HALO = 16  # input rows of margin; the head reaches 7, a multiple of 4 keeps strides aligned
@@ -26,7 +28,7 @@ def labels(net, x: torch.Tensor) -> np.ndarray:
     ``net(x)[0].argmax(1)`` gives them."""
     enc, dec = net.encoder, net.decoder
     with torch.inference_mode():
-        head = _strips(lambda t: enc[:HEAD_LAYERS](t), x, scale=0.25, out_rows=STRIP // 2, halo=HEAD_HALO)
+        head = in_strips(lambda t: enc[:HEAD_LAYERS](t), x, scale=0.25, out_rows=STRIP // 2, halo=HEAD_HALO)
         del x
         feat = enc[HEAD_LAYERS:](head)
         del head
@@ -36,21 +38,5 @@ def labels(net, x: torch.Tensor) -> np.ndarray:
         def tail(t):
             return net.out_mask_conv(dec[len(dec) - TAIL_LAYERS:](t)).argmax(dim=1).to(torch.uint8)
 
-        out = _strips(tail, mid, scale=4, out_rows=STRIP, halo=TAIL_HALO)
+        out = in_strips(tail, mid, scale=4, out_rows=STRIP, halo=TAIL_HALO)
     return out.squeeze(0).cpu().numpy()
-
-
-def _strips(fn, x: torch.Tensor, *, scale: float, out_rows: int, halo: int) -> torch.Tensor:
-    """``fn(x)`` for a local ``fn`` that scales rows by ``scale``, a strip at a time."""
-    h = x.shape[2]
-    oh = int(h * scale)
-    parts = []
-    for o0 in range(0, oh, out_rows):
-        o1 = min(oh, o0 + out_rows)
-        a0 = max(0, int(o0 / scale) - halo)
-        a1 = min(h, int(np.ceil(o1 / scale)) + halo)
-        y = fn(x[:, :, a0:a1])
-        first = int(round(a0 * scale))
-        parts.append(y[..., o0 - first:o1 - first, :])
-        del y
-    return torch.cat(parts, dim=-2)

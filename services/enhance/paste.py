@@ -21,7 +21,8 @@ import torch
 from services.enhance import parsenet_forward
 
 FACE_SIZE = 512
-CHUNK_BYTES = 16 * 1024 * 1024  # float64 pixels blended at a time
+CHUNK_BYTES = 8 * 1024 * 1024  # float64 pixels blended at a time (the warps' maps add ~2x that)
+MASK_BYTES = FACE_SIZE * FACE_SIZE * 8  # one face's float64 soft mask while its bands are pasted
 # facexlib's parse label -> mask value: face parts 255, background/neck/cloth/hat 0.
 _MASK_COLORMAP = np.array([0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 255, 0, 0, 0],
                           dtype=np.float64)
@@ -122,10 +123,16 @@ def warp_window(src: np.ndarray, matrix: np.ndarray, x0: int, y0: int, w: int, h
     xs = np.arange(x0, x0 + w, dtype=np.float64)
     ys = np.arange(y0, y0 + h, dtype=np.float64)
     ab_scale, round_delta = 1 << 10, 1 << 4  # AB_BITS = 10; AB_SCALE / INTER_TAB_SIZE / 2
-    x = (np.rint((m[1] * ys + m[2]) * ab_scale).astype(np.int64)[:, None] + round_delta
-         + np.rint(m[0] * xs * ab_scale).astype(np.int64)[None, :]) >> 5
-    y = (np.rint((m[4] * ys + m[5]) * ab_scale).astype(np.int64)[:, None] + round_delta
-         + np.rint(m[3] * xs * ab_scale).astype(np.int64)[None, :]) >> 5
-    xy = np.stack([np.clip(x >> 5, -32768, 32767), np.clip(y >> 5, -32768, 32767)], axis=-1).astype(np.int16)
+    # int64 sums (warpAffine's are int, saturated: the clip below stands for that), then
+    # int32 for the per-pixel maps: a window's coordinates in 1/32 px fit easily.
+    x = ((np.rint((m[1] * ys + m[2]) * ab_scale).astype(np.int64)[:, None] + round_delta
+          + np.rint(m[0] * xs * ab_scale).astype(np.int64)[None, :]) >> 5).clip(-2**31, 2**31 - 1).astype(np.int32)
+    y = ((np.rint((m[4] * ys + m[5]) * ab_scale).astype(np.int64)[:, None] + round_delta
+          + np.rint(m[3] * xs * ab_scale).astype(np.int64)[None, :]) >> 5).clip(-2**31, 2**31 - 1).astype(np.int32)
     frac = ((y & 31) * 32 + (x & 31)).astype(np.uint16)  # INTER_BITS = 5: 32x32 interpolation table
+    xy = np.empty(x.shape + (2,), np.int16)
+    np.clip(x >> 5, -32768, 32767, out=x)
+    np.clip(y >> 5, -32768, 32767, out=y)
+    xy[..., 0], xy[..., 1] = x, y
+    del x, y
     return cv2.remap(src, xy, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

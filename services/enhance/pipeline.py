@@ -45,12 +45,12 @@ class Limits:
 
     budget_bytes: int = 400 * 2**20  # working memory over the idle process, pixels included
     tile_pad: int = 10
-    max_tile: int = 512  # largest background tile (beyond it CPU throughput drops)
+    max_tile: int = 256  # largest background tile
     tile_floor: int = 64  # CUDA out-of-memory halves the tile down to this
     detect_max_pixels: int = 2_000_000  # the detector's copy of the photo, at most
-    detect_bytes_per_pixel: float = 256.0  # RetinaFace ResNet-50 working memory per pixel
-    face_bytes: int = 2 * 2**20  # one restored face kept for its paste: face, labels, crop
-    reserve_bytes: int = 48 * 2**20  # paste chunks and the encoder's strip
+    detect_bytes_per_pixel: float = 320.0  # RetinaFace ResNet-50: ~380 MB at 1.3 MP, as the process sees it
+    face_bytes: int = 3 * 2**20  # one restored face kept for its paste (face, labels) and its mask in use
+    reserve_bytes: int = 64 * 2**20  # paste chunks and their warp maps, the encoder's strip
     device_budget_bytes: int | None = None  # CUDA: working memory on the device (None: CPU)
 
 
@@ -108,13 +108,16 @@ def output_size(width: int, height: int, opts: EnhanceOptions) -> tuple[int, int
     return width * opts.upscale, height * opts.upscale
 
 
-def run(img_bgr: np.ndarray, restorer, net: tiling.Network | None, opts: EnhanceOptions, *,
-        limits: Limits, costs: Costs, sink: Sink, tick: Callable[[float], None],
+def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Network | None,
+        opts: EnhanceOptions, *, limits: Limits, costs: Costs, sink: Sink, tick: Callable[[float], None],
         release: Callable[[], None] = lambda: None) -> EnhanceResult:
-    """``release()`` runs between the phases (detection, faces, background): the caller
-    hands freed memory back to the system there, so one phase's leftovers do not count
-    against the next."""
-    img = _as_bgr(img_bgr)
+    """``source``: the photo, or a callable that gives it (again): then the photo is let
+    go while the faces are restored (GFPGAN's working memory is the largest single cost
+    and a 24 MP photo is 72 MB more) and taken again for the background pass; the caller
+    must hold no other reference to it. ``release()`` runs between the phases (detection,
+    faces, background): the caller hands freed memory back to the system there, so one
+    phase's leftovers do not count against the next."""
+    img = _as_bgr(source() if callable(source) else source)
     if opts.quality != "fast" and not opts.has_aligned and net is None:
         # Refused before the face work, which would otherwise be thrown away.
         raise EnhanceError("upsampler_unavailable",
@@ -148,6 +151,10 @@ def run(img_bgr: np.ndarray, restorer, net: tiling.Network | None, opts: Enhance
             release()
         timings["detect"] = time.perf_counter() - t0
         progress.add_faces(len(helper.cropped_faces), costs.face)
+        shape = img.shape
+        if callable(source) and helper.cropped_faces:
+            helper.input_img = img = None
+            release()
 
         t0 = time.perf_counter()
         restored_n = failed_n = 0
@@ -158,11 +165,16 @@ def run(img_bgr: np.ndarray, restorer, net: tiling.Network | None, opts: Enhance
             failed_n += not ok
             prepared.append(paste.prepare_face(restored, affine, u, (out_w, out_h), helper.face_parse,
                                                restorer.device))
+            release()  # each face's working memory (~350 MB) back before the next one
             progress.face_done()
         helper.clean_all()  # the crops are no longer needed; the prepared faces carry the rest
-        if prepared:
-            release()
         timings["restore"] = time.perf_counter() - t0
+        if img is None:
+            t0 = time.perf_counter()
+            img = _as_bgr(source())
+            if img.shape != shape:
+                raise EnhanceError("invalid_image", "the photo read differently the second time")
+            timings["reload"] = time.perf_counter() - t0
 
         held = img.nbytes + len(prepared) * limits.face_bytes + limits.reserve_bytes
         tile_used = None

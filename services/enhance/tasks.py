@@ -80,7 +80,7 @@ def limits_for(s: EnhanceSettings, device):
         import torch
         free, _ = torch.cuda.mem_get_info(device)
         device_budget = int(free * s.device_memory_fraction)
-    max_tile = s.max_tile or (1024 if device.type == "cuda" else 320)
+    max_tile = s.max_tile or (1024 if device.type == "cuda" else 256)
     return Limits(budget_bytes=s.enhance_memory_budget_bytes, tile_pad=s.tile_pad, max_tile=max_tile,
                   tile_floor=s.tile_floor, detect_max_pixels=s.detect_max_pixels,
                   device_budget_bytes=device_budget)
@@ -119,6 +119,9 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
             CACHE_HITS.inc()
             return {**cached["result"], "blob": result_key, "cache_hit": True}
 
+    from services.enhance import tiling
+    from services.enhance.pipeline import EnhanceError, output_size, run
+
     t0 = time.perf_counter()
     try:
         data = ctx.blobs.get_bytes(inp["blob"])
@@ -128,15 +131,14 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
         img, meta = images.decode_photo(data, max_pixels=settings.max_image_pixels)
     except images.ImageError as e:
         raise JobFailure(e.code, e.message)
-    del data
+    del data  # an encoded 24 MP photo is 10-20 MB: read again if the pixels are needed again
     decode_s = time.perf_counter() - t0
     progress(DECODE_SHARE)
-
-    from services.enhance import tiling
-    from services.enhance.pipeline import EnhanceError, output_size, run
+    out_w, out_h = output_size(img.shape[1], img.shape[0], params)
+    photo = _Photo(img, lambda: _decode_input(inp["blob"]))
+    del img  # the pipeline holds it alone, and may let it go while it restores faces
 
     up_name = UPSAMPLER_FOR[params.quality]
-    out_w, out_h = output_size(img.shape[1], img.shape[0], params)
     encode_s = 0.0
     with registry.use("gfpgan") as restorer:
         device = restorer.device
@@ -158,10 +160,10 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
                 if up_name and not params.has_aligned:
                     with registry.use(up_name) as up:
                         net = tiling.Network.of(up, model_loaders.bytes_per_pixel(UPSAMPLER_KIND[up_name], device))
-                        out = run(img, restorer, net, params, limits=limits, costs=costs, sink=sink, tick=tick,
+                        out = run(photo, restorer, net, params, limits=limits, costs=costs, sink=sink, tick=tick,
                                   release=release_free_memory)
                 else:
-                    out = run(img, restorer, None, params, limits=limits, costs=costs, sink=sink, tick=tick,
+                    out = run(photo, restorer, None, params, limits=limits, costs=costs, sink=sink, tick=tick,
                               release=release_free_memory)
                 t = time.perf_counter()
                 writer.close()
@@ -171,7 +173,7 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
             raise JobFailure(e.code, e.message)
         except WriterError as e:
             raise JobFailure("output_unwritable", str(e))
-    del img
+    del photo
     release_free_memory()
     size = ctx.blobs.size(result_key)
     FACES.labels(outcome="restored").inc(out.faces_restored)
@@ -189,6 +191,29 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
                                                                   if k not in ("blob", "cache_hit")}}),
                   ex=settings.result_cache_ttl_seconds)
     return result
+
+
+def _decode_input(key: str):
+    try:
+        data = worker.ctx.blobs.get_bytes(key)
+    except BlobNotFound:
+        raise JobFailure("input_missing", "the uploaded image is no longer in storage")
+    try:
+        return images.decode_photo(data, max_pixels=settings.max_image_pixels)[0]
+    except images.ImageError as e:
+        raise JobFailure(e.code, e.message)
+
+
+class _Photo:
+    """The decoded photo, handed to the pipeline once; asked again, it decodes the stored
+    file anew (the pipeline drops the pixels while it restores faces)."""
+
+    def __init__(self, img, decode: Callable[[], object]):
+        self._img, self._decode = img, decode
+
+    def __call__(self):
+        img, self._img = self._img, None
+        return img if img is not None else self._decode()
 
 
 def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: float) -> None:

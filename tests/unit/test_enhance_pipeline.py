@@ -513,3 +513,45 @@ def test_a_warped_window_is_that_window_of_the_whole_warp(angle, scale, tx, ty, 
     assert np.array_equal(paste.warp_window(src, m, x0, y0, w, h), cv2.warpAffine(src, m, canvas)[y0:, x0:])
     assert np.array_equal(paste.warp_window(srcf, m, x0, y0, w, h),
                           cv2.warpAffine(srcf, m, canvas, flags=3)[y0:, x0:])
+
+
+def test_the_photo_is_let_go_while_faces_are_restored_and_read_again(restorer):
+    """Given a callable source, the pipeline drops the photo during the face phase (GFPGAN's
+    working memory is the largest single cost) and asks for it again for the background."""
+    img = noise(200, 260, seed=8)
+    restorer.detector.rows = np.stack([face_row(10, 10, 80), face_row(150, 120, 60)])
+    calls, during = [], []
+    real_restore = restorer.gfpgan.forward
+
+    def spy(x, **kw):
+        during.append(restorer.face_helper.input_img is None)
+        return real_restore(x, **kw)
+
+    restorer.gfpgan.forward = spy
+
+    def source():
+        calls.append(1)
+        return img.copy()
+
+    released = []
+    bands = []
+    run(source, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY, costs=Costs(),
+        sink=bands.append, tick=lambda f: None, release=lambda: released.append(1))
+    assert len(calls) == 2 and during == [True, True]
+    assert len(released) >= 3  # after detection, after dropping the photo, after each face
+    with_array = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY)
+    assert np.array_equal(np.concatenate([b.pixels for b in bands]), with_array.image)
+    # Without faces to restore the photo is read once.
+    calls.clear()
+    restorer.detector.rows = np.zeros((0, 15), np.float32)
+    run(source, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY, costs=Costs(),
+        sink=lambda b: None, tick=lambda f: None)
+    assert calls == [1]
+
+
+def test_a_photo_that_reads_back_differently_is_refused(restorer):
+    restorer.detector.rows = np.stack([face_row(10, 10, 80)])
+    shapes = iter([(100, 120), (120, 100)])
+    with pytest.raises(EnhanceError) as info:
+        enhance(lambda: noise(*next(shapes)), restorer, None, EnhanceOptions(quality="fast"), limits=ROOMY)
+    assert info.value.code == "invalid_image"

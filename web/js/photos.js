@@ -12,11 +12,11 @@ const OPTIONS_STORE = "kadr.photos.options";
 const CONCURRENCY = 3;
 const ITEMS_PAGE = 1000;
 const TYPES = { "image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "image/bmp": "BMP",
-  "image/tiff": "TIFF" };
+  "image/tiff": "TIFF", "image/heic": "HEIC", "image/heif": "HEIC", "image/avif": "AVIF" };
 const EXT_TYPE = { jpg: "image/jpeg", jpeg: "image/jpeg", jpe: "image/jpeg", png: "image/png", webp: "image/webp",
-  bmp: "image/bmp", tif: "image/tiff", tiff: "image/tiff" };
-// Chromium cannot show TIFF; those are asked of the server as PNG for the slider.
-const SHOWABLE = new Set(["image/jpeg", "image/png", "image/webp", "image/bmp"]);
+  bmp: "image/bmp", tif: "image/tiff", tiff: "image/tiff", heic: "image/heic", heif: "image/heif", avif: "image/avif" };
+// Chromium cannot show TIFF or HEIC; those are asked of the server as PNG for the slider.
+const SHOWABLE = new Set(["image/jpeg", "image/png", "image/webp", "image/bmp", "image/avif"]);
 // Files every OS scatters through photo folders: skipped quietly rather than listed as refused.
 const JUNK = /^(\.|Thumbs\.db$|desktop\.ini$)/i;
 const ACTIVE_ITEM = new Set(["pending", "queued", "running"]);
@@ -134,7 +134,8 @@ class PhotosPage {
       choices.map(([v, t]) => h("option", { value: v, selected: v === value }, t)));
 
     this.fileInput = h("input", { type: "file", id: "ph-files", class: "ph-file", multiple: true,
-      accept: "image/jpeg,image/png,image/webp,image/bmp,image/tiff,.jpg,.jpeg,.png,.webp,.bmp,.tif,.tiff" });
+      accept: "image/jpeg,image/png,image/webp,image/bmp,image/tiff,image/heic,image/heif,image/avif,"
+        + ".jpg,.jpeg,.png,.webp,.bmp,.tif,.tiff,.heic,.heif,.avif" });
     this.folderInput = h("input", { type: "file", id: "ph-folder", class: "ph-file", multiple: true });
     this.folderInput.webkitdirectory = true;
     for (const inp of [this.fileInput, this.folderInput]) {
@@ -152,8 +153,8 @@ class PhotosPage {
 
     this.opt = {
       quality: select("ph-quality", QUALITY, opts.quality),
-      upscale: select("ph-upscale", [1, 2, 3, 4].map((n) => [String(n), `${n}×${n === 1 ? " (same size)" : ""}`]),
-        opts.upscale),
+      upscale: select("ph-upscale", [["", "Automatic: 2× when the result fits the server's limit"],
+        ...[1, 2, 3, 4].map((n) => [String(n), `${n}×${n === 1 ? " (same size)" : ""}`])], opts.upscale),
       weight: h("input", { type: "range", id: "ph-weight", min: "0", max: "1", step: "0.05", value: opts.weight,
         "aria-describedby": "ph-weight-hint" }),
       max_faces: h("input", { type: "number", id: "ph-max-faces", min: "0", max: "100", step: "1", inputmode: "numeric",
@@ -364,14 +365,18 @@ class PhotosPage {
     const st = e.status === "uploaded" ? e.item?.state || "pending" : e.status;
     li.dataset.state = st;
     badge.className = `state ${badgeClass(st)}`;
+    const working = st === "running" && e.item?.progress > 0;
     badge.textContent = e.status === "uploading" ? `uploading ${Math.round(e.upload * 100)} %`
+      : working ? `enhancing ${Math.floor(e.item.progress * 100)} %`
       : e.status === "uploaded" ? ITEM_LABEL[st] || st : LOCAL_LABEL[e.status] || e.status;
     const res = e.item?.result;
     const dims = res?.width ? ` → ${res.width}×${res.height}` : "";
     meta.textContent = [e.size ? formatBytes(e.size) : "", dims ? `result${dims}` : "",
       e.item?.variant && e.item.variant !== "default" ? `variant ${e.item.variant}` : ""].filter(Boolean).join(" · ");
-    bar.hidden = e.status !== "uploading";
-    bar.value = e.upload;
+    // One bar: the upload while it goes, then the work on the photo (per tile and face).
+    bar.hidden = e.status !== "uploading" && !working;
+    bar.value = e.status === "uploading" ? e.upload : e.item?.progress || 0;
+    bar.setAttribute("aria-label", e.status === "uploading" ? `Upload of ${e.name}` : `Enhancing ${e.name}`);
 
     let text = "", cls = "ph-msg";
     if (e.status === "rejected" || e.status === "unsent") {
@@ -476,8 +481,9 @@ class PhotosPage {
     for (const el of Object.values(o)) {
       if (!el.checkValidity()) { el.reportValidity(); el.focus(); return null; }
     }
-    const params = { upscale: Number(o.upscale.value), weight: Number(o.weight.value), tile: Number(o.tile.value),
+    const params = { weight: Number(o.weight.value), tile: Number(o.tile.value),
       only_center_face: o.only_center_face.checked, has_aligned: o.has_aligned.checked };
+    if (o.upscale.value) params.upscale = Number(o.upscale.value);  // left out: the largest up to 2 that fits
     if (o.quality.value) params.quality = o.quality.value;
     if (o.max_faces.value !== "") params.max_faces = Number(o.max_faces.value);
     return params;
@@ -662,6 +668,13 @@ class PhotosPage {
   applyBatch(b) {
     const wasEnded = this.batch && BATCH_ENDED.has(this.batch.state) && !this.batch.open;
     this.batch = b;
+    // Photos being worked on, with how far each is (a large one takes minutes).
+    for (const r of b.running || []) {
+      const e = this.byItem.get(r.id);
+      if (!e?.item || !ACTIVE_ITEM.has(e.item.state)) continue;
+      e.item = { ...e.item, state: "running", progress: r.progress };
+      this.renderEntry(e);
+    }
     const ended = BATCH_ENDED.has(b.state) && !b.open;
     if (ended && this.saved && !this.saved.endedAt) { this.saved.endedAt = Date.now(); this.flushSave(); }
     if (!ended && this.saved?.endedAt) { this.saved.endedAt = null; this.flushSave(); }  // retried
@@ -691,7 +704,8 @@ class PhotosPage {
     const uploading = this.entries.filter((x) => x.status === "waiting" || x.status === "uploading").length;
     const refused = this.entries.filter((x) => x.status === "rejected").length;
     const done = (c.succeeded || 0) + (c.skipped || 0);
-    const ends = done + (c.failed || 0) + (c.canceled || 0);
+    const ends = done + (c.failed || 0) + (c.canceled || 0)
+      + (b.running || []).reduce((sum, r) => sum + r.progress, 0);
     // Photos still on their way count in the total, so the bar cannot touch 100 % early.
     const total = b.total + notSent;
     const percent = ended ? b.percent : total ? Math.min(99.9, Math.floor((ends / total) * 1000) / 10) : 0;
@@ -935,7 +949,7 @@ function serverReason(err, name) {
 function describeParams(p = {}) {
   const parts = [];
   if (p.quality) parts.push(`quality ${p.quality}`);
-  if (p.upscale) parts.push(`${p.upscale}× scale`);
+  parts.push(p.upscale ? `${p.upscale}× scale` : "automatic scale");
   if (p.weight !== undefined) parts.push(`face strength ${Number(p.weight).toFixed(2)}`);
   if (p.max_faces !== undefined) parts.push(`up to ${p.max_faces} face${p.max_faces === 1 ? "" : "s"}`);
   if (p.tile) parts.push(`tiles ${p.tile} px`);

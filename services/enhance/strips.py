@@ -1,0 +1,34 @@
+"""Running a local part of a network a strip of rows at a time.
+
+A convolution, a pointwise activation, batch norm in eval mode or a x2 resample only
+mixes rows within a small reach, so each strip of output rows can be computed from the
+input rows it depends on plus a margin wider than that reach. The margin's own top and
+bottom rows see false image edges (padding, interpolation clamping) where the whole
+tensor would have real rows; they are cut off. What remains is the same computation on
+the same rows, so the result matches the whole-tensor call (the tests compare bits),
+while only a strip's intermediate maps exist at a time.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def in_strips(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, scale: float, out_rows: int,
+              halo: int) -> torch.Tensor:
+    """``fn(x)`` for a local ``fn`` that scales rows by ``scale`` (0.25, 1, 2, 4 ...),
+    ``out_rows`` output rows at a time; ``halo`` input rows of margin (more than fn's
+    reach, and a multiple of 1/scale so strided steps stay aligned)."""
+    h = x.shape[-2]
+    oh = int(h * scale)
+    parts = []
+    for o0 in range(0, oh, out_rows):
+        o1 = min(oh, o0 + out_rows)
+        a0 = max(0, int(o0 / scale) - halo)
+        a1 = min(h, -(-o1 // scale) + halo) if scale >= 1 else min(h, int(o1 / scale) + halo)
+        y = fn(x[..., int(a0):int(a1), :])
+        first = int(round(a0 * scale))
+        parts.append(y[..., o0 - first:o1 - first, :])
+        del y
+    return torch.cat(parts, dim=-2)
