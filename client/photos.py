@@ -24,13 +24,15 @@ EXIT_INTERRUPTED = 130
 @click.option("--upscale", type=click.IntRange(1, 4),
               help="1-4 (default: 2 where the result fits the server's limit, else the largest that does)")
 @click.option("--max-faces", type=int, help="faces restored per photo")
+@click.option("--prescale", is_flag=True, default=None,
+              help="medium/high: the background model works on a shrunk copy (about 4x faster, less fine detail)")
 @click.option("--concurrency", type=click.IntRange(1, 32), default=3, show_default=True,
               help="parallel uploads (and downloads)")
 @click.option("--batch-name", help="a label for the batch")
 @click.option("--new-batch", is_flag=True,
               help="start over in a new batch, even if the state file has other settings")
 @connection_options
-def enhance(photos, out_dir: Path, quality, upscale, max_faces, concurrency, batch_name,
+def enhance(photos, out_dir: Path, quality, upscale, max_faces, prescale, concurrency, batch_name,
             new_batch, client) -> None:
     """Enhance PHOTOS (files and directories, searched recursively) into --out.
 
@@ -38,7 +40,7 @@ def enhance(photos, out_dir: Path, quality, upscale, max_faces, concurrency, bat
     already downloaded are skipped. Exit code 0 when every photo succeeded, 1 when some
     failed, 2 on usage or connection errors, 130 when interrupted."""
     params = {k: v for k, v in (("quality", quality), ("upscale", upscale),
-                                ("max_faces", max_faces)) if v is not None}
+                                ("max_faces", max_faces), ("prescale", prescale)) if v is not None}
     try:
         files = collect(photos, exclude=out_dir)
     except InputError as e:

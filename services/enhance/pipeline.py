@@ -183,11 +183,17 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
             progress.set_pixels(w * h)
             bands = tiling.resize_bands(img, upscale=u, rows=min(rows, 1024), after_band=progress.pixels_done)
         else:
-            tile = _plan_tile(net, limits, opts, w, h, u, held)
-            progress.set_pixels(w * h)
+            src, net_upscale = img, u
+            if opts.prescale and net.scale > u:
+                src, net_upscale = _prescaled(img, u, net.scale), net.scale
+                img = None  # the shrunk copy is all the background pass reads
+            tile = _plan_tile(net, limits, opts, src.shape[1], src.shape[0], net_upscale, held)
+            progress.set_pixels(src.shape[0] * src.shape[1])
             floor = limits.tile_floor if limits.device_budget_bytes is not None else None  # CUDA only
-            bands = tiling.sr_bands(img, net, upscale=u, tile=tile, pad=limits.tile_pad,
+            bands = tiling.sr_bands(src, net, upscale=net_upscale, tile=tile, pad=limits.tile_pad,
                                     after_tile=progress.pixels_done, tile_floor=floor)
+            if src is not img:
+                bands = _cropped(bands, out_w, out_h)
         t_bg = time.perf_counter()
         try:
             for band in bands:
@@ -380,6 +386,29 @@ def _plan_tile(net: tiling.Network, limits: Limits, opts: EnhanceOptions, width:
                            f"memory than the worker's budget ({limits.budget_bytes // 2**20} MiB) leaves after the "
                            "photo itself; try a lower upscale")
     return tile
+
+
+def _prescaled(img: np.ndarray, upscale: int, scale: int) -> np.ndarray:
+    """The photo shrunk by upscale/scale (area filter), so that the network's own scale
+    gives the asked one. Sides not divisible are first extended by reflection (at most
+    scale-1 pixels), so the shrink is exact and the output's geometry is the photo's; the
+    extension falls outside the output and is cut off."""
+    h, w = img.shape[:2]
+    pad_w = next(k for k in range(scale) if (w + k) * upscale % scale == 0)
+    pad_h = next(k for k in range(scale) if (h + k) * upscale % scale == 0)
+    if pad_w or pad_h:
+        img = cv2.copyMakeBorder(img, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+    size = ((w + pad_w) * upscale // scale, (h + pad_h) * upscale // scale)
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def _cropped(bands, width: int, height: int):
+    """Bands cut to ``width`` x ``height`` (a prescaled photo's extension removed)."""
+    for band in bands:
+        if band.y >= height:
+            continue
+        rows = min(band.pixels.shape[0], height - band.y)
+        yield tiling.Band(band.y, np.ascontiguousarray(band.pixels[:rows, :width]), band.tile)
 
 
 def _free_cuda_cache() -> None:

@@ -66,7 +66,7 @@ def submit(enhance_stack):
     """Create a job the way the gateway does (blob + job record + task by name)."""
     from services.common.celery_app import create_celery
     from services.common.storage import open_store
-    from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+    from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask, send_options
     import hashlib
 
     env, settings, proc, r, _ = enhance_stack
@@ -74,7 +74,7 @@ def submit(enhance_stack):
     blobs = open_store(settings)
     celery = create_celery(settings)
 
-    def _submit(data: bytes, fmt: str, params: dict, name="photo") -> str:
+    def _submit(data: bytes, fmt: str, params: dict, name="photo", limits: dict | None = None) -> str:
         from services.common.jobs import new_id
         from services.common.schemas import EnhanceParams
         job_id = new_id()
@@ -83,9 +83,9 @@ def submit(enhance_stack):
                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         store.create(kind="enhance", owner="test", params=EnhanceParams(**params).model_dump(),
                      input=inp, job_id=job_id, request_id=f"req-{job_id[:8]}")
-        payload = EnhancePhotoTask(job_id=job_id, request_id=f"req-{job_id[:8]}").model_dump()
+        payload = EnhancePhotoTask(job_id=job_id, request_id=f"req-{job_id[:8]}", **(limits or {})).model_dump()
         store.set_task(job_id, ENHANCE_PHOTO, payload)  # as gateway.dispatch.send does
-        celery.send_task(ENHANCE_PHOTO, args=[payload], queue="enhance")
+        celery.send_task(ENHANCE_PHOTO, args=[payload], **send_options(ENHANCE_PHOTO, payload))
         return job_id
 
     yield _submit, store, blobs

@@ -16,8 +16,10 @@ import requests
 import torch
 
 from services.common import weights
-from services.enhance.models import MissingWeights, build_restorer, build_upsampler, select_device
-from services.enhance.pipeline import EnhanceOptions, enhance
+from services.enhance import tiling
+from services.enhance.models import (UPSAMPLER_BYTES_PER_PIXEL, MissingWeights, build_restorer, build_upsampler,
+                                     select_device)
+from services.enhance.pipeline import EnhanceOptions, Limits, enhance
 from tests.fixtures.weights import make_random_weights
 
 from gfpgan import GFPGANer  # noqa: E402,I001  (after services.enhance.models: needs its basicsr shim)
@@ -72,16 +74,42 @@ def test_enhance_astronaut_with_models_loaded_from_files(models_dir, no_network)
     assert isinstance(restorer, GFPGANer)
 
     opts = EnhanceOptions(quality="medium", upscale=2, max_faces=1)
-    result = enhance(img, restorer, upsampler, opts)
+    net = tiling.Network.of(upsampler, UPSAMPLER_BYTES_PER_PIXEL["general_x4v3"])
+    result = enhance(img, restorer, net, opts, limits=Limits(max_tile=256))
 
     assert result.image.shape == (1024, 1024, 3)
     assert result.image.dtype == np.uint8
     # Random RetinaFace weights "find" hundreds of faces; max_faces bounds the work.
     assert result.faces_found >= 1
     assert result.faces_restored + result.faces_failed == min(result.faces_found, 1)
-    assert result.tile_used == 0
+    assert result.tile_used == 256  # always tiled, on the CPU too
     assert all(result.timings[k] > 0 for k in ("detect", "restore", "background", "paste"))
     assert restorer.face_helper.det_faces == []
+
+
+@pytest.mark.slow
+def test_the_lean_gfpgan_forward_is_the_stock_one_to_the_bit(models_dir):
+    """GFPGAN v1.4 with its real layout: the strip-wise forward the worker runs gives the
+    stock GFPGANv1Clean.forward's output exactly (same noise: same seed)."""
+    restorer = build_restorer(models_dir, CPU)
+    lean = restorer.gfpgan
+    x = torch.rand(1, 3, 512, 512) * 2 - 1
+    with torch.inference_mode():
+        torch.manual_seed(11)
+        stock = lean.net(x, return_rgb=False, weight=0.5)[0]
+        torch.manual_seed(11)
+        ours = lean(x, return_rgb=False, weight=0.5)[0]
+    assert torch.equal(stock, ours)
+
+
+@pytest.mark.slow
+def test_the_lean_parsenet_forward_gives_the_stock_classes(models_dir):
+    from services.enhance import parsenet_forward
+    net = build_restorer(models_dir, CPU).face_helper.face_parse
+    x = torch.rand(1, 3, 512, 512) * 2 - 1
+    with torch.inference_mode():
+        stock = net(x)[0].argmax(dim=1).squeeze(0).to(torch.uint8).numpy()
+    assert np.array_equal(parsenet_forward.labels(net, x), stock)
 
 
 @pytest.mark.slow

@@ -97,3 +97,15 @@ def test_canceling_a_running_photo_frees_the_worker_within_a_tile(submit, enhanc
     assert not [p for p in (blobs.root / "jobs" / big).iterdir() if p.name != "input"]  # no temp file left
     assert any(big in ln and "job canceled while running" in ln for ln in proc.log_text().splitlines())
     print(f"canceled photo's worker took the next job {took:.1f} s after the cancel")
+
+
+def test_a_photos_own_time_limits_reach_the_worker(submit, enhance_stack):
+    """The limits a task message carries (the gateway scales them with the photo) are the
+    ones Celery's pool applies: a photo given 2 s fails at 2 s, not at the 600 s default."""
+    submit_job, store, _ = submit
+    job_id = submit_job(photos.encode(photos.photo(*photos.SIZES["3mp"]), "jpeg"), "jpeg",
+                        {"quality": "medium", "upscale": 2, "max_faces": 0},
+                        limits={"soft_time_limit": 2, "time_limit": 60})
+    job = wait_for(lambda: _finished(store, job_id), 120, "the photo to hit its own limit")
+    assert job["state"] == "failed" and job["error"]["code"] == "time_limit", job
+    assert job["finished_at"] - job["started_at"] < 30

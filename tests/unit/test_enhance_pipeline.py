@@ -555,3 +555,32 @@ def test_a_photo_that_reads_back_differently_is_refused(restorer):
     with pytest.raises(EnhanceError) as info:
         enhance(lambda: noise(*next(shapes)), restorer, None, EnhanceOptions(quality="fast"), limits=ROOMY)
     assert info.value.code == "invalid_image"
+
+
+@pytest.mark.parametrize(("h", "w", "upscale"), [(100, 130, 2), (101, 131, 2), (99, 70, 1), (37, 53, 3)])
+def test_prescale_runs_the_network_on_the_shrunk_photo_at_its_own_scale(restorer, tiny_weights, h, w, upscale):
+    img = noise(h, w, seed=h + w)
+    up = make_upsampler(tiny_weights)
+    result = enhance(img, restorer, network(up), EnhanceOptions(quality="medium", upscale=upscale, prescale=True,
+                                                                 max_faces=0), limits=ROOMY)
+    assert result.image.shape == (h * upscale, w * upscale, 3)
+    # By hand: extend by reflection to sides the shrink divides, shrink, x4, cut.
+    pw = next(k for k in range(4) if (w + k) * upscale % 4 == 0)
+    ph = next(k for k in range(4) if (h + k) * upscale % 4 == 0)
+    padded = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
+    small = cv2.resize(padded, ((w + pw) * upscale // 4, (h + ph) * upscale // 4), interpolation=cv2.INTER_AREA)
+    by_hand = make_upsampler(tiny_weights, tile=256, cls=RealESRGANer).enhance(small)[0][:h * upscale, :w * upscale]
+    assert np.array_equal(result.image, by_hand)
+    assert max(up.model.seen) <= (max(h, w) * upscale) // 4 + 2 + 20  # the network never saw the full photo
+
+
+def test_prescale_leaves_the_fast_path_and_native_scales_alone(restorer, tiny_weights):
+    img = noise(40, 60)
+    plain = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=2, max_faces=0))
+    pre = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=2, max_faces=0, prescale=True))
+    assert np.array_equal(plain.image, pre.image)
+    up = make_upsampler(tiny_weights)
+    a = enhance(img, restorer, network(up), EnhanceOptions(quality="medium", upscale=4, max_faces=0), limits=ROOMY)
+    b = enhance(img, restorer, network(up), EnhanceOptions(quality="medium", upscale=4, max_faces=0, prescale=True),
+                limits=ROOMY)
+    assert np.array_equal(a.image, b.image)  # the network's own scale: nothing to shrink

@@ -10,11 +10,12 @@ import pillow_heif
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms
+from PIL import Image
 
 from services.common import images
 from services.common.media import heif, writers
 from services.common.media.metadata import PhotoMeta, from_pillow
+from tests.fixtures.photos import icc_profile
 
 DATE_TAKEN = "2019:07:14 18:03:22"
 
@@ -25,10 +26,6 @@ def photo(h, w, seed=0):
     base = rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
     img = np.repeat(np.repeat(base, 8, 0), 8, 1)[:h, :w].astype(np.int16)
     return np.clip(img + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
-
-
-def icc_profile() -> bytes:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def exif_block(orientation=1) -> bytes:
