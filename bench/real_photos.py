@@ -5,8 +5,9 @@ For every case (size x format x quality x faces): the photo goes to a real Celer
 worker (started as ``make up`` starts it, infra/local/worker.sh's environment), and the
 bench records
 - wall time (submit → succeeded) and the job's own time;
-- the pool process's peak resident memory over its idle level (its VmHWM, reset just
-  before the job through /proc/PID/clear_refs);
+- the pool process's peak resident memory over its level when the job started, per phase
+  (detect, faces, background), as the worker measures it (VmHWM, restarted at each
+  phase's end) and reports it in the job's result;
 - seconds per output megapixel;
 - the ratio of the job's time to the bare model forward over the same work in this
   process: the super-resolution network over the same tile grid (the tile the job
@@ -41,21 +42,13 @@ sys.path.insert(0, str(ROOT))
 from bench.enhance_overhead import models_dir_for  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from tests.fixtures import photos  # noqa: E402
-from tests.stack import kadr_env, start_redis, start_worker, wait_for  # noqa: E402
+from tests.stack import kadr_env, proc_status_kib, start_redis, start_worker, wait_for  # noqa: E402
 
 MIB = 2**20
 QUALITIES = ("fast", "medium", "high")
 FACES = {"defaults": 20, "no_faces": 0}
 PEAK_GOAL_MIB = 400
 RATIO_GOAL = 1.10
-
-
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 class Worker:
@@ -98,16 +91,16 @@ class Worker:
         payload = EnhancePhotoTask(job_id=job_id, soft_time_limit=3000, time_limit=3300).model_dump()
         self.store.set_task(job_id, ENHANCE_PHOTO, payload)
         time.sleep(1.0)  # let the pool process settle (heartbeat, GC) before its idle level is read
-        idle = status_kib(self.pid, "VmRSS")
-        with open(f"/proc/{self.pid}/clear_refs", "w") as f:
-            f.write("5")
+        idle = proc_status_kib(self.pid, "VmRSS")
         t0 = time.perf_counter()
         self.celery.send_task(ENHANCE_PHOTO, args=[payload], queue="enhance")
         job = self.store.wait_finished(job_id, 7200)
         wall = time.perf_counter() - t0
-        peak = status_kib(self.pid, "VmHWM")
         self.blobs.delete_prefix(f"jobs/{job_id}")
-        return {"job": job, "wall_s": wall, "idle_mib": idle / 1024, "peak_over_idle_mib": (peak - idle) / 1024}
+        # The worker measures its own peak per phase (VmHWM over its size at the photo's start).
+        memory = (job.get("result") or {}).get("memory") or {}
+        return {"job": job, "wall_s": wall, "idle_mib": idle / 1024,
+                "peak_over_idle_mib": memory.get("peak_mib"), "phases_mib": memory.get("phases_mib")}
 
     def stop(self):
         self.proc.stop()
@@ -229,7 +222,8 @@ def main() -> None:
                             case = {"size": size, "width": w, "height": h, "format": fmt, "input_bytes": len(data),
                                     "quality": quality, "faces": faces_name, "state": job["state"],
                                     "wall_s": round(got["wall_s"], 2), "idle_mib": round(got["idle_mib"]),
-                                    "peak_over_idle_mib": round(got["peak_over_idle_mib"])}
+                                    "peak_over_idle_mib": got["peak_over_idle_mib"],
+                                    "phases_mib": got["phases_mib"]}
                             if job["state"] == "succeeded":
                                 res = job["result"]
                                 out_mp = res["width"] * res["height"] / 1e6
@@ -266,7 +260,7 @@ def main() -> None:
                      "memory_budget_mib": (args.budget or worker.settings.enhance_memory_budget_bytes) // MIB},
         "bare_face_s": round(face_s, 3),
         "goals": {"all_succeed": len(ok) == len(cases),
-                  "peak_over_idle_mib_max": max((c["peak_over_idle_mib"] for c in cases), default=None),
+                  "peak_over_idle_mib_max": max((c["peak_over_idle_mib"] or 0 for c in cases), default=None),
                   "peak_goal_mib": PEAK_GOAL_MIB,
                   "ratio_to_bare_max": max(ratios, default=None), "ratio_goal": RATIO_GOAL},
         "cases": cases,

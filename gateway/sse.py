@@ -24,85 +24,73 @@ def _event(name: str, data: dict) -> str:
 def batch_events(batches: BatchStore, batch_id: str, *, view: Callable[[dict], dict],
                  item_view: Callable[[dict], dict], max_seconds: float, min_interval: float = 0.5,
                  keepalive: float = 15.0) -> Iterator[str]:
-    pubsub = batches.r.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(batches.key(batch_id) + ":events")
-    try:
-        yield "retry: 2000\n\n"
-        b = batches.get(batch_id)
-        if b is None:
-            return
-        yield _event("progress", view(b))
-        if batches.finished(b) or b["state"] == "canceled":
-            yield _event("end", view(b))
-            return
-        deadline = time.monotonic() + max_seconds
-        last_progress = last_sent = time.monotonic()
-        dirty = False
-        while time.monotonic() < deadline:
-            msg = pubsub.get_message(timeout=min(1.0, min_interval))
-            now = time.monotonic()
-            if msg is not None:
-                state, _, job_id = msg["data"].partition(" ")
-                dirty = True
-                if state in TERMINAL:
-                    job = batches.jobs.get(job_id)
-                    if job is not None:
-                        yield _event("item", item_view(job))
-                        last_sent = now
-            if dirty and now - last_progress >= min_interval:
-                b = batches.get(batch_id)
-                if b is None:
-                    return
-                yield _event("progress", view(b))
-                last_progress = last_sent = now
-                dirty = False
-                if batches.finished(b) or b["state"] == "canceled":
-                    yield _event("end", view(b))
-                    return
-            if now - last_sent >= keepalive:
-                yield ": keep-alive\n\n"  # proxies drop silent connections
-                last_sent = now
-    finally:
-        pubsub.close()
+    """``progress`` (throttled; item ends and running items' progress both move it),
+    ``item`` for each item that ends, ``end``."""
+    def on_message(data: str) -> Iterator[str]:
+        state, _, job_id = data.partition(" ")
+        if state in TERMINAL:
+            job = batches.jobs.get(job_id)
+            if job is not None:
+                yield _event("item", item_view(job))
+
+    return _follow(batches.r, batches.key(batch_id) + ":events", read=lambda: batches.get(batch_id),
+                   ended=lambda b: batches.finished(b) or b["state"] == "canceled", view=view,
+                   on_message=on_message, max_seconds=max_seconds, min_interval=min_interval,
+                   keepalive=keepalive)
 
 
 def job_events(jobs, job_id: str, *, view: Callable[[dict], dict], max_seconds: float,
                min_interval: float = 0.5, keepalive: float = 15.0) -> Iterator[str]:
     """``progress`` (the job view, at most every ``min_interval``; the worker announces
     every tile and face) until it ends, then ``end`` with the final view."""
-    pubsub = jobs.r.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(jobs.job_key(job_id) + ":events")
+    return _follow(jobs.r, jobs.job_key(job_id) + ":events", read=lambda: jobs.get(job_id),
+                   ended=lambda j: j["state"] in TERMINAL, view=view, max_seconds=max_seconds,
+                   min_interval=min_interval, keepalive=keepalive, urgent=lambda data: data in TERMINAL)
+
+
+def _follow(r, channel: str, *, read: Callable[[], dict | None], ended: Callable[[dict], bool],
+            view: Callable[[dict], dict], max_seconds: float, min_interval: float, keepalive: float,
+            on_message: Callable[[str], Iterator[str]] = lambda data: iter(()),
+            urgent: Callable[[str], bool] = lambda data: False) -> Iterator[str]:
+    """The stream both follow: subscribe first, then a snapshot (``progress``, and ``end``
+    at once if it is over), then a fresh view at most every ``min_interval`` while
+    messages arrive (at once for an ``urgent`` one), ``end`` when it is over; a comment
+    line every ``keepalive`` seconds of silence; closed after ``max_seconds``."""
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel)
     try:
         yield "retry: 2000\n\n"
-        job = jobs.get(job_id)
-        if job is None:
+        obj = read()
+        if obj is None:
             return
-        if job["state"] in TERMINAL:
-            yield _event("end", view(job))
+        yield _event("progress", view(obj))
+        if ended(obj):
+            yield _event("end", view(obj))
             return
-        yield _event("progress", view(job))
         deadline = time.monotonic() + max_seconds
         last_progress = last_sent = time.monotonic()
-        dirty = False
+        dirty = now_please = False
         while time.monotonic() < deadline:
             msg = pubsub.get_message(timeout=min(1.0, min_interval))
             now = time.monotonic()
-            ended = False
             if msg is not None:
                 dirty = True
-                ended = msg["data"] in TERMINAL
-            if ended or (dirty and now - last_progress >= min_interval):
-                job = jobs.get(job_id)
-                if job is None:
+                now_please = now_please or urgent(msg["data"])
+                for event in on_message(msg["data"]):
+                    yield event
+                    last_sent = now
+            if dirty and (now_please or now - last_progress >= min_interval):
+                obj = read()
+                if obj is None:
                     return
-                if job["state"] in TERMINAL:
-                    yield _event("end", view(job))
-                    return
-                yield _event("progress", view(job))
+                yield _event("progress", view(obj))
                 last_progress = last_sent = now
-                dirty = False
+                dirty = now_please = False
+                if ended(obj):
+                    yield _event("end", view(obj))
+                    return
             if now - last_sent >= keepalive:
-                yield ": keep-alive\n\n"
+                yield ": keep-alive\n\n"  # proxies drop silent connections
                 last_sent = now
     finally:
         pubsub.close()

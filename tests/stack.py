@@ -26,6 +26,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def proc_status_kib(pid: int, field: str) -> int:
+    """A field of /proc/PID/status in KiB (VmRSS, VmHWM: the peak since the process
+    started or since "5" was written to its clear_refs)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout

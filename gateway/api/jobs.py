@@ -117,13 +117,10 @@ def get_job_events(path: JobPath):
 def cancel_job(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
-    if job.get("batch_id"):
-        raise ApiError(409, "in_batch", "this job belongs to a batch; cancel the batch")
-    moved = k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
+    moved = _stop(k, job, "cancel the batch")
     if not moved.moved:
         raise ApiError(409, "already_ended", f"job is {moved.previous or job['state']}; only a queued or "
                        "running job can be canceled", details={"state": moved.previous or job["state"]})
-    JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
     return jsonify(job_view(k.jobs.get(job["id"]) or job))
 
 
@@ -131,15 +128,22 @@ def cancel_job(path: JobPath):
 def delete_job(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
-    if job.get("batch_id"):
-        raise ApiError(409, "in_batch", "this job belongs to a batch; it is removed with the batch")
-    # Mark it first so a worker holding it stops at its next unit of work, then remove files.
-    moved = k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
-    if moved.moved:
-        JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
+    # Canceled first, so a worker holding it stops at its next unit of work; then the files go.
+    _stop(k, job, "it is removed with the batch")
     k.jobs.delete(job["id"])
     removed = k.blobs.delete_prefix(f"jobs/{job['id']}")
     return jsonify({"id": job["id"], "deleted": True, "files_removed": removed})
+
+
+def _stop(k, job: dict, in_batch: str):
+    """A single job (not a batch's item: 409 saying what to do instead) moved to
+    ``canceled`` if it was queued or running, and counted."""
+    if job.get("batch_id"):
+        raise ApiError(409, "in_batch", f"this job belongs to a batch; {in_batch}")
+    moved = k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
+    if moved.moved:
+        JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
+    return moved
 
 
 def _quote(name: str) -> str:

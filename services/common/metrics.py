@@ -31,6 +31,12 @@ REDELIVERIES = Counter("kadr_worker_redeliveries_total",
                        "Tasks delivered again after a worker died", ["service"])
 CACHE_HITS = Counter("kadr_enhance_cache_hits_total", "Enhance results served from the cache")
 FACES = Counter("kadr_enhance_faces_total", "Faces handled", ["outcome"])
+# What a photo's phases took over the pool process's size when it started: the number the
+# memory budget (KADR_ENHANCE_MEMORY_BUDGET_BYTES) is meant to bound.
+PHOTO_PEAK_MEMORY = Histogram("kadr_enhance_photo_peak_memory_bytes",
+                              "Peak resident memory of a photo's phase over its process's size at the start",
+                              ["phase"], buckets=[m * 2**20 for m in (64, 128, 192, 256, 320, 400, 512, 640, 800,
+                                                                      1024, 1536)])
 _LONG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 TASK_SECONDS = Histogram("kadr_worker_task_duration_seconds", "Task run time", ["task"],
                          buckets=_LONG_BUCKETS)

@@ -110,13 +110,14 @@ def output_size(width: int, height: int, opts: EnhanceOptions) -> tuple[int, int
 
 def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Network | None,
         opts: EnhanceOptions, *, limits: Limits, costs: Costs, sink: Sink, tick: Callable[[float], None],
-        release: Callable[[], None] = lambda: None) -> EnhanceResult:
+        release: Callable[[str], None] = lambda phase: None) -> EnhanceResult:
     """``source``: the photo, or a callable that gives it (again): then the photo is let
     go while the faces are restored (GFPGAN's working memory is the largest single cost
     and a 24 MP photo is 72 MB more) and taken again for the background pass; the caller
-    must hold no other reference to it. ``release()`` runs between the phases (detection,
-    faces, background): the caller hands freed memory back to the system there, so one
-    phase's leftovers do not count against the next."""
+    must hold no other reference to it. ``release(phase)`` runs as a phase ends ("detect",
+    "faces"; the background is the caller's to close): the caller hands freed memory back
+    to the system there, so one phase's leftovers do not count against the next. (Not
+    after every face: the next one would page the same memory back in, ~0.4 s each.)"""
     img = _as_bgr(source() if callable(source) else source)
     if opts.quality != "fast" and not opts.has_aligned and net is None:
         # Refused before the face work, which would otherwise be thrown away.
@@ -148,13 +149,13 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
             detect_scale = _detect_faces(helper, img, opts, limits)
             faces_found = _select_faces(helper, opts)
             helper.align_warp_face()
-            release()
         timings["detect"] = time.perf_counter() - t0
         progress.add_faces(len(helper.cropped_faces), costs.face)
         shape = img.shape
         if callable(source) and helper.cropped_faces:
             helper.input_img = img = None
-            release()
+        if opts.max_faces > 0:
+            release("detect")
 
         t0 = time.perf_counter()
         restored_n = failed_n = 0
@@ -165,9 +166,10 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
             failed_n += not ok
             prepared.append(paste.prepare_face(restored, affine, u, (out_w, out_h), helper.face_parse,
                                                restorer.device))
-            release()  # each face's working memory (~350 MB) back before the next one
             progress.face_done()
         helper.clean_all()  # the crops are no longer needed; the prepared faces carry the rest
+        if prepared:
+            release("faces")
         timings["restore"] = time.perf_counter() - t0
         if img is None:
             t0 = time.perf_counter()

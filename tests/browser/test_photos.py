@@ -260,3 +260,32 @@ def test_reload_mid_batch_continues_from_the_server(stack, phone_page):
     expect_compare_works(page, "one.png")
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the finished batch is {overflow}px wider than a phone"
+
+
+def test_a_photo_in_the_works_shows_its_progress_and_heic_photos_are_taken(stack, page):
+    from tests.fixtures import photos
+    open_app(page, stack["url"], "photos", key=stack["key"])
+    page.get_by_label("Quality", exact=True).select_option("medium")
+    page.get_by_label("Output scale", exact=True).select_option("")  # automatic: 2x where it fits
+    page.get_by_label("Faces restored per photo", exact=True).fill("0")
+    big = photos.encode(photos.photo(960, 720), "jpeg")
+    heic = photos.encode(photos.photo(320, 240), "heic", orientation=6)
+    assert len(big) < MAX_UPLOAD
+    page.get_by_label("Choose photos").set_input_files([
+        {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": big},
+        {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic}])
+    expect(page.locator("#ph-ready")).to_contain_text("2 ready")
+    page.get_by_role("button", name="Upload and enhance 2 photos").click()
+    # While the worker goes through its tiles, the photo's own bar moves.
+    page.wait_for_function("""() => { const b = document.querySelector('progress[aria-label="Enhancing big.jpg"]');
+                                      return b && !b.hidden && b.value > 0 && b.value < 1; }""", timeout=SLOW)
+    expect(card(page, "big.jpg").locator(".state")).to_contain_text("enhancing")
+    shot(page, "in-progress")
+    for name in ("big.jpg", "IMG_0001.HEIC"):
+        expect(card(page, name)).to_have_attribute("data-state", "succeeded", timeout=SLOW)
+    expect(page.get_by_role("progressbar", name="Enhancing big.jpg")).to_be_hidden()
+    expect(card(page, "big.jpg").locator(".ph-meta")).to_contain_text("1920×1440")
+    expect(card(page, "IMG_0001.HEIC").locator(".ph-meta")).to_contain_text("480×640")  # upright, then 2x
+    expect_compare_works(page, "IMG_0001.HEIC")  # the original shown through the server's PNG
+    bid = page.evaluate("JSON.parse(localStorage.getItem('kadr.photos.batch')).id")
+    assert batch(stack, bid)["params"]["upscale"] is None

@@ -13,7 +13,7 @@ from services.common.jobs import JobStore
 from services.common.workers import live_workers
 from tests.fixtures import photos
 from tests.integration.conftest import flat_png
-from tests.stack import wait_for
+from tests.stack import proc_status_kib, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,23 +30,13 @@ def pool_pid(r) -> int:
                     60, "the enhance pool process's heartbeat")
 
 
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def test_a_12mp_photo_at_defaults_streams_in_bounded_memory_with_progress(submit, enhance_stack):
     _, settings, proc, r, _ = enhance_stack
     submit_job, store, blobs = submit
     pid = pool_pid(r)
     data = photos.encode(photos.photo(*photos.SIZES["12mp"]), "jpeg")
     pubsub = r.pubsub(ignore_subscribe_messages=True)
-    idle = status_kib(pid, "VmRSS")
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")  # VmHWM restarts from here: the peak below is this photo's
+    idle = proc_status_kib(pid, "VmRSS")
     job_id = submit_job(data, "jpeg", {})  # medium, upscale 2, up to 20 faces
     pubsub.subscribe(JobStore.job_key(job_id) + ":events")
     seen: list[float] = []
@@ -59,15 +49,18 @@ def test_a_12mp_photo_at_defaults_streams_in_bounded_memory_with_progress(submit
             break
     pubsub.close()
     job = wait_for(lambda: _finished(store, job_id), 60, "the 12 MP job to be recorded")
-    peak_over_idle = (status_kib(pid, "VmHWM") - idle) * 1024
     assert job["state"] == "succeeded", job["error"]
-    assert job["deliveries"] == 1 and status_kib(pid, "VmRSS") > 0  # the same pool process, never killed
+    # The worker measures its own peak per phase (VmHWM, restarted as each phase ends).
+    memory = job["result"]["memory"]
+    assert set(memory["phases_mib"]) == {"detect", "faces", "background"}
+    peak_over_idle = memory["peak_mib"] * MIB
+    assert job["deliveries"] == 1 and proc_status_kib(pid, "VmRSS") > 0  # the same pool process, never killed
     rising = [b for a, b in zip(seen, seen[1:]) if b > a]
     assert len(rising) >= 5, seen
     res = job["result"]
     assert (res["width"], res["height"]) == (8000, 6000) and res["faces_restored"] + res["faces_failed"] == 20
     print(f"12 MP at defaults: {res['timings']['total_seconds']:.0f} s, tile {res['tile_used']}, "
-          f"detector copy x{res['detect_scale']}, peak {peak_over_idle / MIB:.0f} MiB over idle "
+          f"detector copy x{res['detect_scale']}, peak {memory['phases_mib']} MiB over idle "
           f"{idle / 1024:.0f} MiB, {len(seen)} progress events")
     # The budget covers the photo's own pixels too; the margin is the allocator's slack.
     assert peak_over_idle <= settings.enhance_memory_budget_bytes * 1.15
