@@ -112,6 +112,10 @@ ENHANCE = _worker("enhance", "enhance.*", "enhance (GFPGAN + Real-ESRGAN)", [
     Panel("Model load time (mean)", (_load_mean("enhance"),), unit="s", legend="{{model}}"),
     Panel("Faces", ("sum by (outcome) (rate(kadr_enhance_faces_total[5m]))",), unit="ops", legend="{{outcome}}"),
     Panel("Result cache hits", ("rate(kadr_enhance_cache_hits_total[5m])",), unit="ops", legend="hits"),
+    Panel("Photo memory by phase p95", (q95("kadr_enhance_photo_peak_memory_bytes", "phase", ""),), unit="bytes",
+          legend="{{phase}}", description="A photo's peak resident memory over its pool process's size at the "
+          "start, per phase (detect, faces, background); KADR_ENHANCE_MEMORY_BUDGET_BYTES sizes the tiles and "
+          "the detector's copy"),
     Panel("CUDA memory", ('kadr_worker_cuda_memory_reserved_bytes{service="enhance"}',), unit="bytes",
           legend="reserved", gpu=True),
 ])

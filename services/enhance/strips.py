@@ -22,13 +22,15 @@ def in_strips(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, sc
     reach, and a multiple of 1/scale so strided steps stay aligned)."""
     h = x.shape[-2]
     oh = int(h * scale)
-    parts = []
+    out = None  # allocated from the first strip's shape; strips are written into it (no concatenation copy)
     for o0 in range(0, oh, out_rows):
         o1 = min(oh, o0 + out_rows)
         a0 = max(0, int(o0 / scale) - halo)
         a1 = min(h, -(-o1 // scale) + halo) if scale >= 1 else min(h, int(o1 / scale) + halo)
         y = fn(x[..., int(a0):int(a1), :])
         first = int(round(a0 * scale))
-        parts.append(y[..., o0 - first:o1 - first, :])
+        if out is None:
+            out = y.new_empty(*y.shape[:-2], oh, y.shape[-1])
+        out[..., o0:o1, :] = y[..., o0 - first:o1 - first, :]
         del y
-    return torch.cat(parts, dim=-2)
+    return out
