@@ -48,14 +48,20 @@ return 1
 """
 
 
+def rate_key(quality: str, upscale: int, prescale: bool = False) -> str:
+    """The rate field of one way of running a photo's background (prescaled photos run a
+    quarter of the network's work: they must not lower the others' estimates)."""
+    return f"{quality}:x{upscale}" + (":prescale" if prescale else "")
+
+
 def record_photo(r: redis.Redis, device: str, *, quality: str, upscale: int, seconds_per_output_mp: float | None,
-                 face_seconds: float | None, faces: int) -> None:
+                 face_seconds: float | None, faces: int, prescale: bool = False) -> None:
     """One finished photo: seconds per output megapixel without its faces, seconds per
     face restored, and how many faces it had."""
     key = PHOTO_RATES_KEY + device
     samples = {"faces_per_photo": float(faces)}
     if seconds_per_output_mp is not None:
-        samples[f"{quality}:x{upscale}"] = seconds_per_output_mp
+        samples[rate_key(quality, upscale, prescale)] = seconds_per_output_mp
     if face_seconds is not None:
         samples["face"] = face_seconds
     try:

@@ -226,7 +226,8 @@ def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: floa
     rest = seconds - out.timings["restore"]
     per_out = rest / (out.width * out.height / 1e6) if not params.has_aligned else None
     task_stats.record_photo(r, device_kind, quality=params.quality, upscale=params.upscale,
-                            seconds_per_output_mp=per_out, face_seconds=face_s, faces=faces)
+                            seconds_per_output_mp=per_out, face_seconds=face_s, faces=faces,
+                            prescale=params.prescale and params.quality != "fast")
 
 
 class MemoryWatch:

@@ -98,3 +98,13 @@ def test_settings_keep_every_photo_limit_below_the_visibility_timeout():
     with pytest.raises(ValidationError, match="at least task_soft_time_limit"):
         Settings(photo_time_limit_cap_seconds=100)
     Settings(visibility_timeout_seconds=7200, photo_time_limit_cap_seconds=6000)
+
+
+def test_prescaled_photos_have_rates_of_their_own():
+    params = {"quality": "medium", "upscale": 2, "max_faces": 0}
+    full = pc.estimate(4000, 3000, params, {}, **LIMITS)
+    pre = pc.estimate(4000, 3000, {**params, "prescale": True}, {}, **LIMITS)
+    assert pre.seconds < full.seconds / 3
+    # A fleet that ran prescaled photos fast must not shorten a full one's limits.
+    rates = {"medium:x2:prescale": 0.5}
+    assert pc.estimate(4000, 3000, params, rates, **LIMITS).seconds == full.seconds

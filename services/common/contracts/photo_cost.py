@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.media.writers import MAX_SIDE, WHOLE_IMAGE_BYTES_PER_PIXEL
+from services.common.task_stats import rate_key
 
 AUTO_UPSCALE_MAX = 2  # an omitted upscale means the largest up to this that fits
 UPSCALES = (1, 2, 3, 4)
@@ -20,6 +21,7 @@ UPSCALES = (1, 2, 3, 4)
 # megapixel of output for decode, paste and encode: CPU, fp32, 2 cores.
 REFERENCE_INPUT_MP_SECONDS = {"fast": 0.05, "medium": 11.0, "high": 49.0}
 REFERENCE_OUTPUT_MP_SECONDS = 0.2
+NATIVE_SCALE = {"fast": 1, "medium": 4, "high": 2}  # each quality's background network
 REFERENCE_FACE_SECONDS = 4.0
 FIXED_SECONDS = 1.0  # reading, decoding and storing, whatever the size
 
@@ -100,9 +102,12 @@ def estimate(width: int, height: int, params: dict, rates: dict, *, factor: floa
         in_mp, out_mp = 512 * 512 / 1e6, 512 * 512 / 1e6
     else:
         in_mp, out_mp = width * height / 1e6, width * height * upscale * upscale / 1e6
-    per_out = rates.get(f"{quality}:x{upscale}")
+    prescale = bool(params.get("prescale")) and quality != "fast"
+    per_out = rates.get(rate_key(quality, upscale, prescale))
     if per_out is None:
-        per_out = REFERENCE_INPUT_MP_SECONDS[quality] * in_mp / out_mp + REFERENCE_OUTPUT_MP_SECONDS
+        # A prescaled photo's network reads (upscale/native)^2 of its pixels: x4v3 4, x2plus 2.
+        shrink = min(1.0, (upscale / NATIVE_SCALE[quality]) ** 2) if prescale else 1.0
+        per_out = REFERENCE_INPUT_MP_SECONDS[quality] * in_mp * shrink / out_mp + REFERENCE_OUTPUT_MP_SECONDS
     face = rates.get("face", REFERENCE_FACE_SECONDS)
     max_faces = 1 if params.get("has_aligned") else int(params.get("max_faces") or 0)
     expected_faces = min(max_faces, rates.get("faces_per_photo", 1.0))
