@@ -60,10 +60,25 @@ def tree_memory(pid: int, kind: str) -> int:
     total = 0
     for q in procs:
         try:
-            total += q.memory_full_info().pss if kind == "pss" else q.memory_info().rss
-        except psutil.NoSuchProcess:
+            if kind == "pss":
+                total += q.memory_full_info().pss
+            elif kind == "anon":
+                total += _pss_anon(q.pid)
+            else:
+                total += q.memory_info().rss
+        except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
             pass
     return total
+
+
+def _pss_anon(pid: int) -> int:
+    """The anonymous part of a process's PSS (heap, tensors): what a container's memory
+    limit cannot take back by dropping pages, unlike mapped library files."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss_Anon:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def snapshot(procs: dict[str, int], kind: str = "pss") -> dict[str, int]:
@@ -222,12 +237,15 @@ def main() -> None:
             big = None if args.big == "none" else photos.encode(photos.photo(*photos.SIZES[args.big]), "jpeg")
             users = Users(url, key, args.users, args.seconds, big)
             peak = dict(warm)
+            peak_anon = snapshot(procs, "anon")
             done = threading.Event()
 
             def sample():
                 while not done.is_set():
                     for name, v in snapshot(procs).items():
                         peak[name] = max(peak[name], v)
+                    for name, v in snapshot(procs, "anon").items():
+                        peak_anon[name] = max(peak_anon[name], v)
                     done.wait(0.5)
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -254,6 +272,8 @@ def main() -> None:
         "memory": "PSS (proportional set size) per process tree; RSS for comparison",
         "pss_mib": {"idle": mib(idle), "after_jobs": mib(warm), "peak_under_load": mib(peak)},
         "rss_mib": {"idle": mib(idle_rss), "after_jobs": mib(warm_rss)},
+        # Heap and tensors only (no mapped library files): the part a limit cannot reclaim.
+        "pss_anon_mib": {"peak_under_load": mib(peak_anon)},
         "total_mib": mib(totals),
         "peak_total_vs_budget": round(totals["peak_under_load_sum"] / BUDGET_BYTES, 3),
         "load": {"requests": sum(v for v in users.status.values()), "status": users.status,
@@ -264,11 +284,13 @@ def main() -> None:
         "big_photo": None if users.big_job is None else {
             "size": args.big, "state": users.big_job["state"], "params": users.big_job.get("params"),
             "seconds": (users.big_job.get("result") or {}).get("timings", {}).get("total_seconds"),
-            "estimate": users.big_job.get("estimate")},
+            "estimate": users.big_job.get("estimate"),
+            "memory": (users.big_job.get("result") or {}).get("memory")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("pss_mib", "total_mib", "peak_total_vs_budget", "load")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("pss_mib", "pss_anon_mib", "total_mib", "peak_total_vs_budget", "load",
+                                             "big_photo")}, indent=2))
 
 
 if __name__ == "__main__":

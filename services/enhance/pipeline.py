@@ -114,12 +114,11 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
     """``source``: the photo, or a callable that gives it (again): then the photo is let
     go while the faces are restored (GFPGAN's working memory is the largest single cost
     and a 24 MP photo is 72 MB more) and taken again for the background pass; the caller
-    must hold no other reference to it. ``release(phase)`` runs as detection ends and after
-    every face ("detect", "faces"; the background is the caller's to close): the caller
-    hands freed memory back to the system there, so one step's leftovers do not stack on
-    the next one's peak. After every face, not once per phase: glibc's heap fragments
-    across GFPGAN forwards, and 4 faces of a 12 MP photo peaked at 340-550 MiB without it,
-    340-410 with it, for ~0.4 s a face of paging the memory back in (~10 % of a face)."""
+    must hold no other reference to it. ``release(phase)`` runs as a phase of face work
+    ends ("detect", then "faces", both whenever ``max_faces`` > 0; the background is the
+    caller's to close): the caller hands freed memory back to the system there, so one
+    phase's leftovers do not stack on the next one's peak. (After every face too was
+    measured: no lower peak, the peak is inside one face's forward.)"""
     img = _as_bgr(source() if callable(source) else source)
     if opts.quality != "fast" and not opts.has_aligned and net is None:
         # Refused before the face work, which would otherwise be thrown away.
@@ -168,10 +167,10 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
             failed_n += not ok
             prepared.append(paste.prepare_face(restored, affine, u, (out_w, out_h), helper.face_parse,
                                                restorer.device))
-            del restored
-            release("faces")
             progress.face_done()
         helper.clean_all()  # the crops are no longer needed; the prepared faces carry the rest
+        if opts.max_faces > 0:
+            release("faces")
         timings["restore"] = time.perf_counter() - t0
         if img is None:
             t0 = time.perf_counter()

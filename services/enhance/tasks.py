@@ -17,13 +17,14 @@ from services.common.contracts.photo_cost import output_format
 from services.common.execution import JobFailure, run_job
 from services.common.logs import setup_logging
 from services.common.media.writers import WriterError, open_writer
-from services.common.metrics import CACHE_HITS, FACES, PHOTO_PEAK_MEMORY
+from services.common.metrics import CACHE_HITS, FACES
 from services.common.registry import registry
 from services.common.schemas import EnhanceParams
 from services.common.storage import BlobNotFound
 from services.common.tasks import ENHANCE_PHOTO, ENHANCE_QUEUE, EnhancePhotoTask
 from services.common.worker_process import WorkerProcess
 from services.enhance import models as model_loaders
+from services.enhance.memory import MemoryWatch, release_free_memory
 from services.enhance.settings import EnhanceSettings
 
 settings = EnhanceSettings()
@@ -227,74 +228,6 @@ def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: floa
     task_stats.record_photo(r, device_kind, quality=params.quality, upscale=params.upscale,
                             seconds_per_output_mp=per_out, face_seconds=face_s, faces=faces,
                             prescale=params.prescale and params.quality != "fast")
-
-
-class MemoryWatch:
-    """This process's peak resident memory per phase of one photo, over its size when the
-    photo started (from /proc/self: VmHWM, restarted at each phase's end through
-    clear_refs), and the heap's free pages handed back as each phase ends. Phases:
-    "detect" (decoding and finding faces), "faces" (restoring them), "background" (the
-    rest: tiles, paste-back, encoding; for a photo without face work, decoding too).
-    Where /proc cannot be written, only the hand-back happens."""
-
-    PHASE = {"detect": "detect", "faces": "faces", "background": "background"}
-
-    def __init__(self):
-        self.peaks: dict[str, float] = {}
-        self.start = _status_kib("VmRSS")
-        self._restart()
-
-    def phase_ended(self, ended: str) -> None:
-        peak = _status_kib("VmHWM")
-        if self.start is not None and peak is not None:
-            key = self.PHASE[ended]
-            self.peaks[key] = max(self.peaks.get(key, 0.0), (peak - self.start) / 1024)
-        release_free_memory()
-        self._restart()
-
-    def report(self) -> dict:
-        phases = {k: round(v, 1) for k, v in self.peaks.items()}
-        for phase, mib in phases.items():
-            PHOTO_PEAK_MEMORY.labels(phase=phase).observe(mib * 2**20)
-        return {"peak_mib": max(phases.values(), default=None), "phases_mib": phases}
-
-    def _restart(self) -> None:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            self.start = None
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def release_free_memory() -> None:
-    """Give the heap's free pages back to the system (glibc keeps what a phase freed for
-    later, and the next phase's peak would stack on top of it in the process's RSS)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _libc():
-    import ctypes
-    import ctypes.util
-    try:
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return lib if hasattr(lib, "malloc_trim") else None
-    except OSError:  # not glibc (musl, macOS): nothing to trim
-        return None
-
-
-_LIBC = _libc()
 
 
 def _discard(result: dict) -> None:

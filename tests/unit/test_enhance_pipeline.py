@@ -538,7 +538,7 @@ def test_the_photo_is_let_go_while_faces_are_restored_and_read_again(restorer):
     run(source, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY, costs=Costs(),
         sink=bands.append, tick=lambda f: None, release=released.append)
     assert len(calls) == 2 and during == [True, True]
-    assert released == ["detect", "faces", "faces"]  # as detection ends and after each face
+    assert released == ["detect", "faces"]  # as each phase ends
     with_array = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY)
     assert np.array_equal(np.concatenate([b.pixels for b in bands]), with_array.image)
     # Without faces to restore the photo is read once.
