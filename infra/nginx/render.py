@@ -10,6 +10,7 @@ The body-size limit comes from the gateway's settings (KADR_MAX_REQUEST_BYTES) u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 PROFILES = {
     "compose": dict(listen="8080", upstream="gateway:8000", pid_path="/var/run/nginx.pid",
                     error_log="/dev/stderr", access_log="/dev/stdout", static_root="/srv/kadr/web",
-                    worker_processes="auto", temp_paths=""),
+                    worker_processes="auto", temp_paths="", user=""),
     "local": dict(listen="127.0.0.1:8080", upstream="127.0.0.1:8000", worker_processes="2"),
 }
 
@@ -36,7 +37,11 @@ def render(profile: str, *, prefix: Path | None = None, rate: str = "20r/s", bur
         values.update(pid_path=str(prefix / "nginx.pid"), error_log="stderr",
                       access_log="/dev/stdout",
                       temp_paths="".join(f"    {k}_temp_path {prefix / 'tmp' / k};\n"
-                                         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")))
+                                         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
+                      # Started by root, nginx's workers would run as nobody and could not
+                      # write request bodies over the 1 MB buffer (any phone photo) into a
+                      # temp dir under root's private directories: 500 on upload.
+                      user="user root;\n" if os.geteuid() == 0 else "")
     if max_body_bytes is None:
         sys.path.insert(0, str(ROOT))
         from gateway.settings import GatewaySettings

@@ -134,3 +134,14 @@ def test_a_running_photo_shows_its_progress_live_and_stops_when_canceled(api):
     nxt = wait_job(api, _post(api, "next.png", flat_png(seed=21), **FAST).json()["id"], timeout=120)
     assert nxt["state"] == "succeeded"
     assert not api.get(f"{api.base}/api/v1/jobs/{job['id']}/result").ok
+
+
+def test_a_phone_photo_over_nginx_body_buffer_reaches_the_gateway(api):
+    """A 12 MP JPEG (2.4 MB) is larger than nginx's 1 MB body buffer: nginx spools it to
+    its temp directory, which its worker processes must be able to write (they ran as
+    nobody under a root-started stack, and every such upload was nginx's own 500). This
+    stack's file limit is below 2.4 MB, so the gateway's JSON answer proves the body
+    reached it."""
+    data = photos.encode(photos.photo(*photos.SIZES["12mp"]), "jpeg")
+    assert len(data) > 2 * 2**20
+    _error(_post(api, "IMG_2024.jpg", data, quality="fast", max_faces="0"), 413, "file_too_large")
