@@ -76,3 +76,20 @@ def wait_job(api, job_id: str, timeout: float = 240) -> dict:
         j = api.get(f"{api.base}/api/v1/jobs/{job_id}", params={"wait": 20}, timeout=30).json()
         return j if j["state"] in ("succeeded", "failed", "canceled") else None
     return wait_for(done, timeout, f"job {job_id}", interval=0)
+
+
+def sse_events(api, url: str, stop, into: list | None = None) -> list:
+    """Server-Sent Events from ``url`` as (event, data) pairs, appended to ``into`` as they
+    arrive (another thread may watch it), until ``stop(event, data)`` says so."""
+    got = [] if into is None else into
+    with api.get(url, stream=True, timeout=120) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        event = None
+        for raw in resp.iter_lines(decode_unicode=True):
+            if raw.startswith("event: "):
+                event = raw[7:]
+            elif raw.startswith("data: "):
+                got.append((event, json.loads(raw[6:])))
+                if stop(*got[-1]):
+                    break
+    return got

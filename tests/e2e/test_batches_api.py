@@ -13,6 +13,7 @@ import zipfile
 import pytest
 import requests
 
+from tests.e2e.conftest import sse_events
 from tests.integration.conftest import flat_png
 from tests.stack import wait_for
 
@@ -59,16 +60,7 @@ def test_stream_in_files_and_archives_follow_live_and_export(api):
     events: list[tuple[str, dict]] = []
 
     def listen():
-        with api.get(f"{api.base}/api/v1/batches/{bid}/events", stream=True, timeout=120) as resp:
-            assert resp.headers["Content-Type"].startswith("text/event-stream")
-            name = None
-            for line in resp.iter_lines(decode_unicode=True):
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    events.append((name, json.loads(line[6:])))
-                    if name == "end":
-                        return
+        sse_events(api, f"{api.base}/api/v1/batches/{bid}/events", lambda name, data: name == "end", into=events)
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
 

@@ -3,14 +3,13 @@ the automatic upscale, the estimate, progress as Server-Sent Events, cancel."""
 from __future__ import annotations
 
 import io
-import json
 import struct
 
 import pytest
 import requests
 from PIL import Image
 
-from tests.e2e.conftest import wait_job
+from tests.e2e.conftest import sse_events, wait_job
 from tests.fixtures import photos
 from tests.integration.conftest import flat_png
 
@@ -101,32 +100,16 @@ def test_the_job_carries_its_estimate_and_time_limits(api):
     wait_job(api, job["id"])
 
 
-def _events(api, url, stop):
-    """Server-Sent Events from ``url`` until ``stop(event, data)`` says so: (event, data) pairs."""
-    got = []
-    with api.get(url, stream=True, timeout=120) as resp:
-        assert resp.headers["Content-Type"].startswith("text/event-stream")
-        event = None
-        for raw in resp.iter_lines(decode_unicode=True):
-            if raw.startswith("event: "):
-                event = raw[7:]
-            elif raw.startswith("data: "):
-                got.append((event, json.loads(raw[6:])))
-                if stop(*got[-1]):
-                    break
-    return got
-
-
 def test_a_running_photo_shows_its_progress_live_and_stops_when_canceled(api):
     data = photos.encode(photos.photo(900, 700), "jpeg")
     job = _post(api, "slow.jpg", data, quality="medium", upscale="2", max_faces="0").json()
     url = f"{api.base}/api/v1/jobs/{job['id']}/events"
     # Watch until it is well under way, then cancel.
-    seen = _events(api, url, lambda ev, d: d["state"] == "running" and d["progress"] >= 0.2)
+    seen = sse_events(api, url, lambda ev, d: d["state"] == "running" and d["progress"] >= 0.2)
     assert [ev for ev, _ in seen][0] == "progress" and seen[-1][1]["progress"] >= 0.2
     canceled = api.post(f"{api.base}/api/v1/jobs/{job['id']}/cancel")
     assert canceled.status_code == 200 and canceled.json()["state"] == "canceled"
-    end = _events(api, url, lambda ev, d: ev == "end")
+    end = sse_events(api, url, lambda ev, d: ev == "end")
     assert end[-1][0] == "end" and end[-1][1]["state"] == "canceled"
     _error(api.post(f"{api.base}/api/v1/jobs/{job['id']}/cancel"), 409, "already_ended")
     _error(api.get(f"{api.base}/api/v1/jobs/{job['id']}/result"), 409, "not_ready")
