@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench import celery_floor  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from tests.stack import (kadr_env, start_gateway, start_nginx, start_redis, start_worker,  # noqa: E402
-                         wait_for)
+                         wait_for, stop_on_sigterm)
 
 PARAMS = {"quality": "fast", "upscale": 1, "max_faces": 0}
 PER_REQUEST = 20
@@ -223,6 +223,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=2, help="enhance pool processes")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/batch_overhead.json")
     args = ap.parse_args()
+    stop_on_sigterm()
     from services.common.apikeys import create_key
     from tests.fixtures.weights import make_random_weights
     with tempfile.TemporaryDirectory(prefix="kadr-bench-batch-") as t:

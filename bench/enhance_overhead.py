@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
 from tests.stack import (kadr_env, start_gateway, start_nginx, start_redis,  # noqa: E402
-                         start_worker, wait_for)
+                         start_worker, wait_for, stop_on_sigterm)
 
 PARAMS = {"quality": "fast", "upscale": 2, "only_center_face": True}
 
@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=5, help="photos per measurement")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/enhance_overhead.json")
     args = ap.parse_args()
+    stop_on_sigterm()
     photo = photo_bytes()
     with tempfile.TemporaryDirectory(prefix="kadr-bench-") as t:
         tmp = Path(t)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.enhance_overhead import models_dir_for  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from tests.fixtures import photos  # noqa: E402
-from tests.stack import kadr_env, proc_status_kib, start_redis, start_worker, wait_for  # noqa: E402
+from tests.stack import kadr_env, proc_status_kib, start_redis, start_worker, wait_for, stop_on_sigterm  # noqa: E402
 
 MIB = 2**20
 QUALITIES = ("fast", "medium", "high")
@@ -195,6 +195,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=0, help="KADR_ENHANCE_MEMORY_BUDGET_BYTES for the worker")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/real_photos.json")
     args = ap.parse_args()
+    stop_on_sigterm()
     sizes = ["3mp"] if args.quick else args.sizes.split(",")
     import torch
     # Before any torch op makes its thread pool: the pool's threads inherit flush-to-zero

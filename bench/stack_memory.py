@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
 from tests.stack import (kadr_env, start_gateway, start_nginx, start_ops, start_redis,  # noqa: E402
-                         start_worker, wait_for)
+                         start_worker, wait_for, stop_on_sigterm)
 
 BUDGET_BYTES = int(2.9e9)
 MIB = 2**20
@@ -185,6 +185,7 @@ def main() -> None:
     ap.add_argument("--big", default="12mp", help="a phone photo one user uploads first (3mp, 12mp, 24mp, none)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/stack_memory.json")
     args = ap.parse_args()
+    stop_on_sigterm()
     from services.common.apikeys import create_key
     from tests.fixtures.mjpeg_server import MjpegServer
     from tests.fixtures.weights import make_random_weights

@@ -59,6 +59,16 @@ def binary(name: str) -> str:
     raise FileNotFoundError(f"{name} is not installed (run infra/local/install.sh)")
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM and SIGHUP into SystemExit, so a script's ``finally`` stops the
+    processes it started: killed plainly, a benchmark left its stack running (a worker
+    went on taking both cores through the next runs)."""
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGHUP, leave)
+
+
 class Proc:
     def __init__(self, name: str, cmd: list[str], *, log_dir: Path, env: dict | None = None,
                  cwd: Path = ROOT):
