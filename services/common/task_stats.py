@@ -50,8 +50,9 @@ return 1
 
 def rate_key(quality: str, upscale: int, prescale: bool = False) -> str:
     """The rate field of one way of running a photo's background (prescaled photos run a
-    quarter of the network's work: they must not lower the others' estimates)."""
-    return f"{quality}:x{upscale}" + (":prescale" if prescale else "")
+    quarter of the network's work: they must not lower the others' estimates; ``fast``
+    has no network, so prescale changes nothing there)."""
+    return f"{quality}:x{upscale}" + (":prescale" if prescale and quality != "fast" else "")
 
 
 def record_photo(r: redis.Redis, device: str, *, quality: str, upscale: int, seconds_per_output_mp: float | None,

@@ -19,8 +19,6 @@ class MemoryWatch:
     rest: tiles, paste-back, encoding; for a photo without face work, decoding too).
     Where /proc cannot be written, only the hand-back happens."""
 
-    PHASE = {"detect": "detect", "faces": "faces", "background": "background"}
-
     def __init__(self):
         self.peaks: dict[str, float] = {}
         self.start = _status_kib("VmRSS")
@@ -29,8 +27,7 @@ class MemoryWatch:
     def phase_ended(self, ended: str) -> None:
         peak = _status_kib("VmHWM")
         if self.start is not None and peak is not None:
-            key = self.PHASE[ended]
-            self.peaks[key] = max(self.peaks.get(key, 0.0), (peak - self.start) / 1024)
+            self.peaks[ended] = max(self.peaks.get(ended, 0.0), (peak - self.start) / 1024)
         release_free_memory()
         self._restart()
 

@@ -168,8 +168,7 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
         except WriterError as e:
             raise JobFailure("output_unwritable", str(e))
     del photo
-    memory.phase_ended("background")
-    release_free_memory()
+    memory.phase_ended("background")  # hands the freed heap back too
     size = ctx.blobs.size(result_key)
     FACES.labels(outcome="restored").inc(out.faces_restored)
     FACES.labels(outcome="failed").inc(out.faces_failed)
@@ -227,7 +226,7 @@ def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: floa
     per_out = rest / (out.width * out.height / 1e6) if not params.has_aligned else None
     task_stats.record_photo(r, device_kind, quality=params.quality, upscale=params.upscale,
                             seconds_per_output_mp=per_out, face_seconds=face_s, faces=faces,
-                            prescale=params.prescale and params.quality != "fast")
+                            prescale=params.prescale)
 
 
 def _discard(result: dict) -> None:

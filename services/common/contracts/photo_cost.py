@@ -102,10 +102,11 @@ def estimate(width: int, height: int, params: dict, rates: dict, *, factor: floa
         in_mp, out_mp = 512 * 512 / 1e6, 512 * 512 / 1e6
     else:
         in_mp, out_mp = width * height / 1e6, width * height * upscale * upscale / 1e6
-    prescale = bool(params.get("prescale")) and quality != "fast"
+    prescale = bool(params.get("prescale"))
     per_out = rates.get(rate_key(quality, upscale, prescale))
     if per_out is None:
-        # A prescaled photo's network reads (upscale/native)^2 of its pixels: x4v3 4, x2plus 2.
+        # A prescaled photo's network reads (upscale/native)^2 of its pixels: x4v3 4, x2plus 2
+        # (fast has no network: native 1, no shrink).
         shrink = min(1.0, (upscale / NATIVE_SCALE[quality]) ** 2) if prescale else 1.0
         per_out = REFERENCE_INPUT_MP_SECONDS[quality] * in_mp * shrink / out_mp + REFERENCE_OUTPUT_MP_SECONDS
     face = rates.get("face", REFERENCE_FACE_SECONDS)
