@@ -5,8 +5,10 @@ condition and the last U-Net feature map alive through the whole StyleGAN decode
 its style convolutions and SFT step build a new full-size tensor per operation: one
 512x512 face peaks at ~530 MB over the idle process on the CPU, more than a whole
 12 MP photo's background pass needs. This is the same computation, operation for
-operation (so the output is the same to the bit, test_gfpgan_forward.py), with each
-tensor released once used and the elementwise steps done in place: ~300 MB.
+operation (so the output is the same to the bit: tests/integration/test_enhance_models.py), with each
+tensor released once used and the elementwise steps done in place: ~225 MB live. The
+heap's freed pages go back to the system between stages (``settle``, see memory.py),
+or glibc's leftovers put the process's growth at 330-450 MB instead of ~250.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from services.enhance.memory import settle
 from services.enhance.strips import in_strips
 
 
@@ -33,6 +36,7 @@ class LeanGFPGAN(nn.Module):
         for down in n.conv_body_down[:n.log_size - 2]:
             feat = down(feat)
             skips.insert(0, feat)
+            settle()
         feat = F.leaky_relu_(n.final_conv(feat), negative_slope=0.2)
         style = n.final_linear(feat.view(feat.size(0), -1))
         if n.different_w:
@@ -60,7 +64,9 @@ class LeanGFPGAN(nn.Module):
                 feat = n.conv_body_up[i](feat)
                 conditions.append(n.condition_scale[i](feat))
                 conditions.append(n.condition_shift[i](feat))
+            settle()
         del feat, skips
+        settle()
         return _decode(n.stylegan_decoder, style, conditions, input_is_latent=n.input_is_latent), None
 
 
@@ -99,6 +105,7 @@ def _decode(dec, style: torch.Tensor, conditions: list, *, input_is_latent: bool
         out = _style_conv(conv2, holder, latent[:, i + 1])
         skip = to_rgb(out, latent[:, i + 2], skip)
         i += 2
+        settle()
     return skip
 
 
@@ -153,6 +160,7 @@ def _top_level(conv1, conv2, to_rgb, x, style1, style2, style_rgb, scale, shift,
         del z
         o = o.view(b, 3, r1 - r0, ow) + to_rgb.bias
         rgb[:, :, r0:r1] = o + skip[:, :, r0:r1]
+        settle()
     return rgb
 
 

@@ -2,10 +2,16 @@
 /proc/self, and glibc's freed heap handed back between phases. Process-wide state: one
 photo at a time runs in a pool process.
 
-Not done, measured: mapping GFPGAN's large buffers one by one (M_MMAP_THRESHOLD 8 MB
-for the face phase) took a face from 440-500 to 320-360 MiB but cost 35 % more time a
-face in the worker (4.4 -> 6.0 s, 20 faces of a 3 MP photo); mapping the tiles' buffers
-cost 46 % (12.1 -> 17.7 s for 1.2 MP at tile 256). jemalloc and tcmalloc: 25-60 %."""
+Inside one face's forward (GFPGAN, then ParseNet) the heap is handed back between its
+stages too (:func:`settle`): each stage frees 8-64 MB buffers that glibc keeps, and the
+next stage's differently sized ones land beside them. One face then grows the process
+by 246-264 MiB over its start (live tensors: ~225) instead of 332-448, for ~13 % more
+time a face (4.45 -> 5.06 s, interleaved in one process: the pages handed back are
+faulted in again). Measured and not taken: mapping buffers of 8 MB and more one by one
+(M_MMAP_THRESHOLD; in the worker the heap's older free chunks serve them first, and the
+faces phase measured 501 MiB), for the tiles +46 % (every layer's map is 20 MB);
+jemalloc and tcmalloc 25-60 % slower; channels-last convolutions (less reordering
+inside oneDNN for one convolution, more fragmentation over the whole face)."""
 from __future__ import annotations
 
 from services.common.metrics import PHOTO_PEAK_MEMORY
@@ -17,10 +23,12 @@ class MemoryWatch:
     clear_refs), and the heap's free pages handed back as each phase ends. Phases:
     "detect" (decoding and finding faces), "faces" (restoring them), "background" (the
     rest: tiles, paste-back, encoding; for a photo without face work, decoding too).
-    Where /proc cannot be written, only the hand-back happens."""
+    Also what each phase leaves resident after the hand-back (the next phase starts on
+    it). Where /proc cannot be written, only the hand-back happens."""
 
     def __init__(self):
         self.peaks: dict[str, float] = {}
+        self.held: dict[str, float] = {}
         self.start = _status_kib("VmRSS")
         self._restart()
 
@@ -29,13 +37,17 @@ class MemoryWatch:
         if self.start is not None and peak is not None:
             self.peaks[ended] = max(self.peaks.get(ended, 0.0), (peak - self.start) / 1024)
         release_free_memory()
+        held = _status_kib("VmRSS")
+        if self.start is not None and held is not None:
+            self.held[ended] = (held - self.start) / 1024
         self._restart()
 
     def report(self) -> dict:
         phases = {k: round(v, 1) for k, v in self.peaks.items()}
         for phase, mib in phases.items():
             PHOTO_PEAK_MEMORY.labels(phase=phase).observe(mib * 2**20)
-        return {"peak_mib": max(phases.values(), default=None), "phases_mib": phases}
+        return {"peak_mib": max(phases.values(), default=None), "phases_mib": phases,
+                "held_after_mib": {k: round(v, 1) for k, v in self.held.items()}}
 
     def _restart(self) -> None:
         try:
@@ -61,6 +73,29 @@ def release_free_memory() -> None:
     later, and the next phase's peak would stack on top of it in the process's RSS)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+def settle() -> None:
+    """Between the stages of one face's forward: the heap's free pages back to the
+    system, unless a benchmark is timing the bare model (:func:`unsettled`)."""
+    if _settling:
+        release_free_memory()
+
+
+_settling = True
+
+
+class unsettled:
+    """``with unsettled():`` the forwards run without handing memory back (the bench's
+    bare-model baseline)."""
+
+    def __enter__(self):
+        global _settling
+        _settling = False
+
+    def __exit__(self, *exc):
+        global _settling
+        _settling = True
 
 
 def _libc():

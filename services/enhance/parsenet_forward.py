@@ -7,13 +7,15 @@ high-resolution layers are local (3x3 convolutions, batch norm in eval mode, poi
 activations, x2 nearest upsampling), so each strip of output rows is computed from the
 input rows it depends on plus a margin wider than their reach; rows the margin's false
 edges touch are cut off. The 128-px-and-below middle runs whole. Same convolutions on
-the same rows: the classes are the stock ones (test_parsenet_forward.py).
+the same rows: the classes are the stock ones (tests/unit/test_enhance_pipeline.py). It runs right
+after GFPGAN's forward, whose freed buffers are handed back first (``settle``).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from services.enhance.memory import settle
 from services.enhance.strips import in_strips
 
 HEAD_LAYERS = 3  # encoder[0:3]: 512 -> 128 px
@@ -28,12 +30,15 @@ def labels(net, x: torch.Tensor) -> np.ndarray:
     ``net(x)[0].argmax(1)`` gives them."""
     enc, dec = net.encoder, net.decoder
     with torch.inference_mode():
+        settle()
         head = in_strips(lambda t: enc[:HEAD_LAYERS](t), x, scale=0.25, out_rows=STRIP // 2, halo=HEAD_HALO)
         del x
+        settle()
         feat = enc[HEAD_LAYERS:](head)
         del head
         mid = dec[:len(dec) - TAIL_LAYERS](feat + net.body(feat))
         del feat
+        settle()
 
         def tail(t):
             return net.out_mask_conv(dec[len(dec) - TAIL_LAYERS:](t)).argmax(dim=1).to(torch.uint8)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ import requests
 import torch
 
 from services.common import weights
+from services.enhance import memory as memory_module
 from services.enhance import tiling
 from services.enhance.models import (UPSAMPLER_BYTES_PER_PIXEL, MissingWeights, build_restorer, build_upsampler,
                                      select_device)
@@ -23,6 +27,8 @@ from services.enhance.pipeline import EnhanceOptions, Limits, enhance
 from tests.fixtures.weights import make_random_weights
 
 from gfpgan import GFPGANer  # noqa: E402,I001  (after services.enhance.models: needs its basicsr shim)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CPU = torch.device("cpu")
 RESTORER_FILES = ["GFPGANv1.4.pth", "detection_Resnet50_Final.pth", "parsing_parsenet.pth"]
@@ -218,3 +224,38 @@ def test_weights_module_stays_light():
 
     code = "import sys, services.common.weights; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+FACE_GROWTH = """
+import sys
+import numpy as np, torch
+from pathlib import Path
+from services.enhance import memory, models, paste
+from services.enhance.pipeline import _restore_face
+torch.set_flush_denormal(True)
+restorer = models.build_restorer(Path(sys.argv[1]), torch.device("cpu"))
+face = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+def one():
+    restored, _ = _restore_face(restorer, face, 0.5)
+    paste.parse_labels(restored, restorer.face_helper.face_parse, torch.device("cpu"))
+one()  # first-call allocations (thread pools, kernels) are the idle process's, not a face's
+memory.release_free_memory()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+start = memory._status_kib("VmRSS")
+one(); one()
+print((memory._status_kib("VmHWM") - start) / 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or memory_module._LIBC is None,
+                    reason="needs Linux /proc and glibc")
+def test_one_face_grows_the_process_by_its_live_tensors_not_the_heaps_leftovers(models_dir):
+    """GFPGAN + ParseNet on one face, twice, in a fresh process: with the heap handed back
+    between their stages the process grows by ~250 MiB (live tensors ~225), not the
+    330-450 MiB glibc's kept buffers made it (measured; memory.py)."""
+    out = subprocess.run([sys.executable, "-c", FACE_GROWTH, str(models_dir)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, check=True)
+    growth_mib = float(out.stdout.split()[-1])
+    assert growth_mib < 320, growth_mib

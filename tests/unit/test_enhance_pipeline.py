@@ -433,8 +433,11 @@ def test_option_tile_caps_the_tile(restorer, tiny_weights):
 # --------------------------------------------------------------------------- paste-back in bands
 
 
-def test_banded_paste_equals_facexlibs_whole_image_paste(restorer):
-    """Faces pasted band by band (bands cutting through them) give facexlib's result."""
+@pytest.mark.parametrize("threads,chunk_bytes", [(1, paste.CHUNK_BYTES), (2, 9000)])
+def test_banded_paste_equals_facexlibs_whole_image_paste(restorer, monkeypatch, threads, chunk_bytes):
+    """Faces pasted band by band (bands cutting through them), in chunks of rows on
+    threads, give facexlib's result."""
+    monkeypatch.setattr(paste, "CHUNK_BYTES", chunk_bytes)
     img = noise(256, 300, seed=2)
     upscale = 2
     restorer.detector.rows = np.stack([face_row(20, 30, 120), face_row(140, 90, 100), face_row(100, 60, 90)])
@@ -454,10 +457,26 @@ def test_banded_paste_equals_facexlibs_whole_image_paste(restorer):
     prepared = [paste.prepare_face(f, a, upscale, (600, 512), helper.face_parse, CPU) for f, a in zip(faces, affines)]
     ours = background.copy()
     for y in range(0, 512, 70):
-        paste.paste_band(ours[y:y + 70], y, prepared)
+        paste.paste_band(ours[y:y + 70], y, prepared, threads=threads)
     assert (reference != background).any()  # the faces did land
+    assert all(f.mask is None for f in prepared)  # each mask let go after the face's last band
     assert np.array_equal(ours, reference)
     helper.clean_all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(y0=st.integers(0, 511), x0=st.integers(0, 511), h=st.integers(1, 200), w=st.integers(1, 200),
+       label=st.sampled_from([1, 5, 10, 13, 14, 15]))
+def test_the_soft_mask_is_zero_outside_its_support_box(y0, x0, h, w, label):
+    labels = np.zeros((512, 512), np.uint8)
+    labels[y0:y0 + h, x0:x0 + w] = label
+    mask = paste.PreparedFace(None, labels, None, (0, 0, 0, 0)).soft_mask()
+    sx0, sy0, sx1, sy1 = paste.mask_support(labels)
+    outside = np.ones_like(mask, bool)
+    outside[sy0:sy1, sx0:sx1] = False
+    assert not mask[outside].any()
+    if label != 14:  # 14 (the neck) is not a face part: nothing to paste
+        assert mask.any() and sx1 > sx0 and sy1 > sy0
 
 
 def test_lean_parsenet_gives_the_stock_classes(parsenet):
