@@ -14,6 +14,8 @@ jemalloc and tcmalloc 25-60 % slower; channels-last convolutions (less reorderin
 inside oneDNN for one convolution, more fragmentation over the whole face)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from services.common.metrics import PHOTO_PEAK_MEMORY
 
 
@@ -85,16 +87,15 @@ def settle() -> None:
 _settling = True
 
 
-class unsettled:
+@contextmanager
+def unsettled():
     """``with unsettled():`` the forwards run without handing memory back (the bench's
     bare-model baseline)."""
-
-    def __enter__(self):
-        global _settling
-        _settling = False
-
-    def __exit__(self, *exc):
-        global _settling
+    global _settling
+    _settling = False
+    try:
+        yield
+    finally:
         _settling = True
 
 

@@ -117,9 +117,6 @@ def paste_band(band: np.ndarray, band_y: int, faces: list[PreparedFace], *, thre
     rows = band.shape[0]
     end = band_y + rows
     touching = [f for f in faces if f.box[1] < end and f.box[3] > band_y and f.box[2] > f.box[0]]
-    for f in faces:
-        if f.box[3] <= band_y:
-            f.mask = None
     if not touching:
         return
     for f in touching:
