@@ -20,9 +20,8 @@ import logging
 from typing import Callable
 
 from .batches import BatchStore
+from .stranded import UNACKED_KEY
 from .tasks import QUEUES
-
-UNACKED_KEY = "unacked"  # kombu's Redis transport: messages delivered to a worker, not yet acked
 
 log = logging.getLogger("kadr.batches")
 

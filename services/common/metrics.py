@@ -29,6 +29,9 @@ JOBS_CANCELED = Counter("kadr_gateway_jobs_canceled_total", "Jobs canceled or de
                         ["kind", "was"])
 REDELIVERIES = Counter("kadr_worker_redeliveries_total",
                        "Tasks delivered again after a worker died", ["service"])
+STRANDED_RESTORED = Counter("kadr_worker_stranded_messages_restored_total",
+                            "Messages held by no worker (left by a broker connection loss) put back on their queue",
+                            ["queue"])
 CACHE_HITS = Counter("kadr_enhance_cache_hits_total", "Enhance results served from the cache")
 FACES = Counter("kadr_enhance_faces_total", "Faces handled", ["outcome"])
 # What a photo's phases took over the pool process's size when it started: the number the

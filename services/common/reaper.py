@@ -19,6 +19,7 @@ import time
 from typing import Callable
 
 from .jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
+from .stranded import restore_stranded
 
 log = logging.getLogger("kadr.reaper")
 
@@ -54,15 +55,17 @@ def reap_orphans(store: JobStore, *, grace_seconds: float, send: Send,
 
 
 class Reaper(threading.Thread):
-    """Runs ``reap_orphans`` every ``interval`` seconds in whichever worker process holds
-    the cluster-wide lock for that round, so several workers never reap twice."""
+    """Runs ``reap_orphans`` and ``restore_stranded`` every ``interval`` seconds in
+    whichever worker process holds the cluster-wide lock for that round, so several
+    workers never reap twice."""
 
     LOCK = "kadr:reaper-lock"
 
     def __init__(self, store: JobStore, *, interval: float, grace_seconds: float, send: Send,
-                 also: Callable[[], object] | None = None):
+                 stranded_seconds: float, also: Callable[[], object] | None = None):
         super().__init__(name="kadr-reaper", daemon=True)
         self.store, self.interval, self.grace, self.send = store, interval, grace_seconds, send
+        self.stranded_seconds = stranded_seconds
         self.also = also  # more cluster-wide upkeep under the same lock (batch feeding)
         self._stop_event = threading.Event()
 
@@ -71,6 +74,7 @@ class Reaper(threading.Thread):
             try:
                 if self.store.r.set(self.LOCK, "1", nx=True, px=int(self.interval * 1000)):
                     reap_orphans(self.store, grace_seconds=self.grace, send=self.send)
+                    restore_stranded(self.store, older_than=self.stranded_seconds)
                     if self.also is not None:
                         self.also()
             except Exception:  # Redis away: try again next round

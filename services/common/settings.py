@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     # A running job whose worker's heartbeat has been gone this long is requeued.
     reaper_interval_seconds: float = 10.0
     orphan_grace_seconds: float = 30.0
+    # A message delivered this long ago whose job never started is held by no worker (a
+    # broker connection loss stranded it in kombu's unacked hash): back on its queue.
+    stranded_message_seconds: float = Field(120.0, gt=0)
 
     # Enhance defaults the gateway applies before sending a task
     enhance_default_quality: str = "medium"

@@ -63,7 +63,8 @@ def start_process(settings: Settings, *, service: str, queues: list[str],
     feeder = Feeder(BatchStore(store), send, window=settings.batch_window,
                     redispatch_seconds=settings.batch_redispatch_seconds)
     reaper = Reaper(store, interval=settings.reaper_interval_seconds,
-                    grace_seconds=settings.orphan_grace_seconds, send=send, also=_upkeep(settings, r, feeder))
+                    grace_seconds=settings.orphan_grace_seconds, send=send,
+                    stranded_seconds=settings.stranded_message_seconds, also=_upkeep(settings, r, feeder))
     reaper.start()
     return WorkerContext(store=store, redis=r, cache=connect(settings.cache_redis_url),
                          blobs=open_store(settings), heartbeat=hb, reaper=reaper, feeder=feeder)

@@ -41,7 +41,7 @@ def test_batch_survives_worker_kill_gateway_restart_and_redis_restart(models_dir
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     extra = []
     settings = dict(KADR_BATCH_WINDOW="3", KADR_BATCH_REDISPATCH_SECONDS="5", KADR_REAPER_INTERVAL_SECONDS="1",
-                    KADR_ORPHAN_GRACE_SECONDS="3")
+                    KADR_ORPHAN_GRACE_SECONDS="3", KADR_STRANDED_MESSAGE_SECONDS="5")
     try:
         with running_stack(redis_url, models_dir, tmp_path, **settings) as s:
             api = requests.Session()

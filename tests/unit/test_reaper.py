@@ -1,9 +1,11 @@
 """Orphaned jobs (their worker died with them) are resent once, against a real Redis."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+from kombu import Connection
 
 from services.common.jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
 from services.common.reaper import reap_orphans
@@ -57,3 +59,45 @@ def test_an_orphan_with_nothing_to_resend_fails_clearly(store):
     jid = _running(store, worker="gone:1", task=False)
     assert reap_orphans(store, grace_seconds=1, send=lambda t, p: None, now=time.time() + 5) == [(jid, "failed")]
     assert store.get(jid)["error"]["code"] == "worker_lost"
+
+
+def _strand(redis_server, app, store, *, started: bool = False) -> str:
+    """A message a worker received and then lost with its connection while Redis was
+    away: delivered (in kombu's ``unacked`` hash) and never put back."""
+    job = store.create(kind="enhance", owner="o", params={})
+    store.set_task(job["id"], "enhance.photo", {"job_id": job["id"], "request_id": "r"})
+    app.send_task("enhance.photo", args=[{"job_id": job["id"], "request_id": "r"}], queue="enhance")
+    conn = Connection(redis_server, transport="services.common.broker:Transport")
+    q = conn.SimpleQueue("enhance")
+    q.get(timeout=5)
+    if started:
+        assert store.begin(job["id"], max_deliveries=3, worker="live:1")[0] == "run"
+    conn.default_channel.do_restore = False  # the restore that failed with the connection
+    conn.release()
+    return job["id"]
+
+
+def test_a_message_stranded_by_a_connection_loss_goes_back_on_its_queue(redis_server, redis_client, store):
+    from services.common.celery_app import create_celery
+    from services.common.settings import Settings
+    from services.common.stranded import UNACKED_KEY, job_id_of, restore_stranded
+    app = create_celery(Settings(redis_url=redis_server))
+    lost = _strand(redis_server, app, store)
+    running = _strand(redis_server, app, store, started=True)
+    assert redis_client.hlen(UNACKED_KEY) == 2 and redis_client.llen("enhance") == 0
+    # Freshly delivered: a worker may be about to begin it.
+    assert restore_stranded(store, older_than=60) == []
+    assert restore_stranded(store, older_than=60, now=time.time() + 61) == [lost]
+    # Back at the consuming end of its queue, marked redelivered; the running job's
+    # message stays with the worker that will ack it.
+    back = json.loads(redis_client.lindex("enhance", -1))
+    assert job_id_of(back) == lost and back["headers"]["redelivered"] is True
+    assert redis_client.llen("enhance") == 1 and redis_client.hlen(UNACKED_KEY) == 1
+    assert job_id_of(json.loads(redis_client.hget(UNACKED_KEY, redis_client.hkeys(UNACKED_KEY)[0]))[0]) == running
+    assert restore_stranded(store, older_than=60, now=time.time() + 61) == []
+    # A consumer gets it as a normal task message; its job starts once.
+    with Connection(redis_server, transport="services.common.broker:Transport") as conn:
+        msg = conn.SimpleQueue("enhance").get(timeout=5)
+        assert msg.headers["task"] == "enhance.photo" and msg.delivery_info.get("redelivered") is True
+        msg.ack()
+    assert store.begin(lost, max_deliveries=3, worker="w:2")[:2] == ("run", 1)
