@@ -15,6 +15,8 @@ from flask_openapi3 import Info, OpenAPI
 
 from gateway import auth, errors
 from gateway.context import Kadr
+from gateway.fanout import Fanout
+from gateway.holds import Holds
 from gateway.settings import GatewaySettings
 from services.common.celery_app import create_celery
 from services.common.batch_feed import Feeder
@@ -60,7 +62,11 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
                                   celery=celery, batches=batches,
                                   probe=connect(settings.redis_url, ride_out_restarts=False),
                                   feeder=Feeder(batches, send, window=settings.batch_window,
-                                                redispatch_seconds=settings.batch_redispatch_seconds))
+                                                redispatch_seconds=settings.batch_redispatch_seconds),
+                                  fanout=Fanout(lambda: connect(settings.redis_url)),
+                                  holds=Holds(r, per_key=settings.max_streams_per_key,
+                                              per_process=settings.max_open_streams,
+                                              longest_seconds=max(settings.sse_max_seconds, 60.0)))
 
     @app.before_request
     def _request_id():

@@ -8,6 +8,8 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from gateway.fanout import Fanout
+from gateway.holds import Holds
 from gateway.settings import GatewaySettings
 from services.common.batch_feed import Feeder
 from services.common.batches import BatchStore
@@ -25,6 +27,8 @@ class Kadr:
     batches: BatchStore
     feeder: Feeder
     probe: redis.Redis  # no retries: readiness answers at once when Redis is away
+    fanout: Fanout  # the process's one subscription, for every stream and long poll
+    holds: Holds  # caps on open streams and long polls
 
 
 def kadr() -> Kadr:

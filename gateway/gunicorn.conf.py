@@ -1,8 +1,14 @@
-"""gunicorn settings for the gateway (env: GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS).
+"""gunicorn settings for the gateway (env: GUNICORN_BIND, GUNICORN_WORKERS,
+GUNICORN_WORKER_CLASS, GUNICORN_WORKER_CONNECTIONS, GUNICORN_THREADS).
 
-gthread: uploads and downloads are I/O bound; threads keep a slow client from holding a
-whole process. max_requests with jitter recycles workers so a slow leak cannot grow
-without bound, and the jitter keeps them from all restarting at once.
+gevent by default: an open progress stream or a ``?wait=`` poll is a greenlet waiting
+on the process's one Redis subscription (gateway/fanout.py), so a crowd of them costs
+~40 KiB each and no thread. Measured against a thread per connection and against a
+split (threads for the API, gevent for held connections only) in bench/crowd.py: see
+the README. ``GUNICORN_WORKER_CLASS=gthread`` (with ``GUNICORN_THREADS``) still works
+where gevent cannot run, at a thread per held connection. max_requests with jitter
+recycles workers so a slow leak cannot grow without bound, and the jitter keeps them
+from all restarting at once; held connections end cleanly as a worker drains.
 """
 import os
 import shutil
@@ -17,13 +23,17 @@ else:
     _own_metrics_dir = False
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# gevent: simultaneous connections per worker (held streams and long polls included).
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "5000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+# An evented worker holds many connections, and each long poll asked again counts as a
+# request: recycle it ten times less often (its held streams end cleanly when it does).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000" if worker_class == "gthread" else "20000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "200"))
 # nginx is the only client; it sets X-Forwarded-* and X-Request-ID. In compose nginx is
 # another container: FORWARDED_ALLOW_IPS names it (the gateway's port is not published).
@@ -56,6 +66,12 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
+
+
+def post_worker_init(worker):
+    # Held streams and long polls end on their own when this worker starts to drain.
+    from gateway import draining
+    draining.bind(worker)
 
 
 def child_exit(server, worker):

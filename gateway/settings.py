@@ -1,6 +1,8 @@
 """Settings of the gateway process: the shared ones plus what only the web tier needs."""
 from __future__ import annotations
 
+from pydantic import Field
+
 from services.common.settings import MIB, Settings
 
 
@@ -12,5 +14,10 @@ class GatewaySettings(Settings):
     required_queues: list[str] = ["enhance", "segment", "camera"]
     backlog_retry_after_seconds: int = 30
     page_size_max: int = 500
-    # One SSE stream holds a gunicorn thread this long at most; browsers reconnect by themselves.
+    # One SSE stream lasts this long at most; browsers reconnect by themselves.
     sse_max_seconds: float = 300.0
+    # Open SSE streams and ?wait= long polls: per key across the gateway (429
+    # too_many_streams past it) and per gateway process (503 server_busy + Retry-After;
+    # keep it under the process's file descriptors: one socket each, plus nginx's two).
+    max_streams_per_key: int = Field(100, ge=1)
+    max_open_streams: int = Field(4000, ge=1)

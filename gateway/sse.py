@@ -2,10 +2,10 @@
 ends) and ``end``; and for one job: ``progress`` and ``end``. Fed by the job store's
 pub/sub channels, so nothing polls.
 
-A stream holds one gunicorn thread, so it is bounded (``sse_max_seconds``, then the
-browser's EventSource reconnects on its own, ``retry`` tells it how soon) and every
-stream starts with a full snapshot: a client that reconnects, or that missed events
-while away, is never left with stale numbers.
+Messages come through the process's one subscription (:mod:`gateway.fanout`). A stream
+is bounded (``sse_max_seconds``, then the browser's EventSource reconnects on its own,
+``retry`` tells it how soon) and every stream starts with a full snapshot: a client that
+reconnects, or that missed events while away, is never left with stale numbers.
 """
 from __future__ import annotations
 
@@ -13,15 +13,36 @@ import json
 import time
 from typing import Callable, Iterator
 
+from flask import Response, g
+
+from gateway.draining import draining
+from gateway.fanout import RESYNC, Subscription
+from gateway.holds import Held
 from services.common.batches import BatchStore
 from services.common.jobs import TERMINAL
+
+Subscribe = Callable[[str], Subscription]
+
+
+def event_response(k, stream_of: Callable[[Subscribe], Iterator[str]]) -> Response:
+    """A held ``text/event-stream`` response for the caller's key: its hold (429/503 past
+    the caps) is given back when the server closes the body, however that happens."""
+    release = k.holds.acquire(g.owner)
+    try:
+        body = Held(stream_of(k.fanout.subscribe), release)
+    except BaseException:
+        release()
+        raise
+    # X-Accel-Buffering: nginx passes each event on as it comes instead of buffering.
+    return Response(body, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def batch_events(batches: BatchStore, batch_id: str, *, view: Callable[[dict], dict],
+def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, view: Callable[[dict], dict],
                  item_view: Callable[[dict], dict], max_seconds: float, min_interval: float = 0.5,
                  keepalive: float = 15.0) -> Iterator[str]:
     """``progress`` (throttled; item ends and running items' progress both move it),
@@ -33,32 +54,48 @@ def batch_events(batches: BatchStore, batch_id: str, *, view: Callable[[dict], d
             if job is not None:
                 yield _event("item", item_view(job))
 
-    return _follow(batches.r, batches.key(batch_id) + ":events", read=lambda: batches.get(batch_id),
+    return _follow(subscribe, batches.key(batch_id) + ":events", read=lambda: batches.get(batch_id),
                    ended=lambda b: batches.finished(b) or b["state"] == "canceled", view=view,
                    on_message=on_message, max_seconds=max_seconds, min_interval=min_interval,
                    keepalive=keepalive)
 
 
-def job_events(jobs, job_id: str, *, view: Callable[[dict], dict], max_seconds: float,
+def job_events(jobs, job_id: str, *, subscribe: Subscribe, view: Callable[[dict], dict], max_seconds: float,
                min_interval: float = 0.5, keepalive: float = 15.0) -> Iterator[str]:
     """``progress`` (the job view, at most every ``min_interval``; the worker announces
     every tile and face) until it ends, then ``end`` with the final view."""
-    return _follow(jobs.r, jobs.job_key(job_id) + ":events", read=lambda: jobs.get(job_id),
+    return _follow(subscribe, jobs.job_key(job_id) + ":events", read=lambda: jobs.get(job_id),
                    ended=lambda j: j["state"] in TERMINAL, view=view, max_seconds=max_seconds,
                    min_interval=min_interval, keepalive=keepalive, urgent=lambda data: data in TERMINAL)
 
 
-def _follow(r, channel: str, *, read: Callable[[], dict | None], ended: Callable[[dict], bool],
+def wait_for_end(jobs, subscribe: Subscribe, job_id: str, timeout: float) -> dict | None:
+    """``?wait=``: the job once it ends, or as it is after ``timeout`` seconds (``None``
+    if it is gone). The job's channel carries its new state: only an end, or a missed
+    stretch (:data:`RESYNC`), is worth reading the job again for."""
+    with subscribe(jobs.job_key(job_id) + ":events") as sub:
+        deadline = time.monotonic() + timeout
+        job = jobs.get(job_id)  # after subscribing: it may have ended just before
+        while job is not None and job["state"] not in TERMINAL and not draining():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            data = sub.get(timeout=min(left, 1.0))
+            if data == RESYNC or data in TERMINAL:
+                job = jobs.get(job_id)
+    return job
+
+
+def _follow(subscribe: Subscribe, channel: str, *, read: Callable[[], dict | None], ended: Callable[[dict], bool],
             view: Callable[[dict], dict], max_seconds: float, min_interval: float, keepalive: float,
             on_message: Callable[[str], Iterator[str]] = lambda data: iter(()),
             urgent: Callable[[str], bool] = lambda data: False) -> Iterator[str]:
     """The stream both follow: subscribe first, then a snapshot (``progress``, and ``end``
     at once if it is over), then a fresh view at most every ``min_interval`` while
     messages arrive (at once for an ``urgent`` one), ``end`` when it is over; a comment
-    line every ``keepalive`` seconds of silence; closed after ``max_seconds``."""
-    pubsub = r.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(channel)
-    try:
+    line every ``keepalive`` seconds of silence; closed after ``max_seconds``, or within
+    a second once the process drains (the client reconnects to a live one)."""
+    with subscribe(channel) as sub:
         yield "retry: 2000\n\n"
         obj = read()
         if obj is None:
@@ -70,13 +107,15 @@ def _follow(r, channel: str, *, read: Callable[[], dict | None], ended: Callable
         deadline = time.monotonic() + max_seconds
         last_progress = last_sent = time.monotonic()
         dirty = now_please = False
-        while time.monotonic() < deadline:
-            msg = pubsub.get_message(timeout=min(1.0, min_interval))
+        while time.monotonic() < deadline and not draining():
+            data = sub.get(timeout=min(1.0, min_interval))
             now = time.monotonic()
-            if msg is not None:
+            if data == RESYNC:  # messages may have been missed: read it again now
+                dirty = now_please = True
+            elif data is not None:
                 dirty = True
-                now_please = now_please or urgent(msg["data"])
-                for event in on_message(msg["data"]):
+                now_please = now_please or urgent(data)
+                for event in on_message(data):
                     yield event
                     last_sent = now
             if dirty and (now_please or now - last_progress >= min_interval):
@@ -92,5 +131,3 @@ def _follow(r, channel: str, *, read: Callable[[], dict | None], ended: Callable
             if now - last_sent >= keepalive:
                 yield ": keep-alive\n\n"  # proxies drop silent connections
                 last_sent = now
-    finally:
-        pubsub.close()

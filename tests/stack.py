@@ -168,9 +168,12 @@ def start_worker(service: str, env: dict, log_dir: Path, *, name: str | None = N
     return proc
 
 
-def start_gateway(env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2) -> tuple[Proc, str]:
+def start_gateway(env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2,
+                  worker_class: str | None = None) -> tuple[Proc, str]:
     port = port or free_port()
     genv = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
+    if worker_class:
+        genv["GUNICORN_WORKER_CLASS"] = worker_class
     cmd = [PY, "-m", "gunicorn", "-c", str(ROOT / "gateway/gunicorn.conf.py"), "gateway.wsgi:app"]
     proc = Proc(f"gateway-{port}", cmd, log_dir=log_dir, env=genv)
     url = f"http://127.0.0.1:{port}"
@@ -180,7 +183,8 @@ def start_gateway(env: dict, log_dir: Path, *, port: int | None = None, workers:
 
 
 def start_nginx(upstream: str, log_dir: Path, *, port: int | None = None, rate: str = "20r/s",
-                burst: int = 40, max_body_bytes: int | None = None) -> tuple[Proc, str]:
+                burst: int = 40, max_body_bytes: int | None = None,
+                stream_upstream: str | None = None) -> tuple[Proc, str]:
     port = port or free_port()
     prefix = Path(log_dir) / f"nginx-{port}"
     conf = prefix / "nginx.conf"
@@ -189,6 +193,8 @@ def start_nginx(upstream: str, log_dir: Path, *, port: int | None = None, rate: 
             "--rate", rate, "--burst", str(burst)]
     if max_body_bytes:
         args += ["--max-body-bytes", str(max_body_bytes)]
+    if stream_upstream:
+        args += ["--stream-upstream", stream_upstream]
     subprocess.run(args, check=True)
     cmd = [binary("nginx"), "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"]
     proc = Proc(f"nginx-{port}", cmd, log_dir=log_dir)

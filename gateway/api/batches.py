@@ -17,7 +17,7 @@ from gateway.api.views import batch_view, item_view
 from gateway.batch_items import add_files
 from gateway.context import Kadr, kadr
 from gateway.errors import ApiError, register_form_model
-from gateway.sse import batch_events
+from gateway.sse import batch_events, event_response
 from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED
@@ -221,15 +221,13 @@ def get_items(path: BatchPath, query: ItemsQuery):
 
 
 @bp.get("/batches/<batch_id>/events", summary="Live progress as Server-Sent Events (progress, item, end)",
-        responses={404: ErrorBody})
+        responses={404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
 def get_events(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
-    stream = batch_events(k.batches, batch["id"], view=batch_view, item_view=item_view,
-                          max_seconds=k.settings.sse_max_seconds)
-    # X-Accel-Buffering: nginx passes each event on as it comes instead of buffering.
-    return Response(stream, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_response(k, lambda subscribe: batch_events(
+        k.batches, batch["id"], subscribe=subscribe, view=batch_view, item_view=item_view,
+        max_seconds=k.settings.sse_max_seconds))
 
 
 def _download(body, mimetype: str, filename: str) -> Response:

@@ -9,9 +9,10 @@ from gateway.api.models import RequestModel
 from gateway.api.views import job_view
 from gateway.context import kadr
 from gateway.errors import ApiError
-from gateway.sse import job_events
+from gateway.sse import event_response, job_events, wait_for_end
 from services.common import images
 from services.common.filenames import sanitize_filename
+from services.common.jobs import TERMINAL
 from services.common.metrics import JOBS_CANCELED
 from services.common.schemas import ErrorBody, JobView, OutputFormat
 from services.common.storage import BlobNotFound
@@ -52,11 +53,17 @@ def list_jobs(query: ListQuery):
 
 
 @bp.get("/jobs/<job_id>", summary="State, progress, timings, faces and cache hit of a job "
-        "(?wait=N: answer when it ends or after N seconds)", responses={200: JobView, 404: ErrorBody})
+        "(?wait=N: answer when it ends or after N seconds)",
+        responses={200: JobView, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
 def get_job(path: JobPath, query: JobQuery):
     job = owned_job(path.job_id)
-    if query.wait:
-        job = kadr().jobs.wait_finished(job["id"], query.wait) or job
+    if query.wait and job["state"] not in TERMINAL:
+        k = kadr()
+        release = k.holds.acquire(g.owner)
+        try:
+            job = wait_for_end(k.jobs, k.fanout.subscribe, job["id"], query.wait) or job
+        finally:
+            release()
     return jsonify(job_view(job))
 
 
@@ -101,14 +108,12 @@ def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name
 
 
 @bp.get("/jobs/<job_id>/events", summary="Live progress of a job as Server-Sent Events (progress, end)",
-        responses={404: ErrorBody})
+        responses={404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
 def get_job_events(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
-    stream = job_events(k.jobs, job["id"], view=job_view, max_seconds=k.settings.sse_max_seconds)
-    # X-Accel-Buffering: nginx passes each event on as it comes instead of buffering.
-    return Response(stream, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_response(k, lambda subscribe: job_events(
+        k.jobs, job["id"], subscribe=subscribe, view=job_view, max_seconds=k.settings.sse_max_seconds))
 
 
 @bp.post("/jobs/<job_id>/cancel", summary="Cancel a queued or running job (a running photo stops at its "

@@ -78,6 +78,8 @@ GATEWAY = Dashboard("kadr-gateway", "kadr / gateway", [
           unit="reqps", legend="5xx"),
     Panel("Refusals by reason", ("sum by (reason) (rate(kadr_gateway_rejections_total[5m]))",), unit="reqps",
           legend="{{reason}}", description="Every limit answers 4xx/503 and counts here"),
+    Panel("Open streams and long polls", ("sum(kadr_gateway_open_streams)",), legend="open",
+          description="SSE streams and ?wait= polls held now; capped per key (429) and per process (503)"),
     Panel("Upload bytes", ("rate(kadr_gateway_upload_bytes_total[5m])",), unit="Bps", legend="uploads"),
     Panel("Jobs accepted by kind", ("sum by (kind) (rate(kadr_gateway_jobs_accepted_total[5m]))",), unit="ops",
           legend="{{kind}}"),

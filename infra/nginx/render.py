@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 
 PROFILES = {
-    "compose": dict(listen="8080", upstream="gateway:8000", pid_path="/var/run/nginx.pid",
+    "compose": dict(listen="8080", upstream="gateway:8000", stream_upstream="", pid_path="/var/run/nginx.pid",
                     error_log="/dev/stderr", access_log="/dev/stdout", static_root="/srv/kadr/web",
                     worker_processes="auto", temp_paths="", user=""),
-    "local": dict(listen="127.0.0.1:8080", upstream="127.0.0.1:8000", worker_processes="2"),
+    "local": dict(listen="127.0.0.1:8080", upstream="127.0.0.1:8000", stream_upstream="", worker_processes="2"),
 }
 
 
@@ -48,6 +48,7 @@ def render(profile: str, *, prefix: Path | None = None, rate: str = "20r/s", bur
         max_body_bytes = GatewaySettings().max_request_bytes
     values["client_max_body_size"] = str(max_body_bytes)
     values.update({k: str(v) for k, v in overrides.items() if v is not None})
+    values["stream_upstream"] = values["stream_upstream"] or values["upstream"]
     text = TEMPLATE.read_text()
     for k, v in values.items():
         text = text.replace("{{" + k + "}}", v)
@@ -63,13 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prefix", type=Path)
     p.add_argument("--listen")
     p.add_argument("--upstream")
+    p.add_argument("--stream-upstream", help="where SSE streams and ?wait= polls go (default: --upstream)")
     p.add_argument("--static-root")
     p.add_argument("--rate", default="20r/s")
     p.add_argument("--burst", type=int, default=40)
     p.add_argument("--max-body-bytes", type=int)
     a = p.parse_args(argv)
     text = render(a.profile, prefix=a.prefix, rate=a.rate, burst=a.burst, max_body_bytes=a.max_body_bytes,
-                  listen=a.listen, upstream=a.upstream, static_root=a.static_root)
+                  listen=a.listen, upstream=a.upstream, stream_upstream=a.stream_upstream, static_root=a.static_root)
     if a.profile == "local":
         prefix = (a.prefix or ROOT / "var/run/nginx").resolve()
         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):

@@ -260,32 +260,6 @@ class JobStore:
             job = _decode(dict(zip(flat[::2], flat[1::2])))
         return verdict, int(n), job
 
-    def wait_finished(self, job_id: str, timeout: float) -> dict[str, Any] | None:
-        """Block until the job ends or ``timeout`` passes; returns the job as it then is.
-
-        State changes are published by the transition script, so a waiting client costs
-        one idle subscription instead of a request every few milliseconds."""
-        job = self.get(job_id)
-        if job is None or job["state"] in TERMINAL or timeout <= 0:
-            return job
-        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(self.job_key(job_id) + ":events")
-            deadline = time.monotonic() + timeout
-            # Re-read after subscribing: the job may have ended in between.
-            job = self.get(job_id)
-            while job is not None and job["state"] not in TERMINAL:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                msg = pubsub.get_message(timeout=min(left, 1.0))
-                # The message is the new state: only an end is worth reading the job for.
-                if msg and msg.get("data") in TERMINAL:
-                    job = self.get(job_id)
-        finally:
-            pubsub.close()
-        return job
-
     def set_task(self, job_id: str, task: str, payload: dict) -> None:
         """What to send again if the job is orphaned (its worker died with it running)."""
         self.r.hset(self.job_key(job_id), mapping={"task": task, "task_payload": json.dumps(payload)})
@@ -321,16 +295,22 @@ class JobStore:
         return [j for j in self.get_many(ids) if j is not None]
 
 
-def connect(url: str, *, ride_out_restarts: bool = True) -> redis.Redis:
+def connect(url: str, *, ride_out_restarts: bool = True, max_connections: int = 100) -> redis.Redis:
     """Commands retry across a Redis restart (~30 s of backoff) instead of failing the
     request or, worse, a finished task's final write, which would leave its job running.
-    Probes (readiness) pass ``ride_out_restarts=False``: they must answer at once."""
+    Probes (readiness) pass ``ride_out_restarts=False``: they must answer at once.
+
+    The pool blocks past ``max_connections``: an evented gateway runs thousands of
+    requests at once, each holding a connection only for its commands, and redis-py's
+    default pool raises "Too many connections" at 100 instead of making one wait."""
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), 20 if ride_out_restarts else 0)
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
-                                socket_timeout=10 if ride_out_restarts else 2, socket_connect_timeout=5 if
-                                ride_out_restarts else 1, retry=retry,
-                                retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=20 if ride_out_restarts else 2,
+        decode_responses=True, health_check_interval=30, socket_timeout=10 if ride_out_restarts else 2,
+        socket_connect_timeout=5 if ride_out_restarts else 1, retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    return redis.Redis(connection_pool=pool)

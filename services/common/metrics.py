@@ -20,6 +20,8 @@ REQUEST_SECONDS = Histogram("kadr_gateway_request_duration_seconds", "Time to an
 
 REJECTIONS = Counter("kadr_gateway_rejections_total",
                      "Requests refused because a limit or a check failed", ["reason"])
+# SSE streams and ?wait= long polls open now, over the gateway's live processes.
+OPEN_STREAMS = Gauge("kadr_gateway_open_streams", "Open SSE streams and long polls", multiprocess_mode="livesum")
 JOBS_ACCEPTED = Counter("kadr_gateway_jobs_accepted_total", "Jobs accepted", ["kind"])
 UPLOAD_BYTES = Counter("kadr_gateway_upload_bytes_total", "Bytes of accepted uploads")
 JOB_OUTCOMES = Counter("kadr_worker_jobs_total", "Jobs ended by a worker", ["service", "outcome"])

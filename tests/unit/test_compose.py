@@ -635,3 +635,28 @@ def test_docker_compose_config_accepts_every_profile():
     res = subprocess.run([*cli, "-f", str(COMPOSE), "--profile", "*", "config", "-q"],
                          check=False, capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
+
+
+def test_the_gateway_runs_the_evented_worker_that_holds_streams_without_threads():
+    """Open progress streams and ?wait= polls cost a greenlet each (issue: 8 watched batches
+    stalled the threaded gateway). The image installs gevent with the gateway extra, the
+    healthcheck asks the same server, and the process cap on held connections, at the
+    memory each one measured (bench/results/crowd.json), fits the container's limit."""
+    import tomllib
+    gw = services()["gateway"]
+    e = env(gw)
+    assert command(gw)[:1] == ["gunicorn"] and e["GUNICORN_WORKER_CLASS"] == "gevent"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("gevent") for d in extras["gateway"])
+    assert ".[gateway" in (ROOT / "infra/docker/gateway.Dockerfile").read_text()
+    port = host_port(e["GUNICORN_BIND"])[1]
+    assert f"127.0.0.1:{port}/healthz" in " ".join(gw["healthcheck"]["test"])
+    crowd = json.loads((ROOT / "bench/results/crowd.json").read_text())
+    gevent = next(r for r in crowd["results"] if r["design"] == "gevent")
+    per_held = gevent["gateway_kib_per_held_connection"] * 1024
+    procs = gevent["gateway_processes_mib"]["before"][0]
+    idle_one_worker = (procs["master"] + max(procs["workers"])) * 2**20  # compose runs one worker
+    cap = int(e["KADR_MAX_OPEN_STREAMS"])
+    limit = mem_bytes(resources(gw)["limits"]["memory"])
+    assert idle_one_worker + cap * per_held <= 0.9 * limit
+    assert int(e["GUNICORN_WORKER_CONNECTIONS"]) > cap  # the cap answers 503 before gunicorn stops accepting

@@ -84,19 +84,3 @@ def test_delete_removes_job(store):
     store.delete(job["id"])
     assert store.get(job["id"]) is None
     assert store.begin(job["id"], max_deliveries=3, worker="w")[:2] == ("gone", 0)
-
-
-def test_wait_finished_wakes_on_the_transition(store):
-    import threading
-    job = store.create(kind="enhance", owner="a", params={})
-    assert store.wait_finished(job["id"], 0.2)["state"] == "queued"  # timeout: as it is
-
-    def finish():
-        store.begin(job["id"], max_deliveries=3, worker="w")
-        store.transition(job["id"], "succeeded", allowed_from=("running",), result={"ok": 1})
-    timer = threading.Timer(0.3, finish)
-    timer.start()
-    got = store.wait_finished(job["id"], 30)
-    timer.join()
-    assert got["state"] == "succeeded" and got["result"] == {"ok": 1}
-    assert store.wait_finished("no-such-job", 1) is None
