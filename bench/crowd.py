@@ -238,7 +238,12 @@ def run_design(design: str, env: dict, logs: Path, args) -> dict:
                      120, "the streams to open")
         except TimeoutError:  # a thread per connection: most never get one (what gthread measures)
             pass
-        time.sleep(3)  # the long polls are all in by now too
+        r = redis_lib.Redis.from_url(env["KADR_REDIS_URL"], decode_responses=True)
+        try:  # the long polls too, as the gateway counts its holds
+            wait_for(lambda: sum(r.zcard(k) for k in r.scan_iter("kadr:holds:*")) >= crowd.connected + len(polls),
+                     60, "the long polls to be held")
+        except TimeoutError:  # a thread per connection: most never get one (what gthread measures)
+            pass
         rss_held = sum(tree_rss(g.pid) for g in gateways)
         procs_held = [master_and_workers_mib(g.pid) for g in gateways]
         stop, health, health_err, phone, phone_err = threading.Event(), [], {}, [], {}

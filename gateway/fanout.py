@@ -91,8 +91,12 @@ class Fanout:
                     del self._subs[sub.channel]
 
     def _broadcast(self, data: str, channel: str | None = None) -> None:
+        """To the waiters of ``channel`` (a lookup: this runs for every message), or to all."""
         with self._lock:
-            targets = [s for c, subs in self._subs.items() if channel in (None, c) for s in subs]
+            if channel is None:
+                targets = [s for subs in self._subs.values() for s in subs]
+            else:
+                targets = list(self._subs.get(channel, ()))
         for s in targets:
             s.put(data)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from .batch_feed import UNACKED_KEY  # kombu: delivery tag → [message, exchange, key]
+from .stranded import UNACKED_KEY  # kombu: delivery tag → [message, exchange, key]
 from .jobs import RUNNING_KEY, JobStore
 from .workers import live_workers
 
