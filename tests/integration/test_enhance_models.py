@@ -238,13 +238,20 @@ face = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
 def one():
     restored, _ = _restore_face(restorer, face, 0.5)
     paste.parse_labels(restored, restorer.face_helper.face_parse, torch.device("cpu"))
+def growth():
+    memory.release_free_memory()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    start = memory._status_kib("VmRSS")
+    one()
+    return (memory._status_kib("VmHWM") - start) / 1024
 one()  # first-call allocations (thread pools, kernels) are the idle process's, not a face's
-memory.release_free_memory()
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-start = memory._status_kib("VmRSS")
-one(); one()
-print((memory._status_kib("VmHWM") - start) / 1024)
+settled, unsettled = [], []
+for _ in range(3):
+    settled.append(growth())
+    with memory.unsettled():
+        unsettled.append(growth())
+print(sum(settled) / 3, sum(unsettled) / 3)
 """
 
 
@@ -252,10 +259,12 @@ print((memory._status_kib("VmHWM") - start) / 1024)
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or memory_module._LIBC is None,
                     reason="needs Linux /proc and glibc")
 def test_one_face_grows_the_process_by_its_live_tensors_not_the_heaps_leftovers(models_dir):
-    """GFPGAN + ParseNet on one face, twice, in a fresh process: with the heap handed back
-    between their stages the process grows by ~250 MiB (live tensors ~225), not the
-    330-450 MiB glibc's kept buffers made it (measured; memory.py)."""
+    """GFPGAN + ParseNet on one face, with the heap handed back between their stages and
+    without, interleaved in one fresh process. The absolute growth moves with the process's
+    layout (240-330 MiB with hand-backs, 290-430 without, over 5 processes here; live
+    tensors ~225), so the check is the ratio within one process: 0.73-0.80 measured."""
     out = subprocess.run([sys.executable, "-c", FACE_GROWTH, str(models_dir)], cwd=ROOT, capture_output=True,
                          text=True, timeout=300, check=True)
-    growth_mib = float(out.stdout.split()[-1])
-    assert growth_mib < 320, growth_mib
+    settled, unsettled = map(float, out.stdout.split()[-2:])
+    assert settled < 0.9 * unsettled, (settled, unsettled)
+    assert settled < 400, settled  # a leak or an unbounded buffer, not layout noise
