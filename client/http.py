@@ -19,7 +19,9 @@ from requests.adapters import HTTPAdapter
 
 from client.sse import Event, parse_sse
 
-RETRY_STATUSES = {429, 502, 503, 504}
+# 507: the server's job store is past its mark; space comes back as work ends, retention
+# runs or the user deletes: waited out like back-pressure, within the busy window.
+RETRY_STATUSES = {429, 502, 503, 504, 507}
 # nginx answers this when the gateway itself is down: an outage, not back-pressure.
 OUTAGE_CODES = {"gateway_unavailable"}
 
@@ -110,7 +112,7 @@ class Client:
                     raise api_error(resp)
                 err = api_error(resp)
                 wait = retry_after(resp)
-                busy = resp.status_code == 429 or (resp.status_code == 503 and wait is not None
+                busy = resp.status_code in (429, 507) or (resp.status_code == 503 and wait is not None
                                                    and err.code not in OUTAGE_CODES)
                 window = self.busy_window if busy else self.outage_window
                 why = str(err)

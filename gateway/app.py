@@ -18,6 +18,7 @@ from gateway.context import Kadr
 from gateway.fanout import Fanout
 from gateway.holds import Holds
 from gateway.settings import GatewaySettings
+from gateway.storage_guard import StorageGuard
 from services.common.celery_app import create_celery
 from services.common.batch_feed import Feeder
 from services.common.batches import BatchStore
@@ -55,18 +56,22 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     jobs = JobStore(r, settings.job_ttl_seconds)
     celery = create_celery(settings)
     batches = BatchStore(jobs)
+    probe = connect(settings.redis_url, ride_out_restarts=False)
 
     def send(task: str, payload: dict) -> None:
         celery.send_task(task, args=[payload], **send_options(task, payload))
     app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=jobs, blobs=open_store(settings),
                                   celery=celery, batches=batches,
-                                  probe=connect(settings.redis_url, ride_out_restarts=False),
+                                  probe=probe,
                                   feeder=Feeder(batches, send, window=settings.batch_window,
-                                                redispatch_seconds=settings.batch_redispatch_seconds),
+                                                redispatch_seconds=settings.batch_redispatch_seconds,
+                                                queue_limit=settings.max_queue_backlog),
                                   fanout=Fanout(lambda: connect(settings.redis_url)),
                                   holds=Holds(r, per_key=settings.max_streams_per_key,
                                               per_process=settings.max_open_streams,
-                                              longest_seconds=max(settings.sse_max_seconds, 60.0)))
+                                              longest_seconds=max(settings.sse_max_seconds, 60.0)),
+                                  storage=StorageGuard(probe, high_water=settings.redis_high_water,
+                                                       max_age_seconds=settings.redis_memory_check_seconds))
 
     @app.before_request
     def _request_id():

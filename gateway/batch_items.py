@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import hashlib
 
+import redis
+
 from werkzeug.datastructures import FileStorage
 
+from gateway import quotas
 from gateway.api.enhance import item_plan, plan_photo
 from gateway.context import Kadr
 from gateway.errors import ApiError
+from gateway.storage_guard import redis_refused
 from services.common import archives, images, task_stats
 from services.common.batches import BatchClosed
 from services.common.filenames import sanitize_filename
@@ -42,8 +46,18 @@ def _refuse(out: list, name: str, code: str, message: str) -> None:
     out.append({"name": name, "code": code, "message": message})
 
 
+class _QuotaReached(Exception):
+    def __init__(self, error: ApiError):
+        self.error = error
+
+
 def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -> dict:
+    """``{"accepted", "rejected", "ignored"}``, and ``"stopped"`` (the quota error) when a
+    per-key quota stopped the request: what came before it is in; the rest was not read
+    (send it again later: photos already added are recognized and not added twice)."""
     accepted, rejected, ignored = [], [], 0
+    quota = quotas.BatchQuota(k, batch)
+    n_items = len(batch["variants"]) or 1
     limits = archives.Limits(max_entries=k.settings.archive_max_entries,
                              max_entry_bytes=k.settings.max_upload_bytes,
                              max_total_bytes=k.settings.archive_max_bytes, max_ratio=k.settings.archive_max_ratio)
@@ -54,7 +68,16 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
         if archives.is_nested_archive(data):
             return _refuse(rejected, name, "nested_archive", f"{name}: archives inside archives are not unpacked")
         try:
-            accepted.extend(_photo(k, batch, name, data, request_id, rates))
+            quota.take(n_items)
+        except ApiError as e:
+            raise _QuotaReached(e)
+        try:
+            answers = _photo(k, batch, name, data, request_id, rates)
+            accepted.extend(answers)
+            if not any(a["existing"] for a in answers):
+                quota.took(n_items)
+        except redis.exceptions.OutOfMemoryError:  # past maxmemory between two checks
+            raise _QuotaReached(redis_refused())
         except images.ImageError as e:
             _refuse(rejected, name, e.code, f"{name}: {e.message}")
         except ApiError as e:  # the photo's output would be too large
@@ -85,5 +108,11 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
                 _refuse(rejected, name, e.code, f"{name}: {e.message}")
     except BatchClosed:
         raise ApiError(409, "batch_closed", "this batch no longer accepts photos (closed or canceled)")
+    except _QuotaReached as q:
+        if not accepted:
+            raise q.error
+        REJECTIONS.labels(reason=q.error.code).inc()
+        return {"accepted": accepted, "rejected": rejected, "ignored": ignored,
+                "stopped": {"code": q.error.code, "message": q.error.message}}
     return {"accepted": accepted, "rejected": rejected, "ignored": ignored}
 

@@ -11,6 +11,7 @@ from flask import current_app
 from gateway.fanout import Fanout
 from gateway.holds import Holds
 from gateway.settings import GatewaySettings
+from gateway.storage_guard import StorageGuard
 from services.common.batch_feed import Feeder
 from services.common.batches import BatchStore
 from services.common.jobs import JobStore
@@ -29,6 +30,7 @@ class Kadr:
     probe: redis.Redis  # no retries: readiness answers at once when Redis is away
     fanout: Fanout  # the process's one subscription, for every stream and long poll
     holds: Holds  # caps on open streams and long polls
+    storage: StorageGuard  # Redis's high-water mark: new work refused past it
 
 
 def kadr() -> Kadr:

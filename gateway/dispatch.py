@@ -9,16 +9,18 @@ from gateway.context import Kadr
 from services.common.celery_app import queue_length
 from gateway.errors import ApiError
 from services.common.jobs import ACTIVE
-from services.common.tasks import TaskPayload, queue_for, send_options
+from services.common.tasks import INTERACTIVE, TaskPayload, queue_for, send_options
 
 log = logging.getLogger("kadr.gateway")
 
 
 def admit(k: Kadr, task_name: str, n: int = 1) -> None:
     """Refuse new work while a queue's backlog is over its limit: a 503 the client can
-    retry beats an unbounded queue that eats Redis memory (which runs ``noeviction``)."""
+    retry beats an unbounded queue that eats Redis memory (which runs ``noeviction``).
+    Counted at the interactive step only: batch items wait at their own step, which the
+    batch feeder keeps under the same limit, so a big batch never refuses a single photo."""
     queue = queue_for(task_name)
-    backlog = queue_length(k.redis, queue)
+    backlog = queue_length(k.redis, queue, INTERACTIVE)
     if backlog + n > k.settings.max_queue_backlog:
         raise ApiError(503, "queue_full",
                        f"queue {queue} holds {backlog} waiting tasks (limit "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, g, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -28,7 +29,7 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
-    if 400 <= status < 500 or status == 503:
+    if 400 <= status < 500 or status in (503, 507):
         REJECTIONS.labels(reason=code).inc()
         log.info("request refused: %s", code, extra={"status": status, "reason": message})
     return resp
@@ -81,6 +82,14 @@ def install(app: Flask) -> None:
         if e.code == 413:
             msg = "the request body is larger than the server accepts"
         return error_response(e.code or 500, code, msg)
+
+    @app.errorhandler(redis.exceptions.OutOfMemoryError)
+    def _redis_full(e: redis.exceptions.OutOfMemoryError):
+        # A write that raced past the high-water mark and met Redis's own refusal: the
+        # guard's answer, never a 500.
+        from gateway.storage_guard import redis_refused
+        err = redis_refused()
+        return error_response(err.status, err.code, err.message, headers=err.headers)
 
     @app.errorhandler(Exception)
     def _crash(e: Exception):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.settings import MIB, Settings
+from services.common.settings import KIB, MIB, Settings
 
 
 class GatewaySettings(Settings):
@@ -21,3 +21,18 @@ class GatewaySettings(Settings):
     # keep it under the process's file descriptors: one socket each, plus nginx's two).
     max_streams_per_key: int = Field(100, ge=1)
     max_open_streams: int = Field(4000, ge=1)
+    # Per-key quotas, so one key cannot take Redis or the workers from the others, each
+    # answered with a code naming it. Items: photos x variants. In flight: not yet ended
+    # (pending, queued, running), single photos, videos and batch items together. Open
+    # batches: not yet ended (open, or closed with items left). An item's records take
+    # ~3 KB of Redis (measured): 20,000 in flight are ~60 MB.
+    max_batch_items: int = Field(100_000, ge=1)  # 413 too_many_items
+    max_items_in_flight_per_key: int = Field(20_000, ge=1)  # 429 too_many_in_flight
+    max_open_batches_per_key: int = Field(20, ge=1)  # 429 too_many_open_batches
+    max_result_sets_per_video: int = Field(20, ge=1)  # 409 too_many_result_sets
+    # A camera event's own fields (boxes, plate, extra metadata), kept in Redis with it.
+    camera_max_event_fields_bytes: int = Field(16 * KIB, ge=256)  # 413 event_too_large
+    # Redis runs noeviction: a write that would take it past this share of its maxmemory
+    # is refused (507 storage_full) while reads, cancels and deletes keep the rest.
+    redis_high_water: float = Field(0.9, gt=0, le=1)
+    redis_memory_check_seconds: float = Field(1.0, ge=0)  # how old a used-memory reading may be

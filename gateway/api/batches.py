@@ -10,7 +10,7 @@ from flask import Response, g, jsonify, request
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from pydantic import Field
 
-from gateway import exports
+from gateway import exports, quotas
 from gateway.api.enhance import enhance_params
 from gateway.api.models import RequestModel
 from gateway.api.views import batch_view, item_view
@@ -89,11 +89,14 @@ def created(body: dict, location: str, status: int = 201):
 
 @bp.post("/batches", summary="Create a batch (parameters once, optional variants); then add photos and close it. "
          "With an Idempotency-Key header a retried create answers 200 with the same batch",
-         responses={201: BatchView, 200: BatchView, 400: ErrorBody, 409: ErrorBody, 422: ErrorBody})
+         responses={201: BatchView, 200: BatchView, 400: ErrorBody, 409: ErrorBody, 422: ErrorBody,
+                    429: ErrorBody, 507: ErrorBody})
 def post_batch(body: BatchCreate):
     k = kadr()
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
+        k.storage.check()
+        quotas.check_open_batches(k, g.owner)
         batch = create_batch(k, body)
         return created(batch_view(batch), f"/api/v1/batches/{batch['id']}")
     if len(key) > 255:
@@ -105,6 +108,8 @@ def post_batch(body: BatchCreate):
     bid = new_id()
     if k.redis.set(slot, f"{bid} {fingerprint}", nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
         try:
+            k.storage.check()
+            quotas.check_open_batches(k, g.owner)
             batch = create_batch(k, body, batch_id=bid)
         except BaseException:
             k.redis.delete(slot)  # nothing was made: the key is free for the corrected request
@@ -133,10 +138,12 @@ def list_batches(query: ListQuery):
 
 @bp.post("/batches/<batch_id>/items", summary="Add photos: image files, or ZIP/TAR archives unpacked here "
          "(each entry checked like an upload); any number of requests, in parallel",
-         responses={202: ErrorBody, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody})
+         responses={202: ErrorBody, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
+                    429: ErrorBody, 507: ErrorBody})
 def post_items(path: BatchPath, form: ItemsForm):
     k = kadr()
     batch = owned_batch(path.batch_id, rate=False)
+    k.storage.check()
     files = [f for f in form.files if f.filename or f.content_length]
     if not files:
         raise ApiError(400, "no_files", "send at least one file in the 'files' field")

@@ -150,7 +150,7 @@ def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict]:
 @webhook_bp.post("/camera/<camera_id>/events",
                  summary="A camera reports an event (camera credential: HMAC signature or token)",
                  responses={202: None, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
-                            413: ErrorBody, 503: ErrorBody})
+                            413: ErrorBody, 503: ErrorBody, 507: ErrorBody})
 def post_event(path: CameraPath):
     k = kadr()
     s = k.settings
@@ -178,15 +178,20 @@ def post_event(path: CameraPath):
         raise ApiError(400, "invalid_parameters", "ts lies in the future: send epoch seconds "
                        "(not milliseconds) from an NTP-synced clock")
     event_id = new_id()
-    images = _store_uploads(k, event_id)
     extra = dict(ev.model_extra or {})
     params = {"camera": cam.id, "ts": ev.ts if ev.ts is not None else round(received, 3),
               "ts_given": ev.ts is not None, "vehicle_box": ev.vehicle_box, "plate_box": ev.plate_box,
               "plate": ev.plate, "extra": extra, "offsets": list(cam.offsets)}
     try:
-        json.dumps(params, allow_nan=False)
+        size = len(json.dumps(params, allow_nan=False))
     except ValueError:
         raise ApiError(400, "invalid_body", "the event's fields must not hold NaN or infinity")
+    if size > s.camera_max_event_fields_bytes:
+        raise ApiError(413, "event_too_large",
+                       f"the event's fields take {size} bytes as JSON (limit {s.camera_max_event_fields_bytes}, "
+                       "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES); send images as files, not in fields")
+    k.storage.check()
+    images = _store_uploads(k, event_id)
     p = k.redis.pipeline()
     job = k.jobs.create(kind=EVENT_KIND, owner=owner_of(cam.id), params=params,
                         input={"images": images}, request_id=g.request_id, job_id=event_id, pipe=p)

@@ -9,6 +9,7 @@ from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from pydantic import Field, ValidationError
 
+from gateway import quotas
 from gateway.api.models import RequestModel
 from gateway.api.views import batch_view, job_view
 from gateway.context import Kadr, kadr
@@ -27,7 +28,8 @@ from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
 bp = APIBlueprint("enhance", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="enhance")],
                   abp_security=[{"bearer": []}])
 
-_ERRORS = {400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody}
+_ERRORS = {400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody, 503: ErrorBody,
+           507: ErrorBody}
 
 
 class _Options(EnhanceParams, RequestModel):
@@ -110,6 +112,8 @@ def accepted(body: dict, location: str):
 def enhance_one(form: EnhanceForm):
     k = kadr()
     params = _params(k, form)
+    k.storage.check()
+    quotas.check_in_flight(k, g.owner)
     admit(k, ENHANCE_PHOTO)
     info = check_image(form.file, max_bytes=k.settings.max_upload_bytes,
                        max_pixels=k.settings.max_image_pixels)
@@ -135,7 +139,10 @@ def enhance_batch(form: EnhanceBatchForm):
     if len(files) > k.settings.max_batch_files:
         raise ApiError(400, "too_many_files",
                        f"{len(files)} files sent; at most {k.settings.max_batch_files} per request")
-    admit(k, ENHANCE_PHOTO, len(files))
+    # A batch like any other: its items wait at the batch step, under the batch quotas.
+    k.storage.check()
+    quotas.check_open_batches(k, g.owner)
+    quotas.check_in_flight(k, g.owner, len(files))
     # Check every file first: a batch is accepted whole or refused with the reasons.
     infos, problems = [], []
     rates = task_stats.photo_rates(k.redis)

@@ -10,6 +10,7 @@ from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from PIL import Image
 from pydantic import Field, ValidationError
 
+from gateway import quotas
 from gateway.api.enhance import accepted
 from gateway.api.models import RequestModel
 from gateway.context import Kadr, kadr
@@ -29,7 +30,7 @@ from services.common.video import VideoError, VideoLimits, check_video
 bp = APIBlueprint("videos", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
                   abp_security=[{"bearer": []}])
 _ERRORS = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
-           415: ErrorBody, 503: ErrorBody}
+           415: ErrorBody, 429: ErrorBody, 503: ErrorBody, 507: ErrorBody}
 
 
 class VideoForm(RequestModel):
@@ -141,6 +142,8 @@ def upload_video(form: VideoForm):
     except (ValidationError, ValueError) as e:
         msg = validation_message(e, SegmentParams)[0] if isinstance(e, ValidationError) else str(e)
         raise ApiError(400, "invalid_parameters", msg)
+    k.storage.check()
+    quotas.check_in_flight(k, g.owner, 2)  # the video and its raw result set
     admit(k, SEGMENT_VIDEO)
     info = _check(form.file, k, "file")
     truth = _check(form.truth, k, "truth") if form.truth is not None and form.truth.filename else None
@@ -182,6 +185,13 @@ def stabilize(path: VideoPath, body: StabilizeRequest):
     if video["state"] != "succeeded":
         raise ApiError(409, "not_ready", f"the video is {video['state']}; stabilize it once segmented",
                        details={"state": video["state"]})
+    k.storage.check()
+    sets, limit = k.redis.llen(k.jobs.job_key(video["id"]) + ":children"), k.settings.max_result_sets_per_video
+    if sets >= limit:
+        raise ApiError(409, "too_many_result_sets",
+                       f"this video has {sets} result sets (limit {limit}, KADR_MAX_RESULT_SETS_PER_VIDEO); "
+                       "upload it again for more", details={"result_sets": sets, "limit": limit})
+    quotas.check_in_flight(k, g.owner)
     admit(k, SEGMENT_STABILIZE)
     rid = new_id()
     job = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=rid,

@@ -5,6 +5,11 @@ just ended one of its items (so the window refills at the pace the workers go), 
 the reaper every few seconds (nothing is left pending after a crash anywhere: a worker
 killed between finishing an item and feeding, a gateway restarted after adding items).
 
+Batch items wait on their queue at the batch priority step (tasks.py), behind every
+single photo, and at most ``max_queue_backlog`` of them at a time over all batches (the
+limit single uploads meet at their own step): past it items stay ``pending`` in their
+batch, which costs Redis nothing more, until the queue drains.
+
 Claiming moves jobs ``pending → queued`` atomically before their messages are sent; a
 message that cannot be sent puts its job back. If the process dies in between, the job
 sits ``queued`` with no message: once it has waited ``batch_redispatch_seconds`` the
@@ -21,7 +26,7 @@ from typing import Callable
 
 from .batches import BatchStore
 from .stranded import UNACKED_KEY
-from .tasks import QUEUES
+from .tasks import ENHANCE_QUEUE, QUEUES, TASK_ROUTES, queue_for, queue_keys
 
 log = logging.getLogger("kadr.batches")
 
@@ -29,9 +34,11 @@ Send = Callable[[str, dict], None]
 
 
 class Feeder:
-    def __init__(self, batches: BatchStore, send: Send, *, window: int, redispatch_seconds: float = 300.0):
+    def __init__(self, batches: BatchStore, send: Send, *, window: int, redispatch_seconds: float = 300.0,
+                 queue_limit: int = 10**9):
         self.batches, self.send = batches, send
         self.window, self.redispatch_seconds = window, redispatch_seconds
+        self.queue_limit = queue_limit  # batch items waiting on a queue, all batches together
 
     def _tasks(self, job_ids: list[str]) -> list[tuple[str, dict] | None]:
         p = self.batches.r.pipeline(transaction=False)
@@ -44,12 +51,15 @@ class Feeder:
         r = self.batches.r
         blobs = list(r.hvals(UNACKED_KEY))
         for q in QUEUES:
-            blobs += r.lrange(q, 0, -1)
+            for key in queue_keys(q):
+                blobs += r.lrange(key, 0, -1)
         text = "\n".join(blobs)
         return {j for j in job_ids if j in text}
 
     def feed(self, batch_id: str) -> int:
-        claimed = self.batches.claim(batch_id, self.window)
+        task = self.batches.r.hget(self.batches.key(batch_id), "task")
+        claimed = self.batches.claim(batch_id, self.window, self.queue_limit,
+                                     queue_for(task) if task in TASK_ROUTES else ENHANCE_QUEUE)
         sent = 0
         for jid, task in claimed:
             try:

@@ -27,19 +27,23 @@ import time
 from typing import Any
 
 from .jobs import PREFIX, STATES, TERMINAL, JobStore, _decode, _encode, new_id, now
+from .tasks import BATCH, ENHANCE_QUEUE, queue_key
 
 ACTIVE_SET = PREFIX + "batches:active"
 DEFAULT_VARIANT = "default"
 # Every key of a batch: its hash ("") and the lists, sets and hashes beside it (see above).
 KEY_SUFFIXES = ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha")
 
-# KEYS[1] batch hash. ARGV: window, now. Moves up to (window - in flight) pending jobs to
-# queued, unless the batch is paused or canceled; returns id, task, task payload of each.
+# KEYS[1] batch hash, KEYS[2] the queue's list at the batch step. ARGV: window, now,
+# prefix, queue limit. Moves up to (window - in flight) pending jobs to queued, and no
+# more than leave the queue's batch step at its limit, unless the batch is paused or
+# canceled; returns id, task, task payload of each.
 _CLAIM = """
 if redis.call('HGET', KEYS[1], 'paused') == '1' or redis.call('HGET', KEYS[1], 'canceled') == '1' then
   return {}
 end
-local room = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1] .. ':inflight')
+local room = math.min(tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1] .. ':inflight'),
+                      tonumber(ARGV[4]) - redis.call('LLEN', KEYS[2]))
 local out = {}
 while room > 0 do
   local jid = redis.call('LPOP', KEYS[1] .. ':pending')
@@ -107,6 +111,31 @@ return n
 """
 
 
+# KEYS: the key's open batches (set), its live jobs outside batches (zset). ARGV: prefix,
+# how many of the oldest live jobs to look at. Forgets batches that ended or expired and
+# live jobs that ended; returns {batches not ended, items not ended}.
+_OWNER_LOAD = """
+local batches, items = 0, 0
+for _, bid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local v = redis.call('HMGET', ARGV[1] .. 'batch:' .. bid, 'open', 'n_pending', 'n_queued', 'n_running')
+  local active = tonumber(v[2] or 0) + tonumber(v[3] or 0) + tonumber(v[4] or 0)
+  if v[1] == '1' or active > 0 then
+    batches = batches + 1
+    items = items + active
+  else
+    redis.call('SREM', KEYS[1], bid)
+  end
+end
+for _, jid in ipairs(redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)) do
+  local st = redis.call('HGET', ARGV[1] .. 'job:' .. jid, 'state')
+  if st ~= 'pending' and st ~= 'queued' and st ~= 'running' then
+    redis.call('ZREM', KEYS[2], jid)
+  end
+end
+return {batches, items + redis.call('ZCARD', KEYS[2])}
+"""
+
+
 class BatchClosed(Exception):
     pass
 
@@ -139,6 +168,7 @@ class BatchStore:
         self._claim = self.r.register_script(_CLAIM)
         self._move = self.r.register_script(_MOVE)
         self._reserve = self.r.register_script(_RESERVE)
+        self._owner_load = self.r.register_script(_OWNER_LOAD)
 
     key = staticmethod(JobStore.batch_key)
 
@@ -162,8 +192,24 @@ class BatchStore:
         p.expire(self.key(bid), ttl)
         p.sadd(ACTIVE_SET, bid)
         p.zadd(JobStore.owner_key(owner) + ":batches", {bid: b["created_at"]})
+        p.sadd(self.open_key(owner), bid)
+        p.expire(self.open_key(owner), ttl)
         p.execute()
         return self.get(bid)
+
+    @staticmethod
+    def open_key(owner: str) -> str:
+        """A key's batches that may not have ended yet (pruned by :meth:`owner_load`)."""
+        return JobStore.owner_key(owner) + ":batches:open"
+
+    def owner_load(self, owner: str, prune: int = 100) -> tuple[int, int]:
+        """(batches not ended, items not ended) of one key: every item of its open batches
+        not yet ended, and its jobs outside batches (single photos, videos) not yet ended.
+        Those end roughly in the order they came, so looking at the ``prune`` oldest each
+        time keeps the count true at a bounded cost."""
+        batches, items = self._owner_load(keys=[self.open_key(owner), self.jobs.live_key(owner)],
+                                          args=[PREFIX, prune])
+        return int(batches), int(items)
 
     def add_photo(self, batch: dict, *, input: dict, request_id: str = "",
                   plans: dict[str, dict] | None = None) -> tuple[list[dict], bool]:
@@ -200,7 +246,8 @@ class BatchStore:
                                    estimate=plan.get("estimate"))
             fields = {"variant": v["name"], "state": "skipped" if dup else "pending",
                       "task": batch["task"],
-                      "task_payload": json.dumps({"job_id": jid, "request_id": request_id, **plan.get("task", {})})}
+                      "task_payload": json.dumps({"job_id": jid, "request_id": request_id, "priority": BATCH,
+                                                  **plan.get("task", {})})}
             if dup:
                 fields.update(duplicate_of=dup, finished_at=str(now()), progress="1.0")
             p.hset(self.jobs.job_key(jid), mapping=fields)
@@ -219,7 +266,17 @@ class BatchStore:
         p.hincrby(bkey, "bytes", int(input.get("bytes") or 0))
         for suffix in KEY_SUFFIXES:
             p.expire(bkey + suffix, ttl)  # an open batch is kept its TTL after its last upload
-        p.execute()
+        try:
+            p.execute()
+        except BaseException:
+            # Nothing was written (MULTI/EXEC; Redis refuses a write past maxmemory before
+            # running any): free the reservation, or a retry would get ids of no job.
+            r = self.r.pipeline()
+            r.hdel(bkey + ":names", f"{name}\0{sha}")
+            if verdict == "new":
+                r.hdel(bkey + ":sha", sha)
+            r.execute()
+            raise
         return jobs, False
 
     # reading
@@ -304,9 +361,12 @@ class BatchStore:
         return list(self.r.smembers(ACTIVE_SET))
 
     # feeding
-    def claim(self, batch_id: str, window: int) -> list[tuple[str, tuple[str, dict] | None]]:
-        """Claimed jobs: (id, (task, payload) as recorded, or None if it has none)."""
-        flat = self._claim(keys=[self.key(batch_id)], args=[window, now(), PREFIX])
+    def claim(self, batch_id: str, window: int, queue_limit: int = 10**9,
+              queue: str = ENHANCE_QUEUE) -> list[tuple[str, tuple[str, dict] | None]]:
+        """Claimed jobs: (id, (task, payload) as recorded, or None if it has none), at most
+        ``window`` of the batch in flight and ``queue_limit`` batch items on ``queue``."""
+        flat = self._claim(keys=[self.key(batch_id), queue_key(queue, BATCH)],
+                           args=[window, now(), PREFIX, queue_limit])
         return [(jid, (task, json.loads(payload)) if task and payload else None)
                 for jid, task, payload in zip(flat[::3], flat[1::3], flat[2::3])]
 
@@ -401,5 +461,6 @@ class BatchStore:
         p.srem(ACTIVE_SET, batch_id)
         if b:
             p.zrem(JobStore.owner_key(b["owner"]) + ":batches", batch_id)
+            p.srem(self.open_key(b["owner"]), batch_id)
         p.execute()
 

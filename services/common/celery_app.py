@@ -5,7 +5,8 @@ Reliability choices, all deliberate:
 - ``acks_late`` + ``reject_on_worker_lost``: a task whose worker dies goes back to the
   queue. The redelivery cap lives in the job store (``JobStore.begin``), because Celery
   has none for worker deaths: a task that kills its worker every time would loop forever.
-- prefetch 1: a long GFPGAN task does not hold other messages hostage in a busy worker.
+- prefetch 1: a long GFPGAN task does not hold other messages hostage in a busy worker,
+  and a single photo (priority step 0) is the next message a freed pool process takes.
 - soft/hard limits below the Redis ``visibility_timeout`` (enforced by Settings), or
   Redis would hand a still-running task to a second worker.
 - results are kept in the job store, so the Celery result backend is off.
@@ -18,7 +19,7 @@ from celery import Celery
 from celery.signals import setup_logging as _celery_setup_logging
 
 from .settings import Settings
-from .tasks import QUEUES, TASK_ROUTES
+from .tasks import PRIORITY_SEP, PRIORITY_STEPS, QUEUES, TASK_ROUTES, queue_key, queue_keys
 
 
 def create_celery(settings: Settings, name: str = "kadr") -> Celery:
@@ -42,6 +43,10 @@ def create_celery(settings: Settings, name: str = "kadr") -> Celery:
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
             "retry_on_timeout": True,
+            # Two steps (tasks.py): interactive work, then batch items. Fewer steps than
+            # kombu's four: every step is one more list each BRPOP names.
+            "priority_steps": list(PRIORITY_STEPS),
+            "sep": PRIORITY_SEP,
         },
         broker_connection_retry_on_startup=True,
         task_routes=TASK_ROUTES,
@@ -65,6 +70,12 @@ def _keep_kadr_logging(**_) -> None:
     line a worker writes stays one JSON object (logs.setup_logging configured the root)."""
 
 
-def queue_length(r, queue: str) -> int:
-    """Messages waiting in a Redis-backed Celery queue (not counting reserved ones)."""
-    return int(r.llen(queue))
+def queue_length(r, queue: str, priority: int | None = None) -> int:
+    """Messages waiting in a Redis-backed Celery queue (not counting reserved ones): at
+    one priority step, or (None) at all of them."""
+    if priority is not None:
+        return int(r.llen(queue_key(queue, priority)))
+    p = r.pipeline(transaction=False)
+    for key in queue_keys(queue):
+        p.llen(key)
+    return sum(int(n) for n in p.execute())

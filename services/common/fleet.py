@@ -12,16 +12,21 @@ import redis
 
 from .stranded import UNACKED_KEY  # kombu: delivery tag → [message, exchange, key]
 from .jobs import RUNNING_KEY, JobStore
+from .tasks import PRIORITY_STEPS, queue_keys
 from .workers import live_workers
 
 
 def queue_depths(r: redis.Redis, queues: list[str]) -> dict[str, dict[str, int]]:
-    """``{queue: {"waiting": n, "reserved": n}}``. Celery routes each kadr task by its
-    queue name, so an unacked message's routing key names its queue."""
+    """``{queue: {"waiting": n, "reserved": n}}`` (waiting: at every priority step). Celery
+    routes each kadr task by its queue name, so an unacked message's routing key names
+    its queue."""
     pipe = r.pipeline()
     for q in queues:
-        pipe.llen(q)
-    waiting = pipe.execute()
+        for key in queue_keys(q):
+            pipe.llen(key)
+    lengths = pipe.execute()
+    steps = len(PRIORITY_STEPS)
+    waiting = [sum(lengths[i * steps:(i + 1) * steps]) for i in range(len(queues))]
     reserved = dict.fromkeys(queues, 0)
     for raw in r.hvals(UNACKED_KEY):
         try:

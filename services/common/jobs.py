@@ -189,6 +189,11 @@ class JobStore:
     def owner_key(owner: str) -> str:
         return f"{PREFIX}owner:{owner}:jobs"
 
+    @staticmethod
+    def live_key(owner: str) -> str:
+        """A key's jobs outside batches that may not have ended yet (pruned as they end)."""
+        return f"{PREFIX}owner:{owner}:live"
+
     # jobs
     def create(self, *, kind: str, owner: str, params: dict, input: dict | None = None,
                batch_id: str = "", request_id: str = "", job_id: str | None = None,
@@ -206,6 +211,10 @@ class JobStore:
         key = self.job_key(job_id)
         p.hset(key, mapping=_encode(job))
         p.expire(key, self.ttl)
+        if not batch_id:
+            # Counted against its key's work in flight until it ends (BatchStore.owner_load).
+            p.zadd(self.live_key(owner), {job_id: t})
+            p.expire(self.live_key(owner), self.ttl)
         if parent_id:
             # Listed under its parent (a video's result sets), not on its own.
             ckey = self.job_key(parent_id) + ":children"
@@ -288,6 +297,7 @@ class JobStore:
         p.zrem(RUNNING_KEY, job_id)
         if job:
             p.zrem(self.owner_key(job["owner"]), job_id)
+            p.zrem(self.live_key(job["owner"]), job_id)
         p.execute()
 
     def list_owned(self, owner: str, *, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:

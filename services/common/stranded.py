@@ -23,7 +23,7 @@ import time
 
 from .jobs import JobStore
 from .metrics import STRANDED_RESTORED
-from .tasks import QUEUES
+from .tasks import BATCH, INTERACTIVE, QUEUES, queue_key
 
 UNACKED_KEY, UNACKED_INDEX_KEY = "unacked", "unacked_index"  # kombu's Redis transport
 
@@ -72,7 +72,9 @@ def restore_stranded(store: JobStore, *, older_than: float, now: float | None = 
         # As kombu marks a message it restores.
         payload.setdefault("headers", {})["redelivered"] = True
         payload.setdefault("properties", {}).setdefault("delivery_info", {})["redelivered"] = True
-        if r.eval(_RESTORE, 3, UNACKED_KEY, UNACKED_INDEX_KEY, queue, tag, json.dumps(payload)):
+        # Back to the list of its own priority step, as kombu's restore does.
+        key = queue_key(queue, BATCH if (payload.get("properties") or {}).get("priority") == BATCH else INTERACTIVE)
+        if r.eval(_RESTORE, 3, UNACKED_KEY, UNACKED_INDEX_KEY, key, tag, json.dumps(payload)):
             STRANDED_RESTORED.labels(queue=queue).inc()
             restored.append(job_id)
             log.warning("message held by no worker put back on its queue", extra={

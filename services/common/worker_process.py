@@ -61,7 +61,8 @@ def start_process(settings: Settings, *, service: str, queues: list[str],
     store = JobStore(r, settings.job_ttl_seconds)
     send = _sender(settings)
     feeder = Feeder(BatchStore(store), send, window=settings.batch_window,
-                    redispatch_seconds=settings.batch_redispatch_seconds)
+                    redispatch_seconds=settings.batch_redispatch_seconds,
+                    queue_limit=settings.max_queue_backlog)
     reaper = Reaper(store, interval=settings.reaper_interval_seconds,
                     grace_seconds=settings.orphan_grace_seconds, send=send,
                     stranded_seconds=settings.stranded_message_seconds, also=_upkeep(settings, r, feeder))

@@ -21,7 +21,7 @@ import redis
 from prometheus_client import Counter, Gauge, start_http_server
 
 from services.common import task_stats
-from services.common.celery_app import create_celery
+from services.common.celery_app import create_celery, queue_length
 from services.common.jobs import connect
 from services.common.workers import live_workers
 
@@ -76,7 +76,7 @@ class Autoscaler:
                 workers: dict, host: HostState) -> tuple[QueueState, HostState]:
         mine = [n for n in nodes if queue in n.queues]
         w = workers.get(queue, {})
-        q = QueueState(queue=queue, backlog=int(self.r.llen(queue)),
+        q = QueueState(queue=queue, backlog=queue_length(self.r, queue),
                        processes=sum(n.processes for n in mine),
                        busy=sum(_node_busy(n, busy_ids) for n in mine),
                        avg_task_seconds=task_stats.recent_mean(self.r, queue),

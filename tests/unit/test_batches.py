@@ -227,3 +227,54 @@ def test_an_open_batch_with_nothing_in_flight_is_kept_only_its_ttl_after_the_las
     stats = feeder.tick()
     assert stats["kept"] == 0 and stats["retired"] == 0
     assert 0 < batches.ttl_left(b["id"]) <= 10
+
+
+def test_feeding_stops_at_the_queue_limit_for_batch_items_over_all_batches(batches, redis_client):
+    """Batch items wait at their own priority step, at most ``queue_limit`` of them over
+    every batch; past it they stay pending in their batch, and the queue's interactive
+    step (single photos) is not counted."""
+    from services.common.tasks import BATCH, queue_key
+
+    a = batches.create(kind="enhance", owner="a", params={}, task="enhance.photo")
+    b = batches.create(kind="enhance", owner="b", params={}, task="enhance.photo")
+    for bid in (a["id"], b["id"]):
+        for i in range(6):
+            batches.add_photo(batches.get(bid), input=_photo(i))
+    redis_client.rpush("enhance", *["single"] * 50)  # single photos waiting: not batch items
+    sent = Sent()
+
+    def send(task, payload):  # as Celery puts a message at its step
+        sent(task, payload)
+        redis_client.lpush(queue_key("enhance", payload["priority"]), payload["job_id"])
+    feeder = Feeder(batches, send, window=4, queue_limit=5)
+    assert feeder.feed(a["id"]) == 4  # its window
+    assert feeder.feed(b["id"]) == 1  # the queue's batch step is at 5
+    assert redis_client.llen(queue_key("enhance", BATCH)) == 5
+    assert batches.get(b["id"])["counts"]["pending"] == 5
+    redis_client.rpop(queue_key("enhance", BATCH))  # a worker took one
+    assert feeder.feed(b["id"]) == 1 and feeder.feed(a["id"]) == 0
+
+
+def test_a_keys_load_counts_its_open_batches_and_unended_items(batches):
+    store = batches.jobs
+    assert batches.owner_load("k") == (0, 0)
+    b1 = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
+    b2 = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo",
+                        variants=[{"name": "x", "params": {}}, {"name": "y", "params": {}}])
+    batches.create(kind="enhance", owner="other", params={}, task="enhance.photo")
+    for i in range(3):
+        batches.add_photo(batches.get(b1["id"]), input=_photo(i))
+        batches.add_photo(batches.get(b2["id"]), input=_photo(i))
+    single = store.create(kind="enhance", owner="k", params={})
+    assert batches.owner_load("k") == (2, 3 + 6 + 1)
+    sent = Sent()
+    Feeder(batches, sent, window=10).feed(b1["id"])
+    for _, jid in sent:
+        _finish(store, jid)
+    assert batches.owner_load("k") == (2, 6 + 1)  # b1 is still open: it may get more photos
+    batches.close(b1["id"])
+    assert batches.owner_load("k") == (1, 6 + 1)  # closed with nothing left: ended
+    _finish(store, single["id"], "failed")
+    batches.cancel(b2["id"])
+    assert batches.owner_load("k") == (0, 0)
+    assert batches.owner_load("other") == (1, 0)

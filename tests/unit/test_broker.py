@@ -48,3 +48,31 @@ def test_consume_and_ack_leave_nothing_unacked(redis_server, redis_client):
         msg.ack()
         q.close()
     assert redis_client.hlen("unacked") == 0 and redis_client.llen("broker-ack-test") == 0
+
+
+def test_a_single_photo_is_taken_before_batch_items_sent_earlier(redis_server, redis_client):
+    """Celery's priority on kombu's Redis transport, as the worker consumes (BRPOP over
+    every step's list): what goes at the interactive step leaves first, each step FIFO."""
+    from kombu import Consumer, Queue
+
+    from services.common.tasks import BATCH, INTERACTIVE, queue_key, send_options
+
+    app = create_celery(Settings(redis_url=redis_server))
+    for i in range(3):
+        payload = {"job_id": f"batch-{i}", "priority": BATCH}
+        app.send_task("enhance.photo", args=[payload], **{**send_options("enhance.photo", payload),
+                                                          "queue": "prio-test"})
+    payload = {"job_id": "single", "priority": INTERACTIVE}
+    app.send_task("enhance.photo", args=[payload], **{**send_options("enhance.photo", payload), "queue": "prio-test"})
+    assert redis_client.llen(queue_key("prio-test", BATCH)) == 3 and redis_client.llen("prio-test") == 1
+    got = []
+
+    def take(body, message):
+        got.append(body[0][0]["job_id"])
+        message.ack()
+
+    with app.connection_for_read() as conn, Consumer(conn, [Queue("prio-test")], callbacks=[take],
+                                                     accept=["json"]):
+        while len(got) < 4:
+            conn.drain_events(timeout=5)
+    assert got == ["single", "batch-0", "batch-1", "batch-2"]

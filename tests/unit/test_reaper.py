@@ -61,12 +61,13 @@ def test_an_orphan_with_nothing_to_resend_fails_clearly(store):
     assert store.get(jid)["error"]["code"] == "worker_lost"
 
 
-def _strand(redis_server, app, store, *, started: bool = False) -> str:
+def _strand(redis_server, app, store, *, started: bool = False, priority: int = 0) -> str:
     """A message a worker received and then lost with its connection while Redis was
     away: delivered (in kombu's ``unacked`` hash) and never put back."""
     job = store.create(kind="enhance", owner="o", params={})
     store.set_task(job["id"], "enhance.photo", {"job_id": job["id"], "request_id": "r"})
-    app.send_task("enhance.photo", args=[{"job_id": job["id"], "request_id": "r"}], queue="enhance")
+    app.send_task("enhance.photo", args=[{"job_id": job["id"], "request_id": "r"}], queue="enhance",
+                  priority=priority)
     conn = Connection(redis_server, transport="services.common.broker:Transport")
     q = conn.SimpleQueue("enhance")
     q.get(timeout=5)
@@ -101,3 +102,17 @@ def test_a_message_stranded_by_a_connection_loss_goes_back_on_its_queue(redis_se
         assert msg.headers["task"] == "enhance.photo" and msg.delivery_info.get("redelivered") is True
         msg.ack()
     assert store.begin(lost, max_deliveries=3, worker="w:2")[:2] == ("run", 1)
+
+
+def test_a_stranded_batch_item_goes_back_behind_single_work(redis_server, redis_client, store):
+    """Restored at its own priority step, as kombu restores: a batch item lost with a
+    connection must not come back ahead of the single photos waiting."""
+    from services.common.celery_app import create_celery
+    from services.common.settings import Settings
+    from services.common.stranded import job_id_of, restore_stranded
+    from services.common.tasks import BATCH, queue_key
+    app = create_celery(Settings(redis_url=redis_server))
+    lost = _strand(redis_server, app, store, priority=BATCH)
+    assert restore_stranded(store, older_than=60, now=time.time() + 61) == [lost]
+    assert redis_client.llen("enhance") == 0
+    assert job_id_of(json.loads(redis_client.lindex(queue_key("enhance", BATCH), -1))) == lost
