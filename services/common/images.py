@@ -40,7 +40,7 @@ from PIL import (
     WebPImagePlugin,
 )
 
-from .media import heif
+from .media import completeness, heif
 from .media.metadata import PhotoMeta, from_pillow, from_raw
 from .media.writers import open_writer
 
@@ -444,9 +444,10 @@ def _human_bytes(n: int) -> str:
 def inspect_image(data: bytes | BinaryIO, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     """Check an upload from its header alone: size, allowed format, pixel count.
 
-    A seekable stream (e.g. werkzeug's spooled upload) is read only as far as the
-    header goes and is left at position 0. Pixel data is not decoded, so a damaged
-    body is only found by :func:`decode_bgr`.
+    A seekable stream (e.g. werkzeug's spooled upload) is left at position 0. Pixel
+    data is not decoded: a file cut short or with a damaged chunk is found from its
+    structure (media/completeness.py); damage inside the pixel data only by
+    :func:`decode_bgr`.
     """
     with _rewound(data, limit=max_bytes) as stream:
         size = _stream_size(stream)
@@ -454,6 +455,9 @@ def inspect_image(data: bytes | BinaryIO, *, max_bytes: int, max_pixels: int) ->
         fmt = _sniff_stream(stream)
         header = _read_header(stream, fmt)
         _check_pixels(header, max_pixels)
+        problem = completeness.missing_end(stream, fmt, size)
+        if problem:
+            raise _invalid(problem)
     width, height = header.oriented_size
     return ImageInfo(
         format=fmt,
