@@ -11,19 +11,21 @@ from typing import BinaryIO
 
 log = logging.getLogger("kadr.video")
 
-# FFmpeg demuxer names of the containers we accept, and what we call them.
-CONTAINERS = {
-    "mov,mp4,m4a,3gp,3g2,mj2": "mp4",
-    "avi": "avi",
-    "matroska,webm": "mkv",
-}
-_PROBE_OPTIONS = {"probesize": str(8 * 1024 * 1024), "analyzeduration": str(10_000_000)}
+# The FFmpeg demuxer each accepted container is read with. It is chosen from the file's
+# magic bytes (sniff_container) and forced: FFmpeg's own probing never gets to pick
+# another demuxer (HLS, DASH, concat and the like open other files and URLs).
+DEMUXERS = {"mp4": "mov", "avi": "avi", "mkv": "matroska"}
+# Reading an upload touches nothing but the upload: no protocol but plain files for any
+# nested open, and the MOV demuxer's external data references stay off (FFmpeg's
+# default, said here so a build that changes it does not change us).
+_SAFE_OPTIONS = {"protocol_whitelist": "file", "enable_drefs": "0"}
+_PROBE_OPTIONS = {**_SAFE_OPTIONS, "probesize": str(8 * 1024 * 1024), "analyzeduration": str(10_000_000)}
 
 
 class VideoError(Exception):
     STATUS = {"empty_file": 400, "invalid_video": 400, "unsupported_format": 415,
               "file_too_large": 413, "video_too_long": 413, "too_many_frames": 413,
-              "resolution_too_large": 413}
+              "resolution_too_large": 413, "video_unavailable": 503}
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -76,24 +78,46 @@ def sniff_container(head: bytes) -> str | None:
     return None
 
 
+def _av():
+    """PyAV, or a 503 that says it is missing: a process without it (a gateway image
+    built without the video extra) refuses video uploads instead of failing each one
+    with a 500."""
+    try:
+        import av  # lazy: only video routes pay for FFmpeg
+    except ImportError as e:
+        log.error("PyAV is not installed: video uploads are refused", extra={"error": str(e)})
+        raise VideoError("video_unavailable", "this server cannot read videos now (PyAV is missing); "
+                         "tell the operator") from e
+    return av
+
+
+def open_input(src: BinaryIO, container: str | None = None, options: dict | None = None):
+    """``av.open`` of an upload with its container's demuxer forced and nothing but the
+    file readable (see DEMUXERS). ``container``: as sniffed or recorded at upload; read
+    from the magic bytes when not given."""
+    av = _av()
+    if container is None:
+        head = src.read(16)
+        src.seek(0)
+        container = sniff_container(head)
+    if container not in DEMUXERS:
+        raise VideoError("unsupported_format", "not an mp4, mov, avi, mkv or webm file")
+    return av.open(src, mode="r", format=DEMUXERS[container], options={**_SAFE_OPTIONS, **(options or {})})
+
+
 def probe(src: BinaryIO) -> VideoInfo:
     """Container, codec, size, fps, duration and frame count from the header."""
-    import av  # lazy: only video routes pay for FFmpeg
-
+    av = _av()
     size = _size(src)
     if size == 0:
         raise VideoError("empty_file", "the file is empty")
     head = src.read(16)
     src.seek(0)
-    if sniff_container(head) is None:
+    container = sniff_container(head)
+    if container is None:
         raise VideoError("unsupported_format", "not an mp4, mov, avi, mkv or webm file")
     try:
-        with av.open(src, mode="r", options=_PROBE_OPTIONS) as c:
-            container = CONTAINERS.get(c.format.name)
-            if container is None:
-                raise VideoError("unsupported_format",
-                                 f"{c.format.long_name or c.format.name} is not accepted; "
-                                 "send mp4, mov, avi, mkv or webm")
+        with open_input(src, container, _PROBE_OPTIONS) as c:
             if not c.streams.video:
                 raise VideoError("invalid_video", "the file has no video stream")
             s = c.streams.video[0]

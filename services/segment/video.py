@@ -8,6 +8,8 @@ import av
 import cv2
 import numpy as np
 
+from services.common.video import open_input
+
 
 def processing_shape(width: int, height: int, size: int) -> tuple[int, int]:
     """Scale so the longer side is at most ``size``; even sides, as yuv420p encoding needs."""
@@ -18,8 +20,9 @@ def processing_shape(width: int, height: int, size: int) -> tuple[int, int]:
 
 
 def iter_frames(src: BinaryIO, size: int, max_frames: int) -> Iterator[np.ndarray]:
-    """BGR uint8 frames resized to the processing size, in display order, at most ``max_frames``."""
-    with av.open(src, mode="r") as c:
+    """BGR uint8 frames resized to the processing size, in display order, at most ``max_frames``.
+    Read as the upload was checked: its container's demuxer, nothing but the file."""
+    with open_input(src) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
         target = None
