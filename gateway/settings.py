@@ -36,3 +36,6 @@ class GatewaySettings(Settings):
     # is refused (507 storage_full) while reads, cancels and deletes keep the rest.
     redis_high_water: float = Field(0.9, gt=0, le=1)
     redis_memory_check_seconds: float = Field(1.0, ge=0)  # how old a used-memory reading may be
+    # ?format= conversions in the gateway (decoded whole): larger images are served as
+    # stored only (413 too_large_to_convert). 12 MP is ~36 MB of pixels, ~110 MB at peak.
+    max_convert_pixels: int = Field(12_000_000, ge=1)

@@ -8,6 +8,7 @@ from pydantic import Field
 from gateway.api.models import RequestModel
 from gateway.api.views import job_view
 from gateway.context import kadr
+from gateway.convert import convert
 from gateway.errors import ApiError
 from gateway.sse import event_response, job_events, wait_for_end
 from services.common import images
@@ -68,7 +69,7 @@ def get_job(path: JobPath, query: JobQuery):
 
 
 @bp.get("/jobs/<job_id>/result", summary="The output image (format follows the input unless asked)",
-        responses={404: ErrorBody, 409: ErrorBody})
+        responses={404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody})
 def get_result(path: JobPath, query: ResultQuery):
     job = owned_job(path.job_id)
     if job["state"] != "succeeded":
@@ -79,7 +80,7 @@ def get_result(path: JobPath, query: ResultQuery):
 
 
 @bp.get("/jobs/<job_id>/input", summary="The photo as uploaded (the 'before' of a before/after view)",
-        responses={404: ErrorBody, 410: ErrorBody})
+        responses={404: ErrorBody, 410: ErrorBody, 413: ErrorBody, 422: ErrorBody})
 def get_input(path: JobPath, query: ResultQuery):
     job = owned_job(path.job_id)
     inp = job.get("input") or {}
@@ -101,7 +102,7 @@ def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name
         if fmt == stored["format"]:
             headers["Content-Length"] = str(blobs.size(stored["blob"]))
             return Response(blobs.iter_chunks(stored["blob"]), mimetype=images.FORMAT_MIME[fmt], headers=headers)
-        data = images.encode_image(images.decode_bgr(blobs.get_bytes(stored["blob"]), max_pixels=1 << 62), fmt)
+        data = convert(blobs.get_bytes(stored["blob"]), fmt, max_pixels=kadr().settings.max_convert_pixels)
     except BlobNotFound:
         raise ApiError(410, gone, f"the {default_name} file was removed")
     return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
