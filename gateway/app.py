@@ -7,6 +7,7 @@ It never imports torch or a worker package: a test checks ``torch`` is absent fr
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
@@ -29,6 +30,7 @@ from services.common.schemas import ErrorBody
 from services.common.storage import open_store
 from services.common.tasks import send_options
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 log = logging.getLogger("kadr.gateway")
 
 BEARER = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -75,10 +77,17 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
 
     @app.before_request
     def _request_id():
-        rid = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
+        # A client's id only if it is a plain token (nginx keeps the same rule): it is
+        # echoed in headers and logs.
+        rid = request.headers.get("X-Request-ID", "")
+        rid = rid if _PLAIN_ID.fullmatch(rid) else uuid.uuid4().hex
         g.request_id = rid
         g.t0 = time.perf_counter()
         request_id_var.set(rid)
+        # JSON bodies are parsed whole in memory: only files may be big (they spool to disk).
+        if request.mimetype == "application/json" and (request.content_length or 0) > settings.max_json_bytes:
+            raise errors.ApiError(413, "payload_too_large", f"a JSON body may be at most {settings.max_json_bytes} "
+                                  "bytes (KADR_MAX_JSON_BYTES); send files as multipart/form-data")
 
     @app.after_request
     def _echo_request_id(resp):

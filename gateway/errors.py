@@ -91,6 +91,11 @@ def install(app: Flask) -> None:
         err = redis_refused()
         return error_response(err.status, err.code, err.message, headers=err.headers)
 
+    @app.errorhandler(RecursionError)
+    def _too_deep(e: RecursionError):
+        # The JSON parser recursing into [[[[...]]]]: the body's fault, not ours.
+        return error_response(400, "invalid_body", "the JSON body is nested too deeply")
+
     @app.errorhandler(Exception)
     def _crash(e: Exception):
         log.exception("unhandled error")

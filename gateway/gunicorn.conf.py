@@ -31,6 +31,9 @@ worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "5000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
+# gunicorn's largest (its default is 4094): nginx passes request lines up to 8,000 bytes,
+# and anything longer is refused there with JSON, not here with an HTML page.
+limit_request_line = 8190
 # An evented worker holds many connections, and each long poll asked again counts as a
 # request: recycle it ten times less often (its held streams end cleanly when it does).
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000" if worker_class == "gthread" else "20000"))

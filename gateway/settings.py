@@ -10,6 +10,9 @@ class GatewaySettings(Settings):
     # Whole request body (a batch of files); nginx's client_max_body_size is rendered
     # from the same value so both answer 413 at the same size.
     max_request_bytes: int = 200 * MIB
+    # A JSON body (batch specs, stabilize requests, camera events sent as JSON): parsed
+    # whole in memory, so it is held far below the request limit (413 payload_too_large).
+    max_json_bytes: int = Field(1 * MIB, ge=1024)
     # Queues that must have a live worker for /readyz to say ready.
     required_queues: list[str] = ["enhance", "segment", "camera"]
     backlog_retry_after_seconds: int = 30

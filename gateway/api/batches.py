@@ -12,7 +12,7 @@ from pydantic import Field
 
 from gateway import exports, quotas
 from gateway.api.enhance import enhance_params
-from gateway.api.models import RequestModel
+from gateway.api.models import Id, RequestModel
 from gateway.api.views import batch_view, item_view
 from gateway.batch_items import add_files
 from gateway.context import Kadr, kadr
@@ -35,7 +35,7 @@ IDEMPOTENCY_CREATING_SECONDS = 30
 
 
 class BatchPath(RequestModel):
-    batch_id: str = Field(..., max_length=64)
+    batch_id: Id
 
 
 class ViewQuery(RequestModel):

@@ -26,7 +26,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.api.enhance import accepted
-from gateway.api.models import RequestModel
+from gateway.api.models import Id, RequestModel
 from gateway.context import Kadr, kadr
 from gateway.dispatch import send
 from gateway.errors import ApiError, validation_message
@@ -79,11 +79,11 @@ class EventBody(BaseModel):
 
 
 class CameraPath(RequestModel):
-    camera_id: str = Field(..., max_length=64)
+    camera_id: Id
 
 
 class EventPath(RequestModel):
-    event_id: str = Field(..., max_length=64)
+    event_id: Id
 
 
 class ImagePath(EventPath):
@@ -92,8 +92,8 @@ class ImagePath(EventPath):
 
 class EventsQuery(RequestModel):
     camera: str | None = Field(None, max_length=64)
-    since: float | None = Field(None, description="event time from (epoch seconds, inclusive)")
-    until: float | None = Field(None, description="event time up to (epoch seconds, inclusive)")
+    since: float | None = Field(None, allow_inf_nan=False, description="event time from (epoch seconds, inclusive)")
+    until: float | None = Field(None, allow_inf_nan=False, description="event time up to (epoch seconds, inclusive)")
     offset: int = Field(0, ge=0)
     limit: int = Field(50, ge=1, le=500, description="1–500")
 

@@ -5,7 +5,7 @@ from flask import Response, g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 
-from gateway.api.models import RequestModel
+from gateway.api.models import Id, RequestModel
 from gateway.api.views import job_view
 from gateway.context import kadr
 from gateway.convert import convert
@@ -23,7 +23,7 @@ bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jo
 
 
 class JobPath(RequestModel):
-    job_id: str = Field(..., max_length=64)
+    job_id: Id
 
 
 class JobQuery(RequestModel):
@@ -75,6 +75,9 @@ def get_result(path: JobPath, query: ResultQuery):
     if job["state"] != "succeeded":
         raise ApiError(409, "not_ready", f"job is {job['state']}; the result exists once it succeeded",
                        details={"state": job["state"]})
+    if not (job.get("result") or {}).get("blob"):
+        raise ApiError(404, "no_result_file", f"a {job.get('kind')} job has no single result file; "
+                       "see its own resource (a video's result sets: /api/v1/videos/{id})")
     return _image_response(job["result"], query, default_name="result", gone="result_gone",
                            name=(job.get("input") or {}).get("name", "result"))
 

@@ -8,9 +8,13 @@ built once per set of arguments; callers get a copy, as if freshly built.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
+
+# Every id kadr hands out (jobs, batches, videos, events) is a UUID; a path id is held to
+# that alphabet, so "<id>:children" or "<id>:items" can never name another record's key.
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 _SCHEMAS: dict[tuple, dict[str, Any]] = {}
 

@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError
 
 from gateway import quotas
 from gateway.api.enhance import accepted
-from gateway.api.models import RequestModel
+from gateway.api.models import Id, RequestModel
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
@@ -46,7 +46,7 @@ register_form_model(VideoForm)
 
 
 class VideoPath(RequestModel):
-    video_id: str = Field(..., max_length=64)
+    video_id: Id
 
 
 class FramePath(VideoPath):

@@ -119,10 +119,13 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
                 if (refused := account(name, info.file_size, info.compress_size)) is not None:
                     yield refused
                     continue
+                if info.flag_bits & 0x1:  # needs a password we do not have
+                    yield Refused(name, "encrypted_entry", f"{name}: encrypted; send it unencrypted")
+                    continue
                 try:
                     with zf.open(info) as f:
                         data = f.read(limits.max_entry_bytes + 1)  # never trust the header's size
-                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
+                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
                     yield Refused(name, "invalid_archive_entry", f"{name}: cannot be read ({e})")
                     continue
                 if len(data) > limits.max_entry_bytes:
