@@ -39,12 +39,25 @@ def manifest_row(job: dict) -> dict:
             "output_url": f"/api/v1/jobs/{src}/result" if done else None}
 
 
+# A cell a spreadsheet would run as a formula (a photo named "=HYPERLINK(...)" or
+# "+cmd|..."): prefixed with a quote, as OWASP advises, so it stays text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, str) and v.startswith(_FORMULA_START):
+        return "'" + v
+    return v
+
+
 def manifest_csv(batches: BatchStore, batch_id: str) -> Iterator[str]:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
     for n, job in enumerate(batches.iter_items(batch_id), 1):
-        w.writerow({k: ("" if v is None else v) for k, v in manifest_row(job).items()})
+        w.writerow({k: csv_cell(v) for k, v in manifest_row(job).items()})
         if n % 200 == 0:
             yield buf.getvalue()
             buf.seek(0)

@@ -181,7 +181,7 @@ def _control(batch: dict, action: str) -> dict:
     elif action == "retry":
         if batch["canceled"]:
             raise ApiError(409, "batch_canceled", "a canceled batch cannot be retried")
-        if k.batches.retry_failed(bid):
+        if k.batches.retry_failed(bid, k.settings.max_deliveries):
             k.batches.reactivate(bid)
             k.feeder.feed(bid)
     return batch_view(k.batches.get(bid))

@@ -79,13 +79,14 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
 return {'new'}
 """
 
-# KEYS[1] batch hash. ARGV: to-state, now, prefix, then job ids. Moves each listed job
-# that is in one of the from-states (ARGV[4], comma list) to the to-state; returns the count.
+# KEYS[1] batch hash. ARGV: to-state, now, prefix, from-states (comma list), the
+# deliveries a job that ended worker_lost keeps when it goes back to pending, then job
+# ids. Moves each listed job that is in a from-state to the to-state; returns the count.
 _MOVE = """
 local n = 0
 local allowed = {}
 for s in string.gmatch(ARGV[4], '[^,]+') do allowed[s] = true end
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local jid = ARGV[i]
   local jkey = ARGV[3] .. 'job:' .. jid
   local cur = redis.call('HGET', jkey, 'state')
@@ -98,7 +99,11 @@ for i = 5, #ARGV do
       redis.call('LPUSH', KEYS[1] .. ':done', ARGV[2])
     end
     if ARGV[1] == 'pending' then
-      redis.call('HSET', jkey, 'deliveries', '0', 'error', '', 'finished_at', '', 'progress', '0')
+      -- A job that killed its worker every time gets one more start, not a fresh three:
+      -- retrying must not let one photo keep crashing the shared worker.
+      local lost = string.find(redis.call('HGET', jkey, 'error') or '', '"worker_lost"', 1, true)
+      redis.call('HSET', jkey, 'deliveries', lost and ARGV[5] or '0', 'error', '', 'finished_at', '',
+                 'progress', '0')
       redis.call('RPUSH', KEYS[1] .. ':pending', jid)
     end
     redis.call('ZREM', KEYS[1] .. ':inflight', jid)
@@ -419,11 +424,12 @@ class BatchStore:
         p.execute()
 
     # control
-    def _moves(self, batch_id: str, to: str, allowed: tuple[str, ...], ids: list[str]) -> int:
+    def _moves(self, batch_id: str, to: str, allowed: tuple[str, ...], ids: list[str],
+               lost_keep: int = 0) -> int:
         n = 0
         for i in range(0, len(ids), 1000):
             n += int(self._move(keys=[self.key(batch_id)],
-                                args=[to, now(), PREFIX, ",".join(allowed), *ids[i:i + 1000]]))
+                                args=[to, now(), PREFIX, ",".join(allowed), lost_keep, *ids[i:i + 1000]]))
         return n
 
     def _ids_in(self, batch_id: str, states: tuple[str, ...]) -> list[str]:
@@ -445,8 +451,11 @@ class BatchStore:
         active = ("pending", "queued", "running")
         return self._moves(batch_id, "canceled", active, self._ids_in(batch_id, active))
 
-    def retry_failed(self, batch_id: str) -> int:
-        return self._moves(batch_id, "pending", ("failed",), self._ids_in(batch_id, ("failed",)))
+    def retry_failed(self, batch_id: str, max_deliveries: int = 3) -> int:
+        """Failed items run again; one that ended ``worker_lost`` (it took its worker down
+        ``max_deliveries`` times) gets a single start more."""
+        return self._moves(batch_id, "pending", ("failed",), self._ids_in(batch_id, ("failed",)),
+                           lost_keep=max(0, max_deliveries - 1))
 
     def reactivate(self, batch_id: str) -> None:
         self.r.sadd(ACTIVE_SET, batch_id)
