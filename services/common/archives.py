@@ -7,13 +7,17 @@ archive from being a weapon.
 - bombs: each entry's size is capped (``max_entry_bytes``, the single-upload limit), its
   compression ratio too (``max_ratio``, ZIP), and all entries together
   (``max_total_bytes``) while reading, which also bounds a .tar.gz;
-- ``max_entries`` caps the count; links, devices and nested archives are refused;
-  directories, hidden files and macOS ``__MACOSX`` metadata are skipped (counted).
+- ``max_entries`` caps the count of every entry (directories and hidden files too),
+  read for a ZIP from its end record before its directory is parsed; a TAR is read as a
+  stream without keeping headers, its overall ratio bounded (a .tar.gz of directory
+  headers); links, devices and nested archives are refused; directories, hidden files
+  and macOS ``__MACOSX`` metadata are skipped (counted).
 """
 from __future__ import annotations
 
 import io
 import posixpath
+import struct
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -81,16 +85,73 @@ def _skipped(raw: str) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
+# A central directory record is 46 bytes plus its name, extra field and comment; a
+# real one stays far under this per entry (a 255-byte name, a few extra fields).
+_CD_BYTES_PER_ENTRY = 1024
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+# A TAR header block, counted as unpacked bytes: 100,000 empty directory entries are 51 MB
+# to parse from a .tar.gz of 200 KB.
+_TAR_HEADER = 512
+# Below this much unpacked, a .tar.gz's overall ratio is not judged (tiny archives of
+# small flat images compress well and are harmless).
+_RATIO_FLOOR = 1024 * 1024
+
+
+def _zip_directory(stream: BinaryIO) -> tuple[int, int] | None:
+    """(entries, central directory bytes) from the end-of-central-directory record (ZIP64
+    too), read from the tail before zipfile parses anything; None when there is none."""
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell()
+    tail_len = min(size, 22 + 65535)  # the record, and a comment of at most 64 KiB
+    stream.seek(size - tail_len)
+    tail = stream.read(tail_len)
+    at = tail.rfind(_EOCD)
+    if at < 0 or len(tail) - at < 22:
+        return None
+    entries, cd_size = struct.unpack("<HI", tail[at + 10:at + 16])
+    if entries == 0xFFFF or cd_size == 0xFFFFFFFF:
+        loc = at - 20
+        if loc >= 0 and tail[loc:loc + 4] == _EOCD64_LOCATOR:
+            (rec_at,) = struct.unpack("<Q", tail[loc + 8:loc + 16])
+            stream.seek(rec_at)
+            rec = stream.read(56)
+            if len(rec) == 56 and rec[:4] == b"PK\x06\x06":
+                entries, cd_size = struct.unpack("<QQ", rec[32:48])
+    return entries, cd_size
+
+
+class _Counter:
+    """Bytes read from the uploaded (compressed) stream, for a TAR's overall ratio."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.read_bytes = raw, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.read_bytes += len(data)
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry | Refused | None]:
-    """Yields an Entry per usable file, a Refused per refused one, None per skipped one."""
+    """Yields an Entry per usable file, a Refused per refused one, None per skipped one.
+    Every entry counts against ``max_entries``, directories and hidden files included;
+    a ZIP's entry count is read from its last record before its directory is parsed, and
+    a TAR's headers are not kept (tarfile's list of members is emptied as it goes)."""
     total = 0
     count = 0
 
-    def account(name: str, size: int, compressed: int | None) -> Refused | None:
-        nonlocal total, count
+    def counted() -> None:
+        nonlocal count
         count += 1
         if count > limits.max_entries:
-            raise ArchiveError("too_many_entries", f"the archive has more than {limits.max_entries} files")
+            raise ArchiveError("too_many_entries", f"the archive has more than {limits.max_entries} entries")
+
+    def account(name: str, size: int, compressed: int | None) -> Refused | None:
+        nonlocal total
         if size > limits.max_entry_bytes:
             return Refused(name, "file_too_large", f"{name}: {size} bytes, over the {limits.max_entry_bytes} limit")
         if compressed is not None and size > 1024 and size / max(compressed, 1) > limits.max_ratio:
@@ -103,12 +164,23 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
         return None
 
     if kind == "zip":
+        directory = _zip_directory(stream)
+        stream.seek(0)
+        if directory is not None:
+            entries, cd_size = directory
+            if entries > limits.max_entries:
+                raise ArchiveError("too_many_entries", f"the archive has {entries} entries; at most "
+                                   f"{limits.max_entries} are accepted (directories and hidden files count)")
+            if cd_size > (entries + 1) * _CD_BYTES_PER_ENTRY:
+                raise ArchiveError("invalid_archive", f"the ZIP's directory takes {cd_size} bytes for "
+                                   f"{entries} entries")
         try:
             zf = zipfile.ZipFile(stream)
         except (zipfile.BadZipFile, OSError) as e:
             raise ArchiveError("invalid_archive", f"not a readable ZIP: {e}")
         with zf:
             for info in zf.infolist():
+                counted()
                 if info.is_dir() or _skipped(info.filename):
                     yield None
                     continue
@@ -134,13 +206,21 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
                 yield Entry(name, data)
         return
 
+    raw = _Counter(stream)
     try:
-        tf = tarfile.open(fileobj=stream, mode="r:*")
+        tf = tarfile.open(fileobj=raw, mode="r|*")  # a stream: members are read once, in order
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ArchiveError("invalid_archive", f"not a readable TAR: {e}")
+    unpacked = 0
     with tf:
         try:
             for member in tf:
+                tf.members = []  # tarfile keeps every header it read; nothing here needs them
+                counted()
+                unpacked += _TAR_HEADER + (member.size if member.isfile() else 0)
+                if unpacked > _RATIO_FLOOR and unpacked / max(raw.read_bytes, 1) > limits.max_ratio:
+                    raise ArchiveError("compression_ratio", f"the archive unpacks to over {limits.max_ratio:g} "
+                                       "times its size")
                 if member.isdir() or _skipped(member.name):
                     yield None
                     continue
