@@ -15,6 +15,7 @@ so a camera retries instead of the queue growing without bound.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -31,13 +32,13 @@ from gateway.context import Kadr, kadr
 from gateway.dispatch import send
 from gateway.errors import ApiError, validation_message
 from gateway.uploads import check_image, store_image
-from services.common.camera_auth import CameraAuthError, verify
+from services.common.camera_auth import SIGNATURE_HEADER, CameraAuthError, verify
 from services.common.camera_store import (EVENT_KIND, index_event, list_event_ids, owner_of,
                                           read_buffers)
 from services.common.celery_app import queue_length
 from services.common.filenames import sanitize_filename
-from services.common.jobs import new_id
-from services.common.metrics import JOBS_ACCEPTED
+from services.common.jobs import PREFIX, new_id
+from services.common.metrics import JOBS_ACCEPTED, REPLAYS
 from services.common.schemas import ErrorBody
 from services.common.settings import CameraConfig
 from services.common.storage import BlobNotFound
@@ -149,8 +150,8 @@ def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict]:
 
 @webhook_bp.post("/camera/<camera_id>/events",
                  summary="A camera reports an event (camera credential: HMAC signature or token)",
-                 responses={202: None, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
-                            413: ErrorBody, 503: ErrorBody, 507: ErrorBody})
+                 responses={202: None, 200: None, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
+                            409: ErrorBody, 413: ErrorBody, 503: ErrorBody, 507: ErrorBody})
 def post_event(path: CameraPath):
     k = kadr()
     s = k.settings
@@ -164,15 +165,18 @@ def post_event(path: CameraPath):
                now=time.time(), window_seconds=s.camera_replay_window_seconds)
     except CameraAuthError as e:
         raise ApiError(401, "unauthorized", f"camera {cam.id}: {e}")
+    try:
+        ev = EventBody.model_validate(_body_fields(body))
+    except ValidationError as e:
+        raise ApiError(400, "invalid_parameters", validation_message(e, EventBody)[0])
+    seen_key = _seen_key(cam.id, request.headers, body, ev.ts is not None)
+    if seen_key and (prior := k.redis.get(seen_key)):
+        return _replayed(k, prior)
     backlog = queue_length(k.redis, CAMERA_QUEUE)
     if backlog + 1 > s.camera_max_backlog:
         raise ApiError(503, "camera_backlog_full",
                        f"{backlog} camera events are waiting (limit {s.camera_max_backlog}); retry later",
                        headers={"Retry-After": str(s.camera_retry_after_seconds)})
-    try:
-        ev = EventBody.model_validate(_body_fields(body))
-    except ValidationError as e:
-        raise ApiError(400, "invalid_parameters", validation_message(e, EventBody)[0])
     received = time.time()
     if ev.ts is not None and ev.ts > received + s.camera_replay_window_seconds:
         raise ApiError(400, "invalid_parameters", "ts lies in the future: send epoch seconds "
@@ -191,7 +195,15 @@ def post_event(path: CameraPath):
                        f"the event's fields take {size} bytes as JSON (limit {s.camera_max_event_fields_bytes}, "
                        "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES); send images as files, not in fields")
     k.storage.check()
-    images = _store_uploads(k, event_id)
+    # Claimed before anything is written: of two copies arriving together, one creates.
+    if seen_key and not k.redis.set(seen_key, event_id, nx=True, ex=s.camera_replay_window_seconds * 2):
+        return _replayed(k, k.redis.get(seen_key) or "")
+    try:
+        images = _store_uploads(k, event_id)
+    except BaseException:
+        if seen_key:
+            k.redis.delete(seen_key)  # nothing was made: the camera's retry may create it
+        raise
     p = k.redis.pipeline()
     job = k.jobs.create(kind=EVENT_KIND, owner=owner_of(cam.id), params=params,
                         input={"images": images}, request_id=g.request_id, job_id=event_id, pipe=p)
@@ -200,6 +212,33 @@ def post_event(path: CameraPath):
     send(k, CAMERA_EVENT, CameraEventTask(job_id=event_id, camera_id=cam.id, request_id=g.request_id))
     JOBS_ACCEPTED.labels(kind=EVENT_KIND).inc()
     return accepted(event_view(job), f"/api/v1/camera/events/{event_id}")
+
+
+def _seen_key(camera_id: str, headers, body: bytes, timed: bool) -> str | None:
+    """What makes a delivery the same event, if anything: the camera's Idempotency-Key;
+    else its HMAC signature (a replayed or retried signed request is byte for byte the
+    same); else, for a token camera, the body when it names the event's time (``ts``):
+    without a time, two identical events are two events."""
+    nonce = headers.get("Idempotency-Key", "").strip()[:255] or headers.get(SIGNATURE_HEADER, "").strip()
+    if not nonce and timed:
+        nonce = "body:" + hashlib.sha256(body).hexdigest()
+    if not nonce:
+        return None
+    return f"{PREFIX}camera:{camera_id}:seen:{hashlib.sha256(nonce.encode()).hexdigest()}"
+
+
+def _replayed(k, event_id: str):
+    """A delivery seen before (a replay within the window, or a camera retrying a 202 it
+    lost): the original event, 200, never a second one."""
+    job = k.jobs.get(event_id) if event_id else None
+    if job is None:
+        raise ApiError(409, "event_in_progress", "the first delivery of this event is still being accepted",
+                       headers={"Retry-After": "1"})
+    REPLAYS.inc()
+    resp = jsonify(event_view(job))
+    resp.headers["Idempotent-Replayed"] = "true"
+    resp.headers["Location"] = f"/api/v1/camera/events/{event_id}"
+    return resp
 
 
 def event_view(job: dict) -> dict:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Iterator
 
 import cv2
@@ -107,6 +109,22 @@ def iter_mjpeg(stream: io.BufferedIOBase, boundary: bytes | None = None,
                 yield data
 
 
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+
+
+def redact_credentials(text: str, source: str = "") -> str:
+    """``text`` with any ``user:password@`` of a URL replaced by ``***@``, and the
+    source's own password removed wherever else it appears (quoted, decoded)."""
+    out = _USERINFO.sub(r"\g<scheme>***@", text)
+    try:
+        password = urllib.parse.urlsplit(source).password
+    except ValueError:
+        password = None
+    for secret in {password, urllib.parse.unquote(password or "")} - {None, ""}:
+        out = out.replace(secret, "***")
+    return out
+
+
 class SourceReader(threading.Thread):
     """Keeps one camera's ring filled until stopped; never raises out of ``run``."""
 
@@ -163,7 +181,9 @@ class SourceReader(threading.Thread):
                 {"mjpeg": self._read_mjpeg, "file": self._read_file, "packets": self._read_rtsp}[self.mode]()
                 err = "source ended"
             except Exception as e:  # any failure: mark down, back off, reconnect
-                err = f"{type(e).__name__}: {e}"
+                # FFmpeg and requests quote the URL they failed on, credentials included:
+                # never into the log or GET /api/v1/cameras.
+                err = redact_credentials(f"{type(e).__name__}: {e}", self.cam.source)
             if self.stop_event.is_set():
                 break
             if self.up:

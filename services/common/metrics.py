@@ -18,6 +18,8 @@ REQUEST_SECONDS = Histogram("kadr_gateway_request_duration_seconds", "Time to an
                             ["route", "method"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
+# Camera deliveries answered with the event they repeat (a replay, or a retried 202).
+REPLAYS = Counter("kadr_gateway_camera_replays_total", "Camera event deliveries that repeated an earlier one")
 REJECTIONS = Counter("kadr_gateway_rejections_total",
                      "Requests refused because a limit or a check failed", ["reason"])
 # SSE streams and ?wait= long polls open now, over the gateway's live processes.
