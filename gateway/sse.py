@@ -13,23 +13,35 @@ import json
 import time
 from typing import Callable, Iterator
 
-from flask import Response, g
+from flask import Response, g, request
 
 from gateway.draining import draining
 from gateway.fanout import RESYNC, Subscription
 from gateway.holds import Held
+from services.common.apikeys import lookup_key
 from services.common.batches import BatchStore
 from services.common.jobs import TERMINAL
 
 Subscribe = Callable[[str], Subscription]
+KEY_RECHECK_SECONDS = 3.0  # how soon a stream of a revoked key ends
 
 
-def event_response(k, stream_of: Callable[[Subscribe], Iterator[str]]) -> Response:
+def _always() -> bool:
+    return True
+
+
+def event_response(k, stream_of: Callable[[Subscribe, Callable[[], bool]], Iterator[str]]) -> Response:
     """A held ``text/event-stream`` response for the caller's key: its hold (429/503 past
-    the caps) is given back when the server closes the body, however that happens."""
+    the caps) is given back when the server closes the body, however that happens. The
+    stream is given ``alive``: whether the key that opened it is still valid (a revoked
+    key's streams end within ``KEY_RECHECK_SECONDS``)."""
     release = k.holds.acquire(g.owner)
+    key = request.headers.get("Authorization", "").partition(" ")[2].strip()
+
+    def alive() -> bool:
+        return k.settings.auth_disabled or lookup_key(k.redis, key) is not None
     try:
-        body = Held(stream_of(k.fanout.subscribe), release)
+        body = Held(stream_of(k.fanout.subscribe, alive), release)
     except BaseException:
         release()
         raise
@@ -44,7 +56,7 @@ def _event(name: str, data: dict) -> str:
 
 def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, view: Callable[[dict], dict],
                  item_view: Callable[[dict], dict], max_seconds: float, min_interval: float = 0.5,
-                 keepalive: float = 15.0) -> Iterator[str]:
+                 keepalive: float = 15.0, alive: Callable[[], bool] = _always) -> Iterator[str]:
     """``progress`` (throttled; item ends and running items' progress both move it),
     ``item`` for each item that ends, ``end``."""
     def on_message(data: str) -> Iterator[str]:
@@ -57,16 +69,18 @@ def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, vi
     return _follow(subscribe, batches.key(batch_id) + ":events", read=lambda: batches.get(batch_id),
                    ended=lambda b: batches.finished(b) or b["state"] == "canceled", view=view,
                    on_message=on_message, max_seconds=max_seconds, min_interval=min_interval,
-                   keepalive=keepalive)
+                   keepalive=keepalive, alive=alive)
 
 
 def job_events(jobs, job_id: str, *, subscribe: Subscribe, view: Callable[[dict], dict], max_seconds: float,
-               min_interval: float = 0.5, keepalive: float = 15.0) -> Iterator[str]:
+               min_interval: float = 0.5, keepalive: float = 15.0,
+               alive: Callable[[], bool] = _always) -> Iterator[str]:
     """``progress`` (the job view, at most every ``min_interval``; the worker announces
     every tile and face) until it ends, then ``end`` with the final view."""
     return _follow(subscribe, jobs.job_key(job_id) + ":events", read=lambda: jobs.get(job_id),
                    ended=lambda j: j["state"] in TERMINAL, view=view, max_seconds=max_seconds,
-                   min_interval=min_interval, keepalive=keepalive, urgent=lambda data: data in TERMINAL)
+                   min_interval=min_interval, keepalive=keepalive, urgent=lambda data: data in TERMINAL,
+                   alive=alive)
 
 
 def wait_for_end(jobs, subscribe: Subscribe, job_id: str, timeout: float) -> dict | None:
@@ -89,12 +103,15 @@ def wait_for_end(jobs, subscribe: Subscribe, job_id: str, timeout: float) -> dic
 def _follow(subscribe: Subscribe, channel: str, *, read: Callable[[], dict | None], ended: Callable[[dict], bool],
             view: Callable[[dict], dict], max_seconds: float, min_interval: float, keepalive: float,
             on_message: Callable[[str], Iterator[str]] = lambda data: iter(()),
-            urgent: Callable[[str], bool] = lambda data: False) -> Iterator[str]:
+            urgent: Callable[[str], bool] = lambda data: False,
+            alive: Callable[[], bool] = _always) -> Iterator[str]:
     """The stream both follow: subscribe first, then a snapshot (``progress``, and ``end``
     at once if it is over), then a fresh view at most every ``min_interval`` while
     messages arrive (at once for an ``urgent`` one), ``end`` when it is over; a comment
     line every ``keepalive`` seconds of silence; closed after ``max_seconds``, or within
-    a second once the process drains (the client reconnects to a live one)."""
+    a second once the process drains (the client reconnects to a live one), or with an
+    ``error`` event within ``KEY_RECHECK_SECONDS`` once its key is revoked (EventSource
+    then reconnects, gets 401 and stops)."""
     with subscribe(channel) as sub:
         yield "retry: 2000\n\n"
         obj = read()
@@ -105,11 +122,16 @@ def _follow(subscribe: Subscribe, channel: str, *, read: Callable[[], dict | Non
             yield _event("end", view(obj))
             return
         deadline = time.monotonic() + max_seconds
-        last_progress = last_sent = time.monotonic()
+        last_progress = last_sent = checked = time.monotonic()
         dirty = now_please = False
         while time.monotonic() < deadline and not draining():
             data = sub.get(timeout=min(1.0, min_interval))
             now = time.monotonic()
+            if now - checked >= KEY_RECHECK_SECONDS:
+                checked = now
+                if not alive():
+                    yield _event("error", {"code": "unauthorized", "message": "the API key was revoked"})
+                    return
             if data == RESYNC:  # messages may have been missed: read it again now
                 dirty = now_please = True
             elif data is not None:

@@ -232,9 +232,9 @@ def get_items(path: BatchPath, query: ItemsQuery):
 def get_events(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
-    return event_response(k, lambda subscribe: batch_events(
+    return event_response(k, lambda subscribe, alive: batch_events(
         k.batches, batch["id"], subscribe=subscribe, view=batch_view, item_view=item_view,
-        max_seconds=k.settings.sse_max_seconds))
+        max_seconds=k.settings.sse_max_seconds, alive=alive))
 
 
 def _download(body, mimetype: str, filename: str) -> Response:

@@ -116,8 +116,9 @@ def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name
 def get_job_events(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
-    return event_response(k, lambda subscribe: job_events(
-        k.jobs, job["id"], subscribe=subscribe, view=job_view, max_seconds=k.settings.sse_max_seconds))
+    return event_response(k, lambda subscribe, alive: job_events(
+        k.jobs, job["id"], subscribe=subscribe, view=job_view, max_seconds=k.settings.sse_max_seconds,
+        alive=alive))
 
 
 @bp.post("/jobs/<job_id>/cancel", summary="Cancel a queued or running job (a running photo stops at its "

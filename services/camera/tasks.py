@@ -37,8 +37,8 @@ from services.camera import events
 from services.camera.plates import REGISTRY_NAME, find_plates, load_cascade
 from services.camera.settings import CameraSettings
 from services.camera.sources import BufferCollector, BufferPublisher, SourceReader, make_ring
+from services.camera.webhook import deliver
 from services.common import worker_metrics
-from services.common.camera_auth import signed_headers
 from services.common.camera_store import publish_buffer
 from services.common.celery_app import create_celery
 from services.common.execution import JobFailure, run_job
@@ -195,8 +195,7 @@ def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None
 
 
 def notify(rt: CameraRuntime, event_id: str) -> None:
-    """POST the finished event to the camera's webhook_url, retrying with backoff."""
-    import requests
+    """POST the finished event to the camera's webhook_url (webhook.py)."""
     job = rt.store.get(event_id)
     cam = settings.camera(job["params"]["camera"]) if job else None
     if cam is None or not cam.webhook_url:
@@ -204,28 +203,12 @@ def notify(rt: CameraRuntime, event_id: str) -> None:
     body = json.dumps({"id": event_id, "camera": cam.id, "state": job["state"], "params": job["params"],
                        "result": job.get("result"), "error": job.get("error"),
                        "links": {"self": f"/api/v1/camera/events/{event_id}"}}).encode()
-    delay, last = settings.webhook_backoff_seconds, ""
-    for attempt in range(1, settings.webhook_attempts + 1):
-        headers = {"Content-Type": "application/json",
-                   **signed_headers(cam.secret.get_secret_value(), body, time.time())}
-        try:
-            resp = requests.post(cam.webhook_url, data=body, headers=headers,
-                                 timeout=settings.webhook_timeout_seconds)
-            if resp.status_code < 300:
-                rt.r.hset(rt.store.job_key(event_id), "webhook", json.dumps(
-                    {"delivered": True, "attempts": attempt, "status": resp.status_code}))
-                return
-            last = f"HTTP {resp.status_code}"
-            if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
-                break  # the receiver refuses it: retrying changes nothing
-        except requests.RequestException as e:
-            last = f"{type(e).__name__}: {e}"
-        if attempt < settings.webhook_attempts:
-            time.sleep(delay)
-            delay *= 2
-    log.warning("camera webhook not delivered", extra={"event": event_id, "error": last})
-    rt.r.hset(rt.store.job_key(event_id), "webhook", json.dumps(
-        {"delivered": False, "attempts": attempt, "error": last[:300]}))
+    outcome = deliver(cam.webhook_url, body, cam.secret.get_secret_value(), attempts=settings.webhook_attempts,
+                      backoff_seconds=settings.webhook_backoff_seconds,
+                      timeout_seconds=settings.webhook_timeout_seconds)
+    if not outcome["delivered"]:
+        log.warning("camera webhook not delivered", extra={"event": event_id, "error": outcome["error"]})
+    rt.r.hset(rt.store.job_key(event_id), "webhook", json.dumps(outcome))
 
 
 @app.task(name=CAMERA_EVENT)

@@ -48,3 +48,27 @@ def test_a_worker_lost_item_retried_gets_one_start_not_three(redis_client):
     assert store.begin(crash, max_deliveries=3, worker="w")[0] == "run"  # one more start
     assert store.begin(crash, max_deliveries=3, worker="w")[0] == "exhausted"  # and it died again
     assert json.loads(redis_client.hget(store.job_key(plain), "deliveries")) == 0  # a plain failure: a fresh start
+
+
+def test_a_revoked_keys_open_stream_ends_within_seconds(gateway, redis_client):
+    import time
+
+    from services.common.apikeys import list_keys, revoke_key
+    client, auth, _ = gateway()
+    bid = client.post("/api/v1/batches", headers=auth, json={"params": {}}).json["id"]
+    resp = client.get(f"/api/v1/batches/{bid}/events", headers=auth, buffered=False)
+    assert resp.status_code == 200
+    chunks = iter(resp.response)
+    first = ""
+    while "event: progress" not in first:  # the snapshot
+        first += next(chunks).decode()
+    [key] = [k for k in list_keys(redis_client) if k["name"] == "attacker"]
+    assert revoke_key(redis_client, key["id"])
+    deadline = time.monotonic() + 20
+    seen = ""
+    for chunk in chunks:  # the stream ends by itself (a 300 s stream, were the key kept)
+        seen += chunk.decode()
+        assert time.monotonic() < deadline, seen
+    assert "event: error" in seen and '"code":"unauthorized"' in seen, seen
+    resp.close()
+    assert client.get(f"/api/v1/batches/{bid}/events", headers=auth).status_code == 401
