@@ -1,4 +1,4 @@
-.PHONY: install up down test test-fast bench nginx-conf
+.PHONY: install up down secrets test test-fast bench nginx-conf
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -7,6 +7,10 @@ install:
 
 up:
 	bash infra/local/up.sh
+
+# Redis's password (var/secrets/redis_password), for compose; `make up` makes it too.
+secrets:
+	bash infra/local/secrets.sh
 
 down:
 	bash infra/local/down.sh

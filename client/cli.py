@@ -22,8 +22,16 @@ def keys() -> None:
 
 
 def _redis():
+    import os
+    from pathlib import Path
+
     from services.common.jobs import connect
     from services.common.settings import Settings
+    # On a `make up` host the password is in var/secrets (the processes get the path from
+    # up.sh; an operator's shell does not): found there when nothing else names it.
+    local = Path("var/secrets/redis_password")
+    if "KADR_REDIS_PASSWORD_FILE" not in os.environ and local.is_file():
+        return connect(Settings(redis_password_file=local).redis_url)
     return connect(Settings().redis_url)
 
 

@@ -9,6 +9,8 @@ ROOT=$PWD
 bash infra/local/install.sh
 
 export KADR_VAR=${KADR_VAR:-$ROOT/var}
+# nginx listens on this machine only unless asked (KADR_HTTP_HOST=0.0.0.0 to serve others).
+export KADR_HTTP_HOST=${KADR_HTTP_HOST:-127.0.0.1}
 export KADR_HTTP_PORT=${KADR_HTTP_PORT:-8080}
 export KADR_REDIS_PORT=${KADR_REDIS_PORT:-6379}
 export KADR_GATEWAY_PORT=${KADR_GATEWAY_PORT:-8000}
@@ -32,8 +34,14 @@ for port in "$KADR_HTTP_PORT" "$KADR_REDIS_PORT" "$KADR_GATEWAY_PORT"; do
   fi
 done
 mkdir -p logs "$KADR_VAR"/{redis,run,blobs,models}
+# Redis wants a password here too: every local process reads it from the file.
+bash infra/local/secrets.sh
+export KADR_REDIS_PASSWORD_FILE=${KADR_REDIS_PASSWORD_FILE:-$KADR_VAR/secrets/redis_password}
+(umask 077 && printf 'include %s\nrequirepass "%s"\n' "$ROOT/infra/redis/redis.conf" \
+  "$(cat "$KADR_REDIS_PASSWORD_FILE")" > "$KADR_VAR/run/redis.conf")
 .venv/bin/python infra/nginx/render.py --profile local --prefix "$KADR_VAR/run/nginx" \
-  --listen "$KADR_HTTP_PORT" --upstream "127.0.0.1:$KADR_GATEWAY_PORT" --out "$KADR_VAR/run/nginx/nginx.conf"
+  --listen "$KADR_HTTP_HOST:$KADR_HTTP_PORT" --upstream "127.0.0.1:$KADR_GATEWAY_PORT" \
+  --out "$KADR_VAR/run/nginx/nginx.conf"
 
 PROCFILE=$KADR_VAR/run/Procfile
 cp infra/local/Procfile "$PROCFILE"

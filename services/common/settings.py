@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,17 @@ class CameraConfig(BaseModel):
         return self
 
 
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` as its credentials, unless it already carries some."""
+    parts = urlsplit(url)
+    if parts.password or not password:
+        return url
+    user = parts.username or ""
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname or ''}" + \
+        (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KADR_", extra="forbid", frozen=True)
 
@@ -64,6 +76,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Result-cache index: its own database so its keys can expire without touching jobs.
     cache_redis_url: str = "redis://127.0.0.1:6379/1"
+    # A file holding Redis's password (a compose secret, var/secrets/redis_password under
+    # `make up`): put into both URLs above, so the password is in no environment variable.
+    redis_password_file: Path | None = None
     storage_dir: Path = Path("var/blobs")
     models_dir: Path = Path("var/models")
     log_level: str = "INFO"
@@ -139,6 +154,17 @@ class Settings(BaseSettings):
     # Enhance defaults the gateway applies before sending a task
     enhance_default_quality: str = "medium"
     enhance_default_max_faces: int = 20
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data):
+        path = data.get("redis_password_file") if isinstance(data, dict) else None
+        if path:
+            password = Path(path).read_text().strip()
+            for field, default in (("redis_url", "redis://127.0.0.1:6379/0"),
+                                   ("cache_redis_url", "redis://127.0.0.1:6379/1")):
+                data[field] = with_password(data.get(field) or default, password)
+        return data
 
     @field_validator("storage_dir", "models_dir")
     @classmethod

@@ -2,7 +2,9 @@
 and its models' registry states, under a key that expires when it stops publishing.
 
 Readiness reads these keys instead of broadcasting a Celery ``inspect`` on every probe,
-which would cost a round trip to every worker and block for its timeout.
+which would cost a round trip to every worker and block for its timeout. They are found
+through an index (a sorted set of worker id by expiry), not a SCAN of the keyspace:
+``/readyz`` is an open endpoint and must cost O(workers), whatever Redis holds.
 """
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from typing import Any, Callable
 
 import redis
 
+from .jobs import PREFIX
 from .jobs import WORKER_KEY_PREFIX as _KEY
+
+INDEX = PREFIX + "workers"  # zset: worker id -> when its key expires
 
 
 def worker_id() -> str:
@@ -27,17 +32,26 @@ def publish(r: redis.Redis, *, service: str, queues: list[str], models: dict[str
     body = {"id": worker_id(), "service": service, "queues": queues, "models": models,
             "pid": os.getpid(), "host": socket.gethostname(), "ts": round(time.time(), 3)}
     body.update(extra or {})
-    r.set(_KEY + body["id"], json.dumps(body), px=int(ttl * 1000))
+    now = time.time()
+    p = r.pipeline()
+    p.set(_KEY + body["id"], json.dumps(body), px=int(ttl * 1000))
+    p.zadd(INDEX, {body["id"]: now + ttl})
+    p.zremrangebyscore(INDEX, "-inf", now - 60)  # workers gone a minute: forgotten
+    p.execute()
 
 
 def withdraw(r: redis.Redis) -> None:
-    r.delete(_KEY + worker_id())
+    p = r.pipeline()
+    p.delete(_KEY + worker_id())
+    p.zrem(INDEX, worker_id())
+    p.execute()
 
 
 def live_workers(r: redis.Redis) -> list[dict[str, Any]]:
-    keys = list(r.scan_iter(match=_KEY + "*", count=500))
+    ids = r.zrangebyscore(INDEX, time.time(), "+inf")
+    ids = [i.decode() if isinstance(i, bytes) else i for i in ids]
     out = []
-    for raw in (r.mget(keys) if keys else []):
+    for raw in (r.mget([_KEY + i for i in ids]) if ids else []):
         if raw:
             out.append(json.loads(raw))
     return out

@@ -439,7 +439,7 @@ def test_bind_mounts_exist(name):
 # ---- (d) environment ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(n for n, s in raw_compose()["services"].items() if "build" in s))
-def test_kadr_env_names_are_settings_fields_and_values_parse(name, monkeypatch):
+def test_kadr_env_names_are_settings_fields_and_values_parse(name, monkeypatch, tmp_path):
     svc = services()[name]
     cls = settings_class(svc)
     assert cls.model_config.get("env_prefix") == "KADR_"
@@ -460,7 +460,16 @@ def test_kadr_env_names_are_settings_fields_and_values_parse(name, monkeypatch):
     for k, v in e.items():
         if k.startswith("KADR_"):
             monkeypatch.setenv(k, v)
-    cls()  # the values parse (JSON lists, ints, ...)
+    if "KADR_REDIS_PASSWORD_FILE" in e:
+        # The secret compose mounts there: stood in for by a file of the same kind.
+        assert e["KADR_REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+        assert "redis_password" in (svc.get("secrets") or []), f"{name} reads a secret it does not mount"
+        secret = tmp_path / "redis_password"
+        secret.write_text("s3cret\n")
+        monkeypatch.setenv("KADR_REDIS_PASSWORD_FILE", str(secret))
+    parsed = cls()  # the values parse (JSON lists, ints, ...)
+    if "KADR_REDIS_PASSWORD_FILE" in e:
+        assert urlparse(parsed.redis_url).password == "s3cret"
 
 
 def test_every_kadr_process_talks_to_the_compose_redis():
@@ -474,9 +483,17 @@ def test_every_kadr_process_talks_to_the_compose_redis():
         assert broker.path != cache_.path, f"{name}: cache and broker share a Redis database"
 
 
+def redis_argv(svc) -> list[str]:
+    """redis-server's arguments: the command, or what its shell wrapper execs."""
+    cmd = command(svc)
+    if cmd[:2] == ["sh", "-c"]:
+        return shlex.split(cmd[2].split("exec ", 1)[1])
+    return cmd
+
+
 def test_redis_is_a_durable_broker_inside_its_limit():
     svc = services()["redis"]
-    cmd = command(svc)
+    cmd = redis_argv(svc)
     assert cmd[0] == "redis-server"
     conf_path = cmd[1]
     mounts = {m["target"]: m["source"] for m in bind_mounts(svc)}
@@ -497,6 +514,23 @@ def test_redis_is_a_durable_broker_inside_its_limit():
     # Room above the data set for the AOF rewrite's copy-on-write pages and client buffers.
     assert 0 < maxmemory and maxmemory * 1.5 <= limit, f"maxmemory {maxmemory} vs container limit {limit}"
     assert "/data" in volume_mounts(svc) and conf.get("dir") == "/data", "AOF must live on the volume"
+
+
+def test_redis_wants_the_secret_password_and_only_kadr_processes_get_it():
+    svc = services()["redis"]
+    script = command(svc)[2]
+    assert "requirepass" in script and "/run/secrets/redis_password" in script
+    argv = redis_argv(svc)
+    assert argv[argv.index("--include") + 1] == "/tmp/auth.conf"
+    assert argv[argv.index("--protected-mode") + 1] == "yes"
+    assert "redis_password" in svc["secrets"] and "REDISCLI_AUTH" in " ".join(svc["healthcheck"]["test"])
+    top = compose()["secrets"]["redis_password"]
+    assert top["file"] == "./var/secrets/redis_password"
+    for name, other in services().items():
+        if name in ("nginx", "prometheus", "grafana"):
+            assert "redis_password" not in (other.get("secrets") or []), name
+        if name not in ("gateway", "camera"):
+            assert "KADR_CAMERAS" not in env(other), f"{name} holds the cameras' secrets without using them"
 
 
 def test_shared_volumes_and_metrics_dirs():

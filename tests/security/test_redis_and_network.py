@@ -1,0 +1,104 @@
+"""Finding 7: Redis without a password (any container could mint keys or send Celery
+remote-control commands), /readyz scanning the whole keyspace on every call, and the
+open endpoints without a rate limit. Redis now wants the password from a file (compose's
+secret, `make up`'s var/secrets), /readyz reads an index of workers, and nginx limits
+/healthz, /readyz and /metrics per client."""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+
+import pytest
+import redis as redis_lib
+import requests
+from kombu import Consumer, Queue
+
+from services.common.apikeys import create_key
+from services.common.celery_app import create_celery
+from services.common.jobs import connect
+from services.common.settings import Settings
+from services.common.workers import live_workers, publish
+from tests.stack import Proc, binary, free_port, kadr_env, start_gateway, start_nginx, wait_for
+
+PASSWORD = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+@pytest.fixture()
+def locked_redis(tmp_path):
+    """redis-server as `make up` runs it: the repository's config included, the password
+    from a generated file."""
+    from tests.stack import ROOT
+    secret = tmp_path / "redis_password"
+    secret.write_text(PASSWORD + "\n")
+    conf = tmp_path / "redis.conf"
+    conf.write_text(f'include {ROOT / "infra/redis/redis.conf"}\nrequirepass "{PASSWORD}"\n')
+    port = free_port()
+    proc = Proc(f"redis-{port}", [binary("redis-server"), str(conf), "--port", str(port), "--dir", str(tmp_path)],
+                log_dir=tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_for(lambda: _answers(url, PASSWORD), 20, "redis-server with a password")
+    yield url, secret
+    proc.stop()
+
+
+def _answers(url: str, password: str) -> bool:
+    try:
+        return redis_lib.Redis.from_url(url, password=password, socket_connect_timeout=0.5).ping()
+    except redis_lib.RedisError:
+        return False
+
+
+def test_without_the_password_nothing_can_be_read_or_written(locked_redis):
+    url, secret = locked_redis
+    anonymous = redis_lib.Redis.from_url(url)
+    with pytest.raises(redis_lib.AuthenticationError):
+        create_key(anonymous, "minted-by-a-neighbour")
+    with pytest.raises(redis_lib.AuthenticationError):
+        anonymous.publish("/0.celery.pidbox", "{}")  # Celery remote control
+    # kadr's processes take it from the file, into the broker's URL too.
+    s = Settings(redis_url=url, cache_redis_url=url.replace("/0", "/1"), redis_password_file=secret)
+    assert PASSWORD not in url and connect(s.redis_url).ping()
+    key, _ = create_key(connect(s.redis_url), "operator")
+    assert key
+    app = create_celery(s)
+    app.send_task("enhance.photo", args=[{"job_id": "j1"}], queue="locked-test")
+    got = []
+    with app.connection_for_read() as conn, Consumer(conn, [Queue("locked-test")], accept=["json"],
+                                                     callbacks=[lambda body, m: (got.append(body), m.ack())]):
+        conn.drain_events(timeout=5)
+    assert got and got[0][0][0]["job_id"] == "j1"
+
+
+def test_readyz_costs_a_read_per_worker_not_a_scan_of_the_keyspace(redis_server, redis_client, tmp_path):
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+    p = redis_client.pipeline()
+    for i in range(20_000):
+        p.set(f"kadr:job:filler-{i}", "x")
+    p.execute()
+    publish(redis_client, service="enhance", queues=["enhance"], models={}, ttl=30)
+    assert [w["service"] for w in live_workers(redis_client)] == ["enhance"]
+    client = create_app(GatewaySettings(redis_url=redis_server, storage_dir=tmp_path,
+                                        required_queues=["enhance"])).test_client()
+    redis_client.config_resetstat()
+    body = client.get("/readyz").json
+    assert body["checks"]["queues"]["enhance"]["workers"] == 1
+    stats = redis_client.info("commandstats")
+    assert "cmdstat_scan" not in stats and "cmdstat_keys" not in stats, sorted(stats)
+
+
+def test_the_open_endpoints_are_rate_limited_per_client(redis_server, models_dir, tmp_path):
+    env = kadr_env(redis_url=redis_server, storage_dir=tmp_path / "blobs", models_dir=models_dir,
+                   KADR_REQUIRED_QUEUES="[]")
+    gw, gurl = start_gateway(env, tmp_path / "logs", workers=1)
+    ngx, url = start_nginx(gurl.removeprefix("http://"), tmp_path / "logs", rate="5r/s", burst=5)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            codes = list(pool.map(lambda _: requests.get(f"{url}/readyz", timeout=10).status_code, range(60)))
+        assert 429 in codes and codes.count(429) >= 30, codes
+        r = requests.get(f"{url}/healthz", timeout=10)
+        if r.status_code == 429:
+            assert json.loads(r.text)["error"]["code"] == "rate_limited"
+    finally:
+        ngx.stop()
+        gw.stop()
