@@ -3,7 +3,7 @@ upload of its own. A file that fails is reported and the others go in: with 10,0
 photos, one bad file must not send the client back to the start."""
 from __future__ import annotations
 
-import hashlib
+from typing import BinaryIO
 
 import redis
 
@@ -14,27 +14,29 @@ from gateway.api.enhance import item_plan, plan_photo
 from gateway.context import Kadr
 from gateway.errors import ApiError
 from gateway.storage_guard import redis_refused
+from gateway.uploads import sha256_and_size
 from services.common import archives, images, task_stats
 from services.common.batches import BatchClosed
 from services.common.filenames import sanitize_filename
 from services.common.metrics import REJECTIONS, UPLOAD_BYTES
 
 
-def _photo(k: Kadr, batch: dict, name: str, data: bytes, request_id: str, rates: dict) -> list[dict]:
-    """Check, plan (each variant's output must fit) and store one photo, add it to the
-    batch; returns an answer per variant."""
+def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rates: dict) -> list[dict]:
+    """Check, plan (each variant's output must fit) and store one photo (a file at 0: an
+    upload spooled by werkzeug, or an archive entry spooled by archives.py), add it to
+    the batch; returns an answer per variant."""
     info = images.inspect_image(data, max_bytes=k.settings.max_upload_bytes,
                                 max_pixels=k.settings.max_image_pixels)
     plans = {v["name"]: item_plan(*plan_photo(k, {**batch["params"], **(v.get("params") or {})}, info, rates))
              for v in batch["variants"]}
-    sha = hashlib.sha256(data).hexdigest()
+    sha, size = sha256_and_size(data)
     # Keyed by content: identical photos share one file, and a retried upload rewrites nothing.
     key = f"batches/{batch['id']}/inputs/{sha}"
     if not k.blobs.exists(key):
-        k.blobs.put_bytes(key, data)
-    UPLOAD_BYTES.inc(len(data))
+        k.blobs.put_stream(key, data)
+    UPLOAD_BYTES.inc(size)
     inp = {"blob": key, "name": name, "format": info.format, "width": info.width, "height": info.height,
-           "bytes": len(data), "sha256": sha}
+           "bytes": size, "sha256": sha}
     jobs, existing = k.batches.add_photo(batch, input=inp, request_id=request_id, plans=plans)
     return [{"id": j["id"], "name": name, "variant": j.get("variant") or "default", "sha256": sha,
              "state": j["state"], "duplicate_of": j.get("duplicate_of") or None, "existing": existing}
@@ -64,7 +66,7 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
 
     rates = task_stats.photo_rates(k.redis)
 
-    def one(name: str, data: bytes) -> None:
+    def one(name: str, data: BinaryIO) -> None:
         if archives.is_nested_archive(data):
             return _refuse(rejected, name, "nested_archive", f"{name}: archives inside archives are not unpacked")
         try:
@@ -88,12 +90,7 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
             name = sanitize_filename(f.filename or "", default="upload")
             kind = archives.archive_kind(f.stream)
             if kind is None:
-                data = f.stream.read(k.settings.max_upload_bytes + 1)
-                if len(data) > k.settings.max_upload_bytes:
-                    _refuse(rejected, name, "file_too_large",
-                            f"{name}: over the {k.settings.max_upload_bytes} byte limit")
-                    continue
-                one(name, data)
+                one(name, f.stream)  # werkzeug spooled it (to disk past 1 MiB); the size is checked there
                 continue
             try:
                 for entry in archives.iter_archive(f.stream, kind, limits):
@@ -102,7 +99,8 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
                     elif isinstance(entry, archives.Refused):
                         _refuse(rejected, f"{name}/{entry.name}", entry.code, f"{name}: {entry.message}")
                     else:
-                        one(entry.name, entry.data)
+                        with entry.data:
+                            one(entry.name, entry.data)
             except archives.ArchiveError as e:
                 # What was unpacked before the problem stays in; the rest is reported.
                 _refuse(rejected, name, e.code, f"{name}: {e.message}")

@@ -19,7 +19,7 @@ from services.common.storage import BlobStore
 CHUNK = 1024 * 1024
 
 
-def _sha256_and_size(stream) -> tuple[str, int]:
+def sha256_and_size(stream) -> tuple[str, int]:
     h, n = hashlib.sha256(), 0
     stream.seek(0)
     while chunk := stream.read(CHUNK):
@@ -38,7 +38,7 @@ def check_image(upload: FileStorage, *, max_bytes: int, max_pixels: int) -> imag
 
 
 def store_image(upload: FileStorage, info: images.ImageInfo, blobs: BlobStore, key: str) -> dict:
-    sha, size = _sha256_and_size(upload.stream)
+    sha, size = sha256_and_size(upload.stream)
     blobs.put_stream(key, upload.stream)
     UPLOAD_BYTES.inc(size)
     return {"blob": key, "name": sanitize_filename(upload.filename or "", default="image"),

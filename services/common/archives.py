@@ -19,6 +19,7 @@ import io
 import posixpath
 import struct
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
@@ -26,10 +27,32 @@ from typing import BinaryIO, Iterator
 from .filenames import sanitize_filename
 
 
+# An entry is copied out in pieces into a file that stays in memory up to this size and
+# goes to disk past it: a 50 MB photo in a ZIP costs the gateway 1 MiB, not 50.
+SPOOL_MEMORY = 1024 * 1024
+_PIECE = 256 * 1024
+
+
 @dataclass
 class Entry:
     name: str  # sanitised relative path inside the archive ("holiday/IMG_1.jpg")
-    data: bytes
+    data: BinaryIO  # the entry's bytes, at position 0 (closed by whoever takes it)
+    size: int
+
+
+def spool(src: BinaryIO, limit: int) -> tuple[BinaryIO, int] | None:
+    """``src`` copied into a spooled temporary file, or None (nothing kept) when it holds
+    more than ``limit`` bytes; headers' sizes are never trusted."""
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    n = 0
+    while piece := src.read(_PIECE):
+        n += len(piece)
+        if n > limit:
+            out.close()
+            return None
+        out.write(piece)
+    out.seek(0)
+    return out, n
 
 
 @dataclass
@@ -196,14 +219,14 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
                     continue
                 try:
                     with zf.open(info) as f:
-                        data = f.read(limits.max_entry_bytes + 1)  # never trust the header's size
+                        spooled = spool(f, limits.max_entry_bytes)
                 except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as e:
                     yield Refused(name, "invalid_archive_entry", f"{name}: cannot be read ({e})")
                     continue
-                if len(data) > limits.max_entry_bytes:
+                if spooled is None:
                     yield Refused(name, "file_too_large", f"{name}: over the {limits.max_entry_bytes} limit")
                     continue
-                yield Entry(name, data)
+                yield Entry(name, *spooled)
         return
 
     raw = _Counter(stream)
@@ -235,10 +258,14 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
                     yield refused
                     continue
                 f = tf.extractfile(member)
-                yield Entry(name, f.read(limits.max_entry_bytes + 1) if f else b"")
+                spooled = spool(f if f else io.BytesIO(), limits.max_entry_bytes)
+                if spooled is None:
+                    yield Refused(name, "file_too_large", f"{name}: over the {limits.max_entry_bytes} limit")
+                    continue
+                yield Entry(name, *spooled)
         except (tarfile.TarError, OSError, EOFError) as e:
             raise ArchiveError("invalid_archive", f"the TAR is damaged: {e}")
 
 
-def is_nested_archive(data: bytes) -> bool:
-    return archive_kind(io.BytesIO(data[:512])) is not None
+def is_nested_archive(data: BinaryIO) -> bool:
+    return archive_kind(data) is not None
