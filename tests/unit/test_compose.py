@@ -37,7 +37,9 @@ BOX_RAM_BYTES = int(2.9e9)
 BOX_CPUS = 3.0
 # Processes that are not kadr's own and may take non-KADR_ variables.
 # Read by prometheus_client, gunicorn and glibc malloc, not by a settings class.
-NON_KADR_ENV_OK = {"PROMETHEUS_MULTIPROC_DIR", "GUNICORN_CMD_ARGS", "MALLOC_ARENA_MAX", "FORWARDED_ALLOW_IPS"}
+NON_KADR_ENV_OK = {"PROMETHEUS_MULTIPROC_DIR", "GUNICORN_CMD_ARGS", "MALLOC_ARENA_MAX", "FORWARDED_ALLOW_IPS",
+                   # library caches, on the writable /tmp of a read-only root
+                   "XDG_CACHE_HOME", "MPLCONFIGDIR", "NUMBA_CACHE_DIR"}
 
 
 # ---- loading ------------------------------------------------------------------------
@@ -514,6 +516,19 @@ def test_redis_is_a_durable_broker_inside_its_limit():
     # Room above the data set for the AOF rewrite's copy-on-write pages and client buffers.
     assert 0 < maxmemory and maxmemory * 1.5 <= limit, f"maxmemory {maxmemory} vs container limit {limit}"
     assert "/data" in volume_mounts(svc) and conf.get("dir") == "/data", "AOF must live on the volume"
+
+
+def test_every_container_is_hardened():
+    """No new privileges, no capabilities (nginx: the three its master needs), kadr's own
+    images on a read-only root with a writable /tmp, Redis as its image's user."""
+    for name, svc in services().items():
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+        assert svc.get("cap_drop") == ["ALL"], name
+        assert set(svc.get("cap_add", [])) <= ({"CHOWN", "SETUID", "SETGID"} if name == "nginx" else set()), name
+    for name, svc in kadr_services().items():
+        assert svc.get("read_only") is True, name
+        assert any(t.startswith("/tmp:") for t in svc.get("tmpfs", [])), f"{name}: nowhere to write"
+    assert services()["redis"]["user"] == "redis"
 
 
 def test_redis_wants_the_secret_password_and_only_kadr_processes_get_it():
