@@ -1,4 +1,4 @@
-.PHONY: install up down secrets test test-fast bench nginx-conf
+.PHONY: install up down secrets test test-fast fuzz bench nginx-conf
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -24,6 +24,10 @@ test: install
 test-fast: export KADR_INSTALL_BROWSER=1
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# The API fuzzed from its OpenAPI document (Schemathesis) at 20x the suite's budget.
+fuzz: install
+	KADR_FUZZ_EXAMPLES=500 $(PY) -m pytest -q tests/security/test_fuzz_api.py
 
 # Each writes bench/results/<name>.json; run them one at a time (they time the CPU).
 bench: install

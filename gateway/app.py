@@ -36,9 +36,24 @@ log = logging.getLogger("kadr.gateway")
 BEARER = {"bearer": {"type": "http", "scheme": "bearer"}}
 
 
+class _OpenAPI(OpenAPI):
+    """flask-openapi3 documents the 400 it adds to every operation as a list of error
+    bodies; kadr answers every error, validation included, with one ``ErrorBody``."""
+
+    def generate_spec_json(self):
+        super().generate_spec_json()
+        for path_item in self.spec_json["paths"].values():
+            for op in path_item.values():
+                for status in (400, "400"):
+                    resp = (op.get("responses") or {}).get(status)
+                    schema = ((resp or {}).get("content") or {}).get("application/json", {}).get("schema", {})
+                    if schema.get("type") == "array":
+                        resp["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+
+
 def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     settings = settings or GatewaySettings()
-    app = OpenAPI(
+    app = _OpenAPI(
         __name__,
         info=Info(title="kadr API", version="1.0.0",
                   description="Photo restoration, video segmentation and camera events."),

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from gateway import exports, quotas
 from gateway.api.enhance import enhance_params
-from gateway.api.models import Id, RequestModel
+from gateway.api.models import MAX_OFFSET, Id, RequestModel
 from gateway.api.views import batch_view, item_view
 from gateway.batch_items import add_files
 from gateway.context import Kadr, kadr
@@ -21,7 +21,8 @@ from gateway.sse import batch_events, event_response
 from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED
-from services.common.schemas import BatchCreate, BatchView, ErrorBody, JobState
+from services.common.schemas import (BatchCreate, BatchesPage, BatchView, Deleted, ErrorBody, ItemsAdded,
+                                     ItemsPage, JobState, binary, event_stream)
 from services.common.tasks import ENHANCE_PHOTO
 
 bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="batches")],
@@ -39,18 +40,18 @@ class BatchPath(RequestModel):
 
 
 class ViewQuery(RequestModel):
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     limit: int = Field(100, ge=0, le=1000, description="items shown inline, 0–1000 (0: counts only)")
 
 
 class ItemsQuery(RequestModel):
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     limit: int = Field(1000, ge=1, le=10000, description="items per page, 1–10000")
     state: JobState | None = None
 
 
 class ListQuery(RequestModel):
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     limit: int = Field(50, ge=1, le=500, description="1–500")
 
 
@@ -130,7 +131,7 @@ def post_batch(body: BatchCreate):
     return resp
 
 
-@bp.get("/batches", summary="Your batches, newest first", responses={401: ErrorBody})
+@bp.get("/batches", summary="Your batches, newest first", responses={200: BatchesPage, 401: ErrorBody})
 def list_batches(query: ListQuery):
     batches = kadr().batches.list_owned(g.owner, query.offset, query.limit)
     return jsonify({"batches": [batch_view(b) for b in batches], "offset": query.offset})
@@ -138,7 +139,7 @@ def list_batches(query: ListQuery):
 
 @bp.post("/batches/<batch_id>/items", summary="Add photos: image files, or ZIP/TAR archives unpacked here "
          "(each entry checked like an upload); any number of requests, in parallel",
-         responses={202: ErrorBody, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
+         responses={202: ItemsAdded, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
                     429: ErrorBody, 507: ErrorBody})
 def post_items(path: BatchPath, form: ItemsForm):
     k = kadr()
@@ -215,7 +216,7 @@ def get_batch(path: BatchPath, query: ViewQuery):
 
 
 @bp.get("/batches/<batch_id>/items", summary="Items in upload order, a page at a time, optionally by state",
-        responses={404: ErrorBody})
+        responses={200: ItemsPage, 404: ErrorBody})
 def get_items(path: BatchPath, query: ItemsQuery):
     k = kadr()
     batch = owned_batch(path.batch_id)
@@ -228,7 +229,8 @@ def get_items(path: BatchPath, query: ItemsQuery):
 
 
 @bp.get("/batches/<batch_id>/events", summary="Live progress as Server-Sent Events (progress, item, end)",
-        responses={404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
+        responses={200: event_stream("progress, item and end events"), 404: ErrorBody,
+                   429: ErrorBody, 503: ErrorBody})
 def get_events(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
@@ -244,7 +246,7 @@ def _download(body, mimetype: str, filename: str) -> Response:
 
 
 @bp.get("/batches/<batch_id>/manifest.csv", summary="One row per item and variant, for what exists so far",
-        responses={404: ErrorBody})
+        responses={200: binary("text/csv", "the manifest"), 404: ErrorBody})
 def get_manifest_csv(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
@@ -252,7 +254,8 @@ def get_manifest_csv(path: BatchPath):
                      f"kadr-batch-{batch['id'][:8]}.csv")
 
 
-@bp.get("/batches/<batch_id>/manifest.jsonl", summary="The manifest as JSON lines", responses={404: ErrorBody})
+@bp.get("/batches/<batch_id>/manifest.jsonl", summary="The manifest as JSON lines",
+        responses={200: binary("application/x-ndjson", "the manifest"), 404: ErrorBody})
 def get_manifest_jsonl(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
@@ -261,7 +264,7 @@ def get_manifest_jsonl(path: BatchPath):
 
 
 @bp.get("/batches/<batch_id>/archive", summary="ZIP of the outputs finished so far (a folder per variant), "
-        "streamed", responses={404: ErrorBody, 409: ErrorBody})
+        "streamed", responses={200: binary("application/zip", "the outputs"), 404: ErrorBody, 409: ErrorBody})
 def get_archive(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
@@ -271,7 +274,8 @@ def get_archive(path: BatchPath):
                      sanitize_filename(f"kadr-batch-{batch['id'][:8]}.zip"))
 
 
-@bp.delete("/batches/<batch_id>", summary="Cancel a batch and delete it with its files", responses={404: ErrorBody})
+@bp.delete("/batches/<batch_id>", summary="Cancel a batch and delete it with its files",
+           responses={200: Deleted, 404: ErrorBody})
 def delete_batch(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)

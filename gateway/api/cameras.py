@@ -27,7 +27,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.api.enhance import accepted
-from gateway.api.models import Id, RequestModel
+from gateway.api.models import MAX_OFFSET, Id, RequestModel
 from gateway.context import Kadr, kadr
 from gateway.dispatch import send
 from gateway.errors import ApiError, validation_message
@@ -39,7 +39,7 @@ from services.common.celery_app import queue_length
 from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED, REPLAYS
-from services.common.schemas import ErrorBody
+from services.common.schemas import CameraEventsPage, CameraEventView, CamerasView, ErrorBody, binary
 from services.common.settings import CameraConfig
 from services.common.storage import BlobNotFound
 from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
@@ -95,7 +95,7 @@ class EventsQuery(RequestModel):
     camera: str | None = Field(None, max_length=64)
     since: float | None = Field(None, allow_inf_nan=False, description="event time from (epoch seconds, inclusive)")
     until: float | None = Field(None, allow_inf_nan=False, description="event time up to (epoch seconds, inclusive)")
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     limit: int = Field(50, ge=1, le=500, description="1–500")
 
 
@@ -150,7 +150,7 @@ def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict]:
 
 @webhook_bp.post("/camera/<camera_id>/events",
                  summary="A camera reports an event (camera credential: HMAC signature or token)",
-                 responses={202: None, 200: None, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
+                 responses={202: CameraEventView, 200: CameraEventView, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
                             409: ErrorBody, 413: ErrorBody, 503: ErrorBody, 507: ErrorBody})
 def post_event(path: CameraPath):
     k = kadr()
@@ -268,7 +268,7 @@ def _event(event_id: str) -> dict:
 
 
 @bp.get("/camera/events", summary="Camera events, newest first (every key sees every camera's events)",
-        responses={400: ErrorBody, 401: ErrorBody})
+        responses={200: CameraEventsPage, 400: ErrorBody, 401: ErrorBody})
 def list_events(query: EventsQuery):
     k = kadr()
     if query.camera is not None:
@@ -280,14 +280,14 @@ def list_events(query: EventsQuery):
 
 
 @bp.get("/camera/events/<event_id>", summary="One camera event: state, frames chosen, scores, plates",
-        responses={401: ErrorBody, 404: ErrorBody})
+        responses={200: CameraEventView, 401: ErrorBody, 404: ErrorBody})
 def get_event(path: EventPath):
     return jsonify(event_view(_event(path.event_id)))
 
 
 @bp.get("/camera/events/<event_id>/images/<kind>",
         summary="An image of an event: snow, candidate_N, plate_N or an uploaded image",
-        responses={401: ErrorBody, 404: ErrorBody})
+        responses={200: binary("image/jpeg", "the image"), 401: ErrorBody, 404: ErrorBody})
 def get_event_image(path: ImagePath):
     k = kadr()
     job = _event(path.event_id)
@@ -318,7 +318,7 @@ def _source_kind(source: str) -> str:
 
 
 @bp.get("/cameras", summary="Configured cameras and the health of their pre-event buffers",
-        responses={401: ErrorBody})
+        responses={200: CamerasView, 401: ErrorBody})
 def list_cameras():
     k = kadr()
     cams = k.settings.cameras

@@ -5,7 +5,7 @@ from flask import Response, g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 
-from gateway.api.models import Id, RequestModel
+from gateway.api.models import MAX_OFFSET, Id, RequestModel
 from gateway.api.views import job_view
 from gateway.context import kadr
 from gateway.convert import convert
@@ -15,7 +15,7 @@ from services.common import images
 from services.common.filenames import sanitize_filename
 from services.common.jobs import TERMINAL
 from services.common.metrics import JOBS_CANCELED
-from services.common.schemas import ErrorBody, JobView, OutputFormat
+from services.common.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
 from services.common.storage import BlobNotFound
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")],
@@ -36,7 +36,7 @@ class ResultQuery(RequestModel):
 
 
 class ListQuery(RequestModel):
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     limit: int = Field(50, ge=1, le=500, description="1–500")
 
 
@@ -47,7 +47,7 @@ def owned_job(job_id: str) -> dict:
     return job
 
 
-@bp.get("/jobs", summary="Your most recent single-photo jobs", responses={401: ErrorBody})
+@bp.get("/jobs", summary="Your most recent single-photo jobs", responses={200: JobsPage, 401: ErrorBody})
 def list_jobs(query: ListQuery):
     jobs = kadr().jobs.list_owned(g.owner, offset=query.offset, limit=query.limit)
     return jsonify({"jobs": [job_view(j) for j in jobs], "offset": query.offset})
@@ -69,7 +69,8 @@ def get_job(path: JobPath, query: JobQuery):
 
 
 @bp.get("/jobs/<job_id>/result", summary="The output image (format follows the input unless asked)",
-        responses={404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody})
+        responses={200: binary("image/*", "the output image"), 404: ErrorBody, 409: ErrorBody,
+                   413: ErrorBody, 422: ErrorBody})
 def get_result(path: JobPath, query: ResultQuery):
     job = owned_job(path.job_id)
     if job["state"] != "succeeded":
@@ -83,7 +84,8 @@ def get_result(path: JobPath, query: ResultQuery):
 
 
 @bp.get("/jobs/<job_id>/input", summary="The photo as uploaded (the 'before' of a before/after view)",
-        responses={404: ErrorBody, 410: ErrorBody, 413: ErrorBody, 422: ErrorBody})
+        responses={200: binary("image/*", "the photo as uploaded (or converted)"), 404: ErrorBody,
+                   410: ErrorBody, 413: ErrorBody, 422: ErrorBody})
 def get_input(path: JobPath, query: ResultQuery):
     job = owned_job(path.job_id)
     inp = job.get("input") or {}
@@ -112,7 +114,8 @@ def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name
 
 
 @bp.get("/jobs/<job_id>/events", summary="Live progress of a job as Server-Sent Events (progress, end)",
-        responses={404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
+        responses={200: event_stream("progress and end events"), 404: ErrorBody,
+                   429: ErrorBody, 503: ErrorBody})
 def get_job_events(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
@@ -134,7 +137,7 @@ def cancel_job(path: JobPath):
     return jsonify(job_view(k.jobs.get(job["id"]) or job))
 
 
-@bp.delete("/jobs/<job_id>", summary="Delete a job and its files", responses={404: ErrorBody})
+@bp.delete("/jobs/<job_id>", summary="Delete a job and its files", responses={200: Deleted, 404: ErrorBody})
 def delete_job(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)

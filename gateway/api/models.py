@@ -15,6 +15,8 @@ from pydantic import BaseModel, StringConstraints
 # Every id kadr hands out (jobs, batches, videos, events) is a UUID; a path id is held to
 # that alphabet, so "<id>:children" or "<id>:items" can never name another record's key.
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# Pages start at most this far in (Redis takes 64-bit offsets; a bigger number was a 500).
+MAX_OFFSET = 10_000_000
 
 _SCHEMAS: dict[tuple, dict[str, Any]] = {}
 

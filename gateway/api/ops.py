@@ -16,7 +16,7 @@ from gateway.api.health import readiness
 from gateway.context import kadr
 from gateway.errors import ApiError
 from services.common.fleet import busy_worker_ids, queue_depths
-from services.common.schemas import ErrorBody
+from services.common.schemas import ErrorBody, OpsView
 from services.common.tasks import QUEUES
 from services.common.workers import live_workers
 
@@ -25,7 +25,7 @@ bp = APIBlueprint("ops", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="ops
 
 
 @bp.get("/ops", summary="Queues, worker processes with their memory and models, Redis and host memory",
-        responses={401: ErrorBody, 503: ErrorBody})
+        responses={200: OpsView, 401: ErrorBody, 503: ErrorBody})
 def ops_status():
     k = kadr()
     try:

@@ -19,7 +19,7 @@ from gateway.errors import ApiError, register_form_model, validation_message
 from services.common.filenames import sanitize_filename
 from services.common.jobs import new_id
 from services.common.metrics import JOBS_ACCEPTED
-from services.common.schemas import ErrorBody
+from services.common.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
 from services.common.segment_options import (MODELS, VOC_CLASSES, ModelName, SegmentParams,
                                              StabilizeRequest, method_ranges, validate_stabilize)
 from services.common.storage import BlobNotFound
@@ -107,7 +107,8 @@ def video_view(job: dict, results: list[dict]) -> dict:
                       "frames": f"/api/v1/videos/{vid}/frames/{{n}}"}}
 
 
-@bp.get("/segment/classes", summary="Target classes, models and stabilization methods with their ranges")
+@bp.get("/segment/classes", summary="Target classes, models and stabilization methods with their ranges",
+        responses={200: SegmentCatalog})
 def classes():
     k = kadr()
     return jsonify({"classes": list(VOC_CLASSES[1:]), "models": MODELS,
@@ -130,7 +131,7 @@ def _upload_limits(k: Kadr) -> dict:
 
 
 @bp.post("/videos", summary="Upload a video to segment (mp4, mov, avi, mkv, webm)",
-         responses={202: None, **_ERRORS})
+         responses={202: VideoView, **_ERRORS})
 def upload_video(form: VideoForm):
     k = kadr()
     try:
@@ -166,14 +167,14 @@ def upload_video(form: VideoForm):
 
 
 @bp.get("/videos/<video_id>", summary="State, progress and result sets of a video",
-        responses={404: ErrorBody})
+        responses={200: VideoView, 404: ErrorBody})
 def get_video(path: VideoPath):
     job = owned_video(path.video_id)
     return jsonify(video_view(job, kadr().jobs.children(job["id"])))
 
 
 @bp.post("/videos/<video_id>/stabilize", summary="A new result set with another method (no re-segmenting)",
-         responses={202: None, **_ERRORS})
+         responses={202: ResultSetView, **_ERRORS})
 def stabilize(path: VideoPath, body: StabilizeRequest):
     k = kadr()
     video = owned_video(path.video_id)
@@ -221,7 +222,7 @@ def _image(data: bytes, fmt: str | None, native: str) -> Response:
 
 
 @bp.get("/videos/<video_id>/frames/<int:n>", summary="One frame: original, raw mask, stabilized mask or overlay",
-        responses={404: ErrorBody, 409: ErrorBody})
+        responses={200: binary("image/*", "the frame"), 404: ErrorBody, 409: ErrorBody})
 def get_frame(path: FramePath, query: FrameQuery):
     k = kadr()
     video = owned_video(path.video_id)
@@ -258,14 +259,16 @@ def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[dict,
 
 
 @bp.get("/videos/<video_id>/metrics", summary="Per-frame IoU/Dice/instability series and summaries",
-        responses={404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
+        responses={200: {"description": "the metrics document (per-frame series and summaries)",
+                         "content": {"application/json": {"schema": {"type": "object"}}}}, 404: ErrorBody, 409: ErrorBody,
+                   410: ErrorBody})
 def get_metrics(path: VideoPath, query: ResultQuery):
     _, key = _result_file(path.video_id, query.result, "metrics.json")
     return Response(kadr().blobs.get_bytes(key), mimetype="application/json")
 
 
 @bp.get("/videos/<video_id>/overlay.mp4", summary="The overlay video of a result set (H.264 MP4)",
-        responses={404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
+        responses={200: binary("video/mp4", "the overlay video"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
 def get_overlay(path: VideoPath, query: ResultQuery):
     chosen, key = _result_file(path.video_id, query.result, "overlay.mp4")
     blobs = kadr().blobs
@@ -276,7 +279,7 @@ def get_overlay(path: VideoPath, query: ResultQuery):
 
 
 @bp.delete("/videos/<video_id>", summary="Delete a video, its result sets and every file",
-           responses={404: ErrorBody})
+           responses={200: Deleted, 404: ErrorBody})
 def delete_video(path: VideoPath):
     k = kadr()
     video = owned_video(path.video_id)

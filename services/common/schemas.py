@@ -82,6 +82,31 @@ class BatchItemView(BaseModel):
     links: dict[str, str] = {}
 
 
+class PhotoAccepted(BaseModel):
+    """One variant of one photo added to a batch (``existing``: a retried upload)."""
+    id: str
+    name: str
+    variant: str = "default"
+    sha256: str
+    state: JobState
+    duplicate_of: str | None = None
+    existing: bool = False
+
+
+class PhotoRefused(BaseModel):
+    name: str
+    code: str
+    message: str
+
+
+class ItemsAdded(BaseModel):
+    """``stopped``: a quota stopped the request there (what came before is in)."""
+    accepted: list[PhotoAccepted]
+    rejected: list[PhotoRefused]
+    ignored: int
+    stopped: dict[str, str] | None = None
+
+
 class BatchView(BaseModel):
     id: str
     kind: str
@@ -126,3 +151,119 @@ class BatchCreate(BaseModel):
                                         description="0–8 variants; none means one output per photo")
     ttl_seconds: int | None = Field(None, ge=60, le=90 * 24 * 3600,
                                     description="how long the batch and its files are kept, 60 s–90 days")
+
+
+# ---- response documents (the OpenAPI spec; Schemathesis checks answers against them) ----
+
+class JobsPage(BaseModel):
+    jobs: list[JobView]
+    offset: int
+
+
+class BatchesPage(BaseModel):
+    batches: list[BatchView]
+    offset: int
+
+
+class ItemsPage(BaseModel):
+    items: list[BatchItemView]
+    offset: int
+    next_offset: int | None = None
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+    files_removed: int
+
+
+class ResultSetView(BaseModel):
+    """A video's result set: the raw masks or one stabilization method's."""
+    id: str
+    method: str
+    params: dict[str, Any] = {}
+    state: JobState
+    progress: float
+    error: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    improvement_pct: dict[str, Any] | float | None = None
+    timings: dict[str, Any] | None = None
+
+
+class VideoView(BaseModel):
+    id: str
+    kind: str
+    state: JobState
+    progress: float
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    params: dict[str, Any] = {}
+    input: dict[str, Any] = {}
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    results: list[ResultSetView]
+    links: dict[str, str]
+
+
+class SegmentCatalog(BaseModel):
+    classes: list[str]
+    models: dict[str, Any] | list[Any]
+    default_model: str
+    methods: dict[str, Any]
+    upload: dict[str, Any]
+    limits: dict[str, Any]
+
+
+class CameraEventView(BaseModel):
+    id: str
+    camera: str | None = None
+    state: JobState
+    ts: float | None = None
+    received_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    vehicle_box: list[int] | None = None
+    plate_box: list[int] | None = None
+    plate: str | None = None
+    extra: dict[str, Any] = {}
+    offsets: list[float] | None = None
+    uploads: dict[str, Any] = {}
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    images: dict[str, str] = {}
+    links: dict[str, str] = {}
+
+
+class CameraEventsPage(BaseModel):
+    events: list[CameraEventView]
+    total: int
+    offset: int
+    limit: int
+
+
+class CamerasView(BaseModel):
+    cameras: list[dict[str, Any]]
+    backlog: int
+    max_backlog: int
+
+
+def binary(media_type: str, description: str) -> dict:
+    """A response that is a file, not JSON, as flask-openapi3 takes it."""
+    return {"description": description,
+            "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
+
+
+class OpsView(BaseModel):
+    time: float
+    readiness: dict[str, Any]
+    queues: dict[str, Any]
+    workers: list[dict[str, Any]]
+    redis: dict[str, Any]
+    host: dict[str, Any]
+
+
+def event_stream(description: str) -> dict:
+    """Server-Sent Events whose every ``data`` is a JSON object."""
+    return {"description": description,
+            "content": {"text/event-stream": {"schema": {"type": "object", "description": "each event's data"}}}}
