@@ -6,6 +6,7 @@ grandchildren (Celery pool children, gunicorn workers) behind.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -202,6 +203,22 @@ def start_nginx(upstream: str, log_dir: Path, *, port: int | None = None, rate: 
     import requests
     wait_for(lambda: requests.get(url + "/healthz", timeout=1).ok, 20, "nginx → gateway /healthz")
     return proc, url
+
+
+@contextlib.contextmanager
+def gateway_behind_nginx(env: dict, log_dir: Path, *, rate: str = "20r/s", burst: int = 40):
+    """One gunicorn process on ``env`` behind nginx, no worker; yields (nginx URL, gateway
+    URL) and stops both."""
+    procs = []
+    try:
+        gw, gurl = start_gateway(env, log_dir, workers=1)
+        procs.append(gw)
+        ngx, url = start_nginx(gurl.removeprefix("http://"), log_dir, rate=rate, burst=burst)
+        procs.append(ngx)
+        yield url, gurl
+    finally:
+        for p in reversed(procs):
+            p.stop()
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict, float]]]:

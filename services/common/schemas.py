@@ -190,20 +190,10 @@ class ResultSetView(BaseModel):
     timings: dict[str, Any] | None = None
 
 
-class VideoView(BaseModel):
-    id: str
-    kind: str
-    state: JobState
-    progress: float
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    params: dict[str, Any] = {}
+class VideoView(JobView):
+    """A video is a job of kind ``segment`` with its result sets."""
     input: dict[str, Any] = {}
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
     results: list[ResultSetView]
-    links: dict[str, str]
 
 
 class SegmentCatalog(BaseModel):

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
@@ -16,6 +14,7 @@ from PIL import Image
 
 from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers
 from tests.e2e.conftest import create_key, running_stack
+from tests.fixtures.http_receiver import Receiver
 from tests.fixtures.mjpeg_server import MjpegServer
 from tests.fixtures.plates import scene_with_plate
 from tests.stack import wait_for
@@ -25,32 +24,6 @@ GATE_SECRET = "gate-camera-secret-0123456789"
 YARD_TOKEN = "yard-camera-token-0123456789"
 BACKLOG = 3
 TERMINAL = ("succeeded", "failed", "canceled")
-
-
-class Receiver:
-    """Where the gate camera's finished events are POSTed (the outbound webhook)."""
-
-    def __init__(self):
-        self.posts: list[tuple[dict, bytes]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.posts.append(({k: v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ Redis of this module's own (its maxmemory is lowered in a test). No worker runs:
 item stays pending or queued, which is what fills a key's quota and the job store."""
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import zipfile
@@ -15,7 +14,7 @@ import requests
 from services.common.jobs import JobStore
 from tests.e2e.conftest import create_key
 from tests.integration.conftest import flat_png
-from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, wait_for
+from tests.stack import gateway_behind_nginx, kadr_env, start_redis
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +22,6 @@ CAMERA_TOKEN = "quota-camera-token-0123456789"
 QUOTAS = {"KADR_MAX_OPEN_BATCHES_PER_KEY": "3", "KADR_MAX_BATCH_ITEMS": "40",
           "KADR_MAX_ITEMS_IN_FLIGHT_PER_KEY": "60", "KADR_MAX_RESULT_SETS_PER_VIDEO": "3",
           "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES": "2048"}
-
-
-@contextlib.contextmanager
-def _gateway(base, env: dict):
-    """gunicorn (one process) behind nginx on ``env``'s Redis; yields both URLs."""
-    procs = []
-    try:
-        g, gurl = start_gateway(env, base / "logs", workers=1)
-        procs.append(g)
-        ngx, url = start_nginx(gurl.removeprefix("http://"), base / "logs", rate="1000r/s", burst=1000)
-        procs.append(ngx)
-        wait_for(lambda: requests.get(url + "/healthz", timeout=5).status_code == 200, 60, "the gateway")
-        yield url, gurl
-    finally:
-        for p in reversed(procs):
-            p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +45,7 @@ def gw(models_dir, tmp_path_factory, redis_own):
     base = tmp_path_factory.mktemp("quotas")
     env = _env(models_dir, base, redis_own[0], **QUOTAS,
                KADR_CAMERAS=json.dumps([{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}]))
-    with _gateway(base, env) as (url, gurl):
+    with gateway_behind_nginx(env, base / "logs", rate="1000r/s", burst=1000) as (url, gurl):
         yield {"url": url, "gateway_url": gurl, "env": env, "redis": redis_own[1]}
 
 
@@ -171,7 +154,7 @@ def gw_default(models_dir, tmp_path, redis_own):
     """A gateway with the default quotas, on the same Redis, reading Redis's memory at
     every check (the mark leaves only ~200 KB here, ~40 photos' records)."""
     env = _env(models_dir, tmp_path, redis_own[0], KADR_REDIS_MEMORY_CHECK_SECONDS="0")
-    with _gateway(tmp_path, env) as (url, gurl):
+    with gateway_behind_nginx(env, tmp_path / "logs", rate="1000r/s", burst=1000) as (url, gurl):
         yield {"url": url, "gateway_url": gurl, "env": env, "redis": redis_own[1]}
 
 

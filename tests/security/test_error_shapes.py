@@ -14,7 +14,7 @@ import requests
 
 from services.common.jobs import JobStore
 from tests.integration.conftest import flat_png
-from tests.stack import kadr_env, start_gateway, start_nginx, wait_for
+from tests.stack import gateway_behind_nginx, kadr_env, wait_for
 
 CAMERA_TOKEN = "shape-camera-token-0123456789"
 
@@ -64,14 +64,8 @@ def behind_nginx(redis_server, models_dir, tmp_path_factory):
     env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
                    KADR_REQUIRED_QUEUES="[]",
                    KADR_CAMERAS=json.dumps([{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}]))
-    gw, gurl = start_gateway(env, base / "logs", workers=1)
-    ngx, url = start_nginx(gurl.removeprefix("http://"), base / "logs")
-    try:
-        wait_for(lambda: requests.get(url + "/healthz", timeout=5).status_code == 200, 60, "the gateway")
+    with gateway_behind_nginx(env, base / "logs") as (url, _):
         yield url, base / "logs"
-    finally:
-        ngx.stop()
-        gw.stop()
 
 
 def _raw(url: str, payload: bytes) -> tuple[int, dict]:

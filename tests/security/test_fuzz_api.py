@@ -18,7 +18,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.e2e.conftest import create_key
-from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, wait_for
+from tests.stack import gateway_behind_nginx, kadr_env, start_redis
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +32,12 @@ def live(models_dir, tmp_path_factory):
     rproc, rurl = start_redis(base / "redis")
     env = kadr_env(redis_url=rurl, storage_dir=base / "blobs", models_dir=models_dir, KADR_REQUIRED_QUEUES="[]",
                    KADR_CAMERAS=json.dumps([{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}]))
-    procs = [rproc]
     try:
-        gw, gurl = start_gateway(env, base / "logs", workers=1)
-        procs.append(gw)
         # The per-client rate limit is nginx's own, tested elsewhere: out of the fuzzer's way.
-        ngx, url = start_nginx(gurl.removeprefix("http://"), base / "logs", rate="10000r/s", burst=10000)
-        procs.append(ngx)
-        wait_for(lambda: requests.get(url + "/healthz", timeout=5).status_code == 200, 60, "the gateway")
-        yield {"url": url, "key": create_key(env, "fuzzer")}
+        with gateway_behind_nginx(env, base / "logs", rate="10000r/s", burst=10000) as (url, _):
+            yield {"url": url, "key": create_key(env, "fuzzer")}
     finally:
-        for p in reversed(procs):
-            p.stop()
+        rproc.stop()
 
 
 def _spec() -> dict:
