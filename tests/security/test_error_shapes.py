@@ -24,7 +24,11 @@ def _code(resp) -> tuple[int, str]:
 
 
 def test_inputs_that_were_500s_are_4xx_json(gateway, redis_client):
-    client, auth, _ = gateway()
+    client, auth, _ = gateway(cameras=[{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}])
+    # A webhook box value of infinity (JSON has no such number; Python's parser takes it).
+    r = client.post(f"/api/v1/camera/gate/events?token={CAMERA_TOKEN}", content_type="application/json",
+                    data='{"vehicle_box": [1, 2, 3, Infinity], "plate": "A1"}')
+    assert _code(r) == (400, "invalid_parameters")
     # ?since=nan reached Redis as a score.
     assert _code(client.get("/api/v1/camera/events?since=nan", headers=auth)) == (400, "invalid_parameters")
     # A video's id read as a photo job's result.
