@@ -90,7 +90,14 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
             name = sanitize_filename(f.filename or "", default="upload")
             kind = archives.archive_kind(f.stream)
             if kind is None:
-                one(name, f.stream)  # werkzeug spooled it (to disk past 1 MiB); the size is checked there
+                f.stream.seek(0, 2)
+                size = f.stream.tell()
+                f.stream.seek(0)
+                if size > k.settings.max_upload_bytes:
+                    _refuse(rejected, name, "file_too_large",
+                            f"{name}: over the {k.settings.max_upload_bytes} byte limit")
+                    continue
+                one(name, f.stream)  # werkzeug spooled it (to disk past 1 MiB): read from there
                 continue
             try:
                 for entry in archives.iter_archive(f.stream, kind, limits):
