@@ -42,4 +42,5 @@ def install(app: Flask) -> None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key",
                            headers={"WWW-Authenticate": 'Bearer realm="kadr", error="invalid_token"'})
         g.owner = record["id"]
+        g.api_key = key.strip()  # open streams re-check it (gateway/sse.py)
         return None

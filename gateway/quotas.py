@@ -14,9 +14,10 @@ RECHECK = 100  # photos of one request between two reads of the key's load
 RETRY_AFTER = "30"  # items and batches end by themselves: worth trying again soon
 
 
-def check_open_batches(k: Kadr, owner: str) -> None:
-    """Before a batch is created: 429 ``too_many_open_batches`` at the limit."""
-    batches, _ = k.batches.owner_load(owner)
+def check_new_batch(k: Kadr, owner: str, adding: int = 0) -> None:
+    """Before a batch is created (with ``adding`` items at once), from one read of the
+    key's load: 429 ``too_many_open_batches`` at the limit, ``too_many_in_flight`` past it."""
+    batches, items = k.batches.owner_load(owner)
     limit = k.settings.max_open_batches_per_key
     if batches >= limit:
         raise ApiError(429, "too_many_open_batches",
@@ -24,6 +25,8 @@ def check_open_batches(k: Kadr, owner: str) -> None:
                        "KADR_MAX_OPEN_BATCHES_PER_KEY); close or cancel one, or wait for one to end",
                        details={"open_batches": batches, "limit": limit},
                        headers={"Retry-After": RETRY_AFTER})
+    if adding and items + adding > k.settings.max_items_in_flight_per_key:
+        raise in_flight_error(items, adding, k.settings.max_items_in_flight_per_key)
 
 
 def in_flight_error(in_flight: int, adding: int, limit: int) -> ApiError:

@@ -13,7 +13,7 @@ import json
 import time
 from typing import Callable, Iterator
 
-from flask import Response, g, request
+from flask import Response, g
 
 from gateway.draining import draining
 from gateway.fanout import RESYNC, Subscription
@@ -36,7 +36,7 @@ def event_response(k, stream_of: Callable[[Subscribe, Callable[[], bool]], Itera
     stream is given ``alive``: whether the key that opened it is still valid (a revoked
     key's streams end within ``KEY_RECHECK_SECONDS``)."""
     release = k.holds.acquire(g.owner)
-    key = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    key = g.get("api_key", "")
 
     def alive() -> bool:
         return k.settings.auth_disabled or lookup_key(k.redis, key) is not None

@@ -97,7 +97,7 @@ def post_batch(body: BatchCreate):
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
         k.storage.check()
-        quotas.check_open_batches(k, g.owner)
+        quotas.check_new_batch(k, g.owner)
         batch = create_batch(k, body)
         return created(batch_view(batch), f"/api/v1/batches/{batch['id']}")
     if len(key) > 255:
@@ -110,7 +110,7 @@ def post_batch(body: BatchCreate):
     if k.redis.set(slot, f"{bid} {fingerprint}", nx=True, ex=IDEMPOTENCY_TTL_SECONDS):
         try:
             k.storage.check()
-            quotas.check_open_batches(k, g.owner)
+            quotas.check_new_batch(k, g.owner)
             batch = create_batch(k, body, batch_id=bid)
         except BaseException:
             k.redis.delete(slot)  # nothing was made: the key is free for the corrected request

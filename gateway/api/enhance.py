@@ -141,8 +141,7 @@ def enhance_batch(form: EnhanceBatchForm):
                        f"{len(files)} files sent; at most {k.settings.max_batch_files} per request")
     # A batch like any other: its items wait at the batch step, under the batch quotas.
     k.storage.check()
-    quotas.check_open_batches(k, g.owner)
-    quotas.check_in_flight(k, g.owner, len(files))
+    quotas.check_new_batch(k, g.owner, len(files))
     # Check every file first: a batch is accepted whole or refused with the reasons.
     infos, problems = [], []
     rates = task_stats.photo_rates(k.redis)
