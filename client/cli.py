@@ -37,10 +37,16 @@ def _redis():
 
 @keys.command("create")
 @click.argument("name")
-def keys_create(name: str) -> None:
+@click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
+              help="What the key may do (repeat): photos, video, cameras:read, cameras:manage, ops. "
+                   "Default: all of them.")
+def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key; it is printed once and only its hash is stored."""
     from services.common.apikeys import create_key
-    key, record = create_key(_redis(), name)
+    try:
+        key, record = create_key(_redis(), name, list(scopes) or None)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--scope")
     click.echo(key)
     click.echo(f"created key {record['id']} ({name}); store it now, it cannot be shown again",
                err=True)
@@ -49,9 +55,9 @@ def keys_create(name: str) -> None:
 @keys.command("list")
 def keys_list() -> None:
     """List keys (ids and names, never the keys)."""
-    from services.common.apikeys import list_keys
+    from services.common.apikeys import list_keys, scopes_of
     for rec in list_keys(_redis()):
-        click.echo(f"{rec['id']}\t{rec['name']}\t{rec['created_at']}")
+        click.echo(f"{rec['id']}\t{rec['name']}\t{rec['created_at']}\t{','.join(sorted(scopes_of(rec)))}")
 
 
 @keys.command("revoke")
@@ -109,9 +115,11 @@ def models_verify(models_dir) -> None:
 # The user commands speak HTTP only (requests, click, tqdm): no server package is imported.
 from client.batches import batch  # noqa: E402
 from client.photos import enhance  # noqa: E402
+from client.usage import usage  # noqa: E402
 
 main.add_command(enhance)
 main.add_command(batch)
+main.add_command(usage)
 
 
 if __name__ == "__main__":

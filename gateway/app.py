@@ -74,10 +74,11 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     celery = create_celery(settings)
     batches = BatchStore(jobs)
     probe = connect(settings.redis_url, ride_out_restarts=False)
+    blobs = open_store(settings)
 
     def send(task: str, payload: dict) -> None:
         celery.send_task(task, args=[payload], **send_options(task, payload))
-    app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=jobs, blobs=open_store(settings),
+    app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=jobs, blobs=blobs,
                                   celery=celery, batches=batches,
                                   probe=probe,
                                   feeder=Feeder(batches, send, window=settings.batch_window,
@@ -88,7 +89,8 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
                                               per_process=settings.max_open_streams,
                                               longest_seconds=max(settings.sse_max_seconds, 60.0)),
                                   storage=StorageGuard(probe, high_water=settings.redis_high_water,
-                                                       max_age_seconds=settings.redis_memory_check_seconds))
+                                                       max_age_seconds=settings.redis_memory_check_seconds,
+                                                       blobs=blobs, free_floor=settings.storage_free_floor_bytes))
 
     @app.before_request
     def _request_id():
@@ -118,8 +120,9 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     errors.install(app)
     auth.install(app)
 
-    from gateway.api import batches, cameras, enhance, health, jobs, ops, videos
-    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, cameras.webhook_bp, cameras.bp, ops.bp):
+    from gateway.api import batches, cameras, enhance, health, jobs, ops, usage, videos
+    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, cameras.webhook_bp, cameras.bp, ops.bp,
+               usage.bp):
         app.register_api(bp)
 
     @app.get("/api/docs", doc_ui=False)

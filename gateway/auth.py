@@ -8,12 +8,36 @@ from flask import Flask, g, request
 
 from gateway.context import kadr
 from gateway.errors import ApiError
-from services.common.apikeys import lookup_key
+from services.common.apikeys import SCOPES, lookup_key, scopes_of
 
 log = logging.getLogger("kadr.gateway")
 LOCAL_OWNER = "local-dev"
 # The camera webhook carries the camera's own credential (gateway/api/cameras.py).
 CAMERA_WEBHOOK = re.compile(r"/api/v1/camera/[^/]+/events")
+# The scope each route needs: (methods or None for any, path pattern, scope), first match.
+# A path not listed (e.g. /usage) needs only a valid key.
+ROUTE_SCOPES = [
+    (None, re.compile(r"/api/v1/(enhance|jobs|batches)(/.*)?"), "photos"),
+    (None, re.compile(r"/api/v1/videos(/.*)?"), "video"),
+    ({"DELETE"}, re.compile(r"/api/v1/camera/events/[^/]+"), "cameras:manage"),
+    (None, re.compile(r"/api/v1/(camera|cameras)(/.*)?"), "cameras:read"),
+    (None, re.compile(r"/api/v1/ops(/.*)?"), "ops"),
+]
+
+
+def required_scope(method: str, path: str) -> str | None:
+    for methods, pattern, scope in ROUTE_SCOPES:
+        if (methods is None or method in methods) and pattern.fullmatch(path):
+            return scope
+    return None
+
+
+def require_scope(scope: str) -> None:
+    """403 ``forbidden_scope`` unless the request's key has ``scope`` (views call this
+    where the route alone does not tell, e.g. a video's id given to /jobs)."""
+    if scope not in g.get("scopes", frozenset(SCOPES)):
+        raise ApiError(403, "forbidden_scope", f"this API key lacks the scope {scope!r}; an operator grants it "
+                       f"with: kadr keys create NAME --scope {scope}", details={"scope": scope})
 
 
 def install(app: Flask) -> None:
@@ -43,4 +67,8 @@ def install(app: Flask) -> None:
                            headers={"WWW-Authenticate": 'Bearer realm="kadr", error="invalid_token"'})
         g.owner = record["id"]
         g.api_key = key.strip()  # open streams re-check it (gateway/sse.py)
+        g.scopes = scopes_of(record)
+        scope = required_scope(request.method, request.path)
+        if scope is not None:
+            require_scope(scope)
         return None

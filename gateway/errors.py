@@ -8,7 +8,8 @@ from flask import Flask, g, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from services.common.metrics import REJECTIONS
+from services.common.metrics import REJECTIONS, STORAGE_FULL
+from services.common.storage import StorageFull
 
 log = logging.getLogger("kadr.gateway")
 
@@ -68,6 +69,11 @@ def register_form_model(model) -> None:
     _FORM_MODELS[model.__name__] = model
 
 
+def kadr_floor() -> int:
+    from flask import current_app
+    return current_app.extensions["kadr"].settings.storage_free_floor_bytes
+
+
 def install(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(e: ApiError):
@@ -90,6 +96,16 @@ def install(app: Flask) -> None:
         from gateway.storage_guard import redis_refused
         err = redis_refused()
         return error_response(err.status, err.code, err.message, headers=err.headers)
+
+    @app.errorhandler(StorageFull)
+    def _disk_full(e: StorageFull):
+        # The disk filled between the floor's reading and this upload's write: the
+        # write left nothing behind (storage.py), the client is told to come back.
+        from gateway.storage_guard import disk_full
+        STORAGE_FULL.labels(store="blobs").inc()
+        log.error("the file store ran out of space during an upload: %s", e)
+        err = disk_full(0, kadr_floor())
+        return error_response(err.status, err.code, err.message, err.details, err.headers)
 
     @app.errorhandler(RecursionError)
     def _too_deep(e: RecursionError):

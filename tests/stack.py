@@ -244,7 +244,8 @@ def sample(samples: dict, name: str, **labels) -> float | None:
 def start_ops(kind: str, env: dict, log_dir: Path, **settings: str) -> tuple[Proc, str]:
     """The exporter or the autoscaler (``kind``), on a free port; returns its /metrics URL."""
     port = free_port()
-    var = {"exporter": "KADR_EXPORTER_PORT", "autoscaler": "KADR_AUTOSCALER_METRICS_PORT"}[kind]
+    var = {"exporter": "KADR_EXPORTER_PORT", "autoscaler": "KADR_AUTOSCALER_METRICS_PORT",
+           "janitor": "KADR_JANITOR_PORT"}[kind]
     proc = Proc(f"{kind}-{port}", [PY, "-m", f"services.ops.{kind}"], log_dir=log_dir,
                 env={**env, var: str(port), **settings})
     url = f"http://127.0.0.1:{port}/metrics"

@@ -21,6 +21,7 @@ from gateway.sse import batch_events, event_response
 from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED
+from services.common.purge import purge_batch
 from services.common.schemas import (BatchCreate, BatchesPage, BatchView, Deleted, ErrorBody, ItemsAdded,
                                      ItemsPage, JobState, binary, event_stream)
 from services.common.tasks import ENHANCE_PHOTO
@@ -279,8 +280,6 @@ def get_archive(path: BatchPath):
 def delete_batch(path: BatchPath):
     k = kadr()
     batch = owned_batch(path.batch_id)
-    k.batches.cancel(batch["id"])
-    removed = k.blobs.delete_prefix(f"batches/{batch['id']}")  # inputs and results live there
-    k.batches.delete(batch["id"])
+    removed = purge_batch(k.batches, k.blobs, batch["id"])
     return jsonify({"id": batch["id"], "deleted": True, "files_removed": removed})
 

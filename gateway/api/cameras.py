@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import time
@@ -39,10 +40,13 @@ from services.common.celery_app import queue_length
 from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED, REPLAYS
-from services.common.schemas import CameraEventsPage, CameraEventView, CamerasView, ErrorBody, binary
+from services.common.schemas import CameraEventsPage, CameraEventView, CamerasView, Deleted, ErrorBody, binary
+from services.common.purge import purge_job
 from services.common.settings import CameraConfig
 from services.common.storage import BlobNotFound
 from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
+
+log = logging.getLogger("kadr.gateway")
 
 webhook_bp = APIBlueprint("camera_webhook", __name__, url_prefix="/api/v1",
                           abp_tags=[Tag(name="cameras")])
@@ -307,6 +311,16 @@ def get_event_image(path: ImagePath):
     name = sanitize_filename(f"{job['id']}-{path.kind}.jpg")
     return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600",
                                                   "Content-Disposition": f'inline; filename="{name}"'})
+
+
+@bp.delete("/camera/events/<event_id>", summary="Delete a camera event with its images (scope cameras:manage)",
+           responses={200: Deleted, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody})
+def delete_event(path: EventPath):
+    k = kadr()
+    job = _event(path.event_id)
+    removed = purge_job(k.jobs, k.blobs, job)
+    log.info("camera event deleted", extra={"event": job["id"], "files": removed})
+    return jsonify({"id": job["id"], "deleted": True, "files_removed": removed})
 
 
 def _source_kind(source: str) -> str:

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from gateway.api.models import MAX_OFFSET, Id, RequestModel
 from gateway.api.views import job_view
+from gateway.auth import require_scope
 from gateway.context import kadr
 from gateway.convert import convert
 from gateway.errors import ApiError
@@ -16,6 +17,7 @@ from services.common.filenames import sanitize_filename
 from services.common.jobs import TERMINAL
 from services.common.metrics import JOBS_CANCELED
 from services.common.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
+from services.common.purge import purge_job
 from services.common.storage import BlobNotFound
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")],
@@ -44,6 +46,8 @@ def owned_job(job_id: str) -> dict:
     job = kadr().jobs.get_owned(job_id, g.owner)
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
+    if job["kind"] != "enhance":
+        require_scope("video")  # a video's or a result set's id: the key must own videos too
     return job
 
 
@@ -137,14 +141,14 @@ def cancel_job(path: JobPath):
     return jsonify(job_view(k.jobs.get(job["id"]) or job))
 
 
-@bp.delete("/jobs/<job_id>", summary="Delete a job and its files", responses={200: Deleted, 404: ErrorBody})
+@bp.delete("/jobs/<job_id>", summary="Delete a job and its files (a video's id: the video with its result "
+           "sets)", responses={200: Deleted, 404: ErrorBody, 409: ErrorBody})
 def delete_job(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
-    # Canceled first, so a worker holding it stops at its next unit of work; then the files go.
-    _stop(k, job, "it is removed with the batch")
-    k.jobs.delete(job["id"])
-    removed = k.blobs.delete_prefix(f"jobs/{job['id']}")
+    if job.get("batch_id"):
+        raise ApiError(409, "in_batch", "this job belongs to a batch; it is removed with the batch")
+    removed = purge_job(k.jobs, k.blobs, job)
     return jsonify({"id": job["id"], "deleted": True, "files_removed": removed})
 
 

@@ -15,6 +15,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from gateway.api.health import readiness
 from gateway.context import kadr
 from gateway.errors import ApiError
+from services.common import usage_store
 from services.common.fleet import busy_worker_ids, queue_depths
 from services.common.schemas import ErrorBody, OpsView
 from services.common.tasks import QUEUES
@@ -56,6 +57,8 @@ def ops_status():
         "workers": procs,
         "redis": {"used_memory_bytes": int(info.get("used_memory", 0)),
                   "maxmemory_bytes": int(info.get("maxmemory", 0))},
+        # The blob store as the janitor last surveyed it (retention, budget, free floor).
+        "storage": usage_store.read(k.probe, usage_store.TOTAL),
         # The gateway's host (its container under compose).
         "host": {"memory_total_bytes": vm.total, "memory_available_bytes": vm.available,
                  "cpu_count": psutil.cpu_count()},

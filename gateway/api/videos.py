@@ -22,6 +22,7 @@ from services.common.metrics import JOBS_ACCEPTED
 from services.common.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
 from services.common.segment_options import (MODELS, VOC_CLASSES, ModelName, SegmentParams,
                                              StabilizeRequest, method_ranges, validate_stabilize)
+from services.common.purge import purge_job
 from services.common.storage import BlobNotFound
 from services.common.tasks import (SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask,
                                    StabilizeTask)
@@ -283,9 +284,5 @@ def get_overlay(path: VideoPath, query: ResultQuery):
 def delete_video(path: VideoPath):
     k = kadr()
     video = owned_video(path.video_id)
-    for child in k.jobs.children(video["id"]):
-        k.jobs.transition(child["id"], "canceled", allowed_from=("queued", "running"))
-    k.jobs.transition(video["id"], "canceled", allowed_from=("queued", "running"))
-    k.jobs.delete(video["id"])
-    removed = k.blobs.delete_prefix(f"videos/{video['id']}")
+    removed = purge_job(k.jobs, k.blobs, video)
     return jsonify({"id": video["id"], "deleted": True, "files_removed": removed})

@@ -22,6 +22,7 @@ export GUNICORN_BIND=127.0.0.1:$KADR_GATEWAY_PORT
 export NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 export KADR_EXPORTER_PORT=${KADR_EXPORTER_PORT:-9100}
 export KADR_AUTOSCALER_METRICS_PORT=${KADR_AUTOSCALER_METRICS_PORT:-9104}
+export KADR_JANITOR_PORT=${KADR_JANITOR_PORT:-9105}
 KADR_PROMETHEUS_PORT=${KADR_PROMETHEUS_PORT:-9090}
 PIDFILE=$KADR_VAR/run/honcho.pid
 
@@ -50,6 +51,7 @@ if [ -n "$PROM_BIN" ]; then
   .venv/bin/python infra/prometheus/render.py --out "$KADR_VAR/run/prometheus.yml" \
     --listen "127.0.0.1:$KADR_PROMETHEUS_PORT" --target "gateway=127.0.0.1:$KADR_GATEWAY_PORT" \
     --target "exporter=127.0.0.1:$KADR_EXPORTER_PORT" --target "autoscaler=127.0.0.1:$KADR_AUTOSCALER_METRICS_PORT" \
+    --target "janitor=127.0.0.1:$KADR_JANITOR_PORT" \
     --target "enhance=127.0.0.1:${KADR_ENHANCE_METRICS_PORT:-9101}" \
     --target "segment=127.0.0.1:${KADR_SEGMENT_METRICS_PORT:-9102}" \
     --target "camera=127.0.0.1:${KADR_CAMERA_METRICS_PORT:-9103}"

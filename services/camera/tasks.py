@@ -183,10 +183,15 @@ def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None
                              max_plates=settings.max_plates)
     analyse_s = time.perf_counter() - t1
     keys: dict[str, str] = {}
-    for kind, img in outcome.images.items():
-        key = f"camera/{job['id']}/{kind}.jpg"
-        rt.blobs.put_bytes(key, _jpeg(img))
-        keys[kind] = key
+    try:
+        for kind, img in outcome.images.items():
+            key = f"camera/{job['id']}/{kind}.jpg"
+            rt.blobs.put_bytes(key, _jpeg(img))
+            keys[kind] = key
+    except BaseException:
+        for key in keys.values():  # a full disk: no half set of images (the uploads stay)
+            rt.blobs.delete(key)
+        raise
     rss1 = _rss()
     log.info("camera event done", extra={"camera": cam_id, "rss_bytes": rss1,
                                          "rss_delta_bytes": rss1 - rss0})

@@ -15,15 +15,30 @@ import redis
 from .jobs import PREFIX
 
 KEY_PREFIX = "kadr_"
+# What a key may do. photos: single photos, jobs and batches; video: videos and their
+# result sets; cameras:read: cameras and their events; cameras:manage: delete events;
+# ops: the ops page's view of queues, workers and memory. Every key may read its usage.
+SCOPES = ("photos", "video", "cameras:read", "cameras:manage", "ops")
+
+
+def scopes_of(record: dict) -> frozenset[str]:
+    """A key made before scopes existed keeps what it could always do: everything."""
+    return frozenset(record.get("scopes") or SCOPES)
 
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(r: redis.Redis, name: str) -> tuple[str, dict]:
+def create_key(r: redis.Redis, name: str, scopes: list[str] | tuple[str, ...] | None = None) -> tuple[str, dict]:
+    """A new key with ``scopes`` (all of them when None)."""
+    wanted = list(SCOPES if scopes is None else dict.fromkeys(scopes))
+    unknown = [s for s in wanted if s not in SCOPES]
+    if unknown or not wanted:
+        raise ValueError(f"unknown scope(s) {unknown}; choose from {', '.join(SCOPES)}" if unknown
+                         else "a key needs at least one scope")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    record = {"id": secrets.token_hex(8), "name": name, "created_at": round(time.time(), 3)}
+    record = {"id": secrets.token_hex(8), "name": name, "created_at": round(time.time(), 3), "scopes": wanted}
     r.set(f"{PREFIX}apikey:{_hash(key)}", json.dumps(record))
     r.sadd(f"{PREFIX}apikeys", _hash(key))
     return key, record

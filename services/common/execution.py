@@ -18,8 +18,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from . import task_stats
 from .jobs import ACTIVE, WORKER_KEY_PREFIX, JobStore
 from .logs import job_id_var, request_id_var
-from .metrics import JOB_OUTCOMES, QUEUE_WAIT_SECONDS, REDELIVERIES, TASK_SECONDS, observe_cuda_memory
+from .metrics import (JOB_OUTCOMES, QUEUE_WAIT_SECONDS, REDELIVERIES, STORAGE_FULL, TASK_SECONDS,
+                      observe_cuda_memory)
 from .registry import ModelUnavailable
+from .storage import StorageFull
 from .workers import worker_id
 
 log = logging.getLogger("kadr.jobs")
@@ -70,16 +72,19 @@ Work = Callable[[dict[str, Any], Callable[[float], None]], dict[str, Any]]
 
 def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
             request_id: str, work: Work, feed: Callable[[str], object] | None = None,
-            discard: Callable[[dict[str, Any]], object] | None = None) -> str:
+            discard: Callable[[dict[str, Any]], object] | None = None,
+            partial: Callable[[dict[str, Any]], None] | None = None) -> str:
     """Run ``work(job, progress) -> result`` for a job; returns the final state.
     Every delivery, even a skipped one, is timed under ``task``. ``feed(batch_id)`` runs
     after a batch item ends, so the batch's next item is handed over at once.
     ``discard(result)`` removes the files of a result its job no longer takes (canceled
-    or deleted between the last unit of work and the end)."""
+    or deleted between the last unit of work and the end). ``partial(job)`` removes what
+    a failed job had written so far (a video's first frames), so a failure, a full disk
+    above all, leaves no half result behind."""
     t0 = time.perf_counter()
     try:
         state = _run_job(store, job_id, service=service, task=task, max_deliveries=max_deliveries,
-                         request_id=request_id, work=work, discard=discard)
+                         request_id=request_id, work=work, discard=discard, partial=partial)
         if feed is not None and state in ("succeeded", "failed", "discarded", "canceled"):
             batch_id = store.r.hget(store.job_key(job_id), "batch_id")
             if batch_id:
@@ -96,7 +101,8 @@ def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_delive
 
 
 def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
-             request_id: str, work: Work, discard: Callable[[dict[str, Any]], object] | None) -> str:
+             request_id: str, work: Work, discard: Callable[[dict[str, Any]], object] | None,
+             partial: Callable[[dict[str, Any]], None] | None) -> str:
     job_id_var.set(job_id)
     request_id_var.set(request_id)
     verdict, n, job = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
@@ -135,14 +141,26 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
         JOB_OUTCOMES.labels(service=service, outcome="canceled").inc()
         log.info("job canceled while running: stopped", extra={"seconds": round(time.perf_counter() - t0, 3)})
         return "canceled"
-    except JobFailure as e:
-        return _fail(store, job_id, service, e.code, e.message, e.details)
-    except ModelUnavailable as e:
-        return _fail(store, job_id, service, e.state, str(e))
-    except SoftTimeLimitExceeded:
-        return _fail(store, job_id, service, "time_limit", "the job ran past its time limit")
-    except Exception as e:  # the job must end; the traceback goes to the log
-        log.exception("job crashed")
+    except BaseException as e:
+        if partial is not None:
+            try:
+                partial(job)
+            except Exception:
+                log.exception("removing the failed job's partial output failed")
+        if isinstance(e, StorageFull):
+            STORAGE_FULL.labels(store="blobs").inc()
+            return _fail(store, job_id, service, "storage_full",
+                         "the file store ran out of space while writing this job's output; nothing of it was "
+                         "kept. Retry once space is freed")
+        if isinstance(e, JobFailure):
+            return _fail(store, job_id, service, e.code, e.message, e.details)
+        if isinstance(e, ModelUnavailable):
+            return _fail(store, job_id, service, e.state, str(e))
+        if isinstance(e, SoftTimeLimitExceeded):
+            return _fail(store, job_id, service, "time_limit", "the job ran past its time limit")
+        if not isinstance(e, Exception):
+            raise  # the process is going away (SystemExit, a hard kill's signal): the task is redelivered
+        log.exception("job crashed")  # the job must end; the traceback goes to the log
         return _fail(store, job_id, service, "internal_error", f"{type(e).__name__}: {e}")
     result.setdefault("timings", {})["total_seconds"] = round(time.perf_counter() - t0, 4)
     moved = store.transition(job_id, "succeeded", allowed_from=ACTIVE, result=result).moved

@@ -289,15 +289,17 @@ class JobStore:
         return [j for j in self.get_many(ids) if j is not None]
 
     def delete(self, job_id: str) -> None:
+        """The record with its children's (a video's result sets) and every index entry."""
         job = self.get(job_id)
+        children = self.r.lrange(self.job_key(job_id) + ":children", 0, -1)
         p = self.r.pipeline()
-        for child in self.r.lrange(self.job_key(job_id) + ":children", 0, -1):
+        for child in children:
             p.delete(self.job_key(child))
         p.delete(self.job_key(job_id), self.job_key(job_id) + ":children")
-        p.zrem(RUNNING_KEY, job_id)
+        p.zrem(RUNNING_KEY, job_id, *children)
         if job:
             p.zrem(self.owner_key(job["owner"]), job_id)
-            p.zrem(self.live_key(job["owner"]), job_id)
+            p.zrem(self.live_key(job["owner"]), job_id, *children)
         p.execute()
 
     def list_owned(self, owner: str, *, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:

@@ -22,6 +22,9 @@ REQUEST_SECONDS = Histogram("kadr_gateway_request_duration_seconds", "Time to an
 REPLAYS = Counter("kadr_gateway_camera_replays_total", "Camera event deliveries that repeated an earlier one")
 REJECTIONS = Counter("kadr_gateway_rejections_total",
                      "Requests refused because a limit or a check failed", ["reason"])
+# store: "redis" (past its high-water mark) or "blobs" (below the disk's free floor, or a
+# write that met a full disk: the worker fails that job with storage_full).
+STORAGE_FULL = Counter("kadr_storage_full_total", "New work refused or jobs failed for lack of room", ["store"])
 # SSE streams and ?wait= long polls open now, over the gateway's live processes.
 OPEN_STREAMS = Gauge("kadr_gateway_open_streams", "Open SSE streams and long polls", multiprocess_mode="livesum")
 JOBS_ACCEPTED = Counter("kadr_gateway_jobs_accepted_total", "Jobs accepted", ["kind"])

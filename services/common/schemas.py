@@ -250,7 +250,24 @@ class OpsView(BaseModel):
     queues: dict[str, Any]
     workers: list[dict[str, Any]]
     redis: dict[str, Any]
+    storage: dict[str, Any] | None = None
     host: dict[str, Any]
+
+
+class KindUsage(BaseModel):
+    bytes: int
+    files: int
+    count: int
+    live: int = Field(description="how many still have work queued or running (never expired)")
+    next_expiry: float | None = Field(description="when the next finished one expires (Unix time)")
+
+
+class UsageView(BaseModel):
+    as_of: float | None = Field(description="when the janitor last surveyed the store (None: not yet)")
+    kinds: dict[str, KindUsage]
+    total_bytes: int
+    ttl_seconds: dict[str, int]
+    store: dict[str, Any]
 
 
 def event_stream(description: str) -> dict:

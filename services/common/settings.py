@@ -104,10 +104,20 @@ class Settings(BaseSettings):
     # started after this long is sent again (a crash lost its message)
     batch_window: int = Field(16, ge=1, le=1000)
     batch_redispatch_seconds: float = Field(300.0, gt=0)
-    # Retention: batch folders over this many bytes in all lose their oldest finished
-    # batches first (0: no budget); each batch also expires after its TTL
+    # Retention (services/common/retention.py, run by the janitor): each kind is removed
+    # its TTL after its work ended (a batch: its own ttl_seconds, else job_ttl_seconds);
+    # past the budget the oldest finished thing goes first, whatever its kind (0: no
+    # budget). Nothing running or queued is ever removed.
     storage_budget_bytes: int = Field(0, ge=0)
     retention_interval_seconds: float = Field(60.0, gt=0)
+    retention_photos_seconds: int = Field(7 * 24 * 3600, ge=60)
+    retention_videos_seconds: int = Field(7 * 24 * 3600, ge=60)
+    retention_events_seconds: int = Field(7 * 24 * 3600, ge=60)
+    # A folder without a record (an upload whose record never came) waits this long.
+    retention_orphan_grace_seconds: float = Field(3600.0, ge=0)
+    # Free space kept on the blob store's disk: below it uploads and camera webhooks get
+    # 507 storage_full; work already accepted still finishes into the rest (0: no floor).
+    storage_free_floor_bytes: int = Field(512 * MIB, ge=0)
     # ZIP/TAR uploads into a batch, unpacked by the gateway
     archive_max_entries: int = Field(10_000, ge=1)
     archive_max_bytes: int = 4 * 1024 * MIB  # all entries, uncompressed

@@ -17,7 +17,6 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init, worker_process_shutdown
 
 from . import worker_metrics
-from . import retention
 from .batch_feed import Feeder
 from .batches import BatchStore
 from .jobs import JobStore, connect
@@ -65,20 +64,11 @@ def start_process(settings: Settings, *, service: str, queues: list[str],
                     queue_limit=settings.max_queue_backlog)
     reaper = Reaper(store, interval=settings.reaper_interval_seconds,
                     grace_seconds=settings.orphan_grace_seconds, send=send,
-                    stranded_seconds=settings.stranded_message_seconds, also=_upkeep(settings, r, feeder))
+                    stranded_seconds=settings.stranded_message_seconds,
+                    also=feeder.tick)  # retention has its own process: services/ops/janitor.py
     reaper.start()
     return WorkerContext(store=store, redis=r, cache=connect(settings.cache_redis_url),
                          blobs=open_store(settings), heartbeat=hb, reaper=reaper, feeder=feeder)
-
-
-def _upkeep(settings: Settings, r: redis.Redis, feeder: Feeder) -> Callable[[], None]:
-    """Cluster-wide rounds beside the reaper's: batch feeding every round, retention at
-    most every ``retention_interval_seconds`` (its own lock outlives one round)."""
-    def run() -> None:
-        feeder.tick()
-        if r.set("kadr:retention-lock", "1", nx=True, px=int(settings.retention_interval_seconds * 1000)):
-            retention.sweep(feeder.batches, settings.storage_dir, budget=settings.storage_budget_bytes)
-    return run
 
 
 def _sender(settings: Settings):

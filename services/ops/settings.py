@@ -1,4 +1,4 @@
-"""Settings of the ops processes (exporter, autoscaler): the shared ones plus theirs."""
+"""Settings of the ops processes (exporter, autoscaler, janitor): the shared ones plus theirs."""
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +30,7 @@ class OpsSettings(Settings):
     exporter_port: int = Field(9100, ge=1, le=65535)
     exporter_host: str = "127.0.0.1"
     autoscaler_metrics_port: int = Field(9104, ge=0, le=65535)  # 0: no endpoint
+    janitor_port: int = Field(9105, ge=1, le=65535)  # retention's /metrics and /healthz
     # Queues the autoscaler manages; the camera worker (threads pool, one per camera
     # set) is sized by its cameras, not by load, and is left out by default.
     autoscale: dict[str, QueueLimits] = {

@@ -205,9 +205,21 @@ def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
                         "frames_per_second": round(n / elapsed, 3)}}
 
 
+def _partial(job: dict) -> None:
+    """What a failed segmentation or stabilization had written (the upload stays)."""
+    blobs = worker.ctx.blobs
+    if job["kind"] == "stabilize":
+        blobs.delete_prefix(result_prefix(job["params"]["video_id"], job["id"]))
+        return
+    for part in ("frames", "prob", "truth"):
+        blobs.delete_prefix(f"videos/{job['id']}/{part}")
+    blobs.delete(f"videos/{job['id']}/manifest.json")
+
+
 def _run(task_name: str, payload: TaskPayload, work) -> str:
     return run_job(worker.ctx.store, payload.job_id, service="segment", task=task_name,
-                   max_deliveries=settings.max_deliveries, request_id=payload.request_id, work=work)
+                   max_deliveries=settings.max_deliveries, request_id=payload.request_id, work=work,
+                   partial=_partial)
 
 
 @app.task(name=SEGMENT_VIDEO)

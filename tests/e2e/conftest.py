@@ -50,9 +50,10 @@ def stack(redis_server, models_dir, tmp_path_factory):
         yield s
 
 
-def create_key(env: dict, name: str) -> str:
-    """Through the real admin command, as an operator would."""
-    out = subprocess.run([sys.executable, "-m", "client.cli", "keys", "create", name], cwd=ROOT,
+def create_key(env: dict, name: str, *scopes: str) -> str:
+    """Through the real admin command, as an operator would (all scopes unless named)."""
+    out = subprocess.run([sys.executable, "-m", "client.cli", "keys", "create", name,
+                          *[f"--scope={s}" for s in scopes]], cwd=ROOT,
                          env={**os.environ, **env}, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 

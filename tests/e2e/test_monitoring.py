@@ -43,8 +43,10 @@ def monitored(redis_server, models_dir, tmp_path_factory):
             # Dry run: decisions are made and exported, the pools the test relies on stay put.
             scaler, scaler_url = start_ops("autoscaler", s["env"], base / "logs",
                                            KADR_AUTOSCALE_DRY_RUN="true", KADR_AUTOSCALE_INTERVAL_SECONDS="1")
+            janitor, janitor_url = start_ops("janitor", s["env"], base / "logs",
+                                             KADR_RETENTION_INTERVAL_SECONDS="1")
             targets = {"gateway": _hostport(s["gateway_url"]), "exporter": _hostport(exporter_url),
-                       "autoscaler": _hostport(scaler_url),
+                       "autoscaler": _hostport(scaler_url), "janitor": _hostport(janitor_url),
                        **{svc: _hostport(w.metrics_url) for svc, w in s["workers"].items()}}
             prom, prom_url = start_prometheus(targets, base / "prometheus")
             try:
@@ -52,7 +54,7 @@ def monitored(redis_server, models_dir, tmp_path_factory):
                 _activity(s, base)
                 yield s
             finally:
-                for p in (prom, scaler, exporter):
+                for p in (prom, janitor, scaler, exporter):
                     p.stop()
 
 
@@ -106,7 +108,8 @@ def test_every_target_is_scraped(monitored):
         return {t["labels"]["job"]: t["health"] for t in active}
     health = wait_for(lambda: (h := all_up()) and all(v == "up" for v in h.values()) and h, 30,
                       "every target up")
-    assert set(health) == {"gateway", "exporter", "enhance", "segment", "camera", "autoscaler", "prometheus"}
+    assert set(health) == {"gateway", "exporter", "enhance", "segment", "camera", "autoscaler", "janitor",
+                           "prometheus"}
 
 
 @pytest.mark.parametrize("dash", dashboards.DASHBOARDS, ids=lambda d: d.uid)

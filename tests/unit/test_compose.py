@@ -192,7 +192,8 @@ def listen_ports(name: str, svc: dict) -> set[int]:
         ports.add(int(e["KADR_METRICS_PORT"]))
     if cmd[:2] == ["python", "-m"] and cmd[2].startswith("services.ops."):
         fields = settings_class(svc).model_fields
-        key = {"services.ops.exporter": "exporter_port", "services.ops.autoscaler": "autoscaler_metrics_port"}[cmd[2]]
+        key = {"services.ops.exporter": "exporter_port", "services.ops.autoscaler": "autoscaler_metrics_port",
+                   "services.ops.janitor": "janitor_port"}[cmd[2]]
         ports.add(int(e.get("KADR_" + key.upper(), fields[key].default)))
     if name == "nginx":
         ports.add(nginx_listen_port())

@@ -23,14 +23,14 @@ def _promtool(*args: str) -> subprocess.CompletedProcess:
 def test_alert_rules_pass_promtool():
     out = _promtool("check", "rules", "alerts.yml")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert re.search(r"SUCCESS: (\d+) rules found", out.stdout).group(1) == "10"
+    assert re.search(r"SUCCESS: (\d+) rules found", out.stdout).group(1) == "12"
 
 
 def test_compose_and_rendered_configs_pass_promtool(tmp_path):
     out = _promtool("check", "config", "prometheus.yml")
     assert out.returncode == 0, out.stdout + out.stderr
     local = tmp_path / "local.yml"
-    jobs = ["gateway", "exporter", "enhance", "segment", "camera", "autoscaler"]
+    jobs = ["gateway", "exporter", "enhance", "segment", "camera", "autoscaler", "janitor"]
     subprocess.run([sys.executable, str(PROM / "render.py"), "--out", str(local),
                     *[f"--target={j}=127.0.0.1:{9200 + i}" for i, j in enumerate(jobs)]], check=True)
     out = _promtool("check", "config", str(local))

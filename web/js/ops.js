@@ -62,7 +62,21 @@ function memoryCard(s) {
     h("dt", {}, "Redis memory"),
     h("dd", {}, redisMax ? `${formatBytes(s.redis.used_memory_bytes)} of ${formatBytes(redisMax)} (${formatShare(s.redis.used_memory_bytes, redisMax)})`
                          : `${formatBytes(s.redis.used_memory_bytes)} (no maxmemory)`),
-    h("dt", {}, "CPU cores"), h("dd", {}, String(s.host.cpu_count)));
+    h("dt", {}, "CPU cores"), h("dd", {}, String(s.host.cpu_count)),
+    ...storageFacts(s.storage));
+}
+
+// The blob store as the janitor last surveyed it (null until its first round).
+function storageFacts(st) {
+  if (!st) return [h("dt", {}, "Stored files"), h("dd", { class: "muted" }, "not surveyed yet (is the janitor running?)")];
+  const kinds = Object.entries(st.kinds || {}).map(([k, v]) => `${k} ${v.count} (${formatBytes(v.bytes)})`).join(" · ");
+  const below = st.free_floor_bytes && st.free_bytes != null && st.free_bytes < st.free_floor_bytes;
+  return [
+    h("dt", {}, "Stored files"), h("dd", { id: "ops-storage" }, kinds || "nothing"),
+    h("dt", {}, "Disk free for files"),
+    h("dd", { class: below ? "error" : "" }, st.free_bytes == null ? "unknown"
+      : `${formatBytes(st.free_bytes)} (new work stops below ${formatBytes(st.free_floor_bytes)})`),
+  ];
 }
 
 export function mount(root, { api }) {

@@ -1,0 +1,55 @@
+"""What a key stores and when it goes: ``GET /api/v1/usage``.
+
+The numbers are the janitor's last survey (services/common/usage_store.py), at most one
+retention interval old; ``as_of`` says when. Camera events belong to the installation:
+keys that may read cameras see them under ``events``.
+"""
+from __future__ import annotations
+
+import redis
+from flask import g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+
+from gateway.context import kadr
+from gateway.errors import ApiError
+from services.common import usage_store
+from services.common.schemas import ErrorBody, UsageView
+
+bp = APIBlueprint("usage", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="usage")],
+                  abp_security=[{"bearer": []}])
+
+EMPTY = {"bytes": 0, "files": 0, "count": 0, "live": 0, "next_expiry": None}
+
+
+@bp.get("/usage", summary="Bytes and counts this key stores per kind, and when the next of each expires",
+        responses={200: UsageView, 401: ErrorBody, 503: ErrorBody})
+def get_usage():
+    k = kadr()
+    s = k.settings
+    try:
+        mine = usage_store.read(k.redis, g.owner) or {}
+        total = usage_store.read(k.redis, usage_store.TOTAL) or {}
+        events = usage_store.read(k.redis, usage_store.EVENTS) or {} if _may("cameras:read") else None
+    except redis.RedisError as e:
+        raise ApiError(503, "redis_unavailable", f"Redis is not answering: {e}", headers={"Retry-After": "5"})
+    kinds = {kind: {**EMPTY, **(mine.get("kinds") or {}).get(kind, {})} for kind in ("photos", "batches", "videos")}
+    ttl = {"photos": s.retention_photos_seconds, "videos": s.retention_videos_seconds,
+           "batches": s.job_ttl_seconds, "events": s.retention_events_seconds}
+    if events is not None:
+        kinds["events"] = {**EMPTY, **(events.get("kinds") or {}).get("events", {})}
+    else:
+        ttl.pop("events")
+    return jsonify({
+        # None until the janitor's first round (or while it is down for long).
+        "as_of": total.get("as_of"),
+        "kinds": kinds,
+        "total_bytes": sum(v["bytes"] for v in kinds.values()),
+        "ttl_seconds": ttl,
+        "store": {"free_bytes": total.get("free_bytes"), "free_floor_bytes": s.storage_free_floor_bytes,
+                  "budget_bytes": s.storage_budget_bytes},
+    })
+
+
+def _may(scope: str) -> bool:
+    from services.common.apikeys import SCOPES
+    return scope in g.get("scopes", frozenset(SCOPES))

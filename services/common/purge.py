@@ -1,0 +1,74 @@
+"""Removing what a user or retention names: the record, every index entry and every file.
+
+One place for each kind, used by the gateway's DELETEs and by retention alike, so that a
+photo, a video (with its result sets), one result set, a camera event or a batch leaves
+nothing behind whichever way it goes. Work still queued or running is canceled first: a
+worker holding it stops at its next unit of work and finds the job gone.
+
+Where each kind keeps its files (one folder per thing, so one prefix removes it):
+
+- a photo: ``jobs/<id>/``; a batch (inputs and every item's results): ``batches/<id>/``;
+- a video: ``videos/<id>/``, its result sets under ``videos/<id>/results/<set id>/``;
+- a camera event: ``camera/<id>/``.
+"""
+from __future__ import annotations
+
+import logging
+
+from .batches import BatchStore
+from .camera_store import EVENT_KIND, GLOBAL_INDEX, camera_index
+from .jobs import ACTIVE, JobStore
+from .metrics import JOBS_CANCELED
+from .storage import BlobStore
+
+log = logging.getLogger("kadr.purge")
+
+PHOTO, VIDEO, RESULT_SET = "enhance", "segment", "stabilize"
+# Blob folder of each top-level kind (retention walks these).
+FOLDERS = {"photos": "jobs", "batches": "batches", "videos": "videos", "events": "camera"}
+
+
+def blob_prefix(job: dict) -> str:
+    kind = job["kind"]
+    if kind == VIDEO:
+        return f"videos/{job['id']}"
+    if kind == RESULT_SET:
+        return f"videos/{job['params']['video_id']}/results/{job['id']}"
+    if kind == EVENT_KIND:
+        return f"camera/{job['id']}"
+    if job.get("batch_id"):
+        raise ValueError("a batch item is removed with its batch")
+    return f"jobs/{job['id']}"
+
+
+def cancel(jobs: JobStore, job: dict) -> bool:
+    moved = jobs.transition(job["id"], "canceled", allowed_from=ACTIVE)
+    if moved.moved:
+        JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
+    return moved.moved
+
+
+def purge_job(jobs: JobStore, blobs: BlobStore, job: dict) -> int:
+    """A job of any kind but a batch item, whole; returns the files removed."""
+    prefix = blob_prefix(job)
+    if job["kind"] == VIDEO:
+        for child in jobs.children(job["id"]):
+            cancel(jobs, child)
+    cancel(jobs, job)
+    p = jobs.r.pipeline()
+    if job["kind"] == RESULT_SET and job.get("parent_id"):
+        p.lrem(jobs.job_key(job["parent_id"]) + ":children", 0, job["id"])
+    if job["kind"] == EVENT_KIND:
+        p.zrem(GLOBAL_INDEX, job["id"])
+        p.zrem(camera_index((job.get("params") or {}).get("camera", "")), job["id"])
+    p.execute()
+    jobs.delete(job["id"])  # children's records, owner and live indexes, running set
+    return blobs.delete_prefix(prefix)
+
+
+def purge_batch(batches: BatchStore, blobs: BlobStore, batch_id: str) -> int:
+    """A batch with its items' records, inputs and results; returns the files removed."""
+    batches.cancel(batch_id)
+    removed = blobs.delete_prefix(f"batches/{batch_id}")
+    batches.delete(batch_id)
+    return removed
