@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,7 @@ def main() -> None:
     finally:
         for p in reversed(procs):
             p.stop()
+        shutil.rmtree(base, ignore_errors=True)  # ~2 GB of blobs and Redis files
 
 
 if __name__ == "__main__":

@@ -120,9 +120,9 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     errors.install(app)
     auth.install(app)
 
-    from gateway.api import batches, cameras, enhance, health, jobs, ops, usage, videos
-    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, cameras.webhook_bp, cameras.bp, ops.bp,
-               usage.bp):
+    from gateway.api import batches, cameras, enhance, health, jobs, ops, usage, video_reports, videos
+    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, video_reports.bp, cameras.webhook_bp,
+               cameras.bp, ops.bp, usage.bp):
         app.register_api(bp)
 
     @app.get("/api/docs", doc_ui=False)

@@ -10,7 +10,7 @@ from flask import Response, g, jsonify, request
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from pydantic import Field
 
-from gateway import exports, quotas
+from gateway import callback_urls, exports, quotas
 from gateway.api.enhance import enhance_params
 from gateway.api.models import MAX_OFFSET, Id, RequestModel
 from gateway.api.views import batch_view, item_view
@@ -79,6 +79,7 @@ def create_batch(k: Kadr, spec: BatchCreate, batch_id: str | None = None) -> dic
         raise ApiError(400, "invalid_parameters", "variant names must be unique")
     return k.batches.create(kind=spec.kind, owner=g.owner, params=params, variants=variants or None, name=spec.name,
                             ttl_seconds=spec.ttl_seconds, request_id=g.request_id, task=TASK_FOR_KIND[spec.kind],
+                            callback_url=callback_urls.checked(k, spec.callback_url),
                             batch_id=batch_id)
 
 

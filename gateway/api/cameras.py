@@ -209,8 +209,10 @@ def post_event(path: CameraPath):
             k.redis.delete(seen_key)  # nothing was made: the camera's retry may create it
         raise
     p = k.redis.pipeline()
+    # Its end goes to the camera's webhook_url through the outbox (services/common/delivery.py).
     job = k.jobs.create(kind=EVENT_KIND, owner=owner_of(cam.id), params=params,
-                        input={"images": images}, request_id=g.request_id, job_id=event_id, pipe=p)
+                        input={"images": images}, request_id=g.request_id, job_id=event_id, pipe=p,
+                        callback_url=cam.webhook_url or "", callback_subject="event")
     index_event(p, cam.id, event_id, params["ts"], s.job_ttl_seconds)
     p.execute()
     send(k, CAMERA_EVENT, CameraEventTask(job_id=event_id, camera_id=cam.id, request_id=g.request_id))

@@ -9,7 +9,7 @@ from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from pydantic import Field, ValidationError
 
-from gateway import quotas
+from gateway import callback_urls, quotas
 from gateway.api.models import RequestModel
 from gateway.api.views import batch_view, job_view
 from gateway.context import Kadr, kadr
@@ -39,6 +39,7 @@ class _Options(EnhanceParams, RequestModel):
                                   description="faces restored per image, 0–100 (0: background only)")
     upscale: int | None = Field(None, ge=1, le=4, description="output scale, 1–4; left out: the largest "
                                 "up to 2 whose output fits the server's limit")
+    callback_url: str | None = callback_urls.field()
 
 
 class EnhanceForm(_Options):
@@ -91,7 +92,7 @@ def plan_photo(k: Kadr, params: dict, info: images.ImageInfo, rates: dict | None
 
 
 def _params(k: Kadr, form: _Options) -> dict:
-    return enhance_params(k, form.model_dump(exclude={"file", "files"}))
+    return enhance_params(k, form.model_dump(exclude={"file", "files", "callback_url"}))
 
 
 def item_plan(params: dict, est: Estimate) -> dict:
@@ -112,6 +113,7 @@ def accepted(body: dict, location: str):
 def enhance_one(form: EnhanceForm):
     k = kadr()
     params = _params(k, form)
+    callback = callback_urls.checked(k, form.callback_url)
     k.storage.check()
     quotas.check_in_flight(k, g.owner)
     admit(k, ENHANCE_PHOTO)
@@ -121,7 +123,7 @@ def enhance_one(form: EnhanceForm):
     job_id = new_id()
     inp = store_image(form.file, info, k.blobs, f"jobs/{job_id}/input")
     job = k.jobs.create(kind="enhance", owner=g.owner, params=params, input=inp,
-                        request_id=g.request_id, job_id=job_id, estimate=est.view())
+                        request_id=g.request_id, job_id=job_id, estimate=est.view(), callback_url=callback)
     send(k, ENHANCE_PHOTO, EnhancePhotoTask(job_id=job_id, request_id=g.request_id,
                                             soft_time_limit=est.soft_time_limit, time_limit=est.time_limit))
     JOBS_ACCEPTED.labels(kind="enhance").inc()
@@ -133,6 +135,7 @@ def enhance_one(form: EnhanceForm):
 def enhance_batch(form: EnhanceBatchForm):
     k = kadr()
     params = _params(k, form)
+    callback = callback_urls.checked(k, form.callback_url)
     files = [f for f in form.files if f.filename or f.content_length]
     if not files:
         raise ApiError(400, "no_files", "send at least one file in the 'files' field")
@@ -161,7 +164,7 @@ def enhance_batch(form: EnhanceBatchForm):
                        + "; ".join(p["message"] for p in problems), details=problems)
     # The one-request batch is a batch like any other: created, filled, closed at once.
     batch = k.batches.create(kind="enhance", owner=g.owner, params=params, request_id=g.request_id,
-                             task=ENHANCE_PHOTO)
+                             task=ENHANCE_PHOTO, callback_url=callback)
     for f, (info, item_params, est) in zip(files, infos):
         inp = store_image(f, info, k.blobs, f"batches/{batch['id']}/inputs/{new_id()}")
         k.batches.add_photo(batch, input=inp, request_id=g.request_id,

@@ -1,4 +1,5 @@
-"""What a key stores and when it goes: ``GET /api/v1/usage``.
+"""What a key stores and when it goes (``GET /api/v1/usage``), and the secret its
+completion callbacks are signed with (``GET /api/v1/callbacks/secret``).
 
 The numbers are the janitor's last survey (services/common/usage_store.py), at most one
 retention interval old; ``as_of`` says when. Camera events belong to the installation:
@@ -13,7 +14,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from gateway.context import kadr
 from gateway.errors import ApiError
 from services.common import usage_store
-from services.common.schemas import ErrorBody, UsageView
+from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from services.common.delivery import key_secret
+from services.common.schemas import CallbackSecret, ErrorBody, UsageView
 
 bp = APIBlueprint("usage", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="usage")],
                   abp_security=[{"bearer": []}])
@@ -53,3 +56,12 @@ def get_usage():
 def _may(scope: str) -> bool:
     from services.common.apikeys import SCOPES
     return scope in g.get("scopes", frozenset(SCOPES))
+
+
+@bp.get("/callbacks/secret", summary="This key's secret for checking completion callbacks' signatures",
+        responses={200: CallbackSecret, 401: ErrorBody})
+def get_callback_secret():
+    k = kadr()
+    return jsonify({"secret": key_secret(k.redis, k.settings, g.owner),
+                    "signature_header": SIGNATURE_HEADER, "timestamp_header": TIMESTAMP_HEADER,
+                    "scheme": "sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body))"})

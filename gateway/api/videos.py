@@ -10,9 +10,10 @@ from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from PIL import Image
 from pydantic import Field, ValidationError
 
-from gateway import quotas
+from gateway import callback_urls, quotas
 from gateway.api.enhance import accepted
 from gateway.api.models import Id, RequestModel
+from gateway.api.views import callback_view
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
@@ -37,6 +38,7 @@ _ERRORS = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: 
 class VideoForm(RequestModel):
     file: FileStorage
     truth: FileStorage | None = Field(None, description="optional ground-truth mask video (white = object)")
+    callback_url: str | None = callback_urls.field()
     model: ModelName | None = None
     target_class: str = Field("person", description="a VOC class name, see GET /api/v1/segment/classes")
     processing_size: int | None = Field(None, ge=128, le=1024, description="longer frame side, 128–1024")
@@ -90,6 +92,7 @@ def owned_video(video_id: str) -> dict:
 def _result_view(job: dict) -> dict:
     res = job.get("result") or {}
     return {"id": job["id"], "method": job["params"]["method"], "params": job["params"].get("params", {}),
+            "callback": callback_view(job),
             "state": job["state"], "progress": job["progress"] or 0.0, "error": job.get("error"),
             "summary": res.get("summary"), "improvement_pct": res.get("improvement_pct"),
             "timings": res.get("timings")}
@@ -101,7 +104,7 @@ def video_view(job: dict, results: list[dict]) -> dict:
     return {"id": vid, "kind": job["kind"], "state": job["state"], "progress": job["progress"] or 0.0,
             "created_at": job["created_at"], "started_at": job.get("started_at"),
             "finished_at": job.get("finished_at"), "params": job["params"], "input": inp,
-            "result": job.get("result"), "error": job.get("error"),
+            "result": job.get("result"), "error": job.get("error"), "callback": callback_view(job),
             "results": [_result_view(r) for r in results],
             "links": {"self": f"/api/v1/videos/{vid}", "metrics": f"/api/v1/videos/{vid}/metrics",
                       "overlay": f"/api/v1/videos/{vid}/overlay.mp4",
@@ -144,6 +147,7 @@ def upload_video(form: VideoForm):
     except (ValidationError, ValueError) as e:
         msg = validation_message(e, SegmentParams)[0] if isinstance(e, ValidationError) else str(e)
         raise ApiError(400, "invalid_parameters", msg)
+    callback = callback_urls.checked(k, form.callback_url)
     k.storage.check()
     quotas.check_in_flight(k, g.owner, 2)  # the video and its raw result set
     admit(k, SEGMENT_VIDEO)
@@ -156,10 +160,12 @@ def upload_video(form: VideoForm):
     if truth:
         k.blobs.put_stream(f"videos/{vid}/truth_input", form.truth.stream)
         inp.update(truth_blob=f"videos/{vid}/truth_input", truth_frames=truth["frames"])
+    # The callback hears of the video's end and of each of its result sets' ends.
     job = k.jobs.create(kind="segment", owner=g.owner, params=params.model_dump(), input=inp,
-                        request_id=g.request_id, job_id=vid)
+                        request_id=g.request_id, job_id=vid, callback_url=callback)
     raw = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=raw_id,
-                        params={"video_id": vid, "method": "none", "params": {}}, parent_id=vid)
+                        params={"video_id": vid, "method": "none", "params": {}}, parent_id=vid,
+                        callback_url=callback)
     # The raw set runs inside the video's task; recorded so a dead worker's raw set is resent.
     k.jobs.set_task(raw_id, SEGMENT_STABILIZE, StabilizeTask(job_id=raw_id, request_id=g.request_id).model_dump())
     send(k, SEGMENT_VIDEO, SegmentVideoTask(job_id=vid, raw_result_id=raw_id, request_id=g.request_id))
@@ -184,6 +190,8 @@ def stabilize(path: VideoPath, body: StabilizeRequest):
     except ValueError as e:
         msg = validation_message(e)[0] if isinstance(e, ValidationError) else str(e)
         raise ApiError(400, "invalid_parameters", msg)
+    # A set's own callback_url, else the video's.
+    callback = callback_urls.checked(k, body.callback_url) or video.get("callback_url") or ""
     if video["state"] != "succeeded":
         raise ApiError(409, "not_ready", f"the video is {video['state']}; stabilize it once segmented",
                        details={"state": video["state"]})
@@ -198,7 +206,7 @@ def stabilize(path: VideoPath, body: StabilizeRequest):
     rid = new_id()
     job = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=rid,
                         params={"video_id": video["id"], "method": body.method, "params": params},
-                        parent_id=video["id"])
+                        parent_id=video["id"], callback_url=callback)
     send(k, SEGMENT_STABILIZE, StabilizeTask(job_id=rid, request_id=g.request_id))
     JOBS_ACCEPTED.labels(kind="stabilize").inc()
     return accepted(_result_view(job), f"/api/v1/videos/{video['id']}")

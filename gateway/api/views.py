@@ -7,6 +7,14 @@ _PUBLIC_INPUT = ("name", "format", "width", "height", "bytes", "sha256")
 _HIDDEN_RESULT = ("blob",)
 
 
+def callback_view(record: dict) -> dict | None:
+    """The completion callback of a job or batch: where, and how its delivery went."""
+    url = record.get("callback_url")
+    if not url:
+        return None
+    return {"url": url, **(record.get("callback") or {"state": "waiting"})}
+
+
 def job_view(job: dict) -> dict:
     jid = job["id"]
     links = {"self": f"/api/v1/jobs/{jid}"}
@@ -22,7 +30,7 @@ def job_view(job: dict) -> dict:
                    created_at=job["created_at"], started_at=job.get("started_at"),
                    finished_at=job.get("finished_at"), params=job.get("params") or {}, input=inp,
                    result=result, error=job.get("error"), batch_id=job.get("batch_id") or None,
-                   estimate=job.get("estimate"), links=links).model_dump(mode="json")
+                   estimate=job.get("estimate"), callback=callback_view(job), links=links).model_dump(mode="json")
 
 
 def item_view(j: dict) -> dict:
@@ -51,7 +59,7 @@ def batch_view(batch: dict, items: list[dict] | None = None) -> dict:
                      created_at=batch["created_at"], closed_at=batch.get("closed_at"),
                      params=batch.get("params") or {}, variants=batch.get("variants") or [],
                      running=batch.get("running") or [],
-                     items=[item_view(j) for j in items or []],
+                     items=[item_view(j) for j in items or []], callback=callback_view(batch),
                      links={"self": base, "items": f"{base}/items", "events": f"{base}/events",
                             "manifest_csv": f"{base}/manifest.csv", "manifest_jsonl": f"{base}/manifest.jsonl",
                             "archive": f"{base}/archive"}).model_dump(mode="json")

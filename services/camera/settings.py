@@ -16,6 +16,3 @@ class CameraSettings(Settings):
     reconnect_max_seconds: float = 30.0
     source_timeout_seconds: float = 10.0
     buffer_publish_seconds: float = 1.0
-    webhook_attempts: int = Field(4, ge=1, le=10)
-    webhook_backoff_seconds: float = 1.0  # doubled after each failed attempt
-    webhook_timeout_seconds: float = 5.0

@@ -15,17 +15,15 @@ take half the events, which it could still serve, at twice the reading cost.
 snow photo) → plate crops → blobs under ``camera/<event id>/`` → the event record's
 result; process RSS is logged at the start and end of every event. When the camera has
 a ``webhook_url`` the finished event is POSTed there (HMAC-signed with the camera's
-secret, same scheme as inbound) with retries and exponential backoff, from a small
-background pool so a dead receiver never holds up events. That delivery is best
-effort: it is not retried after a worker restart.
+secret, same scheme as inbound) by the janitor from the outbox, with retries and
+exponential backoff; it is queued in the same Redis script that records the end, so no
+restart of any process loses it (services/common/outbox.py, delivery.py).
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import cv2
@@ -37,7 +35,6 @@ from services.camera import events
 from services.camera.plates import REGISTRY_NAME, find_plates, load_cascade
 from services.camera.settings import CameraSettings
 from services.camera.sources import BufferCollector, BufferPublisher, SourceReader, make_ring
-from services.camera.webhook import deliver
 from services.common import worker_metrics
 from services.common.camera_store import publish_buffer
 from services.common.celery_app import create_celery
@@ -76,7 +73,6 @@ class CameraRuntime:
         registry.announce_warm_up([REGISTRY_NAME])
         self.heartbeat = Heartbeat(self.r, service="camera", queues=[CAMERA_QUEUE], models=registry.states,
                                    interval=s.worker_heartbeat_seconds)
-        self.notifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kadr-camera-webhook")
 
     def start(self) -> None:
         for reader in self.readers:
@@ -92,7 +88,6 @@ class CameraRuntime:
             reader.stop()
         self.publisher.stop_event.set()
         self.heartbeat.stop()
-        self.notifier.shutdown(wait=False, cancel_futures=True)
 
 
 _runtime: CameraRuntime | None = None
@@ -199,31 +194,12 @@ def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None
             "timings": {"lookup_seconds": round(lookup_s, 4), "analyse_seconds": round(analyse_s, 4)}}
 
 
-def notify(rt: CameraRuntime, event_id: str) -> None:
-    """POST the finished event to the camera's webhook_url (webhook.py)."""
-    job = rt.store.get(event_id)
-    cam = settings.camera(job["params"]["camera"]) if job else None
-    if cam is None or not cam.webhook_url:
-        return
-    body = json.dumps({"id": event_id, "camera": cam.id, "state": job["state"], "params": job["params"],
-                       "result": job.get("result"), "error": job.get("error"),
-                       "links": {"self": f"/api/v1/camera/events/{event_id}"}}).encode()
-    outcome = deliver(cam.webhook_url, body, cam.secret.get_secret_value(), attempts=settings.webhook_attempts,
-                      backoff_seconds=settings.webhook_backoff_seconds,
-                      timeout_seconds=settings.webhook_timeout_seconds)
-    if not outcome["delivered"]:
-        log.warning("camera webhook not delivered", extra={"event": event_id, "error": outcome["error"]})
-    rt.r.hset(rt.store.job_key(event_id), "webhook", json.dumps(outcome))
-
-
 @app.task(name=CAMERA_EVENT)
 def camera_event(payload: dict) -> str:
     p = CameraEventTask.model_validate(payload)
     rt = start_runtime()
-    state = run_job(rt.store, p.job_id, service="camera", task=CAMERA_EVENT,
-                    max_deliveries=settings.max_deliveries, request_id=p.request_id,
-                    work=lambda job, prog: process_event(rt, job, prog))
-    cam = settings.camera(p.camera_id)
-    if state in ("succeeded", "failed") and cam is not None and cam.webhook_url:
-        rt.notifier.submit(notify, rt, p.job_id)
-    return state
+    # Its end reaches the camera's webhook_url through the outbox, queued with the state
+    # change itself: a worker restart cannot lose it (services/common/delivery.py).
+    return run_job(rt.store, p.job_id, service="camera", task=CAMERA_EVENT,
+                   max_deliveries=settings.max_deliveries, request_id=p.request_id,
+                   work=lambda job, prog: process_event(rt, job, prog))

@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from .jobs import PREFIX, STATES, TERMINAL, JobStore, _decode, _encode, new_id, now
+from .outbox import Outbox
 from .tasks import BATCH, ENHANCE_QUEUE, queue_key
 
 ACTIVE_SET = PREFIX + "batches:active"
@@ -174,20 +175,22 @@ class BatchStore:
         self._move = self.r.register_script(_MOVE)
         self._reserve = self.r.register_script(_RESERVE)
         self._owner_load = self.r.register_script(_OWNER_LOAD)
+        self.outbox = Outbox(self.r)
 
     key = staticmethod(JobStore.batch_key)
 
     # creation
     def create(self, *, kind: str, owner: str, params: dict, variants: list[dict] | None = None,
                name: str = "", ttl_seconds: int | None = None, request_id: str = "", task: str,
-               batch_id: str | None = None) -> dict:
+               batch_id: str | None = None, callback_url: str = "") -> dict:
         """``variants``: [{"name", "params"}] merged over ``params``; ``task``: the Celery
-        task every item runs; ``batch_id``: an id chosen beforehand (idempotent creates)."""
+        task every item runs; ``batch_id``: an id chosen beforehand (idempotent creates);
+        ``callback_url``: told once when the batch ends (services/common/outbox.py)."""
         bid = batch_id or new_id()
         variants = variants or [{"name": DEFAULT_VARIANT, "params": {}}]
         ttl = ttl_seconds or self.jobs.ttl
         b = {"id": bid, "kind": kind, "owner": owner, "name": name, "created_at": now(), "params": params,
-             "request_id": request_id, "task": task, "ttl_seconds": ttl}
+             "request_id": request_id, "task": task, "ttl_seconds": ttl, "callback_url": callback_url}
         mapping = _encode(b)
         mapping.update({"variants": json.dumps(variants), "total": "0", "photos": "0", "open": "1",
                         "paused": "0", "canceled": "0", "closed_at": "", "bytes": "0",
@@ -437,6 +440,7 @@ class BatchStore:
 
     def close(self, batch_id: str) -> None:
         self.r.hset(self.key(batch_id), mapping={"open": "0", "closed_at": str(now())})
+        self.outbox.batch_maybe_ended(batch_id)  # nothing left to run: it ends now
 
     def set_paused(self, batch_id: str, paused: bool) -> None:
         self.r.hset(self.key(batch_id), "paused", "1" if paused else "0")
@@ -449,11 +453,14 @@ class BatchStore:
         self.r.hsetnx(self.key(batch_id), "closed_at", str(now()))
         self.r.delete(self.key(batch_id) + ":pending")
         active = ("pending", "queued", "running")
-        return self._moves(batch_id, "canceled", active, self._ids_in(batch_id, active))
+        moved = self._moves(batch_id, "canceled", active, self._ids_in(batch_id, active))
+        self.outbox.batch_maybe_ended(batch_id)
+        return moved
 
     def retry_failed(self, batch_id: str, max_deliveries: int = 3) -> int:
         """Failed items run again; one that ended ``worker_lost`` (it took its worker down
         ``max_deliveries`` times) gets a single start more."""
+        self.r.hset(self.key(batch_id), "callback_fired", "0")  # its next end is announced again
         return self._moves(batch_id, "pending", ("failed",), self._ids_in(batch_id, ("failed",)),
                            lost_keep=max(0, max_deliveries - 1))
 

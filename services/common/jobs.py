@@ -16,7 +16,9 @@ from typing import Any, Iterable
 
 import redis
 
-PREFIX = "kadr:"
+from . import outbox
+
+PREFIX = outbox.PREFIX
 WORKER_KEY_PREFIX = PREFIX + "worker:"  # heartbeat keys (services.common.workers)
 RUNNING_KEY = PREFIX + "running"  # zset: running job ids by when they started
 # pending: a batch item not yet handed to a queue (batches feed a window at a time);
@@ -24,11 +26,11 @@ RUNNING_KEY = PREFIX + "running"  # zset: running job ids by when they started
 STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
 TERMINAL = frozenset({"succeeded", "failed", "skipped", "canceled"})
 ACTIVE = frozenset({"queued", "running"})
-_JSON_FIELDS = ("params", "input", "result", "error", "estimate")
+_JSON_FIELDS = ("params", "input", "result", "error", "estimate", "callback", "webhook")
 
 # The state change itself, shared by the transition and begin scripts (a script cannot
 # call another). Returns {moved(0/1), previous state or ""}.
-_MOVE_FN = """
+_MOVE_FN = outbox.LUA + """
 local function move(key, prefix, to, allowed, now, fields)
   local cur = redis.call('HGET', key, 'state')
   if not cur then return {0, ''} end
@@ -57,8 +59,12 @@ local function move(key, prefix, to, allowed, now, fields)
     if to == 'succeeded' or to == 'failed' or to == 'skipped' or to == 'canceled' then
       redis.call('LPUSH', bkey .. ':done', now)  -- recent end times: throughput and ETA
       redis.call('LTRIM', bkey .. ':done', 0, 199)
+      batch_end(prefix, batch, now)  -- its completion callback, if this was the last
     end
     redis.call('PUBLISH', bkey .. ':events', to .. ' ' .. jid)
+  end
+  if to == 'succeeded' or to == 'failed' or to == 'skipped' or to == 'canceled' then
+    job_end(prefix, key, jid, to, now)  -- its completion callback, queued with the change itself
   end
   redis.call('PUBLISH', key .. ':events', to)
   return {1, cur}
@@ -190,6 +196,11 @@ class JobStore:
         return f"{PREFIX}owner:{owner}:jobs"
 
     @staticmethod
+    def videos_key(owner: str) -> str:
+        """A key's videos by upload time (``GET /api/v1/videos``)."""
+        return f"{PREFIX}owner:{owner}:videos"
+
+    @staticmethod
     def live_key(owner: str) -> str:
         """A key's jobs outside batches that may not have ended yet (pruned as they end)."""
         return f"{PREFIX}owner:{owner}:live"
@@ -197,7 +208,8 @@ class JobStore:
     # jobs
     def create(self, *, kind: str, owner: str, params: dict, input: dict | None = None,
                batch_id: str = "", request_id: str = "", job_id: str | None = None,
-               parent_id: str = "", pipe=None, estimate: dict | None = None) -> dict[str, Any]:
+               parent_id: str = "", pipe=None, estimate: dict | None = None,
+               callback_url: str = "", callback_subject: str = "") -> dict[str, Any]:
         job_id = job_id or new_id()
         t = now()
         job = {
@@ -205,7 +217,8 @@ class JobStore:
             "created_at": t, "updated_at": t, "started_at": None, "finished_at": None,
             "params": params, "input": input, "result": None, "error": None,
             "batch_id": batch_id, "request_id": request_id, "deliveries": 0, "worker": "",
-            "parent_id": parent_id, "estimate": estimate,
+            "parent_id": parent_id, "estimate": estimate, "callback_url": callback_url,
+            "callback_subject": callback_subject,
         }
         p = pipe if pipe is not None else self.r.pipeline()
         key = self.job_key(job_id)
@@ -223,6 +236,9 @@ class JobStore:
         elif not batch_id:
             p.zadd(self.owner_key(owner), {job_id: t})
             p.expire(self.owner_key(owner), self.ttl)
+            if kind == "segment":
+                p.zadd(self.videos_key(owner), {job_id: t})
+                p.expire(self.videos_key(owner), self.ttl)
         if pipe is None:
             p.execute()
         return job
@@ -299,12 +315,21 @@ class JobStore:
         p.zrem(RUNNING_KEY, job_id, *children)
         if job:
             p.zrem(self.owner_key(job["owner"]), job_id)
+            p.zrem(self.videos_key(job["owner"]), job_id)
             p.zrem(self.live_key(job["owner"]), job_id, *children)
         p.execute()
 
     def list_owned(self, owner: str, *, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
         ids = self.r.zrevrange(self.owner_key(owner), offset, offset + limit - 1)
         return [j for j in self.get_many(ids) if j is not None]
+
+    def list_videos(self, owner: str, *, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """A page of the key's videos, newest first, and how many it has."""
+        p = self.r.pipeline(transaction=False)
+        p.zrevrange(self.videos_key(owner), offset, offset + limit - 1)
+        p.zcard(self.videos_key(owner))
+        ids, total = p.execute()
+        return [j for j in self.get_many(ids) if j is not None], int(total)
 
 
 def connect(url: str, *, ride_out_restarts: bool = True, max_connections: int = 100) -> redis.Redis:

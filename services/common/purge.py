@@ -17,7 +17,7 @@ import logging
 
 from .batches import BatchStore
 from .camera_store import EVENT_KIND, GLOBAL_INDEX, camera_index
-from .jobs import ACTIVE, JobStore
+from .jobs import ACTIVE, PREFIX, TERMINAL, JobStore
 from .metrics import JOBS_CANCELED
 from .storage import BlobStore
 
@@ -51,9 +51,11 @@ def cancel(jobs: JobStore, job: dict) -> bool:
 def purge_job(jobs: JobStore, blobs: BlobStore, job: dict) -> int:
     """A job of any kind but a batch item, whole; returns the files removed."""
     prefix = blob_prefix(job)
+    family = [job["id"]]
     if job["kind"] == VIDEO:
         for child in jobs.children(job["id"]):
             cancel(jobs, child)
+            family.append(child["id"])
     cancel(jobs, job)
     p = jobs.r.pipeline()
     if job["kind"] == RESULT_SET and job.get("parent_id"):
@@ -61,6 +63,8 @@ def purge_job(jobs: JobStore, blobs: BlobStore, job: dict) -> int:
     if job["kind"] == EVENT_KIND:
         p.zrem(GLOBAL_INDEX, job["id"])
         p.zrem(camera_index((job.get("params") or {}).get("camera", "")), job["id"])
+    # Its callbacks' once-marks (a delivery still due goes out, saying it was deleted).
+    p.delete(*[f"{PREFIX}outbox:once:{ident}:{state}" for ident in family for state in TERMINAL])
     p.execute()
     jobs.delete(job["id"])  # children's records, owner and live indexes, running set
     return blobs.delete_prefix(prefix)

@@ -39,6 +39,7 @@ log = logging.getLogger("kadr.retention")
 
 KINDS = tuple(FOLDERS)  # photos, batches, videos, events
 REASONS = ("ttl", "record_gone", "disk_budget")
+READ_CHUNK = 500  # records read per Redis round trip
 _KIND_OF_JOB = {"photos": ("enhance",), "videos": ("segment",), "events": ("camera_event",)}
 
 
@@ -123,8 +124,7 @@ class Retention:
             self._known.pop(key, None)
         return u
 
-    def _job_item(self, kind: str, ident: str) -> Item:
-        job = self.jobs.get(ident)
+    def _job_item(self, kind: str, ident: str, job: dict[str, Any] | None) -> Item:
         if job is None or job.get("kind") not in _KIND_OF_JOB[kind] or (kind == "photos" and job.get("batch_id")):
             u = self._usage(kind, ident, None)
             return Item(kind, ident, u.bytes, u.files, None, False, None, None, u.newest)
@@ -163,10 +163,14 @@ class Retention:
                 # record still expires with the others.
                 old = self.jobs.r.zrangebyscore(GLOBAL_INDEX, "-inf", now - self.ttl("events"))
                 ids = sorted(set(ids) | set(old))
-            for ident in ids:
-                item = self._batch_item(ident) if kind == "batches" else self._job_item(kind, ident)
-                items.append(item)
-                seen.add((kind, ident))
+            for start in range(0, len(ids), READ_CHUNK):
+                chunk = ids[start:start + READ_CHUNK]
+                if kind == "batches":
+                    items += [self._batch_item(ident) for ident in chunk]
+                else:  # one round trip for a chunk of records
+                    items += [self._job_item(kind, ident, job)
+                              for ident, job in zip(chunk, self.jobs.get_many(chunk))]
+                seen.update((kind, ident) for ident in chunk)
         for key in [k for k in self._known if k not in seen]:
             del self._known[key]  # removed by someone else (a DELETE)
         return items

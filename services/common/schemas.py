@@ -67,6 +67,8 @@ class JobView(BaseModel):
     batch_id: str | None = None
     estimate: dict[str, Any] | None = Field(None, description="photos: expected seconds and the time limits "
                                             "its run has (soft_time_limit_seconds, time_limit_seconds)")
+    callback: dict[str, Any] | None = Field(None, description="the completion callback: url, state "
+                                            "(pending | delivered | failed), attempts, status or error")
     links: dict[str, str] = {}
 
 
@@ -128,6 +130,7 @@ class BatchView(BaseModel):
     running: list[dict[str, Any]] = Field([], description="items being worked on: id and progress 0–1")
     items: list[BatchItemView] = []
     items_offset: int = 0
+    callback: dict[str, Any] | None = None
     links: dict[str, str] = {}
 
 
@@ -151,6 +154,8 @@ class BatchCreate(BaseModel):
                                         description="0–8 variants; none means one output per photo")
     ttl_seconds: int | None = Field(None, ge=60, le=90 * 24 * 3600,
                                     description="how long the batch and its files are kept, 60 s–90 days")
+    callback_url: str | None = Field(None, max_length=2048,
+                                     description="told once, by a signed POST, when the batch ends")
 
 
 # ---- response documents (the OpenAPI spec; Schemathesis checks answers against them) ----
@@ -188,6 +193,7 @@ class ResultSetView(BaseModel):
     summary: dict[str, Any] | None = None
     improvement_pct: dict[str, Any] | float | None = None
     timings: dict[str, Any] | None = None
+    callback: dict[str, Any] | None = None
 
 
 class VideoView(JobView):
@@ -260,6 +266,20 @@ class KindUsage(BaseModel):
     count: int
     live: int = Field(description="how many still have work queued or running (never expired)")
     next_expiry: float | None = Field(description="when the next finished one expires (Unix time)")
+
+
+class VideosPage(BaseModel):
+    videos: list[VideoView]
+    total: int
+    offset: int
+    limit: int
+
+
+class CallbackSecret(BaseModel):
+    secret: str
+    signature_header: str
+    timestamp_header: str
+    scheme: str
 
 
 class UsageView(BaseModel):

@@ -50,6 +50,8 @@ class StabilizeRequest(BaseModel):
     method: str = Field(..., description="moving_average | median | exponential | confidence_gated | "
                                          "hysteresis | flow_ema")
     params: dict[str, Any] = {}
+    callback_url: str | None = Field(None, max_length=2048, description="told once when this result set "
+                                     "ends (default: the video's callback_url)")
 
 
 # --------------------------------------------------------------------------- stabilization options

@@ -140,6 +140,16 @@ class Settings(BaseSettings):
     camera_max_event_bytes: int = 20 * MIB  # one webhook request, images included
     camera_replay_window_seconds: int = 300
 
+    # Completion callbacks (callback_url on photos, videos, batches) and camera webhooks,
+    # delivered from the outbox by the janitor (services/common/delivery.py). Private,
+    # loopback and link-local destinations are refused unless their network is listed.
+    callback_allow_networks: list[str] = []
+    callback_attempts: int = Field(8, ge=1, le=20)
+    callback_backoff_seconds: float = Field(5.0, gt=0)  # doubled after each failed attempt
+    callback_timeout_seconds: float = Field(10.0, gt=0)
+    # Keys' callback secrets derive from it; unset: one is made and kept in Redis.
+    callback_signing_key: SecretStr | None = None
+
     # Jobs
     job_ttl_seconds: int = 7 * 24 * 3600
     result_cache_ttl_seconds: int = 24 * 3600
@@ -181,6 +191,14 @@ class Settings(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         # Never resolved against whatever directory a worker happens to start in later.
         return v.expanduser().resolve()
+
+    @field_validator("callback_allow_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
+        return v
 
     @field_validator("cameras")
     @classmethod

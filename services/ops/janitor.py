@@ -1,8 +1,11 @@
-"""The janitor: retention rounds over the blob store, with their own metrics and health.
+"""The janitor: retention rounds over the blob store and the outbox's deliveries, with
+their own metrics and health.
 
 ``python -m services.ops.janitor`` runs ``Retention.sweep`` every
 ``retention_interval_seconds`` (under a Redis lock, so a second janitor waits its turn),
-publishes each key's usage for ``GET /api/v1/usage``, and serves on
+publishes each key's usage for ``GET /api/v1/usage``, delivers completion callbacks and
+camera webhooks from the outbox every second (services/common/delivery.py; claims are
+leased, so two janitors never send one twice at once), and serves on
 ``KADR_JANITOR_PORT`` (9105):
 
 - ``/metrics``: what it removed (by kind and reason), what the store holds per kind, the
@@ -24,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from services.common import usage_store
+from services.common.delivery import Deliverer
 from services.common.jobs import JobStore, connect
 from services.common.logs import setup_logging
 from services.common.retention import KINDS, REASONS, Retention, Round, usage_by_owner
@@ -56,11 +60,17 @@ class Metrics:
                              "When a retention round last completed", registry=r)
         self.seconds = Gauge("kadr_retention_round_seconds", "How long the last round took", registry=r)
         self.failures = Counter("kadr_retention_round_failures_total", "Rounds that failed", registry=r)
+        self.callbacks = Counter("kadr_callbacks_total", "Callback and webhook attempts by outcome",
+                                 ["subject", "outcome"], registry=r)
+        self.outbox = Gauge("kadr_callbacks_pending", "Deliveries waiting in the outbox", registry=r)
         # Every series from the start: a panel or rate() over removals shows 0, not "no data".
         for kind in KINDS:
             for reason in REASONS:
                 self.removed.labels(kind=kind, reason=reason)
                 self.removed_bytes.labels(kind=kind, reason=reason)
+        for subject in ("job", "batch", "event"):
+            for outcome in ("delivered", "failed", "retry"):
+                self.callbacks.labels(subject=subject, outcome=outcome)
 
     def record(self, rnd: Round, *, budget: int, free: int | None, floor: int) -> None:
         for item, reason in rnd.removed:
@@ -85,6 +95,7 @@ class Janitor:
         self.blobs = open_store(s)
         self.retention = Retention(JobStore(self.r, s.job_ttl_seconds), self.blobs, s)
         self.metrics = Metrics()
+        self.deliverer = Deliverer(self.r, s, on_outcome=self._count)
         self.last_ok = 0.0
         self.started = time.time()
         self._owners: set[str] = set()
@@ -109,7 +120,22 @@ class Janitor:
                                                 "bytes": sum(i.bytes for i, _ in rnd.removed)})
         return rnd
 
+    def _count(self, subject: str, outcome: dict) -> None:
+        state = outcome["state"]
+        self.metrics.callbacks.labels(subject=subject, outcome="retry" if state == "pending" else state).inc()
+
+    def deliver_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.deliverer.tick()
+                self.metrics.outbox.set(self.deliverer.outbox.pending())
+            except Exception:
+                log.exception("delivering callbacks failed")
+                busy = 0
+            self._stop.wait(0.05 if busy else 1.0)
+
     def run(self) -> None:
+        threading.Thread(target=self.deliver_forever, daemon=True, name="kadr-callbacks").start()
         while not self._stop.is_set():
             try:
                 self.round()

@@ -17,7 +17,7 @@ from tests.e2e.conftest import create_key, running_stack
 from tests.fixtures.http_receiver import Receiver
 from tests.fixtures.mjpeg_server import MjpegServer
 from tests.fixtures.plates import scene_with_plate
-from tests.stack import wait_for
+from tests.stack import start_ops, wait_for
 
 pytestmark = pytest.mark.slow
 GATE_SECRET = "gate-camera-secret-0123456789"
@@ -36,10 +36,15 @@ def cam(redis_server, tmp_path_factory):
                    {"id": "yard", "auth": "token", "secret": YARD_TOKEN}]
         with running_stack(redis_server, base / "models", base, services=("camera",),
                            KADR_CAMERAS=json.dumps(cameras), KADR_CAMERA_MAX_BACKLOG=str(BACKLOG)) as s:
+            # The janitor delivers the outbound webhook (from the outbox).
+            janitor, _ = start_ops("janitor", s["env"], base / "logs")
             s["srv"], s["receiver"] = srv, receiver
             s["api"] = requests.Session()
             s["api"].headers["Authorization"] = f"Bearer {create_key(s['env'], 'cam')}"
-            yield s
+            try:
+                yield s
+            finally:
+                janitor.stop()
     receiver.close()
 
 

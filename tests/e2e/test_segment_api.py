@@ -2,6 +2,7 @@
 frames, metrics, overlay video, delete. Real segment worker, generated LR-ASPP weights."""
 from __future__ import annotations
 
+import csv
 import io
 
 import av
@@ -126,8 +127,34 @@ def test_upload_segment_stabilize_frames_metrics_overlay_delete(seg):
                  headers={"Range": "bytes=0-99"})
     assert part.status_code == 206 and len(part.content) == 100
 
+    # The study as a report: every result set side by side, the metrics endpoint's numbers.
+    rep = s.get(f"{url}/api/v1/videos/{vid}/report").json()
+    assert rep["has_truth"] is True and rep["frames"] == N_FRAMES
+    assert [r["result_id"] for r in rep["result_sets"]] == [raw["id"], *ids]
+    for r in rep["result_sets"]:
+        m = s.get(f"{url}/api/v1/videos/{vid}/metrics", params={"result": r["result_id"]}).json()
+        st = m["stable"]["summary"]
+        assert (r["instability"], r["warped_consistency"], r["iou_truth"], r["dice"], r["lag_frames"]) == \
+            (st["instability"]["mean"], st["warped_iou"]["mean"], st["iou_truth"]["mean"], st["dice"]["mean"],
+             st["lag_frames"])
+        assert r["improvement_instability_pct"] == m["improvement_pct"]["instability"]
+    table = list(csv.DictReader(io.StringIO(s.get(f"{url}/api/v1/videos/{vid}/report",
+                                                  params={"format": "csv"}).text)))
+    assert [t["method"] for t in table] == ["none", "moving_average", "flow_ema"]
+    assert float(table[1]["instability"]) == rep["result_sets"][1]["instability"]
+    frames = list(csv.DictReader(io.StringIO(s.get(f"{url}/api/v1/videos/{vid}/frames.csv",
+                                                   params={"result": ma}).text)))
+    m_ma = s.get(f"{url}/api/v1/videos/{vid}/metrics", params={"result": ma}).json()
+    assert len(frames) == N_FRAMES and frames[0]["stable_iou"] == ""  # pairs start at the second frame
+    assert float(frames[1]["stable_iou"]) == m_ma["stable"]["series"]["iou"][0]
+    assert float(frames[-1]["raw_instability"]) == m_ma["raw"]["series"]["instability"][-1]
+    assert float(frames[0]["stable_iou_truth"]) == m_ma["stable"]["series"]["iou_truth"][0]
+    listed = s.get(f"{url}/api/v1/videos").json()
+    assert listed["total"] >= 1 and listed["videos"][0]["id"] == vid and len(listed["videos"][0]["results"]) == 3
+
     # Another key sees nothing; delete removes the records and every file.
     other = create_key(seg["env"], "other")
+    assert requests.get(f"{url}/api/v1/videos", headers={"Authorization": f"Bearer {other}"}).json()["total"] == 0
     _err(requests.get(f"{url}/api/v1/videos/{vid}", headers={"Authorization": f"Bearer {other}"}),
          404, "not_found")
     d = s.delete(f"{url}/api/v1/videos/{vid}")

@@ -73,14 +73,22 @@ class World:
             self.jobs.begin(rs["id"], max_deliveries=3, worker="w")
         return v["id"], rs["id"]
 
-    def event(self, size, ts):
+    def event(self, size, ts, finish=True):
         ev = self.jobs.create(kind="camera_event", owner="camera:gate", params={"camera": "gate", "ts": ts})
         p = self.jobs.r.pipeline()
         index_event(p, "gate", ev["id"], ts, 30 * DAY)
         p.execute()
         self.blobs.put_bytes(f"camera/{ev['id']}/snow.jpg", b"e" * size)
-        self.finish(ev["id"])
+        if finish:
+            self.finish(ev["id"])
+        else:
+            self.jobs.begin(ev["id"], max_deliveries=3, worker="w")  # being written
         return ev["id"]
+
+    def queued_video(self, size):
+        v = self.jobs.create(kind="segment", owner="k1", params={})
+        self.blobs.put_bytes(f"videos/{v['id']}/input", b"v" * size)
+        return v["id"]
 
     def batch(self, size, finish=True):
         b = self.batches.create(kind="enhance", owner="k2", params={}, task="enhance.photo", ttl_seconds=DAY)
@@ -104,6 +112,8 @@ def test_each_kind_expires_on_its_ttl_live_work_never(redis_client, tmp_path):
     event = w.event(100, ts=time.time() - 2 * DAY)
     busy_video, busy_set = w.video(100, set_running=True)
     open_batch = w.batch(100, finish=False)
+    queued_video = w.queued_video(100)
+    live_event = w.event(100, ts=time.time() - 2 * DAY, finish=False)
     ret = Retention(w.jobs, w.blobs, _settings())
     now = w.jobs.get(photo)["finished_at"]
     assert ret.sweep(now=now + 60).removed == []
@@ -117,10 +127,11 @@ def test_each_kind_expires_on_its_ttl_live_work_never(redis_client, tmp_path):
     assert w.keys_naming(rs) == []
     # The video whose result set runs, and the batch still open, stay whatever their age.
     assert w.jobs.get(busy_video) and w.jobs.get(busy_set) and w.batches.get(open_batch)
+    assert w.jobs.get(queued_video) and w.jobs.get(live_event)
     assert w.blobs.usage(f"videos/{busy_video}").files == 2
-    assert {i.id for i in rnd.items if i.active} == {busy_video, open_batch}
+    assert {i.id for i in rnd.items if i.active} == {busy_video, open_batch, queued_video, live_event}
     totals = rnd.totals()
-    assert totals["videos"] == {"bytes": 200, "files": 2, "count": 1}
+    assert totals["videos"] == {"bytes": 300, "files": 3, "count": 2}
     assert totals["batches"]["bytes"] == 100  # the hidden file is not counted
 
 

@@ -1,0 +1,64 @@
+"""A key's videos, and each video's result sets compared (the study as a report):
+``GET /api/v1/videos``, ``/videos/{id}/report`` (JSON or CSV) and
+``/videos/{id}/frames.csv`` (one result set's per-frame series)."""
+from __future__ import annotations
+
+import json
+
+from flask import Response, g, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import Field
+
+from gateway import video_report
+from gateway.api.jobs import ListQuery
+from gateway.api.models import RequestModel
+from gateway.api.videos import ResultQuery, VideoPath, _result_file, owned_video, video_view
+from gateway.context import kadr
+from services.common.schemas import ErrorBody, VideosPage, binary
+from services.common.storage import BlobNotFound
+
+bp = APIBlueprint("video_reports", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
+                  abp_security=[{"bearer": []}])
+
+
+class ReportQuery(RequestModel):
+    format: str = Field("json", pattern="^(json|csv)$", description="json or csv")
+
+
+@bp.get("/videos", summary="Your videos, newest first, with their result sets",
+        responses={200: VideosPage, 401: ErrorBody})
+def list_videos(query: ListQuery):
+    k = kadr()
+    videos, total = k.jobs.list_videos(g.owner, offset=query.offset, limit=query.limit)
+    return jsonify({"videos": [video_view(v, k.jobs.children(v["id"])) for v in videos],
+                    "total": total, "offset": query.offset, "limit": query.limit})
+
+
+@bp.get("/videos/<video_id>/report", summary="Every result set side by side: instability, flow-warped "
+        "consistency, IoU vs truth, Dice, lag, improvement % (JSON or CSV)",
+        responses={200: {"description": "the comparison", "content": {
+            "application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}},
+            404: ErrorBody})
+def get_report(path: VideoPath, query: ReportQuery):
+    k = kadr()
+    video = owned_video(path.video_id)
+    rows = []
+    for rs in k.jobs.children(video["id"]):
+        try:
+            metrics = json.loads(k.blobs.get_bytes(f"videos/{video['id']}/results/{rs['id']}/metrics.json"))
+        except BlobNotFound:
+            metrics = None  # not finished (or failed): a row without numbers
+        rows.append(video_report.row(rs, metrics))
+    if query.format == "csv":
+        return Response(video_report.report_csv(rows), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="kadr-video-{video["id"][:8]}-report.csv"'})
+    return jsonify(video_report.report(video, rows))
+
+
+@bp.get("/videos/<video_id>/frames.csv", summary="One result set's per-frame series (raw and stabilized) as CSV",
+        responses={200: binary("text/csv", "one row per frame"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
+def get_frames_csv(path: VideoPath, query: ResultQuery):
+    chosen, key = _result_file(path.video_id, query.result, "metrics.json")
+    metrics = json.loads(kadr().blobs.get_bytes(key))
+    return Response(video_report.frames_csv(metrics), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="kadr-result-{chosen["id"][:8]}-frames.csv"'})
