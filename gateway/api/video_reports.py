@@ -1,11 +1,13 @@
-"""A key's videos, and each video's result sets compared (the study as a report):
-``GET /api/v1/videos``, ``/videos/{id}/report`` (JSON or CSV) and
-``/videos/{id}/frames.csv`` (one result set's per-frame series)."""
+"""A key's videos, each video's result sets compared (the study as a report), and a
+result set's masks out: ``GET /api/v1/videos``, ``/videos/{id}/report`` (JSON or CSV),
+``/videos/{id}/frames.csv`` (per-frame series), ``/videos/{id}/masks.zip`` (PNGs,
+streamed) and ``/videos/{id}/matte.mov`` (a lossless matte editors open)."""
 from __future__ import annotations
 
 import json
 
-from flask import Response, g, jsonify
+from flask import Response, g, jsonify, send_file
+from zipstream import ZIP_STORED, ZipStream
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 
@@ -62,3 +64,35 @@ def get_frames_csv(path: VideoPath, query: ResultQuery):
     metrics = json.loads(kadr().blobs.get_bytes(key))
     return Response(video_report.frames_csv(metrics), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="kadr-result-{chosen["id"][:8]}-frames.csv"'})
+
+
+@bp.get("/videos/<video_id>/masks.zip", summary="A result set's masks as PNGs (white = the object), one per "
+        "frame, streamed", responses={200: binary("application/zip", "frame_000000.png ..."), 404: ErrorBody,
+                                      409: ErrorBody, 410: ErrorBody})
+def get_masks_zip(path: VideoPath, query: ResultQuery):
+    chosen, key = _result_file(path.video_id, query.result, "metrics.json")
+    blobs = kadr().blobs
+    frames = int(json.loads(blobs.get_bytes(key))["frames"])
+    prefix = key.rsplit("/", 1)[0]
+
+    def entries():
+        # PNGs are compressed already: stored entries, one file's chunks at a time.
+        zs = ZipStream(compress_type=ZIP_STORED)
+        for i in range(frames):
+            mask = f"{prefix}/mask/{i:06d}.png"
+            zs.add(blobs.iter_chunks(mask), f"frame_{i:06d}.png", size=blobs.size(mask))
+        yield from zs
+    return Response(entries(), mimetype="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="kadr-masks-{chosen["params"]["method"]}-{chosen["id"][:8]}.zip"',
+        "X-Accel-Buffering": "no"})
+
+
+@bp.get("/videos/<video_id>/matte.mov", summary="A result set's masks as a lossless grayscale matte video "
+        "(QuickTime Animation in .mov, white = the object)",
+        responses={200: binary("video/quicktime", "the matte"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
+def get_matte(path: VideoPath, query: ResultQuery):
+    chosen, key = _result_file(path.video_id, query.result, "matte.mov")
+    blobs = kadr().blobs
+    return send_file(blobs.local_path(key) or blobs.open(key), mimetype="video/quicktime", conditional=True,
+                     etag=f"matte-{chosen['id']}", max_age=3600,
+                     download_name=f"matte-{chosen['params']['method']}-{chosen['id'][:8]}.mov")

@@ -70,6 +70,10 @@ OVERVIEW = Dashboard("kadr-overview", "kadr / overview", [
           "finished thing goes first"),
     Panel("Removed by retention (1 h)", ("sum by (kind, reason) (increase(kadr_retention_removed_total[1h]))",),
           legend="{{kind}} {{reason}}"),
+    Panel("Callbacks and camera webhooks (1 h)", ("sum by (subject, outcome) (increase(kadr_callbacks_total[1h]))",
+                                                  "kadr_callbacks_pending"),
+          legend="{{subject}} {{outcome}} {{__name__}}", description="Attempts by outcome; the outbox's waiting "
+          "deliveries"),
     Panel("GPU utilisation", ("kadr_gpu_utilization_ratio",), unit="percentunit", legend="gpu {{gpu}}", gpu=True),
     Panel("GPU memory used", ("kadr_gpu_memory_used_bytes",), unit="bytes", legend="gpu {{gpu}}", gpu=True),
     Panel("GPU temperature", ("kadr_gpu_temperature_celsius",), unit="celsius", legend="gpu {{gpu}}", gpu=True),

@@ -27,7 +27,7 @@ from .batches import BatchStore
 from .callbacks import CallbackRefused, check, networks, post, resolve
 from .camera_auth import signed_headers
 from .jobs import PREFIX, JobStore
-from .outbox import DUE, Outbox
+from .outbox import DUE, LEASE_SECONDS, Outbox
 
 log = logging.getLogger("kadr.callbacks")
 SIGNING_KEY = PREFIX + "callback-signing-key"
@@ -92,8 +92,10 @@ class Deliverer:
         self.allow = networks(settings.callback_allow_networks)
 
     def tick(self, limit: int = 20) -> int:
-        """Deliver what is due now; returns how many were tried."""
-        ids = self.outbox.claim(limit)
+        """Deliver what is due now; returns how many were tried. The claim's lease covers
+        every one of them timing out, so a second janitor never takes one still in hand."""
+        lease = max(LEASE_SECONDS, limit * (self.s.callback_timeout_seconds + 1) + 30)
+        ids = self.outbox.claim(limit, lease=lease)
         for did in ids:
             try:
                 self.deliver(did)

@@ -37,7 +37,7 @@ from services.segment.models import build_segmenter, class_probabilities
 from services.segment.series import SeriesAccumulator
 from services.segment.settings import SegmentSettings
 from services.segment.stabilize import binarize, make_stabilizer
-from services.segment.video import Mp4Writer, iter_frames, overlay
+from services.segment.video import MatteWriter, Mp4Writer, iter_frames, overlay
 
 settings = SegmentSettings()
 setup_logging(settings.log_level, service="segment")
@@ -167,8 +167,9 @@ def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
     raw_acc, acc = SeriesAccumulator(), SeriesAccumulator()
     prefix = result_prefix(vid, rid)
     t0 = time.perf_counter()
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
-        with Mp4Writer(tmp.name, w, h, fps_fraction(manifest["fps"])) as writer:
+    fps = fps_fraction(manifest["fps"])
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp, tempfile.NamedTemporaryFile(suffix=".mov") as mtmp:
+        with Mp4Writer(tmp.name, w, h, fps) as writer, MatteWriter(mtmp.name, w, h, fps) as matte:
             for i in range(n):
                 frame = _load(frame_key(vid, i), cv2.IMREAD_COLOR)
                 prob = _load(prob_key(vid, i), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
@@ -179,13 +180,17 @@ def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
                 raw_acc.add(raw, frame, truth)
                 acc.add(mask, frame, truth)
                 shown = overlay(frame, mask)
-                worker.ctx.blobs.put_bytes(f"{prefix}/mask/{i:06d}.png", _png(mask.astype(np.uint8) * 255))
+                mask_u8 = mask.astype(np.uint8) * 255
+                worker.ctx.blobs.put_bytes(f"{prefix}/mask/{i:06d}.png", _png(mask_u8))
+                matte.add(mask_u8)
                 worker.ctx.blobs.put_bytes(f"{prefix}/overlay/{i:06d}.jpg", _jpeg(shown, 85))
                 writer.add(shown)
                 if i % 10 == 0:
                     progress(0.95 * (i + 1) / n)
         tmp.seek(0)
         worker.ctx.blobs.put_stream(f"{prefix}/overlay.mp4", tmp)
+        mtmp.seek(0)
+        worker.ctx.blobs.put_stream(f"{prefix}/matte.mov", mtmp)
     raw_r, stable_r = raw_acc.report(), acc.report()
     improvement = {
         "instability": quality.improvement_pct(raw_r["summary"]["instability"]["mean"],

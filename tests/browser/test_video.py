@@ -4,7 +4,9 @@ stabilization method without segmenting again, the overlay download, refused fil
 and a finished video opened from its link at phone width."""
 from __future__ import annotations
 
+import csv
 import re
+import zipfile
 
 import pytest
 import requests
@@ -168,6 +170,29 @@ def test_upload_view_compare_restabilize_and_download(vstack, page):
     expected = vstack["session"].get(f"{vstack['url']}/api/v1/videos/{vid}/overlay.mp4",
                                      params={"result": after["results"][2]["id"]}, timeout=30).content
     assert data == expected
+
+    # Compare methods: one chart per metric with one bar per result set, the report's numbers.
+    report = _api(vstack, f"/videos/{vid}/report")
+    ids = [r["result_id"] for r in report["result_sets"]]
+    chart = page.locator("#vid-compare figure[data-metric='instability']")
+    expect(chart.locator("g[data-result-id]")).to_have_count(3)
+    for rid, row in zip(ids, report["result_sets"]):
+        bar = chart.locator(f"g[data-result-id='{rid}'] rect")
+        assert float(bar.get_attribute("data-value")) == row["instability"]
+    assert page.locator("#vid-compare figure[data-metric='iou_truth']").count() == 0  # no truth video
+    page.locator("#vid-compare").scroll_into_view_if_needed()
+    shot(page, "compare")
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Masks (PNG ZIP)").click()
+    assert dl.value.suggested_filename == "clip-exponential-masks.zip"
+    with zipfile.ZipFile(dl.value.path()) as zf:
+        assert len(zf.namelist()) == N_FRAMES
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Report CSV").click()
+    rows = list(csv.DictReader(open(dl.value.path(), newline="")))
+    assert [r["method"] for r in rows] == ["none", "moving_average", "exponential"]
+    # The key's videos come from the server: listed in a fresh browser profile too.
+    assert page.locator("#vid-recent option").evaluate_all("os => os.map(o => o.value)")[0] == vid
 
 
 def test_refused_files_show_the_servers_reason(vstack, page):

@@ -66,7 +66,7 @@ def _stored(blobs) -> set[str]:
     return {str(p.relative_to(blobs)) for p in blobs.rglob("*") if p.is_file() and not p.name.startswith(".")}
 
 
-def _video_file(base, n_frames=24) -> bytes:
+def _video_file(base, n_frames=40) -> bytes:
     v = make_video(n_frames, 480, 640, speed=3.0, seed=3)
     return write_video(v.frames, base / f"big-{time.monotonic_ns()}.mp4").read_bytes()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 
 import av
 import numpy as np
@@ -149,6 +150,21 @@ def test_upload_segment_stabilize_frames_metrics_overlay_delete(seg):
     assert float(frames[1]["stable_iou"]) == m_ma["stable"]["series"]["iou"][0]
     assert float(frames[-1]["raw_instability"]) == m_ma["raw"]["series"]["instability"][-1]
     assert float(frames[0]["stable_iou_truth"]) == m_ma["stable"]["series"]["iou_truth"][0]
+    # Masks out: a ZIP of PNGs and a lossless matte, both equal to the stored masks.
+    z = s.get(f"{url}/api/v1/videos/{vid}/masks.zip", params={"result": ma})
+    assert z.status_code == 200 and z.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        names = zf.namelist()
+        assert names == [f"frame_{i:06d}.png" for i in range(N_FRAMES)]
+        stored = np.asarray(Image.open(io.BytesIO(
+            s.get(f"{url}/api/v1/videos/{vid}/frames/5", params={"kind": "stable", "result": ma}).content)))
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(zf.read("frame_000005.png")))), stored)
+    mov = s.get(f"{url}/api/v1/videos/{vid}/matte.mov", params={"result": ma})
+    assert mov.status_code == 200 and mov.headers["Content-Type"] == "video/quicktime"
+    with av.open(io.BytesIO(mov.content)) as c:
+        assert c.streams.video[0].codec_context.name == "qtrle"
+        decoded = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert len(decoded) == N_FRAMES and np.array_equal(decoded[5], stored)  # lossless
     listed = s.get(f"{url}/api/v1/videos").json()
     assert listed["total"] >= 1 and listed["videos"][0]["id"] == vid and len(listed["videos"][0]["results"]) == 3
 

@@ -699,6 +699,8 @@ def test_the_gateway_runs_the_evented_worker_that_holds_streams_without_threads(
     assert command(gw)[:1] == ["gunicorn"] and e["GUNICORN_WORKER_CLASS"] == "gevent"
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(d.startswith("gevent") for d in extras["gateway"])
+    # The gateway image probes video uploads: without PyAV every upload there would be a 503.
+    assert any(d.startswith("av>") for d in extras["gateway"])
     assert ".[gateway" in (ROOT / "infra/docker/gateway.Dockerfile").read_text()
     port = host_port(e["GUNICORN_BIND"])[1]
     assert f"127.0.0.1:{port}/healthz" in " ".join(gw["healthcheck"]["test"])

@@ -23,7 +23,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess:
 def test_alert_rules_pass_promtool():
     out = _promtool("check", "rules", "alerts.yml")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert re.search(r"SUCCESS: (\d+) rules found", out.stdout).group(1) == "12"
+    assert re.search(r"SUCCESS: (\d+) rules found", out.stdout).group(1) == "13"
 
 
 def test_compose_and_rendered_configs_pass_promtool(tmp_path):

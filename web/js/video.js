@@ -2,12 +2,12 @@
 // (original, raw mask, stabilized mask, overlay), compare the per-frame IoU of raw and
 // stabilized masks, and try other stabilization methods on the stored probabilities
 // without segmenting again. The open video lives in the hash (#/video/<id>) so a reload
-// or a shared link comes back to it; the API has no list of videos, so this browser
-// keeps a short list of recent ones.
+// or a shared link comes back to it; the key's recent videos come from GET /api/v1/videos,
+// so they follow the key to any browser.
 
 import { errorText, formatBytes, formatDuration, h } from "./dom.js";
+import { compareCard } from "./video_compare.js";
 
-const RECENT_KEY = "kadr.video.recent";
 const RECENT_MAX = 10;
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 const KINDS = [
@@ -49,27 +49,6 @@ function setLabel(r) {
   if (r.method === "none") return "raw masks (no stabilization)";
   const p = describeParams(r.params);
   return p ? `${r.method} (${p})` : r.method;
-}
-
-function loadRecent() {
-  try {
-    const list = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]");
-    return Array.isArray(list) ? list.filter((v) => v && typeof v.id === "string") : [];
-  } catch (_) {
-    return [];
-  }
-}
-
-function saveRecent(list) {
-  localStorage.setItem(RECENT_KEY, JSON.stringify(list.slice(0, RECENT_MAX)));
-}
-
-function rememberVideo(id, name) {
-  saveRecent([{ id, name, at: Date.now() }, ...loadRecent().filter((v) => v.id !== id)]);
-}
-
-function forgetVideo(id) {
-  saveRecent(loadRecent().filter((v) => v.id !== id));
 }
 
 function hashVideoId() {
@@ -327,6 +306,7 @@ export function mount(root, { api, notify, notifyError }) {
           h("th", { scope: "col" }, "Flicker"))),
         resultsBody)),
     tryForm);
+  const compare = compareCard({ api, signal, notifyError });
 
   // ---------------------------------------------------------------- frame viewer card
   const viewSel = h("select", { id: "vid-view" },
@@ -378,7 +358,7 @@ export function mount(root, { api, notify, notifyError }) {
   root.append(h("div", { class: "vid" },
     h("h1", {}, "Video"),
     h("p", { class: "muted" }, "Segment a video frame by frame, then compare stabilization methods on its masks."),
-    uploadForm, statusCard, resultsCard, viewerCard, chartCard));
+    uploadForm, statusCard, resultsCard, compare.el, viewerCard, chartCard));
 
   // ---------------------------------------------------------------- options
 
@@ -416,8 +396,15 @@ export function mount(root, { api, notify, notifyError }) {
 
   // ---------------------------------------------------------------- recent videos
 
-  function renderRecent() {
-    const list = loadRecent();
+  async function renderRecent() {
+    let list = [];
+    try {
+      list = (await api.get("/api/v1/videos", { query: { limit: RECENT_MAX }, signal })).videos
+        .map((v) => ({ id: v.id, name: v.input?.name, at: v.created_at * 1000 }));
+    } catch (err) {
+      if (!alive() || isAbort(err)) return;
+    }
+    if (!alive()) return;
     recentBox.hidden = list.length === 0;
     recentSel.replaceChildren(...list.map((v) => h("option", { value: v.id },
       `${v.name || v.id} · ${new Date(v.at).toLocaleString()}`)));
@@ -504,7 +491,6 @@ export function mount(root, { api, notify, notifyError }) {
       uploadProgress.value = 1;
       uploadText.textContent = `Uploaded ${file.name}.`;
       pendingMethod = method;
-      rememberVideo(v.id, v.input?.name || file.name);
       history.replaceState(null, "", `#/video/${v.id}`);
       showVideo(v);
     } catch (err) {
@@ -532,7 +518,6 @@ export function mount(root, { api, notify, notifyError }) {
     } catch (err) {
       if (!alive() || isAbort(err)) return;
       if (err.status === 404) {
-        forgetVideo(id);
         renderRecent();
         notify("That video no longer exists (deleted, or it belongs to another key).", "error");
       } else {
@@ -592,7 +577,6 @@ export function mount(root, { api, notify, notifyError }) {
     } catch (err) {
       if (!alive() || isAbort(err) || seq !== pollSeq) return;
       if (err.status === 404) {
-        forgetVideo(video.id);
         statusError.textContent = "This video was deleted.";
         return;
       }
@@ -661,6 +645,7 @@ export function mount(root, { api, notify, notifyError }) {
 
   function renderResults(v) {
     resultsCard.hidden = v.state !== "succeeded" && !v.results.some((r) => r.state === "succeeded");
+    compare.update(v, shownRid);
     const prev = resultSel.value;
     resultSel.replaceChildren(...v.results.map((r, i) => h("option",
       { value: r.id, disabled: r.state !== "succeeded" },
@@ -755,7 +740,6 @@ export function mount(root, { api, notify, notifyError }) {
     if (!confirm(`Delete ${v.input?.name || "this video"}, its result sets and every file?`)) return;
     try {
       await api.del(`/api/v1/videos/${v.id}`, { signal });
-      forgetVideo(v.id);
       notify(`Deleted ${v.input?.name || v.id}.`, "info");
       // The bare route mounts a fresh page.
       location.hash = "#/video";
