@@ -32,10 +32,15 @@ def required_scope(method: str, path: str) -> str | None:
     return None
 
 
+def has_scope(scope: str) -> bool:
+    """Whether the request's key may ``scope`` (every scope with authentication off)."""
+    return scope in g.get("scopes", frozenset(SCOPES))
+
+
 def require_scope(scope: str) -> None:
     """403 ``forbidden_scope`` unless the request's key has ``scope`` (views call this
     where the route alone does not tell, e.g. a video's id given to /jobs)."""
-    if scope not in g.get("scopes", frozenset(SCOPES)):
+    if not has_scope(scope):
         raise ApiError(403, "forbidden_scope", f"this API key lacks the scope {scope!r}; an operator grants it "
                        f"with: kadr keys create NAME --scope {scope}", details={"scope": scope})
 

@@ -15,9 +15,8 @@ from gateway.sse import event_response, job_events, wait_for_end
 from services.common import images
 from services.common.filenames import sanitize_filename
 from services.common.jobs import TERMINAL
-from services.common.metrics import JOBS_CANCELED
 from services.common.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
-from services.common.purge import purge_job
+from services.common.purge import cancel, purge_job
 from services.common.storage import BlobNotFound
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")],
@@ -134,7 +133,9 @@ def get_job_events(path: JobPath):
 def cancel_job(path: JobPath):
     k = kadr()
     job = owned_job(path.job_id)
-    moved = _stop(k, job, "cancel the batch")
+    if job.get("batch_id"):
+        raise ApiError(409, "in_batch", "this job belongs to a batch; cancel the batch")
+    moved = cancel(k.jobs, job)
     if not moved.moved:
         raise ApiError(409, "already_ended", f"job is {moved.previous or job['state']}; only a queued or "
                        "running job can be canceled", details={"state": moved.previous or job["state"]})
@@ -150,17 +151,6 @@ def delete_job(path: JobPath):
         raise ApiError(409, "in_batch", "this job belongs to a batch; it is removed with the batch")
     removed = purge_job(k.jobs, k.blobs, job)
     return jsonify({"id": job["id"], "deleted": True, "files_removed": removed})
-
-
-def _stop(k, job: dict, in_batch: str):
-    """A single job (not a batch's item: 409 saying what to do instead) moved to
-    ``canceled`` if it was queued or running, and counted."""
-    if job.get("batch_id"):
-        raise ApiError(409, "in_batch", f"this job belongs to a batch; {in_batch}")
-    moved = k.jobs.transition(job["id"], "canceled", allowed_from=("queued", "running"))
-    if moved.moved:
-        JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
-    return moved
 
 
 def _quote(name: str) -> str:

@@ -11,6 +11,7 @@ import redis
 from flask import g, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
+from gateway.auth import has_scope
 from gateway.context import kadr
 from gateway.errors import ApiError
 from services.common import usage_store
@@ -32,7 +33,7 @@ def get_usage():
     try:
         mine = usage_store.read(k.redis, g.owner) or {}
         total = usage_store.read(k.redis, usage_store.TOTAL) or {}
-        events = usage_store.read(k.redis, usage_store.EVENTS) or {} if _may("cameras:read") else None
+        events = usage_store.read(k.redis, usage_store.EVENTS) or {} if has_scope("cameras:read") else None
     except redis.RedisError as e:
         raise ApiError(503, "redis_unavailable", f"Redis is not answering: {e}", headers={"Retry-After": "5"})
     kinds = {kind: {**EMPTY, **(mine.get("kinds") or {}).get(kind, {})} for kind in ("photos", "batches", "videos")}
@@ -51,11 +52,6 @@ def get_usage():
         "store": {"free_bytes": total.get("free_bytes"), "free_floor_bytes": s.storage_free_floor_bytes,
                   "budget_bytes": s.storage_budget_bytes},
     })
-
-
-def _may(scope: str) -> bool:
-    from services.common.apikeys import SCOPES
-    return scope in g.get("scopes", frozenset(SCOPES))
 
 
 @bp.get("/callbacks/secret", summary="This key's secret for checking completion callbacks' signatures",

@@ -90,6 +90,7 @@ class Deliverer:
         self.jobs = JobStore(r, settings.job_ttl_seconds)
         self.batches = BatchStore(self.jobs)
         self.allow = networks(settings.callback_allow_networks)
+        self._secrets: dict[str, str] = {}
 
     def tick(self, limit: int = 20) -> int:
         """Deliver what is due now; returns how many were tried. The claim's lease covers
@@ -123,7 +124,9 @@ class Deliverer:
         if e["subject"] == "event":
             cam = self.s.camera(e["owner"].removeprefix("camera:"))
             return cam.secret.get_secret_value() if cam is not None else None
-        return key_secret(self.r, self.s, e["owner"])
+        if e["owner"] not in self._secrets:  # derived once per key, not two Redis reads a delivery
+            self._secrets[e["owner"]] = key_secret(self.r, self.s, e["owner"])
+        return self._secrets[e["owner"]]
 
     def deliver(self, did: str) -> dict | None:
         e = self.outbox.entry(did)

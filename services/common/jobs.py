@@ -224,21 +224,22 @@ class JobStore:
         key = self.job_key(job_id)
         p.hset(key, mapping=_encode(job))
         p.expire(key, self.ttl)
+        indexes = []  # the key's sorted sets this job joins, by creation time
         if not batch_id:
             # Counted against its key's work in flight until it ends (BatchStore.owner_load).
-            p.zadd(self.live_key(owner), {job_id: t})
-            p.expire(self.live_key(owner), self.ttl)
+            indexes.append(self.live_key(owner))
         if parent_id:
             # Listed under its parent (a video's result sets), not on its own.
             ckey = self.job_key(parent_id) + ":children"
             p.rpush(ckey, job_id)
             p.expire(ckey, self.ttl)
         elif not batch_id:
-            p.zadd(self.owner_key(owner), {job_id: t})
-            p.expire(self.owner_key(owner), self.ttl)
+            indexes.append(self.owner_key(owner))
             if kind == "segment":
-                p.zadd(self.videos_key(owner), {job_id: t})
-                p.expire(self.videos_key(owner), self.ttl)
+                indexes.append(self.videos_key(owner))
+        for index in indexes:
+            p.zadd(index, {job_id: t})
+            p.expire(index, self.ttl)
         if pipe is None:
             p.execute()
         return job

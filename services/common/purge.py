@@ -17,7 +17,7 @@ import logging
 
 from .batches import BatchStore
 from .camera_store import EVENT_KIND, GLOBAL_INDEX, camera_index
-from .jobs import ACTIVE, PREFIX, TERMINAL, JobStore
+from .jobs import ACTIVE, PREFIX, TERMINAL, JobStore, Transition
 from .metrics import JOBS_CANCELED
 from .storage import BlobStore
 
@@ -41,11 +41,12 @@ def blob_prefix(job: dict) -> str:
     return f"jobs/{job['id']}"
 
 
-def cancel(jobs: JobStore, job: dict) -> bool:
+def cancel(jobs: JobStore, job: dict) -> Transition:
+    """A queued or running job moved to ``canceled`` (and counted); otherwise unchanged."""
     moved = jobs.transition(job["id"], "canceled", allowed_from=ACTIVE)
     if moved.moved:
         JOBS_CANCELED.labels(kind=job["kind"], was=moved.previous).inc()
-    return moved.moved
+    return moved
 
 
 def purge_job(jobs: JobStore, blobs: BlobStore, job: dict) -> int:

@@ -44,6 +44,18 @@ def running_stack(redis_server, models_dir, base, services=("enhance",), **setti
         r.close()
 
 
+@contextlib.contextmanager
+def full_stack(redis_server, models_dir, base, camera_secret: str, **settings):
+    """All three workers, and one HMAC camera "gate" buffering a live MJPEG source."""
+    from tests.fixtures.mjpeg_server import MjpegServer
+    with MjpegServer(fps=10) as cam:
+        cameras = [{"id": "gate", "source": cam.url, "fps": 10, "buffer_seconds": 5, "auth": "hmac",
+                    "secret": camera_secret}]
+        with running_stack(redis_server, models_dir, base, services=("enhance", "segment", "camera"),
+                           KADR_CAMERAS=json.dumps(cameras), KADR_MAX_VIDEO_FRAMES="30", **settings) as s:
+            yield s
+
+
 @pytest.fixture(scope="module")
 def stack(redis_server, models_dir, tmp_path_factory):
     with running_stack(redis_server, models_dir, tmp_path_factory.mktemp("e2e")) as s:

@@ -12,8 +12,7 @@ import pytest
 import requests
 
 from services.common.camera_auth import signed_headers
-from tests.e2e.conftest import create_key, running_stack
-from tests.fixtures.mjpeg_server import MjpegServer
+from tests.e2e.conftest import create_key, full_stack
 from tests.fixtures.synthetic_video import make_video, write_video
 from tests.integration.conftest import flat_png
 from tests.stack import ROOT, sample, scrape, start_ops, wait_for
@@ -26,15 +25,11 @@ FAST = {"quality": "fast", "upscale": "2", "max_faces": "1"}
 @pytest.fixture(scope="module")
 def life(redis_server, models_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("lifecycle")
-    with MjpegServer(fps=10) as cam:
-        cameras = [{"id": "gate", "source": cam.url, "fps": 10, "buffer_seconds": 5, "auth": "hmac",
-                    "secret": SECRET}]
-        with running_stack(redis_server, models_dir, base, services=("enhance", "segment", "camera"),
-                           KADR_CAMERAS=json.dumps(cameras), KADR_MAX_VIDEO_FRAMES="30") as s:
-            api = requests.Session()
-            api.headers["Authorization"] = f"Bearer {create_key(s['env'], 'owner')}"
-            s["api"] = api
-            yield s
+    with full_stack(redis_server, models_dir, base, SECRET) as s:
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {create_key(s['env'], 'owner')}"
+        s["api"] = api
+        yield s
 
 
 def _wait(api, url, path, states=("succeeded",)):

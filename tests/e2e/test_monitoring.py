@@ -14,8 +14,7 @@ import pytest
 import requests
 
 from services.common.camera_auth import signed_headers
-from tests.e2e.conftest import create_key, running_stack
-from tests.fixtures.mjpeg_server import MjpegServer
+from tests.e2e.conftest import create_key, full_stack
 from tests.fixtures.synthetic_video import make_video, write_video
 from tests.integration.conftest import flat_png
 from tests.stack import ROOT, start_ops, start_prometheus, wait_for
@@ -34,28 +33,24 @@ def _hostport(url: str) -> str:
 @pytest.fixture(scope="module")
 def monitored(redis_server, models_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("monitoring")
-    with MjpegServer(fps=10) as cam:
-        cameras = [{"id": "gate", "source": cam.url, "fps": 10, "buffer_seconds": 5, "auth": "hmac",
-                    "secret": SECRET}]
-        with running_stack(redis_server, models_dir, base, services=("enhance", "segment", "camera"),
-                           KADR_CAMERAS=json.dumps(cameras), KADR_MAX_VIDEO_FRAMES="30") as s:
-            exporter, exporter_url = start_ops("exporter", s["env"], base / "logs")
-            # Dry run: decisions are made and exported, the pools the test relies on stay put.
-            scaler, scaler_url = start_ops("autoscaler", s["env"], base / "logs",
-                                           KADR_AUTOSCALE_DRY_RUN="true", KADR_AUTOSCALE_INTERVAL_SECONDS="1")
-            janitor, janitor_url = start_ops("janitor", s["env"], base / "logs",
-                                             KADR_RETENTION_INTERVAL_SECONDS="1")
-            targets = {"gateway": _hostport(s["gateway_url"]), "exporter": _hostport(exporter_url),
-                       "autoscaler": _hostport(scaler_url), "janitor": _hostport(janitor_url),
-                       **{svc: _hostport(w.metrics_url) for svc, w in s["workers"].items()}}
-            prom, prom_url = start_prometheus(targets, base / "prometheus")
-            try:
-                s["prom"] = prom_url
-                _activity(s, base)
-                yield s
-            finally:
-                for p in (prom, janitor, scaler, exporter):
-                    p.stop()
+    with full_stack(redis_server, models_dir, base, SECRET) as s:
+        exporter, exporter_url = start_ops("exporter", s["env"], base / "logs")
+        # Dry run: decisions are made and exported, the pools the test relies on stay put.
+        scaler, scaler_url = start_ops("autoscaler", s["env"], base / "logs",
+                                       KADR_AUTOSCALE_DRY_RUN="true", KADR_AUTOSCALE_INTERVAL_SECONDS="1")
+        janitor, janitor_url = start_ops("janitor", s["env"], base / "logs",
+                                         KADR_RETENTION_INTERVAL_SECONDS="1")
+        targets = {"gateway": _hostport(s["gateway_url"]), "exporter": _hostport(exporter_url),
+                   "autoscaler": _hostport(scaler_url), "janitor": _hostport(janitor_url),
+                   **{svc: _hostport(w.metrics_url) for svc, w in s["workers"].items()}}
+        prom, prom_url = start_prometheus(targets, base / "prometheus")
+        try:
+            s["prom"] = prom_url
+            _activity(s, base)
+            yield s
+        finally:
+            for p in (prom, janitor, scaler, exporter):
+                p.stop()
 
 
 def _activity(s, base: Path) -> None:
