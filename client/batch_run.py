@@ -63,6 +63,10 @@ class BatchRun:
             if e.state == st.SKIPPED and e.duplicate_of:
                 self.dups.setdefault(e.duplicate_of, set()).add(rel)
         self.taken = {e.output for e in state.inputs.values() if e.output}
+        # With variants one upload feeds every variant's entry of that photo.
+        self.siblings: dict[str, list[str]] = {}
+        for key in self.rels:
+            self.siblings.setdefault(st.source(key, state.inputs[key]), []).append(key)
 
     # ---- the run -------------------------------------------------------------------
 
@@ -121,6 +125,8 @@ class BatchRun:
 
     def _create_batch(self) -> str:
         body = {"kind": self.kind, "params": self.state.params}
+        if self.state.variants:
+            body["variants"] = self.state.variants
         if self.batch_name:
             body["name"] = self.batch_name
         # One key for every retry of this create: a lost answer does not leave a second batch.
@@ -133,9 +139,10 @@ class BatchRun:
         """Upload ``uploads`` into ``bid``, close it, and wait until every photo of ours in
         it is downloaded or failed."""
         watched = {r for r in self.rels if self.state.inputs[r].batch_id == bid} | set(uploads)
-        self.uploads_left = len(uploads)
+        sends = list({st.source(k, self.state.inputs[k]): k for k in reversed(uploads)}.values())[::-1]
+        self.uploads_left = len(sends)
         stop = threading.Event()
-        workers = self._start_uploads(bid, uploads, stop)
+        workers = self._start_uploads(bid, sends, stop)
         self._start_downloads()
         sse_resp: list = []
         threading.Thread(target=self._follow_events, args=(bid, stop, sse_resp), daemon=True).start()
@@ -187,8 +194,9 @@ class BatchRun:
             _, rel, err = msg
             self.uploads_left -= 1
             code, message = _refusal(err)
-            st.record_rejected(self.state.inputs[rel], code, message)
-            self._after_item(rel)
+            for key in self._outputs_of(rel):
+                st.record_rejected(self.state.inputs[key], code, message)
+                self._after_item(key)
         elif kind == "event":
             return self._event(bid, msg[1])
         elif kind == "stream_reopened":
@@ -215,17 +223,23 @@ class BatchRun:
                 raise Fatal(f"downloading the result of {rel} failed: {err}")
         return False
 
+    def _outputs_of(self, key: str) -> list[str]:
+        return self.siblings.get(st.source(key, self.state.inputs[key]), [key])
+
     def _uploaded(self, bid: str, rel: str, body: dict) -> None:
-        e = self.state.inputs[rel]
         accepted = body.get("accepted") or []
-        if not accepted:
-            rej = (body.get("rejected") or [{}])[0]
-            st.record_rejected(e, rej.get("code", "rejected"), rej.get("message", "refused"))
-        else:
-            item = next((a for a in accepted if a.get("variant") in (None, "default")), accepted[0])
-            st.record_accepted(e, bid, item)
-            self.by_item[item["id"]] = rel
-        self._after_item(rel)
+        for key in self._outputs_of(rel):
+            e = self.state.inputs[key]
+            item = next((a for a in accepted if a.get("variant") in ((e.variant,) if e.variant else (None, "default"))),
+                        None if e.variant else (accepted[0] if accepted else None))
+            if item is None:
+                rej = (body.get("rejected") or [{}])[0]
+                st.record_rejected(e, rej.get("code", "rejected"),
+                                   rej.get("message", f"the server made no {e.variant or 'default'} output"))
+            else:
+                st.record_accepted(e, bid, item)
+                self.by_item[item["id"]] = key
+            self._after_item(key)
 
     def _event(self, bid: str, ev) -> bool:
         if ev.event == "item":
@@ -340,7 +354,7 @@ class BatchRun:
 
     def _place(self, rel: str, tmp: Path, ext: str) -> None:
         e = self.state.inputs[rel]
-        name = st.output_name(rel, ext, self.taken if not e.output else self.taken - {e.output})
+        name = st.output_name(st.shown(rel, e), ext, self.taken if not e.output else self.taken - {e.output})
         dest = self.out / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, _FILE_MODE)  # temporary files are private; outputs are ordinary files
@@ -361,8 +375,8 @@ class BatchRun:
 
     def _start_uploads(self, bid: str, rels: list[str], stop: threading.Event) -> list:
         self._upload_q: queue.Queue = queue.Queue()
-        for rel in rels:
-            self._upload_q.put(rel)
+        for rel in rels:  # (entry, the file's name to send); threads do not read the state
+            self._upload_q.put((rel, st.source(rel, self.state.inputs[rel])))
         workers = [threading.Thread(target=self._upload_worker, args=(bid, stop), daemon=True)
                    for _ in range(min(self.concurrency, len(rels)))]
         for w in workers:
@@ -372,13 +386,14 @@ class BatchRun:
     def _upload_worker(self, bid: str, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                rel = self._upload_q.get_nowait()
+                job = self._upload_q.get_nowait()
             except queue.Empty:
                 return
-            if rel is None:
+            if job is None:
                 return
+            rel, name = job
             try:
-                body = self.c.upload(f"/api/v1/batches/{bid}/items", "files", self.files[rel], rel)
+                body = self.c.upload(f"/api/v1/batches/{bid}/items", "files", self.files[rel], name)
                 self.q.put(("uploaded", rel, body))
             except ApiError as e:
                 if e.status == 409 or e.status in (401, 403, 404):
@@ -386,7 +401,7 @@ class BatchRun:
                     return
                 self.q.put(("rejected", rel, e))
             except (Unreachable, requests.RequestException) as e:
-                self.q.put(("fatal", Fatal(f"uploading {rel}: {e}")))
+                self.q.put(("fatal", Fatal(f"uploading {name}: {e}")))
                 return
             except OSError as e:  # the file itself: unreadable, vanished
                 self.q.put(("rejected", rel, ApiError(0, "unreadable", str(e))))

@@ -40,6 +40,10 @@ class Entry:
     result_link: str | None = None
     output: str | None = None        # relative to the output directory
     downloaded: bool = False
+    # With variants there is one entry per photo and variant, keyed ``variant:path``;
+    # these say which (None, None: the entry's key is the path and there is one output).
+    variant: str | None = None
+    rel: str | None = None
 
     def same_file(self, other: "Entry") -> bool:
         return self.sha256 == other.sha256
@@ -53,22 +57,42 @@ class Entry:
         return self.downloaded or self.failed
 
 
+def slot(rel: str, variant: str | None) -> str:
+    """The state's key for one output: the photo's path, or ``variant:path`` when the run
+    asks for variants (variant names have no colon, so keys cannot collide)."""
+    return f"{variant}:{rel}" if variant else rel
+
+
+def source(key: str, e: Entry) -> str:
+    """The photo's path relative to its input folder."""
+    return e.rel or key
+
+
+def shown(key: str, e: Entry) -> str:
+    """How an output is named to people and on disk (before its extension): a variant's
+    outputs go in a folder of its name, as in the server's ZIP archive."""
+    return f"{e.variant}/{source(key, e)}" if e.variant else key
+
+
 @dataclass
 class State:
     server: str
     params: dict
     batch_id: str | None = None
     inputs: dict[str, Entry] = field(default_factory=dict)
+    variants: list[dict] | None = None  # [{"name", "params"}] over ``params``, as the API takes them
 
     def to_dict(self) -> dict:
         return {"version": VERSION, "server": self.server, "batch_id": self.batch_id,
-                "params": self.params, "inputs": {k: asdict(v) for k, v in self.inputs.items()}}
+                "params": self.params, "variants": self.variants,
+                "inputs": {k: asdict(v) for k, v in self.inputs.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "State":
         if d.get("version") != VERSION:
             raise StateError(f"unknown state file version {d.get('version')!r}")
         return cls(server=d["server"], params=d["params"], batch_id=d.get("batch_id"),
+                   variants=d.get("variants"),
                    inputs={k: Entry(**v) for k, v in d.get("inputs", {}).items()})
 
     def by_item(self) -> dict[str, str]:
@@ -121,10 +145,14 @@ def fingerprint(path: Path, previous: Entry | None = None) -> Entry:
     return Entry(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
 
 
-def mismatch(state: State, server: str, params: dict) -> str | None:
+def mismatch(state: State, server: str, params: dict, variants: list[dict] | None = None) -> str | None:
     """Why the state file cannot be resumed with these settings, or None."""
     if state.server.rstrip("/") != server.rstrip("/"):
         return f"it was made against {state.server}, not {server}"
+    if (state.variants or None) != (variants or None):
+        def names(vs):
+            return ", ".join(f"{v['name']} {v['params']}" for v in vs or []) or "none"
+        return f"the variants differ ({names(state.variants)} then, {names(variants)} now)"
     if state.params != params:
         keys = sorted(set(state.params) | set(params))
         diff = [f"{k}: {_shown(state.params, k)} then, {_shown(params, k)} now"
@@ -216,8 +244,9 @@ def result_link(e: Entry) -> str:
 
 
 def output_name(rel: str, ext: str, taken: set[str]) -> str:
-    """``rel`` with the output's extension; ``a.jpg`` and ``a.png`` both giving ``a.png``
-    would overwrite each other, so the second keeps its own extension in the name."""
+    """``rel`` (an entry's ``shown`` name) with the output's extension; ``a.jpg`` and
+    ``a.png`` both giving ``a.png`` would overwrite each other, so the second keeps its
+    own extension in the name."""
     ext = ext.lstrip(".").lower()
     p = PurePosixPath(rel)
     name = str(p.with_suffix(f".{ext}")) if ext else rel
@@ -261,9 +290,10 @@ def summarize(state: State, rels) -> Summary:
         if e.downloaded:
             s.done += 1
             if e.duplicate_of:
-                s.duplicates.append((rel, by_item.get(e.duplicate_of, e.duplicate_of)))
+                orig = by_item.get(e.duplicate_of)
+                s.duplicates.append((shown(rel, e), shown(orig, state.inputs[orig]) if orig else e.duplicate_of))
         elif e.failed:
-            s.failed.append((rel, e.error or e.state))
+            s.failed.append((shown(rel, e), e.error or e.state))
         else:
-            s.pending.append(rel)
+            s.pending.append(shown(rel, e))
     return s

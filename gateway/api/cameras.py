@@ -23,7 +23,7 @@ import re
 import time
 from typing import Any
 
-from flask import Response, g, jsonify, request
+from flask import Response, g, jsonify, request, send_file
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -252,9 +252,15 @@ def event_view(job: dict) -> dict:
     params = job.get("params") or {}
     result = dict(job.get("result") or {})
     kinds = list((result.pop("images", None) or {}).keys())
+    clip = result.pop("clip", None)
     uploads = (job.get("input") or {}).get("images") or {}
     kinds += [k for k in uploads if k not in kinds]
     base = f"/api/v1/camera/events/{eid}"
+    links = {"self": base}
+    if clip:
+        result["clip"] = {k: v for k, v in clip.items() if k != "blob"}
+        if clip.get("state") == "ready":
+            links["clip"] = f"{base}/clip.mp4"
     return {"id": eid, "camera": params.get("camera"), "state": job["state"], "ts": params.get("ts"),
             "received_at": job["created_at"], "started_at": job.get("started_at"),
             "finished_at": job.get("finished_at"), "vehicle_box": params.get("vehicle_box"),
@@ -263,7 +269,7 @@ def event_view(job: dict) -> dict:
             "uploads": {k: {f: v for f, v in u.items() if f != "blob"} for k, u in uploads.items()},
             "result": result or None, "error": job.get("error"),
             "images": {k: f"{base}/images/{k}" for k in kinds},
-            "links": {"self": base}}
+            "links": links}
 
 
 def _event(event_id: str) -> dict:
@@ -313,6 +319,29 @@ def get_event_image(path: ImagePath):
     name = sanitize_filename(f"{job['id']}-{path.kind}.jpg")
     return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600",
                                                   "Content-Disposition": f'inline; filename="{name}"'})
+
+
+@bp.get("/camera/events/<event_id>/clip.mp4",
+        summary="The event's clip: the buffered seconds before and after it (H.264 MP4, Range requests)",
+        responses={200: binary("video/mp4", "the clip"), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody,
+                   410: ErrorBody})
+def get_event_clip(path: EventPath):
+    k = kadr()
+    job = _event(path.event_id)
+    clip = (job.get("result") or {}).get("clip")
+    if job["state"] != "succeeded":
+        raise ApiError(409, "not_ready", f"event is {job['state']}; its clip exists once it succeeded",
+                       details={"state": job["state"]})
+    if not clip or clip.get("state") != "ready":
+        reason = (clip or {}).get("reason") or "this camera keeps no clip (no buffer, or a clip of 0 s)"
+        raise ApiError(404, "no_clip", f"event has no clip: {reason}")
+    try:
+        source = k.blobs.local_path(clip["blob"]) or k.blobs.open(clip["blob"])
+    except BlobNotFound:
+        raise ApiError(410, "gone", "the clip's file was removed")
+    # conditional: Range requests, which a <video> element uses to seek.
+    return send_file(source, mimetype="video/mp4", conditional=True, etag=f"{job['id']}-clip", max_age=3600,
+                     download_name=sanitize_filename(f"{job['params'].get('camera', 'camera')}-{job['id']}.mp4"))
 
 
 @bp.delete("/camera/events/<event_id>", summary="Delete a camera event with its images (scope cameras:manage)",

@@ -147,6 +147,8 @@ CAMERA = _worker("camera", "camera.*", "camera (pre-event buffer)", [
     Panel("Last frame age", ("kadr_camera_last_frame_age_seconds",), unit="s", legend="{{camera}}"),
     Panel("Dropped frames by reason", ("sum by (camera, reason) (rate(kadr_camera_buffer_dropped_frames_total[5m]))",),
           unit="ops", legend="{{camera}} {{reason}}"),
+    Panel("Event clips by outcome (1 h)", ("sum by (camera, outcome) (increase(kadr_camera_clips_total[1h]))",),
+          legend="{{camera}} {{outcome}}"),
 ])
 
 DASHBOARDS = [OVERVIEW, GATEWAY, ENHANCE, SEGMENT, CAMERA]

@@ -76,6 +76,8 @@ class FrameRing(Protocol):
 
     def timestamps(self) -> list[float]: ...
 
+    def newest_ts(self) -> float | None: ...
+
     def stats(self) -> dict: ...
 
 
@@ -126,6 +128,11 @@ class _RingBase:
         self._last_ts = ts
         self._pushed += 1
         return ts
+
+    def newest_ts(self) -> float | None:
+        """Time of the newest frame pushed: a clip's "after" part waits for it."""
+        with self._lock:
+            return self._last_ts
 
     def _cutoff(self) -> float:
         """Oldest timestamp still inside the window. The microsecond of slack keeps a
@@ -230,6 +237,15 @@ class JpegFrameRing(_RingBase):
                 decoded[i] = _decode_jpeg(blobs[i])
                 out.append((ts_list[i], decoded[i]))
         return out
+
+    def clip_frames(self, start_ts: float, end_ts: float) -> list[tuple[float, bytes]]:
+        """The stored JPEGs from ``start_ts`` to ``end_ts``, oldest first (references
+        to immutable bytes: the caller decodes outside the lock)."""
+        with self._lock:
+            ts_list = list(self._ts)
+            lo = bisect.bisect_left(ts_list, start_ts)
+            hi = bisect.bisect_right(ts_list, end_ts)
+            return [(ts_list[i], self._data[i]) for i in range(lo, hi)]
 
     def stats(self) -> dict:
         with self._lock:
@@ -463,6 +479,25 @@ class PacketRing(_RingBase):
             handed.add(id(frame))
             out.append((spans[p[0]].ts[got], frame))
         return out
+
+    def clip_packets(self, start_ts: float, end_ts: float) -> tuple[CodecParams | None, list[tuple[float, bytes]]]:
+        """Packets to mux a clip from ``start_ts`` to ``end_ts`` without decoding: from
+        the keyframe at or before ``start_ts`` (so the clip's first frame decodes; the
+        clip may start up to one GOP early) to the last packet at or before ``end_ts``.
+        Only GOPs received under one set of codec parameters are joined: a clip never
+        spans a reconnect that changed them, the newer part wins."""
+        with self._lock:
+            gops = [g for g in self._gops if g.ts and g.ts[0] <= end_ts and g.ts[-1] >= start_ts]
+            if not gops:
+                return None, []
+            params = gops[-1].params
+            out: list[tuple[float, bytes]] = []
+            for g in gops:
+                if g.params is not params:  # a set_codec between them, even to equal values
+                    out.clear()
+                    continue
+                out.extend((t, d) for t, d in zip(g.ts, g.data) if t <= end_ts)
+            return params, out
 
     def stats(self) -> dict:
         with self._lock:

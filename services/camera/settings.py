@@ -16,3 +16,9 @@ class CameraSettings(Settings):
     reconnect_max_seconds: float = 30.0
     source_timeout_seconds: float = 10.0
     buffer_publish_seconds: float = 1.0
+    # How long past the end of a clip's "after" part an event waits for the camera's
+    # frames to arrive (a source that stalls or is down): then the clip is cut from
+    # what there is, and its start and end say what it covers.
+    camera_clip_wait_slack_seconds: float = Field(2.0, ge=0, le=30)
+    camera_clip_crf: int = Field(23, ge=0, le=51)  # H.264 quality of clips encoded from JPEG rings
+    camera_clip_encoders: int = Field(1, ge=1, le=8)  # clips encoded at once (JPEG rings); copies are not limited

@@ -13,7 +13,11 @@ take half the events, which it could still serve, at twice the reading cost.
 
 ``camera.event``: frames nearest each offset before the event time → sharpest (the
 snow photo) → plate crops → blobs under ``camera/<event id>/`` → the event record's
-result; process RSS is logged at the start and end of every event. When the camera has
+result; then the event clip (services/camera/clips.py): the task waits for the
+camera's ``clip_after_seconds`` past the event to arrive (the threads pool makes that
+wait a sleeping thread, not a process) and cuts ``clip.mp4`` from the ring. A clip
+that cannot be made is reported on the event, never fails it. Process RSS is logged
+at the start and end of every event. When the camera has
 a ``webhook_url`` the finished event is POSTed there (HMAC-signed with the camera's
 secret, same scheme as inbound) by the janitor from the outbox, with retries and
 exponential backoff; it is queued in the same Redis script that records the end, so no
@@ -21,19 +25,25 @@ restart of any process loses it (services/common/outbox.py, delivery.py).
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+import tempfile
 import threading
 import time
 from typing import Any, Callable
 
+import av
 import cv2
 import numpy as np
 import psutil
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from prometheus_client import Counter
 
 from services.camera import events
+from services.camera.clips import write_jpeg_clip, write_packet_clip
 from services.camera.plates import REGISTRY_NAME, find_plates, load_cascade
 from services.camera.settings import CameraSettings
+from services.camera.ring_buffer import PacketRing
 from services.camera.sources import BufferCollector, BufferPublisher, SourceReader, make_ring
 from services.common import worker_metrics
 from services.common.camera_store import publish_buffer
@@ -46,6 +56,26 @@ from services.common.storage import BlobNotFound, open_store
 from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
 from services.common.workers import Heartbeat
 
+CLIPS = Counter("kadr_camera_clips_total", "Event clips by outcome (ready, missing: no frames in the "
+                "window, failed: the frames could not be written as MP4)", ["camera", "outcome"])
+
+def _malloc_returns_frames() -> None:
+    """glibc raises its mmap threshold to the largest block freed so far, after which
+    every decoded frame (2.7 MB at 720p) and encoder buffer is carved from the heap and
+    the heap keeps it: with clips encoded every few seconds the worker's RSS settled
+    ~120 MB higher and kept creeping (720p25 soak: 289 → 338 MiB in a minute). A fixed
+    1 MiB threshold maps big blocks afresh and returns them on free (soak: flat at 270
+    MiB, max 276); two arenas as in every kadr worker. Set here rather than in the
+    environment so every way of starting the worker (compose, make up, tests) gets it."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (a fixed one also stops the dynamic raise)
+    libc.mallopt(-8, 2)        # M_ARENA_MAX
+
+
+_malloc_returns_frames()
 settings = CameraSettings()
 setup_logging(settings.log_level, service="camera")
 app = create_celery(settings, name="kadr-camera")
@@ -187,11 +217,74 @@ def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None
         for key in keys.values():  # a full disk: no half set of images (the uploads stay)
             rt.blobs.delete(key)
         raise
+    progress(0.7)
+    try:
+        clip = event_clip(rt, cam, job["id"], float(params["ts"]))
+    except BaseException:
+        for key in keys.values():
+            rt.blobs.delete(key)
+        raise
     rss1 = _rss()
     log.info("camera event done", extra={"camera": cam_id, "rss_bytes": rss1,
                                          "rss_delta_bytes": rss1 - rss0})
-    return {**outcome.result, "images": keys, "rss_bytes": {"start": rss0, "end": rss1},
+    return {**outcome.result, "images": keys, "clip": clip, "rss_bytes": {"start": rss0, "end": rss1},
             "timings": {"lookup_seconds": round(lookup_s, 4), "analyse_seconds": round(analyse_s, 4)}}
+
+
+_encoders = threading.BoundedSemaphore(settings.camera_clip_encoders)
+
+
+def _wait_for_frames(ring, until_ts: float, slack: float) -> None:
+    """Until the ring holds a frame at or after ``until_ts`` (the worker's clock stamps
+    frames, so it is the clock to wait on), or ``slack`` seconds past that time."""
+    deadline = until_ts + slack
+    while (ring.newest_ts() or 0.0) < until_ts and time.time() < deadline:
+        time.sleep(min(0.1, max(0.0, deadline - time.time())))
+
+
+def event_clip(rt: CameraRuntime, cam, event_id: str, event_ts: float) -> dict | None:
+    """Cut ``camera/<event id>/clip.mp4`` from the camera's ring; what it covers, or why not."""
+    before, after = cam.clip_window()
+    ring = rt.rings.get(cam.id)
+    if ring is None or before + after <= 0:
+        return None
+    start, end = event_ts - before, event_ts + after
+    asked = {"start_ts": round(start, 3), "end_ts": round(end, 3)}
+    _wait_for_frames(ring, end, settings.camera_clip_wait_slack_seconds)
+    if isinstance(ring, PacketRing):
+        params, packets = ring.clip_packets(start, end)
+        make = (lambda path: write_packet_clip(path, params, packets)) if packets else None
+    else:
+        frames = ring.clip_frames(start, end)
+
+        def make(path):
+            # Encoding is the costly part (an 8 s 1080p clip: ~80 MB and seconds of CPU):
+            # a few at a time, whatever the events' concurrency.
+            with _encoders:
+                return write_jpeg_clip(path, frames, crf=settings.camera_clip_crf)
+        make = make if frames else None
+    if make is None:
+        CLIPS.labels(camera=cam.id, outcome="missing").inc()
+        log.warning("event clip missing", extra={"camera": cam.id, "event": event_id, **asked})
+        return {"state": "missing", "asked": asked,
+                "reason": "the buffer held no frame between the clip's start and end"}
+    key = f"camera/{event_id}/clip.mp4"
+    t0 = time.perf_counter()
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
+        try:
+            info = make(tmp.name)
+        except (ValueError, av.error.FFmpegError) as e:
+            CLIPS.labels(camera=cam.id, outcome="failed").inc()
+            log.warning("event clip failed", extra={"camera": cam.id, "event": event_id, "error": str(e)[:300]})
+            return {"state": "failed", "asked": asked, "reason": f"the buffered frames could not be written: {e}"[:300]}
+        tmp.seek(0)
+        size = rt.blobs.put_stream(key, tmp)
+    CLIPS.labels(camera=cam.id, outcome="ready").inc()
+    seconds = round(time.perf_counter() - t0, 4)
+    log.info("event clip ready", extra={"camera": cam.id, "event": event_id, "bytes": size,
+                                        "frames": info.frames, "mode": info.mode, "write_seconds": seconds})
+    return {"state": "ready", "blob": key, "bytes": size, "asked": asked, **info.as_dict(),
+            "write_seconds": seconds}
 
 
 @app.task(name=CAMERA_EVENT)

@@ -32,6 +32,11 @@ class CameraConfig(BaseModel):
     buffer_seconds: float = Field(10.0, gt=0, le=120)
     buffer_max_bytes: int = Field(128 * 1024 * 1024, gt=0)
     offsets: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0], min_length=1, max_length=20)
+    # The event clip (an MP4 of the buffer around the event): seconds before and after
+    # the event time; 0 and 0: no clip. Both must fit the buffer together, as the
+    # "after" part is waited for while the "before" part ages in the ring.
+    clip_before_seconds: float = Field(5.0, ge=0, le=120)
+    clip_after_seconds: float = Field(3.0, ge=0, le=60)
     auth: Literal["hmac", "token"] = "hmac"
     secret: SecretStr
     webhook_url: str | None = None
@@ -55,7 +60,17 @@ class CameraConfig(BaseModel):
         for off in self.offsets:
             if not (math.isfinite(off) and 0 <= off <= self.buffer_seconds):
                 raise ValueError(f"offset {off} s is outside the {self.buffer_seconds} s buffer")
+        asked = {"clip_before_seconds", "clip_after_seconds"} & self.model_fields_set
+        if asked and self.clip_before_seconds + self.clip_after_seconds > self.buffer_seconds:
+            raise ValueError(f"clip_before_seconds + clip_after_seconds ({self.clip_before_seconds} + "
+                             f"{self.clip_after_seconds} s) must fit the {self.buffer_seconds} s buffer")
         return self
+
+    def clip_window(self) -> tuple[float, float]:
+        """(before, after) seconds of the event clip. The defaults shrink "before" to fit
+        a short buffer instead of refusing a configuration that never asked for a clip."""
+        after = min(self.clip_after_seconds, self.buffer_seconds)
+        return min(self.clip_before_seconds, self.buffer_seconds - after), after
 
 
 def with_password(url: str, password: str) -> str:

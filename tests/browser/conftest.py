@@ -97,3 +97,35 @@ def open_app(page, url: str, route: str = "photos", key: str | None = None) -> N
         page.get_by_label("API key").fill(key)
         page.get_by_role("button", name="Save key").click()
         page.get_by_role("button", name="Forget key").wait_for()
+
+
+PLAY_JS = """async ([sel, src]) => {
+  let v = document.querySelector(sel);
+  if (src) {  // bytes fetched by the test: played from a blob: URL, as the UI plays clips
+    v = document.createElement('video');
+    v.muted = true; v.preload = 'auto';
+    document.body.append(v);
+    v.src = URL.createObjectURL(new Blob([Uint8Array.from(atob(src), c => c.charCodeAt(0))], {type: 'video/mp4'}));
+  }
+  const deadline = Date.now() + 60000;
+  while (v.readyState < 4 && !v.error && Date.now() < deadline) await new Promise(r => setTimeout(r, 50));
+  const ready = v.readyState;
+  if (v.error) return {ready, error: v.error.code + ' ' + v.error.message};
+  await v.play();
+  const t0 = v.currentTime;
+  await new Promise(r => setTimeout(r, 1200));
+  const out = {ready, t0, t1: v.currentTime, duration: v.duration, width: v.videoWidth, height: v.videoHeight, error: null};
+  v.pause();
+  if (src) v.remove();
+  return out;
+}"""
+
+
+def video_plays(page, selector: str | None = None, data: bytes | None = None) -> dict:
+    """Play a <video> (``selector``) or MP4 ``data`` in Chromium: it must reach
+    HAVE_ENOUGH_DATA (readyState 4) and its clock must advance while playing."""
+    import base64
+    got = page.evaluate(PLAY_JS, [selector, base64.b64encode(data).decode() if data else None])
+    assert got["error"] is None and got["ready"] == 4, got
+    assert got["t1"] > got["t0"] + 0.3, got
+    return got

@@ -14,7 +14,7 @@ import requests
 from playwright.sync_api import expect
 
 from services.common.camera_auth import TOKEN_HEADER
-from tests.browser.conftest import open_app, shot
+from tests.browser.conftest import open_app, shot, video_plays
 from tests.e2e.conftest import create_key, running_stack
 from tests.fixtures.mjpeg_server import MjpegServer
 from tests.fixtures.plates import scene_with_plate
@@ -157,6 +157,11 @@ def test_new_event_shows_snow_photo_and_plate_crop_and_filters_hide_it(stack, pa
     wait_image(page, "#event-detail img.snow-large")
     wait_image(page, "#event-detail img.plate-large")
     wait_image(page, "#event-detail img.candidate")
+    # The clip plays: 5 s before the event to 3 s after, encoded from the buffered frames.
+    expect(dialog.locator("video.clip")).to_have_count(1, timeout=UI)
+    expect(dialog.locator("figure.clip figcaption")).to_contain_text("from buffered frames encoded as H.264")
+    played = video_plays(page, "#event-detail video.clip")
+    assert (played["width"], played["height"]) == (320, 240) and played["duration"] >= 6, played
     expect(page).to_have_url(re.compile(rf"[?&]event={event_id}"))
     shot(page, "detail")
     page.keyboard.press("Escape")

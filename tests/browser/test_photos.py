@@ -152,6 +152,40 @@ def test_photos_upload_enhance_compare_and_zip(stack, page, tmp_path):
         assert Image.open(io.BytesIO(z.read("alpha.png"))).size == (96, 64)  # upscale 1
 
 
+def test_variants_give_each_photo_an_output_per_variant_in_its_folder(stack, page, tmp_path):
+    open_app(page, stack["url"], "photos", key=stack["key"])
+    choose_cheap_options(page)
+    for n, (name, scale) in enumerate((("same", "1"), ("same", "2")), start=1):
+        page.get_by_role("button", name="Add variant").click()
+        page.get_by_label(f"Variant {n} name (folder)").fill(name)
+        page.get_by_label(f"Variant {n} output scale").select_option(scale)
+    page.get_by_label("Choose photos").set_input_files([png("one.png", 11), png("two.png", 12)])
+    start = page.get_by_role("button", name="Upload and enhance 2 photos")
+    start.click()  # two variants named alike: refused in the form, nothing sent
+    expect(page.get_by_label("Variant 2 name (folder)")).to_be_focused()
+    expect(page.locator("#ph-batch")).to_be_hidden()
+    page.get_by_label("Variant 2 name (folder)").fill("x2")
+    start.click()
+
+    expect(page.locator("#ph-batch-params")).to_contain_text("Variants: same (as above), x2 (2×)")
+    expect(page.locator(".ph-item")).to_have_count(4)  # a card per photo and variant
+    expect(page.locator(".ph-item[data-state='succeeded']")).to_have_count(4, timeout=SLOW)
+    expect(page.locator("#ph-totals")).to_contain_text("Done 4 of 4")
+    bid = page.evaluate("JSON.parse(localStorage.getItem('kadr.photos.batch')).id")
+    assert [(v["name"], v["params"]["upscale"]) for v in batch(stack, bid)["variants"]] == [("same", 1), ("x2", 2)]
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download ZIP").click()
+    dl.value.save_as(tmp_path / "v.zip")
+    from PIL import Image
+    with zipfile.ZipFile(tmp_path / "v.zip") as z:
+        assert sorted(z.namelist()) == ["same/one.png", "same/two.png", "x2/one.png", "x2/two.png"]
+        assert Image.open(io.BytesIO(z.read("x2/one.png"))).size == (192, 128)
+        assert Image.open(io.BytesIO(z.read("same/one.png"))).size == (96, 64)
+    # The variants are kept with the other options for the next batch.
+    page.reload()
+    expect(page.get_by_label("Variant 2 name (folder)")).to_have_value("x2", timeout=SLOW)
+
+
 def test_refused_files_are_explained_while_the_others_finish(stack, page):
     allow_http_errors(page, 400, 413, 415)
     count_uploads(page)

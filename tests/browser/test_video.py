@@ -12,7 +12,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.browser.conftest import allow_http_errors, open_app, shot
+from tests.browser.conftest import allow_http_errors, open_app, shot, video_plays
 from tests.e2e.conftest import create_key, running_stack
 from tests.fixtures.synthetic_video import make_video, write_video
 from tests.stack import sample, scrape, wait_for
@@ -170,6 +170,7 @@ def test_upload_view_compare_restabilize_and_download(vstack, page):
     expected = vstack["session"].get(f"{vstack['url']}/api/v1/videos/{vid}/overlay.mp4",
                                      params={"result": after["results"][2]["id"]}, timeout=30).content
     assert data == expected
+    video_plays(page, data=data)  # the overlay MP4 plays in Chromium, not only downloads
 
     # Compare methods: one chart per metric with one bar per result set, the report's numbers.
     report = _api(vstack, f"/videos/{vid}/report")

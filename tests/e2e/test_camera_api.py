@@ -7,6 +7,7 @@ import io
 import json
 import time
 
+import av
 import cv2
 import pytest
 import requests
@@ -115,6 +116,31 @@ def test_snow_photo_is_the_sharp_frame_before_the_event(cam):
                              20, "the outbound webhook")
     assert json.loads(body)["result"]["snow"]["offset"] == 3.0
     assert headers[SIGNATURE_HEADER] == signature(GATE_SECRET, headers[TIMESTAMP_HEADER], body)
+    _check_clip(cam, ev, event_ts)
+
+
+def _check_clip(cam, ev, event_ts):
+    """The clip: the camera's default 5 s before and 3 s after the event (the "after"
+    part was waited for), encoded from the JPEG ring, served with Range support."""
+    clip = ev["result"]["clip"]
+    assert clip["state"] == "ready" and "blob" not in clip, clip
+    assert ev["links"]["clip"] == f"/api/v1/camera/events/{ev['id']}/clip.mp4"
+    assert clip["asked"] == {"start_ts": round(event_ts - 5, 3), "end_ts": round(event_ts + 3, 3)}
+    assert (clip["mode"], clip["codec"], clip["width"], clip["height"]) == ("encoded", "h264", 320, 240)
+    frame_s = 1 / 10
+    assert event_ts - 5 - frame_s <= clip["start_ts"] and clip["end_ts"] <= event_ts + 3 + frame_s
+    assert clip["end_ts"] >= event_ts + 3 - 3 * frame_s  # the after part arrived before the cut
+    resp = cam["api"].get(cam["url"] + ev["links"]["clip"], timeout=10)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "video/mp4"
+    assert len(resp.content) == clip["bytes"]
+    with av.open(io.BytesIO(resp.content)) as c:
+        s = c.streams.video[0]
+        times = [float(f.pts * f.time_base) for f in c.decode(s)]
+        assert float(s.duration * s.time_base) == pytest.approx(clip["seconds"], abs=0.01)
+    assert len(times) == clip["frames"] >= 6 / frame_s * 0.8  # at 10 fps, most of 6+ seconds
+    assert times[-1] - times[0] == pytest.approx(clip["end_ts"] - clip["start_ts"], abs=0.01)
+    part = cam["api"].get(cam["url"] + ev["links"]["clip"], headers={"Range": "bytes=100-199"}, timeout=10)
+    assert part.status_code == 206 and part.content == resp.content[100:200]
 
 
 def test_bad_credentials_and_unknown_camera(cam):

@@ -236,3 +236,38 @@ def test_gateway_restart_mid_run_does_not_stop_the_command(cli, tmp_path):
     assert rc == 0, text
     assert sorted(outputs(out)) == names
     assert all(e["downloaded"] for e in state_of(out)["inputs"].values())
+
+
+def test_variants_each_in_their_own_folder_one_upload_per_photo(cli, tmp_path):
+    """Seed 000's pipeline made several outputs per photo: ``--variant`` gives one per
+    photo and variant, each under a folder of the variant's name (as in the server's
+    ZIP), from a single upload per photo; a rerun resumes; other variants are refused."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    same = photo(src / "a.png", 40)
+    photo(src / "sub/b.png", 41)
+    (src / "a-again.png").write_bytes(same)
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png at all")
+    variants = ("--variant", "same:upscale=1", "--variant", "x2:upscale=2,quality=fast")
+    uploads = item_uploads(cli)
+    res = kadr(cli, "enhance", src, "--out", out, "--quality", "fast", "--max-faces", "0", *variants)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "6 of 8 outputs (2 variants per photo) enhanced" in res.stdout, res.stdout
+    assert "same/bad.png" in res.stdout and "x2/bad.png" in res.stdout
+    assert item_uploads(cli) - uploads == 4  # one request per file, whatever the variants
+    got = outputs(out)
+    assert sorted(got) == ["same/a-again.png", "same/a.png", "same/sub/b.png",
+                           "x2/a-again.png", "x2/a.png", "x2/sub/b.png"]
+    for rel, scale in (("same/a.png", 1), ("x2/a.png", 2), ("same/sub/b.png", 1), ("x2/sub/b.png", 2)):
+        with Image.open(out / rel) as im:
+            assert im.size == (64 * scale, 48 * scale), rel
+    assert (out / "x2/a.png").read_bytes() == (out / "x2/a-again.png").read_bytes()
+    b = batch(cli, state_of(out)["batch_id"])
+    assert [v["name"] for v in b["variants"]] == ["same", "x2"] and b["total"] == 6
+
+    before = outputs(out)
+    res = kadr(cli, "enhance", src, "--out", out, "--quality", "fast", "--max-faces", "0", *variants)
+    assert res.returncode == 1 and outputs(out) == before
+    res = kadr(cli, "enhance", src, "--out", out, "--quality", "fast", "--max-faces", "0", variants[0], variants[1])
+    assert res.returncode == 2 and "variants differ" in res.stderr, res.stderr
+    res = kadr(cli, "enhance", src, "--out", tmp_path / "o2", "--variant", "upscale=2")
+    assert res.returncode == 2 and "NAME:KEY=VALUE" in res.stderr

@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import requests
 
-from tests.e2e.conftest import create_key, running_stack
+from tests.e2e.conftest import create_key, key_session, running_stack
 from tests.integration.conftest import flat_png
 from tests.stack import wait_for
 
@@ -15,13 +14,6 @@ pytestmark = pytest.mark.slow
 
 FAST = {"quality": "fast", "upscale": 1, "max_faces": 0}
 WINDOW = 2
-
-
-def _session(key: str, base: str) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {key}"
-    s.base = base
-    return s
 
 
 def _batch_of(s, n: int, seed: int) -> str:
@@ -33,16 +25,22 @@ def _batch_of(s, n: int, seed: int) -> str:
     return bid
 
 
+def _get(s, url: str, **kw) -> dict:
+    r = s.get(url, **kw)
+    assert r.status_code == 200, (url, r.status_code, r.text)
+    return r.json()
+
+
 def _items(s, bid: str) -> list[dict]:
-    return [s.get(f"{s.base}/api/v1/jobs/{i['id']}").json()
-            for i in s.get(f"{s.base}/api/v1/batches/{bid}/items").json()["items"]]
+    return [_get(s, f"{s.base}/api/v1/jobs/{i['id']}")
+            for i in _get(s, f"{s.base}/api/v1/batches/{bid}/items")["items"]]
 
 
 def test_a_single_photo_overtakes_waiting_batch_items_and_two_keys_batches_take_turns(
         redis_server, models_dir, tmp_path):
     with running_stack(redis_server, models_dir, tmp_path, KADR_BATCH_WINDOW=str(WINDOW)) as st:
-        alice = _session(create_key(st["env"], "fair-alice"), st["url"])
-        bob = _session(create_key(st["env"], "fair-bob"), st["url"])
+        alice = key_session(create_key(st["env"], "fair-alice"), st["url"])
+        bob = key_session(create_key(st["env"], "fair-bob"), st["url"])
         a = _batch_of(alice, 16, seed=0)
         b = _batch_of(bob, 12, seed=100)
         single = bob.post(f"{st['url']}/api/v1/enhance", files={"file": ("one.png", flat_png(seed=999))},

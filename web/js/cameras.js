@@ -328,6 +328,9 @@ function detailContent(ev, images, api, notifyError) {
             ? image(images, ev.images[c.image], `Candidate ${c.offset} s before the event`, "candidate") : "–"))))))));
   }
 
+  const clipSection = clipContent(ev, images, api, notifyError);
+  if (clipSection) parts.push(clipSection);
+
   const plates = plateKinds(ev);
   if (ev.state === "succeeded" || plates.length) {
     const info = Object.fromEntries((res.plates || []).map((p) => [p.image, p]));
@@ -346,6 +349,34 @@ function detailContent(ev, images, api, notifyError) {
         h("figcaption", { class: "muted" }, `${k}${u.width ? ` · ${u.width}×${u.height}` : ""}`))))));
   }
   return parts;
+}
+
+// The buffered seconds around the event as a video (fetched with the key like the
+// images: a few MB at most, then played from memory).
+function clipContent(ev, images, api, notifyError) {
+  const clip = ev.result?.clip;
+  if (!clip) return null;
+  if (!ev.links?.clip) {
+    return h("section", {}, h("h3", {}, "Clip"), h("p", { class: "muted" }, `No clip: ${clip.reason || clip.state}.`));
+  }
+  const video = h("video", { class: "clip", controls: true, muted: true, playsinline: true, preload: "auto",
+    "aria-label": `Clip of the event on ${ev.camera}` });
+  video.muted = true;
+  images.url(ev.links.clip).then((u) => { video.src = u; }, (err) => {
+    if (isAbort(err)) return;
+    video.replaceWith(h("p", { class: "bad" }, `clip unavailable: ${errorText(err)}`));
+  });
+  const from = ev.ts - clip.start_ts, to = clip.end_ts - ev.ts;
+  const how = clip.mode === "copy" ? "the camera's own stream, not re-encoded" : "buffered frames encoded as H.264";
+  return h("section", {},
+    h("h3", {}, "Clip"),
+    h("figure", { class: "clip" }, video,
+      h("figcaption", { class: "muted" },
+        `${seconds(clip.seconds)} from ${from.toFixed(1)} s before the event to ${to.toFixed(1)} s after; `
+        + `${clip.frames} frames, ${clip.width}×${clip.height}, from ${how}.`)),
+    h("button", { type: "button", class: "secondary",
+      onclick: () => api.download(ev.links.clip, `${ev.camera}-${ev.id}.mp4`).catch((e) => notifyError(e, "Download failed: ")) },
+      "Download clip"));
 }
 
 // ---------------------------------------------------------------- the page
@@ -478,7 +509,7 @@ export function mount(root, { api, notifyError }) {
       const p = plateKinds(ev)[0];
       if (p) paths.add(ev.images[p]);
     }
-    if (detail?.ev) for (const p of Object.values(detail.ev.images || {})) paths.add(p);
+    if (detail?.ev) for (const p of [...Object.values(detail.ev.images || {}), detail.ev.links?.clip]) if (p) paths.add(p);
     return paths;
   }
 

@@ -43,6 +43,8 @@ const BATCH_LABEL = { open: "receiving photos", queued: "queued", running: "runn
 const readJson = (key) => { try { return JSON.parse(localStorage.getItem(key) || "null"); } catch (_) { return null; } };
 const pct = (x) => { const v = Math.floor(x * 10) / 10; return `${Number.isInteger(v) ? v : v.toFixed(1)} %`; };
 const relName = (file) => file.webkitRelativePath || file.name;
+const select = (id, choices, value, attrs = {}) => h("select", { id, ...attrs },
+  choices.map(([v, t]) => h("option", { value: v, selected: v === value }, t)));
 
 function fileType(file) {
   if (TYPES[file.type]) return file.type;
@@ -130,8 +132,6 @@ class PhotosPage {
     const opts = { ...DEFAULT_OPTIONS, ...(readJson(OPTIONS_STORE) || {}) };
     const field = (id, text, control, hint) => h("div", { class: "ph-field" },
       h("label", { for: id }, text), control, hint ? h("small", { class: "muted", id: `${id}-hint` }, hint) : null);
-    const select = (id, choices, value, attrs = {}) => h("select", { id, ...attrs },
-      choices.map(([v, t]) => h("option", { value: v, selected: v === value }, t)));
 
     this.fileInput = h("input", { type: "file", id: "ph-files", class: "ph-file", multiple: true,
       accept: "image/jpeg,image/png,image/webp,image/bmp,image/tiff,image/heic,image/heif,image/avif,"
@@ -182,12 +182,23 @@ class PhotosPage {
         h("label", {}, this.opt.prescale, " Faster background: the model works on a shrunk copy (about 4× less work, less fine detail)"),
         h("label", {}, this.opt.has_aligned, " Photos are aligned 512×512 face crops")));
     for (const el of Object.values(this.opt)) el.addEventListener("change", () => this.saveOptions());
+    // Variants: several outputs per photo (seed 000's pipeline), each with its own scale
+    // and quality over the options above; the ZIP holds a folder per variant.
+    this.variantRows = h("ol", { class: "ph-variants", id: "ph-variants" });
+    this.variantsBox = h("fieldset", { class: "ph-options", id: "ph-variants-box" },
+      h("legend", {}, "Variants (optional: several outputs per photo, a folder each in the ZIP)"),
+      this.variantRows,
+      h("button", { type: "button", class: "secondary", id: "ph-add-variant", onclick: () => {
+        this.addVariant({ name: `v${this.variantRows.children.length + 1}`, upscale: "", quality: "" }, true);
+        this.saveOptions();
+      } }, "Add variant"));
+    for (const v of opts.variants || []) this.addVariant(v, false);
     this.startBtn = h("button", { type: "button", id: "ph-start", onclick: () => this.startBatch() }, "Upload and enhance");
     this.clearBtn = h("button", { type: "button", class: "secondary", id: "ph-clear",
       onclick: () => this.clearList() }, "Clear list");
     this.readyLine = h("p", { class: "muted", id: "ph-ready", "aria-live": "polite" });
     this.composeCard = h("section", { class: "card", "aria-labelledby": "ph-opt-title" },
-      h("h2", { id: "ph-opt-title" }, "Quality and options"), this.optionsBox,
+      h("h2", { id: "ph-opt-title" }, "Quality and options"), this.optionsBox, this.variantsBox,
       h("div", { class: "row ph-actions" }, this.startBtn, this.clearBtn, this.readyLine));
 
     this.batchCard = this.buildBatchCard();
@@ -478,6 +489,49 @@ class PhotosPage {
 
   // ---------------------------------------------------------------- the batch
 
+  addVariant(v, focus) {
+    const n = this.variantRows.children.length + 1;
+    const name = h("input", { type: "text", class: "ph-variant-name", required: true, pattern: "[A-Za-z0-9_\\-]{1,32}",
+      maxlength: "32", value: v.name || "", "aria-label": `Variant ${n} name (folder)`, autocomplete: "off",
+      title: "letters, digits, - and _ (it names the folder)" });
+    const upscale = select(`ph-variant-${n}-upscale`, [["", "Scale as above"],
+      ...[1, 2, 3, 4].map((k) => [String(k), `${k}×`])], v.upscale || "", { "aria-label": `Variant ${n} output scale` });
+    const quality = select(`ph-variant-${n}-quality`, [["", "Quality as above"], ...QUALITY.slice(1)], v.quality || "",
+      { "aria-label": `Variant ${n} quality` });
+    const row = h("li", { class: "row ph-variant" }, name, upscale, quality,
+      h("button", { type: "button", class: "secondary", "aria-label": `Remove variant ${n}`, onclick: () => {
+        row.remove(); this.saveOptions();
+      } }, "Remove"));
+    for (const el of [name, upscale, quality]) el.addEventListener("change", () => this.saveOptions());
+    this.variantRows.append(row);
+    if (focus) name.focus();
+  }
+
+  variantValues() {
+    return [...this.variantRows.children].map((row) => {
+      const [name, upscale, quality] = row.querySelectorAll("input, select");
+      return { name: name.value.trim(), upscale: upscale.value, quality: quality.value, el: name };
+    });
+  }
+
+  // [{name, params}] as the API takes them, or null (and the field shown) when one is wrong.
+  readVariants() {
+    const out = [], seen = new Set();
+    for (const v of this.variantValues()) {
+      if (!v.el.checkValidity() || seen.has(v.name.toLowerCase())) {
+        v.el.setCustomValidity(seen.has(v.name.toLowerCase()) ? "two variants have this name" : "");
+        v.el.reportValidity(); v.el.focus(); v.el.setCustomValidity("");
+        return null;
+      }
+      seen.add(v.name.toLowerCase());
+      const params = {};
+      if (v.upscale) params.upscale = Number(v.upscale);
+      if (v.quality) params.quality = v.quality;
+      out.push({ name: v.name, params });
+    }
+    return out;
+  }
+
   readOptions() {
     const o = this.opt;
     for (const el of Object.values(o)) {
@@ -497,7 +551,8 @@ class PhotosPage {
     localStorage.setItem(OPTIONS_STORE, JSON.stringify({ quality: o.quality.value, upscale: o.upscale.value,
       weight: o.weight.value, max_faces: o.max_faces.value, tile: o.tile.value,
       only_center_face: o.only_center_face.checked, has_aligned: o.has_aligned.checked,
-      prescale: o.prescale.checked, name: o.name.value }));
+      prescale: o.prescale.checked, name: o.name.value,
+      variants: this.variantValues().map(({ name, upscale, quality }) => ({ name, upscale, quality })) }));
   }
 
   async startBatch() {
@@ -505,11 +560,15 @@ class PhotosPage {
     if (!ready.length) return;
     const params = this.readOptions();
     if (!params) return;
+    const variants = this.readVariants();
+    if (!variants) return;
     this.saveOptions();
     this.startBtn.disabled = true;
     let b;
     try {
-      b = await this.api.post("/api/v1/batches", { params, name: this.opt.name.value.trim() }, { signal: this.signal });
+      const body = { params, name: this.opt.name.value.trim() };
+      if (variants.length) body.variants = variants;
+      b = await this.api.post("/api/v1/batches", body, { signal: this.signal });
     } catch (err) {
       if (this.signal.aborted) return;
       this.ctx.notifyError(err, "Could not start the batch: ");
@@ -716,7 +775,7 @@ class PhotosPage {
     e.title.textContent = b.name ? `Batch “${b.name}”` : `Batch ${b.id.slice(0, 8)}`;
     e.state.className = `state ${badgeClass(b.state)}`;
     e.state.textContent = this.closing ? "closing" : uploading ? "uploading" : BATCH_LABEL[b.state] || b.state;
-    e.params.textContent = describeParams(b.params);
+    e.params.textContent = describeParams(b.params, b.variants);
     e.progress.value = percent;
     e.percent.textContent = pct(percent);
     const start = this.saved?.startedAt || b.created_at * 1000;
@@ -825,7 +884,9 @@ class PhotosPage {
 
   async downloadResult(e) {
     const ext = e.item.result?.format === "jpeg" ? "jpg" : e.item.result?.format;
-    const stem = e.name.split("/").pop().replace(/\.[^.]+$/, "");
+    // A variant's output carries its name, as its folder in the ZIP does.
+    const variant = e.item.variant && e.item.variant !== "default" ? `${e.item.variant}-` : "";
+    const stem = variant + e.name.split("/").pop().replace(/\.[^.]+$/, "");
     try {
       await this.api.download(e.item.links.result, ext ? `${stem}.${ext}` : stem, { signal: this.signal });
     } catch (err) {
@@ -950,7 +1011,7 @@ function serverReason(err, name) {
   return m || `the server answered ${err.status}`;
 }
 
-function describeParams(p = {}) {
+function describeParams(p = {}, variants = []) {
   const parts = [];
   if (p.quality) parts.push(`quality ${p.quality}`);
   parts.push(p.upscale ? `${p.upscale}× scale` : "automatic scale");
@@ -960,7 +1021,13 @@ function describeParams(p = {}) {
   if (p.only_center_face) parts.push("centre face only");
   if (p.prescale) parts.push("faster background");
   if (p.has_aligned) parts.push("aligned faces");
-  return parts.length ? `Options: ${parts.join(" · ")}` : "";
+  const named = (variants || []).filter((v) => v.name !== "default");
+  // The server stores each variant's params merged over the batch's: name what differs.
+  const vs = named.map((v) => `${v.name} (${[
+    v.params?.upscale && v.params.upscale !== p.upscale ? `${v.params.upscale}×` : "",
+    v.params?.quality && v.params.quality !== p.quality ? v.params.quality : ""].filter(Boolean).join(", ")
+    || "as above"})`);
+  return (parts.length ? `Options: ${parts.join(" · ")}` : "") + (vs.length ? `. Variants: ${vs.join(", ")}` : "");
 }
 
 // Files from a drop, walking into dropped folders (webkitGetAsEntry) so a whole folder works.
