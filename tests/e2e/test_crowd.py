@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import create_key, running_stack
+from tests.e2e.conftest import create_key, key_session, running_stack
 from tests.integration.conftest import flat_png
 from tests.stack import wait_for
 
@@ -44,12 +44,6 @@ def _open_stream(url: str, key: str):
     raise AssertionError("the stream ended without a snapshot")
 
 
-def _session(key: str) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {key}"
-    return s
-
-
 def _paused_item(s: requests.Session, url: str) -> str:
     bid = s.post(f"{url}/api/v1/batches", json={"params": {"quality": "fast", "upscale": 1}}).json()["id"]
     s.post(f"{url}/api/v1/batches/{bid}/pause").raise_for_status()
@@ -63,7 +57,7 @@ def test_streams_and_long_polls_beyond_the_threads_leave_the_api_answering(model
             concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
         url = s["url"]
         keys = [create_key(s["env"], f"crowd-{i}") for i in range(2)]
-        api = [_session(k) for k in keys]
+        api = [key_session(k) for k in keys]
         batches = [a.post(f"{url}/api/v1/batches", json={"params": {"quality": "fast"}}).json()["id"] for a in api]
         item = _paused_item(api[0], url)
         n_streams = 4 * GUNICORN_THREADS
@@ -113,7 +107,7 @@ def test_past_the_per_key_cap_streams_and_long_polls_get_429(models_dir, redis_s
     with running_stack(redis_server, models_dir, tmp_path, KADR_MAX_STREAMS_PER_KEY="3") as s:
         url = s["url"]
         key, other = create_key(s["env"], "greedy"), create_key(s["env"], "other")
-        api = _session(key)
+        api = key_session(key)
         bid = api.post(f"{url}/api/v1/batches", json={"params": {"quality": "fast"}}).json()["id"]
         item = _paused_item(api, url)
         events = f"{url}/api/v1/batches/{bid}/events"
@@ -128,7 +122,7 @@ def test_past_the_per_key_cap_streams_and_long_polls_get_429(models_dir, redis_s
             assert poll.status_code == 429 and poll.json()["error"]["code"] == "too_many_streams"
             # Reads without a wait, and other keys, are not held back.
             assert api.get(f"{url}/api/v1/jobs/{item}", timeout=5).status_code == 200
-            other_bid = _session(other).post(f"{url}/api/v1/batches", json={"params": {}}).json()["id"]
+            other_bid = key_session(other).post(f"{url}/api/v1/batches", json={"params": {}}).json()["id"]
             assert _open_stream(f"{url}/api/v1/batches/{other_bid}/events", other).status_code == 200
         # Closed streams give their place back (the server notices at its next write).
 
@@ -148,7 +142,7 @@ def test_a_recycled_gateway_worker_ends_its_streams_cleanly_at_once(models_dir, 
     with running_stack(redis_server, models_dir, tmp_path) as s:
         url = s["url"]
         key = create_key(s["env"], "reload")
-        bid = _session(key).post(f"{url}/api/v1/batches", json={"params": {"quality": "fast"}}).json()["id"]
+        bid = key_session(key).post(f"{url}/api/v1/batches", json={"params": {"quality": "fast"}}).json()["id"]
         events = f"{url}/api/v1/batches/{bid}/events"
         streams = [_open_stream(events, key) for _ in range(10)]
         assert all(r.status_code == 200 for r in streams)
