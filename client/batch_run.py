@@ -139,7 +139,10 @@ class BatchRun:
         """Upload ``uploads`` into ``bid``, close it, and wait until every photo of ours in
         it is downloaded or failed."""
         watched = {r for r in self.rels if self.state.inputs[r].batch_id == bid} | set(uploads)
-        sends = list({st.source(k, self.state.inputs[k]): k for k in reversed(uploads)}.values())[::-1]
+        first: dict[str, str] = {}  # one upload per photo feeds all its variants' entries
+        for k in uploads:
+            first.setdefault(st.source(k, self.state.inputs[k]), k)
+        sends = list(first.values())
         self.uploads_left = len(sends)
         stop = threading.Event()
         workers = self._start_uploads(bid, sends, stop)

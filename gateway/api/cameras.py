@@ -23,12 +23,13 @@ import re
 import time
 from typing import Any
 
-from flask import Response, g, jsonify, request, send_file
+from flask import Response, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.api.enhance import accepted
 from gateway.api.models import MAX_OFFSET, Id, RequestModel
+from gateway.blob_files import send_blob
 from gateway.context import Kadr, kadr
 from gateway.dispatch import send
 from gateway.errors import ApiError, validation_message
@@ -326,7 +327,6 @@ def get_event_image(path: ImagePath):
         responses={200: binary("video/mp4", "the clip"), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody,
                    410: ErrorBody})
 def get_event_clip(path: EventPath):
-    k = kadr()
     job = _event(path.event_id)
     clip = (job.get("result") or {}).get("clip")
     if job["state"] != "succeeded":
@@ -335,12 +335,7 @@ def get_event_clip(path: EventPath):
     if not clip or clip.get("state") != "ready":
         reason = (clip or {}).get("reason") or "this camera keeps no clip (no buffer, or a clip of 0 s)"
         raise ApiError(404, "no_clip", f"event has no clip: {reason}")
-    try:
-        source = k.blobs.local_path(clip["blob"]) or k.blobs.open(clip["blob"])
-    except BlobNotFound:
-        raise ApiError(410, "gone", "the clip's file was removed")
-    # conditional: Range requests, which a <video> element uses to seek.
-    return send_file(source, mimetype="video/mp4", conditional=True, etag=f"{job['id']}-clip", max_age=3600,
+    return send_blob(clip["blob"], "video/mp4", etag=f"{job['id']}-clip", gone="the clip's file was removed",
                      download_name=sanitize_filename(f"{job['params'].get('camera', 'camera')}-{job['id']}.mp4"))
 
 

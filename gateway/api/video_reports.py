@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, g, jsonify, send_file
+from flask import Response, g, jsonify
 from zipstream import ZIP_STORED, ZipStream
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
@@ -15,6 +15,7 @@ from gateway import video_report
 from gateway.api.jobs import ListQuery
 from gateway.api.models import RequestModel
 from gateway.api.videos import ResultQuery, VideoPath, _result_file, owned_video, video_view
+from gateway.blob_files import send_blob
 from gateway.context import kadr
 from services.common.schemas import ErrorBody, VideosPage, binary
 from services.common.storage import BlobNotFound
@@ -92,7 +93,5 @@ def get_masks_zip(path: VideoPath, query: ResultQuery):
         responses={200: binary("video/quicktime", "the matte"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
 def get_matte(path: VideoPath, query: ResultQuery):
     chosen, key = _result_file(path.video_id, query.result, "matte.mov")
-    blobs = kadr().blobs
-    return send_file(blobs.local_path(key) or blobs.open(key), mimetype="video/quicktime", conditional=True,
-                     etag=f"matte-{chosen['id']}", max_age=3600,
+    return send_blob(key, "video/quicktime", etag=f"matte-{chosen['id']}",
                      download_name=f"matte-{chosen['params']['method']}-{chosen['id'][:8]}.mov")

@@ -5,7 +5,7 @@ import io
 from typing import Literal
 
 import numpy as np
-from flask import Response, g, jsonify, send_file
+from flask import Response, g, jsonify
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from PIL import Image
 from pydantic import Field, ValidationError
@@ -14,6 +14,7 @@ from gateway import callback_urls, quotas
 from gateway.api.enhance import accepted
 from gateway.api.models import Id, RequestModel
 from gateway.api.views import callback_view
+from gateway.blob_files import send_blob
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
@@ -280,11 +281,7 @@ def get_metrics(path: VideoPath, query: ResultQuery):
         responses={200: binary("video/mp4", "the overlay video"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
 def get_overlay(path: VideoPath, query: ResultQuery):
     chosen, key = _result_file(path.video_id, query.result, "overlay.mp4")
-    blobs = kadr().blobs
-    # conditional: Range requests, which browsers use to seek in a video.
-    return send_file(blobs.local_path(key) or blobs.open(key), mimetype="video/mp4", conditional=True,
-                     etag=chosen["id"], max_age=3600,
-                     download_name=f"overlay-{chosen['params']['method']}.mp4")
+    return send_blob(key, "video/mp4", etag=chosen["id"], download_name=f"overlay-{chosen['params']['method']}.mp4")
 
 
 @bp.delete("/videos/<video_id>", summary="Delete a video, its result sets and every file",

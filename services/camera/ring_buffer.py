@@ -76,7 +76,7 @@ class FrameRing(Protocol):
 
     def timestamps(self) -> list[float]: ...
 
-    def newest_ts(self) -> float | None: ...
+    def wait_for_ts(self, ts: float, timeout: float) -> bool: ...
 
     def stats(self) -> dict: ...
 
@@ -108,7 +108,8 @@ class _RingBase:
             raise ValueError(f"max_bytes must be positive, got {max_bytes!r}")
         self.max_seconds = float(max_seconds)
         self.max_bytes = int(max_bytes)
-        self._lock = threading.Lock()
+        # A condition on the ring's lock: a clip's "after" part waits for a push, not a poll.
+        self._lock = threading.Condition(threading.Lock())
         self._bytes = 0
         self._last_ts: float | None = None  # newest pushed, even if it was dropped at once
         self._pushed = 0
@@ -127,12 +128,15 @@ class _RingBase:
             raise ValueError(f"frame timestamps must increase: {ts} after {self._last_ts}")
         self._last_ts = ts
         self._pushed += 1
+        self._lock.notify_all()  # waiters run once this push releases the lock
         return ts
 
-    def newest_ts(self) -> float | None:
-        """Time of the newest frame pushed: a clip's "after" part waits for it."""
+    def wait_for_ts(self, ts: float, timeout: float) -> bool:
+        """Block until a frame stamped at or after ``ts`` has been pushed (True), or for
+        at most ``timeout`` seconds (False): a clip's "after" part waits here."""
         with self._lock:
-            return self._last_ts
+            return self._lock.wait_for(lambda: self._last_ts is not None and self._last_ts >= ts,
+                                       timeout=max(0.0, timeout))
 
     def _cutoff(self) -> float:
         """Oldest timestamp still inside the window. The microsecond of slack keeps a

@@ -25,6 +25,7 @@ restart of any process loses it (services/common/outbox.py, delivery.py).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import tempfile
@@ -213,15 +214,10 @@ def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None
             key = f"camera/{job['id']}/{kind}.jpg"
             rt.blobs.put_bytes(key, _jpeg(img))
             keys[kind] = key
-    except BaseException:
-        for key in keys.values():  # a full disk: no half set of images (the uploads stay)
-            rt.blobs.delete(key)
-        raise
-    progress(0.7)
-    try:
+        progress(0.7)
         clip = event_clip(rt, cam, job["id"], float(params["ts"]))
     except BaseException:
-        for key in keys.values():
+        for key in keys.values():  # a full disk: no half set of images (the uploads stay)
             rt.blobs.delete(key)
         raise
     rss1 = _rss()
@@ -234,14 +230,6 @@ def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None
 _encoders = threading.BoundedSemaphore(settings.camera_clip_encoders)
 
 
-def _wait_for_frames(ring, until_ts: float, slack: float) -> None:
-    """Until the ring holds a frame at or after ``until_ts`` (the worker's clock stamps
-    frames, so it is the clock to wait on), or ``slack`` seconds past that time."""
-    deadline = until_ts + slack
-    while (ring.newest_ts() or 0.0) < until_ts and time.time() < deadline:
-        time.sleep(min(0.1, max(0.0, deadline - time.time())))
-
-
 def event_clip(rt: CameraRuntime, cam, event_id: str, event_ts: float) -> dict | None:
     """Cut ``camera/<event id>/clip.mp4`` from the camera's ring; what it covers, or why not."""
     before, after = cam.clip_window()
@@ -250,20 +238,24 @@ def event_clip(rt: CameraRuntime, cam, event_id: str, event_ts: float) -> dict |
         return None
     start, end = event_ts - before, event_ts + after
     asked = {"start_ts": round(start, 3), "end_ts": round(end, 3)}
-    _wait_for_frames(ring, end, settings.camera_clip_wait_slack_seconds)
+    # Frames are stamped with this worker's clock: wait on it for the "after" part, and
+    # no longer than the slack past it (a stalled or lost source).
+    ring.wait_for_ts(end, end + settings.camera_clip_wait_slack_seconds - time.time())
     if isinstance(ring, PacketRing):
         params, packets = ring.clip_packets(start, end)
-        make = (lambda path: write_packet_clip(path, params, packets)) if packets else None
+        found, guard = bool(packets), contextlib.nullcontext()
+
+        def write(path: str):
+            return write_packet_clip(path, params, packets)
     else:
         frames = ring.clip_frames(start, end)
+        # Encoding is the costly part (an 8 s 1080p clip: ~80 MB and seconds of CPU): a
+        # few at a time, whatever the events' concurrency. Copies need no such bound.
+        found, guard = bool(frames), _encoders
 
-        def make(path):
-            # Encoding is the costly part (an 8 s 1080p clip: ~80 MB and seconds of CPU):
-            # a few at a time, whatever the events' concurrency.
-            with _encoders:
-                return write_jpeg_clip(path, frames, crf=settings.camera_clip_crf)
-        make = make if frames else None
-    if make is None:
+        def write(path: str):
+            return write_jpeg_clip(path, frames, crf=settings.camera_clip_crf)
+    if not found:
         CLIPS.labels(camera=cam.id, outcome="missing").inc()
         log.warning("event clip missing", extra={"camera": cam.id, "event": event_id, **asked})
         return {"state": "missing", "asked": asked,
@@ -272,7 +264,8 @@ def event_clip(rt: CameraRuntime, cam, event_id: str, event_ts: float) -> dict |
     t0 = time.perf_counter()
     with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
         try:
-            info = make(tmp.name)
+            with guard:
+                info = write(tmp.name)
         except (ValueError, av.error.FFmpegError) as e:
             CLIPS.labels(camera=cam.id, outcome="failed").inc()
             log.warning("event clip failed", extra={"camera": cam.id, "event": event_id, "error": str(e)[:300]})

@@ -151,3 +151,21 @@ def test_clip_window_setting():
     assert CameraConfig(**cam, clip_before_seconds=0, clip_after_seconds=0).clip_window() == (0.0, 0.0)
     with pytest.raises(ValidationError, match="must fit the 6.0 s buffer"):
         CameraConfig(**cam, buffer_seconds=6, clip_before_seconds=4)  # asked for: refused, not shrunk
+
+
+def test_a_clip_waits_for_its_after_part_on_the_ring_not_on_a_clock():
+    import threading
+    ring = JpegFrameRing(max_seconds=10, max_bytes=10**7)
+    frame = np.zeros((8, 8, 3), np.uint8)
+    ring.push(1.0, frame)
+    assert ring.wait_for_ts(1.0, timeout=0) is True
+    assert ring.wait_for_ts(2.0, timeout=0.05) is False  # nothing newer: gives up at the timeout
+    pusher = threading.Thread(target=lambda: [ring.push(1.0 + i / 10, frame) for i in range(1, 12)])
+    pusher.start()
+    assert ring.wait_for_ts(2.0, timeout=30) is True  # woken by the push, long before the timeout
+    pusher.join()
+    packets, _ = encode("libx264", n=3)
+    pring = PacketRing("h264")
+    assert pring.wait_for_ts(0.0, timeout=0) is False  # empty
+    pring.push(0.5, packets[1][0], keyframe=False)  # undecodable, dropped, but its time was seen
+    assert pring.wait_for_ts(0.5, timeout=0) is True
