@@ -21,7 +21,8 @@ from services.common.filenames import sanitize_filename
 from services.common.metrics import REJECTIONS, UPLOAD_BYTES
 
 
-def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rates: dict) -> list[dict]:
+def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rates: dict,
+           part: int) -> list[dict]:
     """Check, plan (each variant's output must fit) and store one photo (a file at 0: an
     upload spooled by werkzeug, or an archive entry spooled by archives.py), add it to
     the batch; returns an answer per variant."""
@@ -39,13 +40,13 @@ def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rat
            "bytes": size, "sha256": sha}
     jobs, existing = k.batches.add_photo(batch, input=inp, request_id=request_id, plans=plans)
     return [{"id": j["id"], "name": name, "variant": j.get("variant") or "default", "sha256": sha,
-             "state": j["state"], "duplicate_of": j.get("duplicate_of") or None, "existing": existing}
-            for j in jobs]
+             "state": j["state"], "duplicate_of": j.get("duplicate_of") or None, "existing": existing,
+             "file": part} for j in jobs]
 
 
-def _refuse(out: list, name: str, code: str, message: str) -> None:
+def _refuse(out: list, part: int, name: str, code: str, message: str) -> None:
     REJECTIONS.labels(reason=code).inc()
-    out.append({"name": name, "code": code, "message": message})
+    out.append({"name": name, "code": code, "message": message, "file": part})
 
 
 class _QuotaReached(Exception):
@@ -66,27 +67,27 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
 
     rates = task_stats.photo_rates(k.redis)
 
-    def one(name: str, data: BinaryIO) -> None:
+    def one(part: int, name: str, data: BinaryIO) -> None:
         if archives.is_nested_archive(data):
-            return _refuse(rejected, name, "nested_archive", f"{name}: archives inside archives are not unpacked")
+            return _refuse(rejected, part, name, "nested_archive", f"{name}: archives inside archives are not unpacked")
         try:
             quota.take(n_items)
         except ApiError as e:
             raise _QuotaReached(e)
         try:
-            answers = _photo(k, batch, name, data, request_id, rates)
+            answers = _photo(k, batch, name, data, request_id, rates, part)
             accepted.extend(answers)
             if not any(a["existing"] for a in answers):
                 quota.took(n_items)
         except redis.exceptions.OutOfMemoryError:  # past maxmemory between two checks
             raise _QuotaReached(redis_refused())
         except images.ImageError as e:
-            _refuse(rejected, name, e.code, f"{name}: {e.message}")
+            _refuse(rejected, part, name, e.code, f"{name}: {e.message}")
         except ApiError as e:  # the photo's output would be too large
-            _refuse(rejected, name, e.code, f"{name}: {e.message}")
+            _refuse(rejected, part, name, e.code, f"{name}: {e.message}")
 
     try:
-        for f in files:
+        for part, f in enumerate(files):
             name = sanitize_filename(f.filename or "", default="upload")
             kind = archives.archive_kind(f.stream)
             if kind is None:
@@ -94,23 +95,23 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
                 size = f.stream.tell()
                 f.stream.seek(0)
                 if size > k.settings.max_upload_bytes:
-                    _refuse(rejected, name, "file_too_large",
+                    _refuse(rejected, part, name, "file_too_large",
                             f"{name}: over the {k.settings.max_upload_bytes} byte limit")
                     continue
-                one(name, f.stream)  # werkzeug spooled it (to disk past 1 MiB): read from there
+                one(part, name, f.stream)  # werkzeug spooled it (to disk past 1 MiB): read from there
                 continue
             try:
                 for entry in archives.iter_archive(f.stream, kind, limits):
                     if entry is None:
                         ignored += 1
                     elif isinstance(entry, archives.Refused):
-                        _refuse(rejected, f"{name}/{entry.name}", entry.code, f"{name}: {entry.message}")
+                        _refuse(rejected, part, f"{name}/{entry.name}", entry.code, f"{name}: {entry.message}")
                     else:
                         with entry.data:
-                            one(entry.name, entry.data)
+                            one(part, entry.name, entry.data)
             except archives.ArchiveError as e:
                 # What was unpacked before the problem stays in; the rest is reported.
-                _refuse(rejected, name, e.code, f"{name}: {e.message}")
+                _refuse(rejected, part, name, e.code, f"{name}: {e.message}")
     except BatchClosed:
         raise ApiError(409, "batch_closed", "this batch no longer accepts photos (closed or canceled)")
     except _QuotaReached as q:

@@ -93,12 +93,14 @@ class PhotoAccepted(BaseModel):
     state: JobState
     duplicate_of: str | None = None
     existing: bool = False
+    file: int = Field(0, description="which of the request's files (0-based, in the order sent) it came from")
 
 
 class PhotoRefused(BaseModel):
     name: str
     code: str
     message: str
+    file: int = Field(0, description="which of the request's files (0-based, in the order sent) it came from")
 
 
 class ItemsAdded(BaseModel):

@@ -99,6 +99,32 @@ def open_app(page, url: str, route: str = "photos", key: str | None = None) -> N
         page.get_by_role("button", name="Forget key").wait_for()
 
 
+def count_uploads(page) -> None:
+    """Counts the page's uploads in flight, in the page itself (the events Playwright
+    relays can arrive after the next upload has started). Read with ``uploads(page)``."""
+    page.add_init_script("""(() => {
+        const seen = window.__uploads = { now: 0, max: 0, total: 0 };
+        const open = XMLHttpRequest.prototype.open, send = XMLHttpRequest.prototype.send;
+        XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+            this.__upload = method === "POST" && /[/]items$/.test(url);
+            return open.call(this, method, url, ...rest);
+        };
+        XMLHttpRequest.prototype.send = function (...args) {
+            if (this.__upload) {
+                seen.now++; seen.total++; seen.max = Math.max(seen.max, seen.now);
+                // readyState 4 comes before "load", whose handler may already start the next upload.
+                const done = () => { if (this.readyState === 4) { seen.now--; this.removeEventListener("readystatechange", done); } };
+                this.addEventListener("readystatechange", done);
+            }
+            return send.apply(this, args);
+        };
+    })()""")
+
+
+def uploads(page) -> dict:
+    return page.evaluate("window.__uploads")
+
+
 PLAY_JS = """async ([sel, src]) => {
   let v = document.querySelector(sel);
   if (src) {  // bytes fetched by the test: played from a blob: URL, as the UI plays clips

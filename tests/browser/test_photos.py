@@ -11,7 +11,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.browser.conftest import allow_http_errors, open_app, shot
+from tests.browser.conftest import allow_http_errors, count_uploads, open_app, shot, uploads
 from tests.e2e.conftest import MAX_UPLOAD, create_key, running_stack
 from tests.integration.conftest import flat_png
 
@@ -63,40 +63,15 @@ def batch(stack, bid: str) -> dict:
                         headers={"Authorization": f"Bearer {stack['key']}"}, timeout=10).json()
 
 
-def count_uploads(page) -> None:
-    """Counts the page's uploads in flight, in the page itself (the events Playwright
-    relays can arrive after the next upload has started). Read with ``uploads(page)``."""
-    page.add_init_script("""(() => {
-        const seen = window.__uploads = { now: 0, max: 0, total: 0 };
-        const open = XMLHttpRequest.prototype.open, send = XMLHttpRequest.prototype.send;
-        XMLHttpRequest.prototype.open = function (method, url, ...rest) {
-            this.__upload = method === "POST" && /[/]items$/.test(url);
-            return open.call(this, method, url, ...rest);
-        };
-        XMLHttpRequest.prototype.send = function (...args) {
-            if (this.__upload) {
-                seen.now++; seen.total++; seen.max = Math.max(seen.max, seen.now);
-                // readyState 4 comes before "load", whose handler may already start the next upload.
-                const done = () => { if (this.readyState === 4) { seen.now--; this.removeEventListener("readystatechange", done); } };
-                this.addEventListener("readystatechange", done);
-            }
-            return send.apply(this, args);
-        };
-    })()""")
-
-
-def uploads(page) -> dict:
-    return page.evaluate("window.__uploads")
-
-
 def expect_compare_works(page, name: str) -> None:
     """Both images show, and the slider moves the cut by keyboard."""
     c = card(page, name)
     slider = c.get_by_role("slider", name=f"Before and after: {name}")
     expect(slider).to_be_visible()
     for img in ("img.ph-before", "img.ph-after"):
-        expect(c.locator(img)).to_have_js_property("complete", True)
-        assert c.locator(img).evaluate("i => i.naturalWidth") > 0, f"{name}: {img} did not load"
+        # An <img> without a src is "complete" too: wait for the decoded picture itself.
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=c.locator(img).element_handle(),
+                               timeout=30_000)
     slider.focus()
     page.keyboard.press("End")
     expect(slider).to_have_value("100")
@@ -263,7 +238,7 @@ def test_reload_mid_batch_continues_from_the_server(stack, phone_page):
     page.get_by_label("Choose photos").set_input_files(files)
     page.get_by_role("button", name="Upload and enhance 3 photos").click()
     page.wait_for_function("() => (JSON.parse(localStorage.getItem('kadr.photos.batch'))?.files || [])"
-                           ".filter(f => f.status === 'uploaded').length === 2", timeout=60_000)
+                           ".filter(f => f[2] === 'u').length === 2", timeout=60_000)
     assert held, "three.png's upload was not held"
     bid = page.evaluate("JSON.parse(localStorage.getItem('kadr.photos.batch')).id")
     title = page.locator("#ph-batch-title").inner_text()

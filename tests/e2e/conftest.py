@@ -23,8 +23,8 @@ def running_stack(redis_server, models_dir, base, services=("enhance",), **setti
     """Redis (the session's), one worker per service, gunicorn and nginx; yields handles."""
     env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
                    KADR_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), KADR_MAX_REQUEST_BYTES=str(MAX_REQUEST),
-                   KADR_MAX_BATCH_FILES="5", KADR_REQUIRED_QUEUES=json.dumps(list(services)),
-                   **settings)
+                   KADR_REQUIRED_QUEUES=json.dumps(list(services)),
+                   **{"KADR_MAX_BATCH_FILES": "5", **settings})
     r = redis_lib.Redis.from_url(redis_server, decode_responses=True)
     r.flushall()
     procs = []

@@ -78,6 +78,8 @@ def test_stream_in_files_and_archives_follow_live_and_export(api):
     assert [a["existing"] for a in again["accepted"]] == [True, True, False, False]
     assert [a["state"] for a in again["accepted"][2:]] == ["skipped", "skipped"]
     assert again["rejected"][0]["name"] == "notes.jpg"
+    # Each answer names the request's file it came from (clients sending several match by it).
+    assert [a["file"] for a in again["accepted"]] == [0, 0, 1, 1] and again["rejected"][0]["file"] == 2
 
     # A ZIP with a photo, a traversal name, a nested archive, a bomb-like entry and macOS junk.
     bomb = b"\0" * 900_000  # under the stack's 1 MB upload limit, ~1000:1 compressed
@@ -89,6 +91,7 @@ def test_stream_in_files_and_archives_follow_live_and_export(api):
     codes = {r["code"] for r in out["rejected"]}
     assert codes == {"unsafe_path", "nested_archive", "compression_ratio"}, out["rejected"]
     assert out["ignored"] == 2
+    assert {a["file"] for a in out["accepted"] + out["rejected"]} == {0}  # all from the one archive
 
     tar = io.BytesIO()
     with tarfile.open(fileobj=tar, mode="w:gz") as tf:
