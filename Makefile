@@ -1,4 +1,4 @@
-.PHONY: install up down secrets test test-fast fuzz bench nginx-conf
+.PHONY: install up down secrets test test-fast fuzz bench nginx-conf compose-up compose-down
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -14,6 +14,14 @@ secrets:
 
 down:
 	bash infra/local/down.sh
+
+# The compose deployment (docker compose or podman-compose, whichever is here): builds the
+# images that are missing, starts COMPOSE_PROFILES' services, waits for every healthcheck.
+compose-up:
+	bash infra/docker/compose-up.sh
+
+compose-down:
+	bash infra/docker/compose-down.sh
 
 # The full suite; starts its own Redis, workers, gunicorn and nginx on free ports.
 # The suite includes the browser tests, so it installs Debian's chromium too.

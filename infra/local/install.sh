@@ -15,6 +15,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 # recommended node exporter, which would take port 9100 from kadr's exporter.
 need_norec=()
 command -v prometheus >/dev/null 2>&1 || need_norec+=(prometheus)
+# podman + podman-compose: tests/deploy runs docker-compose.yml for real with them (runc:
+# crun refuses hybrid cgroups; debootstrap builds the base image where no registry answers).
+command -v podman-compose >/dev/null 2>&1 || need_apt+=(podman podman-compose runc catatonit debootstrap)
 if [ "${KADR_INSTALL_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 fi

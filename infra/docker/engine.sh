@@ -1,0 +1,8 @@
+# Sourced by kadr's container scripts: the engine (podman where installed, else docker;
+# ENGINE=... to choose) and, for podman, kadr's containers.conf unless the caller names
+# its own (runc and explicit ulimits; see podman-containers.conf). Nothing in /etc changes.
+ENGINE=${ENGINE:-$(command -v podman >/dev/null && echo podman || echo docker)}
+if [ "$ENGINE" = podman ] && [ -z "${CONTAINERS_CONF:-}" ] && command -v runc >/dev/null; then
+  export CONTAINERS_CONF=$PWD/infra/docker/podman-containers.conf
+fi
+export ENGINE
