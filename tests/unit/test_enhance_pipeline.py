@@ -132,6 +132,17 @@ def network(up, device=CPU, bytes_per_pixel=1024.0):
     return tiling.Network(net.module, net.scale, device, net.half, net.mod, net.bytes_per_pixel)
 
 
+def assert_same_pixels(ours: np.ndarray, stock: np.ndarray) -> None:
+    """Equal up to the last bit of float rounding: on some CPUs (seen on an AMD EPYC, never on
+    the Xeons) oneDNN sums the same convolution in another order from one call to the next,
+    and a handful of values land on the other side of a uint8 rounding step (21 of 7.7
+    million off by 1). A wrong tile, offset or padding moves thousands by far more."""
+    assert ours.shape == stock.shape
+    diff = np.abs(ours.astype(np.int16) - stock.astype(np.int16))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= max(4, diff.size // 10_000), \
+        f"max difference {diff.max()}, {np.count_nonzero(diff)} of {diff.size} values differ"
+
+
 def flat(h, w, value=128):
     return np.full((h, w, 3), value, dtype=np.uint8)
 
@@ -399,7 +410,7 @@ def test_cuda_oom_halves_the_tile_for_that_band_and_the_rest(restorer, tiny_weig
     assert net.seen[0] == 266 and max(net.seen[1:]) <= 148
     ours = np.concatenate([b.pixels for b in bands])
     stock = make_upsampler(tiny_weights, tiny_net(), tile=128, cls=RealESRGANer).enhance(img)[0]
-    assert np.array_equal(ours, stock)
+    assert_same_pixels(ours, stock)
 
 
 def test_cuda_oom_below_the_tile_floor_is_a_clear_error(restorer, tiny_weights):
@@ -589,7 +600,7 @@ def test_prescale_runs_the_network_on_the_shrunk_photo_at_its_own_scale(restorer
     padded = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
     small = cv2.resize(padded, ((w + pw) * upscale // 4, (h + ph) * upscale // 4), interpolation=cv2.INTER_AREA)
     by_hand = make_upsampler(tiny_weights, tile=256, cls=RealESRGANer).enhance(small)[0][:h * upscale, :w * upscale]
-    assert np.array_equal(result.image, by_hand)
+    assert_same_pixels(result.image, by_hand)
     assert max(up.model.seen) <= (max(h, w) * upscale) // 4 + 2 + 20  # the network never saw the full photo
 
 
