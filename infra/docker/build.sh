@@ -12,9 +12,6 @@ TAG=${KADR_VERSION:-latest}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(gateway worker)
 
-have() { $ENGINE image inspect "$1" >/dev/null 2>&1; }
-# A pull that cannot reach a registry fails within the timeout instead of retrying on.
-pullable() { have "$1" || timeout 60 $ENGINE pull -q "$1" >/dev/null 2>&1; }
 
 if [ -z "${BASE_IMAGE:-}" ]; then
   if pullable python:3.11-slim; then

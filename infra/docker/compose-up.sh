@@ -11,8 +11,6 @@ source infra/docker/compose-env.sh
 TAG=${KADR_VERSION:-latest}
 WAIT=${KADR_COMPOSE_WAIT_SECONDS:-600}
 
-have() { $ENGINE image inspect "$1" >/dev/null 2>&1; }
-pullable() { have "$1" || timeout 60 $ENGINE pull -q "$1" >/dev/null 2>&1; }
 
 [ -s var/secrets/redis_password ] || bash infra/local/secrets.sh
 

@@ -6,3 +6,8 @@ if [ "$ENGINE" = podman ] && [ -z "${CONTAINERS_CONF:-}" ] && command -v runc >/
   export CONTAINERS_CONF=$PWD/infra/docker/podman-containers.conf
 fi
 export ENGINE
+
+# An image that is here, or one a registry can send within a minute (a pull that cannot
+# reach one fails within the timeout instead of retrying on).
+have() { $ENGINE image inspect "$1" >/dev/null 2>&1; }
+pullable() { have "$1" || timeout 60 $ENGINE pull -q "$1" >/dev/null 2>&1; }
