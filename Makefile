@@ -1,4 +1,4 @@
-.PHONY: install up down secrets test test-fast fuzz bench nginx-conf compose-up compose-down
+.PHONY: install up down secrets lint test test-fast fuzz bench nginx-conf compose-up compose-down
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -23,14 +23,20 @@ compose-up:
 compose-down:
 	bash infra/docker/compose-down.sh
 
+# Ruff's checks (pyproject.toml [tool.ruff]); make test runs them before the suite.
+lint: install
+	.venv/bin/ruff check .
+
 # The full suite; starts its own Redis, workers, gunicorn and nginx on free ports.
 # The suite includes the browser tests, so it installs Debian's chromium too.
 test: export KADR_INSTALL_BROWSER=1
 test: install
+	.venv/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-fast: export KADR_INSTALL_BROWSER=1
 test-fast: install
+	.venv/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow"
 
 # The API fuzzed from its OpenAPI document (Schemathesis) at 20x the suite's budget.

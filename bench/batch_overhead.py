@@ -44,8 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import celery_floor  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
-from tests.stack import (kadr_env, start_gateway, start_nginx, start_redis, start_worker,  # noqa: E402
-                         wait_for, stop_on_sigterm)
+from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 PARAMS = {"quality": "fast", "upscale": 1, "max_faces": 0}
 PER_REQUEST = 20
@@ -204,7 +203,7 @@ def first_result(s, url, n: int) -> dict:
         if mode == "one_shot":
             s.post(f"{url}/api/v1/batches/{bid}/resume")
         if first is None:
-            first = wait_for(lambda: s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json()
+            first = wait_for(lambda bid=bid, t0=t0: s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json()
                              ["counts"]["succeeded"] and time.perf_counter() - t0, 600, "a first result",
                              interval=0.005)
         wait_batch(s, url, bid)

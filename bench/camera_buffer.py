@@ -15,7 +15,8 @@ Memory: the ring's byte count after 11 s (a full 10 s window). CPU per camera:
 process CPU time / stream duration (share of one core); cameras per core = 1 / share.
 Event latency: ``frames_at([2, 3, 4], event)`` + ``pick_sharpest`` on whole frames,
 for events spread over the last 6 s; packet mode also with a 1 s GOP. Event clip (5 s
-before + 3 s after): packets remuxed against JPEG frames encoded, wall and CPU. Goals (10 s of 1080p25): ≤ 100 MB as JPEG,
+before + 3 s after): packets remuxed against JPEG frames encoded, wall and CPU. Goals
+(10 s of 1080p25): ≤ 100 MB as JPEG,
 ≤ 10 MB as packets, event p95 ≤ 250 ms. Raw BGR would be 1.56 GB (the origin's 3 s
 of 720p raw: 243 MB).
 

@@ -46,7 +46,7 @@ def measure(redis_url: str, n: int, log_dir) -> list[float]:
         out = []
         for i in range(n + 10):  # the first ones warm the worker up
             sender.send_task("bench.floor", args=[time.time()], queue=QUEUE)
-            raw = wait_for(lambda: r.lindex(STARTS, i), 120 if i == 0 else 10, "the floor task to start",
+            raw = wait_for(lambda i=i: r.lindex(STARTS, i), 120 if i == 0 else 10, "the floor task to start",
                            interval=0.0005)
             sent, started = map(float, raw.split())
             if i >= 10:

@@ -41,8 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine_info  # noqa: E402
 from bench.stack_memory import Users, pct  # noqa: E402
 from tests.fixtures.weights import make_random_weights  # noqa: E402
-from tests.stack import (kadr_env, start_gateway, start_nginx, start_redis, start_worker,  # noqa: E402
-                         stop_on_sigterm, wait_for)
+from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 MIB = 2**20
 GOALS = {"healthz_p99_s": 0.050, "upload_p95_s": 0.150}

@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from tests.stack import (kadr_env, start_gateway, start_nginx, start_redis,  # noqa: E402
-                         start_worker, wait_for, stop_on_sigterm)
+from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 PARAMS = {"quality": "fast", "upscale": 2, "only_center_face": True}
 
@@ -132,6 +131,7 @@ def main() -> None:
             ngx, url = start_nginx(gw_url.removeprefix("http://"), tmp / "logs", rate="1000r/s", burst=1000)
             procs.append(ngx)
             import redis
+
             from services.common.apikeys import create_key
             from services.common.workers import live_workers
             r = redis.Redis.from_url(redis_url, decode_responses=True)

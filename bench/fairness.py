@@ -3,7 +3,8 @@
 On the local stack (Redis, one enhance worker, gunicorn, nginx): key A uploads a batch of
 ``--items`` photos (ZIPs of distinct ``--size`` JPEGs; paused while they go in, so all of
 them wait) and resumes and closes it; while it runs, key B sends one photo of the same
-size and options every ``--every`` seconds, ``--singles`` times. Each single's queue wait (created -> started, from its job record) is compared
+size and options every ``--every`` seconds, ``--singles`` times. Each single's queue wait
+(created -> started, from its job record) is compared
 with one item's compute in the same run (started -> finished of the batch's items: the
 baseline). Goal: p95 wait under 1.5 x the median item. The batch is canceled at the end
 (it would take hours on this machine) and what it did so far is reported. Writes
@@ -36,8 +37,7 @@ from bench.machine import machine_info  # noqa: E402
 from bench.stack_memory import pct  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
 from tests.fixtures.weights import make_random_weights  # noqa: E402
-from tests.stack import (kadr_env, start_gateway, start_nginx, start_redis, start_worker,  # noqa: E402
-                         stop_on_sigterm, wait_for)
+from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 GOAL_RATIO = 1.5
 OPTIONS = {"quality": "medium", "upscale": "2", "max_faces": "0"}

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.enhance_overhead import models_dir_for  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from tests.fixtures import photos  # noqa: E402
-from tests.stack import kadr_env, proc_status_kib, start_redis, start_worker, wait_for, stop_on_sigterm  # noqa: E402
+from tests.stack import kadr_env, proc_status_kib, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 MIB = 2**20
 QUALITIES = ("fast", "medium", "high")
@@ -114,6 +114,7 @@ class BareForward:
 
     def __init__(self, models_dir: Path):
         import torch
+
         from services.enhance import models
         self.torch = torch
         self.device = models.select_device("auto")
@@ -173,10 +174,11 @@ class BareForward:
     def face(self, repeats: int = 3) -> float:
         """Seconds of one face: GFPGAN and ParseNet on a 512x512 face (median of a few),
         without the worker's heap hand-backs between their stages."""
+        import numpy as np
+
         from services.enhance import paste
         from services.enhance.memory import unsettled
         from services.enhance.pipeline import _restore_face
-        import numpy as np
         face = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
         times = []
         for _ in range(repeats + 1):
@@ -265,7 +267,8 @@ def main() -> None:
         "bench": "real_photos", "machine": machine_info(), "weights": weights_kind,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "minutes": round((time.time() - started) / 60, 1),
-        "settings": {"upscale": 2, "faces_default": FACES["defaults"], "worker_env": {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
+        "settings": {"upscale": 2, "faces_default": FACES["defaults"],
+                     "worker_env": {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
                      "memory_budget_mib": (args.budget or worker.settings.enhance_memory_budget_bytes) // MIB},
         "bare_face_s": round(face_s, 3),
         "goals": {"all_succeed": len(ok) == len(cases),

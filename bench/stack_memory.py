@@ -40,8 +40,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from tests.stack import (kadr_env, start_gateway, start_nginx, start_ops, start_redis,  # noqa: E402
-                         start_worker, wait_for, stop_on_sigterm)
+from tests.stack import (  # noqa: E402
+    kadr_env,
+    start_gateway,
+    start_nginx,
+    start_ops,
+    start_redis,
+    start_worker,
+    stop_on_sigterm,
+    wait_for,
+)
 
 BUDGET_BYTES = int(2.9e9)
 MIB = 2**20
@@ -230,7 +238,8 @@ def main() -> None:
                 vid = s.post(f"{url}/api/v1/videos", files={"file": ("clip.mp4", f)},
                              data={"target_class": "car"}).json()["id"]
             for path in (f"/api/v1/jobs/{jid}", f"/api/v1/videos/{vid}"):
-                wait_for(lambda: s.get(url + path, params={"wait": 20}).json()["state"] in ("succeeded", "failed"),
+                wait_for(lambda path=path: s.get(url + path, params={"wait": 20}).json()["state"]
+                         in ("succeeded", "failed"),
                          600, path, interval=0)
             warm, warm_rss = snapshot(procs), snapshot(procs, "rss")
 

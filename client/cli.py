@@ -16,9 +16,22 @@ def main() -> None:
     """kadr: self-hosted photo, video and camera processing."""
 
 
+def _server_packages(command: str) -> None:
+    """The admin commands need the server's packages, which a client-only install
+    (``pip install kadr[client]``) leaves out: say so instead of a traceback."""
+    try:
+        import services.common.jobs  # noqa: F401
+        import services.common.settings  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise click.ClickException(
+            f"'kadr {command}' runs on the server host and needs the server's packages "
+            f"({e.name} is not installed): pip install 'kadr[server]'")
+
+
 @main.group()
 def keys() -> None:
     """API keys (server host: talks to Redis directly)."""
+    _server_packages("keys")
 
 
 def _redis():
@@ -73,6 +86,7 @@ def keys_revoke(key_id: str) -> None:
 @main.group()
 def models() -> None:
     """Model weight files (server host)."""
+    _server_packages("models")
 
 
 def _models_dir(path):

@@ -10,9 +10,9 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter

@@ -42,8 +42,8 @@ def enhance(photos, out_dir: Path, quality, upscale, max_faces, prescale, varian
     """Enhance PHOTOS (files and directories, searched recursively) into --out.
 
     Results are downloaded as they finish (with --variant: into one folder per variant).
-    Running the same command again resumes: photos already downloaded are skipped. Exit code 0 when every photo succeeded, 1 when some
-    failed, 2 on usage or connection errors, 130 when interrupted."""
+    Running the same command again resumes: photos already downloaded are skipped. Exit code
+    0 when every photo succeeded, 1 when some failed, 2 on usage or connection errors, 130 when interrupted."""
     params = {k: v for k, v in (("quality", quality), ("upscale", upscale),
                                 ("max_faces", max_faces), ("prescale", prescale)) if v is not None}
     try:

@@ -45,7 +45,7 @@ class Entry:
     variant: str | None = None
     rel: str | None = None
 
-    def same_file(self, other: "Entry") -> bool:
+    def same_file(self, other: Entry) -> bool:
         return self.sha256 == other.sha256
 
     @property
@@ -88,7 +88,7 @@ class State:
                 "inputs": {k: asdict(v) for k, v in self.inputs.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "State":
+    def from_dict(cls, d: dict) -> State:
         if d.get("version") != VERSION:
             raise StateError(f"unknown state file version {d.get('version')!r}")
         return cls(server=d["server"], params=d["params"], batch_id=d.get("batch_id"),

@@ -20,9 +20,9 @@ from gateway.fanout import Fanout
 from gateway.holds import Holds
 from gateway.settings import GatewaySettings
 from gateway.storage_guard import StorageGuard
-from services.common.celery_app import create_celery
 from services.common.batch_feed import Feeder
 from services.common.batches import BatchStore
+from services.common.celery_app import create_celery
 from services.common.jobs import JobStore, connect
 from services.common.logs import request_id_var
 from services.common.metrics import REQUEST_SECONDS, REQUESTS

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import BinaryIO
 
 import redis
-
 from werkzeug.datastructures import FileStorage
 
 from gateway import quotas

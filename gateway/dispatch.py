@@ -6,8 +6,8 @@ import logging
 from kombu.exceptions import OperationalError
 
 from gateway.context import Kadr
-from services.common.celery_app import queue_length
 from gateway.errors import ApiError
+from services.common.celery_app import queue_length
 from services.common.jobs import ACTIVE
 from services.common.tasks import INTERACTIVE, TaskPayload, queue_for, send_options
 

@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 
@@ -33,7 +33,7 @@ class Subscription:
     """What one waiter receives: message data strings, :data:`RESYNC`, or ``None`` when
     ``timeout`` passed with nothing."""
 
-    def __init__(self, fanout: "Fanout", channel: str):
+    def __init__(self, fanout: Fanout, channel: str):
         self.fanout, self.channel = fanout, channel
         self._q: queue.Queue[str] = queue.Queue()
 
@@ -49,7 +49,7 @@ class Subscription:
     def close(self) -> None:
         self.fanout._remove(self)
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from gateway.errors import ApiError
 from services.common.jobs import PREFIX
@@ -94,7 +94,7 @@ class Held:
         self._it: Iterator[str] = iter(body)
         self._body, self._release = body, release
 
-    def __iter__(self) -> "Held":
+    def __iter__(self) -> Held:
         return self
 
     def __next__(self) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 # (column, where in a metrics document, what it means); the stabilized masks' summary.
 METRICS = [
-    ("instability", ("stable", "summary", "instability", "mean"), "1 - IoU of consecutive masks, mean (lower: steadier)"),
+    ("instability", ("stable", "summary", "instability", "mean"),
+     "1 - IoU of consecutive masks, mean (lower: steadier)"),
     ("warped_consistency", ("stable", "summary", "warped_iou", "mean"),
      "IoU of each mask with the previous one warped by optical flow, mean (higher: steadier where things move)"),
     ("iou_truth", ("stable", "summary", "iou_truth", "mean"), "IoU with the ground-truth masks, mean"),

@@ -22,8 +22,18 @@ from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED
 from services.common.purge import purge_batch
-from services.common.schemas import (BatchCreate, BatchesPage, BatchView, Deleted, ErrorBody, ItemsAdded,
-                                     ItemsPage, JobState, binary, event_stream)
+from services.common.schemas import (
+    BatchCreate,
+    BatchesPage,
+    BatchView,
+    Deleted,
+    ErrorBody,
+    ItemsAdded,
+    ItemsPage,
+    JobState,
+    binary,
+    event_stream,
+)
 from services.common.tasks import ENHANCE_PHOTO
 
 bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="batches")],

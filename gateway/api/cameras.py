@@ -35,14 +35,13 @@ from gateway.dispatch import send
 from gateway.errors import ApiError, validation_message
 from gateway.uploads import check_image, store_image
 from services.common.camera_auth import SIGNATURE_HEADER, CameraAuthError, verify
-from services.common.camera_store import (EVENT_KIND, index_event, list_event_ids, owner_of,
-                                          read_buffers)
+from services.common.camera_store import EVENT_KIND, index_event, list_event_ids, owner_of, read_buffers
 from services.common.celery_app import queue_length
 from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED, REPLAYS
-from services.common.schemas import CameraEventsPage, CameraEventView, CamerasView, Deleted, ErrorBody, binary
 from services.common.purge import purge_job
+from services.common.schemas import CameraEventsPage, CameraEventView, CamerasView, Deleted, ErrorBody, binary
 from services.common.settings import CameraConfig
 from services.common.storage import BlobNotFound
 from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask

@@ -22,7 +22,7 @@ from services.common.contracts.photo_cost import Estimate
 from services.common.filenames import sanitize_filename
 from services.common.jobs import new_id
 from services.common.metrics import JOBS_ACCEPTED
-from services.common.schemas import EnhanceParams, ErrorBody, JobView, BatchView, Quality
+from services.common.schemas import BatchView, EnhanceParams, ErrorBody, JobView, Quality
 from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
 
 bp = APIBlueprint("enhance", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="enhance")],

@@ -15,8 +15,8 @@ from gateway.sse import event_response, job_events, wait_for_end
 from services.common import images
 from services.common.filenames import sanitize_filename
 from services.common.jobs import TERMINAL
-from services.common.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
 from services.common.purge import cancel, purge_job
+from services.common.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
 from services.common.storage import BlobNotFound
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")],

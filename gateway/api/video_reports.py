@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from flask import Response, g, jsonify
-from zipstream import ZIP_STORED, ZipStream
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
+from zipstream import ZIP_STORED, ZipStream
 
 from gateway import video_report
 from gateway.api.jobs import ListQuery

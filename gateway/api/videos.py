@@ -21,13 +21,19 @@ from gateway.errors import ApiError, register_form_model, validation_message
 from services.common.filenames import sanitize_filename
 from services.common.jobs import new_id
 from services.common.metrics import JOBS_ACCEPTED
-from services.common.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
-from services.common.segment_options import (MODELS, VOC_CLASSES, ModelName, SegmentParams,
-                                             StabilizeRequest, method_ranges, validate_stabilize)
 from services.common.purge import purge_job
+from services.common.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
+from services.common.segment_options import (
+    MODELS,
+    VOC_CLASSES,
+    ModelName,
+    SegmentParams,
+    StabilizeRequest,
+    method_ranges,
+    validate_stabilize,
+)
 from services.common.storage import BlobNotFound
-from services.common.tasks import (SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask,
-                                   StabilizeTask)
+from services.common.tasks import SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask, StabilizeTask
 from services.common.video import VideoError, VideoLimits, check_video
 
 bp = APIBlueprint("videos", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
@@ -270,8 +276,8 @@ def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[dict,
 
 @bp.get("/videos/<video_id>/metrics", summary="Per-frame IoU/Dice/instability series and summaries",
         responses={200: {"description": "the metrics document (per-frame series and summaries)",
-                         "content": {"application/json": {"schema": {"type": "object"}}}}, 404: ErrorBody, 409: ErrorBody,
-                   410: ErrorBody})
+                         "content": {"application/json": {"schema": {"type": "object"}}}},
+                   404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
 def get_metrics(path: VideoPath, query: ResultQuery):
     _, key = _result_file(path.video_id, query.result, "metrics.json")
     return Response(kadr().blobs.get_bytes(key), mimetype="application/json")

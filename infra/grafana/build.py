@@ -64,7 +64,8 @@ OVERVIEW = Dashboard("kadr-overview", "kadr / overview", [
           legend="{{queue}} {{action}} {{reason}}"),
     Panel("Disk free for blobs vs its floor", ("kadr_storage_free_bytes", "kadr_storage_free_floor_bytes"),
           unit="bytes", legend="{{__name__}}",
-          description="Below the floor uploads and camera events answer 507 storage_full (KADR_STORAGE_FREE_FLOOR_BYTES)"),
+          description="Below the floor uploads and camera events answer 507 storage_full "
+                      "(KADR_STORAGE_FREE_FLOOR_BYTES)"),
     Panel("Stored per kind", ("kadr_storage_bytes", "kadr_storage_budget_bytes"), unit="bytes",
           legend="{{__name__}} {{kind}}", description="The janitor's last survey; past the budget the oldest "
           "finished thing goes first"),

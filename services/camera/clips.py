@@ -12,16 +12,16 @@ From a JPEG ring (MJPEG and file sources) there is nothing to copy that a browse
 in MP4, so those frames are encoded once, H.264 yuv420p (CRF 23, veryfast), one JPEG
 decoded at a time, with x264's zero-latency tuning: no lookahead and no B-frames keep
 the encoder's frames in flight few (an 8 s 720p clip: +49 MB peak instead of +100 MB,
-and 4.2 s instead of 5.4 s of encoding on this 2-core box). Both write ``+faststart`` (the index first), so a page can start
-playing before the whole file has arrived.
+and 4.2 s instead of 5.4 s of encoding on this 2-core box). Both write ``+faststart``
+(the index first), so a page can start playing before the whole file has arrived.
 """
 from __future__ import annotations
 
 import io
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Sequence
 
 import av
 import cv2

@@ -8,14 +8,14 @@ the "snow photo", and locate plates on it and on the uploads. The task stores wh
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
 from services.camera.plates import crop
-from services.camera.sharpness import Box, clip_box, laplacian_variance
 from services.camera.ring_buffer import Lookup
+from services.camera.sharpness import Box, clip_box, laplacian_variance
 
 FindPlates = Callable[..., list[Box]]
 

@@ -9,7 +9,7 @@ outvoting a blurred car.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -31,7 +31,8 @@ import logging
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import av
 import cv2
@@ -43,8 +44,8 @@ from prometheus_client import Counter
 from services.camera import events
 from services.camera.clips import write_jpeg_clip, write_packet_clip
 from services.camera.plates import REGISTRY_NAME, find_plates, load_cascade
-from services.camera.settings import CameraSettings
 from services.camera.ring_buffer import PacketRing
+from services.camera.settings import CameraSettings
 from services.camera.sources import BufferCollector, BufferPublisher, SourceReader, make_ring
 from services.common import worker_metrics
 from services.common.camera_store import publish_buffer

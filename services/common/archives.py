@@ -21,11 +21,11 @@ import struct
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .filenames import sanitize_filename
-
 
 # An entry is copied out in pieces into a file that stays in memory up to this size and
 # goes to disk past it: a 50 MB photo in a ZIP costs the gateway 1 MiB, not 50.

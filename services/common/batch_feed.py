@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from .batches import BatchStore
 from .stranded import UNACKED_KEY

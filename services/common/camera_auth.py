@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 TIMESTAMP_HEADER = "X-Kadr-Timestamp"
 SIGNATURE_HEADER = "X-Kadr-Signature"

@@ -11,15 +11,15 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from . import task_stats
 from .jobs import ACTIVE, WORKER_KEY_PREFIX, JobStore
 from .logs import job_id_var, request_id_var
-from .metrics import (JOB_OUTCOMES, QUEUE_WAIT_SECONDS, REDELIVERIES, STORAGE_FULL, TASK_SECONDS,
-                      observe_cuda_memory)
+from .metrics import JOB_OUTCOMES, QUEUE_WAIT_SECONDS, REDELIVERIES, STORAGE_FULL, TASK_SECONDS, observe_cuda_memory
 from .registry import ModelUnavailable
 from .storage import StorageFull
 from .workers import worker_id

@@ -10,8 +10,8 @@ from typing import Any
 
 import redis
 
-from .stranded import UNACKED_KEY  # kombu: delivery tag → [message, exchange, key]
 from .jobs import RUNNING_KEY, JobStore
+from .stranded import UNACKED_KEY  # kombu: delivery tag → [message, exchange, key]
 from .tasks import PRIORITY_STEPS, queue_keys
 from .workers import live_workers
 

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
 from .stranded import restore_stranded

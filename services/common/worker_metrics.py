@@ -20,7 +20,8 @@ import glob
 import logging
 import os
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import psutil
 from celery.signals import worker_init

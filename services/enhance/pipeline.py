@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -48,7 +48,8 @@ class Limits:
     max_tile: int = 256  # largest background tile
     tile_floor: int = 64  # CUDA out-of-memory halves the tile down to this
     detect_max_pixels: int = 2_000_000  # the detector's copy of the photo, at most
-    detect_bytes_per_pixel: float = 400.0  # RetinaFace ResNet-50: 382 B/px at 1.04 MP, as the process sees it (237 live)
+    # RetinaFace ResNet-50: 382 B/px at 1.04 MP, as the process sees it (237 live)
+    detect_bytes_per_pixel: float = 400.0
     face_bytes: int = 3 * 2**20  # one restored face kept for its paste (face, labels) and its mask in use
     reserve_bytes: int = 64 * 2**20  # paste chunks and their warp maps, the encoder's strip
     device_budget_bytes: int | None = None  # CUDA: working memory on the device (None: CPU)

@@ -10,7 +10,7 @@ while only a strip's intermediate maps exist at a time.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

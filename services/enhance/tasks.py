@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from services.common import images, task_stats, weights
 from services.common.celery_app import create_celery

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -42,7 +42,7 @@ class Network:
     bytes_per_pixel: float = 1024.0  # peak working memory per input pixel of a tile
 
     @classmethod
-    def of(cls, upsampler, bytes_per_pixel: float) -> "Network":
+    def of(cls, upsampler, bytes_per_pixel: float) -> Network:
         """From a loaded ``RealESRGANer`` (services.enhance.models.Upsampler)."""
         mod = {2: 2, 1: 4}.get(upsampler.scale, 1)  # RealESRGANer.pre_process's mod_scale
         return cls(upsampler.model, upsampler.scale, upsampler.device, bool(upsampler.half), mod, bytes_per_pixel)

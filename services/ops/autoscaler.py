@@ -141,7 +141,7 @@ def main() -> None:
         start_http_server(s.autoscaler_metrics_port, addr=s.exporter_host)
     scaler = Autoscaler(s, connect(s.redis_url), CeleryPools(create_celery(s, name="kadr-autoscaler"),
                                                              timeout=s.control_timeout_seconds))
-    log.info("autoscaler started", extra={"queues": {q: l.model_dump() for q, l in s.autoscale.items()},
+    log.info("autoscaler started", extra={"queues": {q: lim.model_dump() for q, lim in s.autoscale.items()},
                                           "dry_run": s.autoscale_dry_run})
     stop = threading.Event()
     try:

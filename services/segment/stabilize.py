@@ -38,9 +38,17 @@ import numpy as np
 
 # One definition of the API ranges, shared with the gateway (which must not import cv2);
 # re-exported here for callers of this module.
-from services.common.segment_options import (METHODS, OPTIONS, ConfidenceGatedOptions, ExponentialOptions,
-                                             FlowEmaOptions, HysteresisOptions, MedianOptions,
-                                             MovingAverageOptions, parse_options)
+from services.common.segment_options import (
+    METHODS,
+    OPTIONS,
+    ConfidenceGatedOptions,
+    ExponentialOptions,
+    FlowEmaOptions,
+    HysteresisOptions,
+    MedianOptions,
+    MovingAverageOptions,
+    parse_options,
+)
 from services.segment.flow import PRESETS, DisFlow, warp
 
 __all__ = [

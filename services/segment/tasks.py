@@ -13,7 +13,7 @@ import json
 import logging
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -28,8 +28,14 @@ from services.common.logs import setup_logging
 from services.common.registry import registry
 from services.common.segment_options import MODELS, SegmentParams
 from services.common.storage import BlobNotFound
-from services.common.tasks import (SEGMENT_QUEUE, SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask,
-                                   StabilizeTask, TaskPayload)
+from services.common.tasks import (
+    SEGMENT_QUEUE,
+    SEGMENT_STABILIZE,
+    SEGMENT_VIDEO,
+    SegmentVideoTask,
+    StabilizeTask,
+    TaskPayload,
+)
 from services.common.video import fps_fraction
 from services.common.worker_process import WorkerProcess
 from services.segment import quality

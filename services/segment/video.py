@@ -1,8 +1,9 @@
 """Decoding source videos to processing-size frames and encoding overlay videos (PyAV)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import av
 import cv2
@@ -58,7 +59,7 @@ class Mp4Writer:
             self._c.mux(pkt)
         self._c.close()
 
-    def __enter__(self) -> "Mp4Writer":
+    def __enter__(self) -> Mp4Writer:
         return self
 
     def __exit__(self, *exc) -> None:

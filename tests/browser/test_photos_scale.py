@@ -132,7 +132,8 @@ def test_ten_thousand_files_upload_into_one_batch_across_a_reload(stack, page, p
     stats["pick_s"] = round(time.monotonic() - t0, 2)
     # The longest task here is Chromium's own: handing 10,000 files to the page is ~1.9 s
     # in one task with an empty change handler too; the page reads them in 30 ms slices.
-    stats["pick"] = {"cards": cards(page), "heap_bytes": heap(cdp), "longest_task_ms": max(probes(page)["long"], default=0)}
+    stats["pick"] = {"cards": cards(page), "heap_bytes": heap(cdp),
+                     "longest_task_ms": max(probes(page)["long"], default=0)}
     assert stats["pick"]["cards"] <= MAX_CARDS, stats
 
     page.get_by_role("button", name=f"Upload and enhance {FILES} photos").click()
@@ -195,13 +196,15 @@ def test_ten_thousand_files_upload_into_one_batch_across_a_reload(stack, page, p
     t0 = time.monotonic()
     page.get_by_label("Choose photos").set_input_files(files)
     expect(missing).to_be_hidden(timeout=60_000)
-    wait_for(lambda: not server_batch(stack, bid)["open"], UPLOAD_WAIT, "the page to upload the rest and close the batch")
+    wait_for(lambda: not server_batch(stack, bid)["open"], UPLOAD_WAIT,
+             "the page to upload the rest and close the batch")
     stats["rest_s"] = round(time.monotonic() - t0, 1)
     end = server_batch(stack, bid)
     got = server_names(stack, bid)
     assert end["total"] == FILES and len(got) == FILES and set(got) == names, (end["total"], len(got))
     expect(page.locator("#ph-totals")).to_contain_text(f"of {FILES}")
-    stats["end"] = {"cards": cards(page), "heap_bytes": heap(cdp), "longest_task_ms": max(probes(page)["long"], default=0),
+    stats["end"] = {"cards": cards(page), "heap_bytes": heap(cdp),
+                    "longest_task_ms": max(probes(page)["long"], default=0),
                     "localstorage_chars": page.evaluate("localStorage.getItem('kadr.photos.batch').length")}
     assert stats["end"]["cards"] <= MAX_CARDS, stats
     for phase in ("pick", "uploading", "after_reload", "end"):

@@ -135,7 +135,8 @@ def test_oversize_uploads_get_413_from_app_and_from_nginx(api):
 def test_batch_with_zip_download(api):
     files = [("files", ("a.png", flat_png(seed=21))), ("files", ("a.png", flat_png(seed=22))),
              ("files", ("../../etc/b.png", flat_png(seed=23)))]
-    resp = api.post(f"{api.base}/api/v1/enhance/batch", files=files, data={"quality": "fast", "upscale": "2", "max_faces": "1"})
+    resp = api.post(f"{api.base}/api/v1/enhance/batch", files=files,
+                    data={"quality": "fast", "upscale": "2", "max_faces": "1"})
     assert resp.status_code == 202, resp.text
     batch = resp.json()
     assert batch["total"] == 3 and resp.headers["Location"] == f"/api/v1/batches/{batch['id']}"

@@ -60,7 +60,7 @@ def test_camera_worker_rss_stays_flat_while_streaming(redis_server, tmp_path_fac
             def finished(eid):
                 e = api.get(f"{s['url']}/api/v1/camera/events/{eid}", timeout=10).json()
                 return e if e["state"] in ("succeeded", "failed") else None
-            results = [wait_for(lambda: finished(e), 60, f"event {e}", interval=0.2) for e in events]
+            results = [wait_for(lambda e=e: finished(e), 60, f"event {e}", interval=0.2) for e in events]
     (base / "soak_rss.json").write_text(json.dumps({"samples": samples, "events": len(events)}))
     assert all(e["state"] == "succeeded" for e in results), [e["error"] for e in results if e["error"]]
     assert buf["seconds_held"] >= 9.5 and buf["dropped_budget_total"] == 0, buf

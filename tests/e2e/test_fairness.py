@@ -46,7 +46,7 @@ def test_a_single_photo_overtakes_waiting_batch_items_and_two_keys_batches_take_
         single = bob.post(f"{st['url']}/api/v1/enhance", files={"file": ("one.png", flat_png(seed=999))},
                           data=FAST).json()["id"]
         for s, bid in ((alice, a), (bob, b)):
-            wait_for(lambda: s.get(f"{s.base}/api/v1/batches/{bid}", params={"limit": 0}).json()["state"]
+            wait_for(lambda s=s, bid=bid: s.get(f"{s.base}/api/v1/batches/{bid}", params={"limit": 0}).json()["state"]
                      == "succeeded", 300, f"batch {bid} to end")
         one = wait_for(lambda: (j := bob.get(f"{st['url']}/api/v1/jobs/{single}").json())["state"]
                        == "succeeded" and j, 60, "the single photo")

@@ -115,7 +115,8 @@ def test_every_dashboard_panel_has_data(monitored, dash):
                 # No GPU here: no series at all, rather than zeros that look like an idle GPU.
                 assert _query(monitored["prom"], expr) == [], (panel.title, expr)
                 continue
-            wait_for(lambda: _query(monitored["prom"], expr), 30, f"data for {dash.uid} / {panel.title}: {expr}",
+            wait_for(lambda expr=expr: _query(monitored["prom"], expr), 30,
+                     f"data for {dash.uid} / {panel.title}: {expr}",
                      interval=0.5)
 
 

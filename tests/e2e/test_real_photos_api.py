@@ -6,7 +6,6 @@ import io
 import struct
 
 import pytest
-import requests
 from PIL import Image
 
 from tests.e2e.conftest import sse_events, wait_job

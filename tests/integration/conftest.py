@@ -64,10 +64,11 @@ def enhance_stack(redis_server, models_dir, tmp_path_factory):
 @pytest.fixture()
 def submit(enhance_stack):
     """Create a job the way the gateway does (blob + job record + task by name)."""
+    import hashlib
+
     from services.common.celery_app import create_celery
     from services.common.storage import open_store
     from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask, send_options
-    import hashlib
 
     env, settings, proc, r, _ = enhance_stack
     store = JobStore(r)

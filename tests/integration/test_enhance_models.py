@@ -21,12 +21,18 @@ import torch
 from services.common import weights
 from services.enhance import memory as memory_module
 from services.enhance import tiling
-from services.enhance.models import (UPSAMPLER_BYTES_PER_PIXEL, MissingWeights, build_restorer, build_upsampler,
-                                     select_device)
+from services.enhance.models import (
+    UPSAMPLER_BYTES_PER_PIXEL,
+    MissingWeights,
+    build_restorer,
+    build_upsampler,
+    select_device,
+)
 from services.enhance.pipeline import EnhanceOptions, Limits, enhance
 from tests.fixtures.weights import make_random_weights
 
-from gfpgan import GFPGANer  # noqa: E402,I001  (after services.enhance.models: needs its basicsr shim)
+# isort: split
+from gfpgan import GFPGANer  # after services.enhance.models: needs its basicsr shim
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -87,7 +87,8 @@ def test_nginx_and_gunicorn_refusals_are_json(behind_nginx):
     url, _ = behind_nginx
     status, body = _raw(url, b"GARBAGE\r\n\r\n")
     assert status == 400 and body["error"]["code"] == "bad_request"
-    status, body = _raw(url, b"GET /api/v1/jobs?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, body = _raw(url, b"GET /api/v1/jobs?x=" + b"a" * 9000
+                        + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status == 414 and body["error"]["code"] == "uri_too_long"
     # Between gunicorn's old 4,094 and nginx's 8,000: reaches the gateway, answered there.
     r = requests.get(f"{url}/api/v1/jobs", params={"x": "a" * 6000}, timeout=10)

@@ -35,6 +35,7 @@ def test_the_demuxer_is_the_one_the_magic_bytes_name(mp4):
 def test_nested_opens_may_read_plain_files_only(tmp_path, mp4):
     """The options every open carries: a concat: or http: URL is refused by FFmpeg."""
     import av
+
     from services.common.video import _SAFE_OPTIONS
     path = tmp_path / "a.mp4"
     path.write_bytes(mp4)

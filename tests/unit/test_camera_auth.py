@@ -3,9 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.camera_auth import (SIGNATURE_HEADER, TIMESTAMP_HEADER, TOKEN_HEADER,
-                                         CameraAuthError, signature, signed_headers, verify,
-                                         verify_hmac, verify_token)
+from services.common.camera_auth import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    TOKEN_HEADER,
+    CameraAuthError,
+    signature,
+    signed_headers,
+    verify,
+    verify_hmac,
+    verify_token,
+)
 
 SECRET = "s3cret-of-camera-01"
 BODY = b'{"ts": 1700000000.5, "plate": "A123BC77"}'

@@ -276,7 +276,8 @@ def test_service_is_health_checked_restarted_and_bounded(name):
     for key in ("memory", "cpus"):
         assert key in lim and key in rsv, f"{name}: deploy.resources needs limits and reservations of {key}"
     assert 0 < mem_bytes(rsv["memory"]) <= mem_bytes(lim["memory"]), f"{name}: memory reservation above limit"
-    assert 0 < float(rsv["cpus"]) <= float(lim["cpus"]) <= BOX_CPUS, f"{name}: cpus must be 0 < reservation <= limit <= {BOX_CPUS}"
+    assert 0 < float(rsv["cpus"]) <= float(lim["cpus"]) <= BOX_CPUS, \
+        f"{name}: cpus must be 0 < reservation <= limit <= {BOX_CPUS}"
 
 
 def test_default_services_fit_the_origin_box():
@@ -744,7 +745,7 @@ def test_gpu_override_follows_the_specification_and_moves_only_the_ml_workers():
 
     merged = merge(copy.deepcopy(compose()), override)
     assert not _schema_errors(merged), "\n".join(_schema_errors(merged))
-    for name, svc in override["services"].items():
+    for name in override["services"]:
         full = merged["services"][name]
         assert env(full)["KADR_DEVICE"] == "cuda", name
         devices = full["deploy"]["resources"]["reservations"]["devices"]

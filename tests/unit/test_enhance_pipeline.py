@@ -18,10 +18,11 @@ from pydantic import ValidationError
 from services.enhance import models, paste, tiling
 from services.enhance.pipeline import Costs, EnhanceError, EnhanceOptions, Limits, enhance, run
 
-import facexlib.utils.face_restoration_helper as frh  # noqa: E402  (after models: needs the basicsr shim)
-from facexlib.parsing.parsenet import ParseNet  # noqa: E402
-from realesrgan import RealESRGANer  # noqa: E402
-from realesrgan.archs.srvgg_arch import SRVGGNetCompact  # noqa: E402
+# isort: split
+import facexlib.utils.face_restoration_helper as frh  # after models: needs the basicsr shim
+from facexlib.parsing.parsenet import ParseNet
+from realesrgan import RealESRGANer
+from realesrgan.archs.srvgg_arch import SRVGGNetCompact
 
 CPU = torch.device("cpu")
 FFHQ_TEMPLATE = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
@@ -403,7 +404,7 @@ def test_a_photo_that_does_not_fit_the_budget_is_a_clear_error(restorer, tiny_we
 def test_cuda_oom_halves_the_tile_for_that_band_and_the_rest(restorer, tiny_weights):
     net = tiny_net(OomAboveSize)
     net.limit = 150
-    up = make_upsampler(tiny_weights, net)
+    make_upsampler(tiny_weights, net)  # loads the tiny weights into net
     img = noise(400, 400, seed=1)
     bands = list(tiling.sr_bands(img, tiling.Network(net, 4, CPU), upscale=4, tile=256, pad=10, tile_floor=64))
     assert [b.tile for b in bands] == [128, 128, 128, 128]  # 256+pad failed once; every band then used 128
@@ -418,7 +419,8 @@ def test_cuda_oom_below_the_tile_floor_is_a_clear_error(restorer, tiny_weights):
     net.limit = 50
     # With a device budget the pipeline runs as on CUDA: out-of-memory halves the tile.
     with pytest.raises(EnhanceError) as info:
-        enhance(flat(160, 160), restorer, tiling.Network(net, 4, CPU, bytes_per_pixel=10.0), EnhanceOptions(quality="medium", upscale=4, max_faces=0),
+        enhance(flat(160, 160), restorer, tiling.Network(net, 4, CPU, bytes_per_pixel=10.0),
+                EnhanceOptions(quality="medium", upscale=4, max_faces=0),
                 limits=Limits(budget_bytes=2**30, tile_floor=64, device_budget_bytes=2**30, max_tile=128))
     assert info.value.code == "gpu_out_of_memory"
     assert "64px tiles" in info.value.message
@@ -538,7 +540,8 @@ def test_a_tick_that_raises_stops_the_work_at_once(restorer, tiny_weights):
 def test_a_warped_window_is_that_window_of_the_whole_warp(angle, scale, tx, ty, x0, y0, w, h):
     src = noise(64, 80, seed=5)
     srcf = np.random.default_rng(6).random((64, 80))
-    m = np.array([[scale * np.cos(angle), -scale * np.sin(angle), tx], [scale * np.sin(angle), scale * np.cos(angle), ty]])
+    m = np.array([[scale * np.cos(angle), -scale * np.sin(angle), tx],
+                  [scale * np.sin(angle), scale * np.cos(angle), ty]])
     canvas = (x0 + w, y0 + h)
     assert np.array_equal(paste.warp_window(src, m, x0, y0, w, h), cv2.warpAffine(src, m, canvas)[y0:, x0:])
     assert np.array_equal(paste.warp_window(srcf, m, x0, y0, w, h),

@@ -11,11 +11,9 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from services.camera.clips import (_to_annexb, annexb_parameter_sets, write_jpeg_clip,  # noqa: E402
-                                   write_packet_clip)
+from services.camera.clips import _to_annexb, annexb_parameter_sets, write_jpeg_clip, write_packet_clip  # noqa: E402
 from services.camera.ring_buffer import CodecParams, JpegFrameRing, PacketRing, frame_to_bgr  # noqa: E402
-from tests.unit.test_ring_buffer import (GOP, brightness_frame, decode_all, encode,  # noqa: E402
-                                         index_of)
+from tests.unit.test_ring_buffer import brightness_frame, decode_all, encode, index_of  # noqa: E402
 
 FPS = 25
 

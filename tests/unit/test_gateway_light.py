@@ -43,9 +43,10 @@ def test_openapi_spec_documents_every_v1_route():
 
 def test_request_models_build_their_schema_once_and_hand_out_copies():
     """flask-openapi3 reads a query/form model's schema on every request."""
+    from pydantic import BaseModel
+
     from gateway.api.jobs import JobQuery
     from gateway.api.models import _SCHEMAS
-    from pydantic import BaseModel
 
     fresh = BaseModel.model_json_schema.__func__(JobQuery)
     first = JobQuery.model_json_schema()

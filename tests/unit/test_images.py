@@ -548,7 +548,8 @@ def test_encode_rejects_unknown_format_and_bad_quality():
 
 
 def test_format_maps_cover_the_same_formats():
-    assert set(images.FORMAT_MIME) == set(images.FORMAT_EXTENSION) == {"jpeg", "png", "webp", "bmp", "tiff", "heic", "avif"}
+    assert set(images.FORMAT_MIME) == set(images.FORMAT_EXTENSION) \
+        == {"jpeg", "png", "webp", "bmp", "tiff", "heic", "avif"}
     assert set(images.OUTPUT_FORMATS) == {"jpeg", "png", "webp", "bmp", "tiff"}
     assert not any(ext.startswith(".") for ext in images.FORMAT_EXTENSION.values())
 

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 av = pytest.importorskip("av")
 
 from services.camera import ring_buffer  # noqa: E402
-from services.camera.ring_buffer import (ENTRY_OVERHEAD_BYTES, JpegFrameRing,  # noqa: E402
-                                         PacketRing, nearest_index)
+from services.camera.ring_buffer import ENTRY_OVERHEAD_BYTES, JpegFrameRing, PacketRing, nearest_index  # noqa: E402
 
 W, H, GOP, N = 64, 48, 10, 60
 

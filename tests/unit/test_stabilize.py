@@ -8,9 +8,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.segment import quality
-from services.segment.stabilize import (METHODS, OPTIONS, ConfidenceGated, Exponential, FlowEma, Hysteresis,
-                                        Median, MovingAverage, Stabilizer, binarize, make_stabilizer,
-                                        median_network, parse_options, stabilize_sequence)
+from services.segment.stabilize import (
+    METHODS,
+    OPTIONS,
+    ConfidenceGated,
+    Exponential,
+    FlowEma,
+    Hysteresis,
+    Median,
+    MovingAverage,
+    Stabilizer,
+    binarize,
+    make_stabilizer,
+    median_network,
+    parse_options,
+    stabilize_sequence,
+)
 from tests.fixtures.synthetic_video import make_video, noisy_probs
 
 PROPS = settings(max_examples=50, deadline=None)
