@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import celery_floor  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
-from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
+from testbed.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 PARAMS = {"quality": "fast", "upscale": 1, "max_faces": 0}
 PER_REQUEST = 20
@@ -224,7 +224,7 @@ def main() -> None:
     args = ap.parse_args()
     stop_on_sigterm()
     from services.common.apikeys import create_key
-    from tests.fixtures.weights import make_random_weights
+    from testbed.weights import make_random_weights
     with tempfile.TemporaryDirectory(prefix="kadr-bench-batch-") as t:
         tmp = Path(t)
         make_random_weights(tmp / "models")

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine_info  # noqa: E402
 from services.camera.ring_buffer import JpegFrameRing, PacketRing, frame_to_bgr  # noqa: E402
 from services.camera.sharpness import pick_sharpest  # noqa: E402
-from tests.fixtures.plates import plate_image  # noqa: E402
+from testbed.plates import plate_image  # noqa: E402
 
 FPS = 25
 WINDOW_S = 10.0

@@ -34,7 +34,7 @@ def measure(redis_url: str, n: int, log_dir) -> list[float]:
     """Seconds from ``send_task`` to the task's first line, for ``n`` tasks sent one at a time."""
     import redis
 
-    from tests.stack import PY, Proc, wait_for
+    from testbed.stack import PY, Proc, wait_for
     r = redis.Redis.from_url(redis_url)
     r.delete(STARTS)
     sender = create_celery(Settings(redis_url=redis_url))

@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
 from bench.stack_memory import Users, pct  # noqa: E402
-from tests.fixtures.weights import make_random_weights  # noqa: E402
-from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
+from testbed.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
+from testbed.weights import make_random_weights  # noqa: E402
 
 MIB = 2**20
 GOALS = {"healthz_p99_s": 0.050, "upload_p95_s": 0.150}
@@ -185,7 +185,7 @@ def setup_keys(env: dict, n: int) -> list[str]:
 
 def targets(url: str, keys: list[str], streams: int, waits: int) -> tuple[list, list]:
     """An open batch per key to stream, and pending items of a paused batch per key to wait on."""
-    from tests.integration.conftest import flat_png
+    from testbed.photos import flat_png
     sse, polls = [], []
     for i, key in enumerate(keys):
         s = requests.Session()
@@ -292,7 +292,7 @@ def main() -> None:
     ap.add_argument("--logs", type=Path, help="keep the processes' logs here (default: thrown away)")
     args = ap.parse_args()
     stop_on_sigterm()
-    from tests.fixtures import photos
+    from testbed import photos
     args.phone_photo = photos.encode(photos.photo(*photos.SIZES["12mp"]), "jpeg")
     results = []
     with tempfile.TemporaryDirectory(prefix="kadr-bench-crowd-") as t:

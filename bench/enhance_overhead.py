@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
+from testbed.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 PARAMS = {"quality": "fast", "upscale": 2, "only_center_face": True}
 
@@ -50,7 +50,7 @@ def models_dir_for(tmp: Path) -> tuple[Path, str]:
         from services.common.weights import verify
         if all(r.ok for r in verify(Path(given))):
             return Path(given), "official"
-    from tests.fixtures.weights import make_random_weights
+    from testbed.weights import make_random_weights
     d = tmp / "models"
     make_random_weights(d)
     return d, "random (official formats)"

@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine_info  # noqa: E402
 from bench.stack_memory import pct  # noqa: E402
 from services.common.settings import Settings  # noqa: E402
-from tests.fixtures.weights import make_random_weights  # noqa: E402
-from tests.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
+from testbed.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
+from testbed.weights import make_random_weights  # noqa: E402
 
 GOAL_RATIO = 1.5
 OPTIONS = {"quality": "medium", "upscale": "2", "max_faces": "0"}

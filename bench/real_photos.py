@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.enhance_overhead import models_dir_for  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
-from tests.fixtures import photos  # noqa: E402
-from tests.stack import kadr_env, proc_status_kib, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
+from testbed import photos  # noqa: E402
+from testbed.stack import kadr_env, proc_status_kib, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 
 MIB = 2**20
 QUALITIES = ("fast", "medium", "high")

@@ -38,7 +38,7 @@ from bench.machine import machine_info  # noqa: E402
 from services.common.jobs import JobStore  # noqa: E402
 from services.common.retention import Retention  # noqa: E402
 from services.common.storage import LocalBlobStore  # noqa: E402
-from tests.stack import start_redis  # noqa: E402
+from testbed.stack import start_redis  # noqa: E402
 
 DAY = 24 * 3600
 

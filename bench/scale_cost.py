@@ -41,7 +41,7 @@ def run_variant(variant: str, models_dir: str, size: str, out: str) -> None:
     import torch
     torch.set_flush_denormal(True)
     from services.enhance import models, tiling
-    from tests.fixtures import photos
+    from testbed import photos
 
     def status(field):
         with open("/proc/self/status") as f:

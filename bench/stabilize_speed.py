@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import machine_info  # noqa: E402
 from services.segment import quality  # noqa: E402
 from services.segment.stabilize import binarize, make_stabilizer, parse_options  # noqa: E402
-from tests.fixtures.synthetic_video import make_video, noisy_probs  # noqa: E402
+from testbed.synthetic_video import make_video, noisy_probs  # noqa: E402
 
 GOAL_RATIO = 20.0
 # (label, method, params): every method at its API defaults, plus the widest moving
@@ -165,7 +165,7 @@ def main() -> None:
         "opencv": {"version": cv2.__version__, "threads": cv2.getNumThreads()},
         "input": {"size": f"{a.size}x{a.size}", "frames": a.frames, "speed_px_per_frame": a.speed,
                   "shapes": ["disc", "rect"], "flicker_rate": a.flicker_rate, "seed": a.seed,
-                  "video": "tests.fixtures.synthetic_video (textured shapes on a textured background)",
+                  "video": "testbed.synthetic_video (textured shapes on a textured background)",
                   "probabilities": "noisy_probs defaults: jitter 1 px, 6 blob sites, blob confidence 0.7"},
         "segmentation": seg,
         "goal": {"min_ratio_vs_segmentation": GOAL_RATIO,

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from tests.stack import (  # noqa: E402
+from testbed.stack import (  # noqa: E402
     kadr_env,
     start_gateway,
     start_nginx,
@@ -195,8 +195,8 @@ def main() -> None:
     args = ap.parse_args()
     stop_on_sigterm()
     from services.common.apikeys import create_key
-    from tests.fixtures.mjpeg_server import MjpegServer
-    from tests.fixtures.weights import make_random_weights
+    from testbed.mjpeg_server import MjpegServer
+    from testbed.weights import make_random_weights
 
     with tempfile.TemporaryDirectory(prefix="kadr-bench-mem-") as t, MjpegServer(fps=10) as cam:
         tmp = Path(t)
@@ -232,7 +232,7 @@ def main() -> None:
             s.headers["Authorization"] = f"Bearer {key}"
             jid = s.post(f"{url}/api/v1/enhance", files={"file": ("a.jpg", photo(1))},
                          data={"quality": "medium", "max_faces": "1"}).json()["id"]
-            from tests.fixtures.synthetic_video import make_video, write_video
+            from testbed.synthetic_video import make_video, write_video
             vpath = write_video(make_video(24, 240, 320, seed=1).frames, tmp / "clip.mp4")
             with open(vpath, "rb") as f:
                 vid = s.post(f"{url}/api/v1/videos", files={"file": ("clip.mp4", f)},
@@ -243,7 +243,7 @@ def main() -> None:
                          600, path, interval=0)
             warm, warm_rss = snapshot(procs), snapshot(procs, "rss")
 
-            from tests.fixtures import photos
+            from testbed import photos
             big = None if args.big == "none" else photos.encode(photos.photo(*photos.SIZES[args.big]), "jpeg")
             users = Users(url, key, args.users, args.seconds, big)
             peak = dict(warm)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import start_redis
+from testbed.stack import start_redis
 
 ARTIFACTS = Path(os.environ.get("KADR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
@@ -32,7 +32,7 @@ def redis_client(redis_server):
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """Randomly initialised weights in the official file formats (never offered to users)."""
-    from tests.fixtures.weights import make_random_weights
+    from testbed.weights import make_random_weights
     d = tmp_path_factory.mktemp("models")
     make_random_weights(d)
     return d

@@ -14,11 +14,11 @@ import requests
 from playwright.sync_api import expect
 
 from services.common.camera_auth import TOKEN_HEADER
+from testbed.mjpeg_server import MjpegServer
+from testbed.plates import scene_with_plate
+from testbed.stack import free_port, wait_for
 from tests.browser.conftest import open_app, shot, video_plays
 from tests.e2e.conftest import create_key, running_stack
-from tests.fixtures.mjpeg_server import MjpegServer
-from tests.fixtures.plates import scene_with_plate
-from tests.stack import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 GATE_TOKEN = "gate-camera-token-0123456789"

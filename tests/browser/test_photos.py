@@ -11,9 +11,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from testbed.photos import flat_png
 from tests.browser.conftest import allow_http_errors, count_uploads, open_app, shot, uploads
 from tests.e2e.conftest import MAX_UPLOAD, create_key, running_stack
-from tests.integration.conftest import flat_png
 
 pytestmark = pytest.mark.slow
 SLOW = 180_000  # enhance on random weights, on a shared 2-core machine
@@ -272,7 +272,7 @@ def test_reload_mid_batch_continues_from_the_server(stack, phone_page):
 
 
 def test_a_photo_in_the_works_shows_its_progress_and_heic_photos_are_taken(stack, page):
-    from tests.fixtures import photos
+    from testbed import photos
     open_app(page, stack["url"], "photos", key=stack["key"])
     page.get_by_label("Quality", exact=True).select_option("medium")
     page.get_by_label("Output scale", exact=True).select_option("")  # automatic: 2x where it fits

@@ -14,9 +14,9 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from testbed.stack import wait_for
 from tests.browser.conftest import SHOTS, allow_http_errors, count_uploads, open_app, shot, uploads
 from tests.e2e.conftest import create_key, key_session, running_stack
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 FILES = 10_000

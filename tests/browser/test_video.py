@@ -12,10 +12,10 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from testbed.stack import sample, scrape, wait_for
+from testbed.synthetic_video import make_video, write_video
 from tests.browser.conftest import allow_http_errors, open_app, shot, video_plays
 from tests.e2e.conftest import create_key, running_stack
-from tests.fixtures.synthetic_video import make_video, write_video
-from tests.stack import sample, scrape, wait_for
 
 pytestmark = pytest.mark.slow
 N_FRAMES = 12

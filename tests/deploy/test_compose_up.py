@@ -24,11 +24,11 @@ import requests
 from PIL import Image
 
 from services.common.camera_auth import signed_headers
+from testbed.photos import encode, photo
+from testbed.stack import ROOT, free_port, wait_for
+from testbed.synthetic_video import make_video, write_video
+from testbed.weights import make_random_weights
 from tests.e2e.conftest import key_session, sse_events, wait_job
-from tests.fixtures.photos import encode, photo
-from tests.fixtures.synthetic_video import make_video, write_video
-from tests.fixtures.weights import make_random_weights
-from tests.stack import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 

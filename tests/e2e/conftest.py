@@ -12,7 +12,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from tests.stack import ROOT, kadr_env, start_gateway, start_nginx, start_worker, wait_for
+from testbed.stack import ROOT, kadr_env, start_gateway, start_nginx, start_worker, wait_for
 
 MAX_UPLOAD = 1_000_000       # the app refuses one file over this (413 file_too_large)
 MAX_REQUEST = 3_000_000      # nginx and the app refuse a body over this (413)
@@ -48,7 +48,7 @@ def running_stack(redis_server, models_dir, base, services=("enhance",), **setti
 @contextlib.contextmanager
 def full_stack(redis_server, models_dir, base, camera_secret: str, **settings):
     """All three workers, and one HMAC camera "gate" buffering a live MJPEG source."""
-    from tests.fixtures.mjpeg_server import MjpegServer
+    from testbed.mjpeg_server import MjpegServer
     with MjpegServer(fps=10) as cam:
         cameras = [{"id": "gate", "source": cam.url, "fps": 10, "buffer_seconds": 5, "auth": "hmac",
                     "secret": camera_secret}]

@@ -9,9 +9,9 @@ import zipfile
 import pytest
 import requests
 
+from testbed.photos import astronaut_jpeg, flat_png
+from testbed.stack import start_nginx, wait_for
 from tests.e2e.conftest import MAX_REQUEST, MAX_UPLOAD, wait_job
-from tests.integration.conftest import astronaut_jpeg, flat_png
-from tests.stack import start_nginx, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +197,7 @@ def test_openapi_and_docs_are_served(stack):
 def test_prefork_worker_metrics_sum_the_pool_processes(stack, api):
     """The enhance worker runs tasks in a prefork child; its main process serves what the
     child recorded (multiprocess mode) plus the memory of the whole tree."""
-    from tests.stack import sample, scrape
+    from testbed.stack import sample, scrape
     resp = api.post(f"{api.base}/api/v1/enhance", files={"file": ("m.png", flat_png(seed=31))},
                     data={"quality": "fast", "upscale": "2", "max_faces": "1"})
     assert resp.status_code == 202, resp.text

@@ -13,9 +13,9 @@ import signal
 import pytest
 import requests
 
+from testbed.photos import flat_png
+from testbed.stack import start_gateway, start_redis, start_worker, wait_for
 from tests.e2e.conftest import create_key, running_stack
-from tests.integration.conftest import flat_png
-from tests.stack import start_gateway, start_redis, start_worker, wait_for
 
 pytestmark = pytest.mark.slow
 N = 9

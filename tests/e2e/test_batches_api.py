@@ -13,9 +13,9 @@ import zipfile
 import pytest
 import requests
 
+from testbed.photos import flat_png
+from testbed.stack import wait_for
 from tests.e2e.conftest import sse_events
-from tests.integration.conftest import flat_png
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 FAST = {"quality": "fast", "upscale": 1, "max_faces": 1}

@@ -11,11 +11,11 @@ import requests
 
 from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from services.common.outbox import DUE
+from testbed.photos import flat_png
+from testbed.stack import start_ops, wait_for
+from testbed.synthetic_video import make_video, write_video
 from tests.e2e.conftest import create_key, running_stack
 from tests.fixtures.http_receiver import Receiver
-from tests.fixtures.synthetic_video import make_video, write_video
-from tests.integration.conftest import flat_png
-from tests.stack import start_ops, wait_for
 
 pytestmark = pytest.mark.slow
 FAST = {"quality": "fast", "upscale": "1", "max_faces": "1"}

@@ -14,11 +14,11 @@ import requests
 from PIL import Image
 
 from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers
+from testbed.mjpeg_server import MjpegServer
+from testbed.plates import scene_with_plate
+from testbed.stack import start_ops, wait_for
 from tests.e2e.conftest import create_key, running_stack
 from tests.fixtures.http_receiver import Receiver
-from tests.fixtures.mjpeg_server import MjpegServer
-from tests.fixtures.plates import scene_with_plate
-from tests.stack import start_ops, wait_for
 
 pytestmark = pytest.mark.slow
 GATE_SECRET = "gate-camera-secret-0123456789"
@@ -216,7 +216,7 @@ def test_backlog_full_is_503_and_every_accepted_event_is_processed(cam):
 def test_worker_and_gateway_metrics(cam):
     """The camera worker's own endpoint (buffers, memory, tasks) and the gateway's
     request series, after the events above."""
-    from tests.stack import sample, scrape
+    from testbed.stack import sample, scrape
     wait_for(lambda: (_gate_buffer(cam) or {}).get("seconds_held", 0) >= 3, 30, "the gate buffer")
     ev = _post_signed(cam, "gate", {"ts": time.time()})
     assert ev.status_code == 202

@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from services.common.camera_auth import signed_headers
+from testbed.mjpeg_server import MjpegServer
+from testbed.stack import wait_for
 from tests.e2e.conftest import create_key, running_stack
-from tests.fixtures.mjpeg_server import MjpegServer
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 SECRET = "soak-camera-secret-0123456789"

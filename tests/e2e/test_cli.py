@@ -15,8 +15,8 @@ import pytest
 import requests
 from PIL import Image
 
+from testbed.stack import ROOT, start_gateway, wait_for
 from tests.e2e.conftest import create_key, running_stack
-from tests.stack import ROOT, start_gateway, wait_for
 
 pytestmark = pytest.mark.slow
 

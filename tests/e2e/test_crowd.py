@@ -10,9 +10,9 @@ import time
 import pytest
 import requests
 
+from testbed.photos import flat_png
+from testbed.stack import wait_for
 from tests.e2e.conftest import create_key, key_session, running_stack
-from tests.integration.conftest import flat_png
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ import pytest
 import requests
 
 from services.common.camera_auth import signed_headers
+from testbed.photos import flat_png
+from testbed.stack import wait_for
+from testbed.synthetic_video import make_video, write_video
 from tests.e2e.conftest import create_key, running_stack
-from tests.fixtures.synthetic_video import make_video, write_video
-from tests.integration.conftest import flat_png
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 MIB = 2**20

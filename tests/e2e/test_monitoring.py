@@ -14,10 +14,10 @@ import pytest
 import requests
 
 from services.common.camera_auth import signed_headers
+from testbed.photos import flat_png
+from testbed.stack import ROOT, start_ops, start_prometheus, wait_for
+from testbed.synthetic_video import make_video, write_video
 from tests.e2e.conftest import create_key, full_stack
-from tests.fixtures.synthetic_video import make_video, write_video
-from tests.integration.conftest import flat_png
-from tests.stack import ROOT, start_ops, start_prometheus, wait_for
 
 sys.path.insert(0, str(ROOT / "infra" / "grafana"))
 import build as dashboards  # noqa: E402

@@ -8,9 +8,9 @@ import struct
 import pytest
 from PIL import Image
 
+from testbed import photos
+from testbed.photos import flat_png
 from tests.e2e.conftest import sse_events, wait_job
-from tests.fixtures import photos
-from tests.integration.conftest import flat_png
 
 pytestmark = pytest.mark.slow
 

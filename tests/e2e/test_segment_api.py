@@ -12,9 +12,9 @@ import pytest
 import requests
 from PIL import Image
 
+from testbed.stack import wait_for
+from testbed.synthetic_video import make_video, write_video
 from tests.e2e.conftest import create_key, running_stack
-from tests.fixtures.synthetic_video import make_video, write_video
-from tests.stack import wait_for
 
 pytestmark = pytest.mark.slow
 N_FRAMES = 24

@@ -1,32 +1,12 @@
 """A real enhance worker subprocess against the session's redis-server."""
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
 import redis as redis_lib
 
 from services.common.jobs import JobStore
 from services.common.settings import Settings
-from tests.stack import kadr_env, start_worker, wait_for
-
-
-def astronaut_jpeg() -> bytes:
-    from PIL import Image
-    from skimage import data
-    buf = io.BytesIO()
-    Image.fromarray(data.astronaut()).save(buf, "JPEG", quality=92)
-    return buf.getvalue()
-
-
-def flat_png(w=64, h=48, seed=0) -> bytes:
-    from PIL import Image
-    rng = np.random.default_rng(seed)
-    arr = np.full((h, w, 3), 128, np.uint8) + rng.integers(0, 4, (h, w, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "PNG")
-    return buf.getvalue()
+from testbed.stack import kadr_env, start_worker, wait_for
 
 
 def worker_models(r, service="enhance") -> dict:

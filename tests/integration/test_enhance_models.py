@@ -29,7 +29,7 @@ from services.enhance.models import (
     select_device,
 )
 from services.enhance.pipeline import EnhanceOptions, Limits, enhance
-from tests.fixtures.weights import make_random_weights
+from testbed.weights import make_random_weights
 
 # isort: split
 from gfpgan import GFPGANer  # after services.enhance.models: needs its basicsr shim

@@ -11,9 +11,9 @@ from PIL import Image
 from services.common import images
 from services.common.jobs import JobStore
 from services.common.workers import live_workers
-from tests.fixtures import photos
-from tests.integration.conftest import flat_png
-from tests.stack import proc_status_kib, wait_for
+from testbed import photos
+from testbed.photos import flat_png
+from testbed.stack import proc_status_kib, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from services.common import images
-from tests.integration.conftest import astronaut_jpeg, flat_png
-from tests.stack import start_worker, wait_for
+from testbed.photos import astronaut_jpeg, flat_png
+from testbed.stack import start_worker, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from services.ops.autoscaler import Autoscaler
 from services.ops.exporter import OpsCollector
 from services.ops.observe import workers_by_queue
 from services.ops.settings import OpsSettings, QueueLimits
-from tests.stack import kadr_env, sample, start_worker, wait_for
+from testbed.stack import kadr_env, sample, start_worker, wait_for
 
 pytestmark = pytest.mark.slow
 MIB = 1 << 20

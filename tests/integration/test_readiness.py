@@ -9,8 +9,9 @@ import redis as redis_lib
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.common.apikeys import create_key
-from tests.integration.conftest import flat_png, worker_models
-from tests.stack import kadr_env, start_worker, wait_for
+from testbed.photos import flat_png
+from testbed.stack import kadr_env, start_worker, wait_for
+from tests.integration.conftest import worker_models
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from services.common.jobs import JobStore
-from tests.integration.conftest import flat_png
-from tests.stack import gateway_behind_nginx, kadr_env, wait_for
+from testbed.photos import flat_png
+from testbed.stack import gateway_behind_nginx, kadr_env, wait_for
 
 CAMERA_TOKEN = "shape-camera-token-0123456789"
 

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from testbed.stack import gateway_behind_nginx, kadr_env, start_redis
 from tests.e2e.conftest import create_key
-from tests.stack import gateway_behind_nginx, kadr_env, start_redis
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from services.common.celery_app import create_celery
 from services.common.jobs import connect
 from services.common.settings import Settings
 from services.common.workers import live_workers, publish
-from tests.stack import Proc, binary, free_port, gateway_behind_nginx, kadr_env, wait_for
+from testbed.stack import Proc, binary, free_port, gateway_behind_nginx, kadr_env, wait_for
 
 PASSWORD = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
@@ -27,7 +27,7 @@ PASSWORD = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 def locked_redis(tmp_path):
     """redis-server as `make up` runs it: the repository's config included, the password
     from a generated file."""
-    from tests.stack import ROOT
+    from testbed.stack import ROOT
     secret = tmp_path / "redis_password"
     secret.write_text(PASSWORD + "\n")
     conf = tmp_path / "redis.conf"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from services.common.video import VideoError, open_input, probe
-from tests.fixtures.synthetic_video import write_video
+from testbed.synthetic_video import write_video
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from services.camera.events import analyse, event_roi
 from services.camera.sources import iter_mjpeg, source_mode
 from services.common.settings import CameraConfig, Settings
-from tests.fixtures.mjpeg_server import scene
-from tests.fixtures.plates import scene_with_plate
+from testbed.mjpeg_server import scene
+from testbed.plates import scene_with_plate
 
 
 def _no_plates(img, roi=None, max_plates=5):
@@ -95,8 +95,8 @@ def _reader(cam, **kw):
 
 
 def test_file_source_plays_into_a_jpeg_ring(tmp_path):
-    from tests.fixtures.synthetic_video import make_video, write_video
-    from tests.stack import wait_for
+    from testbed.stack import wait_for
+    from testbed.synthetic_video import make_video, write_video
     path = write_video(make_video(10, 64, 96, seed=2).frames, tmp_path / "clip.mp4", fps=25)
     reader, ring = _reader(CameraConfig(id="demo", source=str(path), fps=25, secret="x" * 16))
     reader.start()
@@ -114,8 +114,8 @@ def test_packet_mode_keeps_h264_packets(tmp_path):
     """What an RTSP camera gets, fed from an H.264 file (no RTSP server in tests)."""
     from services.camera.ring_buffer import PacketRing
     from services.camera.sources import SourceReader
-    from tests.fixtures.synthetic_video import make_video, write_video
-    from tests.stack import wait_for
+    from testbed.stack import wait_for
+    from testbed.synthetic_video import make_video, write_video
     path = write_video(make_video(12, 64, 96, seed=3).frames, tmp_path / "clip.mp4", fps=25)
     cam = CameraConfig(id="rtsp", source=str(path), secret="x" * 16)
     ring = PacketRing(max_seconds=10)
@@ -133,7 +133,7 @@ def test_packet_mode_keeps_h264_packets(tmp_path):
 
 
 def test_unreachable_source_backs_off_and_reports_down():
-    from tests.stack import free_port, wait_for
+    from testbed.stack import free_port, wait_for
     cam = CameraConfig(id="gone", source=f"http://127.0.0.1:{free_port()}/x.mjpg", secret="x" * 16)
     reader, ring = _reader(cam, timeout=1, backoff_initial=0.02, backoff_max=0.05)
     reader.start()

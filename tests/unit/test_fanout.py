@@ -12,7 +12,7 @@ from gateway.fanout import RESYNC, Fanout
 from gateway.holds import Held, Holds
 from gateway.sse import job_events, wait_for_end
 from services.common.jobs import JobStore, connect
-from tests.stack import wait_for
+from testbed.stack import wait_for
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from tests.stack import ROOT
+from testbed.stack import ROOT
 
 
 def test_importing_the_gateway_app_does_not_import_torch():

@@ -15,7 +15,7 @@ from PIL import Image
 from services.common import images
 from services.common.media import heif, writers
 from services.common.media.metadata import PhotoMeta, from_pillow
-from tests.fixtures.photos import icc_profile
+from testbed.photos import icc_profile
 
 DATE_TAKEN = "2019:07:14 18:03:22"
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.stack import ROOT, binary
+from testbed.stack import ROOT, binary
 
 PROM = ROOT / "infra" / "prometheus"
 GRAFANA = ROOT / "infra" / "grafana"

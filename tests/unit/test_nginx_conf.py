@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.stack import ROOT, binary
+from testbed.stack import ROOT, binary
 
 
 def _render(*args):

@@ -6,7 +6,7 @@ import pytest
 
 from services.camera import plates
 from services.camera.plates import CascadeUnavailable, crop, find_plates, load_cascade
-from tests.fixtures.plates import PLATE_MM, car_background, plate_image, scene_with_plate
+from testbed.plates import PLATE_MM, car_background, plate_image, scene_with_plate
 
 
 def covers(found, plate) -> bool:

@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from services.segment import quality
 from services.segment.flow import DisFlow, warp, working_size
-from tests.fixtures.synthetic_video import make_video
+from testbed.synthetic_video import make_video
 
 PROPS = settings(max_examples=60, deadline=None)
 

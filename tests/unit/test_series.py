@@ -7,7 +7,7 @@ import pytest
 from services.segment import quality
 from services.segment.series import SeriesAccumulator
 from services.segment.stabilize import binarize, stabilize_sequence
-from tests.fixtures.synthetic_video import make_video, noisy_probs
+from testbed.synthetic_video import make_video, noisy_probs
 
 
 @pytest.mark.parametrize("method", ["exponential", "moving_average"])

@@ -24,7 +24,7 @@ from services.segment.stabilize import (
     parse_options,
     stabilize_sequence,
 )
-from tests.fixtures.synthetic_video import make_video, noisy_probs
+from testbed.synthetic_video import make_video, noisy_probs
 
 PROPS = settings(max_examples=50, deadline=None)
 
