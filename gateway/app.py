@@ -23,12 +23,12 @@ from gateway.storage_guard import StorageGuard
 from services.common.batch_feed import Feeder
 from services.common.batches import BatchStore
 from services.common.celery_app import create_celery
+from services.common.dispatch import Dispatcher
 from services.common.jobs import JobStore, connect
 from services.common.logs import request_id_var
 from services.common.metrics import REQUEST_SECONDS, REQUESTS
 from services.common.schemas import ErrorBody
 from services.common.storage import open_store
-from services.common.tasks import send_options
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 log = logging.getLogger("kadr.gateway")
@@ -71,15 +71,13 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
 
     r = connect(settings.redis_url)
     jobs = JobStore(r, settings.job_ttl_seconds)
-    celery = create_celery(settings)
     batches = BatchStore(jobs)
     probe = connect(settings.redis_url, ride_out_restarts=False)
     blobs = open_store(settings)
 
-    def send(task: str, payload: dict) -> None:
-        celery.send_task(task, args=[payload], **send_options(task, payload))
+    send = Dispatcher(create_celery(settings))
     app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=jobs, blobs=blobs,
-                                  celery=celery, batches=batches,
+                                  send=send, batches=batches,
                                   probe=probe,
                                   feeder=Feeder(batches, send, window=settings.batch_window,
                                                 redispatch_seconds=settings.batch_redispatch_seconds,

@@ -1,11 +1,10 @@
-"""Per-app service handles (Redis, job store, blobs, Celery producer), built once in
+"""Per-app service handles (Redis, job store, blobs, the task dispatcher), built once in
 the app factory from the settings object and reached through ``kadr()`` in views."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import redis
-from celery import Celery
 from flask import current_app
 
 from gateway.fanout import Fanout
@@ -14,6 +13,7 @@ from gateway.settings import GatewaySettings
 from gateway.storage_guard import StorageGuard
 from services.common.batch_feed import Feeder
 from services.common.batches import BatchStore
+from services.common.dispatch import Dispatcher
 from services.common.jobs import JobStore
 from services.common.storage import BlobStore
 
@@ -24,7 +24,7 @@ class Kadr:
     redis: redis.Redis
     jobs: JobStore
     blobs: BlobStore
-    celery: Celery
+    send: Dispatcher  # the task messages: the same sender as the feeder and the reaper
     batches: BatchStore
     feeder: Feeder
     probe: redis.Redis  # no retries: readiness answers at once when Redis is away

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from kombu.exceptions import OperationalError
-
 from gateway.context import Kadr
 from gateway.errors import ApiError
 from services.common.celery_app import queue_length
+from services.common.dispatch import DispatchError
 from services.common.jobs import ACTIVE
-from services.common.tasks import INTERACTIVE, TaskPayload, queue_for, send_options
+from services.common.tasks import INTERACTIVE, TaskPayload, queue_for
 
 log = logging.getLogger("kadr.gateway")
 
@@ -31,9 +30,8 @@ def admit(k: Kadr, task_name: str, n: int = 1) -> None:
 def send(k: Kadr, task_name: str, payload: TaskPayload) -> None:
     k.jobs.set_task(payload.job_id, task_name, payload.model_dump())
     try:
-        body = payload.model_dump()
-        k.celery.send_task(task_name, args=[body], **send_options(task_name, body))
-    except OperationalError as e:
+        k.send(task_name, payload.model_dump())
+    except DispatchError as e:
         log.error("could not queue task", extra={"task": task_name, "error": str(e)})
         k.jobs.transition(payload.job_id, "failed", allowed_from=ACTIVE,
                           error={"code": "dispatch_failed", "message": "the broker is unreachable"})

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 
 from .batches import BatchStore
+from .dispatch import Send
 from .stranded import UNACKED_KEY
 from .tasks import ENHANCE_QUEUE, QUEUES, TASK_ROUTES, queue_for, queue_keys
 
 log = logging.getLogger("kadr.batches")
 
-Send = Callable[[str, dict], None]
 
 
 class Feeder:

@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from .dispatch import DispatchError, Send
 from .jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
 from .stranded import restore_stranded
 
 log = logging.getLogger("kadr.reaper")
 
-Send = Callable[[str, dict], None]
 
 
 def reap_orphans(store: JobStore, *, grace_seconds: float, send: Send,
@@ -43,7 +43,15 @@ def reap_orphans(store: JobStore, *, grace_seconds: float, send: Send,
             continue  # its worker may just be starting to beat
         if job.get("task"):
             if store.transition(job_id, "queued", allowed_from=("running",), worker="").moved:
-                send(job["task"], json.loads(job["task_payload"]))
+                try:
+                    send(job["task"], json.loads(job["task_payload"]))
+                except DispatchError as e:
+                    # Not on any queue: queued, it would wait for nothing. Back to running in
+                    # its dead worker, so a round past the grace period tries again.
+                    store.transition(job_id, "running", allowed_from=("queued",), worker=worker)
+                    log.error("orphaned job not requeued: the broker did not take it; trying again later",
+                              extra={"job_id": job_id, "error": str(e)})
+                    continue
                 done.append((job_id, "requeued"))
                 log.warning("orphaned job requeued: its worker is gone",
                             extra={"job_id": job_id, "dead_worker": worker})

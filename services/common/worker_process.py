@@ -76,12 +76,8 @@ def _sender(settings: Settings):
     """Sends a task by name, as the gateway does (a producer of its own: the reaper runs
     beside the tasks, in any service's worker)."""
     from .celery_app import create_celery
-    from .tasks import send_options
-    app = create_celery(settings, name="kadr-reaper")
-
-    def send(task: str, payload: dict) -> None:
-        app.send_task(task, args=[payload], **send_options(task, payload))
-    return send
+    from .dispatch import Dispatcher
+    return Dispatcher(create_celery(settings, name="kadr-reaper"))
 
 
 def fail_on_hard_time_limit(settings: Settings, job_id: str, limit: int | None = None) -> None:

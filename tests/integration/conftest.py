@@ -47,13 +47,15 @@ def submit(enhance_stack):
     import hashlib
 
     from services.common.celery_app import create_celery
+    from services.common.dispatch import Dispatcher
     from services.common.storage import open_store
-    from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask, send_options
+    from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
 
     env, settings, proc, r, _ = enhance_stack
     store = JobStore(r)
     blobs = open_store(settings)
     celery = create_celery(settings)
+    send = Dispatcher(celery)  # the producers' own sender
 
     def _submit(data: bytes, fmt: str, params: dict, name="photo", limits: dict | None = None) -> str:
         from services.common.jobs import new_id
@@ -66,7 +68,7 @@ def submit(enhance_stack):
                      input=inp, job_id=job_id, request_id=f"req-{job_id[:8]}")
         payload = EnhancePhotoTask(job_id=job_id, request_id=f"req-{job_id[:8]}", **(limits or {})).model_dump()
         store.set_task(job_id, ENHANCE_PHOTO, payload)  # as gateway.dispatch.send does
-        celery.send_task(ENHANCE_PHOTO, args=[payload], **send_options(ENHANCE_PHOTO, payload))
+        send(ENHANCE_PHOTO, payload)
         return job_id
 
     yield _submit, store, blobs

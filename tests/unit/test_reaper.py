@@ -7,6 +7,7 @@ import time
 import pytest
 from kombu import Connection
 
+from services.common.dispatch import DispatchError
 from services.common.jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
 from services.common.reaper import reap_orphans
 
@@ -43,6 +44,23 @@ def test_orphan_is_requeued_once_and_counted_again(store, redis_client):
     # A second pass finds nothing to do; the resent task is delivery 2.
     assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append(t), now=later) == []
     assert store.begin(jid, max_deliveries=3, worker="new:7")[:2] == ("run", 2)
+
+
+def test_an_orphan_the_broker_does_not_take_waits_for_a_later_round(store):
+    jid = _running(store, worker="gone-host:42")
+
+    def broker_away(task, payload):
+        raise DispatchError("the broker did not take enhance.photo: connection refused")
+    later = time.time() + 60
+    assert reap_orphans(store, grace_seconds=30, send=broker_away, now=later) == []
+    job = store.get(jid)  # not left queued with no message: running in its dead worker again
+    assert job["state"] == "running" and job["worker"] == "gone-host:42" and store.running_ids() == [jid]
+    # The next round past the grace period (counted again from the failed try) sends it.
+    sent = []
+    assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append(t), now=time.time() + 5) == []
+    assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append(t), now=time.time() + 60) == \
+        [(jid, "requeued")]
+    assert sent == ["enhance.photo"] and store.get(jid)["state"] == "queued"
 
 
 def test_live_or_recent_workers_are_left_alone(store, redis_client):
