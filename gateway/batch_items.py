@@ -16,6 +16,7 @@ from gateway.storage_guard import redis_refused
 from gateway.uploads import sha256_and_size
 from services.common import archives, images, task_stats
 from services.common.batches import BatchClosed
+from services.common.contracts import blob_keys
 from services.common.filenames import sanitize_filename
 from services.common.metrics import REJECTIONS, UPLOAD_BYTES
 
@@ -31,7 +32,7 @@ def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rat
              for v in batch["variants"]}
     sha, size = sha256_and_size(data)
     # Keyed by content: identical photos share one file, and a retried upload rewrites nothing.
-    key = f"batches/{batch['id']}/inputs/{sha}"
+    key = blob_keys.batch_input(batch["id"], sha)
     if not k.blobs.exists(key):
         k.blobs.put_stream(key, data)
     UPLOAD_BYTES.inc(size)

@@ -37,6 +37,7 @@ from gateway.uploads import check_image, store_image
 from services.common.camera_auth import SIGNATURE_HEADER, CameraAuthError, verify
 from services.common.camera_store import EVENT_KIND, index_event, list_event_ids, owner_of, read_buffers
 from services.common.celery_app import queue_length
+from services.common.contracts import blob_keys
 from services.common.filenames import sanitize_filename
 from services.common.jobs import PREFIX, new_id
 from services.common.metrics import JOBS_ACCEPTED, REPLAYS
@@ -148,7 +149,7 @@ def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict]:
         kind = field if _KIND_RE.match(field) and not _RESERVED.match(field) else f"upload_{i}"
         if kind in images:
             kind = f"{kind}_{i}"
-        images[kind] = store_image(f, info, k.blobs, f"camera/{event_id}/uploads/{kind}")
+        images[kind] = store_image(f, info, k.blobs, blob_keys.event_upload(event_id, kind))
     return images
 
 

@@ -17,7 +17,7 @@ from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
 from gateway.uploads import check_image, store_image
 from services.common import images, task_stats
-from services.common.contracts import photo_cost
+from services.common.contracts import blob_keys, photo_cost
 from services.common.contracts.photo_cost import Estimate
 from services.common.filenames import sanitize_filename
 from services.common.jobs import new_id
@@ -121,7 +121,7 @@ def enhance_one(form: EnhanceForm):
                        max_pixels=k.settings.max_image_pixels)
     params, est = plan_photo(k, params, info)
     job_id = new_id()
-    inp = store_image(form.file, info, k.blobs, f"jobs/{job_id}/input")
+    inp = store_image(form.file, info, k.blobs, blob_keys.photo_input(job_id))
     job = k.jobs.create(kind="enhance", owner=g.owner, params=params, input=inp,
                         request_id=g.request_id, job_id=job_id, estimate=est.view(), callback_url=callback)
     send(k, ENHANCE_PHOTO, EnhancePhotoTask(job_id=job_id, request_id=g.request_id,
@@ -166,7 +166,7 @@ def enhance_batch(form: EnhanceBatchForm):
     batch = k.batches.create(kind="enhance", owner=g.owner, params=params, request_id=g.request_id,
                              task=ENHANCE_PHOTO, callback_url=callback)
     for f, (info, item_params, est) in zip(files, infos):
-        inp = store_image(f, info, k.blobs, f"batches/{batch['id']}/inputs/{new_id()}")
+        inp = store_image(f, info, k.blobs, blob_keys.batch_input(batch["id"], new_id()))
         k.batches.add_photo(batch, input=inp, request_id=g.request_id,
                             plans={"default": item_plan(item_params, est)})
     k.batches.close(batch["id"])

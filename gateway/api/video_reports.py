@@ -17,6 +17,7 @@ from gateway.api.models import RequestModel
 from gateway.api.videos import ResultQuery, VideoPath, _result_file, owned_video, video_view
 from gateway.blob_files import send_blob
 from gateway.context import kadr
+from services.common.contracts import blob_keys
 from services.common.schemas import ErrorBody, VideosPage, binary
 from services.common.storage import BlobNotFound
 
@@ -48,7 +49,7 @@ def get_report(path: VideoPath, query: ReportQuery):
     rows = []
     for rs in k.jobs.children(video["id"]):
         try:
-            metrics = json.loads(k.blobs.get_bytes(f"videos/{video['id']}/results/{rs['id']}/metrics.json"))
+            metrics = json.loads(k.blobs.get_bytes(blob_keys.result_file(video["id"], rs["id"], "metrics.json")))
         except BlobNotFound:
             metrics = None  # not finished (or failed): a row without numbers
         rows.append(video_report.row(rs, metrics))

@@ -18,6 +18,7 @@ from gateway.blob_files import send_blob
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
+from services.common.contracts import blob_keys
 from services.common.filenames import sanitize_filename
 from services.common.jobs import new_id
 from services.common.metrics import JOBS_ACCEPTED
@@ -161,12 +162,12 @@ def upload_video(form: VideoForm):
     info = _check(form.file, k, "file")
     truth = _check(form.truth, k, "truth") if form.truth is not None and form.truth.filename else None
     vid, raw_id = new_id(), new_id()
-    k.blobs.put_stream(f"videos/{vid}/input", form.file.stream)
-    inp = {**info, "blob": f"videos/{vid}/input",
+    k.blobs.put_stream(blob_keys.video_input(vid), form.file.stream)
+    inp = {**info, "blob": blob_keys.video_input(vid),
            "name": sanitize_filename(form.file.filename or "", default="video")}
     if truth:
-        k.blobs.put_stream(f"videos/{vid}/truth_input", form.truth.stream)
-        inp.update(truth_blob=f"videos/{vid}/truth_input", truth_frames=truth["frames"])
+        k.blobs.put_stream(blob_keys.video_truth_input(vid), form.truth.stream)
+        inp.update(truth_blob=blob_keys.video_truth_input(vid), truth_frames=truth["frames"])
     # The callback hears of the video's end and of each of its result sets' ends.
     job = k.jobs.create(kind="segment", owner=g.owner, params=params.model_dump(), input=inp,
                         request_id=g.request_id, job_id=vid, callback_url=callback)
@@ -250,16 +251,16 @@ def get_frame(path: FramePath, query: FrameQuery):
     vid, n = video["id"], path.n
     try:
         if query.kind == "original":
-            return _image(k.blobs.get_bytes(f"videos/{vid}/frames/{n:06d}.jpg"), query.format, "jpeg")
+            return _image(k.blobs.get_bytes(blob_keys.video_frame(vid, n)), query.format, "jpeg")
         if query.kind == "raw":
-            prob = np.asarray(Image.open(io.BytesIO(k.blobs.get_bytes(f"videos/{vid}/prob/{n:06d}.png"))))
+            prob = np.asarray(Image.open(io.BytesIO(k.blobs.get_bytes(blob_keys.video_prob(vid, n)))))
             buf = io.BytesIO()
             Image.fromarray(((prob >= 128) * 255).astype(np.uint8)).save(buf, "PNG")
             return _image(buf.getvalue(), query.format, "png")
         rid = _result_set(video, query.result)["id"]
         if query.kind == "stable":
-            return _image(k.blobs.get_bytes(f"videos/{vid}/results/{rid}/mask/{n:06d}.png"), query.format, "png")
-        return _image(k.blobs.get_bytes(f"videos/{vid}/results/{rid}/overlay/{n:06d}.jpg"), query.format, "jpeg")
+            return _image(k.blobs.get_bytes(blob_keys.result_mask(vid, rid, n)), query.format, "png")
+        return _image(k.blobs.get_bytes(blob_keys.result_overlay(vid, rid, n)), query.format, "jpeg")
     except BlobNotFound:
         raise ApiError(410, "gone", "that frame's file was removed")
 
@@ -268,7 +269,7 @@ def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[dict,
     """The chosen result set of an owned video and the blob key of one of its files."""
     video = owned_video(video_id)
     chosen = _result_set(video, result_id)
-    key = f"videos/{video['id']}/results/{chosen['id']}/{name}"
+    key = blob_keys.result_file(video["id"], chosen["id"], name)
     if not kadr().blobs.exists(key):
         raise ApiError(410, "gone", f"the result set's {name} was removed")
     return chosen, key

@@ -50,6 +50,7 @@ from services.camera.sources import BufferCollector, BufferPublisher, SourceRead
 from services.common import worker_metrics
 from services.common.camera_store import publish_buffer
 from services.common.celery_app import create_celery
+from services.common.contracts import blob_keys
 from services.common.execution import JobFailure, run_job
 from services.common.jobs import JobStore, connect
 from services.common.logs import setup_logging
@@ -212,7 +213,7 @@ def process_event(rt: CameraRuntime, job: dict, progress: Callable[[float], None
     keys: dict[str, str] = {}
     try:
         for kind, img in outcome.images.items():
-            key = f"camera/{job['id']}/{kind}.jpg"
+            key = blob_keys.event_image(job["id"], kind)
             rt.blobs.put_bytes(key, _jpeg(img))
             keys[kind] = key
         progress(0.7)
@@ -261,7 +262,7 @@ def event_clip(rt: CameraRuntime, cam, event_id: str, event_ts: float) -> dict |
         log.warning("event clip missing", extra={"camera": cam.id, "event": event_id, **asked})
         return {"state": "missing", "asked": asked,
                 "reason": "the buffer held no frame between the clip's start and end"}
-    key = f"camera/{event_id}/clip.mp4"
+    key = blob_keys.event_clip(event_id)
     t0 = time.perf_counter()
     with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
         try:

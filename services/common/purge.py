@@ -17,6 +17,7 @@ import logging
 
 from .batches import BatchStore
 from .camera_store import EVENT_KIND, GLOBAL_INDEX, camera_index
+from .contracts import blob_keys
 from .jobs import ACTIVE, PREFIX, TERMINAL, JobStore, Transition
 from .metrics import JOBS_CANCELED
 from .storage import BlobStore
@@ -24,21 +25,19 @@ from .storage import BlobStore
 log = logging.getLogger("kadr.purge")
 
 PHOTO, VIDEO, RESULT_SET = "enhance", "segment", "stabilize"
-# Blob folder of each top-level kind (retention walks these).
-FOLDERS = {"photos": "jobs", "batches": "batches", "videos": "videos", "events": "camera"}
 
 
 def blob_prefix(job: dict) -> str:
     kind = job["kind"]
     if kind == VIDEO:
-        return f"videos/{job['id']}"
+        return blob_keys.video(job["id"])
     if kind == RESULT_SET:
-        return f"videos/{job['params']['video_id']}/results/{job['id']}"
+        return blob_keys.result_set(job["params"]["video_id"], job["id"])
     if kind == EVENT_KIND:
-        return f"camera/{job['id']}"
+        return blob_keys.event(job["id"])
     if job.get("batch_id"):
         raise ValueError("a batch item is removed with its batch")
-    return f"jobs/{job['id']}"
+    return blob_keys.photo(job["id"])
 
 
 def cancel(jobs: JobStore, job: dict) -> Transition:
@@ -74,6 +73,6 @@ def purge_job(jobs: JobStore, blobs: BlobStore, job: dict) -> int:
 def purge_batch(batches: BatchStore, blobs: BlobStore, batch_id: str) -> int:
     """A batch with its items' records, inputs and results; returns the files removed."""
     batches.cancel(batch_id)
-    removed = blobs.delete_prefix(f"batches/{batch_id}")
+    removed = blobs.delete_prefix(blob_keys.batch(batch_id))
     batches.delete(batch_id)
     return removed

@@ -31,8 +31,9 @@ from typing import Any
 
 from .batches import BatchStore
 from .camera_store import GLOBAL_INDEX
+from .contracts.blob_keys import FOLDERS, folder
 from .jobs import TERMINAL, JobStore
-from .purge import FOLDERS, purge_batch, purge_job
+from .purge import purge_batch, purge_job
 from .storage import BlobStore, PrefixUsage
 
 log = logging.getLogger("kadr.retention")
@@ -117,7 +118,7 @@ class Retention:
         key = (kind, ident)
         if finished_at is not None and key in self._known and self._known[key][0] == finished_at:
             return self._known[key][1]
-        u = self.blobs.usage(f"{FOLDERS[kind]}/{ident}")
+        u = self.blobs.usage(folder(kind, ident))
         if finished_at is not None:
             self._known[key] = (finished_at, u)
         else:
@@ -184,7 +185,7 @@ class Retention:
             if job is not None and job.get("kind") in _KIND_OF_JOB[item.kind]:
                 purge_job(self.jobs, self.blobs, job)
             else:
-                self.blobs.delete_prefix(f"{FOLDERS[item.kind]}/{item.id}")
+                self.blobs.delete_prefix(folder(item.kind, item.id))
                 if item.kind == "events":
                     self.jobs.r.zrem(GLOBAL_INDEX, item.id)
         self._known.pop((item.kind, item.id), None)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from services.common import images, task_stats, weights
 from services.common.celery_app import create_celery
+from services.common.contracts import blob_keys
 from services.common.contracts.photo_cost import output_format
 from services.common.execution import JobFailure, run_job
 from services.common.logs import setup_logging
@@ -104,9 +105,7 @@ def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
     params = EnhanceParams.model_validate(job["params"])
     inp = job["input"]
     fmt = output_format(inp["format"])
-    # A batch keeps every file under its own folder: retention removes a batch in one go.
-    base = f"batches/{job['batch_id']}/results/{job['id']}" if job.get("batch_id") else f"jobs/{job['id']}"
-    result_key = f"{base}/result.{images.FORMAT_EXTENSION[fmt]}"
+    result_key = blob_keys.enhance_result(job, images.FORMAT_EXTENSION[fmt])
 
     key = cache_key(inp["sha256"], params)
     hit = ctx.cache.get(key)

@@ -21,6 +21,7 @@ import torch
 
 from services.common import weights
 from services.common.celery_app import create_celery
+from services.common.contracts import blob_keys
 from services.common.device import select_device
 from services.common.execution import JobFailure, run_job
 from services.common.jobs import ACTIVE
@@ -65,23 +66,6 @@ worker = WorkerProcess(settings, service="segment", queues=[SEGMENT_QUEUE],
                        warm=settings.warm_models, torch_threads=settings.torch_threads)
 
 
-# Blob layout of one video; keys are ours, never from file names.
-def frame_key(vid: str, n: int) -> str:
-    return f"videos/{vid}/frames/{n:06d}.jpg"
-
-
-def prob_key(vid: str, n: int) -> str:
-    return f"videos/{vid}/prob/{n:06d}.png"
-
-
-def truth_key(vid: str, n: int) -> str:
-    return f"videos/{vid}/truth/{n:06d}.png"
-
-
-def result_prefix(vid: str, rid: str) -> str:
-    return f"videos/{vid}/results/{rid}"
-
-
 def _png(a: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     assert ok
@@ -120,8 +104,8 @@ def _segment(job: dict, progress: Callable[[float], None]) -> dict:
             probs = class_probabilities(net, x, p.class_id()).cpu().numpy()
             infer_s += time.perf_counter() - t
             for frame, prob in zip(batch, probs):
-                worker.ctx.blobs.put_bytes(frame_key(vid, n), _jpeg(frame, settings.frame_jpeg_quality))
-                worker.ctx.blobs.put_bytes(prob_key(vid, n), _png(np.rint(prob * 255).astype(np.uint8)))
+                worker.ctx.blobs.put_bytes(blob_keys.video_frame(vid, n), _jpeg(frame, settings.frame_jpeg_quality))
+                worker.ctx.blobs.put_bytes(blob_keys.video_prob(vid, n), _png(np.rint(prob * 255).astype(np.uint8)))
                 n += 1
             batch.clear()
             progress(0.9 * min(1.0, n / expected))
@@ -147,7 +131,7 @@ def _segment(job: dict, progress: Callable[[float], None]) -> dict:
                 if (frame.shape[1], frame.shape[0]) != size:
                     frame = cv2.resize(frame, size, interpolation=cv2.INTER_NEAREST)
                 mask = (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) > 127).astype(np.uint8) * 255
-                worker.ctx.blobs.put_bytes(truth_key(vid, i), _png(mask))
+                worker.ctx.blobs.put_bytes(blob_keys.video_truth(vid, i), _png(mask))
                 truth_frames = i + 1
         if truth_frames != n:
             raise JobFailure("truth_mismatch", f"the ground-truth video has {truth_frames} frames, "
@@ -155,7 +139,7 @@ def _segment(job: dict, progress: Callable[[float], None]) -> dict:
     elapsed = time.perf_counter() - t0
     manifest = {"frames": n, "width": size[0], "height": size[1], "fps": inp.get("fps") or 25.0,
                 "has_truth": bool(truth_frames), "model": p.model, "target_class": p.target_class}
-    worker.ctx.blobs.put_bytes(f"videos/{vid}/manifest.json", json.dumps(manifest).encode())
+    worker.ctx.blobs.put_bytes(blob_keys.video_manifest(vid), json.dumps(manifest).encode())
     return {**manifest, "timings": {"segment_seconds": round(elapsed, 3),
                                     "inference_seconds": round(infer_s, 3),
                                     "frames_per_second": round(n / elapsed, 3)}}
@@ -165,21 +149,20 @@ def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
     params = job["params"]
     vid, rid, method = params["video_id"], job["id"], params["method"]
     try:
-        manifest = json.loads(worker.ctx.blobs.get_bytes(f"videos/{vid}/manifest.json"))
+        manifest = json.loads(worker.ctx.blobs.get_bytes(blob_keys.video_manifest(vid)))
     except BlobNotFound:
         raise JobFailure("not_segmented", "the video has no segmentation to stabilize")
     n, w, h = manifest["frames"], manifest["width"], manifest["height"]
     stabilizer = make_stabilizer(method, params.get("params") or {}) if method != "none" else None
     raw_acc, acc = SeriesAccumulator(), SeriesAccumulator()
-    prefix = result_prefix(vid, rid)
     t0 = time.perf_counter()
     fps = fps_fraction(manifest["fps"])
     with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp, tempfile.NamedTemporaryFile(suffix=".mov") as mtmp:
         with Mp4Writer(tmp.name, w, h, fps) as writer, MatteWriter(mtmp.name, w, h, fps) as matte:
             for i in range(n):
-                frame = _load(frame_key(vid, i), cv2.IMREAD_COLOR)
-                prob = _load(prob_key(vid, i), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
-                truth = (_load(truth_key(vid, i), cv2.IMREAD_GRAYSCALE) > 127
+                frame = _load(blob_keys.video_frame(vid, i), cv2.IMREAD_COLOR)
+                prob = _load(blob_keys.video_prob(vid, i), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+                truth = (_load(blob_keys.video_truth(vid, i), cv2.IMREAD_GRAYSCALE) > 127
                          if manifest["has_truth"] else None)
                 raw = binarize(prob)
                 mask = binarize(stabilizer.step(prob, frame)) if stabilizer else raw
@@ -187,16 +170,16 @@ def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
                 acc.add(mask, frame, truth)
                 shown = overlay(frame, mask)
                 mask_u8 = mask.astype(np.uint8) * 255
-                worker.ctx.blobs.put_bytes(f"{prefix}/mask/{i:06d}.png", _png(mask_u8))
+                worker.ctx.blobs.put_bytes(blob_keys.result_mask(vid, rid, i), _png(mask_u8))
                 matte.add(mask_u8)
-                worker.ctx.blobs.put_bytes(f"{prefix}/overlay/{i:06d}.jpg", _jpeg(shown, 85))
+                worker.ctx.blobs.put_bytes(blob_keys.result_overlay(vid, rid, i), _jpeg(shown, 85))
                 writer.add(shown)
                 if i % 10 == 0:
                     progress(0.95 * (i + 1) / n)
         tmp.seek(0)
-        worker.ctx.blobs.put_stream(f"{prefix}/overlay.mp4", tmp)
+        worker.ctx.blobs.put_stream(blob_keys.result_file(vid, rid, "overlay.mp4"), tmp)
         mtmp.seek(0)
-        worker.ctx.blobs.put_stream(f"{prefix}/matte.mov", mtmp)
+        worker.ctx.blobs.put_stream(blob_keys.result_file(vid, rid, "matte.mov"), mtmp)
     raw_r, stable_r = raw_acc.report(), acc.report()
     improvement = {
         "instability": quality.improvement_pct(raw_r["summary"]["instability"]["mean"],
@@ -206,7 +189,8 @@ def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
     }
     metrics = {"result_id": rid, "method": method, "params": params.get("params") or {},
                "frames": n, "raw": raw_r, "stable": stable_r, "improvement_pct": improvement}
-    worker.ctx.blobs.put_bytes(f"{prefix}/metrics.json", json.dumps(metrics, allow_nan=False).encode())
+    worker.ctx.blobs.put_bytes(blob_keys.result_file(vid, rid, "metrics.json"),
+                                json.dumps(metrics, allow_nan=False).encode())
     elapsed = time.perf_counter() - t0
     return {"frames": n, "method": method, "params": params.get("params") or {},
             "summary": {k: v for k, v in stable_r["summary"].items()},
@@ -220,11 +204,11 @@ def _partial(job: dict) -> None:
     """What a failed segmentation or stabilization had written (the upload stays)."""
     blobs = worker.ctx.blobs
     if job["kind"] == "stabilize":
-        blobs.delete_prefix(result_prefix(job["params"]["video_id"], job["id"]))
+        blobs.delete_prefix(blob_keys.result_set(job["params"]["video_id"], job["id"]))
         return
-    for part in ("frames", "prob", "truth"):
-        blobs.delete_prefix(f"videos/{job['id']}/{part}")
-    blobs.delete(f"videos/{job['id']}/manifest.json")
+    for part in blob_keys.VIDEO_PARTS:
+        blobs.delete_prefix(blob_keys.video_part(job["id"], part))
+    blobs.delete(blob_keys.video_manifest(job["id"]))
 
 
 def _run(task_name: str, payload: TaskPayload, work) -> str:
