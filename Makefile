@@ -23,20 +23,19 @@ compose-up:
 compose-down:
 	bash infra/docker/compose-down.sh
 
-# Ruff's checks (pyproject.toml [tool.ruff]); make test runs them before the suite.
+# Ruff's checks and mypy (pyproject.toml [tool.ruff], [tool.mypy]); make test runs them first.
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 # The full suite; starts its own Redis, workers, gunicorn and nginx on free ports.
 # The suite includes the browser tests, so it installs Debian's chromium too.
 test: export KADR_INSTALL_BROWSER=1
-test: install
-	.venv/bin/ruff check .
+test: lint
 	$(PY) -m pytest -q
 
 test-fast: export KADR_INSTALL_BROWSER=1
-test-fast: install
-	.venv/bin/ruff check .
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
 # The API fuzzed from its OpenAPI document (Schemathesis) at 20x the suite's budget.

@@ -7,13 +7,14 @@ job, the feeder puts the items back to wait, the reaper tries again on its next 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
 
 from services.common.tasks import send_options
 
-Send = Callable[[str, dict], None]
+Send = Callable[[str, dict[str, Any]], None]
 
 
 class DispatchError(RuntimeError):
@@ -24,7 +25,7 @@ class Dispatcher:
     def __init__(self, celery: Celery):
         self.celery = celery
 
-    def __call__(self, task: str, payload: dict) -> None:
+    def __call__(self, task: str, payload: dict[str, Any]) -> None:
         try:
             self.celery.send_task(task, args=[payload], **send_options(task, payload))
         except OperationalError as e:

@@ -10,6 +10,7 @@ below (this project's 2-core CPU machine, bench/results/real_photos.json).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from services.common.media.writers import MAX_SIDE, WHOLE_IMAGE_BYTES_PER_PIXEL
 from services.common.task_stats import rate_key
@@ -86,12 +87,12 @@ class Estimate:
     soft_time_limit: int
     time_limit: int
 
-    def view(self) -> dict:
+    def view(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 1), "soft_time_limit_seconds": self.soft_time_limit,
                 "time_limit_seconds": self.time_limit}
 
 
-def estimate(width: int, height: int, params: dict, rates: dict, *, factor: float, floor_soft: int,
+def estimate(width: int, height: int, params: dict[str, Any], rates: dict[str, Any], *, factor: float, floor_soft: int,
              floor_hard: int, cap: int) -> Estimate:
     """Seconds for a photo (input ``width`` x ``height``, resolved ``params``) from the
     fleet's measured ``rates`` (see task_stats.photo_rates), and the soft/hard limits:

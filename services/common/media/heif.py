@@ -13,6 +13,7 @@ the EXIF orientation it reports), so the displayed orientation comes from the bo
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -107,7 +108,7 @@ def _box_at(stream: BinaryIO, pos: int, end: int) -> tuple[bytes, int, int]:
     return btype, start, pos + size
 
 
-def _children(buf: bytes, start: int, end: int):
+def _children(buf: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of each box in ``buf[start:end]``."""
     pos = start
     n = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import ExifTags, Image
 
@@ -102,7 +103,7 @@ def _dump(exif: Image.Exif) -> bytes | None:
         return None
 
 
-def _dpi(value) -> tuple[float, float] | None:
+def _dpi(value: Any) -> tuple[float, float] | None:
     try:
         x, y = (float(v) for v in value)
     except (TypeError, ValueError):

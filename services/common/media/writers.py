@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, TiffImagePlugin
@@ -77,7 +77,7 @@ class _Strips(_Writer):
 
     strip_rows = 1
 
-    def __init__(self, fp, width, height, meta):
+    def __init__(self, fp: BinaryIO, width: int, height: int, meta: PhotoMeta) -> None:
         super().__init__(fp, width, height, meta)
         self._buf = np.empty((min(self.strip_rows, height), width, 3), np.uint8)
         self._fill = 0
@@ -111,7 +111,7 @@ _RST7 = b"\xff\xd7"
 
 
 class JpegWriter(_Strips):
-    def __init__(self, fp, width, height, meta, quality: int = 95):
+    def __init__(self, fp: BinaryIO, width: int, height: int, meta: PhotoMeta, quality: int = 95) -> None:
         # Full-resolution chroma at high quality: restored faces and text edges smear
         # visibly with 4:2:0 subsampling, and the size cost is modest.
         self.subsampling = "4:4:4" if quality >= 90 else "4:2:0"
@@ -125,8 +125,8 @@ class JpegWriter(_Strips):
 
     def _strip(self, bgr: np.ndarray, last: bool) -> None:
         first = self._tables is None
-        opts = {"format": "JPEG", "quality": self.quality, "subsampling": self.subsampling,
-                "restart_marker_rows": 1}
+        opts: dict[str, Any] = {"format": "JPEG", "quality": self.quality, "subsampling": self.subsampling,
+                                "restart_marker_rows": 1}
         if first:
             opts.update(_jpeg_meta(self.meta, self.width, self.height))
         out = io.BytesIO()
@@ -151,8 +151,8 @@ class JpegWriter(_Strips):
         self.fp.write(b"\xff\xd9")
 
 
-def _jpeg_meta(meta: PhotoMeta, width: int, height: int) -> dict:
-    opts = {}
+def _jpeg_meta(meta: PhotoMeta, width: int, height: int) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
     exif = meta.exif_for(width, height, max_bytes=JPEG_MAX_EXIF)
     if exif:
         opts["exif"] = exif
@@ -199,7 +199,7 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 class PngWriter(_Strips):
     IDAT_BYTES = 1024 * 1024
 
-    def __init__(self, fp, width, height, meta, level: int = 6):
+    def __init__(self, fp: BinaryIO, width: int, height: int, meta: PhotoMeta, level: int = 6) -> None:
         # Small blocks: the five candidate filters of a block live as int16 at once.
         self.strip_rows = max(1, (STRIP_BYTES // 4) // (width * 3))
         super().__init__(fp, width, height, meta)
@@ -266,7 +266,7 @@ _SHORT, _LONG, _RATIONAL, _UNDEFINED, _ASCII = 3, 4, 5, 7, 2
 
 
 class TiffWriter(_Strips):
-    def __init__(self, fp, width, height, meta, level: int = 6):
+    def __init__(self, fp: BinaryIO, width: int, height: int, meta: PhotoMeta, level: int = 6) -> None:
         self.strip_rows = max(1, (STRIP_BYTES // 8) // (width * 3))
         super().__init__(fp, width, height, meta)
         self.level = level
@@ -363,7 +363,7 @@ def _rational(value: float) -> bytes:
 
 
 class BmpWriter(_Writer):
-    def __init__(self, fp, width, height, meta):
+    def __init__(self, fp: BinaryIO, width: int, height: int, meta: PhotoMeta) -> None:
         super().__init__(fp, width, height, meta)
         self.stride = (width * 3 + 3) & ~3
         size = 54 + self.stride * height
@@ -392,25 +392,27 @@ class BmpWriter(_Writer):
 
 
 class WebpWriter(_Writer):
-    def __init__(self, fp, width, height, meta, quality: int = 95):
+    def __init__(self, fp: BinaryIO, width: int, height: int, meta: PhotoMeta, quality: int = 95) -> None:
         super().__init__(fp, width, height, meta)
         if max(width, height) > MAX_SIDE["webp"]:
             raise WriterError(f"WebP stores at most {MAX_SIDE['webp']} pixels a side, not {width}x{height}")
         self.quality = quality
-        self._img = np.empty((height, width, 3), np.uint8)
+        self._img: np.ndarray | None = np.empty((height, width, 3), np.uint8)
 
     def _write(self, rows: np.ndarray) -> None:
+        assert self._img is not None, "written after close"
         self._img[self.rows - rows.shape[0]:self.rows] = rows[..., ::-1]
 
     def _close(self) -> None:
-        opts = {"format": "WEBP", "quality": self.quality}
+        opts: dict[str, Any] = {"format": "WEBP", "quality": self.quality}
         exif = self.meta.exif_for(self.width, self.height)
         if exif:
             opts["exif"] = exif
         if self.meta.icc_profile:
             opts["icc_profile"] = self.meta.icc_profile
+        assert self._img is not None, "closed twice"
         im = Image.fromarray(self._img)
-        self._img = None
+        self._img = None  # the pixels go as soon as the file is written
         im.save(self.fp, **opts)
 
 
