@@ -1,6 +1,7 @@
 """Celery side of the camera service: the pre-event buffers and ``camera.event``.
 
-Start with ``celery -A services.camera.tasks worker -Q camera --pool threads -c 2``.
+Start with ``celery -A services.camera.tasks worker -Q camera --pool threads -c 4`` (as compose
+and the Procfile do: events wait on their clip's after-part, so a few run at once).
 
 The worker process *is* the frame buffer: at start it opens one reader thread per
 configured camera (services/camera/sources.py explains why the rings must share the
