@@ -101,9 +101,11 @@ def open_app(page, url: str, route: str = "photos", key: str | None = None) -> N
 
 def count_uploads(page) -> None:
     """Counts the page's uploads in flight, in the page itself (the events Playwright
-    relays can arrive after the next upload has started). Read with ``uploads(page)``."""
+    relays can arrive after the next upload has started). Read with ``uploads(page)``:
+    ``total`` requests sent, ``accepted`` the 2xx among them (the rest were refused, e.g.
+    nginx's 429 past 20 requests/s per address, which the page sends again)."""
     page.add_init_script("""(() => {
-        const seen = window.__uploads = { now: 0, max: 0, total: 0 };
+        const seen = window.__uploads = { now: 0, max: 0, total: 0, accepted: 0 };
         const open = XMLHttpRequest.prototype.open, send = XMLHttpRequest.prototype.send;
         XMLHttpRequest.prototype.open = function (method, url, ...rest) {
             this.__upload = method === "POST" && /[/]items$/.test(url);
@@ -113,7 +115,12 @@ def count_uploads(page) -> None:
             if (this.__upload) {
                 seen.now++; seen.total++; seen.max = Math.max(seen.max, seen.now);
                 // readyState 4 comes before "load", whose handler may already start the next upload.
-                const done = () => { if (this.readyState === 4) { seen.now--; this.removeEventListener("readystatechange", done); } };
+                const done = () => {
+                  if (this.readyState !== 4) return;
+                  seen.now--;
+                  if (this.status >= 200 && this.status < 300) seen.accepted++;
+                  this.removeEventListener("readystatechange", done);
+                };
                 this.addEventListener("readystatechange", done);
             }
             return send.apply(this, args);
