@@ -162,12 +162,14 @@ def upload_video(form: VideoForm):
     info = _check(form.file, k, "file")
     truth = _check(form.truth, k, "truth") if form.truth is not None and form.truth.filename else None
     vid, raw_id = new_id(), new_id()
-    k.blobs.put_stream(blob_keys.video_input(vid), form.file.stream)
-    inp = {**info, "blob": blob_keys.video_input(vid),
+    key = blob_keys.video_input(vid)
+    k.blobs.put_stream(key, form.file.stream)
+    inp = {**info, "blob": key,
            "name": sanitize_filename(form.file.filename or "", default="video")}
     if truth:
-        k.blobs.put_stream(blob_keys.video_truth_input(vid), form.truth.stream)
-        inp.update(truth_blob=blob_keys.video_truth_input(vid), truth_frames=truth["frames"])
+        truth_key = blob_keys.video_truth_input(vid)
+        k.blobs.put_stream(truth_key, form.truth.stream)
+        inp.update(truth_blob=truth_key, truth_frames=truth["frames"])
     # The callback hears of the video's end and of each of its result sets' ends.
     job = k.jobs.create(kind="segment", owner=g.owner, params=params.model_dump(), input=inp,
                         request_id=g.request_id, job_id=vid, callback_url=callback)

@@ -19,7 +19,9 @@ from testbed.stack import wait_for
 def store(redis_client, redis_server):
     # The gateway's own client (a blocking pool, retries): 200 waiters reading at once
     # is what it is built for, and what redis-py's bare client is not.
-    return JobStore(connect(redis_server), ttl_seconds=3600)
+    r = connect(redis_server)
+    yield JobStore(r, ttl_seconds=3600)
+    r.close()
 
 
 @pytest.fixture()
