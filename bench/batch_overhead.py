@@ -223,7 +223,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/batch_overhead.json")
     args = ap.parse_args()
     stop_on_sigterm()
-    from services.common.apikeys import create_key
+    from services.store.apikeys import create_key
     from testbed.weights import make_random_weights
     with tempfile.TemporaryDirectory(prefix="kadr-bench-batch-") as t:
         tmp = Path(t)

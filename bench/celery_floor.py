@@ -1,5 +1,5 @@
 """The floor under any Celery task here: send → start of a task that does nothing, with
-kadr's own Celery settings (services/common/celery_app.py), a prefork worker and the
+kadr's own Celery settings (services/platform/celery_app.py), a prefork worker and the
 same Redis. ``bench.batch_overhead`` measures it in its run, next to the per-item
 overhead, so the part of that overhead Celery itself takes is a number, not a guess.
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import time
 
-from services.common.celery_app import create_celery
-from services.common.settings import Settings
+from services.contracts.settings import Settings
+from services.platform.celery_app import create_celery
 
 QUEUE = "bench-floor"
 STARTS = "bench:floor:starts"

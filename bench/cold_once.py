@@ -13,10 +13,10 @@ from pathlib import Path
 def main() -> None:
     t0 = time.perf_counter()
     models_dir, photo, out, weight = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4])
-    from services.common import images
-    from services.common.schemas import EnhanceParams
+    from services.contracts.schemas import EnhanceParams
     from services.enhance import models
     from services.enhance.pipeline import enhance
+    from services.media import images
 
     device = models.select_device("auto")
     restorer = models.build_restorer(models_dir, device)

@@ -178,7 +178,7 @@ def phone_uploads(url: str, key: str, data: bytes, stop: threading.Event, out: l
 
 
 def setup_keys(env: dict, n: int) -> list[str]:
-    from services.common.apikeys import create_key
+    from services.store.apikeys import create_key
     r = redis_lib.Redis.from_url(env["KADR_REDIS_URL"], decode_responses=True)
     return [create_key(r, f"crowd-{i}")[0] for i in range(n)]
 

@@ -47,7 +47,7 @@ def photo_bytes() -> bytes:
 def models_dir_for(tmp: Path) -> tuple[Path, str]:
     given = os.environ.get("KADR_BENCH_MODELS_DIR")
     if given:
-        from services.common.weights import verify
+        from services.runtime.weights import verify
         if all(r.ok for r in verify(Path(given))):
             return Path(given), "official"
     from testbed.weights import make_random_weights
@@ -77,8 +77,8 @@ def api_round_trip(session, url: str, photo: bytes, weight: float) -> float:
 
 def direct_calls(models_dir: Path, photo: bytes, weights: list[float]) -> list[float]:
     """Stock GFPGANer.enhance in this process: the floor any service can reach."""
-    from services.common import images
     from services.enhance import models
+    from services.media import images
     restorer = models.build_restorer(models_dir, models.select_device("auto"))
     img = images.decode_bgr(photo, max_pixels=10**8)
     restorer.enhance(img, only_center_face=True, paste_back=True, weight=0.5)  # warm-up
@@ -132,8 +132,8 @@ def main() -> None:
             procs.append(ngx)
             import redis
 
-            from services.common.apikeys import create_key
-            from services.common.workers import live_workers
+            from services.store.apikeys import create_key
+            from services.store.workers import live_workers
             r = redis.Redis.from_url(redis_url, decode_responses=True)
             wait_for(lambda: any(w["models"].get("gfpgan", {}).get("state") == "ready"
                                  for w in live_workers(r)), 300, "worker models")

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
 from bench.stack_memory import pct  # noqa: E402
-from services.common.settings import Settings  # noqa: E402
+from services.contracts.settings import Settings  # noqa: E402
 from testbed.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 from testbed.weights import make_random_weights  # noqa: E402
 

@@ -62,25 +62,25 @@ class Worker:
         self.env = kadr_env(redis_url=self.url, storage_dir=tmp / "blobs", models_dir=models_dir, **extra)
         import redis as redis_lib
 
-        from services.common.celery_app import create_celery
-        from services.common.jobs import JobStore
-        from services.common.settings import Settings
-        from services.common.storage import open_store
+        from services.contracts.settings import Settings
+        from services.platform.celery_app import create_celery
+        from services.store.blobs import open_store
+        from services.store.jobs import JobStore
         self.settings = Settings(redis_url=self.url, cache_redis_url=self.env["KADR_CACHE_REDIS_URL"],
                                  storage_dir=tmp / "blobs", models_dir=models_dir)
         self.r = redis_lib.Redis.from_url(self.url, decode_responses=True)
         self.store, self.blobs = JobStore(self.r), open_store(self.settings)
         self.celery = create_celery(self.settings)
         self.proc = start_worker("enhance", self.env, tmp / "logs")
-        from services.common.workers import live_workers
+        from services.store.workers import live_workers
         wait_for(lambda: any(w["service"] == "enhance" and w["models"].get("gfpgan", {}).get("state") == "ready"
                              for w in live_workers(self.r)), 300, "the enhance worker to load its models")
         self.pid = next(w["pid"] for w in live_workers(self.r) if w["service"] == "enhance")
 
     def run(self, data: bytes, fmt: str, params: dict) -> dict:
-        from services.common.jobs import new_id
-        from services.common.schemas import EnhanceParams
-        from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+        from services.contracts.schemas import EnhanceParams
+        from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+        from services.store.jobs import new_id
         # Every case differs in input or params, so none is a result-cache hit.
         job_id = new_id()
         self.blobs.put_bytes(f"jobs/{job_id}/input", data)

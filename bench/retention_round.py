@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from bench.machine import machine_info  # noqa: E402
-from services.common.jobs import JobStore  # noqa: E402
-from services.common.retention import Retention  # noqa: E402
-from services.common.storage import LocalBlobStore  # noqa: E402
+from services.store.blobs import LocalBlobStore  # noqa: E402
+from services.store.jobs import JobStore  # noqa: E402
+from services.upkeep.retention import Retention  # noqa: E402
 from testbed.stack import start_redis  # noqa: E402
 
 DAY = 24 * 3600

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.machine import machine_info
-from services.common.segment_options import MODELS
+from services.contracts.segment_options import MODELS
 from services.segment.models import class_probabilities, segmentation_network
 
 ROOT = Path(__file__).resolve().parents[1]

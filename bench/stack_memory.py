@@ -194,7 +194,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/stack_memory.json")
     args = ap.parse_args()
     stop_on_sigterm()
-    from services.common.apikeys import create_key
+    from services.store.apikeys import create_key
     from testbed.mjpeg_server import MjpegServer
     from testbed.weights import make_random_weights
 

@@ -20,8 +20,8 @@ def _server_packages(command: str) -> None:
     """The admin commands need the server's packages, which a client-only install
     (``pip install kadr[client]``) leaves out: say so instead of a traceback."""
     try:
-        import services.common.jobs  # noqa: F401
-        import services.common.settings  # noqa: F401
+        import services.contracts.settings  # noqa: F401
+        import services.store.jobs  # noqa: F401
     except ModuleNotFoundError as e:
         raise click.ClickException(
             f"'kadr {command}' runs on the server host and needs the server's packages "
@@ -38,8 +38,8 @@ def _redis():
     import os
     from pathlib import Path
 
-    from services.common.jobs import connect
-    from services.common.settings import Settings
+    from services.contracts.settings import Settings
+    from services.store.jobs import connect
     # On a `make up` host the password is in var/secrets (the processes get the path from
     # up.sh; an operator's shell does not): found there when nothing else names it.
     local = Path("var/secrets/redis_password")
@@ -55,7 +55,7 @@ def _redis():
                    "Default: all of them.")
 def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key; it is printed once and only its hash is stored."""
-    from services.common.apikeys import create_key
+    from services.store.apikeys import create_key
     try:
         key, record = create_key(_redis(), name, list(scopes) or None)
     except ValueError as e:
@@ -68,7 +68,7 @@ def keys_create(name: str, scopes: tuple[str, ...]) -> None:
 @keys.command("list")
 def keys_list() -> None:
     """List keys (ids and names, never the keys)."""
-    from services.common.apikeys import list_keys, scopes_of
+    from services.store.apikeys import list_keys, scopes_of
     for rec in list_keys(_redis()):
         click.echo(f"{rec['id']}\t{rec['name']}\t{rec['created_at']}\t{','.join(sorted(scopes_of(rec)))}")
 
@@ -77,7 +77,7 @@ def keys_list() -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id."""
-    from services.common.apikeys import revoke_key
+    from services.store.apikeys import revoke_key
     if not revoke_key(_redis(), key_id):
         raise click.ClickException(f"no key with id {key_id}")
     click.echo(f"revoked {key_id}")
@@ -92,7 +92,7 @@ def models() -> None:
 def _models_dir(path):
     from pathlib import Path
 
-    from services.common.settings import Settings
+    from services.contracts.settings import Settings
     return Path(path).resolve() if path else Settings().models_dir
 
 
@@ -101,7 +101,7 @@ def _models_dir(path):
 @click.option("--only", multiple=True, help="catalog name(s) to fetch")
 def models_download(models_dir, only) -> None:
     """Fetch the official weight files (pinned URL + sha256) into the models directory."""
-    from services.common import weights
+    from services.runtime import weights
     target = _models_dir(models_dir)
     target.mkdir(parents=True, exist_ok=True)
     try:
@@ -117,7 +117,7 @@ def models_download(models_dir, only) -> None:
 @click.option("--models-dir", type=click.Path(file_okay=False), help="default: KADR_MODELS_DIR")
 def models_verify(models_dir) -> None:
     """Check every weight file against its pinned sha256; exit 1 if any is missing or wrong."""
-    from services.common import weights
+    from services.runtime import weights
     results = weights.verify(_models_dir(models_dir))
     bad = 0
     for r in results:

@@ -20,15 +20,15 @@ from gateway.fanout import Fanout
 from gateway.holds import Holds
 from gateway.settings import GatewaySettings
 from gateway.storage_guard import StorageGuard
-from services.common.batch_feed import Feeder
-from services.common.batches import BatchStore
-from services.common.celery_app import create_celery
-from services.common.dispatch import Dispatcher
-from services.common.jobs import JobStore, connect
-from services.common.logs import request_id_var
-from services.common.metrics import REQUEST_SECONDS, REQUESTS
-from services.common.schemas import ErrorBody
-from services.common.storage import open_store
+from services.contracts.schemas import ErrorBody
+from services.platform.celery_app import create_celery
+from services.platform.dispatch import Dispatcher
+from services.platform.logs import request_id_var
+from services.platform.metrics import REQUEST_SECONDS, REQUESTS
+from services.store.batches import BatchStore
+from services.store.blobs import open_store
+from services.store.jobs import JobStore, connect
+from services.upkeep.batch_feed import Feeder
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 log = logging.getLogger("kadr.gateway")

@@ -8,7 +8,7 @@ from flask import Flask, g, request
 
 from gateway.context import kadr
 from gateway.errors import ApiError
-from services.common.apikeys import SCOPES, lookup_key, scopes_of
+from services.store.apikeys import SCOPES, lookup_key, scopes_of
 
 log = logging.getLogger("kadr.gateway")
 LOCAL_OWNER = "local-dev"

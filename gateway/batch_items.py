@@ -8,17 +8,18 @@ from typing import BinaryIO
 import redis
 from werkzeug.datastructures import FileStorage
 
-from gateway import quotas
+from gateway import archives, quotas
 from gateway.api.enhance import item_plan, plan_photo
 from gateway.context import Kadr
 from gateway.errors import ApiError
+from gateway.filenames import sanitize_filename
 from gateway.storage_guard import redis_refused
 from gateway.uploads import sha256_and_size
-from services.common import archives, images, task_stats
-from services.common.batches import BatchClosed
-from services.common.contracts import blob_keys
-from services.common.filenames import sanitize_filename
-from services.common.metrics import REJECTIONS, UPLOAD_BYTES
+from services.contracts import blob_keys
+from services.media import images
+from services.platform.metrics import REJECTIONS, UPLOAD_BYTES
+from services.store import task_stats
+from services.store.batches import BatchClosed
 
 
 def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rates: dict,

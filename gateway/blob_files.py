@@ -5,7 +5,7 @@ from flask import send_file
 
 from gateway.context import kadr
 from gateway.errors import ApiError
-from services.common.storage import BlobNotFound
+from services.store.blobs import BlobNotFound
 
 
 def send_blob(key: str, mimetype: str, *, etag: str, download_name: str, gone: str = "the file was removed"):

@@ -1,5 +1,5 @@
 """A ``callback_url`` on new work: checked against the destination policy at once
-(services/common/callbacks.py), so a forbidden or unresolvable one is a 400 now rather
+(services/upkeep/callbacks.py), so a forbidden or unresolvable one is a 400 now rather
 than a failed delivery later. Deliveries check again when they connect."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pydantic import Field
 
 from gateway.context import Kadr
 from gateway.errors import ApiError
-from services.common.callbacks import MAX_URL, CallbackRefused, check, networks
+from services.upkeep.callbacks import MAX_URL, CallbackRefused, check, networks
 
 DESCRIPTION = ("told once, by a signed POST, when this ends (GET /api/v1/callbacks/secret has the key to "
                "check it); http(s), public addresses only unless the operator allows a network")

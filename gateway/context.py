@@ -11,11 +11,11 @@ from gateway.fanout import Fanout
 from gateway.holds import Holds
 from gateway.settings import GatewaySettings
 from gateway.storage_guard import StorageGuard
-from services.common.batch_feed import Feeder
-from services.common.batches import BatchStore
-from services.common.dispatch import Dispatcher
-from services.common.jobs import JobStore
-from services.common.storage import BlobStore
+from services.platform.dispatch import Dispatcher
+from services.store.batches import BatchStore
+from services.store.blobs import BlobStore
+from services.store.jobs import JobStore
+from services.upkeep.batch_feed import Feeder
 
 
 @dataclass

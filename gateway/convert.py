@@ -17,7 +17,7 @@ import logging
 import threading
 
 from gateway.errors import ApiError
-from services.common import images
+from services.media import images
 
 log = logging.getLogger("kadr.gateway")
 

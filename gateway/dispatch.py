@@ -5,10 +5,10 @@ import logging
 
 from gateway.context import Kadr
 from gateway.errors import ApiError
-from services.common.celery_app import queue_length
-from services.common.dispatch import DispatchError
-from services.common.jobs import ACTIVE
-from services.common.tasks import INTERACTIVE, TaskPayload, queue_for
+from services.contracts.tasks import INTERACTIVE, TaskPayload, queue_for
+from services.platform.celery_app import queue_length
+from services.platform.dispatch import DispatchError
+from services.store.jobs import ACTIVE
 
 log = logging.getLogger("kadr.gateway")
 

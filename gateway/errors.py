@@ -8,8 +8,8 @@ from flask import Flask, g, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from services.common.metrics import REJECTIONS, STORAGE_FULL
-from services.common.storage import StorageFull
+from services.platform.metrics import REJECTIONS, STORAGE_FULL
+from services.store.blobs import StorageFull
 
 log = logging.getLogger("kadr.gateway")
 
@@ -58,7 +58,7 @@ def openapi_validation_callback(e: ValidationError):
 
 
 def _model_of(e: ValidationError):
-    from services.common import schemas
+    from services.contracts import schemas
     return getattr(schemas, e.title, None) or _FORM_MODELS.get(e.title)
 
 

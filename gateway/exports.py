@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 from zipstream import ZIP_STORED, ZipStream
 
-from services.common import images
-from services.common.batches import BatchStore
-from services.common.filenames import sanitize_filename
-from services.common.storage import BlobNotFound, BlobStore
+from gateway.filenames import sanitize_filename
+from services.media import images
+from services.store.batches import BatchStore
+from services.store.blobs import BlobNotFound, BlobStore
 
 COLUMNS = ["item_id", "name", "variant", "state", "input_bytes", "input_width", "input_height",
            "output_bytes", "output_width", "output_height", "output_format", "faces", "seconds",

@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 
 from gateway.errors import ApiError
-from services.common.jobs import PREFIX
-from services.common.metrics import OPEN_STREAMS
+from services.platform.metrics import OPEN_STREAMS
+from services.store.jobs import PREFIX
 
 log = logging.getLogger("kadr.gateway")
 

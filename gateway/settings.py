@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.settings import KIB, MIB, Settings
+from services.contracts.settings import KIB, MIB, Settings
 
 
 class GatewaySettings(Settings):

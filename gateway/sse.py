@@ -18,9 +18,9 @@ from flask import Response, g
 from gateway.draining import draining
 from gateway.fanout import RESYNC, Subscription
 from gateway.holds import Held
-from services.common.apikeys import lookup_key
-from services.common.batches import BatchStore
-from services.common.jobs import TERMINAL
+from services.store.apikeys import lookup_key
+from services.store.batches import BatchStore
+from services.store.jobs import TERMINAL
 
 Subscribe = Callable[[str], Subscription]
 KEY_RECHECK_SECONDS = 3.0  # how soon a stream of a revoked key ends

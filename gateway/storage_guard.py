@@ -25,8 +25,8 @@ import time
 import redis
 
 from gateway.errors import ApiError
-from services.common.metrics import STORAGE_FULL
-from services.common.storage import BlobStore
+from services.platform.metrics import STORAGE_FULL
+from services.store.blobs import BlobStore
 
 log = logging.getLogger("kadr.gateway")
 

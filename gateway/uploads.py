@@ -11,10 +11,10 @@ import hashlib
 from werkzeug.datastructures import FileStorage
 
 from gateway.errors import ApiError
-from services.common import images
-from services.common.filenames import sanitize_filename
-from services.common.metrics import UPLOAD_BYTES
-from services.common.storage import BlobStore
+from gateway.filenames import sanitize_filename
+from services.media import images
+from services.platform.metrics import UPLOAD_BYTES
+from services.store.blobs import BlobStore
 
 CHUNK = 1024 * 1024
 

@@ -1,7 +1,7 @@
 """gunicorn entrypoint: ``gunicorn -c gateway/gunicorn.conf.py gateway.wsgi:app``."""
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from services.common.logs import setup_logging
+from services.platform.logs import setup_logging
 
 settings = GatewaySettings()
 setup_logging(settings.log_level, service="gateway")

@@ -17,12 +17,9 @@ from gateway.api.views import batch_view, item_view
 from gateway.batch_items import add_files
 from gateway.context import Kadr, kadr
 from gateway.errors import ApiError, register_form_model
+from gateway.filenames import sanitize_filename
 from gateway.sse import batch_events, event_response
-from services.common.filenames import sanitize_filename
-from services.common.jobs import PREFIX, new_id
-from services.common.metrics import JOBS_ACCEPTED
-from services.common.purge import purge_batch
-from services.common.schemas import (
+from services.contracts.schemas import (
     BatchCreate,
     BatchesPage,
     BatchView,
@@ -34,7 +31,10 @@ from services.common.schemas import (
     binary,
     event_stream,
 )
-from services.common.tasks import ENHANCE_PHOTO
+from services.contracts.tasks import ENHANCE_PHOTO
+from services.platform.metrics import JOBS_ACCEPTED
+from services.store.jobs import PREFIX, new_id
+from services.store.purge import purge_batch
 
 bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="batches")],
                   abp_security=[{"bearer": []}])

@@ -1,7 +1,7 @@
 """Cameras: the webhook cameras call, the events API and buffer health.
 
 ``POST /api/v1/camera/{camera_id}/events`` is authenticated by the camera's own
-credential (``services.common.camera_auth``), not by an API key: cameras are
+credential (``services.contracts.camera_auth``), not by an API key: cameras are
 configured by the operator (``KADR_CAMERAS``) and hold no key. Everything else here
 takes a bearer key like every /api/v1 route. Camera events belong to the
 installation, not to a key: every valid key sees every event.
@@ -33,19 +33,19 @@ from gateway.blob_files import send_blob
 from gateway.context import Kadr, kadr
 from gateway.dispatch import send
 from gateway.errors import ApiError, validation_message
+from gateway.filenames import sanitize_filename
 from gateway.uploads import check_image, store_image
-from services.common.camera_auth import SIGNATURE_HEADER, CameraAuthError, verify
-from services.common.camera_store import EVENT_KIND, index_event, list_event_ids, owner_of, read_buffers
-from services.common.celery_app import queue_length
-from services.common.contracts import blob_keys
-from services.common.filenames import sanitize_filename
-from services.common.jobs import PREFIX, new_id
-from services.common.metrics import JOBS_ACCEPTED, REPLAYS
-from services.common.purge import purge_job
-from services.common.schemas import CameraEventsPage, CameraEventView, CamerasView, Deleted, ErrorBody, binary
-from services.common.settings import CameraConfig
-from services.common.storage import BlobNotFound
-from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
+from services.contracts import blob_keys
+from services.contracts.camera_auth import SIGNATURE_HEADER, CameraAuthError, verify
+from services.contracts.schemas import CameraEventsPage, CameraEventView, CamerasView, Deleted, ErrorBody, binary
+from services.contracts.settings import CameraConfig
+from services.contracts.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
+from services.platform.celery_app import queue_length
+from services.platform.metrics import JOBS_ACCEPTED, REPLAYS
+from services.store.blobs import BlobNotFound
+from services.store.camera_events import EVENT_KIND, index_event, list_event_ids, owner_of, read_buffers
+from services.store.jobs import PREFIX, new_id
+from services.store.purge import purge_job
 
 log = logging.getLogger("kadr.gateway")
 
@@ -210,7 +210,7 @@ def post_event(path: CameraPath):
             k.redis.delete(seen_key)  # nothing was made: the camera's retry may create it
         raise
     p = k.redis.pipeline()
-    # Its end goes to the camera's webhook_url through the outbox (services/common/delivery.py).
+    # Its end goes to the camera's webhook_url through the outbox (services/upkeep/delivery.py).
     job = k.jobs.create(kind=EVENT_KIND, owner=owner_of(cam.id), params=params,
                         input={"images": images}, request_id=g.request_id, job_id=event_id, pipe=p,
                         callback_url=cam.webhook_url or "", callback_subject="event")

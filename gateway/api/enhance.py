@@ -15,15 +15,16 @@ from gateway.api.views import batch_view, job_view
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
+from gateway.filenames import sanitize_filename
 from gateway.uploads import check_image, store_image
-from services.common import images, task_stats
-from services.common.contracts import blob_keys, photo_cost
-from services.common.contracts.photo_cost import Estimate
-from services.common.filenames import sanitize_filename
-from services.common.jobs import new_id
-from services.common.metrics import JOBS_ACCEPTED
-from services.common.schemas import BatchView, EnhanceParams, ErrorBody, JobView, Quality
-from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+from services.contracts import blob_keys, photo_cost
+from services.contracts.photo_cost import Estimate
+from services.contracts.schemas import BatchView, EnhanceParams, ErrorBody, JobView, Quality
+from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+from services.media import images
+from services.platform.metrics import JOBS_ACCEPTED
+from services.store import task_stats
+from services.store.jobs import new_id
 
 bp = APIBlueprint("enhance", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="enhance")],
                   abp_security=[{"bearer": []}])

@@ -8,10 +8,10 @@ from flask import Response, jsonify
 from flask_openapi3 import APIBlueprint, Tag
 
 from gateway.context import kadr
-from services.common.celery_app import queue_length
-from services.common.metrics import render_latest
-from services.common.registry import NOT_LOADED, READY
-from services.common.workers import live_workers
+from services.contracts.model_states import NOT_LOADED, READY
+from services.platform.celery_app import queue_length
+from services.platform.metrics import render_latest
+from services.store.workers import live_workers
 
 bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 

@@ -11,13 +11,13 @@ from gateway.auth import require_scope
 from gateway.context import kadr
 from gateway.convert import convert
 from gateway.errors import ApiError
+from gateway.filenames import sanitize_filename
 from gateway.sse import event_response, job_events, wait_for_end
-from services.common import images
-from services.common.filenames import sanitize_filename
-from services.common.jobs import TERMINAL
-from services.common.purge import cancel, purge_job
-from services.common.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
-from services.common.storage import BlobNotFound
+from services.contracts.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
+from services.media import images
+from services.store.blobs import BlobNotFound
+from services.store.jobs import TERMINAL
+from services.store.purge import cancel, purge_job
 
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")],
                   abp_security=[{"bearer": []}])

@@ -15,11 +15,11 @@ from flask_openapi3 import APIBlueprint, Tag
 from gateway.api.health import readiness
 from gateway.context import kadr
 from gateway.errors import ApiError
-from services.common import usage_store
-from services.common.fleet import busy_worker_ids, queue_depths
-from services.common.schemas import ErrorBody, OpsView
-from services.common.tasks import QUEUES
-from services.common.workers import live_workers
+from services.contracts.schemas import ErrorBody, OpsView
+from services.contracts.tasks import QUEUES
+from services.store import usage as usage_store
+from services.store.fleet import busy_worker_ids, queue_depths
+from services.store.workers import live_workers
 
 bp = APIBlueprint("ops", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="ops")],
                   abp_security=[{"bearer": []}])

@@ -1,7 +1,7 @@
 """What a key stores and when it goes (``GET /api/v1/usage``), and the secret its
 completion callbacks are signed with (``GET /api/v1/callbacks/secret``).
 
-The numbers are the janitor's last survey (services/common/usage_store.py), at most one
+The numbers are the janitor's last survey (services/store/usage.py), at most one
 retention interval old; ``as_of`` says when. Camera events belong to the installation:
 keys that may read cameras see them under ``events``.
 """
@@ -14,10 +14,10 @@ from flask_openapi3 import APIBlueprint, Tag
 from gateway.auth import has_scope
 from gateway.context import kadr
 from gateway.errors import ApiError
-from services.common import usage_store
-from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from services.common.delivery import key_secret
-from services.common.schemas import CallbackSecret, ErrorBody, UsageView
+from services.contracts.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from services.contracts.schemas import CallbackSecret, ErrorBody, UsageView
+from services.store import usage as usage_store
+from services.upkeep.delivery import key_secret
 
 bp = APIBlueprint("usage", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="usage")],
                   abp_security=[{"bearer": []}])

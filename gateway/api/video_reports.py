@@ -17,9 +17,9 @@ from gateway.api.models import RequestModel
 from gateway.api.videos import ResultQuery, VideoPath, _result_file, owned_video, video_view
 from gateway.blob_files import send_blob
 from gateway.context import kadr
-from services.common.contracts import blob_keys
-from services.common.schemas import ErrorBody, VideosPage, binary
-from services.common.storage import BlobNotFound
+from services.contracts import blob_keys
+from services.contracts.schemas import ErrorBody, VideosPage, binary
+from services.store.blobs import BlobNotFound
 
 bp = APIBlueprint("video_reports", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
                   abp_security=[{"bearer": []}])

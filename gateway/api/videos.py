@@ -18,13 +18,10 @@ from gateway.blob_files import send_blob
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
-from services.common.contracts import blob_keys
-from services.common.filenames import sanitize_filename
-from services.common.jobs import new_id
-from services.common.metrics import JOBS_ACCEPTED
-from services.common.purge import purge_job
-from services.common.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
-from services.common.segment_options import (
+from gateway.filenames import sanitize_filename
+from services.contracts import blob_keys
+from services.contracts.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
+from services.contracts.segment_options import (
     MODELS,
     VOC_CLASSES,
     ModelName,
@@ -33,9 +30,12 @@ from services.common.segment_options import (
     method_ranges,
     validate_stabilize,
 )
-from services.common.storage import BlobNotFound
-from services.common.tasks import SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask, StabilizeTask
-from services.common.video import VideoError, VideoLimits, check_video
+from services.contracts.tasks import SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask, StabilizeTask
+from services.media.video import VideoError, VideoLimits, check_video
+from services.platform.metrics import JOBS_ACCEPTED
+from services.store.blobs import BlobNotFound
+from services.store.jobs import new_id
+from services.store.purge import purge_job
 
 bp = APIBlueprint("videos", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
                   abp_security=[{"bearer": []}])

@@ -1,7 +1,7 @@
 """How jobs and batches are shown to clients (JSON-safe dicts with links)."""
 from __future__ import annotations
 
-from services.common.schemas import BatchItemView, BatchView, JobView
+from services.contracts.schemas import BatchItemView, BatchView, JobView
 
 _PUBLIC_INPUT = ("name", "format", "width", "height", "bytes", "sha256")
 _HIDDEN_RESULT = ("blob",)

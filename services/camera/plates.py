@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from services.camera.sharpness import Box, clip_box
-from services.common.registry import registry
+from services.runtime.registry import registry
 
 CASCADE_FILE = "haarcascade_russian_plate_number.xml"
 CASCADE_WINDOW = (60, 20)  # the cascade's own detection window (w, h): nothing smaller is found

@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.camera.ring_buffer import JpegFrameRing, PacketRing
-from services.common.settings import CameraConfig
+from services.contracts.settings import CameraConfig
 
 log = logging.getLogger("kadr.camera")
 

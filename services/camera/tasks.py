@@ -22,7 +22,7 @@ at the start and end of every event. When the camera has
 a ``webhook_url`` the finished event is POSTed there (HMAC-signed with the camera's
 secret, same scheme as inbound) by the janitor from the outbox, with retries and
 exponential backoff; it is queued in the same Redis script that records the end, so no
-restart of any process loses it (services/common/outbox.py, delivery.py).
+restart of any process loses it (services/store/outbox.py, delivery.py).
 """
 from __future__ import annotations
 
@@ -48,17 +48,17 @@ from services.camera.plates import REGISTRY_NAME, find_plates, load_cascade
 from services.camera.ring_buffer import PacketRing
 from services.camera.settings import CameraSettings
 from services.camera.sources import BufferCollector, BufferPublisher, SourceReader, make_ring
-from services.common import worker_metrics
-from services.common.camera_store import publish_buffer
-from services.common.celery_app import create_celery
-from services.common.contracts import blob_keys
-from services.common.execution import JobFailure, run_job
-from services.common.jobs import JobStore, connect
-from services.common.logs import setup_logging
-from services.common.registry import registry
-from services.common.storage import BlobNotFound, open_store
-from services.common.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
-from services.common.workers import Heartbeat
+from services.contracts import blob_keys
+from services.contracts.tasks import CAMERA_EVENT, CAMERA_QUEUE, CameraEventTask
+from services.platform.celery_app import create_celery
+from services.platform.logs import setup_logging
+from services.runtime import worker_metrics
+from services.runtime.execution import JobFailure, run_job
+from services.runtime.registry import registry
+from services.store.blobs import BlobNotFound, open_store
+from services.store.camera_events import publish_buffer
+from services.store.jobs import JobStore, connect
+from services.store.workers import Heartbeat
 
 CLIPS = Counter("kadr_camera_clips_total", "Event clips by outcome (ready, missing: no frames in the "
                 "window, failed: the frames could not be written as MP4)", ["camera", "outcome"])
@@ -288,7 +288,7 @@ def camera_event(payload: dict) -> str:
     p = CameraEventTask.model_validate(payload)
     rt = start_runtime()
     # Its end reaches the camera's webhook_url through the outbox, queued with the state
-    # change itself: a worker restart cannot lose it (services/common/delivery.py).
+    # change itself: a worker restart cannot lose it (services/upkeep/delivery.py).
     return run_job(rt.store, p.job_id, service="camera", task=CAMERA_EVENT,
                    max_deliveries=settings.max_deliveries, request_id=p.request_id,
                    work=lambda job, prog: process_event(rt, job, prog))

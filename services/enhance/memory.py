@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from services.common.metrics import PHOTO_PEAK_MEMORY
+from services.platform.metrics import PHOTO_PEAK_MEMORY
 
 
 class MemoryWatch:

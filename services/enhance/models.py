@@ -15,11 +15,11 @@ from typing import Literal
 
 import torch
 
-from services.common.device import select_device  # noqa: F401  (re-exported for callers)
-from services.common.registry import MissingWeightsError
-from services.common.weights import CATALOG, weight_path
 from services.enhance.compat import install_torchvision_shim
 from services.enhance.gfpgan_forward import LeanGFPGAN
+from services.runtime.device import select_device  # noqa: F401  (re-exported for callers)
+from services.runtime.registry import MissingWeightsError
+from services.runtime.weights import CATALOG, weight_path
 
 install_torchvision_shim()  # must precede every basicsr/gfpgan/realesrgan/facexlib import
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from services.common.schemas import EnhanceParams as EnhanceOptions  # one definition of the ranges
+from services.contracts.schemas import EnhanceParams as EnhanceOptions  # one definition of the ranges
 from services.enhance import paste, tiling
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.settings import Settings
+from services.contracts.settings import Settings
 
 
 class EnhanceSettings(Settings):

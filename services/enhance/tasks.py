@@ -11,22 +11,24 @@ import logging
 import time
 from collections.abc import Callable
 
-from services.common import images, task_stats, weights
-from services.common.celery_app import create_celery
-from services.common.contracts import blob_keys
-from services.common.contracts.photo_cost import output_format
-from services.common.execution import JobFailure, run_job
-from services.common.logs import setup_logging
-from services.common.media.writers import WriterError, open_writer
-from services.common.metrics import CACHE_HITS, FACES
-from services.common.registry import registry
-from services.common.schemas import EnhanceParams
-from services.common.storage import BlobNotFound
-from services.common.tasks import ENHANCE_PHOTO, ENHANCE_QUEUE, EnhancePhotoTask
-from services.common.worker_process import WorkerProcess
+from services.contracts import blob_keys
+from services.contracts.photo_cost import output_format
+from services.contracts.schemas import EnhanceParams
+from services.contracts.tasks import ENHANCE_PHOTO, ENHANCE_QUEUE, EnhancePhotoTask
 from services.enhance import models as model_loaders
 from services.enhance.memory import MemoryWatch, release_free_memory
 from services.enhance.settings import EnhanceSettings
+from services.media import images
+from services.media.writers import WriterError, open_writer
+from services.platform.celery_app import create_celery
+from services.platform.logs import setup_logging
+from services.platform.metrics import CACHE_HITS, FACES
+from services.runtime import weights
+from services.runtime.execution import JobFailure, run_job
+from services.runtime.registry import registry
+from services.runtime.worker_process import WorkerProcess
+from services.store import task_stats
+from services.store.blobs import BlobNotFound
 
 settings = EnhanceSettings()
 setup_logging(settings.log_level, service="enhance")
@@ -90,7 +92,7 @@ def limits_for(s: EnhanceSettings, device):
 
 def costs_for(r, quality: str, device_kind: str):
     """Progress weights from this device kind's measured rates (reference ones before)."""
-    from services.common.contracts.photo_cost import REFERENCE_FACE_SECONDS, REFERENCE_INPUT_MP_SECONDS
+    from services.contracts.photo_cost import REFERENCE_FACE_SECONDS, REFERENCE_INPUT_MP_SECONDS
     from services.enhance.pipeline import Costs
     face = REFERENCE_FACE_SECONDS
     try:

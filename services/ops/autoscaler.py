@@ -5,7 +5,7 @@ shrinks one worker's pool through ``actuator.CeleryPools``.
 ``python -m services.ops.autoscaler``. Inputs all come from what kadr already keeps,
 so it needs no Prometheus: queue lengths from Redis, pool processes per worker from
 Celery ``inspect``, busy processes from the job store's running set, recent task
-times from ``services.common.task_stats``, each process's RSS from its heartbeat, host
+times from ``services.store.task_stats``, each process's RSS from its heartbeat, host
 CPU and RAM from psutil, GPU memory from NVML. Every decision is one JSON log line
 with its reason and numbers, and a sample of ``kadr_autoscaler_decisions_total``.
 """
@@ -20,10 +20,10 @@ import psutil
 import redis
 from prometheus_client import Counter, Gauge, start_http_server
 
-from services.common import task_stats
-from services.common.celery_app import create_celery, queue_length
-from services.common.jobs import connect
-from services.common.workers import live_workers
+from services.platform.celery_app import create_celery, queue_length
+from services.store import task_stats
+from services.store.jobs import connect
+from services.store.workers import live_workers
 
 from .actuator import CeleryPools, ControlError, NodePool
 from .observe import Nvml, busy_worker_ids, free_gpu_bytes, workers_by_queue
@@ -134,7 +134,7 @@ class Autoscaler:
 
 
 def main() -> None:
-    from services.common.logs import setup_logging
+    from services.platform.logs import setup_logging
     s = OpsSettings()
     setup_logging(s.log_level, service="autoscaler")
     if s.autoscaler_metrics_port:

@@ -26,9 +26,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.common.jobs import connect
-from services.common.logs import setup_logging
-from services.common.tasks import QUEUES
+from services.contracts.tasks import QUEUES
+from services.platform.logs import setup_logging
+from services.store.jobs import connect
 
 from .observe import Nvml, queue_depths, workers_by_queue
 from .settings import OpsSettings

@@ -4,7 +4,7 @@ their own metrics and health.
 ``python -m services.ops.janitor`` runs ``Retention.sweep`` every
 ``retention_interval_seconds`` (under a Redis lock, so a second janitor waits its turn),
 publishes each key's usage for ``GET /api/v1/usage``, delivers completion callbacks and
-camera webhooks from the outbox every second (services/common/delivery.py; claims are
+camera webhooks from the outbox every second (services/upkeep/delivery.py; claims are
 leased, so two janitors never send one twice at once), and serves on
 ``KADR_JANITOR_PORT`` (9105):
 
@@ -26,12 +26,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
-from services.common import usage_store
-from services.common.delivery import Deliverer
-from services.common.jobs import JobStore, connect
-from services.common.logs import setup_logging
-from services.common.retention import KINDS, REASONS, Retention, Round, usage_by_owner
-from services.common.storage import open_store
+from services.platform.logs import setup_logging
+from services.store import usage as usage_store
+from services.store.blobs import open_store
+from services.store.jobs import JobStore, connect
+from services.upkeep.delivery import Deliverer
+from services.upkeep.retention import KINDS, REASONS, Retention, Round, usage_by_owner
 
 from .settings import OpsSettings
 

@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from services.common.fleet import busy_worker_ids, queue_depths, workers_by_queue
+from services.store.fleet import busy_worker_ids, queue_depths, workers_by_queue
 
 __all__ = ["Nvml", "busy_worker_ids", "free_gpu_bytes", "queue_depths", "workers_by_queue"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.settings import MIB, Settings
+from services.contracts.settings import MIB, Settings
 
 
 class QueueLimits(BaseModel):

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torchvision.models import segmentation as tvseg
 
-from services.common.registry import MissingWeightsError
-from services.common.segment_options import MODELS
-from services.common.weights import CATALOG, weight_path
+from services.contracts.segment_options import MODELS
+from services.runtime.registry import MissingWeightsError
+from services.runtime.weights import CATALOG, weight_path
 
 # Catalog name → torchvision builder; COCO-trained DeepLabv3 files carry the auxiliary head.
 _BUILDERS = {

@@ -1,7 +1,7 @@
 """Settings of the segment worker: the shared ones plus how models run here."""
 from __future__ import annotations
 
-from services.common.settings import Settings
+from services.contracts.settings import Settings
 
 
 class SegmentSettings(Settings):

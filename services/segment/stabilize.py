@@ -25,7 +25,7 @@ Window methods warm up on the frames available (the first output is the first
 input), so a constant input is a fixed point from the very first frame.
 
 ``make_stabilizer`` validates user parameters against the API ranges (the option
-models of services.common.segment_options); the classes themselves accept the wider
+models of services.contracts.segment_options); the classes themselves accept the wider
 mathematical ranges, e.g. window 1 or alpha 1, which are the identity.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 
 # One definition of the API ranges, shared with the gateway (which must not import cv2);
 # re-exported here for callers of this module.
-from services.common.segment_options import (
+from services.contracts.segment_options import (
     METHODS,
     OPTIONS,
     ConfidenceGatedOptions,

@@ -19,17 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from services.common import weights
-from services.common.celery_app import create_celery
-from services.common.contracts import blob_keys
-from services.common.device import select_device
-from services.common.execution import JobFailure, run_job
-from services.common.jobs import ACTIVE
-from services.common.logs import setup_logging
-from services.common.registry import registry
-from services.common.segment_options import MODELS, SegmentParams
-from services.common.storage import BlobNotFound
-from services.common.tasks import (
+from services.contracts import blob_keys
+from services.contracts.segment_options import MODELS, SegmentParams
+from services.contracts.tasks import (
     SEGMENT_QUEUE,
     SEGMENT_STABILIZE,
     SEGMENT_VIDEO,
@@ -37,14 +29,22 @@ from services.common.tasks import (
     StabilizeTask,
     TaskPayload,
 )
-from services.common.video import fps_fraction
-from services.common.worker_process import WorkerProcess
+from services.media.video import fps_fraction
+from services.platform.celery_app import create_celery
+from services.platform.logs import setup_logging
+from services.runtime import weights
+from services.runtime.device import select_device
+from services.runtime.execution import JobFailure, run_job
+from services.runtime.registry import registry
+from services.runtime.worker_process import WorkerProcess
 from services.segment import quality
 from services.segment.models import build_segmenter, class_probabilities
 from services.segment.series import SeriesAccumulator
 from services.segment.settings import SegmentSettings
 from services.segment.stabilize import binarize, make_stabilizer
 from services.segment.video import MatteWriter, Mp4Writer, iter_frames, overlay
+from services.store.blobs import BlobNotFound
+from services.store.jobs import ACTIVE
 
 settings = SegmentSettings()
 setup_logging(settings.log_level, service="segment")

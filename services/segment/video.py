@@ -9,7 +9,7 @@ import av
 import cv2
 import numpy as np
 
-from services.common.video import open_input
+from services.media.video import open_input
 
 
 def processing_shape(width: int, height: int, size: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from services.common.camera_auth import TOKEN_HEADER
+from services.contracts.camera_auth import TOKEN_HEADER
 from testbed.mjpeg_server import MjpegServer
 from testbed.plates import scene_with_plate
 from testbed.stack import free_port, wait_for

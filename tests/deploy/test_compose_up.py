@@ -23,7 +23,7 @@ import pytest
 import requests
 from PIL import Image
 
-from services.common.camera_auth import signed_headers
+from services.contracts.camera_auth import signed_headers
 from testbed.photos import encode, photo
 from testbed.stack import ROOT, free_port, wait_for
 from testbed.synthetic_video import make_video, write_video

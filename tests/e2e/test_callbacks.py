@@ -9,8 +9,8 @@ import json
 import pytest
 import requests
 
-from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from services.common.outbox import DUE
+from services.contracts.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from services.store.outbox import DUE
 from testbed.photos import flat_png
 from testbed.stack import start_ops, wait_for
 from testbed.synthetic_video import make_video, write_video

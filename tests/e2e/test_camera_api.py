@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image
 
-from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers
+from services.contracts.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers
 from testbed.mjpeg_server import MjpegServer
 from testbed.plates import scene_with_plate
 from testbed.stack import start_ops, wait_for

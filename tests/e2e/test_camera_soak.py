@@ -17,7 +17,7 @@ import psutil
 import pytest
 import requests
 
-from services.common.camera_auth import signed_headers
+from services.contracts.camera_auth import signed_headers
 from testbed.mjpeg_server import MjpegServer
 from testbed.stack import wait_for
 from tests.e2e.conftest import create_key, running_stack

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from services.common.camera_auth import signed_headers
+from services.contracts.camera_auth import signed_headers
 from testbed.photos import flat_png
 from testbed.stack import ROOT, sample, scrape, start_ops, wait_for
 from testbed.synthetic_video import make_video, write_video

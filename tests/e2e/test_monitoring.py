@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from services.common.camera_auth import signed_headers
+from services.contracts.camera_auth import signed_headers
 from testbed.photos import flat_png
 from testbed.stack import ROOT, start_ops, start_prometheus, wait_for
 from testbed.synthetic_video import make_video, write_video

@@ -11,7 +11,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from services.common.jobs import JobStore
+from services.store.jobs import JobStore
 from testbed.photos import flat_png
 from testbed.stack import gateway_behind_nginx, kadr_env, start_redis
 from tests.e2e.conftest import create_key

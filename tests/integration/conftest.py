@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import redis as redis_lib
 
-from services.common.jobs import JobStore
-from services.common.settings import Settings
+from services.contracts.settings import Settings
+from services.store.jobs import JobStore
 from testbed.stack import kadr_env, start_worker, wait_for
 
 
 def worker_models(r, service="enhance") -> dict:
-    from services.common.workers import live_workers
+    from services.store.workers import live_workers
     for w in live_workers(r):
         if w["service"] == service:
             return w["models"]
@@ -46,10 +46,10 @@ def submit(enhance_stack):
     """Create a job the way the gateway does (blob + job record + task by name)."""
     import hashlib
 
-    from services.common.celery_app import create_celery
-    from services.common.dispatch import Dispatcher
-    from services.common.storage import open_store
-    from services.common.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+    from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+    from services.platform.celery_app import create_celery
+    from services.platform.dispatch import Dispatcher
+    from services.store.blobs import open_store
 
     env, settings, proc, r, _ = enhance_stack
     store = JobStore(r)
@@ -58,8 +58,8 @@ def submit(enhance_stack):
     send = Dispatcher(celery)  # the producers' own sender
 
     def _submit(data: bytes, fmt: str, params: dict, name="photo", limits: dict | None = None) -> str:
-        from services.common.jobs import new_id
-        from services.common.schemas import EnhanceParams
+        from services.contracts.schemas import EnhanceParams
+        from services.store.jobs import new_id
         job_id = new_id()
         blobs.put_bytes(f"jobs/{job_id}/input", data)
         inp = {"blob": f"jobs/{job_id}/input", "name": name, "format": fmt,

@@ -18,7 +18,6 @@ import pytest
 import requests
 import torch
 
-from services.common import weights
 from services.enhance import memory as memory_module
 from services.enhance import tiling
 from services.enhance.models import (
@@ -29,6 +28,7 @@ from services.enhance.models import (
     select_device,
 )
 from services.enhance.pipeline import EnhanceOptions, Limits, enhance
+from services.runtime import weights
 from testbed.weights import make_random_weights
 
 # isort: split
@@ -228,7 +228,7 @@ def test_weights_module_stays_light():
     import subprocess
     import sys
 
-    code = "import sys, services.common.weights; sys.exit('torch' in sys.modules)"
+    code = "import sys, services.runtime.weights; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

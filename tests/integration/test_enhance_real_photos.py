@@ -8,9 +8,9 @@ import time
 import pytest
 from PIL import Image
 
-from services.common import images
-from services.common.jobs import JobStore
-from services.common.workers import live_workers
+from services.media import images
+from services.store.jobs import JobStore
+from services.store.workers import live_workers
 from testbed import photos
 from testbed.photos import flat_png
 from testbed.stack import proc_status_kib, wait_for

@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from services.common import images
+from services.media import images
 from testbed.photos import astronaut_jpeg, flat_png
 from testbed.stack import start_worker, wait_for
 

@@ -14,7 +14,7 @@ from celery import Celery
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.tasks import ENHANCE_PHOTO, ENHANCE_QUEUE
+from services.contracts.tasks import ENHANCE_PHOTO, ENHANCE_QUEUE
 from services.ops.actuator import CeleryPools
 from services.ops.autoscaler import Autoscaler
 from services.ops.exporter import OpsCollector

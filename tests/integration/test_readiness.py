@@ -8,7 +8,7 @@ import redis as redis_lib
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from services.common.apikeys import create_key
+from services.store.apikeys import create_key
 from testbed.photos import flat_png
 from testbed.stack import kadr_env, start_worker, wait_for
 from tests.integration.conftest import worker_models

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from services.common.apikeys import create_key
+from services.store.apikeys import create_key
 
 
 @pytest.fixture()

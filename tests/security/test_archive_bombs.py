@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from services.common import archives
+from gateway import archives
 from testbed.photos import flat_png
 
 LIMITS = archives.Limits(max_entries=10_000, max_entry_bytes=50 * 2**20, max_total_bytes=4 * 2**30,

@@ -11,9 +11,9 @@ import time
 
 from services.camera.ring_buffer import PacketRing
 from services.camera.sources import SourceReader
-from services.common.camera_auth import signed_headers
-from services.common.settings import CameraConfig
-from services.common.tasks import CAMERA_QUEUE
+from services.contracts.camera_auth import signed_headers
+from services.contracts.settings import CameraConfig
+from services.contracts.tasks import CAMERA_QUEUE
 
 HMAC_SECRET = "hmac-camera-secret-0123456789"
 TOKEN = "token-camera-secret-0123456789"

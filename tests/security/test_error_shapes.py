@@ -12,7 +12,7 @@ import zipfile
 import pytest
 import requests
 
-from services.common.jobs import JobStore
+from services.store.jobs import JobStore
 from testbed.photos import flat_png
 from testbed.stack import gateway_behind_nginx, kadr_env, wait_for
 

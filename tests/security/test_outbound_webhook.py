@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.common.callbacks import CallbackRefused, check, networks
-from services.common.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from services.common.delivery import Deliverer, key_secret
-from services.common.jobs import JobStore
-from services.common.outbox import DUE, Outbox
+from services.contracts.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from services.store.jobs import JobStore
+from services.store.outbox import DUE, Outbox
+from services.upkeep.callbacks import CallbackRefused, check, networks
+from services.upkeep.delivery import Deliverer, key_secret
 from tests.fixtures.http_receiver import Receiver
 
 LOOPBACK = ["127.0.0.0/8"]

@@ -13,11 +13,11 @@ import redis as redis_lib
 import requests
 from kombu import Consumer, Queue
 
-from services.common.apikeys import create_key
-from services.common.celery_app import create_celery
-from services.common.jobs import connect
-from services.common.settings import Settings
-from services.common.workers import live_workers, publish
+from services.contracts.settings import Settings
+from services.platform.celery_app import create_celery
+from services.store.apikeys import create_key
+from services.store.jobs import connect
+from services.store.workers import live_workers, publish
 from testbed.stack import Proc, binary, free_port, gateway_behind_nginx, kadr_env, wait_for
 
 PASSWORD = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from services.common import archives
+from gateway import archives
 
 MIB = 2**20
 

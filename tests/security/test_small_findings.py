@@ -8,9 +8,9 @@ import io
 import json
 
 from gateway.exports import manifest_csv
-from services.common.batch_feed import Feeder
-from services.common.batches import BatchStore
-from services.common.jobs import JobStore
+from services.store.batches import BatchStore
+from services.store.jobs import JobStore
+from services.upkeep.batch_feed import Feeder
 
 
 def _batch(redis_client, names: list[str]):
@@ -53,7 +53,7 @@ def test_a_worker_lost_item_retried_gets_one_start_not_three(redis_client):
 def test_a_revoked_keys_open_stream_ends_within_seconds(gateway, redis_client):
     import time
 
-    from services.common.apikeys import list_keys, revoke_key
+    from services.store.apikeys import list_keys, revoke_key
     client, auth, _ = gateway()
     bid = client.post("/api/v1/batches", headers=auth, json={"params": {}}).json["id"]
     resp = client.get(f"/api/v1/batches/{bid}/events", headers=auth, buffered=False)

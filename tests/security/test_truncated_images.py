@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.common.images import ImageError, inspect_image
+from services.media.images import ImageError, inspect_image
 
 LIMITS = {"max_bytes": 50 * 2**20, "max_pixels": 40_000_000}
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from services.common.video import VideoError, open_input, probe
+from services.media.video import VideoError, open_input, probe
 from testbed.synthetic_video import write_video
 
 
@@ -36,7 +36,7 @@ def test_nested_opens_may_read_plain_files_only(tmp_path, mp4):
     """The options every open carries: a concat: or http: URL is refused by FFmpeg."""
     import av
 
-    from services.common.video import _SAFE_OPTIONS
+    from services.media.video import _SAFE_OPTIONS
     path = tmp_path / "a.mp4"
     path.write_bytes(mp4)
     for url in (f"concat:{path}|{path}", f"subfile,,start,0,end,100,,:{path}", "http://127.0.0.1:9/x.m3u8"):

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from services.common.batch_feed import Feeder
-from services.common.batches import KEY_SUFFIXES, BatchClosed, BatchStore, batch_state, progress_of
-from services.common.jobs import JobStore
+from services.store.batches import KEY_SUFFIXES, BatchClosed, BatchStore, batch_state, progress_of
+from services.store.jobs import JobStore
+from services.upkeep.batch_feed import Feeder
 
 
 @pytest.fixture()
@@ -233,7 +233,7 @@ def test_feeding_stops_at_the_queue_limit_for_batch_items_over_all_batches(batch
     """Batch items wait at their own priority step, at most ``queue_limit`` of them over
     every batch; past it they stay pending in their batch, and the queue's interactive
     step (single photos) is not counted."""
-    from services.common.tasks import BATCH, queue_key
+    from services.contracts.tasks import BATCH, queue_key
 
     a = batches.create(kind="enhance", owner="a", params={}, task="enhance.photo")
     b = batches.create(kind="enhance", owner="b", params={}, task="enhance.photo")

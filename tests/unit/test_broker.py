@@ -1,4 +1,4 @@
-"""The Celery broker transport (services/common/broker.py) against a real redis-server:
+"""The Celery broker transport (services/platform/broker.py) against a real redis-server:
 messages go through and are acked as with kombu's own, with one client per channel."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 
 from kombu import Connection
 
-from services.common.broker import Transport
-from services.common.celery_app import create_celery
-from services.common.settings import Settings
+from services.contracts.settings import Settings
+from services.platform.broker import Transport
+from services.platform.celery_app import create_celery
 
 
 def test_celery_sends_through_it_and_the_message_lands_on_the_queue(redis_server, redis_client):
@@ -26,7 +26,7 @@ def test_celery_sends_through_it_and_the_message_lands_on_the_queue(redis_server
 
 
 def test_one_client_per_channel_which_follows_a_new_pool(redis_server):
-    with Connection(redis_server, transport="services.common.broker:Transport") as conn:
+    with Connection(redis_server, transport="services.platform.broker:Transport") as conn:
         ch = conn.default_channel
         with ch.conn_or_acquire() as a, ch.conn_or_acquire() as b:
             assert a is b
@@ -39,7 +39,7 @@ def test_one_client_per_channel_which_follows_a_new_pool(redis_server):
 
 
 def test_consume_and_ack_leave_nothing_unacked(redis_server, redis_client):
-    with Connection(redis_server, transport="services.common.broker:Transport") as conn:
+    with Connection(redis_server, transport="services.platform.broker:Transport") as conn:
         q = conn.SimpleQueue("broker-ack-test")
         q.put({"n": 1})
         msg = q.get(timeout=5)
@@ -55,7 +55,7 @@ def test_a_single_photo_is_taken_before_batch_items_sent_earlier(redis_server, r
     every step's list): what goes at the interactive step leaves first, each step FIFO."""
     from kombu import Consumer, Queue
 
-    from services.common.tasks import BATCH, INTERACTIVE, queue_key, send_options
+    from services.contracts.tasks import BATCH, INTERACTIVE, queue_key, send_options
 
     app = create_celery(Settings(redis_url=redis_server))
     for i in range(3):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.camera_auth import (
+from services.contracts.camera_auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     TOKEN_HEADER,

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from services.camera.events import analyse, event_roi
 from services.camera.sources import iter_mjpeg, source_mode
-from services.common.settings import CameraConfig, Settings
+from services.contracts.settings import CameraConfig, Settings
 from testbed.mjpeg_server import scene
 from testbed.plates import scene_with_plate
 

@@ -295,7 +295,7 @@ def test_default_services_fit_the_origin_box():
 
 def test_readiness_asks_only_for_queues_that_the_default_stack_consumes():
     from gateway.settings import GatewaySettings
-    from services.common.tasks import QUEUES
+    from services.contracts.tasks import QUEUES
 
     required = env(services()["gateway"]).get("KADR_REQUIRED_QUEUES")
     required = json.loads(required) if required else GatewaySettings.model_fields["required_queues"].default
@@ -328,7 +328,7 @@ def _module_exists(name: str) -> bool:
 
 @pytest.mark.parametrize("name", sorted(n for n, s in raw_compose()["services"].items() if "build" in s))
 def test_command_names_modules_and_files_that_exist(name):
-    from services.common.tasks import QUEUES
+    from services.contracts.tasks import QUEUES
 
     svc = services()[name]
     cmd = command(svc)

@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
-from services.common.celery_app import create_celery, queue_length
-from services.common.dispatch import Dispatcher, DispatchError
-from services.common.settings import Settings
-from services.common.tasks import BATCH, INTERACTIVE, queue_for
+from services.contracts.settings import Settings
+from services.contracts.tasks import BATCH, INTERACTIVE, queue_for
+from services.platform.celery_app import create_celery, queue_length
+from services.platform.dispatch import Dispatcher, DispatchError
 
 
 def test_a_task_lands_on_its_queue_at_its_priority_step(redis_server, redis_client):

@@ -141,7 +141,7 @@ def test_jpeg_clip_skips_an_undecodable_frame_and_fails_on_none(tmp_path):
 def test_clip_window_setting():
     from pydantic import ValidationError
 
-    from services.common.settings import CameraConfig
+    from services.contracts.settings import CameraConfig
     cam = dict(id="gate", secret="s" * 16)
     assert CameraConfig(**cam).clip_window() == (5.0, 3.0)
     assert CameraConfig(**cam, buffer_seconds=4).clip_window() == (1.0, 3.0)  # defaults shrink to fit

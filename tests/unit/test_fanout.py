@@ -11,7 +11,7 @@ from gateway.errors import ApiError
 from gateway.fanout import RESYNC, Fanout
 from gateway.holds import Held, Holds
 from gateway.sse import job_events, wait_for_end
-from services.common.jobs import JobStore, connect
+from services.store.jobs import JobStore, connect
 from testbed.stack import wait_for
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.filenames import MAX_NAME_BYTES, sanitize_filename, unique_names
+from gateway.filenames import MAX_NAME_BYTES, sanitize_filename, unique_names
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, ImageOps
 
-from services.common import images
-from services.common.images import ImageError, decode_bgr, encode_image, inspect_image, sniff_format
+from services.media import images
+from services.media.images import ImageError, decode_bgr, encode_image, inspect_image, sniff_format
 
 MB = 1 << 20
 LIMITS = {"max_bytes": 50 * MB, "max_pixels": 40_000_000}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from services.common.jobs import JobStore
+from services.store.jobs import JobStore
 
 
 @pytest.fixture()

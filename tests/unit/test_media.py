@@ -1,4 +1,4 @@
-"""services.common.media: strip-at-a-time writers, metadata carried from input to output,
+"""services.media: strip-at-a-time writers, metadata carried from input to output,
 HEIF/AVIF headers read without a codec."""
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from services.common import images
-from services.common.media import heif, writers
-from services.common.media.metadata import PhotoMeta, from_pillow
+from services.media import heif, images, writers
+from services.media.metadata import PhotoMeta, from_pillow
 from testbed.photos import icc_profile
 
 DATE_TAKEN = "2019:07:14 18:03:22"

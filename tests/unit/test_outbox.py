@@ -3,10 +3,10 @@ once per end state, a batch's end once per run (last item, close or cancel), not
 work without a callback_url."""
 from __future__ import annotations
 
-from services.common.batch_feed import Feeder
-from services.common.batches import BatchStore
-from services.common.jobs import JobStore
-from services.common.outbox import DUE, Outbox
+from services.store.batches import BatchStore
+from services.store.jobs import JobStore
+from services.store.outbox import DUE, Outbox
+from services.upkeep.batch_feed import Feeder
 
 
 def _entries(r):

@@ -1,4 +1,4 @@
-"""services.common.contracts.photo_cost: output limits, the automatic upscale, estimates
+"""services.contracts.photo_cost: output limits, the automatic upscale, estimates
 and the time limits a photo's task carries."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.common import task_stats
-from services.common.contracts import photo_cost as pc
-from services.common.settings import Settings
+from services.contracts import photo_cost as pc
+from services.contracts.settings import Settings
+from services.store import task_stats
 
 LIMIT = pc.OutputLimit(100_000_000, 65_535, "KADR_MAX_OUTPUT_PIXELS")
 LIMITS = dict(factor=3.0, floor_soft=600, floor_hard=900, cap=3000)

@@ -87,7 +87,7 @@ def test_missing_cascade_fails_clearly(tmp_path, monkeypatch):
         load_cascade(bad)
     # Through the registry (a fresh one: this process may have loaded the real file),
     # a missing file is a failed model whose message names the path.
-    from services.common.registry import ModelRegistry, ModelUnavailable
+    from services.runtime.registry import ModelRegistry, ModelUnavailable
     fresh = ModelRegistry()
     monkeypatch.setattr(plates, "registry", fresh)
     monkeypatch.setattr(plates, "default_cascade_path", lambda: tmp_path / "gone.xml")

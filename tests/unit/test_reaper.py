@@ -7,9 +7,9 @@ import time
 import pytest
 from kombu import Connection
 
-from services.common.dispatch import DispatchError
-from services.common.jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
-from services.common.reaper import reap_orphans
+from services.platform.dispatch import DispatchError
+from services.store.jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
+from services.upkeep.reaper import reap_orphans
 
 
 @pytest.fixture()
@@ -86,7 +86,7 @@ def _strand(redis_server, app, store, *, started: bool = False, priority: int = 
     store.set_task(job["id"], "enhance.photo", {"job_id": job["id"], "request_id": "r"})
     app.send_task("enhance.photo", args=[{"job_id": job["id"], "request_id": "r"}], queue="enhance",
                   priority=priority)
-    conn = Connection(redis_server, transport="services.common.broker:Transport")
+    conn = Connection(redis_server, transport="services.platform.broker:Transport")
     q = conn.SimpleQueue("enhance")
     q.get(timeout=5)
     if started:
@@ -97,9 +97,10 @@ def _strand(redis_server, app, store, *, started: bool = False, priority: int = 
 
 
 def test_a_message_stranded_by_a_connection_loss_goes_back_on_its_queue(redis_server, redis_client, store):
-    from services.common.celery_app import create_celery
-    from services.common.settings import Settings
-    from services.common.stranded import UNACKED_KEY, job_id_of, restore_stranded
+    from services.contracts.settings import Settings
+    from services.contracts.tasks import UNACKED_KEY
+    from services.platform.celery_app import create_celery
+    from services.upkeep.stranded import job_id_of, restore_stranded
     app = create_celery(Settings(redis_url=redis_server))
     lost = _strand(redis_server, app, store)
     running = _strand(redis_server, app, store, started=True)
@@ -115,7 +116,7 @@ def test_a_message_stranded_by_a_connection_loss_goes_back_on_its_queue(redis_se
     assert job_id_of(json.loads(redis_client.hget(UNACKED_KEY, redis_client.hkeys(UNACKED_KEY)[0]))[0]) == running
     assert restore_stranded(store, older_than=60, now=time.time() + 61) == []
     # A consumer gets it as a normal task message; its job starts once.
-    with Connection(redis_server, transport="services.common.broker:Transport") as conn:
+    with Connection(redis_server, transport="services.platform.broker:Transport") as conn:
         msg = conn.SimpleQueue("enhance").get(timeout=5)
         assert msg.headers["task"] == "enhance.photo" and msg.delivery_info.get("redelivered") is True
         msg.ack()
@@ -125,10 +126,10 @@ def test_a_message_stranded_by_a_connection_loss_goes_back_on_its_queue(redis_se
 def test_a_stranded_batch_item_goes_back_behind_single_work(redis_server, redis_client, store):
     """Restored at its own priority step, as kombu restores: a batch item lost with a
     connection must not come back ahead of the single photos waiting."""
-    from services.common.celery_app import create_celery
-    from services.common.settings import Settings
-    from services.common.stranded import job_id_of, restore_stranded
-    from services.common.tasks import BATCH, queue_key
+    from services.contracts.settings import Settings
+    from services.contracts.tasks import BATCH, queue_key
+    from services.platform.celery_app import create_celery
+    from services.upkeep.stranded import job_id_of, restore_stranded
     app = create_celery(Settings(redis_url=redis_server))
     lost = _strand(redis_server, app, store, priority=BATCH)
     assert restore_stranded(store, older_than=60, now=time.time() + 61) == [lost]

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from services.common.registry import MissingWeightsError, ModelRegistry, ModelUnavailable
+from services.runtime.registry import MissingWeightsError, ModelRegistry, ModelUnavailable
 
 
 def test_loads_once_even_when_many_threads_ask_at_once():

@@ -4,12 +4,12 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from services.common.batch_feed import Feeder
-from services.common.batches import BatchStore
-from services.common.camera_store import GLOBAL_INDEX, index_event
-from services.common.jobs import JobStore
-from services.common.retention import Item, Retention, plan, usage_by_owner
-from services.common.storage import LocalBlobStore
+from services.store.batches import BatchStore
+from services.store.blobs import LocalBlobStore
+from services.store.camera_events import GLOBAL_INDEX, index_event
+from services.store.jobs import JobStore
+from services.upkeep.batch_feed import Feeder
+from services.upkeep.retention import Item, Retention, plan, usage_by_owner
 
 DAY = 24 * 3600
 

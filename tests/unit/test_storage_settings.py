@@ -5,8 +5,8 @@ import io
 import pytest
 from pydantic import ValidationError
 
-from services.common.settings import Settings
-from services.common.storage import BlobNotFound, LocalBlobStore, check_key
+from services.contracts.settings import Settings
+from services.store.blobs import BlobNotFound, LocalBlobStore, check_key
 
 
 def test_blob_roundtrip_and_prefix_delete(tmp_path):
