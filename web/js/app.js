@@ -1,11 +1,13 @@
-// The shell: hash routes to pages, the API key form, notices. Each page module
-// exports mount(root, ctx) and returns a function that stops its timers and streams.
+// The shell: hash routes to pages, the API key form, notices. Each page exports
+// mount(root, ctx) and returns a function that stops its timers and streams; the
+// photos, video and cameras pages are folders (page.js, state.js, sync.js and one
+// module per component), ops is one small module.
 
 import * as api from "./api.js";
 import { errorText, h } from "./dom.js";
-import * as photos from "./photos.js";
-import * as video from "./video.js";
-import * as cameras from "./cameras.js";
+import * as photos from "./photos/page.js";
+import * as video from "./video/page.js";
+import * as cameras from "./cameras/page.js";
 import * as ops from "./ops.js";
 
 const PAGES = { photos, video, cameras, ops };

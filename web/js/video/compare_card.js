@@ -2,7 +2,7 @@
 // (GET /api/v1/videos/{id}/report: the metrics documents' own numbers), and the exports:
 // the report and per-frame series as CSV, the masks as PNGs in a ZIP and as a matte.
 
-import { h } from "./dom.js";
+import { h } from "../dom.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const BAR_H = 18;
@@ -54,7 +54,7 @@ function chart(name, meaning, rows) {
     h("figcaption", {}, meaning), plot);
 }
 
-export function compareCard({ api, signal, notifyError }) {
+export function compareCard(state, { api, signal, notifyError }) {
   const charts = h("div", { class: "vid-cmp-charts", id: "vid-compare-charts" });
   const note = h("p", { class: "muted", id: "vid-compare-note" });
   const buttons = {
@@ -101,7 +101,9 @@ export function compareCard({ api, signal, notifyError }) {
       : "No ground-truth video was uploaded: only the steadiness metrics are shown.";
   }
 
-  function update(v, rid) {
+  function update() {
+    const v = state.video, rid = state.shownRid;
+    if (!v) return;
     video = v;
     shown = rid;
     const done = v.results.filter((r) => r.state === "succeeded");
@@ -116,5 +118,7 @@ export function compareCard({ api, signal, notifyError }) {
       });
     }
   }
-  return { el, update };
+  state.on("video", update);
+  state.on("shown", update);
+  return { el };
 }
