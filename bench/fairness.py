@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
 from bench.stack_memory import pct  # noqa: E402
-from services.contracts.settings import Settings  # noqa: E402
+from services.contracts.settings import BatchSettings  # noqa: E402
 from testbed.stack import kadr_env, start_gateway, start_nginx, start_redis, start_worker, stop_on_sigterm, wait_for  # noqa: E402
 from testbed.weights import make_random_weights  # noqa: E402
 
@@ -140,7 +140,7 @@ def main() -> None:
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
             "setup": {"batch_items": added, "photo": f"{w}x{h} JPEG", "options": OPTIONS,
                       "enhance_pool_processes": args.concurrency, "singles": len(jobs), "every_s": args.every,
-                      "batch_window": Settings.model_fields["batch_window"].default},
+                      "batch_window": BatchSettings.model_fields["batch_window"].default},
             "batch": {"upload_s": round(upload_s, 1), "items_done_while_measured": view["counts"]["succeeded"],
                       "items_pending_at_end": view["counts"]["pending"],
                       "throughput_per_s": view.get("throughput_per_s"), "state_at_end": view["state"]},

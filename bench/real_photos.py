@@ -62,12 +62,12 @@ class Worker:
         self.env = kadr_env(redis_url=self.url, storage_dir=tmp / "blobs", models_dir=models_dir, **extra)
         import redis as redis_lib
 
-        from services.contracts.settings import Settings
+        from services.enhance.settings import EnhanceSettings
         from services.platform.celery_app import create_celery
         from services.store.blobs import open_store
         from services.store.jobs import JobStore
-        self.settings = Settings(redis_url=self.url, cache_redis_url=self.env["KADR_CACHE_REDIS_URL"],
-                                 storage_dir=tmp / "blobs", models_dir=models_dir)
+        self.settings = EnhanceSettings(redis_url=self.url, cache_redis_url=self.env["KADR_CACHE_REDIS_URL"],
+                                        storage_dir=tmp / "blobs", models_dir=models_dir)
         self.r = redis_lib.Redis.from_url(self.url, decode_responses=True)
         self.store, self.blobs = JobStore(self.r), open_store(self.settings)
         self.celery = create_celery(self.settings)

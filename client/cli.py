@@ -92,8 +92,8 @@ def models() -> None:
 def _models_dir(path):
     from pathlib import Path
 
-    from services.contracts.settings import Settings
-    return Path(path).resolve() if path else Settings().models_dir
+    from services.runtime.settings import WorkerSettings
+    return Path(path).resolve() if path else WorkerSettings().models_dir
 
 
 @models.command("download")

@@ -118,8 +118,19 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     errors.install(app)
     auth.install(app)
 
-    from gateway.api import batches, cameras, enhance, health, jobs, ops, usage, video_reports, videos
-    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, video_reports.bp, cameras.webhook_bp,
+    from gateway.api import (
+        batches,
+        camera_webhook,
+        cameras,
+        enhance,
+        health,
+        jobs,
+        ops,
+        usage,
+        video_reports,
+        videos,
+    )
+    for bp in (health.bp, enhance.bp, jobs.bp, batches.bp, videos.bp, video_reports.bp, camera_webhook.webhook_bp,
                cameras.bp, ops.bp, usage.bp):
         app.register_api(bp)
 

@@ -5,7 +5,7 @@ import logging
 
 from gateway.context import Kadr
 from gateway.errors import ApiError
-from services.contracts.tasks import INTERACTIVE, TaskPayload, queue_for
+from services.contracts.tasks import CAMERA_QUEUE, INTERACTIVE, TaskPayload, queue_for
 from services.platform.celery_app import queue_length
 from services.platform.dispatch import DispatchError
 from services.store.jobs import ACTIVE
@@ -14,17 +14,25 @@ log = logging.getLogger("kadr.gateway")
 
 
 def admit(k: Kadr, task_name: str, n: int = 1) -> None:
-    """Refuse new work while a queue's backlog is over its limit: a 503 the client can
-    retry beats an unbounded queue that eats Redis memory (which runs ``noeviction``).
-    Counted at the interactive step only: batch items wait at their own step, which the
-    batch feeder keeps under the same limit, so a big batch never refuses a single photo."""
+    """The one admission check for new work: refuse it while its queue's backlog is over
+    the queue's limit. A 503 the client can retry beats an unbounded queue that eats Redis
+    memory (which runs ``noeviction``). Counted at the interactive step only: batch items
+    wait at their own step, which the batch feeder keeps under the same limit, so a big
+    batch never refuses a single photo. Camera events have their own, smaller limit and
+    code: a camera retries within seconds and its pre-event frames age meanwhile."""
     queue = queue_for(task_name)
+    limit, code, retry_after = _backlog_limit(k, queue)
     backlog = queue_length(k.redis, queue, INTERACTIVE)
-    if backlog + n > k.settings.max_queue_backlog:
-        raise ApiError(503, "queue_full",
-                       f"queue {queue} holds {backlog} waiting tasks (limit "
-                       f"{k.settings.max_queue_backlog}); retry later",
-                       headers={"Retry-After": str(k.settings.backlog_retry_after_seconds)})
+    if backlog + n > limit:
+        raise ApiError(503, code, f"queue {queue} holds {backlog} waiting tasks (limit {limit}); retry later",
+                       headers={"Retry-After": str(retry_after)})
+
+
+def _backlog_limit(k: Kadr, queue: str) -> tuple[int, str, int]:
+    s = k.settings
+    if queue == CAMERA_QUEUE:
+        return s.camera_max_backlog, "camera_backlog_full", s.camera_retry_after_seconds
+    return s.max_queue_backlog, "queue_full", s.backlog_retry_after_seconds
 
 
 def send(k: Kadr, task_name: str, payload: TaskPayload) -> None:

@@ -4,9 +4,10 @@ Jobs and batches announce their changes on ``kadr:job:<id>:events`` and
 ``kadr:batch:<id>:events``. Subscribing once per waiter would cost a Redis connection
 (and a file descriptor at each end) per open progress page: 2,000 waiters, 2,000
 connections. Instead one reader per process holds a single pattern subscription to
-``kadr:*:events`` and hands each message to the waiters registered for its channel.
-Every job's announcements reach every gateway process; they are a few short messages a
-second per running job, worth far less than a connection per waiter.
+``kadr:*:events`` (``redis_keys.EVENTS_PATTERN``) and hands each message to the waiters
+registered for its channel. Every job's announcements reach every gateway process; they
+are a few short messages a second per running job, worth far less than a connection per
+waiter.
 
 A waiter registers before it reads its snapshot, so nothing between the two is lost. When
 the reader's connection drops, what was published meanwhile is gone: every waiter then
@@ -23,9 +24,10 @@ from collections.abc import Callable
 
 import redis
 
+from services.contracts import redis_keys
+
 log = logging.getLogger("kadr.gateway")
 
-PATTERN = "kadr:*:events"
 RESYNC = "\x00resync"  # not a message anyone publishes: "read the object again"
 
 
@@ -106,7 +108,7 @@ class Fanout:
             pubsub = None
             try:
                 pubsub = self._connect().pubsub(ignore_subscribe_messages=False)
-                pubsub.psubscribe(PATTERN)
+                pubsub.psubscribe(redis_keys.EVENTS_PATTERN)
                 while True:
                     msg = pubsub.get_message(timeout=5.0)
                     if msg is None:

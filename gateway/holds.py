@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 
 from gateway.errors import ApiError
+from services.contracts import redis_keys
 from services.platform.metrics import OPEN_STREAMS
-from services.store.jobs import PREFIX
 
 log = logging.getLogger("kadr.gateway")
 
@@ -37,9 +37,7 @@ class Holds:
         self._open = 0
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(owner: str) -> str:
-        return f"{PREFIX}holds:{owner}"
+    key = staticmethod(redis_keys.holds)
 
     def open(self) -> int:
         return self._open

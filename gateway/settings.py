@@ -1,12 +1,41 @@
-"""Settings of the gateway process: the shared ones plus what only the web tier needs."""
+"""Settings of the gateway process: the groups it shares with the workers and ops, plus what
+only the web tier needs."""
 from __future__ import annotations
 
 from pydantic import Field
 
-from services.contracts.settings import KIB, MIB, Settings
+from services.contracts.settings import (
+    KIB,
+    MIB,
+    BatchSettings,
+    CallbackSettings,
+    CameraListSettings,
+    PhotoSettings,
+    RetentionSettings,
+    VideoSettings,
+)
 
 
-class GatewaySettings(Settings):
+class GatewaySettings(PhotoSettings, VideoSettings, BatchSettings, RetentionSettings, CallbackSettings,
+                      CameraListSettings):
+    auth_disabled: bool = False  # local development only; the gateway logs it loudly
+    # Upload limits (each answered with a clear 4xx)
+    max_upload_bytes: int = 50 * MIB
+    max_batch_files: int = 20  # files in one request (POST /enhance/batch, /batches/{id}/items)
+    # ZIP/TAR uploads into a batch, unpacked by the gateway
+    archive_max_entries: int = Field(10_000, ge=1)
+    archive_max_bytes: int = 4 * 1024 * MIB  # all entries, uncompressed
+    archive_max_ratio: float = Field(100.0, gt=1)  # uncompressed / compressed, per entry
+    # Defaults the gateway applies before sending a task
+    enhance_default_quality: str = "medium"
+    enhance_default_max_faces: int = 20
+    segment_default_model: str = "lraspp_mobilenet_v3_large"
+    segment_processing_size: int = 520
+    # Camera webhooks: past the backlog the webhook answers 503
+    camera_max_backlog: int = 200  # events waiting on the camera queue
+    camera_retry_after_seconds: int = 5
+    camera_max_event_bytes: int = 20 * MIB  # one webhook request, images included
+    camera_replay_window_seconds: int = 300
     # Whole request body (a batch of files); nginx's client_max_body_size is rendered
     # from the same value so both answer 413 at the same size.
     max_request_bytes: int = 200 * MIB

@@ -18,6 +18,7 @@ from flask import Response, g
 from gateway.draining import draining
 from gateway.fanout import RESYNC, Subscription
 from gateway.holds import Held
+from services.contracts import redis_keys
 from services.store.apikeys import lookup_key
 from services.store.batches import BatchStore
 from services.store.jobs import TERMINAL
@@ -66,7 +67,7 @@ def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, vi
             if job is not None:
                 yield _event("item", item_view(job))
 
-    return _follow(subscribe, batches.key(batch_id) + ":events", read=lambda: batches.get(batch_id),
+    return _follow(subscribe, redis_keys.batch_events(batch_id), read=lambda: batches.get(batch_id),
                    ended=lambda b: batches.finished(b) or b["state"] == "canceled", view=view,
                    on_message=on_message, max_seconds=max_seconds, min_interval=min_interval,
                    keepalive=keepalive, alive=alive)
@@ -77,7 +78,7 @@ def job_events(jobs, job_id: str, *, subscribe: Subscribe, view: Callable[[dict]
                alive: Callable[[], bool] = _always) -> Iterator[str]:
     """``progress`` (the job view, at most every ``min_interval``; the worker announces
     every tile and face) until it ends, then ``end`` with the final view."""
-    return _follow(subscribe, jobs.job_key(job_id) + ":events", read=lambda: jobs.get(job_id),
+    return _follow(subscribe, redis_keys.job_events(job_id), read=lambda: jobs.get(job_id),
                    ended=lambda j: j["state"] in TERMINAL, view=view, max_seconds=max_seconds,
                    min_interval=min_interval, keepalive=keepalive, urgent=lambda data: data in TERMINAL,
                    alive=alive)
@@ -87,7 +88,7 @@ def wait_for_end(jobs, subscribe: Subscribe, job_id: str, timeout: float) -> dic
     """``?wait=``: the job once it ends, or as it is after ``timeout`` seconds (``None``
     if it is gone). The job's channel carries its new state: only an end, or a missed
     stretch (:data:`RESYNC`), is worth reading the job again for."""
-    with subscribe(jobs.job_key(job_id) + ":events") as sub:
+    with subscribe(redis_keys.job_events(job_id)) as sub:
         deadline = time.monotonic() + timeout
         job = jobs.get(job_id)  # after subscribing: it may have ended just before
         while job is not None and job["state"] not in TERMINAL and not draining():

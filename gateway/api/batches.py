@@ -19,6 +19,7 @@ from gateway.context import Kadr, kadr
 from gateway.errors import ApiError, register_form_model
 from gateway.filenames import sanitize_filename
 from gateway.sse import batch_events, event_response
+from services.contracts import redis_keys
 from services.contracts.schemas import (
     BatchCreate,
     BatchesPage,
@@ -33,7 +34,7 @@ from services.contracts.schemas import (
 )
 from services.contracts.tasks import ENHANCE_PHOTO
 from services.platform.metrics import JOBS_ACCEPTED
-from services.store.jobs import PREFIX, new_id
+from services.store.jobs import new_id
 from services.store.purge import purge_batch
 
 bp = APIBlueprint("batches", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="batches")],
@@ -116,7 +117,7 @@ def post_batch(body: BatchCreate):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: at most 255 characters")
     # A client that lost the answer sends the same create again: it must get the batch it
     # already made, not a second, empty one left open until its TTL.
-    slot = f"{PREFIX}idempotency:{g.owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+    slot = redis_keys.batch_idempotency(g.owner, key)
     fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     bid = new_id()
     if k.redis.set(slot, f"{bid} {fingerprint}", nx=True, ex=IDEMPOTENCY_TTL_SECONDS):

@@ -14,7 +14,8 @@ from zipstream import ZIP_STORED, ZipStream
 from gateway import video_report
 from gateway.api.jobs import ListQuery
 from gateway.api.models import RequestModel
-from gateway.api.videos import ResultQuery, VideoPath, _result_file, owned_video, video_view
+from gateway.api.videos import ResultQuery, VideoPath, _result_file, owned_video
+from gateway.api.views import video_view
 from gateway.blob_files import send_blob
 from gateway.context import kadr
 from services.contracts import blob_keys

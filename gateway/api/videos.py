@@ -13,13 +13,13 @@ from pydantic import Field, ValidationError
 from gateway import callback_urls, quotas
 from gateway.api.enhance import accepted
 from gateway.api.models import Id, RequestModel
-from gateway.api.views import callback_view
+from gateway.api.views import result_set_view, video_view
 from gateway.blob_files import send_blob
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
 from gateway.filenames import sanitize_filename
-from services.contracts import blob_keys
+from services.contracts import blob_keys, redis_keys
 from services.contracts.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
 from services.contracts.segment_options import (
     MODELS,
@@ -95,28 +95,6 @@ def owned_video(video_id: str) -> dict:
     if job is None or job["kind"] != "segment":
         raise ApiError(404, "not_found", f"no video {video_id}")
     return job
-
-
-def _result_view(job: dict) -> dict:
-    res = job.get("result") or {}
-    return {"id": job["id"], "method": job["params"]["method"], "params": job["params"].get("params", {}),
-            "callback": callback_view(job),
-            "state": job["state"], "progress": job["progress"] or 0.0, "error": job.get("error"),
-            "summary": res.get("summary"), "improvement_pct": res.get("improvement_pct"),
-            "timings": res.get("timings")}
-
-
-def video_view(job: dict, results: list[dict]) -> dict:
-    vid = job["id"]
-    inp = {k: v for k, v in (job.get("input") or {}).items() if not k.endswith("blob")}
-    return {"id": vid, "kind": job["kind"], "state": job["state"], "progress": job["progress"] or 0.0,
-            "created_at": job["created_at"], "started_at": job.get("started_at"),
-            "finished_at": job.get("finished_at"), "params": job["params"], "input": inp,
-            "result": job.get("result"), "error": job.get("error"), "callback": callback_view(job),
-            "results": [_result_view(r) for r in results],
-            "links": {"self": f"/api/v1/videos/{vid}", "metrics": f"/api/v1/videos/{vid}/metrics",
-                      "overlay": f"/api/v1/videos/{vid}/overlay.mp4",
-                      "frames": f"/api/v1/videos/{vid}/frames/{{n}}"}}
 
 
 @bp.get("/segment/classes", summary="Target classes, models and stabilization methods with their ranges",
@@ -206,7 +184,7 @@ def stabilize(path: VideoPath, body: StabilizeRequest):
         raise ApiError(409, "not_ready", f"the video is {video['state']}; stabilize it once segmented",
                        details={"state": video["state"]})
     k.storage.check()
-    sets, limit = k.redis.llen(k.jobs.job_key(video["id"]) + ":children"), k.settings.max_result_sets_per_video
+    sets, limit = k.redis.llen(redis_keys.job_children(video["id"])), k.settings.max_result_sets_per_video
     if sets >= limit:
         raise ApiError(409, "too_many_result_sets",
                        f"this video has {sets} result sets (limit {limit}, KADR_MAX_RESULT_SETS_PER_VIDEO); "
@@ -219,7 +197,7 @@ def stabilize(path: VideoPath, body: StabilizeRequest):
                         parent_id=video["id"], callback_url=callback)
     send(k, SEGMENT_STABILIZE, StabilizeTask(job_id=rid, request_id=g.request_id))
     JOBS_ACCEPTED.labels(kind="stabilize").inc()
-    return accepted(_result_view(job), f"/api/v1/videos/{video['id']}")
+    return accepted(result_set_view(job), f"/api/v1/videos/{video['id']}")
 
 
 def _result_set(video: dict, result_id: str | None) -> dict:

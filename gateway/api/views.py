@@ -1,4 +1,4 @@
-"""How jobs and batches are shown to clients (JSON-safe dicts with links)."""
+"""How jobs, batches and videos are shown to clients (JSON-safe dicts with links)."""
 from __future__ import annotations
 
 from services.contracts.schemas import BatchItemView, BatchView, JobView
@@ -63,3 +63,26 @@ def batch_view(batch: dict, items: list[dict] | None = None) -> dict:
                      links={"self": base, "items": f"{base}/items", "events": f"{base}/events",
                             "manifest_csv": f"{base}/manifest.csv", "manifest_jsonl": f"{base}/manifest.jsonl",
                             "archive": f"{base}/archive"}).model_dump(mode="json")
+
+
+def result_set_view(job: dict) -> dict:
+    """One result set (stabilization run) of a video."""
+    res = job.get("result") or {}
+    return {"id": job["id"], "method": job["params"]["method"], "params": job["params"].get("params", {}),
+            "callback": callback_view(job),
+            "state": job["state"], "progress": job["progress"] or 0.0, "error": job.get("error"),
+            "summary": res.get("summary"), "improvement_pct": res.get("improvement_pct"),
+            "timings": res.get("timings")}
+
+
+def video_view(job: dict, results: list[dict]) -> dict:
+    vid = job["id"]
+    inp = {k: v for k, v in (job.get("input") or {}).items() if not k.endswith("blob")}
+    return {"id": vid, "kind": job["kind"], "state": job["state"], "progress": job["progress"] or 0.0,
+            "created_at": job["created_at"], "started_at": job.get("started_at"),
+            "finished_at": job.get("finished_at"), "params": job["params"], "input": inp,
+            "result": job.get("result"), "error": job.get("error"), "callback": callback_view(job),
+            "results": [result_set_view(r) for r in results],
+            "links": {"self": f"/api/v1/videos/{vid}", "metrics": f"/api/v1/videos/{vid}/metrics",
+                      "overlay": f"/api/v1/videos/{vid}/overlay.mp4",
+                      "frames": f"/api/v1/videos/{vid}/frames/{{n}}"}}

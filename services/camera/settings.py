@@ -1,12 +1,13 @@
-"""Settings of the camera worker: the shared ones (cameras included) plus how events run."""
+"""Settings of the camera worker: a worker's, the cameras, and how events run."""
 from __future__ import annotations
 
 from pydantic import Field
 
-from services.contracts.settings import Settings
+from services.contracts.settings import CameraListSettings
+from services.runtime.settings import WorkerSettings
 
 
-class CameraSettings(Settings):
+class CameraSettings(WorkerSettings, CameraListSettings):
     ring_jpeg_quality: int = Field(90, ge=1, le=100)  # frames kept in JPEG rings
     output_jpeg_quality: int = Field(92, ge=1, le=100)  # snow photo, candidates, plate crops
     # A frame further than this from the asked time is reported missing, not used.

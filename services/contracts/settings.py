@@ -1,7 +1,11 @@
 """kadr settings: one object per process, read from ``KADR_*`` environment variables.
 
-Every limit the system enforces lives here so an operator can see and change it in
-one place; each has a matching 4xx/503 answer, a log line and a counter where it bites.
+``Settings`` holds what every process reads; the groups below it hold what two or more
+processes must agree on (a photo's limits: the gateway refuses what the enhance worker
+could not do). Each process's own class (``gateway/settings.py``,
+``services/runtime/settings.py`` for the worker side, ``services/<svc>/settings.py``)
+takes the groups it reads and adds its own fields, so a process holds only its own. Each
+limit has a matching 4xx/503 answer, a log line and a counter where it bites.
 Entrypoints build the object once and pass it down; tests build their own.
 """
 from __future__ import annotations
@@ -85,46 +89,112 @@ def with_password(url: str, password: str) -> str:
 
 
 class Settings(BaseSettings):
+    """What every kadr process reads."""
     model_config = SettingsConfigDict(env_prefix="KADR_", extra="forbid", frozen=True)
 
     # Where things live
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Result-cache index: its own database so its keys can expire without touching jobs.
-    cache_redis_url: str = "redis://127.0.0.1:6379/1"
     # A file holding Redis's password (a compose secret, var/secrets/redis_password under
-    # `make up`): put into both URLs above, so the password is in no environment variable.
+    # `make up`): put into every Redis URL the process has, so the password is in no
+    # environment variable.
     redis_password_file: Path | None = None
     storage_dir: Path = Path("var/blobs")
-    models_dir: Path = Path("var/models")
     log_level: str = "INFO"
-    # Worker services serve Prometheus metrics here (0: off); the gateway serves /metrics.
-    metrics_port: int = Field(0, ge=0, le=65535)
-    metrics_host: str = "127.0.0.1"
 
-    # Auth
-    auth_disabled: bool = False  # local development only; the gateway logs it loudly
+    # Jobs: a finished record (and its files) lives this long unless retention says less.
+    job_ttl_seconds: int = 7 * 24 * 3600
 
-    # Upload limits (each answered with a clear 4xx)
-    max_upload_bytes: int = 50 * MIB
+    # Celery / reliability: the gateway's messages carry these limits, workers apply them.
+    visibility_timeout_seconds: int = 3600
+    task_soft_time_limit_seconds: int = 600
+    task_time_limit_seconds: int = 900
+    max_deliveries: int = 3  # starts of one task (a worker death counts as one) before `worker_lost`
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: Any) -> Any:
+        path = data.get("redis_password_file") if isinstance(data, dict) else None
+        if path:
+            password = Path(path).read_text().strip()
+            for field, default in _REDIS_URLS.items():
+                if field in cls.model_fields:
+                    data[field] = with_password(data.get(field) or default, password)
+        return data
+
+    @field_validator("storage_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        # Never resolved against whatever directory a worker happens to start in later.
+        return v.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _limits_below_visibility(self) -> Settings:
+        vis, soft, hard = self.visibility_timeout_seconds, self.task_soft_time_limit_seconds, \
+            self.task_time_limit_seconds
+        if hard >= vis:
+            raise ValueError("task_time_limit_seconds must be below visibility_timeout_seconds, "
+                             "or Redis redelivers tasks that are still running")
+        if soft >= hard:
+            raise ValueError("task_soft_time_limit_seconds must be below task_time_limit_seconds")
+        return self
+
+
+# Every Redis URL a settings class may have, with its default (the password file fills them).
+_REDIS_URLS = {"redis_url": "redis://127.0.0.1:6379/0", "cache_redis_url": "redis://127.0.0.1:6379/1"}
+
+
+class PhotoSettings(Settings):
+    """A photo's limits: the gateway refuses and plans with them, the enhance worker works
+    within them."""
     max_image_pixels: int = 40_000_000
-    # Photos: the largest result (input pixels x upscale^2) a request may ask for; past it
-    # the upload is refused at once with the largest upscale that fits.
+    # The largest result (input pixels x upscale^2) a request may ask for; past it the
+    # upload is refused at once with the largest upscale that fits.
     max_output_pixels: int = Field(100_000_000, ge=1)
     # Working memory one photo may take in an enhance process on top of its idle size
     # (models loaded): tiles, the detector's copy and the encoder's strips are sized from
     # it. The gateway reads it too: WebP results (encoded whole) must fit it.
     enhance_memory_budget_bytes: int = Field(400 * MIB, ge=64 * MIB)
-    max_batch_files: int = 20  # files in one request (POST /enhance/batch, /batches/{id}/items)
-    # Batches: items handed to the queue at a time per batch; a queued item that has not
-    # started after this long is sent again (a crash lost its message)
+    # A photo's time limits scale with its estimate (factor x its worst case, at most the
+    # cap), so a large photo is never killed for its size and a stuck one is.
+    photo_time_limit_factor: float = Field(3.0, ge=1.0)
+    photo_time_limit_cap_seconds: int = Field(3000, ge=1)
+
+    @model_validator(mode="after")
+    def _cap_below_visibility(self) -> PhotoSettings:
+        cap, vis = self.photo_time_limit_cap_seconds, self.visibility_timeout_seconds
+        if cap < self.task_soft_time_limit_seconds:
+            raise ValueError("photo_time_limit_cap_seconds must be at least task_soft_time_limit_seconds")
+        if cap + (self.task_time_limit_seconds - self.task_soft_time_limit_seconds) >= vis:
+            raise ValueError("photo_time_limit_cap_seconds plus the grace between the soft and hard limits "
+                             "must be below visibility_timeout_seconds, or Redis redelivers photos still running")
+        return self
+
+
+class BatchSettings(Settings):
+    """The batch feeder's window, run by the gateway and by the enhance and segment pool
+    processes alike."""
+    # Items handed to the queue at a time per batch; a queued item that has not started
+    # after this long is sent again (a crash lost its message).
     batch_window: int = Field(16, ge=1, le=1000)
     batch_redispatch_seconds: float = Field(300.0, gt=0)
-    # Retention (services/upkeep/retention.py, run by the janitor): each kind is removed
-    # its TTL after its work ended (a batch: its own ttl_seconds, else job_ttl_seconds);
-    # past the budget the oldest finished thing goes first, whatever its kind (0: no
-    # budget). Nothing running or queued is ever removed.
+    max_queue_backlog: int = 1000  # per queue; past it new work gets 503 + Retry-After
+
+
+class VideoSettings(Settings):
+    """A video's limits: checked by the gateway at upload, again by the segment worker."""
+    max_video_bytes: int = 500 * MIB
+    max_video_seconds: float = 600.0
+    max_video_frames: int = 3000
+    max_video_width: int = 3840
+    max_video_height: int = 2160
+
+
+class RetentionSettings(Settings):
+    """Retention (services/upkeep/retention.py, run by the janitor; the gateway reports it
+    in /usage): each kind is removed its TTL after its work ended (a batch: its own
+    ttl_seconds, else job_ttl_seconds); past the budget the oldest finished thing goes
+    first, whatever its kind (0: no budget). Nothing running or queued is ever removed."""
     storage_budget_bytes: int = Field(0, ge=0)
-    retention_interval_seconds: float = Field(60.0, gt=0)
     retention_photos_seconds: int = Field(7 * 24 * 3600, ge=60)
     retention_videos_seconds: int = Field(7 * 24 * 3600, ge=60)
     retention_events_seconds: int = Field(7 * 24 * 3600, ge=60)
@@ -133,79 +203,19 @@ class Settings(BaseSettings):
     # Free space kept on the blob store's disk: below it uploads and camera webhooks get
     # 507 storage_full; work already accepted still finishes into the rest (0: no floor).
     storage_free_floor_bytes: int = Field(512 * MIB, ge=0)
-    # ZIP/TAR uploads into a batch, unpacked by the gateway
-    archive_max_entries: int = Field(10_000, ge=1)
-    archive_max_bytes: int = 4 * 1024 * MIB  # all entries, uncompressed
-    archive_max_ratio: float = Field(100.0, gt=1)  # uncompressed / compressed, per entry
-    max_queue_backlog: int = 1000  # per queue; past it new work gets 503 + Retry-After
 
-    # Video uploads (segment service)
-    max_video_bytes: int = 500 * MIB
-    max_video_seconds: float = 600.0
-    max_video_frames: int = 3000
-    max_video_width: int = 3840
-    max_video_height: int = 2160
-    segment_default_model: str = "lraspp_mobilenet_v3_large"
-    segment_processing_size: int = 520
 
-    # Cameras (JSON list in KADR_CAMERAS); past the backlog the webhook answers 503
-    cameras: list[CameraConfig] = []
-    camera_max_backlog: int = 200  # events waiting on the camera queue
-    camera_retry_after_seconds: int = 5
-    camera_max_event_bytes: int = 20 * MIB  # one webhook request, images included
-    camera_replay_window_seconds: int = 300
-
-    # Completion callbacks (callback_url on photos, videos, batches) and camera webhooks,
-    # delivered from the outbox by the janitor (services/upkeep/delivery.py). Private,
-    # loopback and link-local destinations are refused unless their network is listed.
+class CallbackSettings(Settings):
+    """Completion callbacks (callback_url on photos, videos, batches) and camera webhooks:
+    checked by the gateway at creation, delivered from the outbox by the janitor
+    (services/upkeep/delivery.py). Private, loopback and link-local destinations are
+    refused unless their network is listed."""
     callback_allow_networks: list[str] = []
     callback_attempts: int = Field(8, ge=1, le=20)
     callback_backoff_seconds: float = Field(5.0, gt=0)  # doubled after each failed attempt
     callback_timeout_seconds: float = Field(10.0, gt=0)
     # Keys' callback secrets derive from it; unset: one is made and kept in Redis.
     callback_signing_key: SecretStr | None = None
-
-    # Jobs
-    job_ttl_seconds: int = 7 * 24 * 3600
-    result_cache_ttl_seconds: int = 24 * 3600
-
-    # Celery / reliability
-    visibility_timeout_seconds: int = 3600
-    # Every task's limits; a photo's scale with its estimate (factor x its worst case,
-    # at most the cap), so a large photo is never killed for its size and a stuck one is.
-    task_soft_time_limit_seconds: int = 600
-    task_time_limit_seconds: int = 900
-    photo_time_limit_factor: float = Field(3.0, ge=1.0)
-    photo_time_limit_cap_seconds: int = Field(3000, ge=1)
-    max_deliveries: int = 3  # starts of one task (a worker death counts as one) before `worker_lost`
-    worker_heartbeat_seconds: float = 2.0
-    # A running job whose worker's heartbeat has been gone this long is requeued.
-    reaper_interval_seconds: float = 10.0
-    orphan_grace_seconds: float = 30.0
-    # A message delivered this long ago whose job never started is held by no worker (a
-    # broker connection loss stranded it in kombu's unacked hash): back on its queue.
-    stranded_message_seconds: float = Field(120.0, gt=0)
-
-    # Enhance defaults the gateway applies before sending a task
-    enhance_default_quality: str = "medium"
-    enhance_default_max_faces: int = 20
-
-    @model_validator(mode="before")
-    @classmethod
-    def _password_from_file(cls, data: Any) -> Any:
-        path = data.get("redis_password_file") if isinstance(data, dict) else None
-        if path:
-            password = Path(path).read_text().strip()
-            for field, default in (("redis_url", "redis://127.0.0.1:6379/0"),
-                                   ("cache_redis_url", "redis://127.0.0.1:6379/1")):
-                data[field] = with_password(data.get(field) or default, password)
-        return data
-
-    @field_validator("storage_dir", "models_dir")
-    @classmethod
-    def _absolute(cls, v: Path) -> Path:
-        # Never resolved against whatever directory a worker happens to start in later.
-        return v.expanduser().resolve()
 
     @field_validator("callback_allow_networks")
     @classmethod
@@ -214,6 +224,12 @@ class Settings(BaseSettings):
         for cidr in v:
             ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
         return v
+
+
+class CameraListSettings(Settings):
+    """The cameras (JSON list in KADR_CAMERAS): the gateway checks their webhooks, the
+    camera worker reads their streams."""
+    cameras: list[CameraConfig] = []
 
     @field_validator("cameras")
     @classmethod
@@ -225,20 +241,3 @@ class Settings(BaseSettings):
 
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)
-
-    @model_validator(mode="after")
-    def _limits_below_visibility(self) -> Settings:
-        vis, soft, hard = self.visibility_timeout_seconds, self.task_soft_time_limit_seconds, \
-            self.task_time_limit_seconds
-        if hard >= vis:
-            raise ValueError("task_time_limit_seconds must be below visibility_timeout_seconds, "
-                             "or Redis redelivers tasks that are still running")
-        if soft >= hard:
-            raise ValueError("task_soft_time_limit_seconds must be below task_time_limit_seconds")
-        cap = self.photo_time_limit_cap_seconds
-        if cap < soft:
-            raise ValueError("photo_time_limit_cap_seconds must be at least task_soft_time_limit_seconds")
-        if cap + (hard - soft) >= vis:
-            raise ValueError("photo_time_limit_cap_seconds plus the grace between the soft and hard limits "
-                             "must be below visibility_timeout_seconds, or Redis redelivers photos still running")
-        return self

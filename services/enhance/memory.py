@@ -14,6 +14,7 @@ jemalloc and tcmalloc 25-60 % slower; channels-last convolutions (less reorderin
 inside oneDNN for one convolution, more fragmentation over the whole face)."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 from services.platform.metrics import PHOTO_PEAK_MEMORY
@@ -80,23 +81,23 @@ def release_free_memory() -> None:
 def settle() -> None:
     """Between the stages of one face's forward: the heap's free pages back to the
     system, unless a benchmark is timing the bare model (:func:`unsettled`)."""
-    if _settling:
+    if _settling.is_set():
         release_free_memory()
 
 
-_settling = True
+_settling = threading.Event()
+_settling.set()
 
 
 @contextmanager
 def unsettled():
     """``with unsettled():`` the forwards run without handing memory back (the bench's
     bare-model baseline)."""
-    global _settling
-    _settling = False
+    _settling.clear()
     try:
         yield
     finally:
-        _settling = True
+        _settling.set()
 
 
 def _libc():

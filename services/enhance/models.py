@@ -17,8 +17,10 @@ import torch
 
 from services.enhance.compat import install_torchvision_shim
 from services.enhance.gfpgan_forward import LeanGFPGAN
-from services.runtime.device import select_device  # noqa: F401  (re-exported for callers)
-from services.runtime.registry import MissingWeightsError
+from services.enhance.settings import EnhanceSettings
+from services.runtime import weights
+from services.runtime.device import select_device
+from services.runtime.registry import MissingWeightsError, registry
 from services.runtime.weights import CATALOG, weight_path
 
 install_torchvision_shim()  # must precede every basicsr/gfpgan/realesrgan/facexlib import
@@ -248,3 +250,28 @@ def _load_into(net: torch.nn.Module, state: dict, keyname: str, filename: str) -
         net.load_state_dict(state[keyname], strict=True)
     except RuntimeError as exc:
         raise WeightsLoadError(f"{filename} does not match the expected architecture: {exc}") from exc
+
+
+# Which upsampler each quality level uses (fast: none, Lanczos resize).
+UPSAMPLER_FOR = {"fast": None, "medium": "realesr_general_x4v3", "high": "realesrgan_x2plus"}
+UPSAMPLER_KIND = {name: kind for kind, name in UPSAMPLER_WEIGHTS.items()}
+# Registry model -> the weight files (catalog names) it is built from.
+MODEL_FILES = {"gfpgan": RESTORER_WEIGHTS,
+               **{name: (name,) for name in UPSAMPLER_WEIGHTS.values()}}
+
+
+def register_models(s: EnhanceSettings) -> None:
+    """The restorer and every upsampler, lazily: loaded at warm-up or on first use."""
+    device = select_device(s.device)
+
+    def restorer():
+        return build_restorer(s.models_dir, device)
+
+    def upsampler(kind):
+        return lambda: build_upsampler(kind, s.models_dir, device, tile_pad=s.tile_pad)
+
+    registry.register("gfpgan", restorer, version=weights.version_of(MODEL_FILES["gfpgan"]),
+                      check_files=lambda: weights.missing(s.models_dir, MODEL_FILES["gfpgan"]))
+    for kind, name in UPSAMPLER_WEIGHTS.items():
+        registry.register(name, upsampler(kind), version=weights.version_of(MODEL_FILES[name]),
+                          check_files=lambda n=name: weights.missing(s.models_dir, MODEL_FILES[n]))

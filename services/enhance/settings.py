@@ -1,12 +1,15 @@
-"""Settings of the enhance worker: the shared ones plus how models run here."""
+"""Settings of the enhance worker: a pool process's, a photo's limits, and how models run here."""
 from __future__ import annotations
 
 from pydantic import Field
 
-from services.contracts.settings import Settings
+from services.contracts.settings import PhotoSettings
+from services.runtime.settings import PoolSettings
 
 
-class EnhanceSettings(Settings):
+class EnhanceSettings(PoolSettings, PhotoSettings):
+    # A finished photo's result is reused for the same input and options this long.
+    result_cache_ttl_seconds: int = 24 * 3600
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tile_pad: int = Field(10, ge=0, le=64, multiple_of=2)  # even: x2plus takes even-sided tiles
     # Largest background tile; 0: 256 on the CPU (larger ones are no faster there and

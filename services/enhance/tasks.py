@@ -1,243 +1,37 @@
-"""Celery wrappers for the enhance service: payload → blobs → registry model → pipeline → store.
+"""Celery tasks of the enhance service, thin over services/enhance/jobs.py.
 
 Start with ``celery -A services.enhance.tasks worker -Q enhance --pool prefork -c 1``.
-This module is the worker's entrypoint, so it builds the one settings object.
+This module is the worker's entrypoint, so it builds the one settings object, the Celery
+app and the worker process hooks.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import time
-from collections.abc import Callable
+from typing import Any
 
-from services.contracts import blob_keys
-from services.contracts.photo_cost import output_format
-from services.contracts.schemas import EnhanceParams
-from services.contracts.tasks import ENHANCE_PHOTO, ENHANCE_QUEUE, EnhancePhotoTask
-from services.enhance import models as model_loaders
-from services.enhance.memory import MemoryWatch, release_free_memory
+from celery import Task
+
+from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+from services.enhance import jobs
 from services.enhance.settings import EnhanceSettings
-from services.media import images
-from services.media.writers import WriterError, open_writer
+from services.enhance.worker import create_worker
 from services.platform.celery_app import create_celery
 from services.platform.logs import setup_logging
-from services.platform.metrics import CACHE_HITS, FACES
-from services.runtime import weights
-from services.runtime.execution import JobFailure, run_job
-from services.runtime.registry import registry
-from services.runtime.worker_process import WorkerProcess
-from services.store import task_stats
-from services.store.blobs import BlobNotFound
+from services.runtime.execution import run_job
 
 settings = EnhanceSettings()
 setup_logging(settings.log_level, service="enhance")
 app = create_celery(settings, name="kadr-enhance")
 log = logging.getLogger("kadr.enhance")
-
-
-# Which upsampler each quality level uses (fast: none, Lanczos resize).
-UPSAMPLER_FOR = {"fast": None, "medium": "realesr_general_x4v3", "high": "realesrgan_x2plus"}
-UPSAMPLER_KIND = {name: kind for kind, name in model_loaders.UPSAMPLER_WEIGHTS.items()}
-# Registry model -> the weight files (catalog names) it is built from.
-MODEL_FILES = {"gfpgan": model_loaders.RESTORER_WEIGHTS,
-               **{name: (name,) for name in model_loaders.UPSAMPLER_WEIGHTS.values()}}
-# Share of a job's progress before the pipeline (reading, decoding) and after it (storing).
-DECODE_SHARE, STORE_SHARE = 0.03, 0.02
-
-
-def register_models(s: EnhanceSettings) -> None:
-    device = model_loaders.select_device(s.device)
-
-    def restorer():
-        return model_loaders.build_restorer(s.models_dir, device)
-
-    def upsampler(kind):
-        return lambda: model_loaders.build_upsampler(kind, s.models_dir, device, tile_pad=s.tile_pad)
-
-    registry.register("gfpgan", restorer, version=weights.version_of(MODEL_FILES["gfpgan"]),
-                      check_files=lambda: weights.missing(s.models_dir, MODEL_FILES["gfpgan"]))
-    for kind, name in model_loaders.UPSAMPLER_WEIGHTS.items():
-        registry.register(name, upsampler(kind), version=weights.version_of(MODEL_FILES[name]),
-                          check_files=lambda n=name: weights.missing(s.models_dir, MODEL_FILES[n]))
-
-
-worker = WorkerProcess(settings, service="enhance", queues=[ENHANCE_QUEUE],
-                       register_models=lambda: register_models(settings),
-                       warm=settings.warm_models, torch_threads=settings.torch_threads)
-
-
-def cache_key(input_sha256: str, params: EnhanceParams) -> str:
-    models = ["gfpgan"] + ([UPSAMPLER_FOR[params.quality]] if UPSAMPLER_FOR[params.quality] else [])
-    versions = {m: registry.version(m) for m in models}
-    blob = json.dumps({"in": input_sha256, "params": params.model_dump(), "models": versions},
-                      sort_keys=True)
-    return "kadr:cache:enhance:" + hashlib.sha256(blob.encode()).hexdigest()
-
-
-def limits_for(s: EnhanceSettings, device):
-    """The pipeline's limits in this process: the memory budget, and on CUDA the share of
-    the device's free memory (read per photo: other processes may hold some)."""
-    from services.enhance.pipeline import Limits
-    device_budget = None
-    if device.type == "cuda":
-        import torch
-        free, _ = torch.cuda.mem_get_info(device)
-        device_budget = int(free * s.device_memory_fraction)
-    max_tile = s.max_tile or (1024 if device.type == "cuda" else 256)
-    return Limits(budget_bytes=s.enhance_memory_budget_bytes, tile_pad=s.tile_pad, max_tile=max_tile,
-                  tile_floor=s.tile_floor, detect_max_pixels=s.detect_max_pixels,
-                  device_budget_bytes=device_budget)
-
-
-def costs_for(r, quality: str, device_kind: str):
-    """Progress weights from this device kind's measured rates (reference ones before)."""
-    from services.contracts.photo_cost import REFERENCE_FACE_SECONDS, REFERENCE_INPUT_MP_SECONDS
-    from services.enhance.pipeline import Costs
-    face = REFERENCE_FACE_SECONDS
-    try:
-        face = float(r.hget(task_stats.PHOTO_RATES_KEY + device_kind, "face") or face)
-    except Exception:  # noqa: BLE001 - only progress weights
-        pass
-    return Costs(face=face, background_per_mp=REFERENCE_INPUT_MP_SECONDS[quality])
-
-
-def enhance_job(job: dict, progress: Callable[[float], None]) -> dict:
-    ctx = worker.ctx
-    params = EnhanceParams.model_validate(job["params"])
-    inp = job["input"]
-    fmt = output_format(inp["format"])
-    result_key = blob_keys.enhance_result(job, images.FORMAT_EXTENSION[fmt])
-
-    key = cache_key(inp["sha256"], params)
-    hit = ctx.cache.get(key)
-    if hit:
-        cached = json.loads(hit)
-        try:
-            ctx.blobs.copy(cached["blob"], result_key)
-        except BlobNotFound:
-            ctx.cache.delete(key)
-        else:
-            CACHE_HITS.inc()
-            return {**cached["result"], "blob": result_key, "cache_hit": True}
-
-    from services.enhance import tiling
-    from services.enhance.pipeline import EnhanceError, output_size, run
-
-    t0 = time.perf_counter()
-    memory = MemoryWatch()
-    img, meta = _decode_input(inp["blob"])
-    decode_s = time.perf_counter() - t0
-    progress(DECODE_SHARE)
-    out_w, out_h = output_size(img.shape[1], img.shape[0], params)
-    photo = _Photo(img, lambda: _decode_input(inp["blob"])[0])
-    del img  # the pipeline holds it alone, and may let it go while it restores faces
-
-    up_name = UPSAMPLER_FOR[params.quality]
-    encode_s = 0.0
-    with registry.use("gfpgan") as restorer:
-        device = restorer.device
-        limits = limits_for(settings, device)
-        costs = costs_for(ctx.redis, params.quality, device.type)
-        try:
-            with ctx.blobs.writing(result_key) as f:
-                writer = open_writer(fmt, f, out_w, out_h, meta)
-
-                def sink(band) -> None:
-                    nonlocal encode_s
-                    t = time.perf_counter()
-                    writer.write(band.pixels)
-                    encode_s += time.perf_counter() - t
-
-                def tick(fraction: float) -> None:
-                    progress(DECODE_SHARE + (1 - DECODE_SHARE - STORE_SHARE) * fraction)
-
-                if up_name and not params.has_aligned:
-                    with registry.use(up_name) as up:
-                        net = tiling.Network.of(up, model_loaders.bytes_per_pixel(UPSAMPLER_KIND[up_name], device))
-                        out = run(photo, restorer, net, params, limits=limits, costs=costs, sink=sink, tick=tick,
-                                  release=memory.phase_ended)
-                else:
-                    out = run(photo, restorer, None, params, limits=limits, costs=costs, sink=sink, tick=tick,
-                              release=memory.phase_ended)
-                t = time.perf_counter()
-                writer.close()
-                encode_s += time.perf_counter() - t
-                progress.check()  # canceled while the last band was written: keep nothing
-        except EnhanceError as e:
-            raise JobFailure(e.code, e.message)
-        except WriterError as e:
-            raise JobFailure("output_unwritable", str(e))
-    del photo
-    memory.phase_ended("background")  # hands the freed heap back too
-    size = ctx.blobs.size(result_key)
-    FACES.labels(outcome="restored").inc(out.faces_restored)
-    FACES.labels(outcome="failed").inc(out.faces_failed)
-    timings = {**{k: round(v, 4) for k, v in out.timings.items()},
-               "decode": round(decode_s, 4), "encode": round(encode_s, 4)}
-    result = {
-        "blob": result_key, "format": fmt, "width": out.width, "height": out.height, "bytes": size,
-        "faces_found": out.faces_found, "faces_restored": out.faces_restored,
-        "faces_failed": out.faces_failed, "tile_used": out.tile_used, "detect_scale": round(out.detect_scale, 4),
-        "upscale": params.upscale, "cache_hit": False, "timings": timings,
-        # Resident memory over the process's size when the photo started, per phase (MiB).
-        "memory": memory.report(),
-    }
-    _record_rates(ctx.redis, device.type, params, out, time.perf_counter() - t0)
-    ctx.cache.set(key, json.dumps({"blob": result_key, "result": {k: v for k, v in result.items()
-                                                                  if k not in ("blob", "cache_hit")}}),
-                  ex=settings.result_cache_ttl_seconds)
-    return result
-
-
-def _decode_input(key: str):
-    """The stored photo's pixels and metadata. The encoded bytes (10-20 MB for 24 MP) are
-    not kept: the photo is read again if its pixels are needed again."""
-    try:
-        data = worker.ctx.blobs.get_bytes(key)
-    except BlobNotFound:
-        raise JobFailure("input_missing", "the uploaded image is no longer in storage")
-    try:
-        return images.decode_photo(data, max_pixels=settings.max_image_pixels)
-    except images.ImageError as e:
-        raise JobFailure(e.code, e.message)
-    finally:
-        del data
-        # Decoding leaves ~2x the photo's pixels of freed buffers in the heap (12 MP:
-        # 118 -> 34 MiB resident after this), which would count against detection's peak.
-        release_free_memory()
-
-
-class _Photo:
-    """The decoded photo, handed to the pipeline once; asked again, it decodes the stored
-    file anew (the pipeline drops the pixels while it restores faces)."""
-
-    def __init__(self, img, decode: Callable[[], object]):
-        self._img, self._decode = img, decode
-
-    def __call__(self):
-        img, self._img = self._img, None
-        return img if img is not None else self._decode()
-
-
-def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: float) -> None:
-    faces = out.faces_restored + out.faces_failed
-    face_s = out.timings["restore"] / faces if faces else None
-    rest = seconds - out.timings["restore"]
-    per_out = rest / (out.width * out.height / 1e6) if not params.has_aligned else None
-    task_stats.record_photo(r, device_kind, quality=params.quality, upscale=params.upscale,
-                            seconds_per_output_mp=per_out, face_seconds=face_s, faces=faces,
-                            prescale=params.prescale)
-
-
-def _discard(result: dict) -> None:
-    worker.ctx.blobs.delete(result["blob"])
+worker = create_worker(settings)
 
 
 @app.task(name=ENHANCE_PHOTO, bind=True)
-def enhance_photo(self, payload: dict) -> str:
+def enhance_photo(self: Task, payload: dict[str, Any]) -> str:
     p = EnhancePhotoTask.model_validate(payload)
     request_id = p.request_id or (self.request.get("kadr_request_id") or "")
-    return run_job(worker.ctx.store, p.job_id, service="enhance", task=ENHANCE_PHOTO,
+    ctx = worker.context()
+    return run_job(ctx.store, p.job_id, service="enhance", task=ENHANCE_PHOTO,
                    max_deliveries=settings.max_deliveries, request_id=request_id,
-                   work=enhance_job, feed=worker.ctx.feeder.feed, discard=_discard)
+                   work=lambda job, progress: jobs.enhance(job, progress, ctx=ctx, settings=settings),
+                   feed=ctx.feeder.feed, discard=lambda result: jobs.discard(result, blobs=ctx.blobs))

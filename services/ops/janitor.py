@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from services.contracts import redis_keys
 from services.platform.logs import setup_logging
 from services.store import usage as usage_store
 from services.store.blobs import open_store
@@ -36,7 +37,6 @@ from services.upkeep.retention import KINDS, REASONS, Retention, Round, usage_by
 from .settings import OpsSettings
 
 log = logging.getLogger("kadr.ops.janitor")
-LOCK = "kadr:retention-lock"
 
 
 class Metrics:
@@ -103,7 +103,7 @@ class Janitor:
 
     def round(self) -> Round | None:
         """One round if this janitor holds the lock (None otherwise)."""
-        if not self.r.set(LOCK, "1", nx=True, px=int(self.s.retention_interval_seconds * 1000)):
+        if not self.r.set(redis_keys.RETENTION_LOCK, "1", nx=True, px=int(self.s.retention_interval_seconds * 1000)):
             return None
         rnd = self.retention.sweep()
         free = self.blobs.free_bytes()

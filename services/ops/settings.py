@@ -1,9 +1,10 @@
-"""Settings of the ops processes (exporter, autoscaler, janitor): the shared ones plus theirs."""
+"""Settings of the ops processes (exporter, autoscaler, janitor): retention, callback
+delivery and the cameras whose webhooks it signs (the janitor), plus theirs."""
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.contracts.settings import MIB, Settings
+from services.contracts.settings import MIB, CallbackSettings, CameraListSettings, RetentionSettings
 
 
 class QueueLimits(BaseModel):
@@ -26,7 +27,8 @@ class QueueLimits(BaseModel):
         return self
 
 
-class OpsSettings(Settings):
+class OpsSettings(RetentionSettings, CallbackSettings, CameraListSettings):  # cameras: the janitor signs webhooks
+    retention_interval_seconds: float = Field(60.0, gt=0)  # the janitor's round
     exporter_port: int = Field(9100, ge=1, le=65535)
     exporter_host: str = "127.0.0.1"
     autoscaler_metrics_port: int = Field(9104, ge=0, le=65535)  # 0: no endpoint

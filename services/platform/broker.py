@@ -9,24 +9,30 @@ pool does the same work. Selected with Celery's ``broker_transport`` setting.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from kombu.transport import redis as kombu_redis
 
+if TYPE_CHECKING:
+    import redis
+
 
 class Channel(kombu_redis.Channel):
-    _sync_client = None
-    _sync_client_pool = None
+    _sync_client: redis.Redis | None = None
+    _sync_client_pool: redis.ConnectionPool | None = None
 
     @contextmanager
-    def conn_or_acquire(self, client=None):
+    def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:
         if client:
             yield client
             return
         pool = self.pool
         # A reconnect gives the channel a new pool: the cached client must follow it.
         if self._sync_client is None or self._sync_client_pool is not pool:
-            self._sync_client, self._sync_client_pool = self._create_client(), pool
+            # kombu's Redis transport is unannotated: its client factory is an untyped call.
+            self._sync_client, self._sync_client_pool = self._create_client(), pool  # type: ignore[no-untyped-call]
         yield self._sync_client
 
 

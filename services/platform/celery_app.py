@@ -15,11 +15,16 @@ Reliability choices, all deliberate:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from celery import Celery
 from celery.signals import setup_logging as _celery_setup_logging
 
 from services.contracts.settings import Settings
 from services.contracts.tasks import PRIORITY_SEP, PRIORITY_STEPS, QUEUES, TASK_ROUTES, queue_key, queue_keys
+
+if TYPE_CHECKING:
+    import redis
 
 
 def create_celery(settings: Settings, name: str = "kadr") -> Celery:
@@ -64,13 +69,13 @@ def create_celery(settings: Settings, name: str = "kadr") -> Celery:
     return app
 
 
-@_celery_setup_logging.connect
-def _keep_kadr_logging(**_) -> None:
+@_celery_setup_logging.connect  # type: ignore[untyped-decorator]  # celery ships no type information
+def _keep_kadr_logging(**_: Any) -> None:
     """Connected, this stops Celery from installing its own plain-text handlers: every
     line a worker writes stays one JSON object (logs.setup_logging configured the root)."""
 
 
-def queue_length(r, queue: str, priority: int | None = None) -> int:
+def queue_length(r: redis.Redis, queue: str, priority: int | None = None) -> int:
     """Messages waiting in a Redis-backed Celery queue (not counting reserved ones): at
     one priority step, or (None) at all of them."""
     if priority is not None:

@@ -76,6 +76,6 @@ def observe_cuda_memory(service: str) -> None:
 def render_latest() -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         reg = CollectorRegistry()
-        multiprocess.MultiProcessCollector(reg)
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
         return generate_latest(reg)
     return generate_latest()

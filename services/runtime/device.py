@@ -1,8 +1,13 @@
 """Which torch device a worker runs its models on (one policy for every service)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def select_device(preference: str = "auto"):
+if TYPE_CHECKING:
+    import torch
+
+
+def select_device(preference: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error, not a silent CPU."""
     import torch  # lazy: the runtime package stays importable without torch
 

@@ -12,10 +12,11 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from services.contracts import redis_keys
 from services.platform.logs import job_id_var, request_id_var
 from services.platform.metrics import (
     JOB_OUTCOMES,
@@ -28,7 +29,7 @@ from services.platform.metrics import (
 from services.runtime.registry import ModelUnavailable
 from services.store import task_stats
 from services.store.blobs import StorageFull
-from services.store.jobs import ACTIVE, WORKER_KEY_PREFIX, JobStore
+from services.store.jobs import ACTIVE, JobStore, decoded
 from services.store.workers import worker_id
 
 log = logging.getLogger("kadr.jobs")
@@ -93,7 +94,7 @@ def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_delive
         state = _run_job(store, job_id, service=service, task=task, max_deliveries=max_deliveries,
                          request_id=request_id, work=work, discard=discard, partial=partial)
         if feed is not None and state in ("succeeded", "failed", "discarded", "canceled"):
-            batch_id = store.r.hget(store.job_key(job_id), "batch_id")
+            batch_id = decoded(store.r.hget(store.job_key(job_id), "batch_id"))
             if batch_id:
                 try:
                     feed(batch_id)
@@ -138,6 +139,7 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
         log.error("job failed: worker_lost", extra={"deliveries": n})
         return "failed"
 
+    job = cast(dict[str, Any], job)  # the one verdict left, "run", comes with the job (JobStore.begin)
     if n == 1 and job.get("started_at") and job.get("created_at"):
         # Only first starts: a redelivered job's wait would include the run that died.
         QUEUE_WAIT_SECONDS.labels(task=task).observe(max(0.0, job["started_at"] - job["created_at"]))
@@ -190,13 +192,13 @@ def _holder_died_here(store: JobStore, job_id: str) -> bool:
         os.kill(int(pid), 0)
         return False
     except ProcessLookupError:
-        store.r.delete(WORKER_KEY_PREFIX + job["worker"])
+        store.r.delete(redis_keys.worker(job["worker"]))
         return True
     except PermissionError:
         return False
 
 
-def _fail(store: JobStore, job_id: str, service: str, code: str, message: str, details=None) -> str:
+def _fail(store: JobStore, job_id: str, service: str, code: str, message: str, details: Any = None) -> str:
     err = {"code": code, "message": message}
     if details is not None:
         err["details"] = details

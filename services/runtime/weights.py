@@ -17,7 +17,10 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import requests
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -182,7 +185,7 @@ def download(
     models_dir: Path,
     names: Iterable[str] | None = None,
     *,
-    session=None,
+    session: requests.Session | None = None,
     on_progress: ProgressCallback | None = None,
     timeout: float = 30,
 ) -> list[DownloadResult]:
@@ -216,7 +219,8 @@ def download(
     return results
 
 
-def _fetch(entry: WeightFile, models_dir: Path, *, session, on_progress, timeout: float) -> int:
+def _fetch(entry: WeightFile, models_dir: Path, *, session: requests.Session,
+           on_progress: ProgressCallback | None, timeout: float) -> int:
     import requests
 
     target = models_dir / entry.filename
@@ -268,7 +272,7 @@ def _fetch(entry: WeightFile, models_dir: Path, *, session, on_progress, timeout
     return done
 
 
-def _content_length(response) -> int | None:
+def _content_length(response: requests.Response) -> int | None:
     try:
         value = int(response.headers.get("Content-Length", ""))
     except (TypeError, ValueError):

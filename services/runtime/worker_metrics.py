@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 from celery.signals import worker_init
@@ -31,10 +31,14 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.contracts.settings import Settings
+from services.runtime.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    import threading
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger("kadr.metrics")
 
@@ -43,7 +47,7 @@ _DB_PID = re.compile(r"_(\d+)\.db$")
 
 def _pid_alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return cast(bool, psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)  # psutil has no type information
     except psutil.NoSuchProcess:
         return False
 
@@ -74,9 +78,10 @@ class _LiveMultiProcessCollector(Collector):
 
     def __init__(self, path: str):
         self.path = path
-        self._inner = multiprocess.MultiProcessCollector(None, path)
+        # prometheus_client leaves MultiProcessCollector unannotated (an untyped call); it is a Collector.
+        self._inner: Collector = multiprocess.MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         prune_dead_files(self.path, only_live_gauges=True)
         return self._inner.collect()
 
@@ -88,7 +93,7 @@ class ProcessTreeCollector(Collector):
         self.service = service
         self.root = psutil.Process(root_pid or os.getpid())
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         procs = [self.root]
         try:
             procs += self.root.children(recursive=True)
@@ -127,7 +132,8 @@ def build_registry(service: str, collectors: Iterable[Collector] = ()) -> Collec
     return reg
 
 
-def serve(settings: Settings, service: str, collectors: Iterable[Collector] = ()):
+def serve(settings: WorkerSettings, service: str,
+          collectors: Iterable[Collector] = ()) -> tuple[WSGIServer, threading.Thread]:
     """Start the endpoint in this process (a daemon thread); returns (server, thread)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
@@ -142,7 +148,7 @@ def serve(settings: Settings, service: str, collectors: Iterable[Collector] = ()
     return server, thread
 
 
-def install(settings: Settings, service: str,
+def install(settings: WorkerSettings, service: str,
             collectors: Callable[[], Iterable[Collector]] = lambda: ()) -> None:
     """Serve the endpoint from the worker's main process once Celery starts it (before
     the pool forks: the children inherit nothing but the closed-over settings)."""

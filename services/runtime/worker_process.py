@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init, worker_process_shutdown
+from redis import Redis
 
-from services.contracts.settings import Settings
 from services.runtime import worker_metrics
 from services.runtime.registry import registry
+from services.runtime.settings import PoolSettings
 from services.store.batches import BatchStore
 from services.store.blobs import BlobStore, open_store
 from services.store.jobs import JobStore, connect
@@ -27,19 +27,22 @@ from services.store.workers import Heartbeat
 from services.upkeep.batch_feed import Feeder
 from services.upkeep.reaper import Reaper
 
+if TYPE_CHECKING:
+    from services.platform.dispatch import Dispatcher
+
 
 @dataclass
 class WorkerContext:
     store: JobStore
-    redis: redis.Redis
-    cache: redis.Redis
+    redis: Redis
+    cache: Redis
     blobs: BlobStore
     heartbeat: Heartbeat
     reaper: Reaper
     feeder: Feeder
 
 
-def start_process(settings: Settings, *, service: str, queues: list[str],
+def start_process(settings: PoolSettings, *, service: str, queues: list[str],
                   register_models: Callable[[], None], warm: list[str],
                   torch_threads: int = 0) -> WorkerContext:
     torch = sys.modules.get("torch")  # a service whose tasks run torch imported it already
@@ -50,7 +53,8 @@ def start_process(settings: Settings, *, service: str, queues: list[str],
         torch.set_flush_denormal(True)
     if torch_threads:
         import torch
-        torch.set_num_threads(torch_threads)
+        # mypy keeps the name's type from above (ModuleType | None) across the import: no None here.
+        torch.set_num_threads(torch_threads)  # type: ignore[union-attr]
     register_models()
     registry.announce_warm_up(warm)
     r = connect(settings.redis_url)
@@ -72,7 +76,7 @@ def start_process(settings: Settings, *, service: str, queues: list[str],
                          blobs=open_store(settings), heartbeat=hb, reaper=reaper, feeder=feeder)
 
 
-def _sender(settings: Settings):
+def _sender(settings: PoolSettings) -> Dispatcher:
     """Sends a task by name, as the gateway does (a producer of its own: the reaper runs
     beside the tasks, in any service's worker)."""
     from services.platform.celery_app import create_celery
@@ -80,7 +84,7 @@ def _sender(settings: Settings):
     return Dispatcher(create_celery(settings, name="kadr-reaper"))
 
 
-def fail_on_hard_time_limit(settings: Settings, job_id: str, limit: int | None = None) -> None:
+def fail_on_hard_time_limit(settings: PoolSettings, job_id: str, limit: int | None = None) -> None:
     """The hard limit kills the pool process, so ``run_job`` never sees it: the parent
     process ends the job instead of leaving it ``running`` forever."""
     store = JobStore(connect(settings.redis_url), settings.job_ttl_seconds)
@@ -95,7 +99,7 @@ class WorkerProcess:
     ``ctx`` is the pool process's connections, set after the fork; tasks read it at run
     time. One instance per tasks module (the worker's entrypoint)."""
 
-    def __init__(self, settings: Settings, *, service: str, queues: list[str],
+    def __init__(self, settings: PoolSettings, *, service: str, queues: list[str],
                  register_models: Callable[[], None], warm: list[str], torch_threads: int = 0):
         self.settings, self.service, self.queues = settings, service, queues
         self.register_models, self.warm, self.torch_threads = register_models, warm, torch_threads
@@ -105,12 +109,20 @@ class WorkerProcess:
         worker_process_shutdown.connect(self._shutdown, weak=False)
         worker_metrics.install(settings, service)
 
+    def context(self) -> WorkerContext:
+        """The pool process's connections; a task that runs before the pool process
+        started (no ``worker_process_init``) is a deployment error, said as such."""
+        if self.ctx is None:
+            raise RuntimeError(f"{self.service}: tasks run only in a pool process started by Celery")
+        return self.ctx
+
     def _init(self, **_: Any) -> None:
         self.ctx = start_process(self.settings, service=self.service, queues=self.queues,
                                  register_models=self.register_models, warm=self.warm,
                                  torch_threads=self.torch_threads)
 
-    def _hard_time_limit(self, sender=None, exception=None, args=None, **_: Any) -> None:
+    def _hard_time_limit(self, sender: object = None, exception: BaseException | None = None,
+                         args: Sequence[Any] | None = None, **_: Any) -> None:
         # Every task payload is a dict with the job id (services.contracts.tasks).
         if isinstance(exception, TimeLimitExceeded) and args and isinstance(args[0], dict):
             fail_on_hard_time_limit(self.settings, args[0]["job_id"], args[0].get("time_limit"))

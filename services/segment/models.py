@@ -1,4 +1,5 @@
-"""Loaders for the segment worker: torchvision DeepLabv3 / LR-ASPP with VOC's 21 classes.
+"""Loaders for the segment worker (and ``register_models``, the registry entries a
+process serves): torchvision DeepLabv3 / LR-ASPP with VOC's 21 classes.
 
 Built from files in the models directory only (``kadr models download`` puts the
 official torchvision files there); torchvision's own ``weights=`` path would download
@@ -13,8 +14,11 @@ from torch import nn
 from torchvision.models import segmentation as tvseg
 
 from services.contracts.segment_options import MODELS
-from services.runtime.registry import MissingWeightsError
+from services.runtime import weights
+from services.runtime.device import select_device
+from services.runtime.registry import MissingWeightsError, registry
 from services.runtime.weights import CATALOG, weight_path
+from services.segment.settings import SegmentSettings
 
 # Catalog name → torchvision builder; COCO-trained DeepLabv3 files carry the auxiliary head.
 _BUILDERS = {
@@ -60,3 +64,12 @@ def class_probabilities(net: nn.Module, frames_rgb: torch.Tensor, class_index: i
     std = torch.tensor(STD, device=frames_rgb.device).view(1, 3, 1, 1)
     logits = net((frames_rgb - mean) / std)["out"]
     return torch.softmax(logits, dim=1)[:, class_index]
+
+
+def register_models(s: SegmentSettings) -> None:
+    """Every model of the catalog, lazily: loaded at warm-up or on first use."""
+    device = select_device(s.device)
+    for name in MODELS:
+        registry.register(name, lambda n=name: build_segmenter(n, s.models_dir, device),
+                          version=weights.version_of([name]),
+                          check_files=lambda n=name: weights.missing(s.models_dir, [n]))

@@ -1,10 +1,11 @@
-"""Settings of the segment worker: the shared ones plus how models run here."""
+"""Settings of the segment worker: a pool process's, a video's limits, and how models run here."""
 from __future__ import annotations
 
-from services.contracts.settings import Settings
+from services.contracts.settings import VideoSettings
+from services.runtime.settings import PoolSettings
 
 
-class SegmentSettings(Settings):
+class SegmentSettings(PoolSettings, VideoSettings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # Loaded when a worker process starts; the others on first use.
     warm_models: list[str] = ["lraspp_mobilenet_v3_large"]

@@ -1,235 +1,55 @@
-"""Celery wrappers for the segment service.
+"""Celery tasks of the segment service, thin over services/segment/jobs.py.
 
-``segment.video``: decode → batched DeepLabv3/LR-ASPP → per-frame probability of the
-target class stored as uint8 PNG (so stabilization can be re-run without segmenting
-again), then the raw result set. ``segment.stabilize``: one result set (method +
-params) over the stored probabilities: masks, overlay frames and video, metrics.
-
-Start with ``celery -A services.segment.tasks worker -Q segment --pool prefork -c 1``.
+``segment.video`` segments a video, then computes its raw result set; ``segment.stabilize``
+computes one more result set. Start with
+``celery -A services.segment.tasks worker -Q segment --pool prefork -c 1``: this module is
+the worker's entrypoint, so it builds the one settings object, the Celery app and the
+worker process hooks.
 """
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
-import time
-from collections.abc import Callable
+from typing import Any
 
-import cv2
-import numpy as np
-import torch
-
-from services.contracts import blob_keys
-from services.contracts.segment_options import MODELS, SegmentParams
-from services.contracts.tasks import (
-    SEGMENT_QUEUE,
-    SEGMENT_STABILIZE,
-    SEGMENT_VIDEO,
-    SegmentVideoTask,
-    StabilizeTask,
-    TaskPayload,
-)
-from services.media.video import fps_fraction
+from services.contracts.tasks import SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask, StabilizeTask, TaskPayload
 from services.platform.celery_app import create_celery
 from services.platform.logs import setup_logging
-from services.runtime import weights
-from services.runtime.device import select_device
-from services.runtime.execution import JobFailure, run_job
-from services.runtime.registry import registry
-from services.runtime.worker_process import WorkerProcess
-from services.segment import quality
-from services.segment.models import build_segmenter, class_probabilities
-from services.segment.series import SeriesAccumulator
+from services.runtime.execution import Work, run_job
+from services.segment import jobs
 from services.segment.settings import SegmentSettings
-from services.segment.stabilize import binarize, make_stabilizer
-from services.segment.video import MatteWriter, Mp4Writer, iter_frames, overlay
-from services.store.blobs import BlobNotFound
+from services.segment.worker import create_worker
 from services.store.jobs import ACTIVE
 
 settings = SegmentSettings()
 setup_logging(settings.log_level, service="segment")
 app = create_celery(settings, name="kadr-segment")
 log = logging.getLogger("kadr.segment")
+worker = create_worker(settings)
 
 
-
-def register_models(s: SegmentSettings) -> None:
-    device = select_device(s.device)
-    for name in MODELS:
-        registry.register(name, lambda n=name: build_segmenter(n, s.models_dir, device),
-                          version=weights.version_of([name]),
-                          check_files=lambda n=name: weights.missing(s.models_dir, [n]))
-
-
-worker = WorkerProcess(settings, service="segment", queues=[SEGMENT_QUEUE],
-                       register_models=lambda: register_models(settings),
-                       warm=settings.warm_models, torch_threads=settings.torch_threads)
-
-
-def _png(a: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    assert ok
-    return buf.tobytes()
-
-
-def _jpeg(a: np.ndarray, quality_: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", a, [cv2.IMWRITE_JPEG_QUALITY, quality_])
-    assert ok
-    return buf.tobytes()
-
-
-def _load(key: str, flags: int) -> np.ndarray:
-    img = cv2.imdecode(np.frombuffer(worker.ctx.blobs.get_bytes(key), np.uint8), flags)
-    if img is None:
-        raise JobFailure("corrupt_blob", f"stored file {key.rsplit('/', 1)[-1]} cannot be decoded")
-    return img
-
-
-def _segment(job: dict, progress: Callable[[float], None]) -> dict:
-    p = SegmentParams.model_validate(job["params"])
-    vid, inp = job["id"], job["input"]
-    expected = max(1, min(int(inp.get("frames") or 0), settings.max_video_frames))
-    t0 = time.perf_counter()
-    n, batch, infer_s = 0, [], 0.0
-    size = (0, 0)
-
-    with registry.use(p.model) as net:
-        device = next(net.parameters()).device
-
-        def flush() -> None:
-            nonlocal n, infer_s
-            t = time.perf_counter()
-            x = torch.from_numpy(np.stack(batch)[..., ::-1].copy()).to(device)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            probs = class_probabilities(net, x, p.class_id()).cpu().numpy()
-            infer_s += time.perf_counter() - t
-            for frame, prob in zip(batch, probs):
-                worker.ctx.blobs.put_bytes(blob_keys.video_frame(vid, n), _jpeg(frame, settings.frame_jpeg_quality))
-                worker.ctx.blobs.put_bytes(blob_keys.video_prob(vid, n), _png(np.rint(prob * 255).astype(np.uint8)))
-                n += 1
-            batch.clear()
-            progress(0.9 * min(1.0, n / expected))
-
-        try:
-            with worker.ctx.blobs.open(inp["blob"]) as src:
-                for frame in iter_frames(src, p.processing_size, settings.max_video_frames):
-                    size = (frame.shape[1], frame.shape[0])
-                    batch.append(frame)
-                    if len(batch) == p.batch_size:
-                        flush()
-                if batch:
-                    flush()
-        except BlobNotFound:
-            raise JobFailure("input_missing", "the uploaded video is no longer in storage")
-    if n == 0:
-        raise JobFailure("invalid_video", "no frame could be decoded")
-
-    truth_frames = 0
-    if inp.get("truth_blob"):
-        with worker.ctx.blobs.open(inp["truth_blob"]) as src:
-            for i, frame in enumerate(iter_frames(src, p.processing_size, n)):
-                if (frame.shape[1], frame.shape[0]) != size:
-                    frame = cv2.resize(frame, size, interpolation=cv2.INTER_NEAREST)
-                mask = (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) > 127).astype(np.uint8) * 255
-                worker.ctx.blobs.put_bytes(blob_keys.video_truth(vid, i), _png(mask))
-                truth_frames = i + 1
-        if truth_frames != n:
-            raise JobFailure("truth_mismatch", f"the ground-truth video has {truth_frames} frames, "
-                                               f"the video {n}")
-    elapsed = time.perf_counter() - t0
-    manifest = {"frames": n, "width": size[0], "height": size[1], "fps": inp.get("fps") or 25.0,
-                "has_truth": bool(truth_frames), "model": p.model, "target_class": p.target_class}
-    worker.ctx.blobs.put_bytes(blob_keys.video_manifest(vid), json.dumps(manifest).encode())
-    return {**manifest, "timings": {"segment_seconds": round(elapsed, 3),
-                                    "inference_seconds": round(infer_s, 3),
-                                    "frames_per_second": round(n / elapsed, 3)}}
-
-
-def _stabilize(job: dict, progress: Callable[[float], None]) -> dict:
-    params = job["params"]
-    vid, rid, method = params["video_id"], job["id"], params["method"]
-    try:
-        manifest = json.loads(worker.ctx.blobs.get_bytes(blob_keys.video_manifest(vid)))
-    except BlobNotFound:
-        raise JobFailure("not_segmented", "the video has no segmentation to stabilize")
-    n, w, h = manifest["frames"], manifest["width"], manifest["height"]
-    stabilizer = make_stabilizer(method, params.get("params") or {}) if method != "none" else None
-    raw_acc, acc = SeriesAccumulator(), SeriesAccumulator()
-    t0 = time.perf_counter()
-    fps = fps_fraction(manifest["fps"])
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp, tempfile.NamedTemporaryFile(suffix=".mov") as mtmp:
-        with Mp4Writer(tmp.name, w, h, fps) as writer, MatteWriter(mtmp.name, w, h, fps) as matte:
-            for i in range(n):
-                frame = _load(blob_keys.video_frame(vid, i), cv2.IMREAD_COLOR)
-                prob = _load(blob_keys.video_prob(vid, i), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
-                truth = (_load(blob_keys.video_truth(vid, i), cv2.IMREAD_GRAYSCALE) > 127
-                         if manifest["has_truth"] else None)
-                raw = binarize(prob)
-                mask = binarize(stabilizer.step(prob, frame)) if stabilizer else raw
-                raw_acc.add(raw, frame, truth)
-                acc.add(mask, frame, truth)
-                shown = overlay(frame, mask)
-                mask_u8 = mask.astype(np.uint8) * 255
-                worker.ctx.blobs.put_bytes(blob_keys.result_mask(vid, rid, i), _png(mask_u8))
-                matte.add(mask_u8)
-                worker.ctx.blobs.put_bytes(blob_keys.result_overlay(vid, rid, i), _jpeg(shown, 85))
-                writer.add(shown)
-                if i % 10 == 0:
-                    progress(0.95 * (i + 1) / n)
-        tmp.seek(0)
-        worker.ctx.blobs.put_stream(blob_keys.result_file(vid, rid, "overlay.mp4"), tmp)
-        mtmp.seek(0)
-        worker.ctx.blobs.put_stream(blob_keys.result_file(vid, rid, "matte.mov"), mtmp)
-    raw_r, stable_r = raw_acc.report(), acc.report()
-    improvement = {
-        "instability": quality.improvement_pct(raw_r["summary"]["instability"]["mean"],
-                                               stable_r["summary"]["instability"]["mean"]),
-        "warped_instability": quality.improvement_pct(1 - raw_r["summary"]["warped_iou"]["mean"],
-                                                      1 - stable_r["summary"]["warped_iou"]["mean"]),
-    }
-    metrics = {"result_id": rid, "method": method, "params": params.get("params") or {},
-               "frames": n, "raw": raw_r, "stable": stable_r, "improvement_pct": improvement}
-    worker.ctx.blobs.put_bytes(blob_keys.result_file(vid, rid, "metrics.json"),
-                                json.dumps(metrics, allow_nan=False).encode())
-    elapsed = time.perf_counter() - t0
-    return {"frames": n, "method": method, "params": params.get("params") or {},
-            "summary": {k: v for k, v in stable_r["summary"].items()},
-            "raw_summary": {k: v for k, v in raw_r["summary"].items()},
-            "improvement_pct": improvement,
-            "timings": {"stabilize_seconds": round(elapsed, 3),
-                        "frames_per_second": round(n / elapsed, 3)}}
-
-
-def _partial(job: dict) -> None:
-    """What a failed segmentation or stabilization had written (the upload stays)."""
-    blobs = worker.ctx.blobs
-    if job["kind"] == "stabilize":
-        blobs.delete_prefix(blob_keys.result_set(job["params"]["video_id"], job["id"]))
-        return
-    for part in blob_keys.VIDEO_PARTS:
-        blobs.delete_prefix(blob_keys.video_part(job["id"], part))
-    blobs.delete(blob_keys.video_manifest(job["id"]))
-
-
-def _run(task_name: str, payload: TaskPayload, work) -> str:
-    return run_job(worker.ctx.store, payload.job_id, service="segment", task=task_name,
+def _run(task_name: str, payload: TaskPayload, work: Work) -> str:
+    ctx = worker.context()
+    return run_job(ctx.store, payload.job_id, service="segment", task=task_name,
                    max_deliveries=settings.max_deliveries, request_id=payload.request_id, work=work,
-                   partial=_partial)
+                   partial=lambda job: jobs.remove_partial(job, blobs=ctx.blobs))
 
 
 @app.task(name=SEGMENT_VIDEO)
-def segment_video(payload: dict) -> str:
+def segment_video(payload: dict[str, Any]) -> str:
     p = SegmentVideoTask.model_validate(payload)
-    state = _run(SEGMENT_VIDEO, p, _segment)
+    blobs = worker.context().blobs
+    state = _run(SEGMENT_VIDEO, p, lambda job, progress: jobs.segment(job, progress, blobs=blobs, settings=settings))
     if state == "succeeded":
         _run(SEGMENT_STABILIZE, StabilizeTask(job_id=p.raw_result_id, request_id=p.request_id),
-             _stabilize)
+             lambda job, progress: jobs.stabilize(job, progress, blobs=blobs))
     elif state == "failed":
-        worker.ctx.store.transition(p.raw_result_id, "failed", allowed_from=ACTIVE, error={
+        worker.context().store.transition(p.raw_result_id, "failed", allowed_from=ACTIVE, error={
             "code": "segmentation_failed", "message": "the video could not be segmented"})
     return state
 
 
 @app.task(name=SEGMENT_STABILIZE)
-def segment_stabilize(payload: dict) -> str:
-    return _run(SEGMENT_STABILIZE, StabilizeTask.model_validate(payload), _stabilize)
+def segment_stabilize(payload: dict[str, Any]) -> str:
+    blobs = worker.context().blobs
+    return _run(SEGMENT_STABILIZE, StabilizeTask.model_validate(payload),
+                lambda job, progress: jobs.stabilize(job, progress, blobs=blobs))

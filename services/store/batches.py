@@ -8,7 +8,7 @@ then it is closed. Each photo × variant is one job (``batch_id`` set), created
 nor makes every other user wait behind it; finishing items pull the next ones, and the
 workers' reaper tops windows up after any crash.
 
-Keys (``kadr:batch:<id>`` + suffix):
+Keys (``kadr:batch:<id>`` + suffix, built by services/contracts/redis_keys.py):
     (hash)      the batch: params, variants, flags, ``n_<state>`` counters
     :items      list of every job id, in upload order (pages of manifests and views)
     :pending    list of job ids not yet handed to a queue
@@ -24,38 +24,38 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from services.contracts import redis_keys
 from services.contracts.tasks import BATCH, ENHANCE_QUEUE, queue_key
-from services.store.jobs import PREFIX, STATES, TERMINAL, JobStore, _decode, _encode, new_id, now
+from services.store.jobs import STATES, TERMINAL, JobStore, _decode, _encode, decoded, new_id, now
 from services.store.outbox import Outbox
 
-ACTIVE_SET = PREFIX + "batches:active"
 DEFAULT_VARIANT = "default"
-# Every key of a batch: its hash ("") and the lists, sets and hashes beside it (see above).
-KEY_SUFFIXES = ("", ":items", ":pending", ":inflight", ":done", ":names", ":sha")
 
+# The scripts build keys with redis_keys.LUA.
 # KEYS[1] batch hash, KEYS[2] the queue's list at the batch step. ARGV: window, now,
-# prefix, queue limit. Moves up to (window - in flight) pending jobs to queued, and no
+# queue limit. Moves up to (window - in flight) pending jobs to queued, and no
 # more than leave the queue's batch step at its limit, unless the batch is paused or
 # canceled; returns id, task, task payload of each.
-_CLAIM = """
+_CLAIM = redis_keys.LUA + """
 if redis.call('HGET', KEYS[1], 'paused') == '1' or redis.call('HGET', KEYS[1], 'canceled') == '1' then
   return {}
 end
-local room = math.min(tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1] .. ':inflight'),
-                      tonumber(ARGV[4]) - redis.call('LLEN', KEYS[2]))
+local room = math.min(tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1] .. INFLIGHT),
+                      tonumber(ARGV[3]) - redis.call('LLEN', KEYS[2]))
 local out = {}
 while room > 0 do
-  local jid = redis.call('LPOP', KEYS[1] .. ':pending')
+  local jid = redis.call('LPOP', KEYS[1] .. PENDING)
   if not jid then break end
-  local jkey = ARGV[3] .. 'job:' .. jid
+  local jkey = job_key(jid)
   if redis.call('HGET', jkey, 'state') == 'pending' then
     redis.call('HSET', jkey, 'state', 'queued', 'updated_at', ARGV[2], 'dispatched_at', ARGV[2])
     redis.call('HINCRBY', KEYS[1], 'n_pending', -1)
     redis.call('HINCRBY', KEYS[1], 'n_queued', 1)
-    redis.call('ZADD', KEYS[1] .. ':inflight', ARGV[2], jid)
-    redis.call('PUBLISH', KEYS[1] .. ':events', 'queued ' .. jid)
+    redis.call('ZADD', KEYS[1] .. INFLIGHT, ARGV[2], jid)
+    redis.call('PUBLISH', KEYS[1] .. EVENTS, 'queued ' .. jid)
     out[#out + 1] = jid
     out[#out + 1] = redis.call('HGET', jkey, 'task') or ''
     out[#out + 1] = redis.call('HGET', jkey, 'task_payload') or ''
@@ -80,16 +80,16 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
 return {'new'}
 """
 
-# KEYS[1] batch hash. ARGV: to-state, now, prefix, from-states (comma list), the
-# deliveries a job that ended worker_lost keeps when it goes back to pending, then job
-# ids. Moves each listed job that is in a from-state to the to-state; returns the count.
-_MOVE = """
+# KEYS[1] batch hash. ARGV: to-state, now, from-states (comma list), the deliveries a
+# job that ended worker_lost keeps when it goes back to pending, then job ids. Moves
+# each listed job that is in a from-state to the to-state; returns the count.
+_MOVE = redis_keys.LUA + """
 local n = 0
 local allowed = {}
-for s in string.gmatch(ARGV[4], '[^,]+') do allowed[s] = true end
-for i = 6, #ARGV do
+for s in string.gmatch(ARGV[3], '[^,]+') do allowed[s] = true end
+for i = 5, #ARGV do
   local jid = ARGV[i]
-  local jkey = ARGV[3] .. 'job:' .. jid
+  local jkey = job_key(jid)
   local cur = redis.call('HGET', jkey, 'state')
   if cur and allowed[cur] then
     redis.call('HSET', jkey, 'state', ARGV[1], 'updated_at', ARGV[2])
@@ -97,33 +97,33 @@ for i = 6, #ARGV do
     redis.call('HINCRBY', KEYS[1], 'n_' .. ARGV[1], 1)
     if ARGV[1] == 'canceled' then
       redis.call('HSET', jkey, 'finished_at', ARGV[2])
-      redis.call('LPUSH', KEYS[1] .. ':done', ARGV[2])
+      redis.call('LPUSH', KEYS[1] .. DONE, ARGV[2])
     end
     if ARGV[1] == 'pending' then
       -- A job that killed its worker every time gets one more start, not a fresh three:
       -- retrying must not let one photo keep crashing the shared worker.
       local lost = string.find(redis.call('HGET', jkey, 'error') or '', '"worker_lost"', 1, true)
-      redis.call('HSET', jkey, 'deliveries', lost and ARGV[5] or '0', 'error', '', 'finished_at', '',
+      redis.call('HSET', jkey, 'deliveries', lost and ARGV[4] or '0', 'error', '', 'finished_at', '',
                  'progress', '0')
-      redis.call('RPUSH', KEYS[1] .. ':pending', jid)
+      redis.call('RPUSH', KEYS[1] .. PENDING, jid)
     end
-    redis.call('ZREM', KEYS[1] .. ':inflight', jid)
-    redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[1] .. ' ' .. jid)
+    redis.call('ZREM', KEYS[1] .. INFLIGHT, jid)
+    redis.call('PUBLISH', KEYS[1] .. EVENTS, ARGV[1] .. ' ' .. jid)
     n = n + 1
   end
 end
-redis.call('LTRIM', KEYS[1] .. ':done', 0, 199)
+redis.call('LTRIM', KEYS[1] .. DONE, 0, 199)
 return n
 """
 
 
-# KEYS: the key's open batches (set), its live jobs outside batches (zset). ARGV: prefix,
-# how many of the oldest live jobs to look at. Forgets batches that ended or expired and
+# KEYS: the key's open batches (set), its live jobs outside batches (zset). ARGV: how
+# many of the oldest live jobs to look at. Forgets batches that ended or expired and
 # live jobs that ended; returns {batches not ended, items not ended}.
-_OWNER_LOAD = """
+_OWNER_LOAD = redis_keys.LUA + """
 local batches, items = 0, 0
 for _, bid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local v = redis.call('HMGET', ARGV[1] .. 'batch:' .. bid, 'open', 'n_pending', 'n_queued', 'n_running')
+  local v = redis.call('HMGET', batch_key(bid), 'open', 'n_pending', 'n_queued', 'n_running')
   local active = tonumber(v[2] or 0) + tonumber(v[3] or 0) + tonumber(v[4] or 0)
   if v[1] == '1' or active > 0 then
     batches = batches + 1
@@ -132,8 +132,8 @@ for _, bid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('SREM', KEYS[1], bid)
   end
 end
-for _, jid in ipairs(redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)) do
-  local st = redis.call('HGET', ARGV[1] .. 'job:' .. jid, 'state')
+for _, jid in ipairs(redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)) do
+  local st = redis.call('HGET', job_key(jid), 'state')
   if st ~= 'pending' and st ~= 'queued' and st ~= 'running' then
     redis.call('ZREM', KEYS[2], jid)
   end
@@ -180,35 +180,34 @@ class BatchStore:
     key = staticmethod(JobStore.batch_key)
 
     # creation
-    def create(self, *, kind: str, owner: str, params: dict, variants: list[dict] | None = None,
+    def create(self, *, kind: str, owner: str, params: dict[str, Any], variants: list[dict[str, Any]] | None = None,
                name: str = "", ttl_seconds: int | None = None, request_id: str = "", task: str,
-               batch_id: str | None = None, callback_url: str = "") -> dict:
+               batch_id: str | None = None, callback_url: str = "") -> dict[str, Any] | None:
         """``variants``: [{"name", "params"}] merged over ``params``; ``task``: the Celery
         task every item runs; ``batch_id``: an id chosen beforehand (idempotent creates);
         ``callback_url``: told once when the batch ends (services/store/outbox.py)."""
         bid = batch_id or new_id()
         variants = variants or [{"name": DEFAULT_VARIANT, "params": {}}]
         ttl = ttl_seconds or self.jobs.ttl
-        b = {"id": bid, "kind": kind, "owner": owner, "name": name, "created_at": now(), "params": params,
-             "request_id": request_id, "task": task, "ttl_seconds": ttl, "callback_url": callback_url}
+        b: dict[str, Any] = {"id": bid, "kind": kind, "owner": owner, "name": name, "created_at": now(),
+                             "params": params, "request_id": request_id, "task": task, "ttl_seconds": ttl,
+                             "callback_url": callback_url}
         mapping = _encode(b)
         mapping.update({"variants": json.dumps(variants), "total": "0", "photos": "0", "open": "1",
                         "paused": "0", "canceled": "0", "closed_at": "", "bytes": "0",
                         **{f"n_{s}": "0" for s in STATES}})
         p = self.r.pipeline()
-        p.hset(self.key(bid), mapping=mapping)
+        p.hset(self.key(bid), mapping=mapping)  # type: ignore[arg-type]  # a dict[str, str]: see JobStore.create
         p.expire(self.key(bid), ttl)
-        p.sadd(ACTIVE_SET, bid)
-        p.zadd(JobStore.owner_key(owner) + ":batches", {bid: b["created_at"]})
+        p.sadd(redis_keys.BATCHES_ACTIVE, bid)
+        p.zadd(redis_keys.owner_batches(owner), {bid: b["created_at"]})
         p.sadd(self.open_key(owner), bid)
         p.expire(self.open_key(owner), ttl)
         p.execute()
         return self.get(bid)
 
-    @staticmethod
-    def open_key(owner: str) -> str:
-        """A key's batches that may not have ended yet (pruned by :meth:`owner_load`)."""
-        return JobStore.owner_key(owner) + ":batches:open"
+    # A key's batches that may not have ended yet (pruned by :meth:`owner_load`).
+    open_key = staticmethod(redis_keys.owner_open_batches)
 
     def owner_load(self, owner: str, prune: int = 100) -> tuple[int, int]:
         """(batches not ended, items not ended) of one key: every item of its open batches
@@ -216,11 +215,11 @@ class BatchStore:
         Those end roughly in the order they came, so looking at the ``prune`` oldest each
         time keeps the count true at a bounded cost."""
         batches, items = self._owner_load(keys=[self.open_key(owner), self.jobs.live_key(owner)],
-                                          args=[PREFIX, prune])
+                                          args=[prune])
         return int(batches), int(items)
 
-    def add_photo(self, batch: dict, *, input: dict, request_id: str = "",
-                  plans: dict[str, dict] | None = None) -> tuple[list[dict], bool]:
+    def add_photo(self, batch: dict[str, Any], *, input: dict[str, Any], request_id: str = "",
+                  plans: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], bool]:
         """One photo → one job per variant. Returns (jobs, existing): ``existing`` when the
         same name and content were added before (a retried upload: same jobs back).
         Identical content under another name becomes ``skipped`` jobs pointing at the
@@ -230,7 +229,7 @@ class BatchStore:
         sha, name = input["sha256"], input["name"]
         variants = batch["variants"]
         ids = {v["name"]: new_id() for v in variants}
-        verdict, *found = self._reserve(keys=[bkey, bkey + ":names", bkey + ":sha"],
+        verdict, *found = self._reserve(keys=[bkey, redis_keys.batch_names(bid), redis_keys.batch_sha(bid)],
                                         args=[f"{name}\0{sha}", sha, json.dumps(list(ids.values())),
                                               json.dumps(ids)])
         if verdict == "closed":
@@ -258,31 +257,31 @@ class BatchStore:
                                                   **plan.get("task", {})})}
             if dup:
                 fields.update(duplicate_of=dup, finished_at=str(now()), progress="1.0")
-            p.hset(self.jobs.job_key(jid), mapping=fields)
+            p.hset(self.jobs.job_key(jid), mapping=fields)  # type: ignore[arg-type]  # see JobStore.create
             p.expire(self.jobs.job_key(jid), ttl)
             job.update(variant=v["name"], state=fields["state"], duplicate_of=dup or "")
-            p.rpush(bkey + ":items", jid)
+            p.rpush(redis_keys.batch_items(bid), jid)
             if dup:
                 p.hincrby(bkey, "n_skipped", 1)
-                p.lpush(bkey + ":done", now())
+                p.lpush(redis_keys.batch_done(bid), now())
             else:
-                p.rpush(bkey + ":pending", jid)
+                p.rpush(redis_keys.batch_pending(bid), jid)
                 p.hincrby(bkey, "n_pending", 1)
             jobs.append(job)
         p.hincrby(bkey, "total", len(variants))
         p.hincrby(bkey, "photos", 1)
         p.hincrby(bkey, "bytes", int(input.get("bytes") or 0))
-        for suffix in KEY_SUFFIXES:
-            p.expire(bkey + suffix, ttl)  # an open batch is kept its TTL after its last upload
+        for key in redis_keys.batch_keys(bid):
+            p.expire(key, ttl)  # an open batch is kept its TTL after its last upload
         try:
             p.execute()
         except BaseException:
             # Nothing was written (MULTI/EXEC; Redis refuses a write past maxmemory before
             # running any): free the reservation, or a retry would get ids of no job.
             r = self.r.pipeline()
-            r.hdel(bkey + ":names", f"{name}\0{sha}")
+            r.hdel(redis_keys.batch_names(bid), f"{name}\0{sha}")
             if verdict == "new":
-                r.hdel(bkey + ":sha", sha)
+                r.hdel(redis_keys.batch_sha(bid), sha)
             r.execute()
             raise
         return jobs, False
@@ -291,7 +290,7 @@ class BatchStore:
     def get(self, batch_id: str, *, rate: bool = True) -> dict[str, Any] | None:
         """The batch with its counts and state; ``rate=False`` leaves out throughput and
         ETA (one more read of up to 200 end times), which the upload path has no use for."""
-        raw = self.r.hgetall(self.key(batch_id))
+        raw = decoded(self.r.hgetall(self.key(batch_id)))
         if not raw:
             return None
         counts = {s: int(raw.pop(f"n_{s}", 0) or 0) for s in STATES}
@@ -317,18 +316,18 @@ class BatchStore:
     def _running(self, batch_id: str) -> list[dict[str, Any]]:
         """Running items (at most the feeding window: they are among the in-flight ones)
         with their progress."""
-        ids = self.r.zrange(self.key(batch_id) + ":inflight", 0, -1)
+        ids = decoded(self.r.zrange(redis_keys.batch_inflight(batch_id), 0, -1))
         p = self.r.pipeline(transaction=False)
         for jid in ids:
             p.hmget(self.jobs.job_key(jid), "state", "progress")
         return [{"id": jid, "progress": float(prog or 0)}
                 for jid, (state, prog) in zip(ids, p.execute()) if state == "running"]
 
-    def _rate(self, batch_id: str, b: dict, done: int) -> dict[str, float | None]:
+    def _rate(self, batch_id: str, b: dict[str, Any], done: int) -> dict[str, float | None]:
         """Items per second over the recent ends (at most the last 200, last 10 minutes),
         and the seconds left at that rate."""
         t_now = time.time()
-        ends = [float(t) for t in self.r.lrange(self.key(batch_id) + ":done", 0, 199)]
+        ends = [float(t) for t in self.r.lrange(redis_keys.batch_done(batch_id), 0, 199)]
         ends = [t for t in ends if t_now - t <= 600]
         rate = None
         if len(ends) >= 2 and ends[0] > ends[-1]:
@@ -347,9 +346,9 @@ class BatchStore:
 
     def item_ids(self, batch_id: str, offset: int = 0, limit: int = -1) -> list[str]:
         end = -1 if limit < 0 else offset + limit - 1
-        return self.r.lrange(self.key(batch_id) + ":items", offset, end)
+        return decoded(self.r.lrange(redis_keys.batch_items(batch_id), offset, end))
 
-    def iter_items(self, batch_id: str, page: int = 500):
+    def iter_items(self, batch_id: str, page: int = 500) -> Iterator[dict[str, Any]]:
         """Every job of the batch in upload order, a page of hashes at a time."""
         offset = 0
         while True:
@@ -361,20 +360,20 @@ class BatchStore:
                     yield j
             offset += len(ids)
 
-    def list_owned(self, owner: str, offset: int = 0, limit: int = 50) -> list[dict]:
-        ids = self.r.zrevrange(JobStore.owner_key(owner) + ":batches", offset, offset + limit - 1)
+    def list_owned(self, owner: str, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+        ids = decoded(self.r.zrevrange(redis_keys.owner_batches(owner), offset, offset + limit - 1))
         return [b for b in (self.get(i) for i in ids) if b is not None]
 
     def active_ids(self) -> list[str]:
-        return list(self.r.smembers(ACTIVE_SET))
+        return list(decoded(self.r.smembers(redis_keys.BATCHES_ACTIVE)))
 
     # feeding
     def claim(self, batch_id: str, window: int, queue_limit: int = 10**9,
-              queue: str = ENHANCE_QUEUE) -> list[tuple[str, tuple[str, dict] | None]]:
+              queue: str = ENHANCE_QUEUE) -> list[tuple[str, tuple[str, dict[str, Any]] | None]]:
         """Claimed jobs: (id, (task, payload) as recorded, or None if it has none), at most
         ``window`` of the batch in flight and ``queue_limit`` batch items on ``queue``."""
         flat = self._claim(keys=[self.key(batch_id), queue_key(queue, BATCH)],
-                           args=[window, now(), PREFIX, queue_limit])
+                           args=[window, now(), queue_limit])
         return [(jid, (task, json.loads(payload)) if task and payload else None)
                 for jid, task, payload in zip(flat[::3], flat[1::3], flat[2::3])]
 
@@ -384,25 +383,25 @@ class BatchStore:
 
     def stale_inflight(self, batch_id: str, older_than: float) -> list[str]:
         """Handed to the queue more than ``older_than`` seconds ago and never started."""
-        ids = self.r.zrangebyscore(self.key(batch_id) + ":inflight", "-inf", now() - older_than)
+        ids = decoded(self.r.zrangebyscore(redis_keys.batch_inflight(batch_id), "-inf", now() - older_than))
         return [j["id"] for j in self.jobs.get_many(ids) if j and j["state"] == "queued" and not j["deliveries"]]
 
     def touch_inflight(self, batch_id: str, job_ids: list[str]) -> None:
         """Restart the wait of items just checked or resent, so each is looked at again
         only after another full redispatch interval."""
         if job_ids:
-            self.r.zadd(self.key(batch_id) + ":inflight", dict.fromkeys(job_ids, now()), xx=True)
+            self.r.zadd(redis_keys.batch_inflight(batch_id), dict.fromkeys(job_ids, now()), xx=True)
 
     def last_end(self, batch_id: str) -> float | None:
-        newest = self.r.lindex(self.key(batch_id) + ":done", 0)
+        newest = self.r.lindex(redis_keys.batch_done(batch_id), 0)
         return float(newest) if newest else None
 
-    def finished(self, b: dict) -> bool:
+    def finished(self, b: dict[str, Any]) -> bool:
         return not b["open"] and b["done"] == b["total"]
 
     def retire(self, batch_id: str) -> None:
         """Off the reaper's list (finished, or gone)."""
-        self.r.srem(ACTIVE_SET, batch_id)
+        self.r.srem(redis_keys.BATCHES_ACTIVE, batch_id)
 
     def ttl_left(self, batch_id: str) -> int:
         """Seconds before the batch record expires (negative: no expiry, or gone)."""
@@ -416,8 +415,8 @@ class BatchStore:
         if ttl <= 0:  # EXPIRE 0 would delete: a batch always has a TTL, this is a guard
             return
         p = self.r.pipeline(transaction=False)
-        for suffix in KEY_SUFFIXES:
-            p.expire(self.key(batch_id) + suffix, ttl)
+        for key in redis_keys.batch_keys(batch_id):
+            p.expire(key, ttl)
         offset = 0
         while ids := self.item_ids(batch_id, offset, 1000):
             for jid in ids:
@@ -432,7 +431,7 @@ class BatchStore:
         n = 0
         for i in range(0, len(ids), 1000):
             n += int(self._move(keys=[self.key(batch_id)],
-                                args=[to, now(), PREFIX, ",".join(allowed), lost_keep, *ids[i:i + 1000]]))
+                                args=[to, now(), ",".join(allowed), lost_keep, *ids[i:i + 1000]]))
         return n
 
     def _ids_in(self, batch_id: str, states: tuple[str, ...]) -> list[str]:
@@ -451,7 +450,7 @@ class BatchStore:
         it at its next unit of work (a tile, a face) and stops without a result."""
         self.r.hset(self.key(batch_id), mapping={"canceled": "1", "open": "0"})
         self.r.hsetnx(self.key(batch_id), "closed_at", str(now()))
-        self.r.delete(self.key(batch_id) + ":pending")
+        self.r.delete(redis_keys.batch_pending(batch_id))
         active = ("pending", "queued", "running")
         moved = self._moves(batch_id, "canceled", active, self._ids_in(batch_id, active))
         self.outbox.batch_maybe_ended(batch_id)
@@ -465,18 +464,17 @@ class BatchStore:
                            lost_keep=max(0, max_deliveries - 1))
 
     def reactivate(self, batch_id: str) -> None:
-        self.r.sadd(ACTIVE_SET, batch_id)
+        self.r.sadd(redis_keys.BATCHES_ACTIVE, batch_id)
 
     def delete(self, batch_id: str) -> None:
         b = self.get(batch_id)
         p = self.r.pipeline()
         for j in self.item_ids(batch_id):
             p.delete(self.jobs.job_key(j))
-        for suffix in KEY_SUFFIXES:
-            p.delete(self.key(batch_id) + suffix)
-        p.srem(ACTIVE_SET, batch_id)
+        p.delete(*redis_keys.batch_keys(batch_id))
+        p.srem(redis_keys.BATCHES_ACTIVE, batch_id)
         if b:
-            p.zrem(JobStore.owner_key(b["owner"]) + ":batches", batch_id)
+            p.zrem(redis_keys.owner_batches(b["owner"]), batch_id)
             p.srem(self.open_key(b["owner"]), batch_id)
         p.execute()
 

@@ -11,11 +11,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from services.contracts.settings import Settings
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
 CHUNK = 1024 * 1024
@@ -92,7 +95,7 @@ class LocalBlobStore:
             raise
         return path, fd, tmp
 
-    def _write(self, key: str, fill) -> int:
+    def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> int:
         path, fd, tmp = self._temp(key)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -237,5 +240,5 @@ def _raise_full(e: BaseException, key: str) -> None:
         raise StorageFull(e.errno, f"no space left for {key}") from e
 
 
-def open_store(settings) -> BlobStore:
+def open_store(settings: Settings) -> BlobStore:
     return LocalBlobStore(settings.storage_dir)

@@ -14,28 +14,19 @@ from typing import Any
 
 import redis
 
-from services.store.jobs import PREFIX
+from services.contracts import redis_keys
 
 EVENT_KIND = "camera_event"
-GLOBAL_INDEX = PREFIX + "camera:events"
 
 
 def owner_of(camera_id: str) -> str:
     return f"camera:{camera_id}"
 
 
-def camera_index(camera_id: str) -> str:
-    return f"{PREFIX}camera:{camera_id}:events"
-
-
-def buffer_key(camera_id: str) -> str:
-    return f"{PREFIX}camera:{camera_id}:buffer"
-
-
-def index_event(pipe, camera_id: str, event_id: str, ts: float, ttl_seconds: int) -> None:
+def index_event(pipe: redis.client.Pipeline, camera_id: str, event_id: str, ts: float, ttl_seconds: int) -> None:
     """Add to both indexes (in the caller's MULTI, with the record itself)."""
     floor = time.time() - ttl_seconds
-    for key in (GLOBAL_INDEX, camera_index(camera_id)):
+    for key in (redis_keys.CAMERA_EVENTS, redis_keys.camera_events(camera_id)):
         pipe.zadd(key, {event_id: ts})
         pipe.zremrangebyscore(key, "-inf", floor)  # records older than this have expired
         pipe.expire(key, ttl_seconds)
@@ -44,7 +35,7 @@ def index_event(pipe, camera_id: str, event_id: str, ts: float, ttl_seconds: int
 def list_event_ids(r: redis.Redis, *, camera_id: str | None, since: float | None,
                    until: float | None, offset: int, limit: int) -> tuple[list[str], int]:
     """Ids newest first (by event time) and the number matching the filter."""
-    key = camera_index(camera_id) if camera_id else GLOBAL_INDEX
+    key = redis_keys.camera_events(camera_id) if camera_id else redis_keys.CAMERA_EVENTS
     hi = "+inf" if until is None else until
     lo = "-inf" if since is None else since
     p = r.pipeline(transaction=False)
@@ -55,11 +46,11 @@ def list_event_ids(r: redis.Redis, *, camera_id: str | None, since: float | None
 
 
 def publish_buffer(r: redis.Redis, camera_id: str, health: dict[str, Any], ttl: float) -> None:
-    r.set(buffer_key(camera_id), json.dumps(health, allow_nan=False), px=int(ttl * 1000))
+    r.set(redis_keys.camera_buffer(camera_id), json.dumps(health, allow_nan=False), px=int(ttl * 1000))
 
 
 def read_buffers(r: redis.Redis, camera_ids: list[str]) -> dict[str, dict[str, Any] | None]:
     if not camera_ids:
         return {}
-    raw = r.mget([buffer_key(c) for c in camera_ids])
+    raw = r.mget([redis_keys.camera_buffer(c) for c in camera_ids])
     return {c: (json.loads(v) if v else None) for c, v in zip(camera_ids, raw)}

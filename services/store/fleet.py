@@ -10,8 +10,9 @@ from typing import Any
 
 import redis
 
+from services.contracts import redis_keys
 from services.contracts.tasks import PRIORITY_STEPS, UNACKED_KEY, queue_keys
-from services.store.jobs import RUNNING_KEY, JobStore
+from services.store.jobs import JobStore, decoded
 from services.store.workers import live_workers
 
 
@@ -39,7 +40,7 @@ def queue_depths(r: redis.Redis, queues: list[str]) -> dict[str, dict[str, int]]
 
 def busy_worker_ids(r: redis.Redis) -> set[str]:
     """Worker ids (host:pid) that hold a running job now."""
-    ids = r.zrange(RUNNING_KEY, 0, -1)
+    ids = decoded(r.zrange(redis_keys.RUNNING, 0, -1))
     if not ids:
         return set()
     pipe = r.pipeline()
@@ -51,7 +52,8 @@ def busy_worker_ids(r: redis.Redis) -> set[str]:
 def workers_by_queue(r: redis.Redis, queues: list[str]) -> dict[str, dict[str, Any]]:
     """Per queue: live pool processes, busy ones, and the biggest RSS / CUDA footprint."""
     busy = busy_worker_ids(r)
-    out = {q: {"processes": 0, "busy": 0, "max_rss": 0, "total_rss": 0, "max_cuda": None} for q in queues}
+    out: dict[str, dict[str, Any]] = {q: {"processes": 0, "busy": 0, "max_rss": 0, "total_rss": 0, "max_cuda": None}
+                                      for q in queues}
     for w in live_workers(r):
         for q in w.get("queues", []):
             if q not in out:

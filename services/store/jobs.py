@@ -13,15 +13,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import redis
 
+from services.contracts import redis_keys
 from services.store import outbox
 
-PREFIX = outbox.PREFIX
-WORKER_KEY_PREFIX = PREFIX + "worker:"  # heartbeat keys (services.store.workers)
-RUNNING_KEY = PREFIX + "running"  # zset: running job ids by when they started
 # pending: a batch item not yet handed to a queue (batches feed a window at a time);
 # skipped: a batch item whose identical content another item of the batch processes.
 STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled")
@@ -30,9 +28,9 @@ ACTIVE = frozenset({"queued", "running"})
 _JSON_FIELDS = ("params", "input", "result", "error", "estimate", "callback", "webhook")
 
 # The state change itself, shared by the transition and begin scripts (a script cannot
-# call another). Returns {moved(0/1), previous state or ""}.
+# call another). Returns {moved(0/1), previous state or ""}. Keys: redis_keys.LUA (in outbox.LUA).
 _MOVE_FN = outbox.LUA + """
-local function move(key, prefix, to, allowed, now, fields)
+local function move(key, to, allowed, now, fields)
   local cur = redis.call('HGET', key, 'state')
   if not cur then return {0, ''} end
   local ok = false
@@ -42,42 +40,41 @@ local function move(key, prefix, to, allowed, now, fields)
   for i = 1, #fields, 2 do redis.call('HSET', key, fields[i], fields[i + 1]) end
   local jid = redis.call('HGET', key, 'id')
   if to == 'running' then
-    redis.call('ZADD', prefix .. 'running', now, jid)
+    redis.call('ZADD', RUNNING_KEY, now, jid)
   elseif cur == 'running' then
-    redis.call('ZREM', prefix .. 'running', jid)
+    redis.call('ZREM', RUNNING_KEY, jid)
   end
   local batch = redis.call('HGET', key, 'batch_id')
   if batch and batch ~= '' and cur ~= to then
-    local bkey = prefix .. 'batch:' .. batch
+    local bkey = batch_key(batch)
     redis.call('HINCRBY', bkey, 'n_' .. cur, -1)
     redis.call('HINCRBY', bkey, 'n_' .. to, 1)
     -- in flight: handed to a queue and not ended; the feeder keeps this under the window
     if to == 'queued' or to == 'running' then
-      redis.call('ZADD', bkey .. ':inflight', 'NX', now, jid)
+      redis.call('ZADD', bkey .. INFLIGHT, 'NX', now, jid)
     else
-      redis.call('ZREM', bkey .. ':inflight', jid)
+      redis.call('ZREM', bkey .. INFLIGHT, jid)
     end
     if to == 'succeeded' or to == 'failed' or to == 'skipped' or to == 'canceled' then
-      redis.call('LPUSH', bkey .. ':done', now)  -- recent end times: throughput and ETA
-      redis.call('LTRIM', bkey .. ':done', 0, 199)
-      batch_end(prefix, batch, now)  -- its completion callback, if this was the last
+      redis.call('LPUSH', bkey .. DONE, now)  -- recent end times: throughput and ETA
+      redis.call('LTRIM', bkey .. DONE, 0, 199)
+      batch_end(batch, now)  -- its completion callback, if this was the last
     end
-    redis.call('PUBLISH', bkey .. ':events', to .. ' ' .. jid)
+    redis.call('PUBLISH', bkey .. EVENTS, to .. ' ' .. jid)
   end
   if to == 'succeeded' or to == 'failed' or to == 'skipped' or to == 'canceled' then
-    job_end(prefix, key, jid, to, now)  -- its completion callback, queued with the change itself
+    job_end(key, jid, to, now)  -- its completion callback, queued with the change itself
   end
-  redis.call('PUBLISH', key .. ':events', to)
+  redis.call('PUBLISH', key .. EVENTS, to)
   return {1, cur}
 end
 """
 
-# KEYS[1] job hash. ARGV: prefix, new state, allowed-from (comma list), now, then
-# field/value pairs.
+# KEYS[1] job hash. ARGV: new state, allowed-from (comma list), now, then field/value pairs.
 _TRANSITION = _MOVE_FN + """
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], fields)
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], fields)
 """
 
 # Counts one more delivery of a job's task and decides what the worker does with it.
@@ -94,38 +91,38 @@ if not cur then return {'gone', 0} end
 if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
 local batch = redis.call('HGET', KEYS[1], 'batch_id')
 if cur == 'queued' and batch and batch ~= '' then
-  local bkey = ARGV[5] .. 'batch:' .. batch
+  local bkey = batch_key(batch)
   if redis.call('HGET', bkey, 'paused') == '1' then
     -- paused after this was handed to the queue: back to the front of the pending list
     local jid = redis.call('HGET', KEYS[1], 'id')
     redis.call('HSET', KEYS[1], 'state', 'pending', 'updated_at', ARGV[2])
     redis.call('HINCRBY', bkey, 'n_queued', -1)
     redis.call('HINCRBY', bkey, 'n_pending', 1)
-    redis.call('ZREM', bkey .. ':inflight', jid)
-    redis.call('LPUSH', bkey .. ':pending', jid)
-    redis.call('PUBLISH', bkey .. ':events', 'pending ' .. jid)
+    redis.call('ZREM', bkey .. INFLIGHT, jid)
+    redis.call('LPUSH', bkey .. PENDING, jid)
+    redis.call('PUBLISH', bkey .. EVENTS, 'pending ' .. jid)
     return {'paused', 0}
   end
 end
 if cur == 'running' then
   local w = redis.call('HGET', KEYS[1], 'worker')
-  if w and w ~= '' and w ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. w) == 1 then
+  if w and w ~= '' and w ~= ARGV[3] and redis.call('EXISTS', worker_key(w)) == 1 then
     return {'busy', 0}
   end
 end
 local n = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
 if n > tonumber(ARGV[1]) then return {'exhausted', n} end
-move(KEYS[1], ARGV[5], 'running', 'queued,running', ARGV[2],
+move(KEYS[1], 'running', 'queued,running', ARGV[2],
      {'worker', ARGV[3], 'started_at', ARGV[2], 'progress', '0.0'})
 return {'run', n, redis.call('HGETALL', KEYS[1])}
 """
 
 
 # KEYS[1] job hash, KEYS[2] its batch's channel or "". ARGV: progress, now, job id.
-_PROGRESS = """
+_PROGRESS = redis_keys.LUA + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2])
-redis.call('PUBLISH', KEYS[1] .. ':events', 'progress ' .. ARGV[1])
+redis.call('PUBLISH', KEYS[1] .. EVENTS, 'progress ' .. ARGV[1])
 if KEYS[2] ~= '' then redis.call('PUBLISH', KEYS[2], 'progress ' .. ARGV[3]) end
 return 1
 """
@@ -137,6 +134,22 @@ def now() -> float:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+# Replies, as the type checker sees them. Every kadr client decodes its replies
+# (``connect``: decode_responses=True), which redis-py's annotations cannot know: they type
+# each one ``bytes | str``. ``decoded`` says what a reply is and changes nothing. A range
+# of a sorted set is its members (never asked ``withscores`` through here).
+@overload
+def decoded(reply: dict[bytes | str, bytes | str]) -> dict[str, str]: ...
+@overload
+def decoded(reply: set[bytes | str]) -> set[str]: ...
+@overload
+def decoded(reply: list[bytes | str] | list[tuple[bytes | str, Any]] | list[list[Any]]) -> list[str]: ...
+@overload
+def decoded(reply: bytes | str | None) -> str | None: ...
+def decoded(reply: object) -> object:
+    return reply
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:
@@ -180,36 +193,19 @@ class JobStore:
         self._progress = self.r.register_script(_PROGRESS)
 
     # keys
-    @staticmethod
-    def job_key(job_id: str) -> str:
-        return f"{PREFIX}job:{job_id}"
-
-    @staticmethod
-    def batch_key(batch_id: str) -> str:
-        return f"{PREFIX}batch:{batch_id}"
-
-    @staticmethod
-    def items_key(batch_id: str) -> str:
-        return f"{PREFIX}batch:{batch_id}:items"
-
-    @staticmethod
-    def owner_key(owner: str) -> str:
-        return f"{PREFIX}owner:{owner}:jobs"
-
-    @staticmethod
-    def videos_key(owner: str) -> str:
-        """A key's videos by upload time (``GET /api/v1/videos``)."""
-        return f"{PREFIX}owner:{owner}:videos"
-
-    @staticmethod
-    def live_key(owner: str) -> str:
-        """A key's jobs outside batches that may not have ended yet (pruned as they end)."""
-        return f"{PREFIX}owner:{owner}:live"
+    # keys (services/contracts/redis_keys.py)
+    job_key = staticmethod(redis_keys.job)
+    batch_key = staticmethod(redis_keys.batch)
+    owner_key = staticmethod(redis_keys.owner_jobs)
+    videos_key = staticmethod(redis_keys.owner_videos)  # a key's videos by upload time (GET /api/v1/videos)
+    # A key's jobs outside batches that may not have ended yet (pruned as they end).
+    live_key = staticmethod(redis_keys.owner_live)
 
     # jobs
-    def create(self, *, kind: str, owner: str, params: dict, input: dict | None = None,
+    def create(self, *, kind: str, owner: str, params: dict[str, Any], input: dict[str, Any] | None = None,
                batch_id: str = "", request_id: str = "", job_id: str | None = None,
-               parent_id: str = "", pipe=None, estimate: dict | None = None,
+               parent_id: str = "", pipe: redis.client.Pipeline | None = None,
+               estimate: dict[str, Any] | None = None,
                callback_url: str = "", callback_subject: str = "") -> dict[str, Any]:
         job_id = job_id or new_id()
         t = now()
@@ -223,7 +219,9 @@ class JobStore:
         }
         p = pipe if pipe is not None else self.r.pipeline()
         key = self.job_key(job_id)
-        p.hset(key, mapping=_encode(job))
+        # redis-py's ``mapping`` is a Mapping keyed by any encodable type, and Mapping's key is
+        # invariant: no dict[str, str] fits it, though every one is a valid argument.
+        p.hset(key, mapping=_encode(job))  # type: ignore[arg-type]
         p.expire(key, self.ttl)
         indexes = []  # the key's sorted sets this job joins, by creation time
         if not batch_id:
@@ -231,7 +229,7 @@ class JobStore:
             indexes.append(self.live_key(owner))
         if parent_id:
             # Listed under its parent (a video's result sets), not on its own.
-            ckey = self.job_key(parent_id) + ":children"
+            ckey = redis_keys.job_children(parent_id)
             p.rpush(ckey, job_id)
             p.expire(ckey, self.ttl)
         elif not batch_id:
@@ -246,7 +244,7 @@ class JobStore:
         return job
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(self.job_key(job_id))
+        raw = decoded(self.r.hgetall(self.job_key(job_id)))
         return _decode(raw) if raw else None
 
     def get_many(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
@@ -269,7 +267,7 @@ class JobStore:
             if to == "succeeded":
                 fields.setdefault("progress", 1.0)
         enc = _encode(fields)
-        args = [PREFIX, to, ",".join(allowed_from), str(now())]
+        args = [to, ",".join(allowed_from), str(now())]
         for k, v in enc.items():
             args += [k, v]
         moved, prev = self._transition(keys=[self.job_key(job_id)], args=args)
@@ -280,41 +278,41 @@ class JobStore:
         """(verdict, deliveries, job): see ``_BEGIN``; on "run" the job as it now is
         (running, in this worker), else None."""
         verdict, n, *rest = self._begin(keys=[self.job_key(job_id)],
-                                        args=[max_deliveries, now(), worker, WORKER_KEY_PREFIX, PREFIX])
+                                        args=[max_deliveries, now(), worker])
         job = None
         if verdict == "run" and rest:
             flat = rest[0]
             job = _decode(dict(zip(flat[::2], flat[1::2])))
         return verdict, int(n), job
 
-    def set_task(self, job_id: str, task: str, payload: dict) -> None:
+    def set_task(self, job_id: str, task: str, payload: dict[str, Any]) -> None:
         """What to send again if the job is orphaned (its worker died with it running)."""
         self.r.hset(self.job_key(job_id), mapping={"task": task, "task_payload": json.dumps(payload)})
 
     def running_ids(self) -> list[str]:
-        return self.r.zrange(RUNNING_KEY, 0, -1)
+        return decoded(self.r.zrange(redis_keys.RUNNING, 0, -1))
 
     def set_progress(self, job_id: str, progress: float, *, batch_id: str = "") -> None:
         """Record the fraction done and announce it ("progress <p>" on the job's channel,
         "progress <id>" on its batch's), so open streams move without polling."""
         p = str(round(min(max(progress, 0.0), 1.0), 4))
         # Only an existing job: a deleted one must not come back as a hash with no TTL.
-        self._progress(keys=[self.job_key(job_id), self.batch_key(batch_id) + ":events" if batch_id else ""],
+        self._progress(keys=[self.job_key(job_id), redis_keys.batch_events(batch_id) if batch_id else ""],
                        args=[p, str(now()), job_id])
 
     def children(self, parent_id: str) -> list[dict[str, Any]]:
-        ids = self.r.lrange(self.job_key(parent_id) + ":children", 0, -1)
+        ids = decoded(self.r.lrange(redis_keys.job_children(parent_id), 0, -1))
         return [j for j in self.get_many(ids) if j is not None]
 
     def delete(self, job_id: str) -> None:
         """The record with its children's (a video's result sets) and every index entry."""
         job = self.get(job_id)
-        children = self.r.lrange(self.job_key(job_id) + ":children", 0, -1)
+        children = decoded(self.r.lrange(redis_keys.job_children(job_id), 0, -1))
         p = self.r.pipeline()
         for child in children:
             p.delete(self.job_key(child))
-        p.delete(self.job_key(job_id), self.job_key(job_id) + ":children")
-        p.zrem(RUNNING_KEY, job_id, *children)
+        p.delete(self.job_key(job_id), redis_keys.job_children(job_id))
+        p.zrem(redis_keys.RUNNING, job_id, *children)
         if job:
             p.zrem(self.owner_key(job["owner"]), job_id)
             p.zrem(self.videos_key(job["owner"]), job_id)
@@ -322,7 +320,7 @@ class JobStore:
         p.execute()
 
     def list_owned(self, owner: str, *, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
-        ids = self.r.zrevrange(self.owner_key(owner), offset, offset + limit - 1)
+        ids = decoded(self.r.zrevrange(self.owner_key(owner), offset, offset + limit - 1))
         return [j for j in self.get_many(ids) if j is not None]
 
     def list_videos(self, owner: str, *, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:

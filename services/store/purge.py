@@ -14,20 +14,21 @@ Where each kind keeps its files (one folder per thing, so one prefix removes it)
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from services.contracts import blob_keys
+from services.contracts import blob_keys, redis_keys
 from services.platform.metrics import JOBS_CANCELED
 from services.store.batches import BatchStore
 from services.store.blobs import BlobStore
-from services.store.camera_events import EVENT_KIND, GLOBAL_INDEX, camera_index
-from services.store.jobs import ACTIVE, PREFIX, TERMINAL, JobStore, Transition
+from services.store.camera_events import EVENT_KIND
+from services.store.jobs import ACTIVE, TERMINAL, JobStore, Transition
 
 log = logging.getLogger("kadr.purge")
 
 PHOTO, VIDEO, RESULT_SET = "enhance", "segment", "stabilize"
 
 
-def blob_prefix(job: dict) -> str:
+def blob_prefix(job: dict[str, Any]) -> str:
     kind = job["kind"]
     if kind == VIDEO:
         return blob_keys.video(job["id"])
@@ -40,7 +41,7 @@ def blob_prefix(job: dict) -> str:
     return blob_keys.photo(job["id"])
 
 
-def cancel(jobs: JobStore, job: dict) -> Transition:
+def cancel(jobs: JobStore, job: dict[str, Any]) -> Transition:
     """A queued or running job moved to ``canceled`` (and counted); otherwise unchanged."""
     moved = jobs.transition(job["id"], "canceled", allowed_from=ACTIVE)
     if moved.moved:
@@ -48,7 +49,7 @@ def cancel(jobs: JobStore, job: dict) -> Transition:
     return moved
 
 
-def purge_job(jobs: JobStore, blobs: BlobStore, job: dict) -> int:
+def purge_job(jobs: JobStore, blobs: BlobStore, job: dict[str, Any]) -> int:
     """A job of any kind but a batch item, whole; returns the files removed."""
     prefix = blob_prefix(job)
     family = [job["id"]]
@@ -59,12 +60,12 @@ def purge_job(jobs: JobStore, blobs: BlobStore, job: dict) -> int:
     cancel(jobs, job)
     p = jobs.r.pipeline()
     if job["kind"] == RESULT_SET and job.get("parent_id"):
-        p.lrem(jobs.job_key(job["parent_id"]) + ":children", 0, job["id"])
+        p.lrem(redis_keys.job_children(job["parent_id"]), 0, job["id"])
     if job["kind"] == EVENT_KIND:
-        p.zrem(GLOBAL_INDEX, job["id"])
-        p.zrem(camera_index((job.get("params") or {}).get("camera", "")), job["id"])
+        p.zrem(redis_keys.CAMERA_EVENTS, job["id"])
+        p.zrem(redis_keys.camera_events((job.get("params") or {}).get("camera", "")), job["id"])
     # Its callbacks' once-marks (a delivery still due goes out, saying it was deleted).
-    p.delete(*[f"{PREFIX}outbox:once:{ident}:{state}" for ident in family for state in TERMINAL])
+    p.delete(*[redis_keys.outbox_once(ident, state) for ident in family for state in TERMINAL])
     p.execute()
     jobs.delete(job["id"])  # children's records, owner and live indexes, running set
     return blobs.delete_prefix(prefix)

@@ -11,17 +11,19 @@ import time
 
 import redis
 
+from services.contracts import redis_keys
 from services.contracts.photo_cost import rate_key
 
-KEY = "kadr:stats:task_seconds:"
 KEEP = 100
 
 
 def record(r: redis.Redis, service: str, seconds: float, now: float | None = None) -> None:
     now = time.time() if now is None else now
-    key = KEY + service
+    key = redis_keys.task_seconds(service)
     try:
-        r.pipeline().lpush(key, f"{now:.3f}:{seconds:.4f}").ltrim(key, 0, KEEP - 1).expire(key, 86400).execute()
+        # A pipeline's command returns the pipeline, which redis-py types as the client's reply (an int).
+        (r.pipeline().lpush(key, f"{now:.3f}:{seconds:.4f}")
+         .ltrim(key, 0, KEEP - 1).expire(key, 86400).execute())  # type: ignore[attr-defined]
     except redis.RedisError:
         pass  # a statistic, never a reason to fail the task that just finished
 
@@ -29,7 +31,7 @@ def record(r: redis.Redis, service: str, seconds: float, now: float | None = Non
 def recent_mean(r: redis.Redis, service: str, window: float = 600.0, now: float | None = None) -> float | None:
     now = time.time() if now is None else now
     values = []
-    for raw in r.lrange(KEY + service, 0, KEEP - 1):
+    for raw in r.lrange(redis_keys.task_seconds(service), 0, KEEP - 1):
         ts, _, secs = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
         if now - float(ts) <= window:
             values.append(float(secs))
@@ -37,8 +39,7 @@ def recent_mean(r: redis.Redis, service: str, window: float = 600.0, now: float 
 
 
 # Photo rates: what a photo costs on the machines that ran the last ones (EWMA per
-# device kind), for the gateway's estimates and time limits (contracts.photo_cost).
-PHOTO_RATES_KEY = "kadr:stats:photo_rates:"  # + device kind ("cpu", "cuda")
+# device kind: redis_keys.photo_rates), for the gateway's estimates and time limits (contracts.photo_cost).
 PHOTO_RATE_WEIGHT = 0.3  # weight of the newest photo in the moving average
 _EWMA = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -54,7 +55,7 @@ def record_photo(r: redis.Redis, device: str, *, quality: str, upscale: int, sec
                  face_seconds: float | None, faces: int, prescale: bool = False) -> None:
     """One finished photo: seconds per output megapixel without its faces, seconds per
     face restored, and how many faces it had."""
-    key = PHOTO_RATES_KEY + device
+    key = redis_keys.photo_rates(device)
     samples = {"faces_per_photo": float(faces)}
     if seconds_per_output_mp is not None:
         samples[rate_key(quality, upscale, prescale)] = seconds_per_output_mp
@@ -78,7 +79,7 @@ def photo_rates(r: redis.Redis) -> dict[str, float]:
     job may land on any of them. One round trip (read on every photo upload)."""
     p = r.pipeline(transaction=False)
     for kind in DEVICE_KINDS:
-        p.hgetall(PHOTO_RATES_KEY + kind)
+        p.hgetall(redis_keys.photo_rates(kind))
     out: dict[str, float] = {}
     for fields in p.execute():
         for field, value in fields.items():

@@ -13,14 +13,10 @@ from typing import Any
 
 import redis
 
-from services.store.jobs import PREFIX
+from services.contracts import redis_keys
 
 EVENTS = "_events"
 TOTAL = "_total"
-
-
-def usage_key(owner: str) -> str:
-    return f"{PREFIX}usage:{owner}"
 
 
 def write(r: redis.Redis, *, by_owner: dict[str, dict[str, Any]], total: dict[str, Any], as_of: float,
@@ -39,16 +35,16 @@ def write(r: redis.Redis, *, by_owner: dict[str, dict[str, Any]], total: dict[st
                 if ev["next_expiry"] is not None:
                     e["next_expiry"] = min(x for x in (e["next_expiry"], ev["next_expiry"]) if x is not None)
             continue
-        p.set(usage_key(owner), json.dumps({"as_of": as_of, "kinds": kinds}), ex=ttl_seconds)
+        p.set(redis_keys.usage(owner), json.dumps({"as_of": as_of, "kinds": kinds}), ex=ttl_seconds)
     written = {o for o in by_owner if not o.startswith("camera:")}
-    p.set(usage_key(EVENTS), json.dumps({"as_of": as_of, "kinds": events}), ex=ttl_seconds)
-    p.set(usage_key(TOTAL), json.dumps({"as_of": as_of, **total}), ex=ttl_seconds)
+    p.set(redis_keys.usage(EVENTS), json.dumps({"as_of": as_of, "kinds": events}), ex=ttl_seconds)
+    p.set(redis_keys.usage(TOTAL), json.dumps({"as_of": as_of, **total}), ex=ttl_seconds)
     for gone in previous_owners - written:
-        p.delete(usage_key(gone))
+        p.delete(redis_keys.usage(gone))
     p.execute()
     return written
 
 
 def read(r: redis.Redis, owner: str) -> dict[str, Any] | None:
-    raw = r.get(usage_key(owner))
+    raw = r.get(redis_keys.usage(owner))
     return json.loads(raw) if raw else None

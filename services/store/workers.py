@@ -18,10 +18,8 @@ from typing import Any
 
 import redis
 
-from services.store.jobs import PREFIX
-from services.store.jobs import WORKER_KEY_PREFIX as _KEY
-
-INDEX = PREFIX + "workers"  # zset: worker id -> when its key expires
+from services.contracts import redis_keys
+from services.store.jobs import decoded
 
 
 def worker_id() -> str:
@@ -30,29 +28,29 @@ def worker_id() -> str:
 
 def publish(r: redis.Redis, *, service: str, queues: list[str], models: dict[str, Any],
             ttl: float, extra: dict[str, Any] | None = None) -> None:
-    body = {"id": worker_id(), "service": service, "queues": queues, "models": models,
+    body: dict[str, Any] = {"id": worker_id(), "service": service, "queues": queues, "models": models,
             "pid": os.getpid(), "host": socket.gethostname(), "ts": round(time.time(), 3)}
     body.update(extra or {})
     now = time.time()
     p = r.pipeline()
-    p.set(_KEY + body["id"], json.dumps(body), px=int(ttl * 1000))
-    p.zadd(INDEX, {body["id"]: now + ttl})
-    p.zremrangebyscore(INDEX, "-inf", now - 60)  # workers gone a minute: forgotten
+    p.set(redis_keys.worker(body["id"]), json.dumps(body), px=int(ttl * 1000))
+    p.zadd(redis_keys.WORKERS, {body["id"]: now + ttl})
+    p.zremrangebyscore(redis_keys.WORKERS, "-inf", now - 60)  # workers gone a minute: forgotten
     p.execute()
 
 
 def withdraw(r: redis.Redis) -> None:
     p = r.pipeline()
-    p.delete(_KEY + worker_id())
-    p.zrem(INDEX, worker_id())
+    p.delete(redis_keys.worker(worker_id()))
+    p.zrem(redis_keys.WORKERS, worker_id())
     p.execute()
 
 
 def live_workers(r: redis.Redis) -> list[dict[str, Any]]:
-    ids = r.zrangebyscore(INDEX, time.time(), "+inf")
+    ids = decoded(r.zrangebyscore(redis_keys.WORKERS, time.time(), "+inf"))
     ids = [i.decode() if isinstance(i, bytes) else i for i in ids]
     out = []
-    for raw in (r.mget([_KEY + i for i in ids]) if ids else []):
+    for raw in (r.mget([redis_keys.worker(i) for i in ids]) if ids else []):
         if raw:
             out.append(json.loads(raw))
     return out

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from services.contracts.tasks import ENHANCE_QUEUE, QUEUES, TASK_ROUTES, UNACKED_KEY, queue_for, queue_keys
 from services.platform.dispatch import Send
 from services.store.batches import BatchStore
+from services.store.jobs import decoded
 
 log = logging.getLogger("kadr.batches")
 
@@ -38,7 +40,7 @@ class Feeder:
         self.window, self.redispatch_seconds = window, redispatch_seconds
         self.queue_limit = queue_limit  # batch items waiting on a queue, all batches together
 
-    def _tasks(self, job_ids: list[str]) -> list[tuple[str, dict] | None]:
+    def _tasks(self, job_ids: list[str]) -> list[tuple[str, dict[str, Any]] | None]:
         p = self.batches.r.pipeline(transaction=False)
         for jid in job_ids:
             p.hmget(self.batches.jobs.job_key(jid), "task", "task_payload")
@@ -47,17 +49,17 @@ class Feeder:
     def _messages(self, job_ids: list[str]) -> set[str]:
         """Which of these jobs have a message on a queue or held by a worker."""
         r = self.batches.r
-        blobs = list(r.hvals(UNACKED_KEY))
+        blobs = list(decoded(r.hvals(UNACKED_KEY)))
         for q in QUEUES:
             for key in queue_keys(q):
-                blobs += r.lrange(key, 0, -1)
+                blobs += decoded(r.lrange(key, 0, -1))
         text = "\n".join(blobs)
         return {j for j in job_ids if j in text}
 
     def feed(self, batch_id: str) -> int:
-        task = self.batches.r.hget(self.batches.key(batch_id), "task")
+        task_name = decoded(self.batches.r.hget(self.batches.key(batch_id), "task"))
         claimed = self.batches.claim(batch_id, self.window, self.queue_limit,
-                                     queue_for(task) if task in TASK_ROUTES else ENHANCE_QUEUE)
+                                     queue_for(task_name) if task_name in TASK_ROUTES else ENHANCE_QUEUE)
         sent = 0
         for jid, task in claimed:
             try:

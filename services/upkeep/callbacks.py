@@ -17,12 +17,14 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import urllib3
 
 MAX_URL = 2048
 Resolver = Callable[[str, int], list[str]]
+Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
 class CallbackRefused(ValueError):
@@ -42,14 +44,15 @@ class Destination:
 
 def resolve(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    # typeshed's address may also be (int, bytes), from a Python built without IPv6; here the host is a str.
+    return list(dict.fromkeys(cast(str, info[4][0]) for info in infos))
 
 
-def networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def networks(cidrs: Iterable[str]) -> Networks:
     return [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
 
-def check(url: str, allow: list, *, resolver: Resolver = resolve) -> Destination:
+def check(url: str, allow: Networks, *, resolver: Resolver = resolve) -> Destination:
     """The destination of ``url`` if every address its host resolves to may be reached;
     ``CallbackRefused`` (code and message for the client) otherwise."""
     if not isinstance(url, str) or len(url) > MAX_URL:
@@ -90,7 +93,8 @@ def _is_ip(host: str) -> bool:
 
 def post(dest: Destination, body: bytes, headers: dict[str, str], *, timeout: float) -> tuple[int, str]:
     """POST to the checked address; (status, Location or "")."""
-    common = dict(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
+    common: dict[str, Any] = dict(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
+    pool: urllib3.HTTPConnectionPool
     if dest.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(dest.address, dest.port, server_hostname=dest.host,
                                            assert_hostname=dest.host, cert_reqs="CERT_REQUIRED", **common)

@@ -19,18 +19,19 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import redis
 
+from services.contracts import redis_keys
 from services.contracts.camera_auth import signed_headers
 from services.store.batches import BatchStore
-from services.store.jobs import PREFIX, JobStore
-from services.store.outbox import DUE, LEASE_SECONDS, Outbox
-from services.upkeep.callbacks import CallbackRefused, check, networks, post, resolve
+from services.store.jobs import JobStore
+from services.store.outbox import LEASE_SECONDS, Outbox
+from services.upkeep.callbacks import CallbackRefused, Resolver, check, networks, post, resolve
 
 log = logging.getLogger("kadr.callbacks")
-SIGNING_KEY = PREFIX + "callback-signing-key"
 _EVERYWHERE = networks(["0.0.0.0/0", "::/0"])
 _HIDDEN_RESULT = ("blob",)
 
@@ -42,12 +43,12 @@ def key_secret(r: redis.Redis, settings: Any, owner: str) -> str:
     configured = settings.callback_signing_key
     base = configured.get_secret_value() if configured is not None else None
     if not base:
-        r.set(SIGNING_KEY, secrets.token_hex(32), nx=True)
-        base = r.get(SIGNING_KEY)
+        r.set(redis_keys.CALLBACK_SIGNING_KEY, secrets.token_hex(32), nx=True)
+        base = cast(str, r.get(redis_keys.CALLBACK_SIGNING_KEY))  # set just above if absent; decoded (see jobs.decoded)
     return hmac.new(base.encode(), f"callbacks:{owner}".encode(), hashlib.sha256).hexdigest()
 
 
-def job_body(job: dict | None, ident: str, state: str) -> dict:
+def job_body(job: dict[str, Any] | None, ident: str, state: str) -> dict[str, Any]:
     if job is None:  # deleted before its callback went out
         return {"type": "job.ended", "id": ident, "state": state, "deleted": True}
     kind = job["kind"]
@@ -64,7 +65,7 @@ def job_body(job: dict | None, ident: str, state: str) -> dict:
             "finished_at": job.get("finished_at"), "result": result, "error": job.get("error"), "links": links}
 
 
-def batch_body(batch: dict | None, ident: str) -> dict:
+def batch_body(batch: dict[str, Any] | None, ident: str) -> dict[str, Any]:
     if batch is None:
         return {"type": "batch.ended", "id": ident, "deleted": True}
     base = f"/api/v1/batches/{ident}"
@@ -75,7 +76,7 @@ def batch_body(batch: dict | None, ident: str) -> dict:
                       "manifest_csv": f"{base}/manifest.csv"}}
 
 
-def event_body(job: dict | None, ident: str, state: str) -> dict:
+def event_body(job: dict[str, Any] | None, ident: str, state: str) -> dict[str, Any]:
     params = (job or {}).get("params") or {}
     return {"id": ident, "camera": params.get("camera"), "state": (job or {}).get("state", state),
             "params": params, "result": (job or {}).get("result"), "error": (job or {}).get("error"),
@@ -83,7 +84,8 @@ def event_body(job: dict | None, ident: str, state: str) -> dict:
 
 
 class Deliverer:
-    def __init__(self, r: redis.Redis, settings: Any, *, resolver=resolve, on_outcome=None):
+    def __init__(self, r: redis.Redis, settings: Any, *, resolver: Resolver = resolve,
+                 on_outcome: Callable[[str, dict[str, Any]], object] | None = None):
         self.r, self.s, self.resolver = r, settings, resolver
         self.on_outcome = on_outcome or (lambda subject, outcome: None)
         self.outbox = Outbox(r)
@@ -128,10 +130,10 @@ class Deliverer:
             self._secrets[e["owner"]] = key_secret(self.r, self.s, e["owner"])
         return self._secrets[e["owner"]]
 
-    def deliver(self, did: str) -> dict | None:
+    def deliver(self, did: str) -> dict[str, Any] | None:
         e = self.outbox.entry(did)
         if not e:
-            self.r.zrem(DUE, did)
+            self.r.zrem(redis_keys.OUTBOX_DUE, did)
             return None
         attempts = int(e.get("attempts") or 0) + 1
         base = {"url": e["url"], "attempts": attempts, "last_attempt_at": round(time.time(), 3)}
@@ -158,7 +160,7 @@ class Deliverer:
                                       "error": f"HTTP {status}: the receiver refused it"})
         return self._retry(did, e, {**base, "state": "pending", "status": status, "error": f"HTTP {status}"})
 
-    def _end(self, did: str, e: dict[str, str], outcome: dict) -> dict:
+    def _end(self, did: str, e: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:
         self.outbox.finish(did, e, outcome)
         self.on_outcome(e["subject"], outcome)
         level = logging.INFO if outcome["state"] == "delivered" else logging.WARNING
@@ -166,7 +168,7 @@ class Deliverer:
                                                                "error": outcome.get("error", "")})
         return outcome
 
-    def _retry(self, did: str, e: dict[str, str], outcome: dict) -> dict:
+    def _retry(self, did: str, e: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:
         if outcome["attempts"] >= self.s.callback_attempts:
             return self._end(did, e, {**outcome, "state": "failed"})
         delay = self.s.callback_backoff_seconds * 2 ** (outcome["attempts"] - 1)

@@ -18,8 +18,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from services.contracts import redis_keys
 from services.platform.dispatch import DispatchError, Send
-from services.store.jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
+from services.store.jobs import JobStore
 from services.upkeep.stranded import restore_stranded
 
 log = logging.getLogger("kadr.reaper")
@@ -34,10 +35,10 @@ def reap_orphans(store: JobStore, *, grace_seconds: float, send: Send,
     for job_id in store.running_ids():
         job = store.get(job_id)
         if job is None or job["state"] != "running":
-            store.r.zrem(RUNNING_KEY, job_id)
+            store.r.zrem(redis_keys.RUNNING, job_id)
             continue
         worker = job.get("worker") or ""
-        if worker and store.r.exists(WORKER_KEY_PREFIX + worker):
+        if worker and store.r.exists(redis_keys.worker(worker)):
             continue
         if now - (job.get("updated_at") or 0) < grace_seconds:
             continue  # its worker may just be starting to beat
@@ -67,8 +68,6 @@ class Reaper(threading.Thread):
     whichever worker process holds the cluster-wide lock for that round, so several
     workers never reap twice."""
 
-    LOCK = "kadr:reaper-lock"
-
     def __init__(self, store: JobStore, *, interval: float, grace_seconds: float, send: Send,
                  stranded_seconds: float, also: Callable[[], object] | None = None):
         super().__init__(name="kadr-reaper", daemon=True)
@@ -80,7 +79,7 @@ class Reaper(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             try:
-                if self.store.r.set(self.LOCK, "1", nx=True, px=int(self.interval * 1000)):
+                if self.store.r.set(redis_keys.REAPER_LOCK, "1", nx=True, px=int(self.interval * 1000)):
                     reap_orphans(self.store, grace_seconds=self.grace, send=self.send)
                     restore_stranded(self.store, older_than=self.stranded_seconds)
                     if self.also is not None:

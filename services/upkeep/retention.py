@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.contracts import redis_keys
 from services.contracts.blob_keys import FOLDERS, folder
 from services.store.batches import BatchStore
 from services.store.blobs import BlobStore, PrefixUsage
-from services.store.camera_events import GLOBAL_INDEX
-from services.store.jobs import TERMINAL, JobStore
+from services.store.jobs import TERMINAL, JobStore, decoded
 from services.store.purge import purge_batch, purge_job
 
 log = logging.getLogger("kadr.retention")
@@ -162,7 +162,7 @@ class Retention:
             if kind == "events":
                 # An event may have no files at all (no images sent, none produced): its
                 # record still expires with the others.
-                old = self.jobs.r.zrangebyscore(GLOBAL_INDEX, "-inf", now - self.ttl("events"))
+                old = decoded(self.jobs.r.zrangebyscore(redis_keys.CAMERA_EVENTS, "-inf", now - self.ttl("events")))
                 ids = sorted(set(ids) | set(old))
             for start in range(0, len(ids), READ_CHUNK):
                 chunk = ids[start:start + READ_CHUNK]
@@ -187,7 +187,7 @@ class Retention:
             else:
                 self.blobs.delete_prefix(folder(item.kind, item.id))
                 if item.kind == "events":
-                    self.jobs.r.zrem(GLOBAL_INDEX, item.id)
+                    self.jobs.r.zrem(redis_keys.CAMERA_EVENTS, item.id)
         self._known.pop((item.kind, item.id), None)
         log.info("removed by retention", extra={"kind": item.kind, "id": item.id, "reason": reason,
                                                 "bytes": item.bytes, "files": item.files})

@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import time
+from typing import Any, cast
 
 from services.contracts.tasks import BATCH, INTERACTIVE, QUEUES, UNACKED_INDEX_KEY, UNACKED_KEY, queue_key
 from services.platform.metrics import STRANDED_RESTORED
@@ -36,7 +37,7 @@ return 1
 """
 
 
-def job_id_of(payload: dict) -> str | None:
+def job_id_of(payload: dict[str, Any]) -> str | None:
     """The job a Celery message is for: kadr's tasks take one dict argument with ``job_id``."""
     try:
         body = payload["body"]
@@ -53,7 +54,9 @@ def restore_stranded(store: JobStore, *, older_than: float, now: float | None = 
     now = time.time() if now is None else now
     r = store.r
     restored = []
-    for tag, delivered_at in r.zrangebyscore(UNACKED_INDEX_KEY, "-inf", now - older_than, withscores=True):
+    # Decoded (member, score) pairs: redis-py types the reply as the union of with and without scores.
+    for tag, delivered_at in cast(list[tuple[str, float]],
+                                  r.zrangebyscore(UNACKED_INDEX_KEY, "-inf", now - older_than, withscores=True)):
         raw = r.hget(UNACKED_KEY, tag)
         if raw is None:
             continue

@@ -9,8 +9,8 @@ import json
 import pytest
 import requests
 
+from services.contracts import redis_keys
 from services.contracts.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from services.store.outbox import DUE
 from testbed.photos import flat_png
 from testbed.stack import start_ops, wait_for
 from testbed.synthetic_video import make_video, write_video
@@ -67,7 +67,7 @@ def test_a_photo_is_announced_once_signed_across_a_janitor_restart(hooks):
         assert doc["type"] == "job.ended" and doc["id"] == jid and doc["state"] == "succeeded"
         assert doc["links"]["result"] == f"/api/v1/jobs/{jid}/result"
         # Nothing left in the outbox: nothing more can be sent after the one success.
-        assert s["redis"].zcard(DUE) == 0 and len(receiver.posts) == 3
+        assert s["redis"].zcard(redis_keys.OUTBOX_DUE) == 0 and len(receiver.posts) == 3
     finally:
         janitor.stop()
         receiver.close()
@@ -96,7 +96,7 @@ def test_a_batch_and_a_video_with_its_result_sets_each_once(hooks):
         assert r.status_code == 202, r.text
         rid = r.json()["id"]
         wait_for(lambda: _docs(receiver, id=rid), 120, "the new result set's callback")
-        wait_for(lambda: s["redis"].zcard(DUE) == 0, 30, "an empty outbox")  # nothing more to come
+        wait_for(lambda: s["redis"].zcard(redis_keys.OUTBOX_DUE) == 0, 30, "an empty outbox")  # nothing more to come
         batch_docs = _docs(receiver, type="batch.ended")
         assert len(batch_docs) == 1 and batch_docs[0]["state"] == "succeeded"
         assert batch_docs[0]["counts"]["succeeded"] == 3

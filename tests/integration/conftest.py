@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import redis as redis_lib
 
-from services.contracts.settings import Settings
+from services.enhance.settings import EnhanceSettings
 from services.store.jobs import JobStore
 from testbed.stack import kadr_env, start_worker, wait_for
 
@@ -24,8 +24,8 @@ def enhance_stack(redis_server, models_dir, tmp_path_factory):
     env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
                    KADR_MAX_DELIVERIES="2", KADR_REAPER_INTERVAL_SECONDS="1",
                    KADR_ORPHAN_GRACE_SECONDS="2")
-    settings = Settings(redis_url=redis_server, cache_redis_url=env["KADR_CACHE_REDIS_URL"],
-                        storage_dir=base / "blobs", models_dir=models_dir, max_deliveries=2)
+    settings = EnhanceSettings(redis_url=redis_server, cache_redis_url=env["KADR_CACHE_REDIS_URL"],
+                               storage_dir=base / "blobs", models_dir=models_dir, max_deliveries=2)
     r = redis_lib.Redis.from_url(redis_server, decode_responses=True)
     r.flushall()
     proc = start_worker("enhance", env, base / "logs")

@@ -24,8 +24,8 @@ def bare_stack(redis_server, tmp_path_factory):
     env["KADR_CACHE_REDIS_URL"] = redis_server.rsplit("/", 1)[0] + "/4"
     r = redis_lib.Redis.from_url(url, decode_responses=True)
     r.flushdb()
-    settings = GatewaySettings(redis_url=url, cache_redis_url=env["KADR_CACHE_REDIS_URL"],
-                               storage_dir=base / "blobs", models_dir=base / "no-models")
+    settings = GatewaySettings(redis_url=url,
+                               storage_dir=base / "blobs")
     app = create_app(settings)
     client = app.test_client()
     ready = client.get("/readyz")

@@ -10,9 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from services.contracts import redis_keys
 from services.contracts.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from services.store.jobs import JobStore
-from services.store.outbox import DUE, Outbox
+from services.store.outbox import Outbox
 from services.upkeep.callbacks import CallbackRefused, check, networks
 from services.upkeep.delivery import Deliverer, key_secret
 from tests.fixtures.http_receiver import Receiver
@@ -129,10 +130,10 @@ def test_retries_survive_a_dead_deliverer_and_end_in_one_delivery(redis_client):
             time.sleep(0.02)
         cb = JobStore(redis_client).get(jid)["callback"]
         assert cb["state"] == "delivered" and cb["attempts"] == 3, cb
-        assert receiver.answers == [503, 503, 204] and redis_client.zcard(DUE) == 0
+        assert receiver.answers == [503, 503, 204] and redis_client.zcard(redis_keys.OUTBOX_DUE) == 0
         # The same end state again (a replayed transition) is not announced twice.
         JobStore(redis_client).transition(jid, "succeeded", allowed_from=("succeeded",))
-        assert redis_client.zcard(DUE) == 0
+        assert redis_client.zcard(redis_keys.OUTBOX_DUE) == 0
     finally:
         receiver.close()
 

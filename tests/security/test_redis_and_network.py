@@ -13,8 +13,8 @@ import redis as redis_lib
 import requests
 from kombu import Consumer, Queue
 
-from services.contracts.settings import Settings
 from services.platform.celery_app import create_celery
+from services.runtime.settings import PoolSettings
 from services.store.apikeys import create_key
 from services.store.jobs import connect
 from services.store.workers import live_workers, publish
@@ -56,7 +56,8 @@ def test_without_the_password_nothing_can_be_read_or_written(locked_redis):
     with pytest.raises(redis_lib.AuthenticationError):
         anonymous.publish("/0.celery.pidbox", "{}")  # Celery remote control
     # kadr's processes take it from the file, into the broker's URL too.
-    s = Settings(redis_url=url, cache_redis_url=url.replace("/0", "/1"), redis_password_file=secret)
+    s = PoolSettings(redis_url=url, cache_redis_url=url.replace("/0", "/1"), redis_password_file=secret)
+    assert PASSWORD in s.cache_redis_url
     assert PASSWORD not in url and connect(s.redis_url).ping()
     key, _ = create_key(connect(s.redis_url), "operator")
     assert key

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from services.store.batches import KEY_SUFFIXES, BatchClosed, BatchStore, batch_state, progress_of
+from services.contracts import redis_keys
+from services.store.batches import BatchClosed, BatchStore, batch_state, progress_of
 from services.store.jobs import JobStore
 from services.upkeep.batch_feed import Feeder
 
@@ -183,8 +184,8 @@ def test_states_of_a_batch():
 
 def _age(redis_client, batches, bid: str, seconds_left: int) -> None:
     """Make every record of the batch expire in ``seconds_left``, as if time had passed."""
-    for suffix in KEY_SUFFIXES:
-        redis_client.expire(batches.key(bid) + suffix, seconds_left)
+    for key in redis_keys.batch_keys(bid):
+        redis_client.expire(key, seconds_left)
     for jid in batches.item_ids(bid):
         redis_client.expire(batches.jobs.job_key(jid), seconds_left)
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from services.camera.events import analyse, event_roi
 from services.camera.sources import iter_mjpeg, source_mode
-from services.contracts.settings import CameraConfig, Settings
+from services.contracts.settings import CameraConfig, CameraListSettings
 from testbed.mjpeg_server import scene
 from testbed.plates import scene_with_plate
 
@@ -73,7 +73,7 @@ def test_mjpeg_parts_are_split(with_length):
 
 
 def test_camera_settings():
-    s = Settings(cameras=[{"id": "gate", "source": "rtsp://u:p@cam/1", "secret": "x" * 16}])
+    s = CameraListSettings(cameras=[{"id": "gate", "source": "rtsp://u:p@cam/1", "secret": "x" * 16}])
     cam = s.camera("gate")
     assert cam.offsets == [2.0, 3.0, 4.0] and cam.buffer_seconds == 10 and cam.auth == "hmac"
     assert "x" * 16 not in repr(s) and s.camera("nope") is None
@@ -85,7 +85,7 @@ def test_camera_settings():
         with pytest.raises(ValidationError):
             CameraConfig(**bad)
     with pytest.raises(ValidationError):
-        Settings(cameras=[{"id": "g", "secret": "x" * 16}, {"id": "g", "secret": "y" * 16}])
+        CameraListSettings(cameras=[{"id": "g", "secret": "x" * 16}, {"id": "g", "secret": "y" * 16}])
 
 
 def _reader(cam, **kw):

@@ -487,9 +487,12 @@ def test_every_kadr_process_talks_to_the_compose_redis():
     redis_port = int(option(command(services()["redis"]), "--port") or 6379)
     for name, svc in kadr_services().items():
         e = env(svc)
-        broker, cache_ = urlparse(e.get("KADR_REDIS_URL", "")), urlparse(e.get("KADR_CACHE_REDIS_URL", ""))
-        for u in (broker, cache_):
-            assert (u.hostname, u.port or 6379) == ("redis", redis_port), f"{name}: {u.geturl()!r}"
+        broker = urlparse(e.get("KADR_REDIS_URL", ""))
+        assert (broker.hostname, broker.port or 6379) == ("redis", redis_port), f"{name}: {broker.geturl()!r}"
+        if "cache_redis_url" not in settings_class(svc).model_fields:
+            continue  # only pool processes (enhance, segment) hold the result cache
+        cache_ = urlparse(e.get("KADR_CACHE_REDIS_URL", ""))
+        assert (cache_.hostname, cache_.port or 6379) == ("redis", redis_port), f"{name}: {cache_.geturl()!r}"
         # The result cache expires keys; the broker runs noeviction: separate databases.
         assert broker.path != cache_.path, f"{name}: cache and broker share a Redis database"
 

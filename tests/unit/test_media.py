@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from services.media import heif, images, writers
+from services.media import heif, image_writer, images, writers
 from services.media.metadata import PhotoMeta, from_pillow
 from testbed.photos import icc_profile
 
@@ -53,7 +53,7 @@ def write(fmt, img, rows=97, meta=META, quality=95):
 
 @pytest.mark.parametrize("quality", [95, 80])
 def test_joined_jpeg_strips_decode_to_the_one_shot_encode(monkeypatch, quality):
-    monkeypatch.setattr(writers, "STRIP_BYTES", 200 * 300 * 3)  # many strips on a small picture
+    monkeypatch.setattr(image_writer, "STRIP_BYTES", 200 * 300 * 3)  # many strips on a small picture
     img = photo(1001, 300)
     data = write("jpeg", img, meta=PhotoMeta(), quality=quality)
     one = io.BytesIO()

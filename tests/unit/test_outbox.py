@@ -3,14 +3,15 @@ once per end state, a batch's end once per run (last item, close or cancel), not
 work without a callback_url."""
 from __future__ import annotations
 
+from services.contracts import redis_keys
 from services.store.batches import BatchStore
 from services.store.jobs import JobStore
-from services.store.outbox import DUE, Outbox
+from services.store.outbox import Outbox
 from services.upkeep.batch_feed import Feeder
 
 
 def _entries(r):
-    return [Outbox(r).entry(did) for did in r.zrange(DUE, 0, -1)]
+    return [Outbox(r).entry(did) for did in r.zrange(redis_keys.OUTBOX_DUE, 0, -1)]
 
 
 def _batch(r, n=2, url="https://hooks.example.com/b"):
@@ -59,13 +60,13 @@ def test_an_open_batch_ends_at_close_a_canceled_one_at_cancel_and_a_retry_rearms
     assert _entries(redis_client) == []  # still open: more photos may come
     batches.close(bid)
     assert len(_entries(redis_client)) == 1
-    redis_client.delete(DUE)
+    redis_client.delete(redis_keys.OUTBOX_DUE)
     batches.retry_failed(bid)
     _run_all(batches, bid)
     assert len(_entries(redis_client)) == 1  # the second end of the batch, announced again
 
     other, oid = _batch(redis_client)
-    redis_client.delete(DUE)
+    redis_client.delete(redis_keys.OUTBOX_DUE)
     other.cancel(oid)
     got = _entries(redis_client)
     assert [(e["subject"], e["id"]) for e in got] == [("batch", oid)]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.contracts import photo_cost as pc
-from services.contracts.settings import Settings
+from services.contracts.settings import PhotoSettings
 from services.store import task_stats
 
 LIMIT = pc.OutputLimit(100_000_000, 65_535, "KADR_MAX_OUTPUT_PIXELS")
@@ -92,12 +92,12 @@ def test_rates_are_moving_averages_per_device_and_the_slowest_device_counts(redi
 
 
 def test_settings_keep_every_photo_limit_below_the_visibility_timeout():
-    Settings(photo_time_limit_cap_seconds=3000)
+    PhotoSettings(photo_time_limit_cap_seconds=3000)
     with pytest.raises(ValidationError, match="visibility_timeout"):
-        Settings(photo_time_limit_cap_seconds=3400)
+        PhotoSettings(photo_time_limit_cap_seconds=3400)
     with pytest.raises(ValidationError, match="at least task_soft_time_limit"):
-        Settings(photo_time_limit_cap_seconds=100)
-    Settings(visibility_timeout_seconds=7200, photo_time_limit_cap_seconds=6000)
+        PhotoSettings(photo_time_limit_cap_seconds=100)
+    PhotoSettings(visibility_timeout_seconds=7200, photo_time_limit_cap_seconds=6000)
 
 
 def test_prescaled_photos_have_rates_of_their_own():

@@ -7,8 +7,9 @@ import time
 import pytest
 from kombu import Connection
 
+from services.contracts import redis_keys
 from services.platform.dispatch import DispatchError
-from services.store.jobs import RUNNING_KEY, WORKER_KEY_PREFIX, JobStore
+from services.store.jobs import JobStore
 from services.upkeep.reaper import reap_orphans
 
 
@@ -65,10 +66,10 @@ def test_an_orphan_the_broker_does_not_take_waits_for_a_later_round(store):
 
 def test_live_or_recent_workers_are_left_alone(store, redis_client):
     alive = _running(store, worker="live:1")
-    redis_client.set(WORKER_KEY_PREFIX + "live:1", "{}", ex=30)
+    redis_client.set(redis_keys.worker("live:1"), "{}", ex=30)
     fresh = _running(store, worker="starting:2")
     assert reap_orphans(store, grace_seconds=30, send=lambda t, p: pytest.fail("sent")) == []
-    assert {alive, fresh} == set(redis_client.zrange(RUNNING_KEY, 0, -1))
+    assert {alive, fresh} == set(redis_client.zrange(redis_keys.RUNNING, 0, -1))
     # A duplicate delivery of a job that a live worker is running is dropped, not run twice.
     assert store.begin(alive, max_deliveries=3, worker="other:3")[:2] == ("busy", 0)
 

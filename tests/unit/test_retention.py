@@ -4,9 +4,10 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+from services.contracts import redis_keys
 from services.store.batches import BatchStore
 from services.store.blobs import LocalBlobStore
-from services.store.camera_events import GLOBAL_INDEX, index_event
+from services.store.camera_events import index_event
 from services.store.jobs import JobStore
 from services.upkeep.batch_feed import Feeder
 from services.upkeep.retention import Item, Retention, plan, usage_by_owner
@@ -103,7 +104,7 @@ class World:
 
     def keys_naming(self, ident):
         return [k for k in self.jobs.r.scan_iter(count=1000) if ident in k] + \
-            [k for k in self.jobs.r.zrange(GLOBAL_INDEX, 0, -1) if k == ident]
+            [k for k in self.jobs.r.zrange(redis_keys.CAMERA_EVENTS, 0, -1) if k == ident]
 
 
 def test_each_kind_expires_on_its_ttl_live_work_never(redis_client, tmp_path):
@@ -161,7 +162,7 @@ def test_orphan_folders_wait_their_grace_and_recordless_events_leave_the_index(r
     ret = Retention(w.jobs, w.blobs, _settings())
     rnd = ret.sweep()  # the folder is new: maybe an upload whose record is on its way
     assert [(i.id, why) for i, why in rnd.removed] == [(event, "record_gone")]
-    assert redis_client.zscore(GLOBAL_INDEX, event) is None
+    assert redis_client.zscore(redis_keys.CAMERA_EVENTS, event) is None
     rnd = ret.sweep(now=time.time() + 3601)
     assert [(i.id, why) for i, why in rnd.removed] == [("abandoned", "record_gone")]
     assert w.blobs.folders("jobs") == []

@@ -5,7 +5,10 @@ import io
 import pytest
 from pydantic import ValidationError
 
+from gateway.settings import GatewaySettings
 from services.contracts.settings import Settings
+from services.enhance.settings import EnhanceSettings
+from services.runtime.settings import WorkerSettings
 from services.store.blobs import BlobNotFound, LocalBlobStore, check_key
 
 
@@ -34,10 +37,13 @@ def test_keys_never_escape_the_root(key):
 def test_settings_from_env_and_forbid_unknown(monkeypatch, tmp_path):
     monkeypatch.setenv("KADR_MAX_UPLOAD_BYTES", "1234")
     monkeypatch.setenv("KADR_STORAGE_DIR", str(tmp_path / "b"))
-    s = Settings()
+    s = GatewaySettings()
     assert s.max_upload_bytes == 1234 and s.storage_dir.is_absolute()
     with pytest.raises(ValidationError):
         Settings(no_such_setting=1)
+    # Each process holds only its own fields: a worker's settings refuse the gateway's.
+    with pytest.raises(ValidationError, match="max_upload_bytes"):
+        EnhanceSettings(max_upload_bytes=1234)
 
 
 def test_time_limits_must_stay_below_visibility_timeout():
@@ -49,5 +55,5 @@ def test_time_limits_must_stay_below_visibility_timeout():
 
 
 def test_relative_dirs_become_absolute():
-    s = Settings(models_dir="var/models")
-    assert s.models_dir.is_absolute()
+    s = WorkerSettings(models_dir="var/models", storage_dir="var/blobs")
+    assert s.models_dir.is_absolute() and s.storage_dir.is_absolute()
