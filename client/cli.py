@@ -39,7 +39,7 @@ def _redis():
     from pathlib import Path
 
     from services.contracts.settings import Settings
-    from services.store.jobs import connect
+    from services.store.connection import connect
     # On a `make up` host the password is in var/secrets (the processes get the path from
     # up.sh; an operator's shell does not): found there when nothing else names it.
     local = Path("var/secrets/redis_password")

@@ -27,7 +27,8 @@ from services.platform.logs import request_id_var
 from services.platform.metrics import REQUEST_SECONDS, REQUESTS
 from services.store.batches import BatchStore
 from services.store.blobs import open_store
-from services.store.jobs import JobStore, connect
+from services.store.connection import connect
+from services.store.jobs import JobStore
 from services.upkeep.batch_feed import Feeder
 
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

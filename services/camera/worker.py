@@ -24,7 +24,8 @@ from services.runtime import worker_metrics
 from services.runtime.registry import registry
 from services.store.blobs import open_store
 from services.store.camera_events import publish_buffer
-from services.store.jobs import JobStore, connect
+from services.store.connection import connect
+from services.store.jobs import JobStore
 from services.store.workers import Heartbeat
 
 log = logging.getLogger("kadr.camera")

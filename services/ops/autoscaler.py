@@ -22,7 +22,7 @@ from prometheus_client import Counter, Gauge, start_http_server
 
 from services.platform.celery_app import create_celery, queue_length
 from services.store import task_stats
-from services.store.jobs import connect
+from services.store.connection import connect
 from services.store.workers import live_workers
 
 from .actuator import CeleryPools, ControlError, NodePool

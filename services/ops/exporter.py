@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from services.contracts.tasks import QUEUES
 from services.platform.logs import setup_logging
-from services.store.jobs import connect
+from services.store.connection import connect
 
 from .observe import Nvml, queue_depths, workers_by_queue
 from .settings import OpsSettings

@@ -30,7 +30,8 @@ from services.contracts import redis_keys
 from services.platform.logs import setup_logging
 from services.store import usage as usage_store
 from services.store.blobs import open_store
-from services.store.jobs import JobStore, connect
+from services.store.connection import connect
+from services.store.jobs import JobStore
 from services.upkeep.delivery import Deliverer
 from services.upkeep.retention import KINDS, REASONS, Retention, Round, usage_by_owner
 

@@ -29,7 +29,8 @@ from services.platform.metrics import (
 from services.runtime.registry import ModelUnavailable
 from services.store import task_stats
 from services.store.blobs import StorageFull
-from services.store.jobs import ACTIVE, JobStore, decoded
+from services.store.connection import decoded
+from services.store.jobs import ACTIVE, JobStore
 from services.store.workers import worker_id
 
 log = logging.getLogger("kadr.jobs")

@@ -22,7 +22,8 @@ from services.runtime.registry import registry
 from services.runtime.settings import PoolSettings
 from services.store.batches import BatchStore
 from services.store.blobs import BlobStore, open_store
-from services.store.jobs import JobStore, connect
+from services.store.connection import connect
+from services.store.jobs import JobStore
 from services.store.workers import Heartbeat
 from services.upkeep.batch_feed import Feeder
 from services.upkeep.reaper import Reaper

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from services.contracts import redis_keys
-from services.store.jobs import decoded
+from services.store.connection import decoded
 
 KEY_PREFIX = "kadr_"
 # What a key may do. photos: single photos, jobs and batches; video: videos and their

@@ -29,7 +29,8 @@ from typing import Any
 
 from services.contracts import redis_keys
 from services.contracts.tasks import BATCH, ENHANCE_QUEUE, queue_key
-from services.store.jobs import STATES, TERMINAL, JobStore, _decode, _encode, decoded, new_id, now
+from services.store.connection import decoded
+from services.store.jobs import STATES, TERMINAL, JobStore, _decode, _encode, new_id, now
 from services.store.outbox import Outbox
 
 DEFAULT_VARIANT = "default"

@@ -12,7 +12,8 @@ import redis
 
 from services.contracts import redis_keys
 from services.contracts.tasks import PRIORITY_STEPS, UNACKED_KEY, queue_keys
-from services.store.jobs import JobStore, decoded
+from services.store.connection import decoded
+from services.store.jobs import JobStore
 from services.store.workers import live_workers
 
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from services.contracts import redis_keys
+from services.store.connection import decoded
 
 LEASE_SECONDS = 120  # a claimed delivery comes due again after this if its deliverer died
 
@@ -91,8 +92,7 @@ class Outbox:
         return ids
 
     def entry(self, did: str) -> dict[str, str]:
-        # A decoded reply, as jobs.decoded would say (this module cannot import jobs, which imports it).
-        return cast(dict[str, str], self.r.hgetall(redis_keys.outbox_entry(did)))
+        return decoded(self.r.hgetall(redis_keys.outbox_entry(did)))
 
     def finish(self, did: str, entry: dict[str, str], outcome: dict[str, Any]) -> None:
         """The delivery ended (delivered, or given up): its state on the subject's record

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from services.contracts import redis_keys
-from services.store.jobs import decoded
+from services.store.connection import decoded
 
 
 def worker_id() -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from services.contracts.tasks import ENHANCE_QUEUE, QUEUES, TASK_ROUTES, UNACKED_KEY, queue_for, queue_keys
 from services.platform.dispatch import Send
 from services.store.batches import BatchStore
-from services.store.jobs import decoded
+from services.store.connection import decoded
 
 log = logging.getLogger("kadr.batches")
 

@@ -44,7 +44,7 @@ def key_secret(r: redis.Redis, settings: Any, owner: str) -> str:
     base = configured.get_secret_value() if configured is not None else None
     if not base:
         r.set(redis_keys.CALLBACK_SIGNING_KEY, secrets.token_hex(32), nx=True)
-        base = cast(str, r.get(redis_keys.CALLBACK_SIGNING_KEY))  # set just above if absent; decoded (see jobs.decoded)
+        base = cast(str, r.get(redis_keys.CALLBACK_SIGNING_KEY))  # set just above (NX) if absent
     return hmac.new(base.encode(), f"callbacks:{owner}".encode(), hashlib.sha256).hexdigest()
 
 

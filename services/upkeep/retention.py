@@ -33,7 +33,8 @@ from services.contracts import redis_keys
 from services.contracts.blob_keys import FOLDERS, folder
 from services.store.batches import BatchStore
 from services.store.blobs import BlobStore, PrefixUsage
-from services.store.jobs import TERMINAL, JobStore, decoded
+from services.store.connection import decoded
+from services.store.jobs import TERMINAL, JobStore
 from services.store.purge import purge_batch, purge_job
 
 log = logging.getLogger("kadr.retention")

@@ -16,7 +16,7 @@ from kombu import Consumer, Queue
 from services.platform.celery_app import create_celery
 from services.runtime.settings import PoolSettings
 from services.store.apikeys import create_key
-from services.store.jobs import connect
+from services.store.connection import connect
 from services.store.workers import live_workers, publish
 from testbed.stack import Proc, binary, free_port, gateway_behind_nginx, kadr_env, wait_for
 

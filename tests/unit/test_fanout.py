@@ -11,7 +11,8 @@ from gateway.errors import ApiError
 from gateway.fanout import RESYNC, Fanout
 from gateway.holds import Held, Holds
 from gateway.sse import job_events, wait_for_end
-from services.store.jobs import JobStore, connect
+from services.store.connection import connect
+from services.store.jobs import JobStore
 from testbed.stack import wait_for
 
 

@@ -139,7 +139,7 @@ PURE_ALGORITHMS = {
     "services/camera/ring_buffer.py",  # the frame rings
 }
 # Not yet split (docs/architecture.md, known debts): capped at their size so they only shrink.
-SPLIT_PENDING = {"services/store/jobs.py": 380, "services/store/batches.py": 490}
+SPLIT_PENDING = {"services/store/jobs.py": 320, "services/store/batches.py": 485}
 MAX_LINES = 300
 
 
