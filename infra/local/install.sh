@@ -20,6 +20,9 @@ command -v prometheus >/dev/null 2>&1 || need_norec+=(prometheus)
 command -v podman-compose >/dev/null 2>&1 || need_apt+=(podman podman-compose runc catatonit debootstrap)
 if [ "${KADR_INSTALL_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+  # Node.js loads every web module once in tests/unit/test_web_modules.py (no build step,
+  # so a broken import would otherwise show only in the browser).
+  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 fi
 if [ $((${#need_apt[@]} + ${#need_norec[@]})) -gt 0 ]; then
   echo "install: apt-get install ${need_apt[*]} ${need_norec[*]}"

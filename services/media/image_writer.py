@@ -5,6 +5,7 @@ format can hold (``MAX_SIDE``) or makes a writer hold (``WHOLE_IMAGE_BYTES_PER_P
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import BinaryIO
 
 import numpy as np
@@ -24,7 +25,7 @@ class WriterError(Exception):
     pass
 
 
-class ImageWriter:
+class ImageWriter(ABC):
     """Counts the rows and checks their shape; a format writes them in ``_write`` and ends
     the file in ``_close``."""
 
@@ -47,11 +48,11 @@ class ImageWriter:
             raise WriterError(f"{self.rows} of {self.height} rows written")
         self._close()
 
-    def _write(self, rows: np.ndarray) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _write(self, rows: np.ndarray) -> None: ...
 
-    def _close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _close(self) -> None: ...
 
 
 class StripWriter(ImageWriter):
@@ -77,8 +78,8 @@ class StripWriter(ImageWriter):
                 self._done += self._fill
                 self._fill = 0
 
-    def _strip(self, bgr: np.ndarray, last: bool) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _strip(self, bgr: np.ndarray, last: bool) -> None: ...
 
 
 def rows_per_strip(width: int, *, share: int = 1, multiple: int = 1) -> int:
