@@ -23,7 +23,16 @@ from gateway.filenames import sanitize_filename
 from gateway.uploads import check_image, store_image
 from services.contracts import blob_keys, photo_cost
 from services.contracts.photo_cost import Estimate
-from services.contracts.schemas import BatchCreate, BatchView, EnhanceParams, ErrorBody, JobView, Quality, VariantSpec
+from services.contracts.schemas import (
+    TILE_RANGE,
+    BatchCreate,
+    BatchView,
+    EnhanceParams,
+    ErrorBody,
+    JobView,
+    Quality,
+    VariantSpec,
+)
 from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
 from services.media import images
 from services.platform.metrics import JOBS_ACCEPTED
@@ -64,8 +73,7 @@ for _m in (EnhanceForm, EnhanceBatchForm):
 QUALITY_DESCRIPTIONS = {"fast": "faces only, background resized",
                         "medium": "faces + general background model",
                         "high": "faces + RealESRGAN x2plus (slowest)"}
-# EnhanceParams checks tile as "0 or 256–512"; these are the sizes a form offers.
-TILE_RANGE = (256, 512)
+# The sizes a form offers, within EnhanceParams' TILE_RANGE (0: the upsampler's default).
 TILE_CHOICES = (0, 256, 384, 512)
 FLAG_DESCRIPTIONS = {"only_center_face": "restore only the face nearest the centre"}
 

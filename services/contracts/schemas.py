@@ -14,6 +14,10 @@ JobState = Literal["pending", "queued", "running", "succeeded", "failed", "skipp
 OutputFormat = Literal["jpeg", "png", "webp", "bmp", "tiff"]
 
 
+# A background tile asked for explicitly (0: the upsampler's default).
+TILE_RANGE = (256, 512)
+
+
 class EnhanceParams(BaseModel):
     """What a user may ask of one photo. ``fast``: faces only, background resized with
     Lanczos; ``medium``: realesr-general-x4v3 background; ``high``: RealESRGAN x2plus, tiled."""
@@ -36,8 +40,8 @@ class EnhanceParams(BaseModel):
     @field_validator("tile")
     @classmethod
     def _tile(cls, v: int) -> int:
-        if v != 0 and not 256 <= v <= 512:
-            raise ValueError("tile must be 0 or between 256 and 512")
+        if v != 0 and not TILE_RANGE[0] <= v <= TILE_RANGE[1]:
+            raise ValueError(f"tile must be 0 or between {TILE_RANGE[0]} and {TILE_RANGE[1]}")
         return v
 
 

@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     # Where things live
     redis_url: str = "redis://127.0.0.1:6379/0"
     # A file holding Redis's password (a compose secret, var/secrets/redis_password under
-    # `make up`): put into every Redis URL the process has, so the password is in no
-    # environment variable.
+    # `make up`): put into every ``*redis_url`` field the process has, so the password is in
+    # no environment variable.
     redis_password_file: Path | None = None
     storage_dir: Path = Path("var/blobs")
     log_level: str = "INFO"
@@ -116,9 +116,9 @@ class Settings(BaseSettings):
         path = data.get("redis_password_file") if isinstance(data, dict) else None
         if path:
             password = Path(path).read_text().strip()
-            for field, default in _REDIS_URLS.items():
-                if field in cls.model_fields:
-                    data[field] = with_password(data.get(field) or default, password)
+            for field, info in cls.model_fields.items():
+                if field.endswith("redis_url"):
+                    data[field] = with_password(data.get(field) or info.default, password)
         return data
 
     @field_validator("storage_dir")
@@ -138,9 +138,6 @@ class Settings(BaseSettings):
             raise ValueError("task_soft_time_limit_seconds must be below task_time_limit_seconds")
         return self
 
-
-# Every Redis URL a settings class may have, with its default (the password file fills them).
-_REDIS_URLS = {"redis_url": "redis://127.0.0.1:6379/0", "cache_redis_url": "redis://127.0.0.1:6379/1"}
 
 
 class PhotoSettings(Settings):
