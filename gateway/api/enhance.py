@@ -21,18 +21,9 @@ from gateway.dispatch import admit, send
 from gateway.errors import ApiError, register_form_model, validation_message
 from gateway.filenames import sanitize_filename
 from gateway.uploads import check_image, store_image
-from services.contracts import blob_keys, photo_cost
+from services.contracts import blob_keys, photo_cost, schemas
 from services.contracts.photo_cost import Estimate
-from services.contracts.schemas import (
-    TILE_RANGE,
-    BatchCreate,
-    BatchView,
-    EnhanceParams,
-    ErrorBody,
-    JobView,
-    Quality,
-    VariantSpec,
-)
+from services.contracts.schemas import BatchCreate, BatchView, EnhanceParams, ErrorBody, JobView, Quality, VariantSpec
 from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
 from services.media import images
 from services.platform.metrics import JOBS_ACCEPTED
@@ -73,7 +64,7 @@ for _m in (EnhanceForm, EnhanceBatchForm):
 QUALITY_DESCRIPTIONS = {"fast": "faces only, background resized",
                         "medium": "faces + general background model",
                         "high": "faces + RealESRGAN x2plus (slowest)"}
-# The sizes a form offers, within EnhanceParams' TILE_RANGE (0: the upsampler's default).
+# The sizes a form offers, within schemas.TILE_RANGE (0: the upsampler's default).
 TILE_CHOICES = (0, 256, 384, 512)
 FLAG_DESCRIPTIONS = {"only_center_face": "restore only the face nearest the centre"}
 
@@ -160,8 +151,8 @@ def enhance_catalog(k: Kadr) -> dict:
                            description=weight["description"]),
         max_faces=RangeOption(default=s.enhance_default_max_faces, minimum=faces["minimum"],
                               maximum=faces["maximum"], description=faces["description"]),
-        tile=TileOption(default=tile["default"], choices=list(TILE_CHOICES), minimum=TILE_RANGE[0],
-                        maximum=TILE_RANGE[1], description=tile["description"]),
+        tile=TileOption(default=tile["default"], choices=list(TILE_CHOICES), minimum=schemas.TILE_RANGE[0],
+                        maximum=schemas.TILE_RANGE[1], description=tile["description"]),
         flags={f: FlagOption(default=props[f]["default"],
                              description=props[f].get("description") or FLAG_DESCRIPTIONS.get(f, ""))
                for f in ("only_center_face", "has_aligned", "prescale")},

@@ -12,10 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Quality = Literal["fast", "medium", "high"]
 JobState = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "canceled"]
 OutputFormat = Literal["jpeg", "png", "webp", "bmp", "tiff"]
-
-
-# A background tile asked for explicitly (0: the upsampler's default).
-TILE_RANGE = (256, 512)
+TILE_RANGE = (256, 512)  # a background tile asked for explicitly (0: the upsampler's default)
 
 
 class EnhanceParams(BaseModel):
