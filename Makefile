@@ -1,4 +1,4 @@
-.PHONY: install up down secrets lint test test-fast fuzz bench nginx-conf compose-up compose-down
+.PHONY: install up down secrets lint format test test-fast fuzz bench nginx-conf compose-up compose-down
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -23,10 +23,16 @@ compose-up:
 compose-down:
 	bash infra/docker/compose-down.sh
 
-# Ruff's checks and mypy (pyproject.toml [tool.ruff], [tool.mypy]); make test runs them first.
+# Ruff's checks and its formatter's verdict, and mypy (pyproject.toml [tool.ruff], [tool.mypy]);
+# make test runs them first. `make format` rewrites the tree in that style.
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+
+format: install
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
 
 # The full suite; starts its own Redis, workers, gunicorn and nginx on free ports.
 # The suite includes the browser tests, so it installs Debian's chromium too.

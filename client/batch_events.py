@@ -8,13 +8,16 @@ import contextlib
 import queue
 import threading
 
+import requests
+
 from client.http import Client
+from client.shapes import Message
 
 
 class BatchEvents:
-    def __init__(self, client: Client, events: queue.Queue):
+    def __init__(self, client: Client, events: queue.Queue[Message]) -> None:
         self.c, self.q = client, events
-        self._responses: list = []
+        self._responses: list[requests.Response] = []
 
     def start(self, bid: str, stop: threading.Event) -> None:
         self._responses = []
@@ -26,7 +29,7 @@ class BatchEvents:
             with contextlib.suppress(Exception):
                 r.close()
 
-    def _follow(self, bid: str, stop: threading.Event, holder: list) -> None:
+    def _follow(self, bid: str, stop: threading.Event, holder: list[requests.Response]) -> None:
         """Feed the batch's events to the main thread. The server ends a stream after a
         while (it holds a thread): open a new one. A broken stream means trouble (a
         restart): report it, and the main thread polls instead."""

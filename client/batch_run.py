@@ -4,8 +4,8 @@ as it exists, keeping the resume state up to date.
 Threads do the waiting (uploads, downloads, the event stream) and report through one
 queue; only the main thread touches the state, so the bookkeeping needs no locks and a
 Ctrl-C always lands between two whole steps. Each side has its module: ``uploads.py``,
-``downloads.py`` (placing outputs, duplicates' copies), ``batch_events.py``; this one
-holds the batches' lifecycle, the main loop, listing and polling.
+``downloads.py`` (placing outputs, duplicates' copies), ``batch_events.py``, and
+``batch_setup.py`` picks the batch; this one holds the main loop, listing and polling.
 """
 from __future__ import annotations
 
@@ -13,15 +13,19 @@ import queue
 import shutil
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+from client import entries
 from client import state as st
 from client.batch_events import BatchEvents
+from client.batch_setup import create_batch, open_batch
 from client.downloads import Downloads
 from client.http import ApiError, Client
 from client.interrupts import DeferredInterrupt
 from client.progress import Progress
+from client.shapes import Batch, Item, ItemsPage, Message
+from client.sse import Event
 from client.uploads import Uploads
 
 TERMINAL_BATCH = {"succeeded", "partial", "failed", "canceled"}
@@ -35,7 +39,8 @@ class Fatal(Exception):
 class BatchRun:
     def __init__(self, client: Client, state: st.State, state_path: Path, files: dict[str, Path],
                  out_dir: Path, *, concurrency: int, progress: Progress, kind: str = "enhance",
-                 batch_name: str | None = None, poll_interval: float = 2.0, log=print):
+                 batch_name: str | None = None, poll_interval: float = 2.0,
+                 log: Callable[[str], object] = print) -> None:
         self.c, self.state, self.state_path = client, state, state_path
         self.files, self.out = files, Path(out_dir)
         self.rels = list(files)
@@ -43,7 +48,7 @@ class BatchRun:
         self.kind, self.batch_name = kind, batch_name
         self.poll_interval, self.log = poll_interval, log
         self.tmp = self.out / TMP_DIR
-        self.q: queue.Queue = queue.Queue()
+        self.q: queue.Queue[Message] = queue.Queue()
         self.by_item = state.by_item()  # shared with uploads and downloads: updated in place
         self.eta: float | None = None
         self.note = ""
@@ -57,20 +62,21 @@ class BatchRun:
 
     # ---- the run -------------------------------------------------------------------
 
-    def run(self) -> st.Summary:
+    def run(self) -> entries.Summary:
         shutil.rmtree(self.tmp, ignore_errors=True)  # leftovers of a run that was stopped
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.interrupts.install()
         try:
-            current = self._open_batch()
-            p = st.plan(self.state, self.rels, self.out)
+            current = open_batch(self.c, self.state, self.by_item, self.log)
+            p = entries.plan(self.state, self.rels, self.out)
             self._refresh(force=True)
-            older = {self.state.inputs[r].batch_id for r in p.watch} - {current, None}
-            for bid in sorted(older):
+            older = {self.state.inputs[r].batch_id for r in p.watch} - {current}
+            for bid in sorted(b for b in older if b is not None):
                 self._drain(bid, [], close=False)
             if p.upload or current:
                 if current is None:
-                    current = self._create_batch()
+                    current = create_batch(self.c, self.state, self.kind, self.batch_name)
+                    self.save()
                 self._drain(current, p.upload, close=True)
             self.downloads.foreign_duplicates(self.rels, lambda: self._refresh(force=True))
         finally:
@@ -78,7 +84,7 @@ class BatchRun:
             self.save()
             self._refresh(force=True)
         self.cleanup()
-        return st.summarize(self.state, self.rels)
+        return entries.summarize(self.state, self.rels)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -93,35 +99,6 @@ class BatchRun:
         # A big state file is not rewritten more than ~5 % of the time.
         if time.monotonic() - self._saved_at > max(2.0, 20 * self._save_cost):
             self.save()
-
-    def _open_batch(self) -> str | None:
-        """The state's batch if it still takes items; forget it if the server lost it."""
-        bid = self.state.batch_id
-        if not bid:
-            return None
-        try:
-            batch = self.c.get_json(f"/api/v1/batches/{bid}", params={"limit": 0})
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            self.log(f"batch {bid} is gone from the server; its photos go into a new batch")
-            st.forget_batch(self.state, bid)
-            self.by_item.clear()
-            self.by_item.update(self.state.by_item())
-            return None
-        return bid if batch.get("open") else None
-
-    def _create_batch(self) -> str:
-        body = {"kind": self.kind, "params": self.state.params}
-        if self.state.variants:
-            body["variants"] = self.state.variants
-        if self.batch_name:
-            body["name"] = self.batch_name
-        # One key for every retry of this create: a lost answer does not leave a second batch.
-        batch = self.c.post_json("/api/v1/batches", body, headers={"Idempotency-Key": uuid.uuid4().hex})
-        self.state.batch_id = batch["id"]
-        self.save()
-        return batch["id"]
 
     def _drain(self, bid: str, uploads: list[str], *, close: bool) -> None:
         """Upload ``uploads`` into ``bid``, close it, and wait until every photo of ours in
@@ -163,31 +140,30 @@ class BatchRun:
 
     # ---- messages from the threads -------------------------------------------------
 
-    def _handle(self, bid: str, msg: tuple) -> bool:
+    def _handle(self, bid: str, msg: Message) -> bool:
         """Apply one message; True when the event stream is gone and polling must take over."""
-        kind = msg[0]
-        if kind == "fatal":
+        if msg[0] == "fatal":
             raise Fatal(msg[1])
-        if kind == "uploaded":
+        if msg[0] == "uploaded":
             _, rel, body = msg
             self.uploads.uploaded(bid, rel, body)
-        elif kind == "rejected":
-            _, rel, err = msg
-            self.uploads.rejected(rel, err)
-        elif kind == "event":
+        elif msg[0] == "rejected":
+            _, rel, refused = msg
+            self.uploads.rejected(rel, refused)
+        elif msg[0] == "event":
             return self._event(bid, msg[1])
-        elif kind == "stream_reopened":
+        elif msg[0] == "stream_reopened":
             self._reconcile(bid)  # events sent between two streams are not replayed
-        elif kind == "stream_closed":
-            _, err = msg
-            if err is not None:
+        elif msg[0] == "stream_closed":
+            _, broken = msg
+            if broken is not None:
                 self.note = "polling"
             return True
-        elif kind == "downloaded":
+        elif msg[0] == "downloaded":
             _, rel, tmp, ext = msg
             self.downloads.inflight.discard(rel)
             self.downloads.place(rel, Path(tmp), ext)
-        elif kind == "download_failed":
+        elif msg[0] == "download_failed":
             _, rel, err = msg
             self.downloads.inflight.discard(rel)
             e = self.state.inputs[rel]
@@ -200,7 +176,7 @@ class BatchRun:
                 raise Fatal(f"downloading the result of {rel} failed: {err}")
         return False
 
-    def _event(self, bid: str, ev) -> bool:
+    def _event(self, bid: str, ev: Event) -> bool:
         if ev.event == "item":
             self._item(ev.json())
         elif ev.event == "progress":
@@ -209,13 +185,13 @@ class BatchRun:
             self._reconcile(bid)
         return False
 
-    def _item(self, item: dict) -> None:
+    def _item(self, item: Item) -> None:
         rel = self.by_item.get(item.get("id"))
         if rel is not None:
-            st.record_item(self.state.inputs[rel], item)
+            entries.record_item(self.state.inputs[rel], item)
             self.downloads.after_item(rel)
 
-    def _batch_seen(self, batch: dict) -> None:
+    def _batch_seen(self, batch: Batch) -> None:
         self.eta = batch.get("eta_seconds")
         running = batch.get("running") or []
         if batch.get("paused") or batch.get("state") == "paused":
@@ -235,25 +211,25 @@ class BatchRun:
         if e.resolved:
             return True
         if e.state == st.SKIPPED:
-            orig = self.by_item.get(e.duplicate_of)
+            orig = self.by_item.get(e.duplicate_of) if e.duplicate_of else None
             return orig is None or self.state.inputs[orig].batch_id != bid
         return False
 
     # ---- listing and polling -------------------------------------------------------
 
     def _reconcile(self, bid: str, state: str | None = None) -> None:
-        offset = 0
+        offset: int | None = 0
         while offset is not None:
-            params = {"offset": offset, "limit": 1000}
+            params: dict[str, int | str] = {"offset": offset, "limit": 1000}
             if state:
                 params["state"] = state
-            page = self.c.get_json(f"/api/v1/batches/{bid}/items", params=params)
+            page: ItemsPage = self.c.get_json(f"/api/v1/batches/{bid}/items", params=params)
             for item in page.get("items", []):
                 self._item(item)
             offset = page.get("next_offset")
 
     def _poll(self, bid: str, watched: set[str]) -> None:
-        batch = self.c.get_json(f"/api/v1/batches/{bid}", params={"limit": 0})
+        batch: Batch = self.c.get_json(f"/api/v1/batches/{bid}", params={"limit": 0})
         self._batch_seen(batch)
         if batch.get("state") not in TERMINAL_BATCH or batch.get("open"):
             self._reconcile(bid, "succeeded")

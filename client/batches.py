@@ -8,7 +8,9 @@ import sys
 import click
 
 from client.connect import connection_options, reported_errors
+from client.http import Client
 from client.progress import fmt_seconds
+from client.shapes import Batch
 
 
 @click.group("batch")
@@ -16,7 +18,7 @@ def batch() -> None:
     """Batches on the server: status, pause, resume, cancel, retry, manifest."""
 
 
-def describe(b: dict) -> str:
+def describe(b: Batch) -> str:
     """One line a person can read at a glance."""
     counts = b.get("counts") or {}
     total = b.get("total") or 0
@@ -43,7 +45,7 @@ def describe(b: dict) -> str:
     return line
 
 
-def _show(b: dict, as_json: bool) -> None:
+def _show(b: Batch, as_json: bool) -> None:
     click.echo(json.dumps(b, indent=2) if as_json else describe(b))
 
 
@@ -51,17 +53,17 @@ def _show(b: dict, as_json: bool) -> None:
 @click.argument("batch_id")
 @click.option("--json", "as_json", is_flag=True, help="print the server's JSON object")
 @connection_options
-def status(batch_id: str, as_json: bool, client) -> None:
+def status(batch_id: str, as_json: bool, client: Client) -> None:
     """Counts, progress and ETA of a batch."""
     with reported_errors():
         _show(client.get_json(f"/api/v1/batches/{batch_id}", params={"limit": 0}), as_json)
 
 
-def _action(verb: str, doc: str):
+def _action(verb: str, doc: str) -> click.Command:
     @click.argument("batch_id")
     @click.option("--json", "as_json", is_flag=True, help="print the server's JSON object")
     @connection_options
-    def command(batch_id: str, as_json: bool, client) -> None:
+    def command(batch_id: str, as_json: bool, client: Client) -> None:
         with reported_errors():
             _show(client.post_json(f"/api/v1/batches/{batch_id}/{verb}"), as_json)
     command.__doc__ = doc
@@ -80,7 +82,7 @@ retry = _action("retry", "Queue the failed items again.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="write here instead of stdout")
 @connection_options
-def manifest(batch_id: str, fmt: str, output: str | None, client) -> None:
+def manifest(batch_id: str, fmt: str, output: str | None, client: Client) -> None:
     """Every item of the batch (name, state, error, result link) as CSV or JSON lines."""
     with reported_errors():
         path = f"/api/v1/batches/{batch_id}/manifest.{fmt}"

@@ -7,8 +7,13 @@ Admin commands (``keys``, ``models``) run on the server host and import
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    import redis  # the admin commands' (server host); a client-only install has none
 
 
 @click.group()
@@ -34,9 +39,8 @@ def keys() -> None:
     _server_packages("keys")
 
 
-def _redis():
+def _redis() -> redis.Redis:
     import os
-    from pathlib import Path
 
     from services.contracts.settings import Settings
     from services.store.connection import connect
@@ -89,9 +93,7 @@ def models() -> None:
     _server_packages("models")
 
 
-def _models_dir(path):
-    from pathlib import Path
-
+def _models_dir(path: str | None) -> Path:
     from services.runtime.settings import WorkerSettings
     return Path(path).resolve() if path else WorkerSettings().models_dir
 
@@ -99,7 +101,7 @@ def _models_dir(path):
 @models.command("download")
 @click.option("--models-dir", type=click.Path(file_okay=False), help="default: KADR_MODELS_DIR")
 @click.option("--only", multiple=True, help="catalog name(s) to fetch")
-def models_download(models_dir, only) -> None:
+def models_download(models_dir: str | None, only: tuple[str, ...]) -> None:
     """Fetch the official weight files (pinned URL + sha256) into the models directory."""
     from services.runtime import weights
     target = _models_dir(models_dir)
@@ -110,12 +112,12 @@ def models_download(models_dir, only) -> None:
     except weights.WeightsDownloadError as e:
         raise click.ClickException(str(e))
     for r in results:
-        click.echo(f"{r.name}\t{r.status}\t{r.path}")
+        click.echo(f"{r.name}\t{r.action}\t{r.path}")
 
 
 @models.command("verify")
 @click.option("--models-dir", type=click.Path(file_okay=False), help="default: KADR_MODELS_DIR")
-def models_verify(models_dir) -> None:
+def models_verify(models_dir: str | None) -> None:
     """Check every weight file against its pinned sha256; exit 1 if any is missing or wrong."""
     from services.runtime import weights
     results = weights.verify(_models_dir(models_dir))

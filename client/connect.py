@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -12,14 +14,17 @@ from client.http import ApiError, Client, Unreachable
 
 EXIT_USAGE = 2
 
+R = TypeVar("R")
 
-def connection_options(f):
+
+def connection_options(f: Callable[..., R]) -> Callable[..., R]:
+    """``--server`` and ``--key`` in place of the command's ``client`` argument."""
     @click.option("--server", envvar="KADR_URL", metavar="URL",
                   help="server URL, e.g. http://127.0.0.1:8080 (env KADR_URL)")
     @click.option("--key", "api_key", envvar="KADR_API_KEY", metavar="KEY",
                   help="API key (env KADR_API_KEY)")
     @functools.wraps(f)
-    def wrapper(*args, server, api_key, **kw):
+    def wrapper(*args: Any, server: str | None, api_key: str | None, **kw: Any) -> R:
         if not server:
             raise click.UsageError("no server: pass --server URL or set KADR_URL")
         if not api_key:
@@ -28,7 +33,7 @@ def connection_options(f):
     return wrapper
 
 
-def fail(message: str, code: int = EXIT_USAGE):
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -42,7 +47,7 @@ def message_for(e: Exception) -> str:
 
 
 @contextlib.contextmanager
-def reported_errors():
+def reported_errors() -> Iterator[None]:
     """API and connection errors end the command with their message and exit code 2."""
     try:
         yield

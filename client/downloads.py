@@ -17,9 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
+import requests
+
+from client import entries
 from client import state as st
 from client.http import ApiError, Client, Unreachable
 from client.interrupts import DeferredInterrupt
+from client.shapes import Job, Message
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -30,11 +34,11 @@ _EXT_BY_TYPE = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp",
 
 class Downloads:
     def __init__(self, client: Client, state: st.State, by_item: dict[str, str], out: Path, tmp: Path,
-                 events: queue.Queue, *, concurrency: int, interrupts: DeferredInterrupt):
+                 events: queue.Queue[Message], *, concurrency: int, interrupts: DeferredInterrupt) -> None:
         self.c, self.state, self.by_item = client, state, by_item
         self.out, self.tmp, self.q = out, tmp, events
         self.concurrency, self.interrupts = concurrency, interrupts
-        self.todo: queue.Queue = queue.Queue()
+        self.todo: queue.Queue[tuple[str, str]] = queue.Queue()  # (entry, result link)
         self.inflight: set[str] = set()
         self._workers: list[threading.Thread] = []
         # Indexes, so that 10,000 photos cost no scan of every entry per event.
@@ -58,11 +62,11 @@ class Downloads:
             return
         if e.state == st.SUCCEEDED and rel not in self.inflight:
             self.inflight.add(rel)
-            self.todo.put((rel, st.result_link(e)))
+            self.todo.put((rel, entries.result_link(e)))
         elif e.state == st.SKIPPED:
             if e.duplicate_of:
                 self.dups.setdefault(e.duplicate_of, set()).add(rel)
-            orig = self.by_item.get(e.duplicate_of)
+            orig = self.by_item.get(e.duplicate_of) if e.duplicate_of else None
             if orig and self.state.inputs[orig].downloaded:
                 self._copy(orig, rel)
             elif orig and self.state.inputs[orig].failed:
@@ -82,14 +86,14 @@ class Downloads:
             e = self.state.inputs[rel]
             if e.resolved or e.state != st.SKIPPED or not e.duplicate_of:
                 continue
-            job = {"state": None}
+            job: Job = {"state": None}
             while job.get("state") not in st.TERMINAL_STATES:
                 job = self.c.get_json(f"/api/v1/jobs/{e.duplicate_of}", params={"wait": 30},
                                       timeout=(5, 60))
             if job["state"] != st.SUCCEEDED:
                 e.state, e.error = "failed", f"duplicate of job {e.duplicate_of}, which {job['state']}"
                 continue
-            tmp, resp = self.c.download(st.result_link(e), self.tmp)
+            tmp, resp = self.c.download(entries.result_link(e), self.tmp)
             self.place(rel, tmp, extension(resp))
             placed()
 
@@ -97,19 +101,21 @@ class Downloads:
 
     def place(self, rel: str, tmp: Path, ext: str) -> None:
         e = self.state.inputs[rel]
-        name = st.output_name(st.shown(rel, e), ext, self.taken if not e.output else self.taken - {e.output})
+        name = entries.output_name(st.shown(rel, e), ext, self.taken if not e.output else self.taken - {e.output})
         dest = self.out / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, _FILE_MODE)  # temporary files are private; outputs are ordinary files
         with self.interrupts.critical():
             os.replace(tmp, dest)
-            st.mark_downloaded(e, name)
+            entries.mark_downloaded(e, name)
         self.taken.add(name)
         self._dependents(e.item_id, rel)
 
     def _copy(self, orig: str, rel: str) -> None:
         """A duplicate's output is the original's: copy the file rather than fetch it again."""
-        src = self.out / self.state.inputs[orig].output
+        output = self.state.inputs[orig].output
+        assert output is not None, "copied from a downloaded original"
+        src = self.out / output
         tmp = self.tmp / f"copy-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
         shutil.copyfile(src, tmp)
         self.place(rel, tmp, src.suffix)
@@ -124,7 +130,7 @@ class Downloads:
                 self.q.put(("download_failed", rel, e))
 
 
-def extension(resp) -> str:
+def extension(resp: requests.Response) -> str:
     """The result's extension, from its Content-Disposition name or else its Content-Type."""
     cd = resp.headers.get("Content-Disposition", "")
     m = re.search(r"filename\*=UTF-8''([^;]+)", cd, re.I) or re.search(r'filename="?([^";]+)"?', cd)

@@ -10,9 +10,10 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,11 +26,13 @@ RETRY_STATUSES = {429, 502, 503, 504, 507}
 # nginx answers this when the gateway itself is down: an outage, not back-pressure.
 OUTAGE_CODES = {"gateway_unavailable"}
 
+UploadFiles = dict[str, tuple[str, BinaryIO]]  # requests' ``files``: field -> (file name, open file)
+
 
 class ApiError(Exception):
     """The server answered with an error the caller has to decide about."""
 
-    def __init__(self, status: int, code: str, message: str, details=None, request_id: str = ""):
+    def __init__(self, status: int, code: str, message: str, details: Any = None, request_id: str = "") -> None:
         super().__init__(f"{message} ({code}, HTTP {status})")
         self.status, self.code, self.message = status, code, message
         self.details, self.request_id = details, request_id
@@ -68,7 +71,7 @@ class Client:
                  read_timeout: float = 60, outage_window: float = 300, busy_window: float = 3600,
                  first_contact_window: float = 20,
                  max_backoff: float = 15, pool_size: int = 16,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
         # How long to keep trying through connection errors / 502 / 504 (a restart), and
@@ -87,8 +90,8 @@ class Client:
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
 
-    def request(self, method: str, path: str, *, files: Callable[[], dict] | None = None,
-                ok: tuple[int, ...] = (), **kw) -> requests.Response:
+    def request(self, method: str, path: str, *, files: Callable[[], UploadFiles] | None = None,
+                ok: tuple[int, ...] = (), **kw: Any) -> requests.Response:
         """Send, retrying transient failures; 2xx (and ``ok``) return, other errors raise.
 
         ``files`` is a factory: an upload is re-read from the start on each attempt.
@@ -125,13 +128,15 @@ class Client:
             backoff = min(self.max_backoff, 0.5 * 2 ** min(attempt - 1, 6)) * random.uniform(0.7, 1.0)
             self._sleep(min(wait, 60) if wait is not None else backoff)
 
-    def get_json(self, path: str, **kw) -> dict:
+    # The JSON methods return the body as parsed: the caller names its shape (client.shapes).
+
+    def get_json(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw).json()
 
-    def post_json(self, path: str, body: dict | None = None, **kw) -> dict:
+    def post_json(self, path: str, body: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("POST", path, json=body if body is not None else {}, **kw).json()
 
-    def upload(self, path: str, field: str, file_path: Path, name: str) -> dict:
+    def upload(self, path: str, field: str, file_path: Path, name: str) -> Any:
         return self.request("POST", path, files=lambda: {field: (name, open(file_path, "rb"))},
                             timeout=(self.timeout[0], max(self.timeout[1], 120))).json()
 
@@ -159,7 +164,7 @@ class Client:
                 os.unlink(tmp)
                 raise
 
-    def stream_to(self, path: str, write: Callable[[bytes], object], **kw) -> None:
+    def stream_to(self, path: str, write: Callable[[bytes], object], **kw: Any) -> None:
         with self.request("GET", path, stream=True, **kw) as resp:
             for chunk in resp.iter_content(1 << 16):
                 write(chunk)
@@ -180,7 +185,7 @@ class Client:
         self.session.close()
 
 
-def _close(f) -> None:
+def _close(f: object) -> None:
     fh = f[1] if isinstance(f, tuple) else f
     close = getattr(fh, "close", None)
     if close:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
@@ -11,7 +12,7 @@ class InputError(Exception):
     pass
 
 
-def collect(paths, exclude: Path | None = None) -> dict[str, Path]:
+def collect(paths: Iterable[str | Path], exclude: Path | None = None) -> dict[str, Path]:
     """``{relative path: file}``: a file given by name is taken as is (under its own name);
     a directory gives its images, recursively, relative to it, without hidden files and
     without ``exclude`` (the output directory may well sit inside the input one)."""
@@ -19,6 +20,7 @@ def collect(paths, exclude: Path | None = None) -> dict[str, Path]:
     excluded = exclude.resolve() if exclude else None
     for arg in paths:
         p = Path(arg)
+        pairs: Iterable[tuple[str, Path]]
         if p.is_dir():
             pairs = _walk(p, excluded)
         elif p.is_file():
@@ -33,7 +35,7 @@ def collect(paths, exclude: Path | None = None) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def _walk(root: Path, excluded: Path | None):
+def _walk(root: Path, excluded: Path | None) -> Iterator[tuple[str, Path]]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")

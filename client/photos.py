@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
+from client import entries
 from client import state as st
 from client.batch_run import BatchRun, Fatal
 from client.connect import connection_options, fail, message_for
-from client.http import ApiError, Unreachable
+from client.http import ApiError, Client, Unreachable
 from client.inputs import InputError, collect
 from client.progress import Progress
+from client.shapes import Params, ParamValue, Variant
 
 EXIT_INTERRUPTED = 130
 
@@ -37,15 +40,17 @@ EXIT_INTERRUPTED = 130
 @click.option("--new-batch", is_flag=True,
               help="start over in a new batch, even if the state file has other settings")
 @connection_options
-def enhance(photos, out_dir: Path, quality, upscale, max_faces, prescale, variant_specs, concurrency,
-            batch_name, new_batch, client) -> None:
+def enhance(photos: tuple[Path, ...], out_dir: Path, quality: str | None, upscale: int | None,
+            max_faces: int | None, prescale: bool | None, variant_specs: tuple[str, ...], concurrency: int,
+            batch_name: str | None, new_batch: bool, client: Client) -> None:
     """Enhance PHOTOS (files and directories, searched recursively) into --out.
 
     Results are downloaded as they finish (with --variant: into one folder per variant).
     Running the same command again resumes: photos already downloaded are skipped. Exit code
     0 when every photo succeeded, 1 when some failed, 2 on usage or connection errors, 130 when interrupted."""
-    params = {k: v for k, v in (("quality", quality), ("upscale", upscale),
-                                ("max_faces", max_faces), ("prescale", prescale)) if v is not None}
+    options: dict[str, ParamValue | None] = {"quality": quality, "upscale": upscale, "max_faces": max_faces,
+                                             "prescale": prescale}
+    params = {k: v for k, v in options.items() if v is not None}
     try:
         variants = parse_variants(variant_specs)
     except ValueError as e:
@@ -59,10 +64,10 @@ def enhance(photos, out_dir: Path, quality, upscale, max_faces, prescale, varian
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / st.STATE_FILE
     state = _load_state(state_path, client.base_url, params, variants, new_batch)
-    names = [v["name"] for v in variants] or [None]
+    names: list[str | None] = [v["name"] for v in variants] or [None]
     outputs = {st.slot(rel, n): p for rel, p in files.items() for n in names}
     try:
-        current = {}
+        current: dict[str, st.Entry] = {}
         for rel, p in files.items():
             fp = st.fingerprint(p, state.inputs.get(st.slot(rel, names[0])))
             current.update({st.slot(rel, n): dataclasses.replace(fp, variant=n, rel=n and rel) for n in names})
@@ -82,7 +87,7 @@ def enhance(photos, out_dir: Path, quality, upscale, max_faces, prescale, varian
         progress.close()
         run.save()
         run.cleanup()
-        s = st.summarize(state, list(outputs))
+        s = entries.summarize(state, list(outputs))
         click.echo(f"interrupted: {s.done} of {s.total} {_unit(variants)} in {out_dir}; run the same "
                    "command again to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -93,11 +98,11 @@ def enhance(photos, out_dir: Path, quality, upscale, max_faces, prescale, varian
     sys.exit(_report(summary, out_dir, state.batch_id, _unit(variants)))
 
 
-def _unit(variants: list[dict]) -> str:
+def _unit(variants: list[Variant]) -> str:
     return f"outputs ({len(variants)} variants per photo)" if variants else "photos"
 
 
-def _value(raw: str):
+def _value(raw: str) -> ParamValue:
     low = raw.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -107,16 +112,17 @@ def _value(raw: str):
         return raw
 
 
-def parse_variants(specs) -> list[dict]:
+def parse_variants(specs: Iterable[str]) -> list[Variant]:
     """``NAME:KEY=VALUE,...`` → the API's ``[{"name", "params"}]``; the server checks the
     names and values (a bad one is refused before any upload)."""
-    out, seen = [], set()
+    out: list[Variant] = []
+    seen: set[str] = set()
     for spec in specs:
         name, sep, rest = spec.partition(":")
         name = name.strip()
         if not name or not sep and "=" in name:
             raise ValueError(f"{spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
-        params = {}
+        params: Params = {}
         for pair in filter(None, (p.strip() for p in rest.split(","))):
             key, eq, val = pair.partition("=")
             if not eq or not key.strip():
@@ -129,7 +135,7 @@ def parse_variants(specs) -> list[dict]:
     return out
 
 
-def _load_state(path: Path, server: str, params: dict, variants: list[dict], new_batch: bool) -> st.State:
+def _load_state(path: Path, server: str, params: Params, variants: list[Variant], new_batch: bool) -> st.State:
     try:
         state = None if new_batch else st.load(path)
     except st.StateError as e:
@@ -143,7 +149,7 @@ def _load_state(path: Path, server: str, params: dict, variants: list[dict], new
     return st.State(server=server, params=params, variants=variants or None)
 
 
-def _report(s: st.Summary, out_dir: Path, batch_id: str | None, unit: str = "photos") -> int:
+def _report(s: entries.Summary, out_dir: Path, batch_id: str | None, unit: str = "photos") -> int:
     click.echo(f"{s.done} of {s.total} {unit} enhanced into {out_dir}"
                + (f" (batch {batch_id})" if batch_id else ""))
     if s.duplicates:

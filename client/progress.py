@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from tqdm import tqdm  # untyped (Any to mypy); imported at run time only when a bar is drawn
 
 
 def fmt_seconds(s: float | None) -> str:
@@ -16,7 +20,8 @@ def fmt_seconds(s: float | None) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, *, stream=None, interval: float = 5.0, tty: bool | None = None):
+    def __init__(self, total: int, *, stream: TextIO | None = None, interval: float = 5.0,
+                 tty: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.total, self.done, self.failed = total, 0, 0
         self.eta: float | None = None
@@ -24,7 +29,7 @@ class Progress:
         self.interval, self._last = interval, time.monotonic()
         isatty = getattr(self.stream, "isatty", lambda: False)
         self.tty = isatty() if tty is None else tty
-        self.bar = None
+        self.bar: tqdm | None = None
         self._start: tuple[float, int] | None = None
         if self.tty:
             from tqdm import tqdm
@@ -49,6 +54,7 @@ class Progress:
             self._line()
 
     def _own_eta(self) -> float | None:
+        assert self._start is not None, "update sets it first"
         t0, n0 = self._start
         ended, elapsed = self.done + self.failed - n0, time.monotonic() - t0
         left = self.total - self.done - self.failed

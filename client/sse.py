@@ -5,6 +5,7 @@ import codecs
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -13,11 +14,13 @@ class Event:
     data: str
     id: str | None = None
 
-    def json(self):
+    def json(self) -> Any:
         return json.loads(self.data) if self.data else None
 
 
 def parse_sse(chunks: Iterable[bytes]) -> Iterator[Event]:
+    data: list[str]
+    last_id: str | None
     name, data, last_id = "", [], None
     for line in _lines(chunks):
         if line == "":

@@ -2,7 +2,8 @@
 whether its output is already on disk.
 
 Pure bookkeeping on plain data plus an atomic JSON file, so that a run killed at any
-moment leaves either the previous state or the new one, never half of a file.
+moment leaves either the previous state or the new one, never half of a file. What a
+run's steps do to the entries (plan, server answers, summary) is ``entries.py``.
 """
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import Any
+
+from client.shapes import Params, Variant
 
 STATE_FILE = ".kadr-state.json"
 VERSION = 1
@@ -77,18 +81,18 @@ def shown(key: str, e: Entry) -> str:
 @dataclass
 class State:
     server: str
-    params: dict
+    params: Params
     batch_id: str | None = None
     inputs: dict[str, Entry] = field(default_factory=dict)
-    variants: list[dict] | None = None  # [{"name", "params"}] over ``params``, as the API takes them
+    variants: list[Variant] | None = None  # [{"name", "params"}] over ``params``, as the API takes them
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"version": VERSION, "server": self.server, "batch_id": self.batch_id,
                 "params": self.params, "variants": self.variants,
                 "inputs": {k: asdict(v) for k, v in self.inputs.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> State:
+    def from_dict(cls, d: dict[str, Any]) -> State:
         if d.get("version") != VERSION:
             raise StateError(f"unknown state file version {d.get('version')!r}")
         return cls(server=d["server"], params=d["params"], batch_id=d.get("batch_id"),
@@ -145,12 +149,12 @@ def fingerprint(path: Path, previous: Entry | None = None) -> Entry:
     return Entry(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
 
 
-def mismatch(state: State, server: str, params: dict, variants: list[dict] | None = None) -> str | None:
+def mismatch(state: State, server: str, params: Params, variants: list[Variant] | None = None) -> str | None:
     """Why the state file cannot be resumed with these settings, or None."""
     if state.server.rstrip("/") != server.rstrip("/"):
         return f"it was made against {state.server}, not {server}"
     if (state.variants or None) != (variants or None):
-        def names(vs):
+        def names(vs: list[Variant] | None) -> str:
             return ", ".join(f"{v['name']} {v['params']}" for v in vs or []) or "none"
         return f"the variants differ ({names(state.variants)} then, {names(variants)} now)"
     if state.params != params:
@@ -161,7 +165,7 @@ def mismatch(state: State, server: str, params: dict, variants: list[dict] | Non
     return None
 
 
-def _shown(params: dict, key: str) -> str:
+def _shown(params: Params, key: str) -> str:
     return repr(params[key]) if key in params else "the server's default"
 
 
@@ -173,127 +177,3 @@ def sync_inputs(state: State, current: dict[str, Entry]) -> None:
             state.inputs[rel] = fp
         else:
             old.size, old.mtime_ns = fp.size, fp.mtime_ns
-
-
-def forget_batch(state: State, batch_id: str) -> None:
-    """The server no longer knows ``batch_id``: what was not downloaded is uploaded again."""
-    for e in state.inputs.values():
-        if e.batch_id == batch_id and not e.downloaded:
-            _reset(e)
-    if state.batch_id == batch_id:
-        state.batch_id = None
-
-
-@dataclass
-class Plan:
-    done: list[str] = field(default_factory=list)      # output on disk
-    failed: list[str] = field(default_factory=list)    # refused for good; not sent again
-    watch: list[str] = field(default_factory=list)     # known to the server: wait, download
-    upload: list[str] = field(default_factory=list)
-
-
-def plan(state: State, rels, out_dir: Path) -> Plan:
-    p = Plan()
-    for rel in rels:
-        e = state.inputs[rel]
-        if e.downloaded and e.output and (Path(out_dir) / e.output).is_file():
-            p.done.append(rel)
-            continue
-        e.downloaded = False  # the output was removed: fetch it again
-        if e.state == REJECTED:
-            p.failed.append(rel)
-        elif e.state == "canceled":
-            # Someone canceled it, not the photo's fault: a new run means "do it".
-            _reset(e)
-            p.upload.append(rel)
-        elif e.item_id:
-            p.watch.append(rel)
-        else:
-            p.upload.append(rel)
-    return p
-
-
-def record_accepted(e: Entry, batch_id: str, item: dict) -> None:
-    e.batch_id, e.item_id = batch_id, item["id"]
-    e.error = None
-    record_item(e, item)
-
-
-def record_rejected(e: Entry, code: str, message: str) -> None:
-    _reset(e)
-    e.state, e.error = REJECTED, f"{code}: {message}" if code else message
-
-
-def record_item(e: Entry, item: dict) -> None:
-    """Take in what the server says about the item (listing, event or upload answer)."""
-    e.state = item.get("state") or e.state
-    e.duplicate_of = item.get("duplicate_of") or e.duplicate_of
-    link = (item.get("links") or {}).get("result")
-    if link:
-        e.result_link = link
-    if e.state in FAILED_STATES:
-        e.error = _error_text(item.get("error")) or e.error or e.state
-    elif e.state in (SUCCEEDED, SKIPPED):
-        e.error = None
-
-
-def result_link(e: Entry) -> str:
-    if e.result_link:
-        return e.result_link
-    return f"/api/v1/jobs/{e.duplicate_of if e.state == SKIPPED and e.duplicate_of else e.item_id}/result"
-
-
-def output_name(rel: str, ext: str, taken: set[str]) -> str:
-    """``rel`` (an entry's ``shown`` name) with the output's extension; ``a.jpg`` and
-    ``a.png`` both giving ``a.png`` would overwrite each other, so the second keeps its
-    own extension in the name."""
-    ext = ext.lstrip(".").lower()
-    p = PurePosixPath(rel)
-    name = str(p.with_suffix(f".{ext}")) if ext else rel
-    if name in taken and name != rel:
-        name = f"{rel}.{ext}"
-    return name
-
-
-def mark_downloaded(e: Entry, output: str) -> None:
-    e.output, e.downloaded, e.error = output, True, None
-
-
-def _reset(e: Entry) -> None:
-    e.batch_id = e.item_id = e.state = e.error = e.duplicate_of = e.result_link = None
-    e.downloaded = False
-
-
-def _error_text(err) -> str | None:
-    if not err:
-        return None
-    if isinstance(err, dict):
-        code, msg = err.get("code"), err.get("message")
-        return f"{code}: {msg}" if code and msg else (msg or code)
-    return str(err)
-
-
-@dataclass
-class Summary:
-    total: int = 0
-    done: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    duplicates: list[tuple[str, str]] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
-
-
-def summarize(state: State, rels) -> Summary:
-    by_item = state.by_item()
-    s = Summary(total=len(rels))
-    for rel in rels:
-        e = state.inputs[rel]
-        if e.downloaded:
-            s.done += 1
-            if e.duplicate_of:
-                orig = by_item.get(e.duplicate_of)
-                s.duplicates.append((shown(rel, e), shown(orig, state.inputs[orig]) if orig else e.duplicate_of))
-        elif e.failed:
-            s.failed.append((shown(rel, e), e.error or e.state))
-        else:
-            s.pending.append(shown(rel, e))
-    return s

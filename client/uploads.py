@@ -14,17 +14,19 @@ from pathlib import Path
 
 import requests
 
+from client import entries
 from client import state as st
 from client.http import ApiError, Client, Unreachable
+from client.shapes import Message, UploadAnswer
 
 
 class Uploads:
     def __init__(self, client: Client, state: st.State, files: dict[str, Path], by_item: dict[str, str],
-                 events: queue.Queue, *, concurrency: int, after_item: Callable[[str], None]):
+                 events: queue.Queue[Message], *, concurrency: int, after_item: Callable[[str], None]) -> None:
         self.c, self.state, self.files, self.by_item = client, state, files, by_item
         self.q, self.concurrency, self.after_item = events, concurrency, after_item
         self.left = 0  # uploads of the current batch not answered yet
-        self._todo: queue.Queue = queue.Queue()
+        self._todo: queue.Queue[tuple[str, str] | None] = queue.Queue()  # (entry, name to send)
         self._workers: list[threading.Thread] = []
         # With variants one upload feeds every variant's entry of that photo.
         self.siblings: dict[str, list[str]] = {}
@@ -53,7 +55,7 @@ class Uploads:
 
     # ---- on the main thread: an answer recorded on the entries -----------------------
 
-    def uploaded(self, bid: str, rel: str, body: dict) -> None:
+    def uploaded(self, bid: str, rel: str, body: UploadAnswer) -> None:
         self.left -= 1
         accepted = body.get("accepted") or []
         for key in self._outputs_of(rel):
@@ -62,10 +64,10 @@ class Uploads:
                         None if e.variant else (accepted[0] if accepted else None))
             if item is None:
                 rej = (body.get("rejected") or [{}])[0]
-                st.record_rejected(e, rej.get("code", "rejected"),
+                entries.record_rejected(e, rej.get("code", "rejected"),
                                    rej.get("message", f"the server made no {e.variant or 'default'} output"))
             else:
-                st.record_accepted(e, bid, item)
+                entries.record_accepted(e, bid, item)
                 self.by_item[item["id"]] = key
             self.after_item(key)
 
@@ -73,7 +75,7 @@ class Uploads:
         self.left -= 1
         code, message = refusal(err)
         for key in self._outputs_of(rel):
-            st.record_rejected(self.state.inputs[key], code, message)
+            entries.record_rejected(self.state.inputs[key], code, message)
             self.after_item(key)
 
     def _outputs_of(self, key: str) -> list[str]:

@@ -7,9 +7,11 @@ import time
 import click
 
 from client.connect import connection_options, reported_errors
+from client.http import Client
+from client.shapes import Usage
 
 
-def human_bytes(n: int | None) -> str:
+def human_bytes(n: float | None) -> str:
     if n is None:
         return "?"
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -19,15 +21,16 @@ def human_bytes(n: int | None) -> str:
     return f"{n:.1f} TiB"
 
 
-def describe(u: dict, now: float | None = None) -> list[str]:
+def describe(u: Usage, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     lines = []
     for kind, t in u["kinds"].items():
         line = f"{kind:8} {t['count']:6d}  {human_bytes(t['bytes']):>10}  {t['files']:7d} files"
         if t.get("live"):
             line += f", {t['live']} still working"
-        if t.get("next_expiry"):
-            line += f"; next expires in {max(0.0, t['next_expiry'] - now) / 3600:.1f} h"
+        next_expiry = t.get("next_expiry")
+        if next_expiry:
+            line += f"; next expires in {max(0.0, next_expiry - now) / 3600:.1f} h"
         lines.append(line)
     lines.append(f"total    {human_bytes(u['total_bytes']):>17}")
     as_of = u.get("as_of")
@@ -39,10 +42,10 @@ def describe(u: dict, now: float | None = None) -> list[str]:
 @click.command("usage")
 @click.option("--json", "as_json", is_flag=True, help="print the server's JSON object")
 @connection_options
-def usage(as_json: bool, client) -> None:
+def usage(as_json: bool, client: Client) -> None:
     """Bytes and counts this key stores per kind, and when the next of each expires."""
     with reported_errors():
-        u = client.get_json("/api/v1/usage")
+        u: Usage = client.get_json("/api/v1/usage")
     if as_json:
         click.echo(json.dumps(u, indent=2))
         return

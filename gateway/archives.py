@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from gateway.filenames import sanitize_filename
 
@@ -40,7 +40,7 @@ class Entry:
     size: int
 
 
-def spool(src: BinaryIO, limit: int) -> tuple[BinaryIO, int] | None:
+def spool(src: IO[bytes], limit: int) -> tuple[BinaryIO, int] | None:
     """``src`` copied into a spooled temporary file, or None (nothing kept) when it holds
     more than ``limit`` bytes; headers' sizes are never trusted."""
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
@@ -52,7 +52,7 @@ def spool(src: BinaryIO, limit: int) -> tuple[BinaryIO, int] | None:
             return None
         out.write(piece)
     out.seek(0)
-    return out, n
+    return cast(BinaryIO, out), n  # typeshed: IO[bytes]; in w+b mode it is a BinaryIO
 
 
 @dataclass
@@ -78,7 +78,7 @@ class ArchiveError(Exception):
         self.code, self.message = code, message
 
 
-def archive_kind(stream: BinaryIO) -> str | None:
+def archive_kind(stream: IO[bytes]) -> str | None:
     """"zip", "tar" or None, from the content (names lie)."""
     pos = stream.tell()
     head = stream.read(512)
@@ -121,7 +121,7 @@ _TAR_HEADER = 512
 _RATIO_FLOOR = 1024 * 1024
 
 
-def _zip_directory(stream: BinaryIO) -> tuple[int, int] | None:
+def _zip_directory(stream: IO[bytes]) -> tuple[int, int] | None:
     """(entries, central directory bytes) from the end-of-central-directory record (ZIP64
     too), read from the tail before zipfile parses anything; None when there is none."""
     stream.seek(0, io.SEEK_END)
@@ -147,7 +147,7 @@ def _zip_directory(stream: BinaryIO) -> tuple[int, int] | None:
 class _Counter:
     """Bytes read from the uploaded (compressed) stream, for a TAR's overall ratio."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: IO[bytes]):
         self.raw, self.read_bytes = raw, 0
 
     def read(self, n: int = -1) -> bytes:
@@ -155,11 +155,11 @@ class _Counter:
         self.read_bytes += len(data)
         return data
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
 
 
-def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry | Refused | None]:
+def iter_archive(stream: IO[bytes], kind: str, limits: Limits) -> Iterator[Entry | Refused | None]:
     """Yields an Entry per usable file, a Refused per refused one, None per skipped one.
     Every entry counts against ``max_entries``, directories and hidden files included;
     a ZIP's entry count is read from its last record before its directory is parsed, and
@@ -238,7 +238,8 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
     with tf:
         try:
             for member in tf:
-                tf.members = []  # tarfile keeps every header it read; nothing here needs them
+                # tarfile keeps every header it read; nothing here needs them (typeshed omits .members)
+                tf.members = []  # type: ignore[attr-defined]
                 counted()
                 unpacked += _TAR_HEADER + (member.size if member.isfile() else 0)
                 if unpacked > _RATIO_FLOOR and unpacked / max(raw.read_bytes, 1) > limits.max_ratio:
@@ -257,8 +258,7 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
                 if (refused := account(name, member.size, None)) is not None:
                     yield refused
                     continue
-                f = tf.extractfile(member)
-                spooled = spool(f if f else io.BytesIO(), limits.max_entry_bytes)
+                spooled = spool(tf.extractfile(member) or io.BytesIO(), limits.max_entry_bytes)
                 if spooled is None:
                     yield Refused(name, "file_too_large", f"{name}: over the {limits.max_entry_bytes} limit")
                     continue
@@ -267,5 +267,5 @@ def iter_archive(stream: BinaryIO, kind: str, limits: Limits) -> Iterator[Entry 
             raise ArchiveError("invalid_archive", f"the TAR is damaged: {e}")
 
 
-def is_nested_archive(data: BinaryIO) -> bool:
+def is_nested_archive(data: IO[bytes]) -> bool:
     return archive_kind(data) is not None

@@ -53,7 +53,7 @@ def install(app: Flask) -> None:
                         "acts as one local owner. Never expose this gateway. !!!")
 
     @app.before_request
-    def _authenticate():
+    def _authenticate() -> None:
         if not request.path.startswith("/api/v1/"):
             return None
         if request.method == "POST" and CAMERA_WEBHOOK.fullmatch(request.path):

@@ -3,27 +3,28 @@ upload of its own. A file that fails is reported and the others go in: with 10,0
 photos, one bad file must not send the client back to the start."""
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import redis
 from werkzeug.datastructures import FileStorage
 
 from gateway import archives, quotas
-from gateway.api.enhance import item_plan, plan_photo
 from gateway.context import Kadr
 from gateway.errors import ApiError
 from gateway.filenames import sanitize_filename
+from gateway.photo_plans import item_plan, plan_photo
 from gateway.storage_guard import redis_refused
-from gateway.uploads import sha256_and_size
+from gateway.uploads import sha256_and_size, stream_of
 from services.contracts import blob_keys
+from services.contracts.records import Batch
 from services.media import images
 from services.platform.metrics import REJECTIONS, UPLOAD_BYTES
 from services.store import task_stats
 from services.store.batches import BatchClosed
 
 
-def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rates: dict,
-           part: int) -> list[dict]:
+def _photo(k: Kadr, batch: Batch, name: str, data: BinaryIO, request_id: str, rates: dict[str, float],
+           part: int) -> list[dict[str, Any]]:
     """Check, plan (each variant's output must fit) and store one photo (a file at 0: an
     upload spooled by werkzeug, or an archive entry spooled by archives.py), add it to
     the batch; returns an answer per variant."""
@@ -45,7 +46,7 @@ def _photo(k: Kadr, batch: dict, name: str, data: BinaryIO, request_id: str, rat
              "file": part} for j in jobs]
 
 
-def _refuse(out: list, part: int, name: str, code: str, message: str) -> None:
+def _refuse(out: list[dict[str, Any]], part: int, name: str, code: str, message: str) -> None:
     REJECTIONS.labels(reason=code).inc()
     out.append({"name": name, "code": code, "message": message, "file": part})
 
@@ -55,11 +56,13 @@ class _QuotaReached(Exception):
         self.error = error
 
 
-def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -> dict:
+def add_files(k: Kadr, batch: Batch, files: list[FileStorage], request_id: str) -> dict[str, Any]:
     """``{"accepted", "rejected", "ignored"}``, and ``"stopped"`` (the quota error) when a
     per-key quota stopped the request: what came before it is in; the rest was not read
     (send it again later: photos already added are recognized and not added twice)."""
-    accepted, rejected, ignored = [], [], 0
+    accepted: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    ignored = 0
     quota = quotas.BatchQuota(k, batch)
     n_items = len(batch["variants"]) or 1
     limits = archives.Limits(max_entries=k.settings.archive_max_entries,
@@ -99,7 +102,7 @@ def add_files(k: Kadr, batch: dict, files: list[FileStorage], request_id: str) -
                     _refuse(rejected, part, name, "file_too_large",
                             f"{name}: over the {k.settings.max_upload_bytes} byte limit")
                     continue
-                one(part, name, f.stream)  # werkzeug spooled it (to disk past 1 MiB): read from there
+                one(part, name, stream_of(f))  # werkzeug spooled it (to disk past 1 MiB): read from there
                 continue
             try:
                 for entry in archives.iter_archive(f.stream, kind, limits):

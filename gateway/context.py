@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
 from flask import current_app
+from redis import Redis
 
 from gateway.fanout import Fanout
 from gateway.holds import Holds
@@ -21,17 +21,18 @@ from services.upkeep.batch_feed import Feeder
 @dataclass
 class Kadr:
     settings: GatewaySettings
-    redis: redis.Redis
+    redis: Redis
     jobs: JobStore
     blobs: BlobStore
     send: Dispatcher  # the task messages: the same sender as the feeder and the reaper
     batches: BatchStore
     feeder: Feeder
-    probe: redis.Redis  # no retries: readiness answers at once when Redis is away
+    probe: Redis  # no retries: readiness answers at once when Redis is away
     fanout: Fanout  # the process's one subscription, for every stream and long poll
     holds: Holds  # caps on open streams and long polls
     storage: StorageGuard  # Redis's high-water mark: new work refused past it
 
 
 def kadr() -> Kadr:
-    return current_app.extensions["kadr"]
+    k: Kadr = current_app.extensions["kadr"]
+    return k

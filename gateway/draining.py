@@ -9,10 +9,17 @@ to a live worker at once), a long poll answers with the job as it is.
 """
 from __future__ import annotations
 
-_worker = None
+from typing import Protocol
 
 
-def bind(worker) -> None:
+class Worker(Protocol):  # what is read of gunicorn's worker (gunicorn ships no types)
+    alive: bool
+
+
+_worker: Worker | None = None
+
+
+def bind(worker: Worker) -> None:
     """gunicorn's ``post_worker_init`` hook: the worker whose ``alive`` flag says it all."""
     global _worker
     _worker = worker

@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from zipstream import ZIP_STORED, ZipStream
 
 from gateway.filenames import sanitize_filename
+from services.contracts.records import AnyJob, Batch, EnhanceResult
 from services.media import images
 from services.store.batches import BatchStore
 from services.store.blobs import BlobNotFound, BlobStore
@@ -23,8 +25,9 @@ COLUMNS = ["item_id", "name", "variant", "state", "input_bytes", "input_width", 
            "cache_hit", "duplicate_of", "error_code", "error_message", "output_url"]
 
 
-def manifest_row(job: dict) -> dict:
-    inp, res, err = job.get("input") or {}, job.get("result") or {}, job.get("error") or {}
+def manifest_row(job: AnyJob) -> dict[str, Any]:
+    inp, res = job.get("input") or {}, job.get("result") or {}
+    err: Mapping[str, Any] = job.get("error") or {}
     timings = res.get("timings") or {}
     src = job.get("duplicate_of") or job["id"]
     done = job["state"] == "succeeded" or (job["state"] == "skipped" and job.get("duplicate_of"))
@@ -44,7 +47,7 @@ def manifest_row(job: dict) -> dict:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_cell(v):
+def csv_cell(v: Any) -> Any:
     if v is None:
         return ""
     if isinstance(v, str) and v.startswith(_FORMULA_START):
@@ -70,16 +73,15 @@ def manifest_jsonl(batches: BatchStore, batch_id: str) -> Iterator[str]:
         yield json.dumps(manifest_row(job), separators=(",", ":")) + "\n"
 
 
-def _archive_entries(batches: BatchStore, batch: dict) -> Iterator[tuple[str, str]]:
+def _archive_entries(batches: BatchStore, batch: Batch) -> Iterator[tuple[str, str]]:
     """(blob key, entry name) per finished output: in a folder per variant when the
     batch has several; a duplicate gets the output of the item that processed it."""
     by_variant = len(batch["variants"]) > 1
-    results: dict[str, dict] = {}
+    results: dict[str, EnhanceResult] = {}
     taken: set[str] = set()
     for job in batches.iter_items(batch["id"]):
-        if job["state"] == "succeeded" and job.get("result"):
-            results[job["id"]] = job["result"]
-            res = job["result"]
+        if job["state"] == "succeeded" and (res := job.get("result")):
+            results[job["id"]] = res
         elif job["state"] == "skipped" and job.get("duplicate_of"):
             res = results.get(job["duplicate_of"])  # the original comes first in upload order
             if res is None:
@@ -99,7 +101,7 @@ def _archive_entries(batches: BatchStore, batch: dict) -> Iterator[tuple[str, st
         yield res["blob"], name
 
 
-def archive(blobs: BlobStore, batches: BatchStore, batch: dict) -> Iterator[bytes]:
+def archive(blobs: BlobStore, batches: BatchStore, batch: Batch) -> Iterator[bytes]:
     # Images are already compressed: stored entries, nothing held in memory.
     zs = ZipStream(compress_type=ZIP_STORED)
     for key, name in _archive_entries(batches, batch):

@@ -13,6 +13,7 @@ from all restarting at once; held connections end cleanly as a worker drains.
 import os
 import shutil
 import tempfile
+from typing import Any  # the hooks' server and worker: gunicorn ships no types
 
 # Several workers, one /metrics: prometheus_client's multiprocess mode needs a shared
 # directory, set before any worker imports the client (this file runs in the master).
@@ -71,18 +72,18 @@ logconfig_dict = {
 }
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Any) -> None:
     # Held streams and long polls end on their own when this worker starts to drain.
     from gateway import draining
     draining.bind(worker)
 
 
-def child_exit(server, worker):
+def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's live gauges must not linger in the aggregate.
     from prometheus_client import multiprocess
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
-def on_exit(server):
+def on_exit(server: Any) -> None:
     if _own_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -15,6 +15,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
+import redis
+
 from gateway.errors import ApiError
 from services.contracts import redis_keys
 from services.platform.metrics import OPEN_STREAMS
@@ -31,7 +33,7 @@ return 1
 
 
 class Holds:
-    def __init__(self, r, *, per_key: int, per_process: int, longest_seconds: float):
+    def __init__(self, r: redis.Redis, *, per_key: int, per_process: int, longest_seconds: float):
         self.r, self.per_key, self.per_process = r, per_key, per_process
         self.longest = longest_seconds  # a hold lapses by itself after this (+ a margin)
         self._open = 0

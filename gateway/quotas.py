@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gateway.context import Kadr
 from gateway.errors import ApiError
+from services.contracts.records import Batch
 
 RECHECK = 100  # photos of one request between two reads of the key's load
 RETRY_AFTER = "30"  # items and batches end by themselves: worth trying again soon
@@ -57,7 +58,7 @@ class BatchQuota:
     the high-water mark leaves). ``take(n)`` before each photo raises the error that
     stops the request."""
 
-    def __init__(self, k: Kadr, batch: dict):
+    def __init__(self, k: Kadr, batch: Batch):
         self.k, self.owner = k, batch["owner"]
         self.total = batch["total"]
         self.since_check = RECHECK  # read the load before the first photo

@@ -12,18 +12,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from flask import Response, g
 
+from gateway.context import Kadr
 from gateway.draining import draining
 from gateway.fanout import RESYNC, Subscription
 from gateway.holds import Held
 from services.contracts import redis_keys
+from services.contracts.records import AnyJob, Batch
 from services.store.apikeys import lookup_key
 from services.store.batches import BatchStore
-from services.store.jobs import TERMINAL
+from services.store.jobs import TERMINAL, JobStore
 
 Subscribe = Callable[[str], Subscription]
+View = Callable[[AnyJob], dict[str, Any]]
+T = TypeVar("T")  # what a stream follows: a batch or a job
 KEY_RECHECK_SECONDS = 3.0  # how soon a stream of a revoked key ends
 
 
@@ -31,7 +36,7 @@ def _always() -> bool:
     return True
 
 
-def event_response(k, stream_of: Callable[[Subscribe, Callable[[], bool]], Iterator[str]]) -> Response:
+def event_response(k: Kadr, stream_of: Callable[[Subscribe, Callable[[], bool]], Iterator[str]]) -> Response:
     """A held ``text/event-stream`` response for the caller's key: its hold (429/503 past
     the caps) is given back when the server closes the body, however that happens. The
     stream is given ``alive``: whether the key that opened it is still valid (a revoked
@@ -51,12 +56,12 @@ def event_response(k, stream_of: Callable[[Subscribe, Callable[[], bool]], Itera
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _event(name: str, data: dict) -> str:
+def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, view: Callable[[dict], dict],
-                 item_view: Callable[[dict], dict], max_seconds: float, min_interval: float = 0.5,
+def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, view: Callable[[Batch], dict[str, Any]],
+                 item_view: View, max_seconds: float, min_interval: float = 0.5,
                  keepalive: float = 15.0, alive: Callable[[], bool] = _always) -> Iterator[str]:
     """``progress`` (throttled; item ends and running items' progress both move it),
     ``item`` for each item that ends, ``end``."""
@@ -73,7 +78,7 @@ def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, vi
                    keepalive=keepalive, alive=alive)
 
 
-def job_events(jobs, job_id: str, *, subscribe: Subscribe, view: Callable[[dict], dict], max_seconds: float,
+def job_events(jobs: JobStore, job_id: str, *, subscribe: Subscribe, view: View, max_seconds: float,
                min_interval: float = 0.5, keepalive: float = 15.0,
                alive: Callable[[], bool] = _always) -> Iterator[str]:
     """``progress`` (the job view, at most every ``min_interval``; the worker announces
@@ -84,7 +89,7 @@ def job_events(jobs, job_id: str, *, subscribe: Subscribe, view: Callable[[dict]
                    alive=alive)
 
 
-def wait_for_end(jobs, subscribe: Subscribe, job_id: str, timeout: float) -> dict | None:
+def wait_for_end(jobs: JobStore, subscribe: Subscribe, job_id: str, timeout: float) -> AnyJob | None:
     """``?wait=``: the job once it ends, or as it is after ``timeout`` seconds (``None``
     if it is gone). The job's channel carries its new state: only an end, or a missed
     stretch (:data:`RESYNC`), is worth reading the job again for."""
@@ -101,8 +106,8 @@ def wait_for_end(jobs, subscribe: Subscribe, job_id: str, timeout: float) -> dic
     return job
 
 
-def _follow(subscribe: Subscribe, channel: str, *, read: Callable[[], dict | None], ended: Callable[[dict], bool],
-            view: Callable[[dict], dict], max_seconds: float, min_interval: float, keepalive: float,
+def _follow(subscribe: Subscribe, channel: str, *, read: Callable[[], T | None], ended: Callable[[T], bool],
+            view: Callable[[T], dict[str, Any]], max_seconds: float, min_interval: float, keepalive: float,
             on_message: Callable[[str], Iterator[str]] = lambda data: iter(()),
             urgent: Callable[[str], bool] = lambda data: False,
             alive: Callable[[], bool] = _always) -> Iterator[str]:

@@ -7,6 +7,7 @@ The original file name is kept only as sanitised metadata; the blob key is ours.
 from __future__ import annotations
 
 import hashlib
+from typing import IO, Any, BinaryIO, cast
 
 from werkzeug.datastructures import FileStorage
 
@@ -19,7 +20,11 @@ from services.store.blobs import BlobStore
 CHUNK = 1024 * 1024
 
 
-def sha256_and_size(stream) -> tuple[str, int]:
+def stream_of(upload: FileStorage) -> BinaryIO:
+    return cast(BinaryIO, upload.stream)  # werkzeug types it IO[bytes]; it is a binary file
+
+
+def sha256_and_size(stream: IO[bytes]) -> tuple[str, int]:
     h, n = hashlib.sha256(), 0
     stream.seek(0)
     while chunk := stream.read(CHUNK):
@@ -31,15 +36,15 @@ def sha256_and_size(stream) -> tuple[str, int]:
 
 def check_image(upload: FileStorage, *, max_bytes: int, max_pixels: int) -> images.ImageInfo:
     try:
-        return images.inspect_image(upload.stream, max_bytes=max_bytes, max_pixels=max_pixels)
+        return images.inspect_image(stream_of(upload), max_bytes=max_bytes, max_pixels=max_pixels)
     except images.ImageError as e:
         name = sanitize_filename(upload.filename or "")
         raise ApiError(e.status, e.code, f"{name}: {e.message}", details={"file": name})
 
 
-def store_image(upload: FileStorage, info: images.ImageInfo, blobs: BlobStore, key: str) -> dict:
+def store_image(upload: FileStorage, info: images.ImageInfo, blobs: BlobStore, key: str) -> dict[str, Any]:
     sha, size = sha256_and_size(upload.stream)
-    blobs.put_stream(key, upload.stream)
+    blobs.put_stream(key, stream_of(upload))
     UPLOAD_BYTES.inc(size)
     return {"blob": key, "name": sanitize_filename(upload.filename or "", default="image"),
             "format": info.format, "width": info.width, "height": info.height,

@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from services.contracts.records import MetricsDocument, SegmentJob, StabilizeJob
 
 # (column, where in a metrics document, what it means); the stabilized masks' summary.
 METRICS = [
@@ -28,7 +30,7 @@ COLUMNS = ["result_id", "method", "params", "state", "frames"] + [m[0] for m in 
 FRAME_SERIES = ["iou", "dice", "instability", "warped_iou", "iou_truth"]
 
 
-def _dig(doc: dict, path: tuple[str, ...]) -> Any:
+def _dig(doc: object, path: tuple[str, ...]) -> Any:
     for part in path:
         if not isinstance(doc, dict):
             return None
@@ -36,17 +38,17 @@ def _dig(doc: dict, path: tuple[str, ...]) -> Any:
     return doc
 
 
-def row(result_set: dict, metrics: dict | None) -> dict[str, Any]:
+def row(result_set: StabilizeJob, metrics: MetricsDocument | None) -> dict[str, Any]:
     params = result_set.get("params") or {}
     out = {"result_id": result_set["id"], "method": params.get("method"), "params": params.get("params") or {},
-           "state": result_set["state"], "frames": (metrics or {}).get("frames")}
+           "state": result_set["state"], "frames": metrics.get("frames") if metrics else None}
     for name, path, _ in METRICS:
         out[name] = _dig(metrics, path) if metrics else None
     return out
 
 
-def report(video: dict, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    result = video.get("result") or {}
+def report(video: SegmentJob, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    result: Mapping[str, Any] = video.get("result") or {}
     return {"video_id": video["id"], "state": video["state"], "frames": result.get("frames"),
             "has_truth": bool(result.get("has_truth")),
             "metrics": {name: meaning for name, _, meaning in METRICS},
@@ -62,7 +64,7 @@ def report_csv(rows: Iterable[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def frames_csv(metrics: dict) -> Iterator[str]:
+def frames_csv(metrics: Mapping[str, Any]) -> Iterator[str]:
     """One row per frame: the raw and the stabilized masks' series side by side. A series
     over consecutive frames (IoU, Dice, instability, warped IoU) has a value from the
     second frame on: the one comparing that frame with the frame before it."""

@@ -1,39 +1,33 @@
-"""Batches of any size: create, stream photos in (files or ZIP/TAR), close; follow them
-(view, items, Server-Sent Events); steer them (pause, resume, cancel, retry failed);
-export what is done at any time (manifest CSV/JSONL, ZIP); delete."""
+"""Batches of any size: create, stream photos in (files or ZIP/TAR), follow them (view, items,
+Server-Sent Events), delete. Steering them is batch_controls.py; their outputs, batch_exports.py."""
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import quote
+from typing import Any
 
 from flask import Response, g, jsonify, request
-from flask_openapi3 import APIBlueprint, FileStorage, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.file import FileStorage
+from flask_openapi3.models.tag import Tag
 from pydantic import Field
+from werkzeug.datastructures import FileStorage as Upload
 
-from gateway import callback_urls, exports, quotas
-from gateway.api.enhance import enhance_params
+from gateway import callback_urls, quotas
+from gateway.api.locations import created
 from gateway.api.models import MAX_OFFSET, Id, RequestModel
 from gateway.api.views import batch_view, item_view
 from gateway.batch_items import add_files
 from gateway.context import Kadr, kadr
 from gateway.errors import ApiError, register_form_model
-from gateway.filenames import sanitize_filename
+from gateway.photo_plans import enhance_params
+from gateway.responses import BatchesPage, BatchView, Deleted, ErrorBody, ItemsAdded, ItemsPage, event_stream
 from gateway.sse import batch_events, event_response
 from services.contracts import redis_keys
-from services.contracts.schemas import (
-    BatchCreate,
-    BatchesPage,
-    BatchView,
-    Deleted,
-    ErrorBody,
-    ItemsAdded,
-    ItemsPage,
-    JobState,
-    binary,
-    event_stream,
-)
+from services.contracts.records import Batch, JobState
+from services.contracts.schemas import BatchCreate
 from services.contracts.tasks import ENHANCE_PHOTO
 from services.platform.metrics import JOBS_ACCEPTED
+from services.store.connection import decoded
 from services.store.jobs import new_id
 from services.store.purge import purge_batch
 
@@ -74,38 +68,33 @@ class ItemsForm(RequestModel):
 register_form_model(ItemsForm)
 
 
-def owned_batch(batch_id: str, *, rate: bool = True) -> dict:
+def owned_batch(batch_id: str, *, rate: bool = True) -> Batch:
     batch = kadr().batches.get_owned(batch_id, g.owner, rate=rate)
     if batch is None:
         raise ApiError(404, "not_found", f"no batch {batch_id}")
     return batch
 
 
-def create_batch(k: Kadr, spec: BatchCreate, batch_id: str | None = None) -> dict:
+def create_batch(k: Kadr, spec: BatchCreate, batch_id: str | None = None) -> Batch:
     params = enhance_params(k, spec.params)
     # Each variant's params are complete (merged and validated), so items need no merging rules.
-    variants = [{"name": v.name, "params": enhance_params(k, {**spec.params, **v.params})}
+    variants: list[dict[str, Any]] = [{"name": v.name, "params": enhance_params(k, {**spec.params, **v.params})}
                 for v in spec.variants]
     if len({v["name"].lower() for v in variants}) != len(variants):
         raise ApiError(400, "invalid_parameters", "variant names must be unique")
-    return k.batches.create(kind=spec.kind, owner=g.owner, params=params, variants=variants or None, name=spec.name,
-                            ttl_seconds=spec.ttl_seconds, request_id=g.request_id, task=TASK_FOR_KIND[spec.kind],
-                            callback_url=callback_urls.checked(k, spec.callback_url),
-                            batch_id=batch_id)
-
-
-def created(body: dict, location: str, status: int = 201):
-    resp = jsonify(body)
-    resp.status_code = status
-    resp.headers["Location"] = location
-    return resp
+    batch = k.batches.create(kind=spec.kind, owner=g.owner, params=params, variants=variants or None, name=spec.name,
+                             ttl_seconds=spec.ttl_seconds, request_id=g.request_id, task=TASK_FOR_KIND[spec.kind],
+                             callback_url=callback_urls.checked(k, spec.callback_url),
+                             batch_id=batch_id)
+    assert batch is not None  # read back just after its write
+    return batch
 
 
 @bp.post("/batches", summary="Create a batch (parameters once, optional variants); then add photos and close it. "
          "With an Idempotency-Key header a retried create answers 200 with the same batch",
          responses={201: BatchView, 200: BatchView, 400: ErrorBody, 409: ErrorBody, 422: ErrorBody,
                     429: ErrorBody, 507: ErrorBody})
-def post_batch(body: BatchCreate):
+def post_batch(body: BatchCreate) -> Response:
     k = kadr()
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key:
@@ -129,23 +118,23 @@ def post_batch(body: BatchCreate):
             k.redis.delete(slot)  # nothing was made: the key is free for the corrected request
             raise
         return created(batch_view(batch), f"/api/v1/batches/{bid}")
-    prior_bid, _, prior_fingerprint = (k.redis.get(slot) or "").partition(" ")
+    prior_bid, _, prior_fingerprint = (decoded(k.redis.get(slot)) or "").partition(" ")
     if prior_fingerprint != fingerprint:
         raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with another request body")
-    batch = k.batches.get_owned(prior_bid, g.owner)
-    if batch is None:
+    prior = k.batches.get_owned(prior_bid, g.owner)
+    if prior is None:
         age = IDEMPOTENCY_TTL_SECONDS - k.redis.ttl(slot)
         if age < IDEMPOTENCY_CREATING_SECONDS:
             raise ApiError(409, "idempotency_in_progress", "the first request with this Idempotency-Key "
                            "is still creating the batch", headers={"Retry-After": "1"})
         raise ApiError(404, "not_found", f"the batch this Idempotency-Key created ({prior_bid}) is gone")
-    resp = created(batch_view(batch), f"/api/v1/batches/{prior_bid}", status=200)
+    resp = created(batch_view(prior), f"/api/v1/batches/{prior_bid}", status=200)
     resp.headers["Idempotent-Replayed"] = "true"
     return resp
 
 
 @bp.get("/batches", summary="Your batches, newest first", responses={200: BatchesPage, 401: ErrorBody})
-def list_batches(query: ListQuery):
+def list_batches(query: ListQuery) -> Response:
     batches = kadr().batches.list_owned(g.owner, query.offset, query.limit)
     return jsonify({"batches": [batch_view(b) for b in batches], "offset": query.offset})
 
@@ -154,11 +143,11 @@ def list_batches(query: ListQuery):
          "(each entry checked like an upload); any number of requests, in parallel",
          responses={202: ItemsAdded, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
                     429: ErrorBody, 507: ErrorBody})
-def post_items(path: BatchPath, form: ItemsForm):
+def post_items(path: BatchPath, form: ItemsForm) -> Response:
     k = kadr()
     batch = owned_batch(path.batch_id, rate=False)
     k.storage.check()
-    files = [f for f in form.files if f.filename or f.content_length]
+    files: list[Upload] = [f for f in form.files if f.filename or f.content_length]
     if not files:
         raise ApiError(400, "no_files", "send at least one file in the 'files' field")
     if len(files) > k.settings.max_batch_files:
@@ -180,46 +169,9 @@ def post_items(path: BatchPath, form: ItemsForm):
     return resp
 
 
-def _control(batch: dict, action: str) -> dict:
-    k = kadr()
-    bid = batch["id"]
-    if action == "close":
-        k.batches.close(bid)
-    elif action == "pause":
-        k.batches.set_paused(bid, True)
-    elif action == "resume":
-        k.batches.set_paused(bid, False)
-        k.feeder.feed(bid)
-    elif action == "cancel":
-        k.batches.cancel(bid)
-    elif action == "retry":
-        if batch["canceled"]:
-            raise ApiError(409, "batch_canceled", "a canceled batch cannot be retried")
-        if k.batches.retry_failed(bid, k.settings.max_deliveries):
-            k.batches.reactivate(bid)
-            k.feeder.feed(bid)
-    return batch_view(k.batches.get(bid))
-
-
-def _control_route(action: str, summary: str):
-    def view(path: BatchPath):
-        return jsonify(_control(owned_batch(path.batch_id), action))
-    view.__name__ = f"batch_{action}"
-    bp.post(f"/batches/<batch_id>/{action}", summary=summary,
-            responses={200: BatchView, 404: ErrorBody, 409: ErrorBody})(view)
-
-
-for _action, _summary in (("close", "No more photos: the batch ends when its last item ends"),
-                          ("pause", "Running items finish; no new item starts"),
-                          ("resume", "Start items again"),
-                          ("cancel", "Items not started end canceled; running ones finish"),
-                          ("retry", "Run the failed items again (only those)")):
-    _control_route(_action, _summary)
-
-
 @bp.get("/batches/<batch_id>", summary="Counts, progress, throughput, ETA (and a page of items)",
         responses={200: BatchView, 404: ErrorBody})
-def get_batch(path: BatchPath, query: ViewQuery):
+def get_batch(path: BatchPath, query: ViewQuery) -> Response:
     k = kadr()
     batch = owned_batch(path.batch_id)
     ids = k.batches.item_ids(batch["id"], query.offset, query.limit) if query.limit else []
@@ -230,7 +182,7 @@ def get_batch(path: BatchPath, query: ViewQuery):
 
 @bp.get("/batches/<batch_id>/items", summary="Items in upload order, a page at a time, optionally by state",
         responses={200: ItemsPage, 404: ErrorBody})
-def get_items(path: BatchPath, query: ItemsQuery):
+def get_items(path: BatchPath, query: ItemsQuery) -> Response:
     k = kadr()
     batch = owned_batch(path.batch_id)
     ids = k.batches.item_ids(batch["id"], query.offset, query.limit)
@@ -244,7 +196,7 @@ def get_items(path: BatchPath, query: ItemsQuery):
 @bp.get("/batches/<batch_id>/events", summary="Live progress as Server-Sent Events (progress, item, end)",
         responses={200: event_stream("progress, item and end events"), 404: ErrorBody,
                    429: ErrorBody, 503: ErrorBody})
-def get_events(path: BatchPath):
+def get_events(path: BatchPath) -> Response:
     k = kadr()
     batch = owned_batch(path.batch_id)
     return event_response(k, lambda subscribe, alive: batch_events(
@@ -252,44 +204,9 @@ def get_events(path: BatchPath):
         max_seconds=k.settings.sse_max_seconds, alive=alive))
 
 
-def _download(body, mimetype: str, filename: str) -> Response:
-    return Response(body, mimetype=mimetype,
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
-                             "X-Accel-Buffering": "no"})
-
-
-@bp.get("/batches/<batch_id>/manifest.csv", summary="One row per item and variant, for what exists so far",
-        responses={200: binary("text/csv", "the manifest"), 404: ErrorBody})
-def get_manifest_csv(path: BatchPath):
-    k = kadr()
-    batch = owned_batch(path.batch_id)
-    return _download(exports.manifest_csv(k.batches, batch["id"]), "text/csv",
-                     f"kadr-batch-{batch['id'][:8]}.csv")
-
-
-@bp.get("/batches/<batch_id>/manifest.jsonl", summary="The manifest as JSON lines",
-        responses={200: binary("application/x-ndjson", "the manifest"), 404: ErrorBody})
-def get_manifest_jsonl(path: BatchPath):
-    k = kadr()
-    batch = owned_batch(path.batch_id)
-    return _download(exports.manifest_jsonl(k.batches, batch["id"]), "application/x-ndjson",
-                     f"kadr-batch-{batch['id'][:8]}.jsonl")
-
-
-@bp.get("/batches/<batch_id>/archive", summary="ZIP of the outputs finished so far (a folder per variant), "
-        "streamed", responses={200: binary("application/zip", "the outputs"), 404: ErrorBody, 409: ErrorBody})
-def get_archive(path: BatchPath):
-    k = kadr()
-    batch = owned_batch(path.batch_id)
-    if not (batch["counts"]["succeeded"] + batch["counts"]["skipped"]):
-        raise ApiError(409, "nothing_finished", "no item of this batch has finished yet")
-    return _download(exports.archive(k.blobs, k.batches, batch), "application/zip",
-                     sanitize_filename(f"kadr-batch-{batch['id'][:8]}.zip"))
-
-
 @bp.delete("/batches/<batch_id>", summary="Cancel a batch and delete it with its files",
            responses={200: Deleted, 404: ErrorBody})
-def delete_batch(path: BatchPath):
+def delete_batch(path: BatchPath) -> Response:
     k = kadr()
     batch = owned_batch(path.batch_id)
     removed = purge_batch(k.batches, k.blobs, batch["id"])

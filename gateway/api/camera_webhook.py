@@ -19,25 +19,29 @@ import logging
 import math
 import re
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
-from flask import g, jsonify, request
-from flask_openapi3 import APIBlueprint, Tag
+from flask import Response, g, jsonify, request
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from werkzeug.datastructures import Headers
 
 from gateway.api.cameras import camera_config, event_view
-from gateway.api.enhance import accepted
+from gateway.api.locations import accepted
 from gateway.api.models import Id, RequestModel
 from gateway.context import Kadr, kadr
 from gateway.dispatch import admit, send
 from gateway.errors import ApiError, validation_message
+from gateway.responses import CameraEventView, ErrorBody
 from gateway.uploads import check_image, store_image
 from services.contracts import blob_keys, redis_keys
 from services.contracts.camera_auth import SIGNATURE_HEADER, CameraAuthError, verify
-from services.contracts.schemas import CameraEventView, ErrorBody
 from services.contracts.tasks import CAMERA_EVENT, CameraEventTask
 from services.platform.metrics import JOBS_ACCEPTED, REPLAYS
 from services.store.camera_events import EVENT_KIND, index_event, owner_of
+from services.store.connection import decoded
 from services.store.jobs import new_id
 
 log = logging.getLogger("kadr.gateway")
@@ -67,14 +71,14 @@ class EventBody(BaseModel):
 
     @field_validator("ts")
     @classmethod
-    def _finite(cls, v):
+    def _finite(cls, v: float | None) -> float | None:
         if v is not None and not (math.isfinite(v) and v > 0):
             raise ValueError("ts must be a positive number of epoch seconds")
         return v
 
     @field_validator("vehicle_box", "plate_box")
     @classmethod
-    def _box(cls, v):
+    def _box(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and (len(v) != 4 or v[2] <= 0 or v[3] <= 0):
             raise ValueError("a box is [x, y, w, h] with w and h above 0")
         return v
@@ -89,8 +93,8 @@ def _parse_box(raw: str) -> Any:
     return json.loads(raw) if raw.startswith("[") else [int(float(p)) for p in raw.split(",")]
 
 
-def _body_fields(body: bytes) -> dict:
-    """The event's fields from a JSON body or from multipart form fields."""
+def _body_fields(body: bytes) -> object:
+    """The event's fields from a JSON body or from multipart form fields (EventBody checks them)."""
     ctype = request.mimetype
     try:
         if ctype == "multipart/form-data" or ctype == "application/x-www-form-urlencoded":
@@ -112,11 +116,11 @@ def _body_fields(body: bytes) -> dict:
     return data
 
 
-def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict]:
+def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict[str, Any]]:
     files = [(field, f) for field, f in request.files.items(multi=True) if f.filename or f.content_length]
     if len(files) > MAX_IMAGES_PER_EVENT:
         raise ApiError(400, "too_many_files", f"{len(files)} images sent; at most {MAX_IMAGES_PER_EVENT}")
-    images: dict[str, dict] = {}
+    images: dict[str, dict[str, Any]] = {}
     for i, (field, f) in enumerate(files):
         info = check_image(f, max_bytes=k.settings.max_upload_bytes, max_pixels=k.settings.max_image_pixels)
         kind = field if _KIND_RE.match(field) and not _RESERVED.match(field) else f"upload_{i}"
@@ -130,7 +134,7 @@ def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict]:
                  summary="A camera reports an event (camera credential: HMAC signature or token)",
                  responses={202: CameraEventView, 200: CameraEventView, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
                             409: ErrorBody, 413: ErrorBody, 503: ErrorBody, 507: ErrorBody})
-def post_event(path: CameraPath):
+def post_event(path: CameraPath) -> Response:
     k = kadr()
     s = k.settings
     cam = camera_config(k, path.camera_id)
@@ -139,7 +143,8 @@ def post_event(path: CameraPath):
                        f"an event may carry at most {s.camera_max_event_bytes} bytes")
     body = request.get_data(cache=True)  # the signature covers the raw bytes; forms parse from the cache
     try:
-        verify(cam.auth, cam.secret.get_secret_value(), request.headers, request.args, body,
+        # werkzeug's Headers reads like a Mapping (case-insensitive), but its stubs do not declare one.
+        verify(cam.auth, cam.secret.get_secret_value(), cast(Mapping[str, str], request.headers), request.args, body,
                now=time.time(), window_seconds=s.camera_replay_window_seconds)
     except CameraAuthError as e:
         raise ApiError(401, "unauthorized", f"camera {cam.id}: {e}")
@@ -148,7 +153,7 @@ def post_event(path: CameraPath):
     except ValidationError as e:
         raise ApiError(400, "invalid_parameters", validation_message(e, EventBody)[0])
     seen_key = _seen_key(cam.id, request.headers, body, ev.ts is not None)
-    if seen_key and (prior := k.redis.get(seen_key)):
+    if seen_key and (prior := decoded(k.redis.get(seen_key))):
         return _replayed(k, prior)
     admit(k, CAMERA_EVENT)
     received = time.time()
@@ -157,9 +162,10 @@ def post_event(path: CameraPath):
                        "(not milliseconds) from an NTP-synced clock")
     event_id = new_id()
     extra = dict(ev.model_extra or {})
-    params = {"camera": cam.id, "ts": ev.ts if ev.ts is not None else round(received, 3),
-              "ts_given": ev.ts is not None, "vehicle_box": ev.vehicle_box, "plate_box": ev.plate_box,
-              "plate": ev.plate, "extra": extra, "offsets": list(cam.offsets)}
+    params: dict[str, Any] = {"camera": cam.id, "ts": ev.ts if ev.ts is not None else round(received, 3),
+                              "ts_given": ev.ts is not None, "vehicle_box": ev.vehicle_box,
+                              "plate_box": ev.plate_box, "plate": ev.plate, "extra": extra,
+                              "offsets": list(cam.offsets)}
     try:
         size = len(json.dumps(params, allow_nan=False))
     except ValueError:
@@ -171,7 +177,7 @@ def post_event(path: CameraPath):
     k.storage.check()
     # Claimed before anything is written: of two copies arriving together, one creates.
     if seen_key and not k.redis.set(seen_key, event_id, nx=True, ex=s.camera_replay_window_seconds * 2):
-        return _replayed(k, k.redis.get(seen_key) or "")
+        return _replayed(k, decoded(k.redis.get(seen_key)) or "")
     try:
         images = _store_uploads(k, event_id)
     except BaseException:
@@ -190,7 +196,7 @@ def post_event(path: CameraPath):
     return accepted(event_view(job), f"/api/v1/camera/events/{event_id}")
 
 
-def _seen_key(camera_id: str, headers, body: bytes, timed: bool) -> str | None:
+def _seen_key(camera_id: str, headers: Headers, body: bytes, timed: bool) -> str | None:
     """What makes a delivery the same event, if anything: the camera's Idempotency-Key;
     else its HMAC signature (a replayed or retried signed request is byte for byte the
     same); else, for a token camera, the body when it names the event's time (``ts``):
@@ -203,7 +209,7 @@ def _seen_key(camera_id: str, headers, body: bytes, timed: bool) -> str | None:
     return redis_keys.camera_seen(camera_id, nonce)
 
 
-def _replayed(k, event_id: str):
+def _replayed(k: Kadr, event_id: str) -> Response:
     """A delivery seen before (a replay within the window, or a camera retrying a 202 it
     lost): the original event, 200, never a second one."""
     job = k.jobs.get(event_id) if event_id else None

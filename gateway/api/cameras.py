@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Response, jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 from pydantic import Field
 
 from gateway.api.models import MAX_OFFSET, Id, RequestModel
@@ -15,7 +17,8 @@ from gateway.blob_files import send_blob
 from gateway.context import Kadr, kadr
 from gateway.errors import ApiError
 from gateway.filenames import sanitize_filename
-from services.contracts.schemas import CameraEventsPage, CameraEventView, CamerasView, Deleted, ErrorBody, binary
+from gateway.responses import CameraEventsPage, CameraEventView, CamerasView, Deleted, ErrorBody, binary
+from services.contracts.records import EventJob
 from services.contracts.settings import CameraConfig
 from services.contracts.tasks import CAMERA_QUEUE
 from services.platform.celery_app import queue_length
@@ -52,7 +55,7 @@ def camera_config(k: Kadr, camera_id: str) -> CameraConfig:
     return cam
 
 
-def event_view(job: dict) -> dict:
+def event_view(job: EventJob) -> dict[str, Any]:
     eid = job["id"]
     params = job.get("params") or {}
     result = dict(job.get("result") or {})
@@ -77,7 +80,7 @@ def event_view(job: dict) -> dict:
             "links": links}
 
 
-def _event(event_id: str) -> dict:
+def _event(event_id: str) -> EventJob:
     job = kadr().jobs.get(event_id)
     if job is None or job.get("kind") != EVENT_KIND:
         raise ApiError(404, "not_found", f"no camera event {event_id}")
@@ -86,7 +89,7 @@ def _event(event_id: str) -> dict:
 
 @bp.get("/camera/events", summary="Camera events, newest first (every key sees every camera's events)",
         responses={200: CameraEventsPage, 400: ErrorBody, 401: ErrorBody})
-def list_events(query: EventsQuery):
+def list_events(query: EventsQuery) -> Response:
     k = kadr()
     if query.camera is not None:
         camera_config(k, query.camera)
@@ -98,14 +101,14 @@ def list_events(query: EventsQuery):
 
 @bp.get("/camera/events/<event_id>", summary="One camera event: state, frames chosen, scores, plates",
         responses={200: CameraEventView, 401: ErrorBody, 404: ErrorBody})
-def get_event(path: EventPath):
+def get_event(path: EventPath) -> Response:
     return jsonify(event_view(_event(path.event_id)))
 
 
 @bp.get("/camera/events/<event_id>/images/<kind>",
         summary="An image of an event: snow, candidate_N, plate_N or an uploaded image",
         responses={200: binary("image/jpeg", "the image"), 401: ErrorBody, 404: ErrorBody})
-def get_event_image(path: ImagePath):
+def get_event_image(path: ImagePath) -> Response:
     k = kadr()
     job = _event(path.event_id)
     produced = (job.get("result") or {}).get("images") or {}
@@ -130,7 +133,7 @@ def get_event_image(path: ImagePath):
         summary="The event's clip: the buffered seconds before and after it (H.264 MP4, Range requests)",
         responses={200: binary("video/mp4", "the clip"), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody,
                    410: ErrorBody})
-def get_event_clip(path: EventPath):
+def get_event_clip(path: EventPath) -> Response:
     job = _event(path.event_id)
     clip = (job.get("result") or {}).get("clip")
     if job["state"] != "succeeded":
@@ -145,7 +148,7 @@ def get_event_clip(path: EventPath):
 
 @bp.delete("/camera/events/<event_id>", summary="Delete a camera event with its images (scope cameras:manage)",
            responses={200: Deleted, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody})
-def delete_event(path: EventPath):
+def delete_event(path: EventPath) -> Response:
     k = kadr()
     job = _event(path.event_id)
     removed = purge_job(k.jobs, k.blobs, job)
@@ -163,7 +166,7 @@ def _source_kind(source: str) -> str:
 
 @bp.get("/cameras", summary="Configured cameras and the health of their pre-event buffers",
         responses={200: CamerasView, 401: ErrorBody})
-def list_cameras():
+def list_cameras() -> Response:
     k = kadr()
     cams = k.settings.cameras
     buffers = read_buffers(k.redis, [c.id for c in cams])

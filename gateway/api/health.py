@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 from flask import Response, jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 
-from gateway.context import kadr
+from gateway.context import Kadr, kadr
 from services.contracts.model_states import NOT_LOADED, READY
 from services.platform.celery_app import queue_length
 from services.platform.metrics import render_latest
@@ -17,14 +19,14 @@ bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 
 
 @bp.get("/healthz", summary="The gateway process is alive")
-def healthz():
+def healthz() -> Response:
     return jsonify({"status": "ok", "time": round(time.time(), 3)})
 
 
-def readiness(k) -> dict:
+def readiness(k: Kadr) -> dict[str, Any]:
     """``{"status": "ready"|"not_ready", "checks": {...}}``: Redis, a live worker per
     required queue, and whether their models can serve."""
-    checks: dict = {"redis": {"ok": False}, "queues": {}, "models": {}}
+    checks: dict[str, Any] = {"redis": {"ok": False}, "queues": {}, "models": {}}
     ready = True
     try:
         k.probe.ping()
@@ -42,7 +44,7 @@ def readiness(k) -> dict:
         if not serving:
             ready = False
         # A model is as ready as its best-off worker process: one ready process serves.
-        models: dict = {}
+        models: dict[str, Any] = {}
         for w in serving:
             for name, st in (w.get("models") or {}).items():
                 if name not in models or st.get("state") == READY:
@@ -56,7 +58,7 @@ def readiness(k) -> dict:
 
 
 @bp.get("/readyz", summary="Redis reachable, a live worker per queue, model states")
-def readyz():
+def readyz() -> Response:
     body = readiness(kadr())
     resp = jsonify(body)
     resp.status_code = 200 if body["status"] == "ready" else 503
@@ -64,5 +66,5 @@ def readyz():
 
 
 @bp.get("/metrics", summary="Prometheus metrics of the gateway")
-def metrics():
+def metrics() -> Response:
     return Response(render_latest(), mimetype="text/plain; version=0.0.4")

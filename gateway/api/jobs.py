@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from flask import Response, g, jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 from pydantic import Field
 
 from gateway.api.models import MAX_OFFSET, Id, RequestModel
@@ -12,8 +13,10 @@ from gateway.context import kadr
 from gateway.convert import convert
 from gateway.errors import ApiError
 from gateway.filenames import sanitize_filename
+from gateway.responses import Deleted, ErrorBody, JobsPage, JobView, binary, event_stream
 from gateway.sse import event_response, job_events, wait_for_end
-from services.contracts.schemas import Deleted, ErrorBody, JobsPage, JobView, OutputFormat, binary, event_stream
+from services.contracts.records import AnyJob, EnhanceJob, EnhanceResult, PhotoInput
+from services.contracts.schemas import OutputFormat
 from services.media import images
 from services.store.blobs import BlobNotFound
 from services.store.jobs import TERMINAL
@@ -41,7 +44,7 @@ class ListQuery(RequestModel):
     limit: int = Field(50, ge=1, le=500, description="1–500")
 
 
-def owned_job(job_id: str) -> dict:
+def owned_job(job_id: str) -> AnyJob:
     job = kadr().jobs.get_owned(job_id, g.owner)
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id}")
@@ -51,7 +54,7 @@ def owned_job(job_id: str) -> dict:
 
 
 @bp.get("/jobs", summary="Your most recent single-photo jobs", responses={200: JobsPage, 401: ErrorBody})
-def list_jobs(query: ListQuery):
+def list_jobs(query: ListQuery) -> Response:
     jobs = kadr().jobs.list_owned(g.owner, offset=query.offset, limit=query.limit)
     return jsonify({"jobs": [job_view(j) for j in jobs], "offset": query.offset})
 
@@ -59,7 +62,7 @@ def list_jobs(query: ListQuery):
 @bp.get("/jobs/<job_id>", summary="State, progress, timings, faces and cache hit of a job "
         "(?wait=N: answer when it ends or after N seconds)",
         responses={200: JobView, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
-def get_job(path: JobPath, query: JobQuery):
+def get_job(path: JobPath, query: JobQuery) -> Response:
     job = owned_job(path.job_id)
     if query.wait and job["state"] not in TERMINAL:
         k = kadr()
@@ -74,30 +77,32 @@ def get_job(path: JobPath, query: JobQuery):
 @bp.get("/jobs/<job_id>/result", summary="The output image (format follows the input unless asked)",
         responses={200: binary("image/*", "the output image"), 404: ErrorBody, 409: ErrorBody,
                    413: ErrorBody, 422: ErrorBody})
-def get_result(path: JobPath, query: ResultQuery):
-    job = owned_job(path.job_id)
+def get_result(path: JobPath, query: ResultQuery) -> Response:
+    job: EnhanceJob = owned_job(path.job_id)
     if job["state"] != "succeeded":
         raise ApiError(409, "not_ready", f"job is {job['state']}; the result exists once it succeeded",
                        details={"state": job["state"]})
-    if not (job.get("result") or {}).get("blob"):
+    result = job.get("result")
+    if result is None or not result.get("blob"):
         raise ApiError(404, "no_result_file", f"a {job.get('kind')} job has no single result file; "
                        "see its own resource (a video's result sets: /api/v1/videos/{id})")
-    return _image_response(job["result"], query, default_name="result", gone="result_gone",
+    return _image_response(result, query, default_name="result", gone="result_gone",
                            name=(job.get("input") or {}).get("name", "result"))
 
 
 @bp.get("/jobs/<job_id>/input", summary="The photo as uploaded (the 'before' of a before/after view)",
         responses={200: binary("image/*", "the photo as uploaded (or converted)"), 404: ErrorBody,
                    410: ErrorBody, 413: ErrorBody, 422: ErrorBody})
-def get_input(path: JobPath, query: ResultQuery):
+def get_input(path: JobPath, query: ResultQuery) -> Response:
     job = owned_job(path.job_id)
-    inp = job.get("input") or {}
-    if not inp.get("blob"):
+    inp: PhotoInput | None = job.get("input")
+    if not inp or not inp.get("blob"):
         raise ApiError(404, "no_input", "this job has no stored input photo")
     return _image_response(inp, query, default_name="input", gone="input_gone", name=inp.get("name", "input"))
 
 
-def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name: str, gone: str) -> Response:
+def _image_response(stored: PhotoInput | EnhanceResult, query: ResultQuery, *, name: str, default_name: str,
+                    gone: str) -> Response:
     """A stored image (``{"blob", "format"}``) as is, streamed, or converted to ``?format=``."""
     blobs = kadr().blobs
     fmt = query.format or stored["format"]
@@ -119,7 +124,7 @@ def _image_response(stored: dict, query: ResultQuery, *, name: str, default_name
 @bp.get("/jobs/<job_id>/events", summary="Live progress of a job as Server-Sent Events (progress, end)",
         responses={200: event_stream("progress and end events"), 404: ErrorBody,
                    429: ErrorBody, 503: ErrorBody})
-def get_job_events(path: JobPath):
+def get_job_events(path: JobPath) -> Response:
     k = kadr()
     job = owned_job(path.job_id)
     return event_response(k, lambda subscribe, alive: job_events(
@@ -130,7 +135,7 @@ def get_job_events(path: JobPath):
 @bp.post("/jobs/<job_id>/cancel", summary="Cancel a queued or running job (a running photo stops at its "
          "next tile or face); the record and the input stay", responses={200: JobView, 404: ErrorBody,
                                                                           409: ErrorBody})
-def cancel_job(path: JobPath):
+def cancel_job(path: JobPath) -> Response:
     k = kadr()
     job = owned_job(path.job_id)
     if job.get("batch_id"):
@@ -144,7 +149,7 @@ def cancel_job(path: JobPath):
 
 @bp.delete("/jobs/<job_id>", summary="Delete a job and its files (a video's id: the video with its result "
            "sets)", responses={200: Deleted, 404: ErrorBody, 409: ErrorBody})
-def delete_job(path: JobPath):
+def delete_job(path: JobPath) -> Response:
     k = kadr()
     job = owned_job(path.job_id)
     if job.get("batch_id"):

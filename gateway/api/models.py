@@ -18,12 +18,12 @@ Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # Pages start at most this far in (Redis takes 64-bit offsets; a bigger number was a 500).
 MAX_OFFSET = 10_000_000
 
-_SCHEMAS: dict[tuple, dict[str, Any]] = {}
+_SCHEMAS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 class RequestModel(BaseModel):
     @classmethod
-    def model_json_schema(cls, *args, **kwargs) -> dict[str, Any]:
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             key = (cls, args, tuple(sorted(kwargs.items())))
             hash(key)

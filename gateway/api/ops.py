@@ -9,13 +9,14 @@ import time
 
 import psutil
 import redis
-from flask import jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask import Response, jsonify
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 
 from gateway.api.health import readiness
 from gateway.context import kadr
 from gateway.errors import ApiError
-from services.contracts.schemas import ErrorBody, OpsView
+from gateway.responses import ErrorBody, OpsView
 from services.contracts.tasks import QUEUES
 from services.store import usage as usage_store
 from services.store.fleet import busy_worker_ids, queue_depths
@@ -27,7 +28,7 @@ bp = APIBlueprint("ops", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="ops
 
 @bp.get("/ops", summary="Queues, worker processes with their memory and models, Redis and host memory",
         responses={200: OpsView, 401: ErrorBody, 503: ErrorBody})
-def ops_status():
+def ops_status() -> Response:
     k = kadr()
     try:
         depths = queue_depths(k.probe, list(QUEUES))

@@ -8,14 +8,15 @@ keys that may read cameras see them under ``events``.
 from __future__ import annotations
 
 import redis
-from flask import g, jsonify
-from flask_openapi3 import APIBlueprint, Tag
+from flask import Response, g, jsonify
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 
 from gateway.auth import has_scope
 from gateway.context import kadr
 from gateway.errors import ApiError
+from gateway.responses import CallbackSecret, ErrorBody, UsageView
 from services.contracts.camera_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from services.contracts.schemas import CallbackSecret, ErrorBody, UsageView
 from services.store import usage as usage_store
 from services.upkeep.delivery import key_secret
 
@@ -27,7 +28,7 @@ EMPTY = {"bytes": 0, "files": 0, "count": 0, "live": 0, "next_expiry": None}
 
 @bp.get("/usage", summary="Bytes and counts this key stores per kind, and when the next of each expires",
         responses={200: UsageView, 401: ErrorBody, 503: ErrorBody})
-def get_usage():
+def get_usage() -> Response:
     k = kadr()
     s = k.settings
     try:
@@ -56,7 +57,7 @@ def get_usage():
 
 @bp.get("/callbacks/secret", summary="This key's secret for checking completion callbacks' signatures",
         responses={200: CallbackSecret, 401: ErrorBody})
-def get_callback_secret():
+def get_callback_secret() -> Response:
     k = kadr()
     return jsonify({"secret": key_secret(k.redis, k.settings, g.owner),
                     "signature_header": SIGNATURE_HEADER, "timestamp_header": TIMESTAMP_HEADER,

@@ -1,4 +1,5 @@
-"""Video segmentation: upload, result sets (stabilization methods), frames, metrics, overlay."""
+"""A segmented video: its state, result sets (stabilization methods), frames, metrics, overlay,
+and deletion. Uploads are gateway/api/video_uploads.py; reports, gateway/api/video_reports.py."""
 from __future__ import annotations
 
 import io
@@ -6,32 +7,26 @@ from typing import Literal
 
 import numpy as np
 from flask import Response, g, jsonify
-from flask_openapi3 import APIBlueprint, FileStorage, Tag
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
+from flask_openapi3.types import ResponseDict
 from PIL import Image
 from pydantic import Field, ValidationError
 
 from gateway import callback_urls, quotas
-from gateway.api.enhance import accepted
+from gateway.api.locations import accepted
 from gateway.api.models import Id, RequestModel
 from gateway.api.views import result_set_view, video_view
 from gateway.blob_files import send_blob
-from gateway.context import Kadr, kadr
+from gateway.context import kadr
 from gateway.dispatch import admit, send
-from gateway.errors import ApiError, register_form_model, validation_message
-from gateway.filenames import sanitize_filename
+from gateway.errors import ApiError, validation_message
+from gateway.responses import Deleted, ErrorBody, binary
+from gateway.video_responses import MetricsView, ResultSetView, VideoView
 from services.contracts import blob_keys, redis_keys
-from services.contracts.schemas import Deleted, ErrorBody, ResultSetView, SegmentCatalog, VideoView, binary
-from services.contracts.segment_options import (
-    MODELS,
-    VOC_CLASSES,
-    ModelName,
-    SegmentParams,
-    StabilizeRequest,
-    method_ranges,
-    validate_stabilize,
-)
-from services.contracts.tasks import SEGMENT_STABILIZE, SEGMENT_VIDEO, SegmentVideoTask, StabilizeTask
-from services.media.video import VideoError, VideoLimits, check_video
+from services.contracts.records import SegmentJob, StabilizeJob
+from services.contracts.segment_options import StabilizeRequest, validate_stabilize
+from services.contracts.tasks import SEGMENT_STABILIZE, StabilizeTask
 from services.platform.metrics import JOBS_ACCEPTED
 from services.store.blobs import BlobNotFound
 from services.store.jobs import new_id
@@ -39,21 +34,9 @@ from services.store.purge import purge_job
 
 bp = APIBlueprint("videos", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
                   abp_security=[{"bearer": []}])
-_ERRORS = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
-           415: ErrorBody, 429: ErrorBody, 503: ErrorBody, 507: ErrorBody}
-
-
-class VideoForm(RequestModel):
-    file: FileStorage
-    truth: FileStorage | None = Field(None, description="optional ground-truth mask video (white = object)")
-    callback_url: str | None = callback_urls.field()
-    model: ModelName | None = None
-    target_class: str = Field("person", description="a VOC class name, see GET /api/v1/segment/classes")
-    processing_size: int | None = Field(None, ge=128, le=1024, description="longer frame side, 128–1024")
-    batch_size: int = Field(4, ge=1, le=32, description="frames per inference batch, 1–32")
-
-
-register_form_model(VideoForm)
+# What a request that starts work can meet: an upload (video_uploads.py) or a new result set.
+ERRORS: ResponseDict = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
+                        415: ErrorBody, 429: ErrorBody, 503: ErrorBody, 507: ErrorBody}
 
 
 class VideoPath(RequestModel):
@@ -74,103 +57,23 @@ class ResultQuery(RequestModel):
     result: str | None = Field(None, description="result set id; default: the raw set")
 
 
-def _limits(k: Kadr) -> VideoLimits:
-    s = k.settings
-    return VideoLimits(max_bytes=s.max_video_bytes, max_seconds=s.max_video_seconds,
-                       max_frames=s.max_video_frames, max_width=s.max_video_width,
-                       max_height=s.max_video_height)
-
-
-def _check(upload: FileStorage, k: Kadr, field: str) -> dict:
-    try:
-        info = check_video(upload.stream, _limits(k))
-    except VideoError as e:
-        name = sanitize_filename(upload.filename or "")
-        raise ApiError(e.status, e.code, f"{field} {name}: {e.message}", details={"field": field})
-    return info.as_dict()
-
-
-def owned_video(video_id: str) -> dict:
+def owned_video(video_id: str) -> SegmentJob:
     job = kadr().jobs.get_owned(video_id, g.owner)
     if job is None or job["kind"] != "segment":
         raise ApiError(404, "not_found", f"no video {video_id}")
     return job
 
 
-@bp.get("/segment/classes", summary="Target classes, models and stabilization methods with their ranges",
-        responses={200: SegmentCatalog})
-def classes():
-    k = kadr()
-    return jsonify({"classes": list(VOC_CLASSES[1:]), "models": MODELS,
-                    "default_model": k.settings.segment_default_model,
-                    "methods": method_ranges(), "upload": _upload_ranges(k), "limits": _upload_limits(k)})
-
-
-def _upload_ranges(k: Kadr) -> dict:
-    """The upload form's numeric options with this server's defaults, so a client needs no copy."""
-    size = SegmentParams.model_json_schema()["properties"]["processing_size"]
-    return {"processing_size": {"default": k.settings.segment_processing_size, "minimum": size["minimum"],
-                                "maximum": size["maximum"], "description": size["description"]}}
-
-
-def _upload_limits(k: Kadr) -> dict:
-    s = k.settings
-    return {"max_bytes": min(s.max_video_bytes, s.max_request_bytes), "max_seconds": s.max_video_seconds,
-            "max_frames": s.max_video_frames, "max_width": s.max_video_width,
-            "max_height": s.max_video_height}
-
-
-@bp.post("/videos", summary="Upload a video to segment (mp4, mov, avi, mkv, webm)",
-         responses={202: VideoView, **_ERRORS})
-def upload_video(form: VideoForm):
-    k = kadr()
-    try:
-        params = SegmentParams(model=form.model or k.settings.segment_default_model,
-                               target_class=form.target_class,
-                               processing_size=form.processing_size or k.settings.segment_processing_size,
-                               batch_size=form.batch_size)
-        params.class_id()
-    except (ValidationError, ValueError) as e:
-        msg = validation_message(e, SegmentParams)[0] if isinstance(e, ValidationError) else str(e)
-        raise ApiError(400, "invalid_parameters", msg)
-    callback = callback_urls.checked(k, form.callback_url)
-    k.storage.check()
-    quotas.check_in_flight(k, g.owner, 2)  # the video and its raw result set
-    admit(k, SEGMENT_VIDEO)
-    info = _check(form.file, k, "file")
-    truth = _check(form.truth, k, "truth") if form.truth is not None and form.truth.filename else None
-    vid, raw_id = new_id(), new_id()
-    key = blob_keys.video_input(vid)
-    k.blobs.put_stream(key, form.file.stream)
-    inp = {**info, "blob": key,
-           "name": sanitize_filename(form.file.filename or "", default="video")}
-    if truth:
-        truth_key = blob_keys.video_truth_input(vid)
-        k.blobs.put_stream(truth_key, form.truth.stream)
-        inp.update(truth_blob=truth_key, truth_frames=truth["frames"])
-    # The callback hears of the video's end and of each of its result sets' ends.
-    job = k.jobs.create(kind="segment", owner=g.owner, params=params.model_dump(), input=inp,
-                        request_id=g.request_id, job_id=vid, callback_url=callback)
-    raw = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=raw_id,
-                        params={"video_id": vid, "method": "none", "params": {}}, parent_id=vid,
-                        callback_url=callback)
-    # The raw set runs inside the video's task; recorded so a dead worker's raw set is resent.
-    k.jobs.set_task(raw_id, SEGMENT_STABILIZE, StabilizeTask(job_id=raw_id, request_id=g.request_id).model_dump())
-    send(k, SEGMENT_VIDEO, SegmentVideoTask(job_id=vid, raw_result_id=raw_id, request_id=g.request_id))
-    JOBS_ACCEPTED.labels(kind="segment").inc()
-    return accepted(video_view(job, [raw]), f"/api/v1/videos/{vid}")
-
-
 @bp.get("/videos/<video_id>", summary="State, progress and result sets of a video",
         responses={200: VideoView, 404: ErrorBody})
-def get_video(path: VideoPath):
+def get_video(path: VideoPath) -> Response:
     job = owned_video(path.video_id)
     return jsonify(video_view(job, kadr().jobs.children(job["id"])))
 
 
 @bp.post("/videos/<video_id>/stabilize", summary="A new result set with another method (no re-segmenting)",
-         responses={202: ResultSetView, **_ERRORS})
-def stabilize(path: VideoPath, body: StabilizeRequest):
+         responses={202: ResultSetView, **ERRORS})
+def stabilize(path: VideoPath, body: StabilizeRequest) -> Response:
     k = kadr()
     video = owned_video(path.video_id)
     try:
@@ -200,7 +103,7 @@ def stabilize(path: VideoPath, body: StabilizeRequest):
     return accepted(result_set_view(job), f"/api/v1/videos/{video['id']}")
 
 
-def _result_set(video: dict, result_id: str | None) -> dict:
+def _result_set(video: SegmentJob, result_id: str | None) -> StabilizeJob:
     sets = kadr().jobs.children(video["id"])
     chosen = next((r for r in sets if r["id"] == result_id), None) if result_id else (sets[0] if sets else None)
     if chosen is None:
@@ -220,12 +123,14 @@ def _image(data: bytes, fmt: str | None, native: str) -> Response:
 
 @bp.get("/videos/<video_id>/frames/<int:n>", summary="One frame: original, raw mask, stabilized mask or overlay",
         responses={200: binary("image/*", "the frame"), 404: ErrorBody, 409: ErrorBody})
-def get_frame(path: FramePath, query: FrameQuery):
+def get_frame(path: FramePath, query: FrameQuery) -> Response:
     k = kadr()
     video = owned_video(path.video_id)
     if video["state"] != "succeeded":
         raise ApiError(409, "not_ready", f"the video is {video['state']}", details={"state": video["state"]})
-    frames = video["result"]["frames"]
+    result = video["result"]
+    assert result is not None  # a segmented video has its manifest
+    frames = result["frames"]
     if path.n >= frames:
         raise ApiError(404, "not_found", f"frame {path.n} does not exist; the video has {frames} (0–{frames - 1})")
     vid, n = video["id"], path.n
@@ -245,7 +150,7 @@ def get_frame(path: FramePath, query: FrameQuery):
         raise ApiError(410, "gone", "that frame's file was removed")
 
 
-def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[dict, str]:
+def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[StabilizeJob, str]:
     """The chosen result set of an owned video and the blob key of one of its files."""
     video = owned_video(video_id)
     chosen = _result_set(video, result_id)
@@ -256,24 +161,22 @@ def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[dict,
 
 
 @bp.get("/videos/<video_id>/metrics", summary="Per-frame IoU/Dice/instability series and summaries",
-        responses={200: {"description": "the metrics document (per-frame series and summaries)",
-                         "content": {"application/json": {"schema": {"type": "object"}}}},
-                   404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
-def get_metrics(path: VideoPath, query: ResultQuery):
+        responses={200: MetricsView, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
+def get_metrics(path: VideoPath, query: ResultQuery) -> Response:
     _, key = _result_file(path.video_id, query.result, "metrics.json")
     return Response(kadr().blobs.get_bytes(key), mimetype="application/json")
 
 
 @bp.get("/videos/<video_id>/overlay.mp4", summary="The overlay video of a result set (H.264 MP4)",
         responses={200: binary("video/mp4", "the overlay video"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
-def get_overlay(path: VideoPath, query: ResultQuery):
+def get_overlay(path: VideoPath, query: ResultQuery) -> Response:
     chosen, key = _result_file(path.video_id, query.result, "overlay.mp4")
     return send_blob(key, "video/mp4", etag=chosen["id"], download_name=f"overlay-{chosen['params']['method']}.mp4")
 
 
 @bp.delete("/videos/<video_id>", summary="Delete a video, its result sets and every file",
            responses={200: Deleted, 404: ErrorBody})
-def delete_video(path: VideoPath):
+def delete_video(path: VideoPath) -> Response:
     k = kadr()
     video = owned_video(path.video_id)
     removed = purge_job(k.jobs, k.blobs, video)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from services.camera.sources import SourceReader
@@ -19,7 +20,7 @@ log = logging.getLogger("kadr.camera")
 class BufferPublisher(threading.Thread):
     """Writes every reader's health to Redis each ``interval`` (the gateway reads it)."""
 
-    def __init__(self, readers: list[SourceReader], publish: Callable[[str, dict], None], interval: float):
+    def __init__(self, readers: list[SourceReader], publish: Callable[[str, dict[str, Any]], None], interval: float):
         super().__init__(name="kadr-camera-health", daemon=True)
         self.readers, self.publish, self.interval = readers, publish, interval
         self.stop_event = threading.Event()
@@ -40,8 +41,8 @@ class BufferCollector(Collector):
     def __init__(self, readers: Callable[[], list[SourceReader]]):
         self.readers = readers
 
-    def collect(self):
-        def gauge(name, doc):
+    def collect(self) -> Iterable[Metric]:
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=["camera"])
         held_bytes = gauge("kadr_camera_buffer_bytes", "Bytes held by the pre-event ring")
         held_s = gauge("kadr_camera_buffer_seconds", "Seconds of past an event can reach")

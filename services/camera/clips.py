@@ -22,6 +22,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 import cv2
@@ -45,7 +46,7 @@ class ClipInfo:
     end_ts: float      # last frame's time
     seconds: float     # what the file plays: last frame's time + its duration - first's
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -116,7 +117,7 @@ def write_packet_clip(dst: str, params: CodecParams, packets: Sequence[tuple[flo
     n = _length_size(params.name, params.extradata)
     raw = annexb_parameter_sets(params.name, params.extradata) + b"".join(
         _to_annexb(d, n) if n else d for _, d in packets)
-    with av.open(io.BytesIO(raw), format=fmt) as inp:
+    with av.open(io.BytesIO(raw), "r", format=fmt) as inp:
         ist = inp.streams.video[0]
         # Held once, to match them to our packets: a clip's worth of compressed bytes.
         demuxed = [p for p in inp.demux(ist) if p.size]
@@ -165,7 +166,7 @@ def write_jpeg_clip(dst: str, frames: Sequence[tuple[float, bytes]], *, crf: int
             img = img[:height, :width]
             if img.shape[:2] != (height, width):  # a reconnect at another size
                 img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img, dtype=np.uint8), format="bgr24")
             encoded += 1
             vf.pts, vf.time_base = t, MS
             for pkt in stream.encode(vf):

@@ -10,29 +10,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from services.camera.plates import crop
 from services.camera.ring_buffer import Lookup
 from services.camera.sharpness import Box, clip_box, laplacian_variance
+from services.contracts.records import EventParams
 
 FindPlates = Callable[..., list[Box]]
 
 
 @dataclass
 class EventOutcome:
-    result: dict
+    result: dict[str, Any]
     images: dict[str, np.ndarray] = field(default_factory=dict)  # kind -> BGR image to store
 
 
-def event_roi(params: dict) -> Box | None:
+def event_roi(params: EventParams) -> Box | None:
     """The box sharpness is measured on: the plate's when given, else the vehicle's."""
-    for name in ("plate_box", "vehicle_box"):
-        box = params.get(name)
-        if box:
-            return tuple(int(v) for v in box)  # type: ignore[return-value]
-    return None
+    box = params.get("plate_box") or params.get("vehicle_box")
+    if not box:
+        return None
+    x, y, w, h = (int(v) for v in box)  # the gateway lets only [x, y, w, h] in
+    return x, y, w, h
 
 
 def _score(frame: np.ndarray, roi: Box | None) -> tuple[float, bool]:
@@ -42,14 +44,15 @@ def _score(frame: np.ndarray, roi: Box | None) -> tuple[float, bool]:
     return laplacian_variance(frame), False
 
 
-def analyse(params: dict, offsets: Sequence[float], lookups: Sequence[Lookup | None],
+def analyse(params: EventParams, offsets: Sequence[float], lookups: Sequence[Lookup | None],
             uploads: dict[str, np.ndarray], *, find_plates: FindPlates, max_plates: int = 5
             ) -> EventOutcome:
     """``lookups[i]`` is the ring's (ts, frame) nearest ``ts - offsets[i]``, or None."""
     event_ts = float(params["ts"])
     roi = event_roi(params)
     images: dict[str, np.ndarray] = {}
-    candidates, best = [], None
+    candidates: list[dict[str, Any]] = []
+    best: int | None = None
     for i, (off, got) in enumerate(zip(offsets, lookups)):
         if got is None:
             candidates.append({"offset": off, "asked_ts": round(event_ts - off, 3), "missing": True})
@@ -63,7 +66,7 @@ def analyse(params: dict, offsets: Sequence[float], lookups: Sequence[Lookup | N
                            "height": int(frame.shape[0]), "width": int(frame.shape[1])})
         if best is None or score > candidates[best]["score"]:
             best = i
-    snow = None
+    snow: dict[str, Any] | None = None
     if best is not None:
         c = candidates[best]
         images["snow"] = images[c["image"]]
@@ -77,7 +80,8 @@ def analyse(params: dict, offsets: Sequence[float], lookups: Sequence[Lookup | N
         images["snow"] = uploads[name]
         snow = {"offset": None, "ts": None, "score": round(score, 3), "image": "snow", "upload": name}
 
-    plates, n = [], 0
+    plates: list[dict[str, Any]] = []
+    n = 0
     searched = ([("snow", images["snow"])] if "snow" in images and "upload" not in (snow or {}) else [])
     searched += list(uploads.items())
     for source, img in searched:

@@ -11,7 +11,8 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
 import av
 import cv2
@@ -20,12 +21,13 @@ import psutil
 from prometheus_client import Counter
 
 from services.camera import events
-from services.camera.clips import write_jpeg_clip, write_packet_clip
+from services.camera.clips import ClipInfo, write_jpeg_clip, write_packet_clip
 from services.camera.plates import find_plates
 from services.camera.ring_buffer import PacketRing
 from services.camera.settings import CameraSettings
 from services.camera.worker import CameraRuntime
 from services.contracts import blob_keys
+from services.contracts.records import EventJob
 from services.contracts.settings import CameraConfig
 from services.runtime.execution import JobFailure
 from services.store.blobs import BlobNotFound
@@ -36,7 +38,7 @@ CLIPS = Counter("kadr_camera_clips_total", "Event clips by outcome (ready, missi
 
 
 def _rss() -> int:
-    return psutil.Process().memory_info().rss
+    return cast(int, psutil.Process().memory_info().rss)  # psutil has no type information
 
 
 def _jpeg(img: np.ndarray, quality: int) -> bytes:
@@ -46,8 +48,8 @@ def _jpeg(img: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def _uploads(rt: CameraRuntime, job: dict) -> dict[str, np.ndarray]:
-    out = {}
+def _uploads(rt: CameraRuntime, job: EventJob) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
     for kind, meta in ((job.get("input") or {}).get("images") or {}).items():
         try:
             data = rt.blobs.get_bytes(meta["blob"])
@@ -60,7 +62,7 @@ def _uploads(rt: CameraRuntime, job: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def process_event(rt: CameraRuntime, job: dict[str, Any], progress: Callable[[float], None], *,
+def process_event(rt: CameraRuntime, job: EventJob, progress: Callable[[float], None], *,
                   settings: CameraSettings) -> dict[str, Any]:
     """One event: frames nearest each offset → sharpest → plate crops → blobs → clip."""
     params = job["params"]
@@ -117,17 +119,19 @@ def event_clip(rt: CameraRuntime, cam: CameraConfig, event_id: str, event_ts: fl
     # Frames are stamped with this worker's clock: wait on it for the "after" part, and
     # no longer than the slack past it (a stalled or lost source).
     ring.wait_for_ts(end, end + settings.camera_clip_wait_slack_seconds - time.time())
+    guard: AbstractContextManager[object]
     if isinstance(ring, PacketRing):
         params, packets = ring.clip_packets(start, end)
         found, guard = bool(packets), contextlib.nullcontext()
 
-        def write(path: str):
+        def write(path: str) -> ClipInfo:
+            assert params is not None  # found: clip_packets gives params with any packet
             return write_packet_clip(path, params, packets)
     else:
         frames = ring.clip_frames(start, end)
         found, guard = bool(frames), rt.encoders
 
-        def write(path: str):
+        def write(path: str) -> ClipInfo:
             return write_jpeg_clip(path, frames, crf=settings.camera_clip_crf)
     if not found:
         CLIPS.labels(camera=cam.id, outcome="missing").inc()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import cv2
@@ -37,7 +38,7 @@ def default_cascade_path() -> Path:
     return Path(data) / CASCADE_FILE
 
 
-def load_cascade(path: str | os.PathLike | None = None) -> cv2.CascadeClassifier:
+def load_cascade(path: str | os.PathLike[str] | None = None) -> cv2.CascadeClassifier:
     path = Path(path) if path is not None else default_cascade_path()
     if not path.is_file():
         raise CascadeUnavailable(f"plate cascade not found at {path} "
@@ -54,7 +55,7 @@ def load_cascade(path: str | os.PathLike | None = None) -> cv2.CascadeClassifier
 REGISTRY_NAME = "plate_cascade"
 
 
-def _default_cascade():
+def _default_cascade() -> AbstractContextManager[cv2.CascadeClassifier]:
     """The process's cascade, from the model registry (loaded once, on first use).
     ``registry.use`` also serialises callers: detectMultiScale mutates the classifier's
     internal buffers (opencv/opencv#4287), so one instance serves one caller at a time."""

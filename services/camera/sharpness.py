@@ -17,8 +17,9 @@ import numpy as np
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 
 
-def clip_box(box: Box, shape: tuple[int, ...]) -> Box | None:
-    """``box`` intersected with an image of ``shape``; None when nothing is left."""
+def clip_box(box: Sequence[float], shape: tuple[int, ...]) -> Box | None:
+    """``box`` (x, y, w, h, rounded to pixels) intersected with an image of ``shape``; None
+    when nothing is left."""
     x, y, w, h = (int(round(v)) for v in box)
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(shape[1], x + w), min(shape[0], y + h)

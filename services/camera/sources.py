@@ -120,7 +120,7 @@ def redact_credentials(text: str, source: str = "") -> str:
         password = urllib.parse.urlsplit(source).password
     except ValueError:
         password = None
-    for secret in {password, urllib.parse.unquote(password or "")} - {None, ""}:
+    for secret in {password or "", urllib.parse.unquote(password or "")} - {""}:
         out = out.replace(secret, "***")
     return out
 
@@ -200,6 +200,8 @@ class SourceReader(threading.Thread):
             delay = min(delay * 2, self.backoff_max)
 
     def _push_bgr(self, frame: np.ndarray) -> None:
+        if not isinstance(self.ring, JpegFrameRing):  # make_ring gives JPEG sources one
+            raise TypeError(f"a {self.mode} source needs a JPEG ring")
         ts = self._stamp()
         self.ring.push(ts, frame)
         self._count(ts)
@@ -248,6 +250,8 @@ class SourceReader(threading.Thread):
             cap.release()
 
     def _read_rtsp(self) -> None:
+        if not isinstance(self.ring, PacketRing):  # make_ring gives RTSP sources one
+            raise TypeError("an RTSP source needs a packet ring")
         import av
         opts = {"rtsp_transport": "tcp", "timeout": str(int(self.timeout * 1e6))}
         with av.open(self.cam.source, options=opts, timeout=self.timeout) as container:

@@ -41,7 +41,7 @@ log = logging.getLogger("kadr.camera")
 worker = CameraWorker(settings)
 
 
-@app.task(name=CAMERA_EVENT)
+@app.task(name=CAMERA_EVENT)  # type: ignore[untyped-decorator]  # celery ships no type information
 def camera_event(payload: dict[str, Any]) -> str:
     p = CameraEventTask.model_validate(payload)
     rt = worker.runtime()

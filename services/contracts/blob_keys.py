@@ -17,6 +17,7 @@ Everything one object owns lies under its folder, so deleting it is one prefix::
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 # The top-level folder of each kind of object that retention walks.
@@ -48,7 +49,7 @@ def batch_input(batch_id: str, name: str) -> str:
     return f"{batch(batch_id)}/inputs/{name}"
 
 
-def enhance_result(job: dict[str, Any], extension: str) -> str:
+def enhance_result(job: Mapping[str, Any], extension: str) -> str:
     """A batch keeps every file under its own folder: retention removes a batch in one go."""
     base = f"{batch(job['batch_id'])}/results/{job['id']}" if job.get("batch_id") else photo(job["id"])
     return f"{base}/result.{extension}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.contracts import records
 from services.media.writers import MAX_SIDE, WHOLE_IMAGE_BYTES_PER_PIXEL
 
 AUTO_UPSCALE_MAX = 2  # an omitted upscale means the largest up to this that fits
@@ -93,7 +94,7 @@ class Estimate:
     soft_time_limit: int
     time_limit: int
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> records.Estimate:
         return {"seconds": round(self.seconds, 1), "soft_time_limit_seconds": self.soft_time_limit,
                 "time_limit_seconds": self.time_limit}
 

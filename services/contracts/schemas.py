@@ -1,7 +1,8 @@
-"""API and task-parameter models shared by the gateway and the workers.
+"""Request and task-parameter models shared by the gateway and the workers.
 
 Ranges are declared once here; a value outside one is answered 400 with a message that
-names the allowed range, both in the gateway and (defensively) in the worker.
+names the allowed range, both in the gateway and (defensively) in the worker. What the
+gateway answers is in ``gateway/responses.py``; what the job store holds in ``records.py``.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Quality = Literal["fast", "medium", "high"]
-JobState = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "canceled"]
 OutputFormat = Literal["jpeg", "png", "webp", "bmp", "tiff"]
 TILE_RANGE = (256, 512)  # a background tile asked for explicitly (0: the upsampler's default)
 
@@ -42,101 +42,6 @@ class EnhanceParams(BaseModel):
         return v
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    request_id: str = ""
-    details: Any = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-class JobView(BaseModel):
-    id: str
-    kind: str
-    state: JobState
-    progress: float
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    params: dict[str, Any] = {}
-    input: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    batch_id: str | None = None
-    estimate: dict[str, Any] | None = Field(None, description="photos: expected seconds and the time limits "
-                                            "its run has (soft_time_limit_seconds, time_limit_seconds)")
-    callback: dict[str, Any] | None = Field(None, description="the completion callback: url, state "
-                                            "(pending | delivered | failed), attempts, status or error")
-    links: dict[str, str] = {}
-
-
-class BatchItemView(BaseModel):
-    id: str
-    name: str
-    variant: str = "default"
-    state: JobState
-    progress: float
-    error: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    duplicate_of: str | None = None
-    links: dict[str, str] = {}
-
-
-class PhotoAccepted(BaseModel):
-    """One variant of one photo added to a batch (``existing``: a retried upload)."""
-    id: str
-    name: str
-    variant: str = "default"
-    sha256: str
-    state: JobState
-    duplicate_of: str | None = None
-    existing: bool = False
-    file: int = Field(0, description="which of the request's files (0-based, in the order sent) it came from")
-
-
-class PhotoRefused(BaseModel):
-    name: str
-    code: str
-    message: str
-    file: int = Field(0, description="which of the request's files (0-based, in the order sent) it came from")
-
-
-class ItemsAdded(BaseModel):
-    """``stopped``: a quota stopped the request there (what came before is in)."""
-    accepted: list[PhotoAccepted]
-    rejected: list[PhotoRefused]
-    ignored: int
-    stopped: dict[str, str] | None = None
-
-
-class BatchView(BaseModel):
-    id: str
-    kind: str
-    name: str = ""
-    state: str
-    open: bool = False
-    paused: bool = False
-    progress: float
-    percent: float = 0.0
-    total: int
-    photos: int = 0
-    counts: dict[str, int]
-    throughput_per_s: float | None = None
-    eta_seconds: float | None = None
-    created_at: float
-    closed_at: float | None = None
-    params: dict[str, Any] = {}
-    variants: list[dict[str, Any]] = []
-    running: list[dict[str, Any]] = Field([], description="items being worked on: id and progress 0–1")
-    items: list[BatchItemView] = []
-    items_offset: int = 0
-    callback: dict[str, Any] | None = None
-    links: dict[str, str] = {}
-
-
 class VariantSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -162,138 +67,3 @@ class BatchCreate(BaseModel):
 
 
 # ---- response documents (the OpenAPI spec; Schemathesis checks answers against them) ----
-
-class JobsPage(BaseModel):
-    jobs: list[JobView]
-    offset: int
-
-
-class BatchesPage(BaseModel):
-    batches: list[BatchView]
-    offset: int
-
-
-class ItemsPage(BaseModel):
-    items: list[BatchItemView]
-    offset: int
-    next_offset: int | None = None
-
-
-class Deleted(BaseModel):
-    id: str
-    deleted: bool
-    files_removed: int
-
-
-class ResultSetView(BaseModel):
-    """A video's result set: the raw masks or one stabilization method's."""
-    id: str
-    method: str
-    params: dict[str, Any] = {}
-    state: JobState
-    progress: float
-    error: dict[str, Any] | None = None
-    summary: dict[str, Any] | None = None
-    improvement_pct: dict[str, Any] | float | None = None
-    timings: dict[str, Any] | None = None
-    callback: dict[str, Any] | None = None
-
-
-class VideoView(JobView):
-    """A video is a job of kind ``segment`` with its result sets."""
-    input: dict[str, Any] = {}
-    results: list[ResultSetView]
-
-
-class SegmentCatalog(BaseModel):
-    classes: list[str]
-    models: dict[str, Any] | list[Any]
-    default_model: str
-    methods: dict[str, Any]
-    upload: dict[str, Any]
-    limits: dict[str, Any]
-
-
-class CameraEventView(BaseModel):
-    id: str
-    camera: str | None = None
-    state: JobState
-    ts: float | None = None
-    received_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    vehicle_box: list[int] | None = None
-    plate_box: list[int] | None = None
-    plate: str | None = None
-    extra: dict[str, Any] = {}
-    offsets: list[float] | None = None
-    uploads: dict[str, Any] = {}
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    images: dict[str, str] = {}
-    links: dict[str, str] = {}
-
-
-class CameraEventsPage(BaseModel):
-    events: list[CameraEventView]
-    total: int
-    offset: int
-    limit: int
-
-
-class CamerasView(BaseModel):
-    cameras: list[dict[str, Any]]
-    backlog: int
-    max_backlog: int
-
-
-def binary(media_type: str, description: str) -> dict[str, Any]:
-    """A response that is a file, not JSON, as flask-openapi3 takes it."""
-    return {"description": description,
-            "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
-
-
-class OpsView(BaseModel):
-    time: float
-    readiness: dict[str, Any]
-    queues: dict[str, Any]
-    workers: list[dict[str, Any]]
-    redis: dict[str, Any]
-    storage: dict[str, Any] | None = None
-    host: dict[str, Any]
-
-
-class KindUsage(BaseModel):
-    bytes: int
-    files: int
-    count: int
-    live: int = Field(description="how many still have work queued or running (never expired)")
-    next_expiry: float | None = Field(description="when the next finished one expires (Unix time)")
-
-
-class VideosPage(BaseModel):
-    videos: list[VideoView]
-    total: int
-    offset: int
-    limit: int
-
-
-class CallbackSecret(BaseModel):
-    secret: str
-    signature_header: str
-    timestamp_header: str
-    scheme: str
-
-
-class UsageView(BaseModel):
-    as_of: float | None = Field(description="when the janitor last surveyed the store (None: not yet)")
-    kinds: dict[str, KindUsage]
-    total_bytes: int
-    ttl_seconds: dict[str, int]
-    store: dict[str, Any]
-
-
-def event_stream(description: str) -> dict[str, Any]:
-    """Server-Sent Events whose every ``data`` is a JSON object."""
-    return {"description": description,
-            "content": {"text/event-stream": {"schema": {"type": "object", "description": "each event's data"}}}}

@@ -26,5 +26,5 @@ def install_torchvision_shim() -> None:
     from torchvision.transforms import functional
 
     shim = types.ModuleType(_LEGACY_NAME)
-    shim.rgb_to_grayscale = functional.rgb_to_grayscale
+    shim.__dict__["rgb_to_grayscale"] = functional.rgb_to_grayscale  # a ModuleType declares no such attribute
     sys.modules[_LEGACY_NAME] = shim

@@ -12,6 +12,8 @@ or glibc's leftovers put the process's growth at 330-450 MB instead of ~250.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,20 +21,25 @@ from torch import nn
 from services.enhance.memory import settle
 from services.enhance.strips import in_strips
 
+if TYPE_CHECKING:  # gfpgan is untyped: these are Any to mypy, named for the reader
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean, StyleGAN2GeneratorCSFT
+    from gfpgan.archs.stylegan2_clean_arch import ModulatedConv2d, StyleConv, ToRGB
+
 
 class LeanGFPGAN(nn.Module):
     """Wraps a loaded ``GFPGANv1Clean``; called like it (``return_rgb`` is ignored: the
     intermediate RGB outputs are a training aid nobody here reads)."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: GFPGANv1Clean) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor, return_rgb: bool = False, weight: float = 0.5, **_):
+    def forward(self, x: torch.Tensor, return_rgb: bool = False, weight: float = 0.5,
+                **_: object) -> tuple[torch.Tensor, None]:
         n = self.net
-        feat = F.leaky_relu_(n.conv_body_first(x), negative_slope=0.2)
+        feat: torch.Tensor | None = F.leaky_relu_(n.conv_body_first(x), negative_slope=0.2)
         del x
-        skips = []
+        skips: list[torch.Tensor] = []
         for down in n.conv_body_down[:n.log_size - 2]:
             feat = down(feat)
             skips.insert(0, feat)
@@ -41,17 +48,18 @@ class LeanGFPGAN(nn.Module):
         style = n.final_linear(feat.view(feat.size(0), -1))
         if n.different_w:
             style = style.view(style.size(0), -1, n.num_style_feat)
-        conditions: list[torch.Tensor | None] = []
+        conditions: list[torch.Tensor] = []
         for i in range(n.log_size - 2):
-            feat = feat + skips[i]
-            skips[i] = None
+            assert feat is not None  # only the last level lets it go
+            feat = feat + skips.pop(0)  # the list's reference goes: this level's skip is freed once added
             if i == n.log_size - 3 and feat.shape[-2] * 2 >= STRIP_FROM:
                 # The top level (512 px): up-block and both condition branches a strip at
                 # a time; only the conditions are kept whole (the decoder needs them),
                 # the level's own feature map is never needed whole.
                 up, cs, csh = n.conv_body_up[i], n.condition_scale[i], n.condition_shift[i]
 
-                def level(t, up=up, cs=cs, csh=csh):
+                def level(t: torch.Tensor, up: nn.Module = up, cs: nn.Module = cs,
+                          csh: nn.Module = csh) -> torch.Tensor:
                     f = up(t)
                     return torch.cat([cs(f), csh(f)], dim=1)
 
@@ -70,30 +78,30 @@ class LeanGFPGAN(nn.Module):
         return _decode(n.stylegan_decoder, style, conditions, input_is_latent=n.input_is_latent), None
 
 
-def _decode(dec, style: torch.Tensor, conditions: list, *, input_is_latent: bool) -> torch.Tensor:
+def _decode(dec: StyleGAN2GeneratorCSFT, style: torch.Tensor, conditions: list[torch.Tensor], *,
+            input_is_latent: bool) -> torch.Tensor:
     """StyleGAN2GeneratorCSFT.forward for one style code, random noise, no truncation."""
     if not input_is_latent:
         style = dec.style_mlp(style)
     latent = style if style.ndim >= 3 else style.unsqueeze(1).repeat(1, dec.num_latent, 1)
     out = dec.constant_input(latent.shape[0])
     out = _style_conv(dec.style_conv1, [out], latent[:, 0])
-    skip = dec.to_rgb1(out, latent[:, 1])
+    skip: torch.Tensor = dec.to_rgb1(out, latent[:, 1])
     i = 1
     levels = list(zip(dec.style_convs[::2], dec.style_convs[1::2], dec.to_rgbs))
     for n, (conv1, conv2, to_rgb) in enumerate(levels):
-        if n == len(levels) - 1 and out.shape[-2] * 2 >= STRIP_FROM and i < len(conditions):
+        # Condition pairs are taken in order, the list letting each go: its first two are this level's.
+        if n == len(levels) - 1 and out.shape[-2] * 2 >= STRIP_FROM and conditions:
             # The top level, a strip of rows at a time through both convolutions and the
             # RGB layer: its 512 px feature maps never exist whole.
-            scale, shift = conditions[i - 1], conditions[i]
-            conditions[i - 1] = conditions[i] = None
+            scale, shift = conditions.pop(0), conditions.pop(0)
             return _top_level(conv1, conv2, to_rgb, out, latent[:, i], latent[:, i + 1], latent[:, i + 2],
                               scale, shift, skip, sft_half=dec.sft_half)
         holder = [out]
         del out
         out = _style_conv(conv1, holder, latent[:, i])
-        if i < len(conditions):
-            scale, shift = conditions[i - 1], conditions[i]
-            conditions[i - 1] = conditions[i] = None
+        if conditions:
+            scale, shift = conditions.pop(0), conditions.pop(0)
             if dec.sft_half:  # SFT on the second half of the channels, in place
                 out_sft = torch.split(out, int(out.size(1) // 2), dim=1)[1]
                 out_sft.mul_(scale).add_(shift)
@@ -109,17 +117,19 @@ def _decode(dec, style: torch.Tensor, conditions: list, *, input_is_latent: bool
     return skip
 
 
-def _modulated_weight(mc, style: torch.Tensor, b: int, c: int) -> torch.Tensor:
+def _modulated_weight(mc: ModulatedConv2d, style: torch.Tensor, b: int, c: int) -> torch.Tensor:
     """ModulatedConv2d's per-sample weights (grouped-convolution layout)."""
     s = mc.modulation(style).view(b, 1, c, 1, 1)
-    weight = mc.weight * s
+    weight: torch.Tensor = mc.weight * s
     if mc.demodulate:
         demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + mc.eps)
         weight = weight * demod.view(b, mc.out_channels, 1, 1, 1)
     return weight.view(b * mc.out_channels, c, mc.kernel_size, mc.kernel_size)
 
 
-def _top_level(conv1, conv2, to_rgb, x, style1, style2, style_rgb, scale, shift, skip, *, sft_half: bool):
+def _top_level(conv1: StyleConv, conv2: StyleConv, to_rgb: ToRGB, x: torch.Tensor, style1: torch.Tensor,
+               style2: torch.Tensor, style_rgb: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+               skip: torch.Tensor, *, sft_half: bool) -> torch.Tensor:
     """The last decoder level (StyleConv up, SFT, StyleConv, ToRGB) computed a strip of
     output rows at a time. The noise maps are drawn whole, in the stock order, before
     any strip, so they are the stock ones; every other step is per pixel or reads the
@@ -164,7 +174,8 @@ def _top_level(conv1, conv2, to_rgb, x, style1, style2, style_rgb, scale, shift,
     return rgb
 
 
-def _rows_up_conv(x, weight, out_channels: int, a0: int, a1: int, p: int, b: int) -> torch.Tensor:
+def _rows_up_conv(x: torch.Tensor, weight: torch.Tensor, out_channels: int, a0: int, a1: int, p: int,
+                  b: int) -> torch.Tensor:
     """Rows a0..a1 (at twice ``x``'s resolution) of conv(upsample_x2(x)), as the whole
     would give them: the source rows they read plus two of margin are upsampled, zero rows
     stand for the padding past the image's edges."""
@@ -180,7 +191,7 @@ def _rows_up_conv(x, weight, out_channels: int, a0: int, a1: int, p: int, b: int
     return out.view(b, out_channels, a1 - a0, -1)
 
 
-def _style_conv(layer, holder: list, style: torch.Tensor) -> torch.Tensor:
+def _style_conv(layer: StyleConv, holder: list[torch.Tensor], style: torch.Tensor) -> torch.Tensor:
     """StyleConv.forward: modulated conv, x sqrt(2), noise, bias, leaky ReLU, in place.
     The input comes in a one-item list so the last reference to it can be dropped as
     soon as the (possibly upsampled) copy exists."""
@@ -188,7 +199,7 @@ def _style_conv(layer, holder: list, style: torch.Tensor) -> torch.Tensor:
     x = holder.pop()
     b, c, h, w = x.shape
     s = mc.modulation(style).view(b, 1, c, 1, 1)
-    weight = mc.weight * s
+    weight: torch.Tensor = mc.weight * s
     if mc.demodulate:
         demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + mc.eps)
         weight = weight * demod.view(b, mc.out_channels, 1, 1, 1)
@@ -200,14 +211,15 @@ def _style_conv(layer, holder: list, style: torch.Tensor) -> torch.Tensor:
     out.add_(layer.weight * noise)
     del noise
     out.add_(layer.bias)
-    return layer.activate(out)
+    activated: torch.Tensor = layer.activate(out)
+    return activated
 
 
 STRIP_FROM = 256  # output side from which a convolution runs in strips of rows
 STRIP_ROWS = 64
 
 
-def _modulated_conv(mc, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def _modulated_conv(mc: ModulatedConv2d, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """ModulatedConv2d's resampling and grouped convolution. At 256 px and up it runs a
     strip of output rows at a time (upsampling only the input rows the strip reads), so
     neither the whole upsampled input nor the convolution's own copies of it exist at

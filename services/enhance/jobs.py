@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from services.contracts import blob_keys, redis_keys
 from services.contracts.photo_cost import output_format
+from services.contracts.records import EnhanceJob, EnhanceResult
 from services.contracts.schemas import EnhanceParams
 from services.enhance.memory import MemoryWatch, release_free_memory
 from services.enhance.models import UPSAMPLER_FOR, UPSAMPLER_KIND, bytes_per_pixel
@@ -25,19 +26,28 @@ from services.runtime.worker_process import WorkerContext
 from services.store import task_stats
 from services.store.blobs import BlobNotFound, BlobStore
 
+if TYPE_CHECKING:  # for annotations only: the pipeline is imported where it is used
+    import numpy as np
+    import torch
+    from redis import Redis
+
+    from services.enhance import pipeline
+    from services.media.metadata import PhotoMeta
+
 # Share of a job's progress before the pipeline (reading, decoding) and after it (storing).
 DECODE_SHARE, STORE_SHARE = 0.03, 0.02
 
 
 def cache_key(input_sha256: str, params: EnhanceParams) -> str:
-    models = ["gfpgan"] + ([UPSAMPLER_FOR[params.quality]] if UPSAMPLER_FOR[params.quality] else [])
+    up = UPSAMPLER_FOR[params.quality]
+    models = ["gfpgan"] + ([up] if up else [])
     versions = {m: registry.version(m) for m in models}
     blob = json.dumps({"in": input_sha256, "params": params.model_dump(), "models": versions},
                       sort_keys=True)
     return redis_keys.enhance_cache(hashlib.sha256(blob.encode()).hexdigest())
 
 
-def limits_for(s: EnhanceSettings, device):
+def limits_for(s: EnhanceSettings, device: torch.device) -> pipeline.Limits:
     """The pipeline's limits in this process: the memory budget, and on CUDA the share of
     the device's free memory (read per photo: other processes may hold some)."""
     from services.enhance.pipeline import Limits
@@ -52,7 +62,7 @@ def limits_for(s: EnhanceSettings, device):
                   device_budget_bytes=device_budget)
 
 
-def costs_for(r, quality: str, device_kind: str):
+def costs_for(r: Redis, quality: str, device_kind: str) -> pipeline.Costs:
     """Progress weights from this device kind's measured rates (reference ones before)."""
     from services.contracts.photo_cost import REFERENCE_FACE_SECONDS, REFERENCE_INPUT_MP_SECONDS
     from services.enhance.pipeline import Costs
@@ -64,8 +74,8 @@ def costs_for(r, quality: str, device_kind: str):
     return Costs(face=face, background_per_mp=REFERENCE_INPUT_MP_SECONDS[quality])
 
 
-def enhance(job: dict[str, Any], progress: JobProgress, *, ctx: WorkerContext,
-            settings: EnhanceSettings) -> dict[str, Any]:
+def enhance(job: EnhanceJob, progress: JobProgress, *, ctx: WorkerContext,
+            settings: EnhanceSettings) -> EnhanceResult:
     """One photo: the result cache, else decode → restore and upscale in bands → encode."""
     params = EnhanceParams.model_validate(job["params"])
     inp = job["input"]
@@ -82,7 +92,7 @@ def enhance(job: dict[str, Any], progress: JobProgress, *, ctx: WorkerContext,
             ctx.cache.delete(key)
         else:
             CACHE_HITS.inc()
-            return {**cached["result"], "blob": result_key, "cache_hit": True}
+            return cast(EnhanceResult, {**cached["result"], "blob": result_key, "cache_hit": True})
 
     from services.enhance import tiling
     from services.enhance.pipeline import EnhanceError, output_size, run
@@ -106,7 +116,7 @@ def enhance(job: dict[str, Any], progress: JobProgress, *, ctx: WorkerContext,
             with ctx.blobs.writing(result_key) as f:
                 writer = open_writer(fmt, f, out_w, out_h, meta)
 
-                def sink(band) -> None:
+                def sink(band: tiling.Band) -> None:
                     nonlocal encode_s
                     t = time.perf_counter()
                     writer.write(band.pixels)
@@ -138,7 +148,7 @@ def enhance(job: dict[str, Any], progress: JobProgress, *, ctx: WorkerContext,
     FACES.labels(outcome="failed").inc(out.faces_failed)
     timings = {**{k: round(v, 4) for k, v in out.timings.items()},
                "decode": round(decode_s, 4), "encode": round(encode_s, 4)}
-    result = {
+    result: EnhanceResult = {
         "blob": result_key, "format": fmt, "width": out.width, "height": out.height, "bytes": size,
         "faces_found": out.faces_found, "faces_restored": out.faces_restored,
         "faces_failed": out.faces_failed, "tile_used": out.tile_used, "detect_scale": round(out.detect_scale, 4),
@@ -153,7 +163,7 @@ def enhance(job: dict[str, Any], progress: JobProgress, *, ctx: WorkerContext,
     return result
 
 
-def _decode_input(blobs: BlobStore, key: str, max_pixels: int) -> tuple[Any, Any]:
+def _decode_input(blobs: BlobStore, key: str, max_pixels: int) -> tuple[np.ndarray, PhotoMeta]:
     """The stored photo's pixels and metadata. The encoded bytes (10-20 MB for 24 MP) are
     not kept: the photo is read again if its pixels are needed again."""
     try:
@@ -175,15 +185,17 @@ class _Photo:
     """The decoded photo, handed to the pipeline once; asked again, it decodes the stored
     file anew (the pipeline drops the pixels while it restores faces)."""
 
-    def __init__(self, img, decode: Callable[[], object]):
-        self._img, self._decode = img, decode
+    def __init__(self, img: np.ndarray, decode: Callable[[], np.ndarray]) -> None:
+        self._img: np.ndarray | None = img
+        self._decode = decode
 
-    def __call__(self):
+    def __call__(self) -> np.ndarray:
         img, self._img = self._img, None
         return img if img is not None else self._decode()
 
 
-def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: float) -> None:
+def _record_rates(r: Redis, device_kind: str, params: EnhanceParams, out: pipeline.EnhanceResult,
+                  seconds: float) -> None:
     faces = out.faces_restored + out.faces_failed
     face_s = out.timings["restore"] / faces if faces else None
     rest = seconds - out.timings["restore"]
@@ -193,6 +205,6 @@ def _record_rates(r, device_kind: str, params: EnhanceParams, out, seconds: floa
                             prescale=params.prescale)
 
 
-def discard(result: dict[str, Any], *, blobs: BlobStore) -> None:
+def discard(result: Mapping[str, Any], *, blobs: BlobStore) -> None:
     """A result its job no longer takes (canceled or deleted while it was written)."""
     blobs.delete(result["blob"])

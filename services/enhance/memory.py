@@ -15,9 +15,14 @@ inside oneDNN for one convolution, more fragmentation over the whole face)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from services.platform.metrics import PHOTO_PEAK_MEMORY
+
+if TYPE_CHECKING:
+    import ctypes
 
 
 class MemoryWatch:
@@ -29,7 +34,7 @@ class MemoryWatch:
     Also what each phase leaves resident after the hand-back (the next phase starts on
     it). Where /proc cannot be written, only the hand-back happens."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.peaks: dict[str, float] = {}
         self.held: dict[str, float] = {}
         self.start = _status_kib("VmRSS")
@@ -45,7 +50,7 @@ class MemoryWatch:
             self.held[ended] = (held - self.start) / 1024
         self._restart()
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         phases = {k: round(v, 1) for k, v in self.peaks.items()}
         for phase, mib in phases.items():
             PHOTO_PEAK_MEMORY.labels(phase=phase).observe(mib * 2**20)
@@ -90,7 +95,7 @@ _settling.set()
 
 
 @contextmanager
-def unsettled():
+def unsettled() -> Iterator[None]:
     """``with unsettled():`` the forwards run without handing memory back (the bench's
     bare-model baseline)."""
     _settling.clear()
@@ -100,7 +105,7 @@ def unsettled():
         _settling.set()
 
 
-def _libc():
+def _libc() -> ctypes.CDLL | None:
     import ctypes
     import ctypes.util
     try:

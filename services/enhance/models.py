@@ -10,18 +10,20 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from services.enhance.compat import install_torchvision_shim
 from services.enhance.gfpgan_forward import LeanGFPGAN
 from services.enhance.settings import EnhanceSettings
-from services.runtime import weights
+from services.runtime import weight_catalog
 from services.runtime.device import select_device
 from services.runtime.registry import MissingWeightsError, registry
-from services.runtime.weights import CATALOG, weight_path
+from services.runtime.weight_catalog import CATALOG, weight_path
 
 install_torchvision_shim()  # must precede every basicsr/gfpgan/realesrgan/facexlib import
 
@@ -39,13 +41,13 @@ UpsamplerKind = Literal["general_x4v3", "x2plus"]
 # Catalog names of the files each model needs. facexlib resolves the detector and
 # parser weights by their upstream file names inside ``model_rootpath``.
 RESTORER_WEIGHTS = ("gfpgan_v1.4", "retinaface_resnet50", "parsenet")
-UPSAMPLER_WEIGHTS: dict[str, str] = {"general_x4v3": "realesr_general_x4v3", "x2plus": "realesrgan_x2plus"}
-UPSAMPLER_SCALE: dict[str, int] = {"general_x4v3": 4, "x2plus": 2}
+UPSAMPLER_WEIGHTS: dict[UpsamplerKind, str] = {"general_x4v3": "realesr_general_x4v3", "x2plus": "realesrgan_x2plus"}
+UPSAMPLER_SCALE: dict[UpsamplerKind, int] = {"general_x4v3": 4, "x2plus": 2}
 # Working memory of one tile per input pixel (padding included), fp32 on the CPU, as the
 # worker process's resident size shows it (glibc's heap included, not just the live
 # tensors): ~110 MB at 276 px for x4v3, ~300 MB at 212 px for x2plus. In fp16 on CUDA,
 # about half (of device memory).
-UPSAMPLER_BYTES_PER_PIXEL: dict[str, float] = {"general_x4v3": 1500.0, "x2plus": 8000.0}
+UPSAMPLER_BYTES_PER_PIXEL: dict[UpsamplerKind, float] = {"general_x4v3": 1500.0, "x2plus": 8000.0}
 
 
 def bytes_per_pixel(kind: UpsamplerKind, device: torch.device) -> float:
@@ -92,14 +94,17 @@ def gfpgan_network() -> GFPGANv1Clean:
 
 
 def upsampler_network(kind: UpsamplerKind) -> torch.nn.Module:
+    net: torch.nn.Module  # basicsr/realesrgan are untyped: their classes are Any to mypy
     if kind == "general_x4v3":
-        return SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu")
-    if kind == "x2plus":
-        return RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=2)
-    raise ValueError(f"unknown upsampler kind {kind!r}; expected one of {sorted(UPSAMPLER_WEIGHTS)}")
+        net = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu")
+    elif kind == "x2plus":
+        net = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=2)
+    else:
+        raise ValueError(f"unknown upsampler kind {kind!r}; expected one of {sorted(UPSAMPLER_WEIGHTS)}")
+    return net
 
 
-class Restorer(GFPGANer):
+class Restorer(GFPGANer):  # type: ignore[misc]  # gfpgan ships no type information
     """A GFPGANer assembled from local files.
 
     ``GFPGANer.__init__`` is deliberately not called: it points facexlib at the
@@ -111,7 +116,7 @@ class Restorer(GFPGANer):
     """
 
     def __init__(self, gfpgan: torch.nn.Module, face_helper: FaceRestoreHelper, *, upscale: int,
-                 bg_upsampler, device: torch.device):
+                 bg_upsampler: Upsampler | None, device: torch.device) -> None:
         self.gfpgan = gfpgan
         self.face_helper = face_helper
         self.upscale = upscale
@@ -119,7 +124,7 @@ class Restorer(GFPGANer):
         self.device = device
 
 
-class Upsampler(RealESRGANer):
+class Upsampler(RealESRGANer):  # type: ignore[misc]  # realesrgan ships no type information
     """RealESRGANer whose tiled path lets errors out.
 
     The stock ``tile_process`` catches RuntimeError (which includes CUDA out-of-memory),
@@ -128,7 +133,7 @@ class Upsampler(RealESRGANer):
     fallback in the pipeline needs the error itself. The per-tile progress print goes too.
     """
 
-    def tile_process(self):
+    def tile_process(self) -> None:
         batch, channel, height, width = self.img.shape
         self.output = self.img.new_zeros((batch, channel, height * self.scale, width * self.scale))
         tiles_x = math.ceil(width / self.tile_size)
@@ -149,7 +154,8 @@ class Upsampler(RealESRGANer):
                     out_tile[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
 
 
-def build_restorer(models_dir: Path, device: torch.device, *, bg_upsampler=None, upscale: int = 2) -> Restorer:
+def build_restorer(models_dir: Path, device: torch.device, *, bg_upsampler: Upsampler | None = None,
+                   upscale: int = 2) -> Restorer:
     # Absolute: facexlib would resolve a relative root against whatever the cwd is.
     models_dir = Path(models_dir).resolve()
     # Checked up front: facexlib downloads any file it cannot find in model_rootpath.
@@ -222,7 +228,7 @@ def build_upsampler(
     return upsampler
 
 
-def _require(models_dir: Path, names) -> None:
+def _require(models_dir: Path, names: Iterable[str]) -> None:
     missing = [CATALOG[n].filename for n in names if not weight_path(models_dir, n).is_file()]
     if missing:
         raise MissingWeights(missing)
@@ -235,15 +241,16 @@ def _configure_torch() -> None:
     torch.set_flush_denormal(True)
 
 
-def _load_state(path: Path) -> dict:
+def _load_state(path: Path) -> dict[str, Any]:
     try:
         # weights_only: a .pth is a pickle; never run code from a downloaded file.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        return state
     except Exception as exc:  # torch raises a mix of pickle/runtime/EOF errors
         raise WeightsLoadError(f"cannot load {path.name}: {exc}") from exc
 
 
-def _load_into(net: torch.nn.Module, state: dict, keyname: str, filename: str) -> None:
+def _load_into(net: torch.nn.Module, state: dict[str, Any], keyname: str, filename: str) -> None:
     if keyname not in state:
         raise WeightsLoadError(f"{filename} has no {keyname!r} entry; is it the official file?")
     try:
@@ -264,14 +271,14 @@ def register_models(s: EnhanceSettings) -> None:
     """The restorer and every upsampler, lazily: loaded at warm-up or on first use."""
     device = select_device(s.device)
 
-    def restorer():
+    def restorer() -> Restorer:
         return build_restorer(s.models_dir, device)
 
-    def upsampler(kind):
+    def upsampler(kind: UpsamplerKind) -> Callable[[], Upsampler]:
         return lambda: build_upsampler(kind, s.models_dir, device, tile_pad=s.tile_pad)
 
-    registry.register("gfpgan", restorer, version=weights.version_of(MODEL_FILES["gfpgan"]),
-                      check_files=lambda: weights.missing(s.models_dir, MODEL_FILES["gfpgan"]))
+    registry.register("gfpgan", restorer, version=weight_catalog.version_of(MODEL_FILES["gfpgan"]),
+                      check_files=lambda: weight_catalog.missing(s.models_dir, MODEL_FILES["gfpgan"]))
     for kind, name in UPSAMPLER_WEIGHTS.items():
-        registry.register(name, upsampler(kind), version=weights.version_of(MODEL_FILES[name]),
-                          check_files=lambda n=name: weights.missing(s.models_dir, MODEL_FILES[n]))
+        registry.register(name, upsampler(kind), version=weight_catalog.version_of(MODEL_FILES[name]),
+                          check_files=partial(weight_catalog.missing, s.models_dir, MODEL_FILES[name]))

@@ -12,11 +12,17 @@ after GFPGAN's forward, whose freed buffers are handed back first (``settle``).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from services.enhance.memory import settle
 from services.enhance.strips import in_strips
+
+if TYPE_CHECKING:
+    from facexlib.parsing.parsenet import ParseNet  # untyped: Any to mypy
 
 HEAD_LAYERS = 3  # encoder[0:3]: 512 -> 128 px
 TAIL_LAYERS = 2  # decoder[-2:] + out_mask_conv: 128 -> 512 px
@@ -25,7 +31,7 @@ TAIL_HALO = 4  # rows at 128 px; the tail reaches 2
 STRIP = 64  # output rows per strip at 128 px (head) and 512 px (tail)
 
 
-def labels(net, x: torch.Tensor) -> np.ndarray:
+def labels(net: ParseNet, x: torch.Tensor) -> NDArray[np.uint8]:
     """Parse classes (HxW uint8) of one normalised face ``x`` (1x3x512x512), as
     ``net(x)[0].argmax(1)`` gives them."""
     enc, dec = net.encoder, net.decoder
@@ -40,8 +46,9 @@ def labels(net, x: torch.Tensor) -> np.ndarray:
         del feat
         settle()
 
-        def tail(t):
-            return net.out_mask_conv(dec[len(dec) - TAIL_LAYERS:](t)).argmax(dim=1).to(torch.uint8)
+        def tail(t: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = net.out_mask_conv(dec[len(dec) - TAIL_LAYERS:](t))
+            return logits.argmax(dim=1).to(torch.uint8)
 
         out = in_strips(tail, mid, scale=4, out_rows=STRIP, halo=TAIL_HALO)
     return out.squeeze(0).cpu().numpy()

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 
 from services.enhance import parsenet_forward
+
+if TYPE_CHECKING:
+    from facexlib.parsing.parsenet import ParseNet  # untyped: Any to mypy
 
 FACE_SIZE = 512
 CHUNK_BYTES = 4 * 1024 * 1024  # float64 pixels blended at a time per thread (the warps' maps add ~2x that)
@@ -48,7 +52,7 @@ class PreparedFace:
     def soft_mask(self) -> np.ndarray:
         """facexlib's parse mask: blurred twice, black border, 0..1 float64 (computed on
         use: 2 MB each, for up to max_faces faces, is not worth keeping)."""
-        mask = _MASK_COLORMAP[self.labels]
+        mask: np.ndarray = _MASK_COLORMAP[self.labels]
         mask = cv2.GaussianBlur(mask, (101, 101), 11)
         mask = cv2.GaussianBlur(mask, (101, 101), 11)
         thres = 10
@@ -61,7 +65,7 @@ class PreparedFace:
 
 def inverse_affine(affine: np.ndarray, upscale: int) -> np.ndarray:
     """facexlib's get_inverse_affine, then the 0.5*upscale offset its paste adds."""
-    inv = cv2.invertAffineTransform(affine)
+    inv: np.ndarray = cv2.invertAffineTransform(affine)  # float64; cv2's stubs say integer | floating
     inv *= upscale
     if upscale > 1:
         inv[:, 2] += 0.5 * upscale
@@ -69,7 +73,7 @@ def inverse_affine(affine: np.ndarray, upscale: int) -> np.ndarray:
 
 
 def prepare_face(restored: np.ndarray, affine: np.ndarray, upscale: int, out_size: tuple[int, int],
-                 face_parse, device) -> PreparedFace:
+                 face_parse: ParseNet, device: torch.device) -> PreparedFace:
     """A restored face ready to paste: its parsing labels and the output box its mask can
     touch."""
     inv = inverse_affine(affine, upscale)
@@ -102,7 +106,7 @@ def mask_support(labels: np.ndarray) -> tuple[int, int, int, int]:
             min(hi, int(cols[-1]) + 1 + BLUR_REACH), min(hi, int(rows[-1]) + 1 + BLUR_REACH))
 
 
-def parse_labels(face: np.ndarray, face_parse, device) -> np.ndarray:
+def parse_labels(face: np.ndarray, face_parse: ParseNet, device: torch.device) -> np.ndarray:
     """ParseNet classes of a 512x512 BGR face, computed as facexlib's paste does (input
     scaled to [-1, 1], RGB), with its large layers a strip at a time."""
     x = torch.from_numpy(np.ascontiguousarray(face[:, :, ::-1]).astype(np.float32) / 255.0)
@@ -157,6 +161,7 @@ def _blend_rows(band: np.ndarray, band_y: int, r0: int, r1: int, c0: int, c1: in
         fy0, fy1 = max(f.box[1], y0), min(f.box[3], y1)
         maps = warp_maps(f.inverse_affine, fx0, fy0, fx1 - fx0, fy1 - fy0)
         face = _remap(f.restored, maps)
+        assert f.mask is not None  # paste_band made it before blending
         mask = _remap(f.mask, maps)[:, :, None]
         del maps
         win = region[fy0 - y0:fy1 - y0, fx0 - c0:fx1 - c0]

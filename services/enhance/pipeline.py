@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -31,6 +32,11 @@ import torch
 
 from services.contracts.schemas import EnhanceParams as EnhanceOptions  # one definition of the ranges
 from services.enhance import paste, tiling
+
+if TYPE_CHECKING:
+    from facexlib.utils.face_restoration_helper import FaceRestoreHelper  # untyped: Any to mypy
+
+    from services.enhance.models import Restorer
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +99,7 @@ class EnhanceError(Exception):
 Sink = Callable[[tiling.Band], None]
 
 
-def enhance(img_bgr: np.ndarray, restorer, net: tiling.Network | None, opts: EnhanceOptions, *,
+def enhance(img_bgr: np.ndarray, restorer: Restorer, net: tiling.Network | None, opts: EnhanceOptions, *,
             limits: Limits = Limits(), costs: Costs = Costs(),
             tick: Callable[[float], None] = lambda f: None) -> EnhanceResult:
     """:func:`run` gathered into one image (tests, benchmarks, small photos)."""
@@ -109,7 +115,7 @@ def output_size(width: int, height: int, opts: EnhanceOptions) -> tuple[int, int
     return width * opts.upscale, height * opts.upscale
 
 
-def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Network | None,
+def run(source: np.ndarray | Callable[[], np.ndarray], restorer: Restorer, net: tiling.Network | None,
         opts: EnhanceOptions, *, limits: Limits, costs: Costs, sink: Sink, tick: Callable[[float], None],
         release: Callable[[str], None] = lambda phase: None) -> EnhanceResult:
     """``source``: the photo, or a callable that gives it (again): then the photo is let
@@ -120,6 +126,7 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
     caller's to close): the caller hands freed memory back to the system there, so one
     phase's leftovers do not stack on the next one's peak. (After every face too was
     measured: no lower peak, the peak is inside one face's forward.)"""
+    img: np.ndarray | None  # let go while the faces are restored, and for a prescaled background
     img = _as_bgr(source() if callable(source) else source)
     if opts.quality != "fast" and not opts.has_aligned and net is None:
         # Refused before the face work, which would otherwise be thrown away.
@@ -174,6 +181,7 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
             release("faces")
         timings["restore"] = time.perf_counter() - t0
         if img is None:
+            assert callable(source)  # only a photo that can be read again is let go
             t0 = time.perf_counter()
             img = _as_bgr(source())
             if img.shape != shape:
@@ -187,6 +195,7 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer, net: tiling.Net
             progress.set_pixels(w * h)
             bands = tiling.resize_bands(img, upscale=u, rows=min(rows, 1024), after_band=progress.pixels_done)
         else:
+            assert net is not None  # refused above when missing
             src, net_upscale = img, u
             if opts.prescale and net.scale > u:
                 src, net_upscale = _prescaled(img, u, net.scale), net.scale
@@ -277,7 +286,7 @@ def detection_scale(width: int, height: int, img_bytes: int, limits: Limits) -> 
     return min(1.0, math.sqrt(pixels / (width * height)))
 
 
-def _detect_faces(helper, img: np.ndarray, opts: EnhanceOptions, limits: Limits) -> float:
+def _detect_faces(helper: FaceRestoreHelper, img: np.ndarray, opts: EnhanceOptions, limits: Limits) -> float:
     """RetinaFace on a copy of at most the budget's size; boxes and landmarks in the
     photo's pixels land in helper's lists as ``get_face_landmarks_5`` leaves them.
     Returns the copy's scale."""
@@ -304,7 +313,7 @@ def _detect_faces(helper, img: np.ndarray, opts: EnhanceOptions, limits: Limits)
     return s
 
 
-def _select_faces(helper, opts: EnhanceOptions) -> int:
+def _select_faces(helper: FaceRestoreHelper, opts: EnhanceOptions) -> int:
     """Leave only the faces to restore in helper's lists; return how many were found.
 
     facexlib's own ``only_center_face`` turns ``det_faces`` into a bare array, and it
@@ -347,7 +356,7 @@ def _select_faces(helper, opts: EnhanceOptions) -> int:
     return found
 
 
-def _restore_face(restorer, face: np.ndarray, weight: float) -> tuple[np.ndarray, bool]:
+def _restore_face(restorer: Restorer, face: np.ndarray, weight: float) -> tuple[np.ndarray, bool]:
     """Restore one aligned 512x512 BGR face; on any failure return the input face unchanged."""
     rgb = np.ascontiguousarray(face[:, :, ::-1], dtype=np.float32) / 255.0
     x = torch.from_numpy(rgb.transpose(2, 0, 1)).unsqueeze(0)
@@ -406,7 +415,7 @@ def _prescaled(img: np.ndarray, upscale: int, scale: int) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-def _cropped(bands, width: int, height: int):
+def _cropped(bands: Iterable[tiling.Band], width: int, height: int) -> Iterator[tiling.Band]:
     """Bands cut to ``width`` x ``height`` (a prescaled photo's extension removed)."""
     for band in bands:
         if band.y >= height:

@@ -22,7 +22,8 @@ def in_strips(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, sc
     reach, and a multiple of 1/scale so strided steps stay aligned)."""
     h = x.shape[-2]
     oh = int(h * scale)
-    out = None  # allocated from the first strip's shape; strips are written into it (no concatenation copy)
+    # Allocated from the first strip's shape; strips are written into it (no concatenation copy).
+    out: torch.Tensor | None = None
     for o0 in range(0, oh, out_rows):
         o1 = min(oh, o0 + out_rows)
         a0 = max(0, int(o0 / scale) - halo)
@@ -33,4 +34,5 @@ def in_strips(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, sc
             out = y.new_empty(*y.shape[:-2], oh, y.shape[-1])
         out[..., o0:o1, :] = y[..., o0 - first:o1 - first, :]
         del y
+    assert out is not None  # every caller asks for at least one row (oh >= 1)
     return out

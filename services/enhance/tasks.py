@@ -11,13 +11,14 @@ from typing import Any
 
 from celery import Task
 
+from services.contracts.records import AnyJob, EnhanceResult
 from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
 from services.enhance import jobs
 from services.enhance.settings import EnhanceSettings
 from services.enhance.worker import create_worker
 from services.platform.celery_app import create_celery
 from services.platform.logs import setup_logging
-from services.runtime.execution import run_job
+from services.runtime.execution import JobProgress, run_job
 
 settings = EnhanceSettings()
 setup_logging(settings.log_level, service="enhance")
@@ -26,12 +27,15 @@ log = logging.getLogger("kadr.enhance")
 worker = create_worker(settings)
 
 
-@app.task(name=ENHANCE_PHOTO, bind=True)
+@app.task(name=ENHANCE_PHOTO, bind=True)  # type: ignore[untyped-decorator]  # celery ships no type information
 def enhance_photo(self: Task, payload: dict[str, Any]) -> str:
     p = EnhancePhotoTask.model_validate(payload)
     request_id = p.request_id or (self.request.get("kadr_request_id") or "")
     ctx = worker.context()
+
+    def work(job: AnyJob, progress: JobProgress) -> EnhanceResult:
+        return jobs.enhance(job, progress, ctx=ctx, settings=settings)
+
     return run_job(ctx.store, p.job_id, service="enhance", task=ENHANCE_PHOTO,
-                   max_deliveries=settings.max_deliveries, request_id=request_id,
-                   work=lambda job, progress: jobs.enhance(job, progress, ctx=ctx, settings=settings),
+                   max_deliveries=settings.max_deliveries, request_id=request_id, work=work,
                    feed=ctx.feeder.feed, discard=lambda result: jobs.discard(result, blobs=ctx.blobs))

@@ -19,11 +19,15 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from services.enhance.models import Upsampler
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ class Network:
     bytes_per_pixel: float = 1024.0  # peak working memory per input pixel of a tile
 
     @classmethod
-    def of(cls, upsampler, bytes_per_pixel: float) -> Network:
+    def of(cls, upsampler: Upsampler, bytes_per_pixel: float) -> Network:
         """From a loaded ``RealESRGANer`` (services.enhance.models.Upsampler)."""
         mod = {2: 2, 1: 4}.get(upsampler.scale, 1)  # RealESRGANer.pre_process's mod_scale
         return cls(upsampler.model, upsampler.scale, upsampler.device, bool(upsampler.half), mod, bytes_per_pixel)
@@ -118,7 +122,8 @@ def sr_bands(img: np.ndarray, net: Network, *, upscale: int, tile: int, pad: int
         y0 += band.pixels.shape[0] // upscale
 
 
-def _band(img, net, y0, u, tile, pad, after_tile) -> Band:
+def _band(img: np.ndarray, net: Network, y0: int, u: int, tile: int, pad: int,
+          after_tile: Callable[[int], None]) -> Band:
     h, w = img.shape[:2]
     s = net.scale
     y1 = min(y0 + tile, h)

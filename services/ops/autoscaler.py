@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import psutil
 import redis
@@ -52,7 +54,7 @@ def _node_busy(node: NodePool, busy_ids: set[str]) -> int:
     return sum(f"{node.host}:{pid}" in busy_ids for pid in node.pids)
 
 
-def add_declared_queues(nodes: list[NodePool], heartbeats: list[dict]) -> None:
+def add_declared_queues(nodes: list[NodePool], heartbeats: list[dict[str, Any]]) -> None:
     """A worker serves the queues its processes declare in their heartbeats, even while
     its consumer is paused (``cancel_consumer``, an operator draining it): Celery's
     ``active_queues`` alone would make it vanish from the queue's pool count."""
@@ -65,7 +67,7 @@ def add_declared_queues(nodes: list[NodePool], heartbeats: list[dict]) -> None:
 
 class Autoscaler:
     def __init__(self, s: OpsSettings, r: redis.Redis, pools: CeleryPools, nvml: Nvml | None = None,
-                 clock=time.monotonic):
+                 clock: Callable[[], float] = time.monotonic):
         self.s, self.r, self.pools, self.clock = s, r, pools, clock
         self.nvml = nvml or Nvml()
         self.last_change: dict[str, float] = {}
@@ -73,7 +75,7 @@ class Autoscaler:
         DRY_RUN.set(1 if s.autoscale_dry_run else 0)
 
     def observe(self, queue: str, limits: QueueLimits, nodes: list[NodePool], busy_ids: set[str],
-                workers: dict, host: HostState) -> tuple[QueueState, HostState]:
+                workers: dict[str, dict[str, Any]], host: HostState) -> tuple[QueueState, HostState]:
         mine = [n for n in nodes if queue in n.queues]
         w = workers.get(queue, {})
         q = QueueState(queue=queue, backlog=queue_length(self.r, queue),

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 
 import psutil
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from services.contracts.tasks import QUEUES
@@ -41,12 +42,12 @@ class OpsCollector(Collector):
         self.nvml = nvml or Nvml()
         self.queues = list(QUEUES)
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from self._redis_and_queues()
         yield from self._host()
         yield from self._gpus()
 
-    def _redis_and_queues(self):
+    def _redis_and_queues(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("kadr_redis_up", "1 when the exporter can read Redis")
         try:
             info = self.r.info("memory")
@@ -82,7 +83,7 @@ class OpsCollector(Collector):
                 rss.add_metric([q], workers[q]["max_rss"])
         yield from (msgs, procs, busy, rss)
 
-    def _host(self):
+    def _host(self) -> Iterator[Metric]:
         vm = psutil.virtual_memory()
         mem = GaugeMetricFamily("kadr_host_memory_bytes", "Host memory", labels=["kind"])
         mem.add_metric(["total"], vm.total)
@@ -107,7 +108,7 @@ class OpsCollector(Collector):
         disk.add_metric(["free"], du.free)
         yield disk
 
-    def _gpus(self):
+    def _gpus(self) -> Iterator[Metric]:
         gpus = self.nvml.read()
         if not gpus:
             return

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
@@ -121,7 +122,7 @@ class Janitor:
                                                 "bytes": sum(i.bytes for i, _ in rnd.removed)})
         return rnd
 
-    def _count(self, subject: str, outcome: dict) -> None:
+    def _count(self, subject: str, outcome: dict[str, Any]) -> None:
         state = outcome["state"]
         self.metrics.callbacks.labels(subject=subject, outcome="retry" if state == "pending" else state).inc()
 
@@ -156,7 +157,7 @@ class Janitor:
 
 def serve(j: Janitor, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path.startswith("/metrics"):
                 body, ctype, status = generate_latest(j.metrics.registry), CONTENT_TYPE_LATEST, 200
             elif self.path.startswith("/healthz"):
@@ -171,7 +172,7 @@ def serve(j: Janitor, host: str, port: int) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args):  # scrapes are not news
+        def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)

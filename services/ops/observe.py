@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TypedDict
 
 from services.store.fleet import busy_worker_ids, queue_depths, workers_by_queue
 
-__all__ = ["Nvml", "busy_worker_ids", "free_gpu_bytes", "queue_depths", "workers_by_queue"]
+__all__ = ["GpuReading", "Nvml", "busy_worker_ids", "free_gpu_bytes", "queue_depths", "workers_by_queue"]
 
 log = logging.getLogger("kadr.ops")
+
+
+class GpuReading(TypedDict):
+    gpu: str  # NVML index
+    name: str
+    util: float  # busy share, 0..1
+    mem_used: int  # bytes
+    mem_total: int
+    temp: int  # Celsius
 
 
 class Nvml:
@@ -30,10 +39,11 @@ class Nvml:
         except Exception as e:  # no package, no driver, no device: all mean "no GPU series"
             log.info("no GPU metrics: %s", e)
 
-    def read(self) -> list[dict[str, Any]]:
+    def read(self) -> list[GpuReading]:
         if not self.available:
             return []
-        nv, out = self.nv, []
+        nv = self.nv
+        out: list[GpuReading] = []
         with self._lock:
             for i in range(self.count):
                 h = nv.nvmlDeviceGetHandleByIndex(i)

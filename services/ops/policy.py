@@ -103,7 +103,8 @@ def decide(q: QueueState, host: HostState, rules: Rules, *, since_last_change: f
                                       f"{q.gpu_footprint_bytes >> 20} MiB + reserve")
         return Decision(q.queue, "grow", 1, reason, detail)
 
-    low = (q.backlog == 0 and host.cpu_percent < rules.cpu_low_percent
+    # At or below: a low threshold of 100 leaves CPU out, as a high one of 100 does above.
+    low = (q.backlog == 0 and host.cpu_percent <= rules.cpu_low_percent
            and (q.avg_task_seconds is None or q.avg_task_seconds <= rules.task_seconds_high))
     if low and q.processes > rules.min_processes:
         if idle == 0:

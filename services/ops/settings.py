@@ -13,15 +13,15 @@ class QueueLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min: int = Field(1, ge=0)
-    max: int = Field(1, ge=1)
-    footprint_bytes: int = Field(1024 * MIB, gt=0)
+    min: int = Field(default=1, ge=0)
+    max: int = Field(default=1, ge=1)
+    footprint_bytes: int = Field(default=1024 * MIB, gt=0)
     # What the queue's processes may hold together (its containers' memory limit);
     # None: only the host's free memory bounds growth.
-    memory_budget_bytes: int | None = Field(None, gt=0)
+    memory_budget_bytes: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _ordered(self):
+    def _ordered(self) -> QueueLimits:
         if self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         return self

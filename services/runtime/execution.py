@@ -11,12 +11,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from services.contracts import redis_keys
+from services.contracts.records import AnyJob
 from services.platform.logs import job_id_var, request_id_var
 from services.platform.metrics import (
     JOB_OUTCOMES,
@@ -76,13 +77,14 @@ class JobProgress:
             raise JobCanceled(self.job_id)
 
 
-Work = Callable[[dict[str, Any], Callable[[float], None]], dict[str, Any]]
+# A kind's work: its typed record (records.EnhanceJob, ...) in, its result out.
+Work = Callable[[AnyJob, JobProgress], Mapping[str, Any]]
 
 
 def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
             request_id: str, work: Work, feed: Callable[[str], object] | None = None,
-            discard: Callable[[dict[str, Any]], object] | None = None,
-            partial: Callable[[dict[str, Any]], None] | None = None) -> str:
+            discard: Callable[[Mapping[str, Any]], object] | None = None,
+            partial: Callable[[AnyJob], None] | None = None) -> str:
     """Run ``work(job, progress) -> result`` for a job; returns the final state.
     Every delivery, even a skipped one, is timed under ``task``. ``feed(batch_id)`` runs
     after a batch item ends, so the batch's next item is handed over at once.
@@ -110,8 +112,8 @@ def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_delive
 
 
 def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
-             request_id: str, work: Work, discard: Callable[[dict[str, Any]], object] | None,
-             partial: Callable[[dict[str, Any]], None] | None) -> str:
+             request_id: str, work: Work, discard: Callable[[Mapping[str, Any]], object] | None,
+             partial: Callable[[AnyJob], None] | None) -> str:
     job_id_var.set(job_id)
     request_id_var.set(request_id)
     verdict, n, job = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
@@ -140,13 +142,14 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
         log.error("job failed: worker_lost", extra={"deliveries": n})
         return "failed"
 
-    job = cast(dict[str, Any], job)  # the one verdict left, "run", comes with the job (JobStore.begin)
-    if n == 1 and job.get("started_at") and job.get("created_at"):
+    assert job is not None  # the one verdict left, "run", comes with the job (JobStore.begin)
+    started = job["started_at"]
+    if n == 1 and started and job["created_at"]:
         # Only first starts: a redelivered job's wait would include the run that died.
-        QUEUE_WAIT_SECONDS.labels(task=task).observe(max(0.0, job["started_at"] - job["created_at"]))
+        QUEUE_WAIT_SECONDS.labels(task=task).observe(max(0.0, started - job["created_at"]))
     t0 = time.perf_counter()
     try:
-        result = work(job, JobProgress(store, job_id, batch_id=job.get("batch_id") or ""))
+        result = work(job, JobProgress(store, job_id, batch_id=job["batch_id"]))
     except JobCanceled:
         JOB_OUTCOMES.labels(service=service, outcome="canceled").inc()
         log.info("job canceled while running: stopped", extra={"seconds": round(time.perf_counter() - t0, 3)})
@@ -172,7 +175,7 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
             raise  # the process is going away (SystemExit, a hard kill's signal): the task is redelivered
         log.exception("job crashed")  # the job must end; the traceback goes to the log
         return _fail(store, job_id, service, "internal_error", f"{type(e).__name__}: {e}")
-    result.setdefault("timings", {})["total_seconds"] = round(time.perf_counter() - t0, 4)
+    result = {**result, "timings": {**result.get("timings", {}), "total_seconds": round(time.perf_counter() - t0, 4)}}
     moved = store.transition(job_id, "succeeded", allowed_from=ACTIVE, result=result).moved
     outcome = "succeeded" if moved else "discarded"
     if not moved and discard is not None:
@@ -185,15 +188,16 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
 def _holder_died_here(store: JobStore, job_id: str) -> bool:
     """A pool process killed on this host leaves its heartbeat key for a few beats; the
     message Celery requeued at once must not wait for that key to expire."""
-    job = store.get(job_id) or {}
-    host, _, pid = (job.get("worker") or "").rpartition(":")
+    job = store.get(job_id)
+    holder = job["worker"] if job else ""
+    host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)
         return False
     except ProcessLookupError:
-        store.r.delete(redis_keys.worker(job["worker"]))
+        store.r.delete(redis_keys.worker(holder))
         return True
     except PermissionError:
         return False

@@ -58,7 +58,7 @@ class DisFlow:
             raise ValueError(f"flow max_side must be at least {MIN_FLOW_SIDE}, got {max_side}")
         self.preset = preset
         self.max_side = max_side
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
+        self._dis = cv2.DISOpticalFlow.create(PRESETS[preset])
         self._grid: np.ndarray | None = None
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
@@ -83,13 +83,15 @@ class DisFlow:
         if src.shape != dst.shape:
             raise ValueError(f"frame size changed within a stream: {src.shape} -> {dst.shape}")
         # calc(I0, I1) gives f with I0(p) ≈ I1(p + f(p)): with I0 = dst it points into src.
-        flow = self._dis.calc(dst, src, None)
+        # cv2's stubs type the output array as required; None (allocate it) is valid.
+        flow: np.ndarray = self._dis.calc(dst, src, None)  # type: ignore[call-overload]
         h, w = shape
         fh, fw = flow.shape[:2]
         if (fh, fw) != (h, w):
             # Scaled while small, and per channel with cv2: numpy's broadcast over the
             # trailing axis of 2 costs more than the flow itself at 520x520.
-            flow = cv2.multiply(flow, (w / fw, h / fh, 0.0, 0.0))
+            # A Scalar src2 is valid in cv2; its stubs list only arrays.
+            flow = cv2.multiply(flow, (w / fw, h / fh, 0.0, 0.0))  # type: ignore[call-overload]
             flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
         flow += self._pixel_grid(h, w)
         return flow
@@ -107,4 +109,7 @@ def warp(image: np.ndarray, sampling_map: np.ndarray, interpolation: int = cv2.I
     Pixels whose source lies outside the frame take the nearest edge value: content
     entering the frame has no history, and the edge is the best guess for it.
     """
-    return cv2.remap(image, sampling_map, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
+    # cv2's stubs require map2, which is optional (None with a 2-channel map1).
+    out: np.ndarray = cv2.remap(image, sampling_map, None, interpolation,  # type: ignore[call-overload]
+                                borderMode=cv2.BORDER_REPLICATE)
+    return out

@@ -10,13 +10,22 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from services.contracts import blob_keys
+from services.contracts.records import (
+    AnyJob,
+    Improvement,
+    MetricsDocument,
+    SegmentJob,
+    SegmentResult,
+    SeriesReport,
+    StabilizeJob,
+    StabilizeResult,
+)
 from services.contracts.segment_options import SegmentParams
 from services.media.video import fps_fraction
 from services.runtime.execution import JobFailure
@@ -49,14 +58,15 @@ def _load(blobs: BlobStore, key: str, flags: int) -> np.ndarray:
     return img
 
 
-def segment(job: dict[str, Any], progress: Callable[[float], None], *, blobs: BlobStore,
-            settings: SegmentSettings) -> dict[str, Any]:
+def segment(job: SegmentJob, progress: Callable[[float], None], *, blobs: BlobStore,
+            settings: SegmentSettings) -> SegmentResult:
     """Decode, segment in batches, store each frame and its class probability."""
     p = SegmentParams.model_validate(job["params"])
     vid, inp = job["id"], job["input"]
     expected = max(1, min(int(inp.get("frames") or 0), settings.max_video_frames))
     t0 = time.perf_counter()
-    n, batch, infer_s = 0, [], 0.0
+    n, infer_s = 0, 0.0
+    batch: list[np.ndarray] = []
     size = (0, 0)
 
     with registry.use(p.model) as net:
@@ -103,7 +113,7 @@ def segment(job: dict[str, Any], progress: Callable[[float], None], *, blobs: Bl
             raise JobFailure("truth_mismatch", f"the ground-truth video has {truth_frames} frames, "
                                                f"the video {n}")
     elapsed = time.perf_counter() - t0
-    manifest = {"frames": n, "width": size[0], "height": size[1], "fps": inp.get("fps") or 25.0,
+    manifest: SegmentResult = {"frames": n, "width": size[0], "height": size[1], "fps": inp.get("fps") or 25.0,
                 "has_truth": bool(truth_frames), "model": p.model, "target_class": p.target_class}
     blobs.put_bytes(blob_keys.video_manifest(vid), json.dumps(manifest).encode())
     return {**manifest, "timings": {"segment_seconds": round(elapsed, 3),
@@ -111,7 +121,7 @@ def segment(job: dict[str, Any], progress: Callable[[float], None], *, blobs: Bl
                                     "frames_per_second": round(n / elapsed, 3)}}
 
 
-def stabilize(job: dict[str, Any], progress: Callable[[float], None], *, blobs: BlobStore) -> dict[str, Any]:
+def stabilize(job: StabilizeJob, progress: Callable[[float], None], *, blobs: BlobStore) -> StabilizeResult:
     """One result set over the stored probabilities: masks, overlays, videos, metrics."""
     params = job["params"]
     vid, rid, method = params["video_id"], job["id"], params["method"]
@@ -148,13 +158,12 @@ def stabilize(job: dict[str, Any], progress: Callable[[float], None], *, blobs: 
         mtmp.seek(0)
         blobs.put_stream(blob_keys.result_file(vid, rid, "matte.mov"), mtmp)
     raw_r, stable_r = raw_acc.report(), acc.report()
-    improvement = {
-        "instability": quality.improvement_pct(raw_r["summary"]["instability"]["mean"],
-                                               stable_r["summary"]["instability"]["mean"]),
-        "warped_instability": quality.improvement_pct(1 - raw_r["summary"]["warped_iou"]["mean"],
-                                                      1 - stable_r["summary"]["warped_iou"]["mean"]),
+    improvement: Improvement = {
+        "instability": quality.improvement_pct(_mean(raw_r, "instability"), _mean(stable_r, "instability")),
+        "warped_instability": quality.improvement_pct(_mean(raw_r, "warped_iou", lower=True),
+                                                      _mean(stable_r, "warped_iou", lower=True)),
     }
-    metrics = {"result_id": rid, "method": method, "params": params.get("params") or {},
+    metrics: MetricsDocument = {"result_id": rid, "method": method, "params": params.get("params") or {},
                "frames": n, "raw": raw_r, "stable": stable_r, "improvement_pct": improvement}
     blobs.put_bytes(blob_keys.result_file(vid, rid, "metrics.json"),
                                 json.dumps(metrics, allow_nan=False).encode())
@@ -167,7 +176,14 @@ def stabilize(job: dict[str, Any], progress: Callable[[float], None], *, blobs: 
                         "frames_per_second": round(n / elapsed, 3)}}
 
 
-def remove_partial(job: dict[str, Any], *, blobs: BlobStore) -> None:
+def _mean(report: SeriesReport, series: str, *, lower: bool = False) -> float | None:
+    """A series' mean (``lower``: as 1 - mean, so lower is better); None for a clip of
+    one frame, whose consecutive-frame series are empty."""
+    mean = report["summary"][series]["mean"]
+    return None if mean is None else (1 - mean if lower else mean)
+
+
+def remove_partial(job: AnyJob, *, blobs: BlobStore) -> None:
     """What a failed segmentation or stabilization had written (the upload stays)."""
     if job["kind"] == "stabilize":
         blobs.delete_prefix(blob_keys.result_set(job["params"]["video_id"], job["id"]))

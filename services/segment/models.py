@@ -7,6 +7,7 @@ into ~/.cache at run time, which a worker must never do.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,14 +15,14 @@ from torch import nn
 from torchvision.models import segmentation as tvseg
 
 from services.contracts.segment_options import MODELS
-from services.runtime import weights
+from services.runtime import weight_catalog
 from services.runtime.device import select_device
 from services.runtime.registry import MissingWeightsError, registry
-from services.runtime.weights import CATALOG, weight_path
+from services.runtime.weight_catalog import CATALOG, weight_path
 from services.segment.settings import SegmentSettings
 
 # Catalog name → torchvision builder; COCO-trained DeepLabv3 files carry the auxiliary head.
-_BUILDERS = {
+_BUILDERS: dict[str, tuple[Callable[..., nn.Module], bool]] = {
     "deeplabv3_resnet101": (tvseg.deeplabv3_resnet101, True),
     "deeplabv3_resnet50": (tvseg.deeplabv3_resnet50, True),
     "deeplabv3_mobilenet_v3_large": (tvseg.deeplabv3_mobilenet_v3_large, True),
@@ -53,7 +54,8 @@ def build_segmenter(name: str, models_dir: Path, device: torch.device) -> nn.Mod
     net.load_state_dict(state, strict=True)
     # Inference needs only the main head: drop the auxiliary one to save memory and time.
     if getattr(net, "aux_classifier", None) is not None:
-        net.aux_classifier = None
+        # torch types Module.__setattr__ as Tensor | Module, yet None is how a submodule is dropped.
+        net.aux_classifier = None  # type: ignore[assignment]
     return net.eval().to(device)
 
 
@@ -70,6 +72,10 @@ def register_models(s: SegmentSettings) -> None:
     """Every model of the catalog, lazily: loaded at warm-up or on first use."""
     device = select_device(s.device)
     for name in MODELS:
-        registry.register(name, lambda n=name: build_segmenter(n, s.models_dir, device),
-                          version=weights.version_of([name]),
-                          check_files=lambda n=name: weights.missing(s.models_dir, [n]))
+        _register(name, s, device)
+
+
+def _register(name: str, s: SegmentSettings, device: torch.device) -> None:
+    registry.register(name, lambda: build_segmenter(name, s.models_dir, device),
+                      version=weight_catalog.version_of([name]),
+                      check_files=lambda: weight_catalog.missing(s.models_dir, [name]))

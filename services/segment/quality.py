@@ -30,7 +30,8 @@ def _mask(m: np.ndarray) -> np.ndarray:
     if m.dtype == bool:
         return m
     if np.issubdtype(m.dtype, np.integer):
-        return m != 0
+        nonzero: np.ndarray = m != 0
+        return nonzero
     raise TypeError(f"masks must be boolean (or integer 0/non-zero), got {m.dtype}; "
                     "binarize probability maps first")
 
@@ -96,10 +97,10 @@ def flow_warped_consistency(masks: MaskSeq, frames: Iterable[np.ndarray], *,
         raise ValueError(f"{len(ms)} masks but {len(frame_list)} frames")
     flow = DisFlow(flow_preset, flow_max_side)
     out = np.empty(max(len(ms) - 1, 0), dtype=np.float64)
-    prev = None
+    prev: np.ndarray | None = None  # the previous frame, prepared
     for t, (m, f) in enumerate(zip(ms, frame_list)):
         cur = flow.prepare(f)
-        if t > 0:
+        if prev is not None:
             mapping = flow.sampling_map(prev, cur, m.shape)
             # Warped as a soft map and cut at one half: a sub-pixel shift moves the
             # boundary instead of rounding it away.
@@ -158,13 +159,16 @@ def summary(series: Iterable[float]) -> dict[str, float | int | None]:
             "min": float(x.min()), "max": float(x.max()), "n": int(x.size)}
 
 
-def improvement_pct(raw_value: float, stable_value: float) -> float | None:
+def improvement_pct(raw_value: float | None, stable_value: float | None) -> float | None:
     """Relative reduction of a lower-is-better value such as mean instability, in %.
 
     Positive = the stabilized masks are better (50.0: half the flicker). 0.0 when both
     are 0; None when only the raw value is 0 (any change from perfect is an undefined
-    percentage, and -inf is not JSON) or so close to 0 that the ratio overflows.
+    percentage, and -inf is not JSON) or so close to 0 that the ratio overflows, and when
+    either is None (a clip of one frame has no consecutive pair to compare).
     """
+    if raw_value is None or stable_value is None:
+        return None
     raw, stable = float(raw_value), float(stable_value)
     if raw == 0.0:
         return 0.0 if stable == 0.0 else None

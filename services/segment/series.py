@@ -12,6 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from services.contracts.records import SeriesReport
 from services.segment import quality
 from services.segment.flow import DisFlow, warp
 
@@ -32,7 +33,7 @@ class SeriesAccumulator:
     def add(self, mask: np.ndarray, frame_bgr: np.ndarray, truth: np.ndarray | None = None) -> None:
         mask = mask.astype(bool, copy=False)
         prepared = self.flow.prepare(frame_bgr)
-        if self._prev_mask is not None:
+        if self._prev_mask is not None and self._prev_prepared is not None:  # set together
             self.iou.append(quality.iou(mask, self._prev_mask))
             self.dice.append(quality.dice(mask, self._prev_mask))
             sampling = self.flow.sampling_map(self._prev_prepared, prepared, mask.shape)
@@ -52,10 +53,10 @@ class SeriesAccumulator:
             return None
         return quality.lag_frames(self._thumbs, self._truth_thumbs, self.max_lag)
 
-    def report(self) -> dict:
+    def report(self) -> SeriesReport:
         """JSON-safe: per-frame series and their summaries (plain floats only)."""
         instability = [1.0 - v for v in self.iou]
-        out = {
+        out: SeriesReport = {
             "series": {"iou": self.iou, "dice": self.dice, "instability": instability,
                        "warped_iou": self.warped_iou},
             "summary": {"iou": quality.summary(self.iou), "dice": quality.summary(self.dice),

@@ -228,16 +228,17 @@ class Median(Stabilizer):
         p = self._check(prob)
         h, w = p.shape
         rows = max(1, self.STRIP_BYTES // (4 * max(w, 1)))
-        if self._ring is None:
-            self._ring = np.empty((self.window, h, w), dtype=np.float32)
-            self._work = np.empty((self.window + 1, min(rows, h), w), dtype=np.float32)
-        self._ring[self._next] = p
+        ring, work = self._ring, self._work
+        if ring is None or work is None:  # both made on the first step
+            ring = self._ring = np.empty((self.window, h, w), dtype=np.float32)
+            work = self._work = np.empty((self.window + 1, min(rows, h), w), dtype=np.float32)
+        ring[self._next] = p
         self._next = (self._next + 1) % self.window
         self._count = min(self._count + 1, self.window)
         out = np.empty((h, w), dtype=np.float32)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
-            self._select(self._ring[: self._count, r0:r1], self._work[:, : r1 - r0], out[r0:r1])
+            self._select(ring[: self._count, r0:r1], work[:, : r1 - r0], out[r0:r1])
         return out
 
     def _select(self, maps: np.ndarray, work: np.ndarray, out: np.ndarray) -> None:
@@ -299,7 +300,7 @@ class Exponential(Stabilizer):
         return self._state.copy()
 
 
-def _blend_into(state: np.ndarray, new: np.ndarray, weight) -> None:
+def _blend_into(state: np.ndarray, new: np.ndarray, weight: np.float32 | np.ndarray) -> None:
     """state += weight * (new - state), clipped to [0, 1] against rounding; weight is a
     scalar or a per-pixel map."""
     delta = new - state
@@ -427,7 +428,7 @@ class FlowEma(Stabilizer):
         if self.alpha == 1.0:
             return p.copy()
         frame = self._flow.prepare(frame_bgr)
-        if self._state is None:
+        if self._state is None or self._prev_frame is None:  # set together
             self._state = p.copy()
         else:
             mapping = self._flow.sampling_map(self._prev_frame, frame, p.shape)

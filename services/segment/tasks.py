@@ -34,7 +34,7 @@ def _run(task_name: str, payload: TaskPayload, work: Work) -> str:
                    partial=lambda job: jobs.remove_partial(job, blobs=ctx.blobs))
 
 
-@app.task(name=SEGMENT_VIDEO)
+@app.task(name=SEGMENT_VIDEO)  # type: ignore[untyped-decorator]  # celery ships no type information
 def segment_video(payload: dict[str, Any]) -> str:
     p = SegmentVideoTask.model_validate(payload)
     blobs = worker.context().blobs
@@ -48,7 +48,7 @@ def segment_video(payload: dict[str, Any]) -> str:
     return state
 
 
-@app.task(name=SEGMENT_STABILIZE)
+@app.task(name=SEGMENT_STABILIZE)  # type: ignore[untyped-decorator]  # celery ships no type information
 def segment_stabilize(payload: dict[str, Any]) -> str:
     blobs = worker.context().blobs
     return _run(SEGMENT_STABILIZE, StabilizeTask.model_validate(payload),

@@ -43,7 +43,7 @@ def iter_frames(src: BinaryIO, size: int, max_frames: int) -> Iterator[np.ndarra
 class Mp4Writer:
     """H.264 yuv420p MP4 with the index up front (+faststart), so browsers play it as it loads."""
 
-    def __init__(self, dst, width: int, height: int, fps: Fraction, *, crf: int = 23):
+    def __init__(self, dst: str, width: int, height: int, fps: Fraction, *, crf: int = 23):
         self._c = av.open(dst, mode="w", format="mp4", options={"movflags": "+faststart"})
         self._s = self._c.add_stream("libx264", rate=fps)
         self._s.width, self._s.height, self._s.pix_fmt = width, height, "yuv420p"
@@ -62,7 +62,7 @@ class Mp4Writer:
     def __enter__(self) -> Mp4Writer:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -73,7 +73,7 @@ class MatteWriter(Mp4Writer):
     H.264 matte would blur, and run-length coding keeps a binary mask small (a few KB per
     frame). ProRes 4444 with alpha would carry the frame as well, at ~100 x the size."""
 
-    def __init__(self, dst, width: int, height: int, fps: Fraction):
+    def __init__(self, dst: str, width: int, height: int, fps: Fraction):
         self._c = av.open(dst, mode="w", format="mov")
         self._s = self._c.add_stream("qtrle", rate=fps)
         self._s.width, self._s.height, self._s.pix_fmt = width, height, "gray"
@@ -84,7 +84,8 @@ class MatteWriter(Mp4Writer):
             self._c.mux(pkt)
 
 
-def overlay(frame_bgr: np.ndarray, mask: np.ndarray, *, color=(60, 220, 60), alpha: float = 0.45) -> np.ndarray:
+def overlay(frame_bgr: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (60, 220, 60),
+            alpha: float = 0.45) -> np.ndarray:
     """The frame with the mask tinted and outlined: what a person checks flicker on."""
     out = frame_bgr.copy()
     m = mask.astype(bool)

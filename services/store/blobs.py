@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from services.contracts.settings import Settings
@@ -54,7 +54,7 @@ def check_key(key: str) -> str:
 
 class BlobStore(Protocol):
     def put_bytes(self, key: str, data: bytes) -> int: ...
-    def put_stream(self, key: str, stream: BinaryIO) -> int: ...
+    def put_stream(self, key: str, stream: IO[bytes]) -> int: ...
     def writing(self, key: str) -> AbstractContextManager[BinaryIO]: ...
     def get_bytes(self, key: str) -> bytes: ...
     def iter_chunks(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]: ...
@@ -111,7 +111,7 @@ class LocalBlobStore:
     def put_bytes(self, key: str, data: bytes) -> int:
         return self._write(key, lambda f: f.write(data))
 
-    def put_stream(self, key: str, stream: BinaryIO) -> int:
+    def put_stream(self, key: str, stream: IO[bytes]) -> int:
         return self._write(key, lambda f: shutil.copyfileobj(stream, f, CHUNK))
 
     @contextmanager

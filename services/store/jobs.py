@@ -1,10 +1,9 @@
 """Job store in Redis: every accepted request is a job; batches group jobs.
 
-A job is a Redis hash of JSON-safe strings. State changes go through one Lua script so
-that the check ("may this job move from its current state?"), the write and the batch
-counters change together: a redelivered task can never finish a job twice, and batch
-counts never drift from the items. Designed for batches of 10,000+ items: items are a
-Redis list of ids, counts are hash counters, nothing is rewritten whole.
+A job is a Redis hash of JSON-safe strings, decoded here once into a typed record
+(``services/contracts/records.py``). State changes go through the Lua scripts of
+``job_scripts.py``. Designed for batches of 10,000+ items: items are a Redis list of
+ids, counts are hash counters, nothing is rewritten whole.
 """
 from __future__ import annotations
 
@@ -13,12 +12,13 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from services.contracts import redis_keys
-from services.store import outbox
+from services.contracts.records import AnyJob, Estimate
+from services.store import job_scripts
 from services.store.connection import decoded
 
 # pending: a batch item not yet handed to a queue (batches feed a window at a time);
@@ -28,107 +28,6 @@ TERMINAL = frozenset({"succeeded", "failed", "skipped", "canceled"})
 ACTIVE = frozenset({"queued", "running"})
 _JSON_FIELDS = ("params", "input", "result", "error", "estimate", "callback", "webhook")
 
-# The state change itself, shared by the transition and begin scripts (a script cannot
-# call another). Returns {moved(0/1), previous state or ""}. Keys: redis_keys.LUA (in outbox.LUA).
-_MOVE_FN = outbox.LUA + """
-local function move(key, to, allowed, now, fields)
-  local cur = redis.call('HGET', key, 'state')
-  if not cur then return {0, ''} end
-  local ok = false
-  for s in string.gmatch(allowed, '[^,]+') do if s == cur then ok = true end end
-  if not ok then return {0, cur} end
-  redis.call('HSET', key, 'state', to, 'updated_at', now)
-  for i = 1, #fields, 2 do redis.call('HSET', key, fields[i], fields[i + 1]) end
-  local jid = redis.call('HGET', key, 'id')
-  if to == 'running' then
-    redis.call('ZADD', RUNNING_KEY, now, jid)
-  elseif cur == 'running' then
-    redis.call('ZREM', RUNNING_KEY, jid)
-  end
-  local batch = redis.call('HGET', key, 'batch_id')
-  if batch and batch ~= '' and cur ~= to then
-    local bkey = batch_key(batch)
-    redis.call('HINCRBY', bkey, 'n_' .. cur, -1)
-    redis.call('HINCRBY', bkey, 'n_' .. to, 1)
-    -- in flight: handed to a queue and not ended; the feeder keeps this under the window
-    if to == 'queued' or to == 'running' then
-      redis.call('ZADD', bkey .. INFLIGHT, 'NX', now, jid)
-    else
-      redis.call('ZREM', bkey .. INFLIGHT, jid)
-    end
-    if to == 'succeeded' or to == 'failed' or to == 'skipped' or to == 'canceled' then
-      redis.call('LPUSH', bkey .. DONE, now)  -- recent end times: throughput and ETA
-      redis.call('LTRIM', bkey .. DONE, 0, 199)
-      batch_end(batch, now)  -- its completion callback, if this was the last
-    end
-    redis.call('PUBLISH', bkey .. EVENTS, to .. ' ' .. jid)
-  end
-  if to == 'succeeded' or to == 'failed' or to == 'skipped' or to == 'canceled' then
-    job_end(key, jid, to, now)  -- its completion callback, queued with the change itself
-  end
-  redis.call('PUBLISH', key .. EVENTS, to)
-  return {1, cur}
-end
-"""
-
-# KEYS[1] job hash. ARGV: new state, allowed-from (comma list), now, then field/value pairs.
-_TRANSITION = _MOVE_FN + """
-local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], fields)
-"""
-
-# Counts one more delivery of a job's task and decides what the worker does with it.
-# KEYS[1] job hash. ARGV: max deliveries, now, worker id.
-# Returns {verdict, deliveries}: "run", "skip" (already finished: a redelivery after
-# success must not run again), "busy" (running in a worker whose heartbeat is alive: a
-# duplicate message, e.g. restored after a requeue), "exhausted" (the caller fails it as
-# worker_lost), "paused" (its batch is paused: the job goes back to pending), "gone".
-# On "run" the job is already moved to running, and its hash comes back as a third
-# element: one round trip from message to work instead of three.
-_BEGIN = _MOVE_FN + """
-local cur = redis.call('HGET', KEYS[1], 'state')
-if not cur then return {'gone', 0} end
-if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
-local batch = redis.call('HGET', KEYS[1], 'batch_id')
-if cur == 'queued' and batch and batch ~= '' then
-  local bkey = batch_key(batch)
-  if redis.call('HGET', bkey, 'paused') == '1' then
-    -- paused after this was handed to the queue: back to the front of the pending list
-    local jid = redis.call('HGET', KEYS[1], 'id')
-    redis.call('HSET', KEYS[1], 'state', 'pending', 'updated_at', ARGV[2])
-    redis.call('HINCRBY', bkey, 'n_queued', -1)
-    redis.call('HINCRBY', bkey, 'n_pending', 1)
-    redis.call('ZREM', bkey .. INFLIGHT, jid)
-    redis.call('LPUSH', bkey .. PENDING, jid)
-    redis.call('PUBLISH', bkey .. EVENTS, 'pending ' .. jid)
-    return {'paused', 0}
-  end
-end
-if cur == 'running' then
-  local w = redis.call('HGET', KEYS[1], 'worker')
-  if w and w ~= '' and w ~= ARGV[3] and redis.call('EXISTS', worker_key(w)) == 1 then
-    return {'busy', 0}
-  end
-end
-local n = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-if n > tonumber(ARGV[1]) then return {'exhausted', n} end
-move(KEYS[1], 'running', 'queued,running', ARGV[2],
-     {'worker', ARGV[3], 'started_at', ARGV[2], 'progress', '0.0'})
-return {'run', n, redis.call('HGETALL', KEYS[1])}
-"""
-
-
-# KEYS[1] job hash, KEYS[2] its batch's channel or "". ARGV: progress, now, job id.
-_PROGRESS = redis_keys.LUA + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2])
-redis.call('PUBLISH', KEYS[1] .. EVENTS, 'progress ' .. ARGV[1])
-if KEYS[2] ~= '' then redis.call('PUBLISH', KEYS[2], 'progress ' .. ARGV[3]) end
-return 1
-"""
-
-
 def now() -> float:
     return round(time.time(), 3)
 
@@ -137,9 +36,8 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-
-
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """A job or batch record as hash fields: JSON for the structured ones, "" for None."""
     out = {}
     for k, v in fields.items():
         if k in _JSON_FIELDS:
@@ -151,7 +49,8 @@ def _encode(fields: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
+def decode_fields(raw: dict[str, str]) -> dict[str, Any]:
+    """A job or batch hash back to values: JSON parsed, times as floats."""
     job: dict[str, Any] = {}
     for k, v in raw.items():
         if k in _JSON_FIELDS:
@@ -165,6 +64,22 @@ def _decode(raw: dict[str, str]) -> dict[str, Any]:
     return job
 
 
+# What a record written before a field existed reads as, so every declared field is there.
+_DEFAULTS: dict[str, Any] = {
+    "progress": 0.0, "started_at": None, "finished_at": None, "params": {}, "input": None, "result": None,
+    "error": None, "batch_id": "", "request_id": "", "deliveries": 0, "worker": "", "parent_id": "",
+    "estimate": None, "callback_url": "", "callback_subject": "",
+}
+
+
+def decode_job(raw: dict[str, str]) -> AnyJob:
+    job = {**_DEFAULTS, **decode_fields(raw)}
+    if job["progress"] is None:
+        job["progress"] = 0.0
+    # The fields create() wrote (or their defaults), each decoded to its declared type.
+    return cast(AnyJob, job)
+
+
 @dataclass
 class Transition:
     moved: bool
@@ -175,11 +90,10 @@ class JobStore:
     def __init__(self, client: redis.Redis, ttl_seconds: int = 7 * 24 * 3600):
         self.r = client
         self.ttl = ttl_seconds
-        self._transition = self.r.register_script(_TRANSITION)
-        self._begin = self.r.register_script(_BEGIN)
-        self._progress = self.r.register_script(_PROGRESS)
+        self._transition = self.r.register_script(job_scripts.TRANSITION)
+        self._begin = self.r.register_script(job_scripts.BEGIN)
+        self._progress = self.r.register_script(job_scripts.PROGRESS)
 
-    # keys
     # keys (services/contracts/redis_keys.py)
     job_key = staticmethod(redis_keys.job)
     batch_key = staticmethod(redis_keys.batch)
@@ -192,11 +106,11 @@ class JobStore:
     def create(self, *, kind: str, owner: str, params: dict[str, Any], input: dict[str, Any] | None = None,
                batch_id: str = "", request_id: str = "", job_id: str | None = None,
                parent_id: str = "", pipe: redis.client.Pipeline | None = None,
-               estimate: dict[str, Any] | None = None,
-               callback_url: str = "", callback_subject: str = "") -> dict[str, Any]:
+               estimate: Estimate | None = None,
+               callback_url: str = "", callback_subject: str = "") -> AnyJob:
         job_id = job_id or new_id()
         t = now()
-        job = {
+        job: AnyJob = {
             "id": job_id, "kind": kind, "owner": owner, "state": "queued", "progress": 0.0,
             "created_at": t, "updated_at": t, "started_at": None, "finished_at": None,
             "params": params, "input": input, "result": None, "error": None,
@@ -208,7 +122,7 @@ class JobStore:
         key = self.job_key(job_id)
         # redis-py's ``mapping`` is a Mapping keyed by any encodable type, and Mapping's key is
         # invariant: no dict[str, str] fits it, though every one is a valid argument.
-        p.hset(key, mapping=_encode(job))  # type: ignore[arg-type]
+        p.hset(key, mapping=encode_fields(dict(job)))  # type: ignore[arg-type]
         p.expire(key, self.ttl)
         indexes = []  # the key's sorted sets this job joins, by creation time
         if not batch_id:
@@ -230,17 +144,17 @@ class JobStore:
             p.execute()
         return job
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> AnyJob | None:
         raw = decoded(self.r.hgetall(self.job_key(job_id)))
-        return _decode(raw) if raw else None
+        return decode_job(raw) if raw else None
 
-    def get_many(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+    def get_many(self, job_ids: list[str]) -> list[AnyJob | None]:
         p = self.r.pipeline(transaction=False)
         for j in job_ids:
             p.hgetall(self.job_key(j))
-        return [_decode(r) if r else None for r in p.execute()]
+        return [decode_job(r) if r else None for r in p.execute()]
 
-    def get_owned(self, job_id: str, owner: str) -> dict[str, Any] | None:
+    def get_owned(self, job_id: str, owner: str) -> AnyJob | None:
         """A job another key created is reported as absent, not forbidden: ids don't leak."""
         job = self.get(job_id)
         if job is None or job.get("owner") != owner:
@@ -253,7 +167,7 @@ class JobStore:
             fields.setdefault("finished_at", now())
             if to == "succeeded":
                 fields.setdefault("progress", 1.0)
-        enc = _encode(fields)
+        enc = encode_fields(fields)
         args = [to, ",".join(allowed_from), str(now())]
         for k, v in enc.items():
             args += [k, v]
@@ -261,15 +175,15 @@ class JobStore:
         return Transition(bool(moved), prev)
 
     def begin(self, job_id: str, *, max_deliveries: int,
-              worker: str) -> tuple[str, int, dict[str, Any] | None]:
-        """(verdict, deliveries, job): see ``_BEGIN``; on "run" the job as it now is
+              worker: str) -> tuple[str, int, AnyJob | None]:
+        """(verdict, deliveries, job): see ``job_scripts.BEGIN``; on "run" the job as it now is
         (running, in this worker), else None."""
         verdict, n, *rest = self._begin(keys=[self.job_key(job_id)],
                                         args=[max_deliveries, now(), worker])
         job = None
         if verdict == "run" and rest:
             flat = rest[0]
-            job = _decode(dict(zip(flat[::2], flat[1::2])))
+            job = decode_job(dict(zip(flat[::2], flat[1::2])))
         return verdict, int(n), job
 
     def set_task(self, job_id: str, task: str, payload: dict[str, Any]) -> None:
@@ -287,7 +201,7 @@ class JobStore:
         self._progress(keys=[self.job_key(job_id), redis_keys.batch_events(batch_id) if batch_id else ""],
                        args=[p, str(now()), job_id])
 
-    def children(self, parent_id: str) -> list[dict[str, Any]]:
+    def children(self, parent_id: str) -> list[AnyJob]:
         ids = decoded(self.r.lrange(redis_keys.job_children(parent_id), 0, -1))
         return [j for j in self.get_many(ids) if j is not None]
 
@@ -306,11 +220,11 @@ class JobStore:
             p.zrem(self.live_key(job["owner"]), job_id, *children)
         p.execute()
 
-    def list_owned(self, owner: str, *, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    def list_owned(self, owner: str, *, offset: int = 0, limit: int = 50) -> list[AnyJob]:
         ids = decoded(self.r.zrevrange(self.owner_key(owner), offset, offset + limit - 1))
         return [j for j in self.get_many(ids) if j is not None]
 
-    def list_videos(self, owner: str, *, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    def list_videos(self, owner: str, *, offset: int = 0, limit: int = 50) -> tuple[list[AnyJob], int]:
         """A page of the key's videos, newest first, and how many it has."""
         p = self.r.pipeline(transaction=False)
         p.zrevrange(self.videos_key(owner), offset, offset + limit - 1)

@@ -14,9 +14,9 @@ Where each kind keeps its files (one folder per thing, so one prefix removes it)
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from services.contracts import blob_keys, redis_keys
+from services.contracts.records import AnyJob
 from services.platform.metrics import JOBS_CANCELED
 from services.store.batches import BatchStore
 from services.store.blobs import BlobStore
@@ -28,7 +28,7 @@ log = logging.getLogger("kadr.purge")
 PHOTO, VIDEO, RESULT_SET = "enhance", "segment", "stabilize"
 
 
-def blob_prefix(job: dict[str, Any]) -> str:
+def blob_prefix(job: AnyJob) -> str:
     kind = job["kind"]
     if kind == VIDEO:
         return blob_keys.video(job["id"])
@@ -36,12 +36,12 @@ def blob_prefix(job: dict[str, Any]) -> str:
         return blob_keys.result_set(job["params"]["video_id"], job["id"])
     if kind == EVENT_KIND:
         return blob_keys.event(job["id"])
-    if job.get("batch_id"):
+    if job["batch_id"]:
         raise ValueError("a batch item is removed with its batch")
     return blob_keys.photo(job["id"])
 
 
-def cancel(jobs: JobStore, job: dict[str, Any]) -> Transition:
+def cancel(jobs: JobStore, job: AnyJob) -> Transition:
     """A queued or running job moved to ``canceled`` (and counted); otherwise unchanged."""
     moved = jobs.transition(job["id"], "canceled", allowed_from=ACTIVE)
     if moved.moved:
@@ -49,7 +49,7 @@ def cancel(jobs: JobStore, job: dict[str, Any]) -> Transition:
     return moved
 
 
-def purge_job(jobs: JobStore, blobs: BlobStore, job: dict[str, Any]) -> int:
+def purge_job(jobs: JobStore, blobs: BlobStore, job: AnyJob) -> int:
     """A job of any kind but a batch item, whole; returns the files removed."""
     prefix = blob_prefix(job)
     family = [job["id"]]

@@ -26,6 +26,7 @@ import redis
 
 from services.contracts import redis_keys
 from services.contracts.camera_auth import signed_headers
+from services.contracts.records import AnyJob, Batch, EventJob
 from services.store.batches import BatchStore
 from services.store.jobs import JobStore
 from services.store.outbox import LEASE_SECONDS, Outbox
@@ -48,7 +49,7 @@ def key_secret(r: redis.Redis, settings: Any, owner: str) -> str:
     return hmac.new(base.encode(), f"callbacks:{owner}".encode(), hashlib.sha256).hexdigest()
 
 
-def job_body(job: dict[str, Any] | None, ident: str, state: str) -> dict[str, Any]:
+def job_body(job: AnyJob | None, ident: str, state: str) -> dict[str, Any]:
     if job is None:  # deleted before its callback went out
         return {"type": "job.ended", "id": ident, "state": state, "deleted": True}
     kind = job["kind"]
@@ -56,16 +57,16 @@ def job_body(job: dict[str, Any] | None, ident: str, state: str) -> dict[str, An
     if kind == "segment":
         links = {"self": f"/api/v1/videos/{ident}"}
     elif kind == "stabilize":
-        links["video"] = f"/api/v1/videos/{(job.get('params') or {}).get('video_id')}"
+        links["video"] = f"/api/v1/videos/{job['params'].get('video_id')}"
     elif state == "succeeded":
         links["result"] = f"/api/v1/jobs/{ident}/result"
-    result = {k: v for k, v in (job.get("result") or {}).items() if k not in _HIDDEN_RESULT} or None
+    result = {k: v for k, v in (job["result"] or {}).items() if k not in _HIDDEN_RESULT} or None
     return {"type": {"segment": "video.ended", "stabilize": "result_set.ended"}.get(kind, "job.ended"),
-            "id": ident, "kind": kind, "state": state, "created_at": job.get("created_at"),
-            "finished_at": job.get("finished_at"), "result": result, "error": job.get("error"), "links": links}
+            "id": ident, "kind": kind, "state": state, "created_at": job["created_at"],
+            "finished_at": job["finished_at"], "result": result, "error": job["error"], "links": links}
 
 
-def batch_body(batch: dict[str, Any] | None, ident: str) -> dict[str, Any]:
+def batch_body(batch: Batch | None, ident: str) -> dict[str, Any]:
     if batch is None:
         return {"type": "batch.ended", "id": ident, "deleted": True}
     base = f"/api/v1/batches/{ident}"
@@ -76,11 +77,14 @@ def batch_body(batch: dict[str, Any] | None, ident: str) -> dict[str, Any]:
                       "manifest_csv": f"{base}/manifest.csv"}}
 
 
-def event_body(job: dict[str, Any] | None, ident: str, state: str) -> dict[str, Any]:
-    params = (job or {}).get("params") or {}
-    return {"id": ident, "camera": params.get("camera"), "state": (job or {}).get("state", state),
-            "params": params, "result": (job or {}).get("result"), "error": (job or {}).get("error"),
-            "links": {"self": f"/api/v1/camera/events/{ident}"}}
+def event_body(job: EventJob | None, ident: str, state: str) -> dict[str, Any]:
+    links = {"self": f"/api/v1/camera/events/{ident}"}
+    if job is None:  # deleted before its callback went out
+        return {"id": ident, "camera": None, "state": state, "params": {}, "result": None, "error": None,
+                "links": links}
+    params = job["params"]
+    return {"id": ident, "camera": params.get("camera"), "state": job["state"], "params": params,
+            "result": job["result"], "error": job["error"], "links": links}
 
 
 class Deliverer:

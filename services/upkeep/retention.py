@@ -31,6 +31,7 @@ from typing import Any
 
 from services.contracts import redis_keys
 from services.contracts.blob_keys import FOLDERS, folder
+from services.contracts.records import AnyJob
 from services.store.batches import BatchStore
 from services.store.blobs import BlobStore, PrefixUsage
 from services.store.connection import decoded
@@ -126,7 +127,7 @@ class Retention:
             self._known.pop(key, None)
         return u
 
-    def _job_item(self, kind: str, ident: str, job: dict[str, Any] | None) -> Item:
+    def _job_item(self, kind: str, ident: str, job: AnyJob | None) -> Item:
         if job is None or job.get("kind") not in _KIND_OF_JOB[kind] or (kind == "photos" and job.get("batch_id")):
             u = self._usage(kind, ident, None)
             return Item(kind, ident, u.bytes, u.files, None, False, None, None, u.newest)

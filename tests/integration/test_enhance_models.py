@@ -28,7 +28,7 @@ from services.enhance.models import (
     select_device,
 )
 from services.enhance.pipeline import EnhanceOptions, Limits, enhance
-from services.runtime import weights
+from services.runtime import weight_catalog, weights
 from testbed.weights import make_random_weights
 
 # isort: split
@@ -150,8 +150,8 @@ def test_verify_tells_random_weights_from_official_ones(models_dir, tmp_path):
     results = weights.verify(models_dir, ["realesr_general_x4v3", "parsenet"])
     assert [r.status for r in results] == ["checksum_mismatch", "checksum_mismatch"]
     assert all(r.actual_sha256 and r.actual_sha256 != r.expected_sha256 for r in results)
-    assert [r.status for r in weights.verify(tmp_path)] == ["missing"] * len(weights.CATALOG)
-    assert weights.weight_path(models_dir, "parsenet") == models_dir / "parsing_parsenet.pth"
+    assert [r.status for r in weights.verify(tmp_path)] == ["missing"] * len(weight_catalog.CATALOG)
+    assert weight_catalog.weight_path(models_dir, "parsenet") == models_dir / "parsing_parsenet.pth"
 
 
 class FakeResponse:
@@ -191,7 +191,7 @@ def test_download_offline_is_a_clear_error_and_leaves_nothing_behind(tmp_path):
     with pytest.raises(weights.WeightsDownloadError) as info:
         weights.download(tmp_path, ["parsenet"], session=session)
     message = str(info.value)
-    assert weights.CATALOG["parsenet"].url in message
+    assert weight_catalog.CATALOG["parsenet"].url in message
     assert "offline" in message
     assert list(tmp_path.iterdir()) == []
 
@@ -205,9 +205,9 @@ def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path):
 
 def test_download_verifies_renames_and_then_skips(tmp_path, monkeypatch):
     payload = [b"a" * 1000, b"b" * 500]
-    entry = weights.CATALOG["realesr_general_x4v3"]
+    entry = weight_catalog.CATALOG["realesr_general_x4v3"]
     pinned = dataclasses.replace(entry, sha256=hashlib.sha256(b"".join(payload)).hexdigest())
-    monkeypatch.setitem(weights.CATALOG, entry.name, pinned)
+    monkeypatch.setitem(weight_catalog.CATALOG, entry.name, pinned)
     progress = []
     session = FakeSession(FakeResponse(payload))
 

@@ -91,3 +91,11 @@ def test_invariants(backlog, processes, busy, avg, cpu, free, since):
     if d.action == "shrink":
         assert -d.delta <= processes - busy  # never a busy process
         assert after >= min(RULES.min_processes, processes)
+
+
+def test_a_cpu_threshold_of_100_leaves_cpu_out_both_ways():
+    # A saturated host reads 100.0: with both thresholds at 100 it neither grows nor stays on CPU's word.
+    rules = Rules(**{**RULES.__dict__, "cpu_low_percent": 100.0, "cpu_high_percent": 100.0})
+    pegged = HostState(100.0, 8 * GIB)
+    assert decide(q(processes=2), pegged, rules, since_last_change=None).action == "shrink"
+    assert decide(q(backlog=1, busy=1), pegged, rules, since_last_change=None).action == "hold"

@@ -10,7 +10,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from services.contracts import redis_keys
-from services.store.batches import BatchClosed, BatchStore, batch_state, progress_of
+from services.store.batch_records import batch_state, progress_of
+from services.store.batches import BatchClosed, BatchStore
 from services.store.jobs import JobStore
 from services.upkeep.batch_feed import Feeder
 

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from client import entries
 from client import state as st
 from client.inputs import InputError, collect
 
@@ -33,9 +34,9 @@ def item(id_, state="queued", **kw):
 def test_round_trip_keeps_every_field(tmp_path):
     s, _ = fresh(tmp_path, {"a.jpg": b"a", "sub/b.png": b"bb"})
     s.batch_id = "batch-1"
-    st.record_accepted(s.inputs["a.jpg"], "batch-1", item("job-a", "skipped", duplicate_of="job-z"))
-    st.mark_downloaded(s.inputs["a.jpg"], "a.jpg")
-    st.record_rejected(s.inputs["sub/b.png"], "invalid_image", "not an image")
+    entries.record_accepted(s.inputs["a.jpg"], "batch-1", item("job-a", "skipped", duplicate_of="job-z"))
+    entries.mark_downloaded(s.inputs["a.jpg"], "a.jpg")
+    entries.record_rejected(s.inputs["sub/b.png"], "invalid_image", "not an image")
     path = tmp_path / st.STATE_FILE
     st.save(s, path)
     back = st.load(path)
@@ -97,7 +98,7 @@ def test_mismatch_detects_params_and_server():
 
 def test_plan_first_run_uploads_everything(tmp_path):
     s, _ = fresh(tmp_path, {"a.jpg": b"a", "b.jpg": b"b"})
-    p = st.plan(s, ["a.jpg", "b.jpg"], tmp_path / "out")
+    p = entries.plan(s, ["a.jpg", "b.jpg"], tmp_path / "out")
     assert p.upload == ["a.jpg", "b.jpg"] and not (p.done or p.watch or p.failed)
 
 
@@ -108,16 +109,16 @@ def test_plan_resume_decisions(tmp_path):
                              "canceled.jpg", "new.jpg")})
     e = s.inputs
     for rel in ("done.jpg", "gone.jpg", "running.jpg", "failed.jpg", "canceled.jpg"):
-        st.record_accepted(e[rel], "b1", item(f"job-{rel}"))
+        entries.record_accepted(e[rel], "b1", item(f"job-{rel}"))
     write(out / "done.png", b"out")
-    st.mark_downloaded(e["done.jpg"], "done.png")
-    st.mark_downloaded(e["gone.jpg"], "gone.png")          # its output was deleted since
-    st.record_item(e["gone.jpg"], item("job-gone.jpg", "succeeded"))
-    st.record_rejected(e["bad.jpg"], "invalid_image", "cannot decode")
-    st.record_item(e["failed.jpg"], item("job-failed.jpg", "failed", error={"code": "x", "message": "boom"}))
-    st.record_item(e["canceled.jpg"], item("job-canceled.jpg", "canceled"))
+    entries.mark_downloaded(e["done.jpg"], "done.png")
+    entries.mark_downloaded(e["gone.jpg"], "gone.png")          # its output was deleted since
+    entries.record_item(e["gone.jpg"], item("job-gone.jpg", "succeeded"))
+    entries.record_rejected(e["bad.jpg"], "invalid_image", "cannot decode")
+    entries.record_item(e["failed.jpg"], item("job-failed.jpg", "failed", error={"code": "x", "message": "boom"}))
+    entries.record_item(e["canceled.jpg"], item("job-canceled.jpg", "canceled"))
 
-    p = st.plan(s, sorted(e), out)
+    p = entries.plan(s, sorted(e), out)
     assert p.done == ["done.jpg"]
     assert p.failed == ["bad.jpg"]                     # the same bytes would be refused again
     # Known to the server: wait for them (a failed one may have been retried meanwhile).
@@ -129,12 +130,12 @@ def test_plan_resume_decisions(tmp_path):
 def test_changed_file_starts_over_unchanged_keeps_its_item(tmp_path):
     s, paths = fresh(tmp_path, {"a.jpg": b"a", "b.jpg": b"b"})
     for rel in s.inputs:
-        st.record_accepted(s.inputs[rel], "b1", item(f"job-{rel}", "succeeded"))
+        entries.record_accepted(s.inputs[rel], "b1", item(f"job-{rel}", "succeeded"))
     write(paths["a.jpg"], b"a new photo")
     st.sync_inputs(s, {rel: st.fingerprint(p, s.inputs.get(rel)) for rel, p in paths.items()})
     assert s.inputs["a.jpg"].item_id is None
     assert s.inputs["b.jpg"].item_id == "job-b.jpg"
-    assert st.plan(s, ["a.jpg", "b.jpg"], tmp_path / "out").upload == ["a.jpg"]
+    assert entries.plan(s, ["a.jpg", "b.jpg"], tmp_path / "out").upload == ["a.jpg"]
 
 
 def test_forget_batch_reuploads_what_was_not_downloaded(tmp_path):
@@ -142,25 +143,25 @@ def test_forget_batch_reuploads_what_was_not_downloaded(tmp_path):
     s, _ = fresh(tmp_path, {"a.jpg": b"a", "b.jpg": b"b"})
     s.batch_id = "b1"
     for rel in s.inputs:
-        st.record_accepted(s.inputs[rel], "b1", item(f"job-{rel}", "succeeded"))
+        entries.record_accepted(s.inputs[rel], "b1", item(f"job-{rel}", "succeeded"))
     write(out / "a.jpg", b"out")
-    st.mark_downloaded(s.inputs["a.jpg"], "a.jpg")
-    st.forget_batch(s, "b1")
+    entries.mark_downloaded(s.inputs["a.jpg"], "a.jpg")
+    entries.forget_batch(s, "b1")
     assert s.batch_id is None
-    p = st.plan(s, ["a.jpg", "b.jpg"], out)
+    p = entries.plan(s, ["a.jpg", "b.jpg"], out)
     assert p.done == ["a.jpg"] and p.upload == ["b.jpg"]
 
 
 def test_summary_counts_failures_and_duplicates(tmp_path):
     s, _ = fresh(tmp_path, {"a.jpg": b"a", "copy.jpg": b"a", "bad.jpg": b"x", "slow.jpg": b"s"})
     e = s.inputs
-    st.record_accepted(e["a.jpg"], "b1", item("ja", "succeeded"))
-    st.mark_downloaded(e["a.jpg"], "a.jpg")
-    st.record_accepted(e["copy.jpg"], "b1", item("jc", "skipped", duplicate_of="ja"))
-    st.mark_downloaded(e["copy.jpg"], "copy.jpg")
-    st.record_rejected(e["bad.jpg"], "invalid_image", "cannot decode")
-    st.record_accepted(e["slow.jpg"], "b1", item("js", "running"))
-    sm = st.summarize(s, sorted(e))
+    entries.record_accepted(e["a.jpg"], "b1", item("ja", "succeeded"))
+    entries.mark_downloaded(e["a.jpg"], "a.jpg")
+    entries.record_accepted(e["copy.jpg"], "b1", item("jc", "skipped", duplicate_of="ja"))
+    entries.mark_downloaded(e["copy.jpg"], "copy.jpg")
+    entries.record_rejected(e["bad.jpg"], "invalid_image", "cannot decode")
+    entries.record_accepted(e["slow.jpg"], "b1", item("js", "running"))
+    sm = entries.summarize(s, sorted(e))
     assert (sm.total, sm.done) == (4, 2)
     assert sm.failed == [("bad.jpg", "invalid_image: cannot decode")]
     assert sm.duplicates == [("copy.jpg", "a.jpg")]
@@ -169,16 +170,16 @@ def test_summary_counts_failures_and_duplicates(tmp_path):
 
 def test_result_link_of_a_duplicate_points_at_the_original():
     e = st.Entry(size=1, mtime_ns=1, sha256="x")
-    st.record_accepted(e, "b1", item("dup", "skipped", duplicate_of="orig"))
-    assert st.result_link(e) == "/api/v1/jobs/orig/result"
-    st.record_item(e, item("dup", "skipped", links={"result": "/api/v1/jobs/orig/result?x=1"}))
-    assert st.result_link(e) == "/api/v1/jobs/orig/result?x=1"
+    entries.record_accepted(e, "b1", item("dup", "skipped", duplicate_of="orig"))
+    assert entries.result_link(e) == "/api/v1/jobs/orig/result"
+    entries.record_item(e, item("dup", "skipped", links={"result": "/api/v1/jobs/orig/result?x=1"}))
+    assert entries.result_link(e) == "/api/v1/jobs/orig/result?x=1"
 
 
 def test_output_names_keep_the_relative_path_and_never_collide():
-    assert st.output_name("sub/a.jpeg", "jpg", set()) == "sub/a.jpg"
-    assert st.output_name("a.png", "png", set()) == "a.png"
-    assert st.output_name("a.bmp", "png", {"a.png"}) == "a.bmp.png"
+    assert entries.output_name("sub/a.jpeg", "jpg", set()) == "sub/a.jpg"
+    assert entries.output_name("a.png", "png", set()) == "a.png"
+    assert entries.output_name("a.bmp", "png", {"a.png"}) == "a.bmp.png"
 
 
 def test_collect_walks_dirs_skips_hidden_non_images_and_the_output_dir(tmp_path):

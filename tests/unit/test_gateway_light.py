@@ -33,6 +33,11 @@ def test_openapi_spec_documents_every_v1_route():
                 if r.rule.startswith("/api/v1/")}
     documented = set(spec["paths"])
     assert v1_rules <= documented, v1_rules - documented
+    # Every method of every rule too: two blueprints may share a path (GET and POST /videos).
+    routed = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule), m.lower()) for r in app.url_map.iter_rules()
+              if r.rule.startswith("/api/v1/") for m in r.methods - {"HEAD", "OPTIONS"}}
+    listed = {(path, m) for path, ops in spec["paths"].items() for m in ops}
+    assert routed <= listed, routed - listed
     # Every v1 operation declares the bearer scheme, except the camera webhook, which
     # cameras call with their own credential (HMAC signature or token).
     for path, ops in spec["paths"].items():
