@@ -22,6 +22,7 @@ Celery delivery, the worker's job life cycle, result writes.
 Goals on this 2-core machine: ≥ 100 items/s, ≤ 10 ms p50 overhead. Writes
 bench/results/batch_overhead.json. ``python -m bench.batch_overhead [--items N]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ def photos(n: int, start: int = 0) -> list[bytes]:
     """Distinct 32×24 PNGs (distinct content: dedupe must not help)."""
     import numpy as np
     from PIL import Image
+
     out = []
     for i in range(start, start + n):
         img = np.full((24, 32, 3), 128, np.uint8)
@@ -92,15 +94,22 @@ def upload(s, url, bid, chunk: list[tuple[str, bytes]]) -> None:
 
 
 def wait_batch(s, url, bid, timeout=3600) -> dict:
-    return wait_for(lambda: (b := s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json())["state"]
-                    in ("succeeded", "partial", "failed") and b, timeout, "the batch", interval=0.25)
+    return wait_for(
+        lambda: (
+            (b := s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json())["state"]
+            in ("succeeded", "partial", "failed")
+            and b
+        ),
+        timeout,
+        "the batch",
+        interval=0.25,
+    )
 
 
 def throughput(s, url, n: int) -> dict:
     data = photos(n)
     bid = new_batch(s, url)
-    chunks = [[(f"p{i + j}.png", d) for j, d in enumerate(data[i:i + PER_REQUEST])]
-              for i in range(0, n, PER_REQUEST)]
+    chunks = [[(f"p{i + j}.png", d) for j, d in enumerate(data[i : i + PER_REQUEST])] for i in range(0, n, PER_REQUEST)]
     t0 = time.perf_counter()
     lock = threading.Lock()
 
@@ -113,6 +122,7 @@ def throughput(s, url, n: int) -> dict:
                     return
                 chunk = chunks.pop(0)
             upload(sess, url, bid, chunk)
+
     threads = [threading.Thread(target=uploader) for _ in range(UPLOADERS)]
     for t in threads:
         t.start()
@@ -122,9 +132,15 @@ def throughput(s, url, n: int) -> dict:
     s.post(f"{url}/api/v1/batches/{bid}/close").raise_for_status()
     b = wait_batch(s, url, bid)
     wall = time.perf_counter() - t0
-    return {"items": n, "batch": bid, "upload_seconds": round(uploaded_s, 2), "wall_seconds": round(wall, 2),
-            "items_per_s": round(n / wall, 1), "upload_items_per_s": round(n / uploaded_s, 1),
-            "counts": b["counts"]}
+    return {
+        "items": n,
+        "batch": bid,
+        "upload_seconds": round(uploaded_s, 2),
+        "wall_seconds": round(wall, 2),
+        "items_per_s": round(n / wall, 1),
+        "upload_items_per_s": round(n / uploaded_s, 1),
+        "counts": b["counts"],
+    }
 
 
 class LeanClient:
@@ -149,10 +165,16 @@ class LeanClient:
     @staticmethod
     def multipart(field: str, name: str, data: bytes, fields: dict | None = None) -> tuple[bytes, str]:
         b = uuid.uuid4().hex
-        parts = [f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-                 for k, v in (fields or {}).items()]
-        parts.append(f'--{b}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        parts = [
+            f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in (fields or {}).items()
+        ]
+        parts.append(
+            f'--{b}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
         return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
 
 
@@ -179,9 +201,14 @@ def overhead(c: LeanClient, n: int) -> dict:
 
     def summary(xs):
         return {"p50": pct(xs, 0.5), "p95": pct(xs, 0.95), "mean": round(statistics.fmean(xs), 5)}
-    return {"items": n, "client": "http.client, one kept-alive connection",
-            "batch_item_overhead_s": summary(batch_o), "single_job_overhead_s": summary(single_o),
-            "empty_request_round_trip_s": summary(floor)}
+
+    return {
+        "items": n,
+        "client": "http.client, one kept-alive connection",
+        "batch_item_overhead_s": summary(batch_o),
+        "single_job_overhead_s": summary(single_o),
+        "empty_request_round_trip_s": summary(floor),
+    }
 
 
 def first_result(s, url, n: int) -> dict:
@@ -203,9 +230,15 @@ def first_result(s, url, n: int) -> dict:
         if mode == "one_shot":
             s.post(f"{url}/api/v1/batches/{bid}/resume")
         if first is None:
-            first = wait_for(lambda bid=bid, t0=t0: s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json()
-                             ["counts"]["succeeded"] and time.perf_counter() - t0, 600, "a first result",
-                             interval=0.005)
+            first = wait_for(
+                lambda bid=bid, t0=t0: (
+                    s.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json()["counts"]["succeeded"]
+                    and time.perf_counter() - t0
+                ),
+                600,
+                "a first result",
+                interval=0.005,
+            )
         wait_batch(s, url, bid)
         out[mode] = round(first, 4)
     out["ratio_one_shot_vs_streaming"] = round(out["one_shot"] / out["streaming"], 1)
@@ -225,6 +258,7 @@ def main() -> None:
     stop_on_sigterm()
     from services.store.apikeys import create_key
     from testbed.weights import make_random_weights
+
     with tempfile.TemporaryDirectory(prefix="kadr-bench-batch-") as t:
         tmp = Path(t)
         make_random_weights(tmp / "models")
@@ -232,9 +266,14 @@ def main() -> None:
         try:
             redis_proc, redis_url = start_redis(tmp / "redis")
             procs.append(redis_proc)
-            env = kadr_env(redis_url=redis_url, storage_dir=tmp / "blobs", models_dir=tmp / "models",
-                           KADR_BATCH_WINDOW=str(args.window), KADR_WORKER_HEARTBEAT_SECONDS="2",
-                           KADR_REQUIRED_QUEUES=json.dumps(["enhance"]))
+            env = kadr_env(
+                redis_url=redis_url,
+                storage_dir=tmp / "blobs",
+                models_dir=tmp / "models",
+                KADR_BATCH_WINDOW=str(args.window),
+                KADR_WORKER_HEARTBEAT_SECONDS="2",
+                KADR_REQUIRED_QUEUES=json.dumps(["enhance"]),
+            )
             procs.append(start_worker("enhance", env, tmp / "logs", concurrency=args.concurrency))
             gw, gw_url = start_gateway(env, tmp / "logs")
             procs.append(gw)
@@ -242,6 +281,7 @@ def main() -> None:
             procs.append(ngx)
             wait_for(lambda: requests.get(url + "/readyz", timeout=5).status_code == 200, 300, "readiness")
             import redis
+
             r = redis.Redis.from_url(redis_url, decode_responses=True)
             key, _ = create_key(r, "bench")
             s = requests.Session()
@@ -253,8 +293,11 @@ def main() -> None:
             mem1 = {"gateway_pss": tree_rss(gw.pid), "redis_used": int(r.info("memory")["used_memory"])}
             oh = overhead(lean, args.overhead_items)
             floor = celery_floor.measure(redis_url, args.overhead_items, tmp / "logs")
-            oh["celery_empty_task_send_to_start_s"] = {"p50": pct(floor, 0.5), "p95": pct(floor, 0.95),
-                                                       "mean": round(statistics.fmean(floor), 5)}
+            oh["celery_empty_task_send_to_start_s"] = {
+                "p50": pct(floor, 0.5),
+                "p95": pct(floor, 0.95),
+                "mean": round(statistics.fmean(floor), 5),
+            }
             fr = first_result(s, url, args.first_items)
         finally:
             for p in reversed(procs):
@@ -264,13 +307,19 @@ def main() -> None:
         "benchmark": "batch_overhead",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_info(),
-        "params": PARAMS, "window": args.window, "enhance_processes": args.concurrency,
-        "uploaders": UPLOADERS, "files_per_request": PER_REQUEST,
-        "throughput": tp, "goal_items_per_s": 100,
-        "overhead": oh, "goal_p50_overhead_s": 0.010,
+        "params": PARAMS,
+        "window": args.window,
+        "enhance_processes": args.concurrency,
+        "uploaders": UPLOADERS,
+        "files_per_request": PER_REQUEST,
+        "throughput": tp,
+        "goal_items_per_s": 100,
+        "overhead": oh,
+        "goal_p50_overhead_s": 0.010,
         "memory_per_10k_items": {
             "gateway_pss_mib": round((mem1["gateway_pss"] - mem0["gateway_pss"]) * per10k / 2**20, 1),
-            "redis_used_mib": round((mem1["redis_used"] - mem0["redis_used"]) * per10k / 2**20, 1)},
+            "redis_used_mib": round((mem1["redis_used"] - mem0["redis_used"]) * per10k / 2**20, 1),
+        },
         "time_to_first_result_s": fr,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ of 720p raw: 243 MB).
 
 Writes bench/results/camera_buffer.json. ``python -m bench.camera_buffer``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,27 +69,26 @@ class Scene:
         for _ in range(14):  # buildings with windows above the road
             x0, bw = int(rng.integers(0, w)), int(rng.integers(w // 14, w // 6))
             top = int(rng.integers(h // 20, horizon - h // 10))
-            bg[top:horizon, x0:x0 + bw] = rng.uniform(60, 200, 3)
+            bg[top:horizon, x0 : x0 + bw] = rng.uniform(60, 200, 3)
             for wy in range(top + 8, horizon - 12, max(12, h // 40)):
                 for wx in range(x0 + 6, x0 + bw - 10, max(14, w // 80)):
-                    bg[wy:wy + h // 90, wx:wx + w // 160] = rng.uniform(20, 240)
+                    bg[wy : wy + h // 90, wx : wx + w // 160] = rng.uniform(20, 240)
         bg[horizon:] = bg[horizon:] * 0.45 + 45  # road
         for y in (int(h * 0.62), int(h * 0.82)):  # lane markings
             for x in range(0, w, w // 12):
-                bg[y:y + h // 120 + 1, x:x + w // 24] = 230
+                bg[y : y + h // 120 + 1, x : x + w // 24] = 230
         self.bg = np.clip(bg, 0, 255).astype(np.uint8)
         self.cars = []
         for k in range(3):
             cw, ch = int(w * rng.uniform(0.16, 0.24)), int(h * rng.uniform(0.14, 0.2))
             body = np.empty((ch, cw, 3), np.uint8)
             body[:] = rng.uniform(30, 220, 3)
-            body[ch // 8:ch // 2, cw // 8:cw - cw // 8] = 40  # windscreen
+            body[ch // 8 : ch // 2, cw // 8 : cw - cw // 8] = 40  # windscreen
             plate = plate_image(max(60, cw // 4), number=f"{'ABE'[k]}{123 + k * 111}KM")
             py, px = ch - plate.shape[0] - ch // 12, (cw - plate.shape[1]) // 2
-            body[py:py + plate.shape[0], px:px + plate.shape[1]] = plate
+            body[py : py + plate.shape[0], px : px + plate.shape[1]] = plate
             lane_y = int(h * (0.5 + 0.15 * k))
-            self.cars.append((body, lane_y, rng.uniform(-0.35, 0.35) * w / FPS or 3.0,
-                              rng.uniform(0, w)))
+            self.cars.append((body, lane_y, rng.uniform(-0.35, 0.35) * w / FPS or 3.0, rng.uniform(0, w)))
         n_flakes = w * h // 4000
         self.flakes = np.column_stack([rng.uniform(0, w, n_flakes), rng.uniform(0, h, n_flakes)])
         self.flake_v = np.column_stack([rng.normal(0.3, 0.6, n_flakes), rng.uniform(1.5, 4.5, n_flakes)]) * h / 720
@@ -104,7 +104,7 @@ class Scene:
             x = int((x0 + speed * i) % span) - cw
             a, b = max(0, x), min(self.w, x + cw)
             if b > a:
-                img[lane_y:lane_y + ch, a:b] = body[:, a - x:b - x][:self.h - lane_y]
+                img[lane_y : lane_y + ch, a:b] = body[:, a - x : b - x][: self.h - lane_y]
         self.flakes = (self.flakes + self.flake_v) % (self.w, self.h)
         xs, ys = self.flakes[:, 0].astype(int), self.flakes[:, 1].astype(int)
         for dy in (0, 1):
@@ -124,8 +124,11 @@ def encode_stream(w: int, h: int, bitrate: int, gop: int, n: int) -> tuple[bytes
     ctx.time_base, ctx.framerate = Fraction(1, FPS), Fraction(FPS)
     ctx.gop_size = gop
     ctx.bit_rate = bitrate
-    ctx.options = {"preset": "veryfast", "tune": "zerolatency",
-                   "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+    ctx.options = {
+        "preset": "veryfast",
+        "tune": "zerolatency",
+        "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+    }
     out = io.BytesIO()
     cpu = 0.0
     for i in range(n):
@@ -227,9 +230,13 @@ def event_latency(ring, events: int, seed: int) -> dict:
     times.sort()
     # CPU seconds per event do not depend on what else the machine runs: with the
     # cores to spare, wall time falls towards CPU / parallelism.
-    return {"events": events, "p50_s": statistics.median(times),
-            "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))], "max_s": times[-1],
-            "cpu_s_per_event_mean": statistics.fmean(cpu)}
+    return {
+        "events": events,
+        "p50_s": statistics.median(times),
+        "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+        "max_s": times[-1],
+        "cpu_s_per_event_mean": statistics.fmean(cpu),
+    }
 
 
 CLIP_S = (5.0, 3.0)  # a camera's default clip: seconds before and after the event
@@ -241,16 +248,24 @@ def clip_cost(pring, jring) -> dict:
     import tempfile
 
     from services.camera.clips import write_jpeg_clip, write_packet_clip
+
     end = pring.stats()["newest_ts"]
     out = {}
     with tempfile.TemporaryDirectory(prefix="kadr-clip-bench-") as tmp:
-        for mode, cut in (("copy", lambda path: write_packet_clip(path, *pring.clip_packets(end - sum(CLIP_S), end))),
-                          ("encoded", lambda path: write_jpeg_clip(path, jring.clip_frames(end - sum(CLIP_S), end)))):
+        for mode, cut in (
+            ("copy", lambda path: write_packet_clip(path, *pring.clip_packets(end - sum(CLIP_S), end))),
+            ("encoded", lambda path: write_jpeg_clip(path, jring.clip_frames(end - sum(CLIP_S), end))),
+        ):
             path = os.path.join(tmp, f"{mode}.mp4")
             t0, c0 = time.perf_counter(), time.process_time()
             info = cut(path)
-            out[mode] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-                         "bytes": os.path.getsize(path), "frames": info.frames, "seconds": info.seconds}
+            out[mode] = {
+                "wall_s": time.perf_counter() - t0,
+                "cpu_s": time.process_time() - c0,
+                "bytes": os.path.getsize(path),
+                "frames": info.frames,
+                "seconds": info.seconds,
+            }
     out["encoded_over_copy_cpu"] = out["encoded"]["cpu_s"] / max(out["copy"]["cpu_s"], 1e-9)
     return out
 
@@ -258,10 +273,14 @@ def clip_cost(pring, jring) -> dict:
 def memory(ring) -> dict:
     s = ring.stats()
     held_s = s["frames"] / FPS  # the packet ring's lead-in GOP counts: it is in memory
-    return {"bytes_held": s["bytes"], "frames_held": s["frames"], "seconds_reachable": s["seconds_held"],
-            "bytes_per_second": s["bytes"] / held_s,
-            "bytes_per_10s": s["bytes"] / held_s * WINDOW_S,
-            "lead_in_frames": s.get("lead_in_frames", 0)}
+    return {
+        "bytes_held": s["bytes"],
+        "frames_held": s["frames"],
+        "seconds_reachable": s["seconds_held"],
+        "bytes_per_second": s["bytes"] / held_s,
+        "bytes_per_10s": s["bytes"] / held_s * WINDOW_S,
+        "lead_in_frames": s.get("lead_in_frames", 0),
+    }
 
 
 def run(resolutions: list[str], gop: int, quality: int, events: int, extra_gop: int = 0) -> dict:
@@ -271,8 +290,11 @@ def run(resolutions: list[str], gop: int, quality: int, events: int, extra_gop: 
         w, h, bitrate = RESOLUTIONS[name]
         t0 = time.perf_counter()
         stream, enc_cpu = encode_stream(w, h, bitrate, gop, n)
-        print(f"{name}: encoded {n} frames in {time.perf_counter() - t0:.1f} s "
-              f"({len(stream) * 8 / (n / FPS) / 1e6:.2f} Mbit/s)", flush=True)
+        print(
+            f"{name}: encoded {n} frames in {time.perf_counter() - t0:.1f} s "
+            f"({len(stream) * 8 / (n / FPS) / 1e6:.2f} Mbit/s)",
+            flush=True,
+        )
         pring, pinfo = fill_packet_ring(stream, n)
         jring, jinfo = fill_jpeg_ring(stream, n, quality)
         raw = w * h * 3
@@ -287,33 +309,48 @@ def run(resolutions: list[str], gop: int, quality: int, events: int, extra_gop: 
         pring.decode_threads = 1
         res["packets_one_decoder_thread"] = {"latency": event_latency(pring, events, 1)}
         res["clip_8s"] = c = clip_cost(pring, jring)
-        print(f"  clip of {sum(CLIP_S):.0f} s: copy {c['copy']['wall_s'] * 1e3:.0f} ms "
-              f"({c['copy']['bytes'] / 1e6:.2f} MB), encoded {c['encoded']['wall_s'] * 1e3:.0f} ms "
-              f"({c['encoded']['bytes'] / 1e6:.2f} MB): {c['encoded_over_copy_cpu']:.0f}x the CPU", flush=True)
+        print(
+            f"  clip of {sum(CLIP_S):.0f} s: copy {c['copy']['wall_s'] * 1e3:.0f} ms "
+            f"({c['copy']['bytes'] / 1e6:.2f} MB), encoded {c['encoded']['wall_s'] * 1e3:.0f} ms "
+            f"({c['encoded']['bytes'] / 1e6:.2f} MB): {c['encoded_over_copy_cpu']:.0f}x the CPU",
+            flush=True,
+        )
         for mode in ("packets", "jpeg"):
             r = res[mode]
             # Packets: demuxing stands in for the camera client, which any mode needs.
             share = r["cpu_share_demux_and_push"] if mode == "packets" else r["cpu_share_total"]
             r["cameras_per_core"] = 1 / share if share > 0 else None
             lat = r["latency"]
-            print(f"  {mode:7s}: {r['bytes_held'] / 1e6:7.1f} MB held for 10 s, "
-                  f"CPU {share * 100:6.2f} % of a core, "
-                  f"event p50 {lat['p50_s'] * 1e3:5.0f} ms p95 {lat['p95_s'] * 1e3:5.0f} ms "
-                  f"CPU {lat['cpu_s_per_event_mean'] * 1e3:4.0f} ms/event", flush=True)
+            print(
+                f"  {mode:7s}: {r['bytes_held'] / 1e6:7.1f} MB held for 10 s, "
+                f"CPU {share * 100:6.2f} % of a core, "
+                f"event p50 {lat['p50_s'] * 1e3:5.0f} ms p95 {lat['p95_s'] * 1e3:5.0f} ms "
+                f"CPU {lat['cpu_s_per_event_mean'] * 1e3:4.0f} ms/event",
+                flush=True,
+            )
         lat = res["packets_one_decoder_thread"]["latency"]
-        print(f"  packets, 1 decoder thread: event p50 {lat['p50_s'] * 1e3:.0f} ms p95 {lat['p95_s'] * 1e3:.0f} ms "
-              f"CPU {lat['cpu_s_per_event_mean'] * 1e3:.0f} ms/event", flush=True)
+        print(
+            f"  packets, 1 decoder thread: event p50 {lat['p50_s'] * 1e3:.0f} ms p95 {lat['p95_s'] * 1e3:.0f} ms "
+            f"CPU {lat['cpu_s_per_event_mean'] * 1e3:.0f} ms/event",
+            flush=True,
+        )
         if extra_gop and extra_gop != gop:
             # The camera's keyframe interval bounds how much a lookup decodes.
             stream, _ = encode_stream(w, h, bitrate, extra_gop, n)
             ring, info = fill_packet_ring(stream, n)
-            res[f"packets_gop_{extra_gop}"] = {**memory(ring), "gop_frames": extra_gop,
-                                               "stream_bytes_per_second": info["stream_bytes_per_second"],
-                                               "latency": event_latency(ring, events, 1)}
+            res[f"packets_gop_{extra_gop}"] = {
+                **memory(ring),
+                "gop_frames": extra_gop,
+                "stream_bytes_per_second": info["stream_bytes_per_second"],
+                "latency": event_latency(ring, events, 1),
+            }
             lat = res[f"packets_gop_{extra_gop}"]["latency"]
-            print(f"  packets, GOP {extra_gop}: {res[f'packets_gop_{extra_gop}']['bytes_held'] / 1e6:.1f} MB held, "
-                  f"event p50 {lat['p50_s'] * 1e3:.0f} ms p95 {lat['p95_s'] * 1e3:.0f} ms "
-                  f"CPU {lat['cpu_s_per_event_mean'] * 1e3:.0f} ms/event", flush=True)
+            print(
+                f"  packets, GOP {extra_gop}: {res[f'packets_gop_{extra_gop}']['bytes_held'] / 1e6:.1f} MB held, "
+                f"event p50 {lat['p50_s'] * 1e3:.0f} ms p95 {lat['p95_s'] * 1e3:.0f} ms "
+                f"CPU {lat['cpu_s_per_event_mean'] * 1e3:.0f} ms/event",
+                flush=True,
+            )
         results[name] = res
     return results
 
@@ -324,8 +361,9 @@ def main() -> None:
     ap.add_argument("--gop", type=int, default=2 * FPS, help="frames between keyframes (default 2 s)")
     ap.add_argument("--quality", type=int, default=90, help="JPEG quality of the JPEG ring")
     ap.add_argument("--events", type=int, default=20)
-    ap.add_argument("--extra-gop", type=int, default=FPS,
-                    help="also measure packet-mode latency with this GOP (0: skip)")
+    ap.add_argument(
+        "--extra-gop", type=int, default=FPS, help="also measure packet-mode latency with this GOP (0: skip)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "camera_buffer.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -337,11 +375,15 @@ def main() -> None:
         goals = {
             # What the full 10 s window really holds (the packet ring's lead-in GOP included).
             "jpeg_10s_1080p_bytes": {"value": r["jpeg"]["bytes_held"], "goal_max": GOALS_1080P["jpeg_bytes_10s"]},
-            "packets_10s_1080p_bytes": {"value": r["packets"]["bytes_held"],
-                                        "goal_max": GOALS_1080P["packet_bytes_10s"]},
+            "packets_10s_1080p_bytes": {
+                "value": r["packets"]["bytes_held"],
+                "goal_max": GOALS_1080P["packet_bytes_10s"],
+            },
             "event_p95_s_jpeg_1080p": {"value": r["jpeg"]["latency"]["p95_s"], "goal_max": GOALS_1080P["event_p95_s"]},
-            "event_p95_s_packets_1080p": {"value": r["packets"]["latency"]["p95_s"],
-                                          "goal_max": GOALS_1080P["event_p95_s"]},
+            "event_p95_s_packets_1080p": {
+                "value": r["packets"]["latency"]["p95_s"],
+                "goal_max": GOALS_1080P["event_p95_s"],
+            },
         }
         for g in goals.values():
             g["met"] = g["value"] <= g["goal_max"]
@@ -350,14 +392,24 @@ def main() -> None:
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {**machine_info(), "loadavg_1m_before_after": [load_before[0], os.getloadavg()[0]]},
         "settings": {
-            "fps": FPS, "window_s": WINDOW_S, "frames_pushed": int((WINDOW_S + 1) * FPS),
-            "event_offsets_s": OFFSETS, "events": args.events, "jpeg_quality": args.quality,
-            "encoder": {"codec": "libx264", "preset": "veryfast", "tune": "zerolatency",
-                        "gop_frames": args.gop, "bitrate_bps": {k: v[2] for k, v in RESOLUTIONS.items()}},
+            "fps": FPS,
+            "window_s": WINDOW_S,
+            "frames_pushed": int((WINDOW_S + 1) * FPS),
+            "event_offsets_s": OFFSETS,
+            "events": args.events,
+            "jpeg_quality": args.quality,
+            "encoder": {
+                "codec": "libx264",
+                "preset": "veryfast",
+                "tune": "zerolatency",
+                "gop_frames": args.gop,
+                "bitrate_bps": {k: v[2] for k, v in RESOLUTIONS.items()},
+            },
             "sharpness": "laplacian variance on whole frames",
             "decode": "PyAV CodecContext, thread_type AUTO, thread_count 0; GOP spans of one event in parallel",
             "cpu_share": "process CPU seconds / stream seconds (1.0 = one core)",
-            "pyav": av.__version__, "opencv": cv2.__version__,
+            "pyav": av.__version__,
+            "opencv": cv2.__version__,
         },
         "results": results,
         "goals": goals,

@@ -5,6 +5,7 @@ overhead, so the part of that overhead Celery itself takes is a number, not a gu
 
 The worker runs this module: ``celery -A bench.celery_floor worker -Q bench-floor``.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,6 +27,7 @@ def floor(sent_at: float) -> None:
     global _redis
     if _redis is None:
         import redis
+
         _redis = redis.Redis.from_url(app.conf.broker_url)
     _redis.rpush(STARTS, f"{sent_at} {started}")
 
@@ -35,19 +37,41 @@ def measure(redis_url: str, n: int, log_dir) -> list[float]:
     import redis
 
     from testbed.stack import PY, Proc, wait_for
+
     r = redis.Redis.from_url(redis_url)
     r.delete(STARTS)
     sender = create_celery(Settings(redis_url=redis_url))
-    worker = Proc("celery-floor", [PY, "-m", "celery", "-A", "bench.celery_floor", "worker", "-Q", QUEUE,
-                                   "--pool", "prefork", "-c", "1", "--loglevel", "WARNING",
-                                   "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                  log_dir=log_dir, env={"KADR_REDIS_URL": redis_url})
+    worker = Proc(
+        "celery-floor",
+        [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_floor",
+            "worker",
+            "-Q",
+            QUEUE,
+            "--pool",
+            "prefork",
+            "-c",
+            "1",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        log_dir=log_dir,
+        env={"KADR_REDIS_URL": redis_url},
+    )
     try:
         out = []
         for i in range(n + 10):  # the first ones warm the worker up
             sender.send_task("bench.floor", args=[time.time()], queue=QUEUE)
-            raw = wait_for(lambda i=i: r.lindex(STARTS, i), 120 if i == 0 else 10, "the floor task to start",
-                           interval=0.0005)
+            raw = wait_for(
+                lambda i=i: r.lindex(STARTS, i), 120 if i == 0 else 10, "the floor task to start", interval=0.0005
+            )
             sent, started = map(float, raw.split())
             if i >= 10:
                 out.append(started - sent)

@@ -3,6 +3,7 @@
 This is the origin's "subprocess per request" design, kept only as the baseline the
 resident worker is measured against (bench/enhance_overhead.py runs it).
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,7 @@ def main() -> None:
     restorer = models.build_restorer(models_dir, device)
     t_loaded = time.perf_counter()
     img = images.decode_bgr(photo.read_bytes(), max_pixels=10**8)
-    res = enhance(img, restorer, None, EnhanceParams(quality="fast", upscale=2, only_center_face=True,
-                                                     weight=weight))
+    res = enhance(img, restorer, None, EnhanceParams(quality="fast", upscale=2, only_center_face=True, weight=weight))
     out.write_bytes(images.encode_image(res.image, "jpeg"))
     print(f"load={t_loaded - t0:.3f} total={time.perf_counter() - t0:.3f}")
 

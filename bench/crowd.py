@@ -20,6 +20,7 @@ routing between them). Writes bench/results/crowd.json.
 
     python -m bench.crowd [--designs gevent,split,gthread --streams 1000 --waits 1000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def master_and_workers_mib(pid: int) -> dict:
     holds the master plus one of these)."""
     try:
         p = psutil.Process(pid)
-        return {"master": round(p.memory_info().rss / MIB, 1),
-                "workers": [round(c.memory_info().rss / MIB, 1) for c in p.children()]}
+        return {
+            "master": round(p.memory_info().rss / MIB, 1),
+            "workers": [round(c.memory_info().rss / MIB, 1) for c in p.children()],
+        }
     except psutil.NoSuchProcess:
         return {}
 
@@ -80,8 +83,9 @@ class Crowd:
 
     async def _request(self, path: str, key: str):
         reader, writer = await asyncio.open_connection(self.host, self.port)
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: kadr\r\nAuthorization: Bearer {key}\r\n"
-                     f"Accept: */*\r\n\r\n".encode())
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: kadr\r\nAuthorization: Bearer {key}\r\nAccept: */*\r\n\r\n".encode()
+        )
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         return reader, writer, int(head.split(b" ", 2)[1]), head
@@ -142,6 +146,7 @@ class Crowd:
                 if i % 50 == 49:
                     await asyncio.sleep(0.05)
             await asyncio.gather(*tasks)
+
         asyncio.run(main())
 
 
@@ -159,8 +164,9 @@ def healthz_probe(url: str, stop: threading.Event, out: list[float], errors: dic
         time.sleep(0.1)
 
 
-def phone_uploads(url: str, key: str, data: bytes, stop: threading.Event, out: list[float], errors: dict,
-                  every: float) -> None:
+def phone_uploads(
+    url: str, key: str, data: bytes, stop: threading.Event, out: list[float], errors: dict, every: float
+) -> None:
     """A 12 MP phone photo every ``every`` seconds: the gateway reads its header, hashes
     and stores 5 MB each time, work that holds a process's CPU for a while."""
     s = requests.Session()
@@ -168,8 +174,12 @@ def phone_uploads(url: str, key: str, data: bytes, stop: threading.Event, out: l
     while not stop.wait(every):
         t0 = time.perf_counter()
         try:
-            r = s.post(f"{url}/api/v1/enhance", files={"file": ("phone.jpg", data)},
-                       data={"quality": "fast", "upscale": "1", "max_faces": "0"}, timeout=60)
+            r = s.post(
+                f"{url}/api/v1/enhance",
+                files={"file": ("phone.jpg", data)},
+                data={"quality": "fast", "upscale": "1", "max_faces": "0"},
+                timeout=60,
+            )
             out.append(time.perf_counter() - t0)
             if r.status_code != 202:
                 errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
@@ -179,6 +189,7 @@ def phone_uploads(url: str, key: str, data: bytes, stop: threading.Event, out: l
 
 def setup_keys(env: dict, n: int) -> list[str]:
     from services.store.apikeys import create_key
+
     r = redis_lib.Redis.from_url(env["KADR_REDIS_URL"], decode_responses=True)
     return [create_key(r, f"crowd-{i}")[0] for i in range(n)]
 
@@ -186,6 +197,7 @@ def setup_keys(env: dict, n: int) -> list[str]:
 def targets(url: str, keys: list[str], streams: int, waits: int) -> tuple[list, list]:
     """An open batch per key to stream, and pending items of a paused batch per key to wait on."""
     from testbed.photos import flat_png
+
     sse, polls = [], []
     for i, key in enumerate(keys):
         s = requests.Session()
@@ -211,8 +223,13 @@ def run_design(design: str, env: dict, logs: Path, args) -> dict:
             held, held_url = start_gateway(env, logs, worker_class="gevent", workers=1)
             procs += [api, held]
             gateways = [api, held]
-            ngx, url = start_nginx(api_url.removeprefix("http://"), logs, rate="100000r/s", burst=100000,
-                                   stream_upstream=held_url.removeprefix("http://"))
+            ngx, url = start_nginx(
+                api_url.removeprefix("http://"),
+                logs,
+                rate="100000r/s",
+                burst=100000,
+                stream_upstream=held_url.removeprefix("http://"),
+            )
         else:
             gw, gw_url = start_gateway(env, logs, worker_class=design)
             procs.append(gw)
@@ -233,22 +250,33 @@ def run_design(design: str, env: dict, logs: Path, args) -> dict:
         crowd_thread.start()
         held_target = len(sse)
         try:
-            wait_for(lambda: crowd.connected + sum(v for k, v in crowd.status.items() if k != "200") >= held_target,
-                     120, "the streams to open")
+            wait_for(
+                lambda: crowd.connected + sum(v for k, v in crowd.status.items() if k != "200") >= held_target,
+                120,
+                "the streams to open",
+            )
         except TimeoutError:  # a thread per connection: most never get one (what gthread measures)
             pass
         r = redis_lib.Redis.from_url(env["KADR_REDIS_URL"], decode_responses=True)
         try:  # the long polls too, as the gateway counts its holds
-            wait_for(lambda: sum(r.zcard(k) for k in r.scan_iter("kadr:holds:*")) >= crowd.connected + len(polls),
-                     60, "the long polls to be held")
+            wait_for(
+                lambda: sum(r.zcard(k) for k in r.scan_iter("kadr:holds:*")) >= crowd.connected + len(polls),
+                60,
+                "the long polls to be held",
+            )
         except TimeoutError:  # a thread per connection: most never get one (what gthread measures)
             pass
         rss_held = sum(tree_rss(g.pid) for g in gateways)
         procs_held = [master_and_workers_mib(g.pid) for g in gateways]
         stop, health, health_err, phone, phone_err = threading.Event(), [], {}, [], {}
-        side = [threading.Thread(target=healthz_probe, args=(url, stop, health, health_err), daemon=True),
-                threading.Thread(target=phone_uploads, args=(url, keys[1], args.phone_photo, stop, phone, phone_err,
-                                                             args.phone_every), daemon=True)]
+        side = [
+            threading.Thread(target=healthz_probe, args=(url, stop, health, health_err), daemon=True),
+            threading.Thread(
+                target=phone_uploads,
+                args=(url, keys[1], args.phone_photo, stop, phone, phone_err, args.phone_every),
+                daemon=True,
+            ),
+        ]
         for t in side:
             t.start()
         users = Users(url, keys[0], args.users, max(10.0, args.seconds - 20))
@@ -259,15 +287,31 @@ def run_design(design: str, env: dict, logs: Path, args) -> dict:
         crowd_thread.join(args.seconds + 120)
         held_n = crowd.connected + len(polls)
         return {
-            "design": design, "streams": len(sse), "waits": len(polls), "keys": len(keys), "users": args.users,
-            "seconds": args.seconds, "streams_connected": crowd.connected, "snapshots": crowd.snapshots,
-            "held_status": crowd.status, "wait_answers": len(crowd.wait_answers),
+            "design": design,
+            "streams": len(sse),
+            "waits": len(polls),
+            "keys": len(keys),
+            "users": args.users,
+            "seconds": args.seconds,
+            "streams_connected": crowd.connected,
+            "snapshots": crowd.snapshots,
+            "held_status": crowd.status,
+            "wait_answers": len(crowd.wait_answers),
             "wait_answer_p50_s": pct(crowd.wait_answers, 0.5),
-            "healthz": {"n": len(health), "p50_s": pct(health, 0.5), "p99_s": pct(health, 0.99),
-                        "max_s": round(max(health), 4) if health else None, "errors": health_err},
+            "healthz": {
+                "n": len(health),
+                "p50_s": pct(health, 0.5),
+                "p99_s": pct(health, 0.99),
+                "max_s": round(max(health), 4) if health else None,
+                "errors": health_err,
+            },
             "upload": {"n": len(users.uploads), "p50_s": pct(users.uploads, 0.5), "p95_s": pct(users.uploads, 0.95)},
-            "phone_upload_12mp": {"n": len(phone), "p50_s": pct(phone, 0.5), "p95_s": pct(phone, 0.95),
-                                  "errors": phone_err},
+            "phone_upload_12mp": {
+                "n": len(phone),
+                "p50_s": pct(phone, 0.5),
+                "p95_s": pct(phone, 0.95),
+                "errors": phone_err,
+            },
             "status_read": {"n": len(users.polls), "p50_s": pct(users.polls, 0.5), "p95_s": pct(users.polls, 0.95)},
             "users_status": users.status,
             "gateway_rss_mib": {"before": round(rss_before / MIB, 1), "held": round(rss_held / MIB, 1)},
@@ -293,6 +337,7 @@ def main() -> None:
     args = ap.parse_args()
     stop_on_sigterm()
     from testbed import photos
+
     args.phone_photo = photos.encode(photos.photo(*photos.SIZES["12mp"]), "jpeg")
     results = []
     with tempfile.TemporaryDirectory(prefix="kadr-bench-crowd-") as t:
@@ -300,8 +345,13 @@ def main() -> None:
         models = tmp / "models"
         make_random_weights(models)
         redis_proc, redis_url = start_redis(tmp / "redis")
-        env = kadr_env(redis_url=redis_url, storage_dir=tmp / "blobs", models_dir=models,
-                       KADR_REQUIRED_QUEUES='["enhance"]', KADR_SSE_MAX_SECONDS=str(args.seconds + 60))
+        env = kadr_env(
+            redis_url=redis_url,
+            storage_dir=tmp / "blobs",
+            models_dir=models,
+            KADR_REQUIRED_QUEUES='["enhance"]',
+            KADR_SSE_MAX_SECONDS=str(args.seconds + 60),
+        )
         worker = start_worker("enhance", env, tmp / "logs")
         try:
             for design in args.designs.split(","):
@@ -311,15 +361,21 @@ def main() -> None:
                 res = run_design(design, env, args.logs or tmp / "logs", args)
                 res["goals_met"] = {
                     "healthz_p99_s": (res["healthz"]["p99_s"] or 1e9) < GOALS["healthz_p99_s"],
-                    "upload_p95_s": (res["upload"]["p95_s"] or 1e9) < GOALS["upload_p95_s"]}
+                    "upload_p95_s": (res["upload"]["p95_s"] or 1e9) < GOALS["upload_p95_s"],
+                }
                 print(json.dumps(res), flush=True)
                 results.append(res)
         finally:
             worker.stop()
             redis_proc.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine_info(), "goals": GOALS, "results": results,
-                                    "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {"machine": machine_info(), "goals": GOALS, "results": results, "when": time.strftime("%Y-%m-%d %H:%M:%S")},
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

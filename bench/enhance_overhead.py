@@ -12,6 +12,7 @@ KADR_BENCH_MODELS_DIR holds them (``kadr models verify``), otherwise randomly
 initialised weights in the official formats: same architectures, so the same compute,
 and the work is bounded with only_center_face (random detectors "find" many faces).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ PARAMS = {"quality": "fast", "upscale": 2, "only_center_face": True}
 def photo_bytes() -> bytes:
     from PIL import Image
     from skimage import data
+
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).save(buf, "JPEG", quality=92)
     return buf.getvalue()
@@ -48,9 +50,11 @@ def models_dir_for(tmp: Path) -> tuple[Path, str]:
     given = os.environ.get("KADR_BENCH_MODELS_DIR")
     if given:
         from services.runtime.weights import verify
+
         if all(r.ok for r in verify(Path(given))):
             return Path(given), "official"
     from testbed.weights import make_random_weights
+
     d = tmp / "models"
     make_random_weights(d)
     return d, "random (official formats)"
@@ -58,8 +62,11 @@ def models_dir_for(tmp: Path) -> tuple[Path, str]:
 
 def api_round_trip(session, url: str, photo: bytes, weight: float) -> float:
     t0 = time.perf_counter()
-    resp = session.post(f"{url}/api/v1/enhance", files={"file": ("astronaut.jpg", photo)},
-                        data={**{k: json.dumps(v) for k, v in PARAMS.items()}, "weight": str(weight)})
+    resp = session.post(
+        f"{url}/api/v1/enhance",
+        files={"file": ("astronaut.jpg", photo)},
+        data={**{k: json.dumps(v) for k, v in PARAMS.items()}, "weight": str(weight)},
+    )
     resp.raise_for_status()
     job_url = f"{url}/api/v1/jobs/{resp.json()['id']}"
 
@@ -67,6 +74,7 @@ def api_round_trip(session, url: str, photo: bytes, weight: float) -> float:
         # Server-side wait: no polling traffic competing with the worker for the CPU.
         j = session.get(job_url, params={"wait": 30}).json()
         return j if j["state"] in ("succeeded", "failed") else None
+
     job = wait_for(done, 600, "the job", interval=0)
     if job["state"] != "succeeded":
         raise RuntimeError(job["error"])
@@ -79,6 +87,7 @@ def direct_calls(models_dir: Path, photo: bytes, weights: list[float]) -> list[f
     """Stock GFPGANer.enhance in this process: the floor any service can reach."""
     from services.enhance import models
     from services.media import images
+
     restorer = models.build_restorer(models_dir, models.select_device("auto"))
     img = images.decode_bgr(photo, max_pixels=10**8)
     restorer.enhance(img, only_center_face=True, paste_back=True, weight=0.5)  # warm-up
@@ -94,16 +103,33 @@ def cold_calls(models_dir: Path, photo_path: Path, tmp: Path, weights: list[floa
     out = []
     for i, w in enumerate(weights):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bench.cold_once", str(models_dir), str(photo_path),
-                        str(tmp / f"cold-{i}.jpg"), str(w)], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.cold_once",
+                str(models_dir),
+                str(photo_path),
+                str(tmp / f"cold-{i}.jpg"),
+                str(w),
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         out.append(time.perf_counter() - t0)
     return out
 
 
 def summary(xs: list[float]) -> dict:
     xs = sorted(xs)
-    return {"n": len(xs), "median_s": round(statistics.median(xs), 3), "min_s": round(xs[0], 3),
-            "max_s": round(xs[-1], 3), "mean_s": round(statistics.fmean(xs), 3)}
+    return {
+        "n": len(xs),
+        "median_s": round(statistics.median(xs), 3),
+        "min_s": round(xs[0], 3),
+        "max_s": round(xs[-1], 3),
+        "mean_s": round(statistics.fmean(xs), 3),
+    }
 
 
 def main() -> None:
@@ -134,9 +160,13 @@ def main() -> None:
 
             from services.store.apikeys import create_key
             from services.store.workers import live_workers
+
             r = redis.Redis.from_url(redis_url, decode_responses=True)
-            wait_for(lambda: any(w["models"].get("gfpgan", {}).get("state") == "ready"
-                                 for w in live_workers(r)), 300, "worker models")
+            wait_for(
+                lambda: any(w["models"].get("gfpgan", {}).get("state") == "ready" for w in live_workers(r)),
+                300,
+                "worker models",
+            )
             key, _ = create_key(r, "bench")
             s = requests.Session()
             s.headers["Authorization"] = f"Bearer {key}"

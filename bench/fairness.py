@@ -12,6 +12,7 @@ bench/results/fairness.json.
 
     python -m bench.fairness [--items 10000 --singles 40 --every 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,14 @@ OPTIONS = {"quality": "medium", "upscale": "2", "max_faces": "0"}
 
 
 def create_key(env: dict, name: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "client.cli", "keys", "create", name], cwd=ROOT,
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "client.cli", "keys", "create", name],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -88,13 +95,19 @@ def main() -> None:
     try:
         rproc, rurl = start_redis(base / "redis")
         procs.append(rproc)
-        env = kadr_env(redis_url=rurl, storage_dir=base / "blobs", models_dir=models,
-                       KADR_REQUIRED_QUEUES='["enhance"]', KADR_MAX_REQUEST_BYTES=str(400 * 2**20))
+        env = kadr_env(
+            redis_url=rurl,
+            storage_dir=base / "blobs",
+            models_dir=models,
+            KADR_REQUIRED_QUEUES='["enhance"]',
+            KADR_MAX_REQUEST_BYTES=str(400 * 2**20),
+        )
         procs.append(start_worker("enhance", env, base / "logs", concurrency=args.concurrency))
         gw, gurl = start_gateway(env, base / "logs")
         procs.append(gw)
-        ngx, url = start_nginx(gurl.removeprefix("http://"), base / "logs", rate="1000r/s", burst=1000,
-                               max_body_bytes=400 * 2**20)
+        ngx, url = start_nginx(
+            gurl.removeprefix("http://"), base / "logs", rate="1000r/s", burst=1000, max_body_bytes=400 * 2**20
+        )
         procs.append(ngx)
         wait_for(lambda: requests.get(url + "/readyz", timeout=5).status_code == 200, 300, "the stack")
         a, b = requests.Session(), requests.Session()
@@ -102,8 +115,9 @@ def main() -> None:
         b.headers["Authorization"] = f"Bearer {create_key(env, 'single-sender')}"
 
         t0 = time.monotonic()
-        bid = a.post(f"{url}/api/v1/batches", json={"params": {k: int(v) if v.isdigit() else v
-                                                                for k, v in OPTIONS.items()}}).json()["id"]
+        bid = a.post(
+            f"{url}/api/v1/batches", json={"params": {k: int(v) if v.isdigit() else v for k, v in OPTIONS.items()}}
+        ).json()["id"]
         a.post(f"{url}/api/v1/batches/{bid}/pause").raise_for_status()
         added = 0
         for z in zips(args.items, w, h):
@@ -117,17 +131,26 @@ def main() -> None:
 
         singles = []
         for i in range(args.singles):
-            r = b.post(f"{url}/api/v1/enhance", files={"file": ("one.jpg", photo(w, h, 10**6 + i))},
-                       data=OPTIONS)
+            r = b.post(f"{url}/api/v1/enhance", files={"file": ("one.jpg", photo(w, h, 10**6 + i))}, data=OPTIONS)
             r.raise_for_status()
             singles.append(r.json()["id"])
             time.sleep(args.every)
-        jobs = [wait_for(lambda j=j: (d := b.get(f"{url}/api/v1/jobs/{j}").json())["state"] == "succeeded" and d,
-                         120, f"single {j}") for j in singles]
+        jobs = [
+            wait_for(
+                lambda j=j: (d := b.get(f"{url}/api/v1/jobs/{j}").json())["state"] == "succeeded" and d,
+                120,
+                f"single {j}",
+            )
+            for j in singles
+        ]
         view = a.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}).json()
         assert view["counts"]["pending"] > 0, "the batch ended before the singles: measure with more items"
-        done = [x for x in a.get(f"{url}/api/v1/batches/{bid}/items", params={"limit": 10000,
-                                                                               "state": "succeeded"}).json()["items"]]
+        done = [
+            x
+            for x in a.get(f"{url}/api/v1/batches/{bid}/items", params={"limit": 10000, "state": "succeeded"}).json()[
+                "items"
+            ]
+        ]
         sample = [a.get(f"{url}/api/v1/jobs/{x['id']}").json() for x in done[-200:]]
         a.post(f"{url}/api/v1/batches/{bid}/cancel").raise_for_status()
 
@@ -138,20 +161,31 @@ def main() -> None:
         result = {
             "machine": machine_info(),
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "setup": {"batch_items": added, "photo": f"{w}x{h} JPEG", "options": OPTIONS,
-                      "enhance_pool_processes": args.concurrency, "singles": len(jobs), "every_s": args.every,
-                      "batch_window": BatchSettings.model_fields["batch_window"].default},
-            "batch": {"upload_s": round(upload_s, 1), "items_done_while_measured": view["counts"]["succeeded"],
-                      "items_pending_at_end": view["counts"]["pending"],
-                      "throughput_per_s": view.get("throughput_per_s"), "state_at_end": view["state"]},
+            "setup": {
+                "batch_items": added,
+                "photo": f"{w}x{h} JPEG",
+                "options": OPTIONS,
+                "enhance_pool_processes": args.concurrency,
+                "singles": len(jobs),
+                "every_s": args.every,
+                "batch_window": BatchSettings.model_fields["batch_window"].default,
+            },
+            "batch": {
+                "upload_s": round(upload_s, 1),
+                "items_done_while_measured": view["counts"]["succeeded"],
+                "items_pending_at_end": view["counts"]["pending"],
+                "throughput_per_s": view.get("throughput_per_s"),
+                "state_at_end": view["state"],
+            },
             "item_compute_s": {"p50": item_median, "p95": pct(item_compute, 0.95), "n": len(item_compute)},
             "single_compute_s": {"p50": pct(single_compute, 0.5)},
             "single_queue_wait_s": {"p50": pct(waits, 0.5), "p95": pct(waits, 0.95), "max": round(max(waits), 4)},
             "ratio_wait_p95_to_item": round(pct(waits, 0.95) / item_median, 3) if item_median else None,
             "goal_ratio": GOAL_RATIO,
         }
-        result["goal_met"] = result["ratio_wait_p95_to_item"] is not None and \
-            result["ratio_wait_p95_to_item"] < GOAL_RATIO
+        result["goal_met"] = (
+            result["ratio_wait_p95_to_item"] is not None and result["ratio_wait_p95_to_item"] < GOAL_RATIO
+        )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))

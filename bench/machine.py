@@ -1,4 +1,5 @@
 """What machine a benchmark ran on, recorded next to every result."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,7 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         info["ram_gib"] = round(mem / 2**30, 1)
@@ -23,6 +23,7 @@ def machine_info() -> dict:
         pass
     try:
         import torch
+
         info["torch"] = torch.__version__
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:

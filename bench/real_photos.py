@@ -24,6 +24,7 @@ RetinaFace "finds" thousands of faces, so every default case restores the full 2
 ``--quick`` runs 3 MP only (a minute or two per case) to check the bench itself;
 bench/gpu_smoke.sh runs the large cases on a CUDA device.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,28 +67,47 @@ class Worker:
         from services.platform.celery_app import create_celery
         from services.store.blobs import open_store
         from services.store.jobs import JobStore
-        self.settings = EnhanceSettings(redis_url=self.url, cache_redis_url=self.env["KADR_CACHE_REDIS_URL"],
-                                        storage_dir=tmp / "blobs", models_dir=models_dir)
+
+        self.settings = EnhanceSettings(
+            redis_url=self.url,
+            cache_redis_url=self.env["KADR_CACHE_REDIS_URL"],
+            storage_dir=tmp / "blobs",
+            models_dir=models_dir,
+        )
         self.r = redis_lib.Redis.from_url(self.url, decode_responses=True)
         self.store, self.blobs = JobStore(self.r), open_store(self.settings)
         self.celery = create_celery(self.settings)
         self.proc = start_worker("enhance", self.env, tmp / "logs")
         from services.store.workers import live_workers
-        wait_for(lambda: any(w["service"] == "enhance" and w["models"].get("gfpgan", {}).get("state") == "ready"
-                             for w in live_workers(self.r)), 300, "the enhance worker to load its models")
+
+        wait_for(
+            lambda: any(
+                w["service"] == "enhance" and w["models"].get("gfpgan", {}).get("state") == "ready"
+                for w in live_workers(self.r)
+            ),
+            300,
+            "the enhance worker to load its models",
+        )
         self.pid = next(w["pid"] for w in live_workers(self.r) if w["service"] == "enhance")
 
     def run(self, data: bytes, fmt: str, params: dict) -> dict:
         from services.contracts.schemas import EnhanceParams
         from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
         from services.store.jobs import new_id
+
         # Every case differs in input or params, so none is a result-cache hit.
         job_id = new_id()
         self.blobs.put_bytes(f"jobs/{job_id}/input", data)
-        inp = {"blob": f"jobs/{job_id}/input", "name": f"photo.{fmt}", "format": fmt, "bytes": len(data),
-               "sha256": hashlib.sha256(data).hexdigest()}
-        self.store.create(kind="enhance", owner="bench", params=EnhanceParams(**params).model_dump(), input=inp,
-                          job_id=job_id)
+        inp = {
+            "blob": f"jobs/{job_id}/input",
+            "name": f"photo.{fmt}",
+            "format": fmt,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        self.store.create(
+            kind="enhance", owner="bench", params=EnhanceParams(**params).model_dump(), input=inp, job_id=job_id
+        )
         payload = EnhancePhotoTask(job_id=job_id, soft_time_limit=3000, time_limit=3300).model_dump()
         self.store.set_task(job_id, ENHANCE_PHOTO, payload)
         time.sleep(1.0)  # let the pool process settle (heartbeat, GC) before its idle level is read
@@ -99,9 +119,14 @@ class Worker:
         self.blobs.delete_prefix(f"jobs/{job_id}")
         # The worker measures its own peak per phase (VmHWM over its size at the photo's start).
         memory = (job.get("result") or {}).get("memory") or {}
-        return {"job": job, "wall_s": wall, "idle_mib": idle / 1024,
-                "peak_over_idle_mib": memory.get("peak_mib"), "phases_mib": memory.get("phases_mib"),
-                "held_after_mib": memory.get("held_after_mib")}
+        return {
+            "job": job,
+            "wall_s": wall,
+            "idle_mib": idle / 1024,
+            "peak_over_idle_mib": memory.get("peak_mib"),
+            "phases_mib": memory.get("phases_mib"),
+            "held_after_mib": memory.get("held_after_mib"),
+        }
 
     def stop(self):
         self.proc.stop()
@@ -116,6 +141,7 @@ class BareForward:
         import torch
 
         from services.enhance import models
+
         self.torch = torch
         self.device = models.select_device("auto")
         self.models_dir = models_dir
@@ -128,6 +154,7 @@ class BareForward:
         if quality == "fast":
             return 0.0
         from services.enhance import models
+
         kind = {"medium": "general_x4v3", "high": "x2plus"}[quality]
         if kind not in self.upsamplers:
             self.upsamplers[kind] = models.build_upsampler(kind, self.models_dir, self.device)
@@ -138,7 +165,7 @@ class BareForward:
         torch = self.torch
         for y0 in range(0, h, tile):
             for x0 in range(0, w, tile):
-                crop = img[max(y0 - pad, 0):min(y0 + tile + pad, h), max(x0 - pad, 0):min(x0 + tile + pad, w)]
+                crop = img[max(y0 - pad, 0) : min(y0 + tile + pad, h), max(x0 - pad, 0) : min(x0 + tile + pad, w)]
                 x = torch.from_numpy(crop[..., ::-1].copy().transpose(2, 0, 1)).unsqueeze(0).float().div_(255)
                 if mod > 1 and (x.shape[2] % 2 or x.shape[3] % 2):
                     x = torch.nn.functional.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2), "reflect")
@@ -161,9 +188,13 @@ class BareForward:
     def detect(self, img, scale: float) -> float:
         """Seconds of RetinaFace on the copy the job's detector saw (``detect_scale``)."""
         import cv2
+
         h, w = img.shape[:2]
-        small = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1 else img
+        small = (
+            cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            if scale < 1
+            else img
+        )
         self._sync()
         t0 = time.perf_counter()
         with self.torch.inference_mode():
@@ -179,6 +210,7 @@ class BareForward:
         from services.enhance import paste
         from services.enhance.memory import unsettled
         from services.enhance.pipeline import _restore_face
+
         face = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
         times = []
         for _ in range(repeats + 1):
@@ -204,6 +236,7 @@ def main() -> None:
     stop_on_sigterm()
     sizes = ["3mp"] if args.quick else args.sizes.split(",")
     import torch
+
     # Before any torch op makes its thread pool: the pool's threads inherit flush-to-zero
     # from here (random weights give denormals, 3x slower without it), as in the worker.
     torch.set_flush_denormal(True)
@@ -226,11 +259,21 @@ def main() -> None:
                             params = {"quality": quality, "upscale": 2, "max_faces": FACES[faces_name]}
                             got = worker.run(data, fmt, params)
                             job = got["job"]
-                            case = {"size": size, "width": w, "height": h, "format": fmt, "input_bytes": len(data),
-                                    "quality": quality, "faces": faces_name, "state": job["state"],
-                                    "wall_s": round(got["wall_s"], 2), "idle_mib": round(got["idle_mib"]),
-                                    "peak_over_idle_mib": got["peak_over_idle_mib"],
-                                    "phases_mib": got["phases_mib"], "held_after_mib": got["held_after_mib"]}
+                            case = {
+                                "size": size,
+                                "width": w,
+                                "height": h,
+                                "format": fmt,
+                                "input_bytes": len(data),
+                                "quality": quality,
+                                "faces": faces_name,
+                                "state": job["state"],
+                                "wall_s": round(got["wall_s"], 2),
+                                "idle_mib": round(got["idle_mib"]),
+                                "peak_over_idle_mib": got["peak_over_idle_mib"],
+                                "phases_mib": got["phases_mib"],
+                                "held_after_mib": got["held_after_mib"],
+                            }
                             if job["state"] == "succeeded":
                                 res = job["result"]
                                 out_mp = res["width"] * res["height"] / 1e6
@@ -249,12 +292,17 @@ def main() -> None:
                                         bare_cache[dkey] = bare.detect(img, res["detect_scale"])
                                     bare_s += bare_cache[dkey]
                                 total = res["timings"]["total_seconds"]
-                                case.update(job_s=round(total, 2), tile=res["tile_used"], faces_restored=n_faces,
-                                            detect_scale=res["detect_scale"], output_mp=round(out_mp, 1),
-                                            s_per_output_mp=round(total / out_mp, 3),
-                                            bare_forward_s=round(bare_s, 2) if bare_s else None,
-                                            ratio_to_bare=round(total / bare_s, 3) if bare_s else None,
-                                            timings=res["timings"])
+                                case.update(
+                                    job_s=round(total, 2),
+                                    tile=res["tile_used"],
+                                    faces_restored=n_faces,
+                                    detect_scale=res["detect_scale"],
+                                    output_mp=round(out_mp, 1),
+                                    s_per_output_mp=round(total / out_mp, 3),
+                                    bare_forward_s=round(bare_s, 2) if bare_s else None,
+                                    ratio_to_bare=round(total / bare_s, 3) if bare_s else None,
+                                    timings=res["timings"],
+                                )
                             else:
                                 case["error"] = job.get("error")
                             cases.append(case)
@@ -264,17 +312,25 @@ def main() -> None:
     ok = [c for c in cases if c["state"] == "succeeded"]
     ratios = [c["ratio_to_bare"] for c in ok if c.get("ratio_to_bare")]
     result = {
-        "bench": "real_photos", "machine": machine_info(), "weights": weights_kind,
+        "bench": "real_photos",
+        "machine": machine_info(),
+        "weights": weights_kind,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "minutes": round((time.time() - started) / 60, 1),
-        "settings": {"upscale": 2, "faces_default": FACES["defaults"],
-                     "worker_env": {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
-                     "memory_budget_mib": (args.budget or worker.settings.enhance_memory_budget_bytes) // MIB},
+        "settings": {
+            "upscale": 2,
+            "faces_default": FACES["defaults"],
+            "worker_env": {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
+            "memory_budget_mib": (args.budget or worker.settings.enhance_memory_budget_bytes) // MIB,
+        },
         "bare_face_s": round(face_s, 3),
-        "goals": {"all_succeed": len(ok) == len(cases),
-                  "peak_over_idle_mib_max": max((c["peak_over_idle_mib"] or 0 for c in cases), default=None),
-                  "peak_goal_mib": PEAK_GOAL_MIB,
-                  "ratio_to_bare_max": max(ratios, default=None), "ratio_goal": RATIO_GOAL},
+        "goals": {
+            "all_succeed": len(ok) == len(cases),
+            "peak_over_idle_mib_max": max((c["peak_over_idle_mib"] or 0 for c in cases), default=None),
+            "peak_goal_mib": PEAK_GOAL_MIB,
+            "ratio_to_bare_max": max(ratios, default=None),
+            "ratio_goal": RATIO_GOAL,
+        },
         "cases": cases,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ bench/results/retention.json.
 
     python -m bench.retention_round [--photos 10000 --videos 3 --frames 3000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,13 @@ DAY = 24 * 3600
 
 
 def settings(budget: int = 0):
-    return SimpleNamespace(retention_photos_seconds=7 * DAY, retention_videos_seconds=7 * DAY,
-                           retention_events_seconds=7 * DAY, retention_orphan_grace_seconds=3600.0,
-                           storage_budget_bytes=budget)
+    return SimpleNamespace(
+        retention_photos_seconds=7 * DAY,
+        retention_videos_seconds=7 * DAY,
+        retention_events_seconds=7 * DAY,
+        retention_orphan_grace_seconds=3600.0,
+        storage_budget_bytes=budget,
+    )
 
 
 def finish(jobs: JobStore, job_id: str, *, running: bool = False) -> None:
@@ -128,15 +133,24 @@ def main() -> None:
         result = {
             "machine": machine_info(),
             "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "setup": {"photos": args.photos, "videos_finished": args.videos, "videos_running": 1,
-                      "frames_per_video": args.frames, "files": files, "bytes": stored,
-                      "fill_seconds": fill_s},
+            "setup": {
+                "photos": args.photos,
+                "videos_finished": args.videos,
+                "videos_running": 1,
+                "frames_per_video": args.frames,
+                "files": files,
+                "bytes": stored,
+                "fill_seconds": fill_s,
+            },
             "baseline_walk_s": walk_s,
             "first_round_s": first_s,
             "next_round_s": second_s,
-            "budget_round": {"seconds": budget_s, "removed": len(budget.removed),
-                             "removed_bytes": sum(i.bytes for i, _ in budget.removed),
-                             "kinds": sorted({i.kind for i, _ in budget.removed})},
+            "budget_round": {
+                "seconds": budget_s,
+                "removed": len(budget.removed),
+                "removed_bytes": sum(i.bytes for i, _ in budget.removed),
+                "kinds": sorted({i.kind for i, _ in budget.removed}),
+            },
             "ratio_first_to_walk": round(first_s / walk_s, 2) if walk_s else None,
             "ratio_next_to_walk": round(second_s / walk_s, 3) if walk_s else None,
             "remembered_bytes": remembered,

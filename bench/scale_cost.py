@@ -13,6 +13,7 @@ and PSNR). With random weights (no official files here) the last two say how dif
 the outputs are, not which is more faithful: that needs the real weights and a reference
 (``KADR_BENCH_MODELS_DIR``). Writes bench/results/scale_cost.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ def run_variant(variant: str, models_dir: str, size: str, out: str) -> None:
     import cv2
     import numpy as np
     import torch
+
     torch.set_flush_denormal(True)
     from services.enhance import models, tiling
+    from services.enhance.upsamplers import UPSAMPLER_BYTES_PER_PIXEL
     from testbed import photos
 
     def status(field):
@@ -49,7 +52,7 @@ def run_variant(variant: str, models_dir: str, size: str, out: str) -> None:
 
     kind = "x2plus" if variant == "x2plus" else "general_x4v3"
     up = models.build_upsampler(kind, Path(models_dir), torch.device("cpu"))
-    net = tiling.Network.of(up, models.UPSAMPLER_BYTES_PER_PIXEL[kind])
+    net = tiling.Network.of(up, UPSAMPLER_BYTES_PER_PIXEL[kind])
     img = photos.photo(*photos.SIZES[size])
     h, w = img.shape[:2]
     gc.collect()
@@ -66,8 +69,11 @@ def run_variant(variant: str, models_dir: str, size: str, out: str) -> None:
     seconds = time.perf_counter() - t0
     peak = status("VmHWM") - idle
     np.save(out, result)
-    print(json.dumps({"seconds": round(seconds, 2), "peak_over_loaded_mib": round(peak / 1024),
-                      "shape": list(result.shape)}))
+    print(
+        json.dumps(
+            {"seconds": round(seconds, 2), "peak_over_loaded_mib": round(peak / 1024), "shape": list(result.shape)}
+        )
+    )
 
 
 def main() -> None:
@@ -81,27 +87,52 @@ def main() -> None:
     if args.variant:
         return run_variant(args.variant, args.models, args.size, args.npy)
     import numpy as np
+
     with tempfile.TemporaryDirectory(prefix="kadr-bench-scale-") as t:
         tmp = Path(t)
         models_dir, weights_kind = models_dir_for(tmp)
         rows, outputs = {}, {}
         for v in VARIANTS:
             npy = tmp / f"{v}.npy"
-            res = subprocess.run([sys.executable, "-m", "bench.scale_cost", "--variant", v, "--models",
-                                  str(models_dir), "--size", args.size, "--npy", str(npy)],
-                                 cwd=ROOT, check=True, capture_output=True, text=True)
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.scale_cost",
+                    "--variant",
+                    v,
+                    "--models",
+                    str(models_dir),
+                    "--size",
+                    args.size,
+                    "--npy",
+                    str(npy),
+                ],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             rows[v] = json.loads(res.stdout.strip().splitlines()[-1])
             outputs[v] = np.load(npy)
             print(v, rows[v], flush=True)
     ref = outputs["x4v3_resize"].astype(np.float64)
     for v in VARIANTS:
         diff = np.abs(outputs[v].astype(np.float64) - ref)
-        mse = float((diff ** 2).mean())
-        rows[v].update(mean_abs_diff_vs_default=round(float(diff.mean()), 2),
-                       psnr_vs_default_db=None if mse == 0 else round(10 * np.log10(255 ** 2 / mse), 2),
-                       time_vs_default=round(rows[v]["seconds"] / rows["x4v3_resize"]["seconds"], 3))
-    result = {"bench": "scale_cost", "machine": machine_info(), "weights": weights_kind, "size": args.size,
-              "upscale": 2, "variants": rows}
+        mse = float((diff**2).mean())
+        rows[v].update(
+            mean_abs_diff_vs_default=round(float(diff.mean()), 2),
+            psnr_vs_default_db=None if mse == 0 else round(10 * np.log10(255**2 / mse), 2),
+            time_vs_default=round(rows[v]["seconds"] / rows["x4v3_resize"]["seconds"], 3),
+        )
+    result = {
+        "bench": "scale_cost",
+        "machine": machine_info(),
+        "weights": weights_kind,
+        "size": args.size,
+        "upscale": 2,
+        "variants": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(rows, indent=2))

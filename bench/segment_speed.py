@@ -5,6 +5,7 @@ random weights: the compute is the architecture's, the weights do not change it)
 Writes bench/results/segment_models.json; the fastest model is the baseline every
 stabilization method is compared against in bench/stabilize_speed.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,13 @@ def frames_per_second(name: str, size: int, batch: int, repeats: int, device: st
             sync()  # CUDA runs asynchronously: time the finished batch
             times.append(time.perf_counter() - t0)
     best = min(times)
-    return {"model": name, "batch": batch, "seconds_per_batch_min": round(best, 4),
-            "seconds_per_batch_median": round(sorted(times)[len(times) // 2], 4),
-            "frames_per_second": round(batch / best, 3)}
+    return {
+        "model": name,
+        "batch": batch,
+        "seconds_per_batch_min": round(best, 4),
+        "seconds_per_batch_median": round(sorted(times)[len(times) // 2], 4),
+        "frames_per_second": round(batch / best, 3),
+    }
 
 
 def main() -> None:
@@ -55,9 +60,15 @@ def main() -> None:
     fastest = max(r["frames_per_second"] for r in rows)
     for r in rows:
         r["ratio_vs_fastest"] = round(r["frames_per_second"] / fastest, 3)
-    result = {"benchmark": "segment_models", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": machine_info(), "input": f"{a.size}x{a.size} RGB, 21 VOC classes",
-              "threads": torch.get_num_threads(), "device": a.device, "rows": rows}
+    result = {
+        "benchmark": "segment_models",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_info(),
+        "input": f"{a.size}x{a.size} RGB, 21 VOC classes",
+        "threads": torch.get_num_threads(),
+        "device": a.device,
+        "rows": rows,
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -12,6 +12,7 @@ against ground truth, lag in frames behind the truth, improvement %.
 
 Writes bench/results/stabilize.json. Run: python -m bench.stabilize_speed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,12 +69,17 @@ def segmentation_fps(size: int, warmup: int, frames: int) -> list[float]:
 def segmentation_summary(times: list[float], size: int) -> dict:
     # The fastest frame counts: the most favourable figure for segmentation, so the
     # ratio below is a lower bound (torch's thread pool suffers most when the CPU is shared).
-    return {"model": "lraspp_mobilenet_v3_large", "batch": 1, "input": f"{size}x{size}",
-            "pass": "forward only, eval mode, inference_mode, random weights",
-            "frames_timed": len(times), "seconds_per_frame_min": round(min(times), 4),
-            "seconds_per_frame_median": round(statistics.median(times), 4),
-            "frames_per_second": round(1.0 / min(times), 3),
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "model": "lraspp_mobilenet_v3_large",
+        "batch": 1,
+        "input": f"{size}x{size}",
+        "pass": "forward only, eval mode, inference_mode, random weights",
+        "frames_timed": len(times),
+        "seconds_per_frame_min": round(min(times), 4),
+        "seconds_per_frame_median": round(statistics.median(times), 4),
+        "frames_per_second": round(1.0 / min(times), 3),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def run_once(method: str, params: dict, probs: np.ndarray, frames: np.ndarray, out: np.ndarray) -> list[float]:
@@ -92,10 +98,12 @@ def run_once(method: str, params: dict, probs: np.ndarray, frames: np.ndarray, o
 def mask_metrics(masks: np.ndarray, frames: np.ndarray, truth: np.ndarray) -> dict:
     inst = quality.instability(masks)
     warped = quality.flow_warped_consistency(masks, frames)
-    return {"instability": quality.summary(inst),
-            "flow_warped_consistency": quality.summary(warped),
-            "iou_vs_truth": quality.summary(quality.iou_vs_truth(masks, truth)),
-            "lag_frames": quality.lag_frames(masks, truth)}
+    return {
+        "instability": quality.summary(inst),
+        "flow_warped_consistency": quality.summary(warped),
+        "iou_vs_truth": quality.summary(quality.iou_vs_truth(masks, truth)),
+        "lag_frames": quality.lag_frames(masks, truth),
+    }
 
 
 def main() -> None:
@@ -132,12 +140,16 @@ def main() -> None:
             "ms_per_frame_median": round(1e3 * statistics.median(times), 3),
             "instability_raw": raw["instability"]["mean"],
             "instability": stable["instability"]["mean"],
-            "instability_improvement_pct": _round(quality.improvement_pct(
-                raw["instability"]["mean"], stable["instability"]["mean"])),
+            "instability_improvement_pct": _round(
+                quality.improvement_pct(raw["instability"]["mean"], stable["instability"]["mean"])
+            ),
             "flow_warped_consistency_raw": raw["flow_warped_consistency"]["mean"],
             "flow_warped_consistency": stable["flow_warped_consistency"]["mean"],
-            "warped_instability_improvement_pct": _round(quality.improvement_pct(
-                1 - raw["flow_warped_consistency"]["mean"], 1 - stable["flow_warped_consistency"]["mean"])),
+            "warped_instability_improvement_pct": _round(
+                quality.improvement_pct(
+                    1 - raw["flow_warped_consistency"]["mean"], 1 - stable["flow_warped_consistency"]["mean"]
+                )
+            ),
             "iou_vs_truth_raw": raw["iou_vs_truth"]["mean"],
             "iou_vs_truth": stable["iou_vs_truth"]["mean"],
             "lag_frames_raw": raw["lag_frames"],
@@ -145,10 +157,13 @@ def main() -> None:
             "summaries": stable,
         }
         m = methods[label]
-        print(f"{label:18s} {m['frames_per_second']:8.1f} fps  "
-              f"instability {m['instability_raw']:.3f}->{m['instability']:.3f}  "
-              f"warped {m['flow_warped_consistency_raw']:.3f}->{m['flow_warped_consistency']:.3f}  "
-              f"IoU(gt) {m['iou_vs_truth_raw']:.3f}->{m['iou_vs_truth']:.3f}  lag {m['lag_frames']}", flush=True)
+        print(
+            f"{label:18s} {m['frames_per_second']:8.1f} fps  "
+            f"instability {m['instability_raw']:.3f}->{m['instability']:.3f}  "
+            f"warped {m['flow_warped_consistency_raw']:.3f}->{m['flow_warped_consistency']:.3f}  "
+            f"IoU(gt) {m['iou_vs_truth_raw']:.3f}->{m['iou_vs_truth']:.3f}  lag {m['lag_frames']}",
+            flush=True,
+        )
 
     # Segmentation last: torch's worker threads keep spinning for a while after a
     # forward pass and, on a small machine, would slow whatever is timed next.
@@ -163,14 +178,22 @@ def main() -> None:
         "machine": machine_info(),
         "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         "opencv": {"version": cv2.__version__, "threads": cv2.getNumThreads()},
-        "input": {"size": f"{a.size}x{a.size}", "frames": a.frames, "speed_px_per_frame": a.speed,
-                  "shapes": ["disc", "rect"], "flicker_rate": a.flicker_rate, "seed": a.seed,
-                  "video": "testbed.synthetic_video (textured shapes on a textured background)",
-                  "probabilities": "noisy_probs defaults: jitter 1 px, 6 blob sites, blob confidence 0.7"},
+        "input": {
+            "size": f"{a.size}x{a.size}",
+            "frames": a.frames,
+            "speed_px_per_frame": a.speed,
+            "shapes": ["disc", "rect"],
+            "flicker_rate": a.flicker_rate,
+            "seed": a.seed,
+            "video": "testbed.synthetic_video (textured shapes on a textured background)",
+            "probabilities": "noisy_probs defaults: jitter 1 px, 6 blob sites, blob confidence 0.7",
+        },
         "segmentation": seg,
-        "goal": {"min_ratio_vs_segmentation": GOAL_RATIO,
-                 "slowest_method_ratio": slowest["ratio_vs_segmentation"],
-                 "met": all(m["ratio_vs_segmentation"] >= GOAL_RATIO for m in methods.values())},
+        "goal": {
+            "min_ratio_vs_segmentation": GOAL_RATIO,
+            "slowest_method_ratio": slowest["ratio_vs_segmentation"],
+            "met": all(m["ratio_vs_segmentation"] >= GOAL_RATIO for m in methods.values()),
+        },
         # The truth itself: its instability is real motion (a floor no stabilizer should
         # go far below without lagging), its warped consistency the flow metric's ceiling.
         "truth": mask_metrics(video.masks, video.frames, video.masks),

@@ -21,6 +21,7 @@ peaks at once). Models are randomly initialised weights in the official formats:
 architectures, same tensors, so the same memory. Writes bench/results/stack_memory.json.
 ``python -m bench.stack_memory [--users 50 --seconds 60]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,6 +103,7 @@ DEPLOYED_ENV = {"MALLOC_ARENA_MAX": "2"}
 def photo(seed: int) -> bytes:
     import numpy as np
     from PIL import Image
+
     rng = np.random.default_rng(seed)
     img = (rng.random((96, 128, 3)) * 255).astype("uint8")
     buf = io.BytesIO()
@@ -136,9 +138,12 @@ class Users:
             t0 = time.perf_counter()
             try:
                 if rng.random() < 0.2:
-                    r = s.post(f"{self.url}/api/v1/enhance", timeout=30,
-                               files={"file": (f"u{i}.jpg", photo(rng.randrange(10**9)))},
-                               data={"quality": "fast", "upscale": "1", "max_faces": "1"})
+                    r = s.post(
+                        f"{self.url}/api/v1/enhance",
+                        timeout=30,
+                        files={"file": (f"u{i}.jpg", photo(rng.randrange(10**9)))},
+                        data={"quality": "fast", "upscale": "1", "max_faces": "1"},
+                    )
                     with self.lock:
                         self.uploads.append(time.perf_counter() - t0)
                         if r.status_code == 202:
@@ -205,11 +210,25 @@ def main() -> None:
         try:
             redis_proc, redis_url = start_redis(tmp / "redis")
             started.append(redis_proc)
-            cameras = [{"id": "road", "source": cam.url, "fps": 10, "buffer_seconds": 10, "auth": "token",
-                        "secret": "bench-camera-token-0123456789"}]
-            env = kadr_env(redis_url=redis_url, storage_dir=tmp / "blobs", models_dir=tmp / "models",
-                           KADR_CAMERAS=json.dumps(cameras), KADR_MAX_QUEUE_BACKLOG="100",
-                           KADR_WORKER_HEARTBEAT_SECONDS="2", **DEPLOYED_ENV)
+            cameras = [
+                {
+                    "id": "road",
+                    "source": cam.url,
+                    "fps": 10,
+                    "buffer_seconds": 10,
+                    "auth": "token",
+                    "secret": "bench-camera-token-0123456789",
+                }
+            ]
+            env = kadr_env(
+                redis_url=redis_url,
+                storage_dir=tmp / "blobs",
+                models_dir=tmp / "models",
+                KADR_CAMERAS=json.dumps(cameras),
+                KADR_MAX_QUEUE_BACKLOG="100",
+                KADR_WORKER_HEARTBEAT_SECONDS="2",
+                **DEPLOYED_ENV,
+            )
             workers = {s: start_worker(s, env, tmp / "logs") for s in ("enhance", "segment", "camera")}
             started += workers.values()
             gw, gw_url = start_gateway(env, tmp / "logs", workers=1)  # the origin's one API worker
@@ -221,29 +240,44 @@ def main() -> None:
             started += [exporter, scaler]
             wait_for(lambda: requests.get(url + "/readyz", timeout=5).status_code == 200, 300, "readiness")
             import redis
+
             key, _ = create_key(redis.Redis.from_url(redis_url, decode_responses=True), "bench")
-            procs = {"redis": redis_proc.pid, "gateway (gunicorn, 1 worker)": gw.pid, "nginx": ngx.pid,
-                     **{f"{s} worker": w.pid for s, w in workers.items()},
-                     "exporter": exporter.pid, "autoscaler": scaler.pid}
+            procs = {
+                "redis": redis_proc.pid,
+                "gateway (gunicorn, 1 worker)": gw.pid,
+                "nginx": ngx.pid,
+                **{f"{s} worker": w.pid for s, w in workers.items()},
+                "exporter": exporter.pid,
+                "autoscaler": scaler.pid,
+            }
             time.sleep(5)  # the sampling moment, after start-up settled
             idle, idle_rss = snapshot(procs), snapshot(procs, "rss")
 
             s = requests.Session()
             s.headers["Authorization"] = f"Bearer {key}"
-            jid = s.post(f"{url}/api/v1/enhance", files={"file": ("a.jpg", photo(1))},
-                         data={"quality": "medium", "max_faces": "1"}).json()["id"]
+            jid = s.post(
+                f"{url}/api/v1/enhance",
+                files={"file": ("a.jpg", photo(1))},
+                data={"quality": "medium", "max_faces": "1"},
+            ).json()["id"]
             from testbed.synthetic_video import make_video, write_video
+
             vpath = write_video(make_video(24, 240, 320, seed=1).frames, tmp / "clip.mp4")
             with open(vpath, "rb") as f:
-                vid = s.post(f"{url}/api/v1/videos", files={"file": ("clip.mp4", f)},
-                             data={"target_class": "car"}).json()["id"]
+                vid = s.post(
+                    f"{url}/api/v1/videos", files={"file": ("clip.mp4", f)}, data={"target_class": "car"}
+                ).json()["id"]
             for path in (f"/api/v1/jobs/{jid}", f"/api/v1/videos/{vid}"):
-                wait_for(lambda path=path: s.get(url + path, params={"wait": 20}).json()["state"]
-                         in ("succeeded", "failed"),
-                         600, path, interval=0)
+                wait_for(
+                    lambda path=path: s.get(url + path, params={"wait": 20}).json()["state"] in ("succeeded", "failed"),
+                    600,
+                    path,
+                    interval=0,
+                )
             warm, warm_rss = snapshot(procs), snapshot(procs, "rss")
 
             from testbed import photos
+
             big = None if args.big == "none" else photos.encode(photos.photo(*photos.SIZES[args.big]), "jpeg")
             users = Users(url, key, args.users, args.seconds, big)
             peak = dict(warm)
@@ -257,6 +291,7 @@ def main() -> None:
                     for name, v in snapshot(procs, "anon").items():
                         peak_anon[name] = max(peak_anon[name], v)
                     done.wait(0.5)
+
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             t0 = time.perf_counter()
@@ -270,15 +305,20 @@ def main() -> None:
 
     def mib(d):
         return {k: round(v / MIB, 1) for k, v in d.items()}
-    totals = {"idle": sum(idle.values()), "models_loaded_after_jobs": sum(warm.values()),
-              "peak_under_load_sum": sum(peak.values())}
+
+    totals = {
+        "idle": sum(idle.values()),
+        "models_loaded_after_jobs": sum(warm.values()),
+        "peak_under_load_sum": sum(peak.values()),
+    }
     result = {
         "benchmark": "stack_memory",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_info(),
         "budget_bytes": BUDGET_BYTES,
         "env": DEPLOYED_ENV,
-        "users": args.users, "seconds": round(wall, 1),
+        "users": args.users,
+        "seconds": round(wall, 1),
         "memory": "PSS (proportional set size) per process tree; RSS for comparison",
         "pss_mib": {"idle": mib(idle), "after_jobs": mib(warm), "peak_under_load": mib(peak)},
         "rss_mib": {"idle": mib(idle_rss), "after_jobs": mib(warm_rss)},
@@ -286,21 +326,38 @@ def main() -> None:
         "pss_anon_mib": {"peak_under_load": mib(peak_anon)},
         "total_mib": mib(totals),
         "peak_total_vs_budget": round(totals["peak_under_load_sum"] / BUDGET_BYTES, 3),
-        "load": {"requests": sum(v for v in users.status.values()), "status": users.status,
-                 "requests_per_s": round(sum(users.status.values()) / wall, 1),
-                 "poll_p50_s": pct(users.polls, 0.5), "poll_p95_s": pct(users.polls, 0.95),
-                 "upload_p50_s": pct(users.uploads, 0.5), "upload_p95_s": pct(users.uploads, 0.95),
-                 "uploads_accepted": len(users.job_ids)},
-        "big_photo": None if users.big_job is None else {
-            "size": args.big, "state": users.big_job["state"], "params": users.big_job.get("params"),
+        "load": {
+            "requests": sum(v for v in users.status.values()),
+            "status": users.status,
+            "requests_per_s": round(sum(users.status.values()) / wall, 1),
+            "poll_p50_s": pct(users.polls, 0.5),
+            "poll_p95_s": pct(users.polls, 0.95),
+            "upload_p50_s": pct(users.uploads, 0.5),
+            "upload_p95_s": pct(users.uploads, 0.95),
+            "uploads_accepted": len(users.job_ids),
+        },
+        "big_photo": None
+        if users.big_job is None
+        else {
+            "size": args.big,
+            "state": users.big_job["state"],
+            "params": users.big_job.get("params"),
             "seconds": (users.big_job.get("result") or {}).get("timings", {}).get("total_seconds"),
             "estimate": users.big_job.get("estimate"),
-            "memory": (users.big_job.get("result") or {}).get("memory")},
+            "memory": (users.big_job.get("result") or {}).get("memory"),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("pss_mib", "pss_anon_mib", "total_mib", "peak_total_vs_budget", "load",
-                                             "big_photo")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("pss_mib", "pss_anon_mib", "total_mib", "peak_total_vs_budget", "load", "big_photo")
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 ``("event", ev)`` for each event, ``("stream_reopened",)`` when the server ended a stream
 and a new one is open, ``("stream_closed", err)`` at the batch's end (``err`` None) or
 when the stream broke (the main thread polls instead)."""
+
 from __future__ import annotations
 
 import contextlib

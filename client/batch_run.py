@@ -7,6 +7,7 @@ Ctrl-C always lands between two whole steps. Each side has its module: ``uploads
 ``downloads.py`` (placing outputs, duplicates' copies), ``batch_events.py``, and
 ``batch_setup.py`` picks the batch; this one holds the main loop, listing and polling.
 """
+
 from __future__ import annotations
 
 import queue
@@ -37,10 +38,21 @@ class Fatal(Exception):
 
 
 class BatchRun:
-    def __init__(self, client: Client, state: st.State, state_path: Path, files: dict[str, Path],
-                 out_dir: Path, *, concurrency: int, progress: Progress, kind: str = "enhance",
-                 batch_name: str | None = None, poll_interval: float = 2.0,
-                 log: Callable[[str], object] = print) -> None:
+    def __init__(
+        self,
+        client: Client,
+        state: st.State,
+        state_path: Path,
+        files: dict[str, Path],
+        out_dir: Path,
+        *,
+        concurrency: int,
+        progress: Progress,
+        kind: str = "enhance",
+        batch_name: str | None = None,
+        poll_interval: float = 2.0,
+        log: Callable[[str], object] = print,
+    ) -> None:
         self.c, self.state, self.state_path = client, state, state_path
         self.files, self.out = files, Path(out_dir)
         self.rels = list(files)
@@ -54,10 +66,12 @@ class BatchRun:
         self.note = ""
         self.interrupts = DeferredInterrupt()
         self._saved_at = self._save_cost = self._refreshed_at = 0.0
-        self.downloads = Downloads(client, state, self.by_item, self.out, self.tmp, self.q,
-                                   concurrency=concurrency, interrupts=self.interrupts)
-        self.uploads = Uploads(client, state, files, self.by_item, self.q,
-                               concurrency=concurrency, after_item=self.downloads.after_item)
+        self.downloads = Downloads(
+            client, state, self.by_item, self.out, self.tmp, self.q, concurrency=concurrency, interrupts=self.interrupts
+        )
+        self.uploads = Uploads(
+            client, state, files, self.by_item, self.q, concurrency=concurrency, after_item=self.downloads.after_item
+        )
         self.events = BatchEvents(client, self.q)
 
     # ---- the run -------------------------------------------------------------------
@@ -115,8 +129,12 @@ class BatchRun:
                 if not closed and self.uploads.left == 0:
                     self.c.post_json(f"/api/v1/batches/{bid}/close")
                     closed = True
-                if (closed and not self.downloads.inflight and self.q.empty()
-                        and all(self._settled(r, bid) for r in watched)):
+                if (
+                    closed
+                    and not self.downloads.inflight
+                    and self.q.empty()
+                    and all(self._settled(r, bid) for r in watched)
+                ):
                     return
                 try:
                     msg = self.q.get(timeout=0.5)
@@ -252,4 +270,3 @@ class BatchRun:
         done = sum(1 for r in self.rels if self.state.inputs[r].downloaded)
         failed = sum(1 for r in self.rels if self.state.inputs[r].failed)
         self.progress.update(done, failed, self.eta, self.note)
-

@@ -1,6 +1,7 @@
 """Which batch a ``kadr enhance`` run sends its photos into: the one its state names while
 the server still takes items into it, else a new one, created once however often the
 request has to be sent."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """``kadr batch ...``: look at and steer a batch on the server."""
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,16 @@ def describe(b: Batch) -> str:
     pct = b.get("percent")
     if pct is None:
         pct = round(100 * (b.get("progress") or 0))
-    state = b.get("state", "?") + (", open" if b.get("open") else "") + (
-        ", paused" if b.get("paused") and b.get("state") != "paused" else "")
-    parts = [f"batch {b.get('id')} ({b.get('kind', '?')}) {state}: {ended}/{total} ended ({pct:.0f}%)",
-             f"{counts.get('succeeded', 0)} succeeded", f"{counts.get('failed', 0)} failed"]
+    state = (
+        b.get("state", "?")
+        + (", open" if b.get("open") else "")
+        + (", paused" if b.get("paused") and b.get("state") != "paused" else "")
+    )
+    parts = [
+        f"batch {b.get('id')} ({b.get('kind', '?')}) {state}: {ended}/{total} ended ({pct:.0f}%)",
+        f"{counts.get('succeeded', 0)} succeeded",
+        f"{counts.get('failed', 0)} failed",
+    ]
     if counts.get("skipped"):
         parts.append(f"{counts['skipped']} skipped")
     if counts.get("canceled"):
@@ -66,6 +73,7 @@ def _action(verb: str, doc: str) -> click.Command:
     def command(batch_id: str, as_json: bool, client: Client) -> None:
         with reported_errors():
             _show(client.post_json(f"/api/v1/batches/{batch_id}/{verb}"), as_json)
+
     command.__doc__ = doc
     return batch.command(verb)(command)
 
@@ -79,8 +87,7 @@ retry = _action("retry", "Queue the failed items again.")
 @batch.command("manifest")
 @click.argument("batch_id")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
-              help="write here instead of stdout")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="write here instead of stdout")
 @connection_options
 def manifest(batch_id: str, fmt: str, output: str | None, client: Client) -> None:
     """Every item of the batch (name, state, error, result link) as CSV or JSON lines."""

@@ -4,6 +4,7 @@ User commands (``enhance``, ``batch``) speak HTTP only and work from any machine
 Admin commands (``keys``, ``models``) run on the server host and import
 ``services.common`` lazily, inside the command, so the user commands stay light.
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,7 +31,8 @@ def _server_packages(command: str) -> None:
     except ModuleNotFoundError as e:
         raise click.ClickException(
             f"'kadr {command}' runs on the server host and needs the server's packages "
-            f"({e.name} is not installed): pip install 'kadr[server]'")
+            f"({e.name} is not installed): pip install 'kadr[server]'"
+        )
 
 
 @main.group()
@@ -44,6 +46,7 @@ def _redis() -> redis.Redis:
 
     from services.contracts.settings import Settings
     from services.store.connection import connect
+
     # On a `make up` host the password is in var/secrets (the processes get the path from
     # up.sh; an operator's shell does not): found there when nothing else names it.
     local = Path("var/secrets/redis_password")
@@ -54,25 +57,30 @@ def _redis() -> redis.Redis:
 
 @keys.command("create")
 @click.argument("name")
-@click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
-              help="What the key may do (repeat): photos, video, cameras:read, cameras:manage, ops. "
-                   "Default: all of them.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="SCOPE",
+    help="What the key may do (repeat): photos, video, cameras:read, cameras:manage, ops. Default: all of them.",
+)
 def keys_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a key; it is printed once and only its hash is stored."""
     from services.store.apikeys import create_key
+
     try:
         key, record = create_key(_redis(), name, list(scopes) or None)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--scope")
     click.echo(key)
-    click.echo(f"created key {record['id']} ({name}); store it now, it cannot be shown again",
-               err=True)
+    click.echo(f"created key {record['id']} ({name}); store it now, it cannot be shown again", err=True)
 
 
 @keys.command("list")
 def keys_list() -> None:
     """List keys (ids and names, never the keys)."""
     from services.store.apikeys import list_keys, scopes_of
+
     for rec in list_keys(_redis()):
         click.echo(f"{rec['id']}\t{rec['name']}\t{rec['created_at']}\t{','.join(sorted(scopes_of(rec)))}")
 
@@ -82,6 +90,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id."""
     from services.store.apikeys import revoke_key
+
     if not revoke_key(_redis(), key_id):
         raise click.ClickException(f"no key with id {key_id}")
     click.echo(f"revoked {key_id}")
@@ -95,6 +104,7 @@ def models() -> None:
 
 def _models_dir(path: str | None) -> Path:
     from services.runtime.settings import WorkerSettings
+
     return Path(path).resolve() if path else WorkerSettings().models_dir
 
 
@@ -104,11 +114,11 @@ def _models_dir(path: str | None) -> Path:
 def models_download(models_dir: str | None, only: tuple[str, ...]) -> None:
     """Fetch the official weight files (pinned URL + sha256) into the models directory."""
     from services.runtime import weights
+
     target = _models_dir(models_dir)
     target.mkdir(parents=True, exist_ok=True)
     try:
-        results = weights.download(target, list(only) or None,
-                                   on_progress=lambda name, done, total: None)
+        results = weights.download(target, list(only) or None, on_progress=lambda name, done, total: None)
     except weights.WeightsDownloadError as e:
         raise click.ClickException(str(e))
     for r in results:
@@ -120,6 +130,7 @@ def models_download(models_dir: str | None, only: tuple[str, ...]) -> None:
 def models_verify(models_dir: str | None) -> None:
     """Check every weight file against its pinned sha256; exit 1 if any is missing or wrong."""
     from services.runtime import weights
+
     results = weights.verify(_models_dir(models_dir))
     bad = 0
     for r in results:

@@ -1,5 +1,6 @@
 """What every user command shares: where the server is, the key, and how a failure to
 reach it ends the command (exit 2, one line, no traceback)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,10 +20,11 @@ R = TypeVar("R")
 
 def connection_options(f: Callable[..., R]) -> Callable[..., R]:
     """``--server`` and ``--key`` in place of the command's ``client`` argument."""
-    @click.option("--server", envvar="KADR_URL", metavar="URL",
-                  help="server URL, e.g. http://127.0.0.1:8080 (env KADR_URL)")
-    @click.option("--key", "api_key", envvar="KADR_API_KEY", metavar="KEY",
-                  help="API key (env KADR_API_KEY)")
+
+    @click.option(
+        "--server", envvar="KADR_URL", metavar="URL", help="server URL, e.g. http://127.0.0.1:8080 (env KADR_URL)"
+    )
+    @click.option("--key", "api_key", envvar="KADR_API_KEY", metavar="KEY", help="API key (env KADR_API_KEY)")
     @functools.wraps(f)
     def wrapper(*args: Any, server: str | None, api_key: str | None, **kw: Any) -> R:
         if not server:
@@ -30,6 +32,7 @@ def connection_options(f: Callable[..., R]) -> Callable[..., R]:
         if not api_key:
             raise click.UsageError("no API key: pass --key KEY or set KADR_API_KEY")
         return f(*args, client=Client(server, api_key), **kw)
+
     return wrapper
 
 

@@ -5,6 +5,7 @@ The threads only fetch into the run's private temporary folder and report
 ``("downloaded", rel, tmp, ext)`` or ``("download_failed", rel, err)`` on the run's queue;
 placing a file under its output name and the bookkeeping happen on the main thread.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,13 +29,22 @@ from client.shapes import Job, Message
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
-_EXT_BY_TYPE = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp",
-                "image/bmp": "bmp", "image/tiff": "tif"}
+_EXT_BY_TYPE = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/bmp": "bmp", "image/tiff": "tif"}
 
 
 class Downloads:
-    def __init__(self, client: Client, state: st.State, by_item: dict[str, str], out: Path, tmp: Path,
-                 events: queue.Queue[Message], *, concurrency: int, interrupts: DeferredInterrupt) -> None:
+    def __init__(
+        self,
+        client: Client,
+        state: st.State,
+        by_item: dict[str, str],
+        out: Path,
+        tmp: Path,
+        events: queue.Queue[Message],
+        *,
+        concurrency: int,
+        interrupts: DeferredInterrupt,
+    ) -> None:
         self.c, self.state, self.by_item = client, state, by_item
         self.out, self.tmp, self.q = out, tmp, events
         self.concurrency, self.interrupts = concurrency, interrupts
@@ -88,8 +98,7 @@ class Downloads:
                 continue
             job: Job = {"state": None}
             while job.get("state") not in st.TERMINAL_STATES:
-                job = self.c.get_json(f"/api/v1/jobs/{e.duplicate_of}", params={"wait": 30},
-                                      timeout=(5, 60))
+                job = self.c.get_json(f"/api/v1/jobs/{e.duplicate_of}", params={"wait": 30}, timeout=(5, 60))
             if job["state"] != st.SUCCEEDED:
                 e.state, e.error = "failed", f"duplicate of job {e.duplicate_of}, which {job['state']}"
                 continue

@@ -3,6 +3,7 @@
 name and link, and the summary at the end. Plain functions on ``state.Entry``; only the
 run's main thread calls them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -24,9 +25,9 @@ def forget_batch(state: State, batch_id: str) -> None:
 
 @dataclass
 class Plan:
-    done: list[str] = field(default_factory=list)      # output on disk
-    failed: list[str] = field(default_factory=list)    # refused for good; not sent again
-    watch: list[str] = field(default_factory=list)     # known to the server: wait, download
+    done: list[str] = field(default_factory=list)  # output on disk
+    failed: list[str] = field(default_factory=list)  # refused for good; not sent again
+    watch: list[str] = field(default_factory=list)  # known to the server: wait, download
     upload: list[str] = field(default_factory=list)
 
 

@@ -4,6 +4,7 @@ gateway restart or a full queue.
 Only requests and the standard library: the user commands run on machines that have
 none of the server's packages.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,13 @@ class Unreachable(Exception):
 def api_error(resp: requests.Response) -> ApiError:
     try:
         err = resp.json()["error"]
-        return ApiError(resp.status_code, err.get("code", "http_error"), err.get("message", ""),
-                        err.get("details"), err.get("request_id", ""))
+        return ApiError(
+            resp.status_code,
+            err.get("code", "http_error"),
+            err.get("message", ""),
+            err.get("details"),
+            err.get("request_id", ""),
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         # Not the API's JSON: a proxy's page, or not a kadr server at all.
         return ApiError(resp.status_code, "http_error", f"{resp.reason or 'error'} from {resp.url}")
@@ -67,11 +73,20 @@ def retry_after(resp: requests.Response) -> float | None:
 
 
 class Client:
-    def __init__(self, base_url: str, api_key: str, *, connect_timeout: float = 5,
-                 read_timeout: float = 60, outage_window: float = 300, busy_window: float = 3600,
-                 first_contact_window: float = 20,
-                 max_backoff: float = 15, pool_size: int = 16,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 5,
+        read_timeout: float = 60,
+        outage_window: float = 300,
+        busy_window: float = 3600,
+        first_contact_window: float = 20,
+        max_backoff: float = 15,
+        pool_size: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
         # How long to keep trying through connection errors / 502 / 504 (a restart), and
@@ -90,8 +105,15 @@ class Client:
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
 
-    def request(self, method: str, path: str, *, files: Callable[[], UploadFiles] | None = None,
-                ok: tuple[int, ...] = (), **kw: Any) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        files: Callable[[], UploadFiles] | None = None,
+        ok: tuple[int, ...] = (),
+        **kw: Any,
+    ) -> requests.Response:
         """Send, retrying transient failures; 2xx (and ``ok``) return, other errors raise.
 
         ``files`` is a factory: an upload is re-read from the start on each attempt.
@@ -115,8 +137,9 @@ class Client:
                     raise api_error(resp)
                 err = api_error(resp)
                 wait = retry_after(resp)
-                busy = resp.status_code in (429, 507) or (resp.status_code == 503 and wait is not None
-                                                   and err.code not in OUTAGE_CODES)
+                busy = resp.status_code in (429, 507) or (
+                    resp.status_code == 503 and wait is not None and err.code not in OUTAGE_CODES
+                )
                 window = self.busy_window if busy else self.outage_window
                 why = str(err)
                 resp.close()
@@ -137,8 +160,12 @@ class Client:
         return self.request("POST", path, json=body if body is not None else {}, **kw).json()
 
     def upload(self, path: str, field: str, file_path: Path, name: str) -> Any:
-        return self.request("POST", path, files=lambda: {field: (name, open(file_path, "rb"))},
-                            timeout=(self.timeout[0], max(self.timeout[1], 120))).json()
+        return self.request(
+            "POST",
+            path,
+            files=lambda: {field: (name, open(file_path, "rb"))},
+            timeout=(self.timeout[0], max(self.timeout[1], 120)),
+        ).json()
 
     def download(self, path: str, dest_dir: Path) -> tuple[Path, requests.Response]:
         """Stream a body into a temporary file in ``dest_dir``; the caller renames it into
@@ -169,13 +196,15 @@ class Client:
             for chunk in resp.iter_content(1 << 16):
                 write(chunk)
 
-    def events(self, path: str, *, read_timeout: float = 90,
-               on_open: Callable[[requests.Response], object] | None = None) -> Iterator[Event]:
+    def events(
+        self, path: str, *, read_timeout: float = 90, on_open: Callable[[requests.Response], object] | None = None
+    ) -> Iterator[Event]:
         """Server-Sent Events of ``path``; ends when the server closes the stream. A broken
         stream raises (requests' errors): the caller decides whether to reconnect or poll.
         ``on_open`` gets the response, so another thread can close it to stop the reader."""
-        resp = self.request("GET", path, stream=True, headers={"Accept": "text/event-stream"},
-                            timeout=(self.timeout[0], read_timeout))
+        resp = self.request(
+            "GET", path, stream=True, headers={"Accept": "text/event-stream"}, timeout=(self.timeout[0], read_timeout)
+        )
         if on_open:
             on_open(resp)
         with resp:
@@ -204,8 +233,14 @@ def _available_chunks(resp: requests.Response) -> Iterator[bytes]:
 
 def _short(e: Exception) -> str:
     text = str(e)
-    for phrase in ("Connection refused", "Name or service not known", "timed out",
-                   "Connection reset", "Connection aborted", "No route to host"):
+    for phrase in (
+        "Connection refused",
+        "Name or service not known",
+        "timed out",
+        "Connection reset",
+        "Connection aborted",
+        "No route to host",
+    ):
         if phrase.lower() in text.lower():
             return phrase.lower()
     return f"{type(e).__name__}: {text[:200]}"

@@ -1,4 +1,5 @@
 """Which files a ``kadr enhance`` run covers, and the relative path each output keeps."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ def collect(paths: Iterable[str | Path], exclude: Path | None = None) -> dict[st
             raise InputError(f"{arg}: no such file or directory")
         for rel, f in pairs:
             if rel in found and found[rel].resolve() != f.resolve():
-                raise InputError(f"{found[rel]} and {f} would both be written as {rel}; "
-                                 "enhance them in separate runs or with separate --out")
+                raise InputError(
+                    f"{found[rel]} and {f} would both be written as {rel}; "
+                    "enhance them in separate runs or with separate --out"
+                )
             found[rel] = f
     return dict(sorted(found.items()))
 
@@ -38,8 +41,9 @@ def collect(paths: Iterable[str | Path], exclude: Path | None = None) -> dict[st
 def _walk(root: Path, excluded: Path | None) -> Iterator[tuple[str, Path]]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and (excluded is None or (here / d).resolve() != excluded))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (excluded is None or (here / d).resolve() != excluded)
+        )
         for name in sorted(filenames):
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue

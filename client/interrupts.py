@@ -1,4 +1,5 @@
 """Ctrl-C that waits for the end of a step that must not be cut in two."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """``kadr enhance``: a folder of photos in, enhanced photos out, resumable."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,34 +23,65 @@ EXIT_INTERRUPTED = 130
 
 @click.command("enhance")
 @click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="where the results go (same relative paths as the inputs)")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where the results go (same relative paths as the inputs)",
+)
 @click.option("--quality", help="fast, medium or high (default: the server's)")
-@click.option("--upscale", type=click.IntRange(1, 4),
-              help="1-4 (default: 2 where the result fits the server's limit, else the largest that does)")
+@click.option(
+    "--upscale",
+    type=click.IntRange(1, 4),
+    help="1-4 (default: 2 where the result fits the server's limit, else the largest that does)",
+)
 @click.option("--max-faces", type=int, help="faces restored per photo")
-@click.option("--prescale", is_flag=True, default=None,
-              help="medium/high: the background model works on a shrunk copy (about 4x faster, less fine detail)")
-@click.option("--variant", "variant_specs", multiple=True, metavar="NAME:KEY=VALUE[,KEY=VALUE...]",
-              help="one output per photo and variant, each in its own folder under --out, the "
-                   "options above overridden by the variant's, e.g. --variant x2:upscale=2 "
-                   "--variant x4:upscale=4,quality=high (repeat for more)")
-@click.option("--concurrency", type=click.IntRange(1, 32), default=3, show_default=True,
-              help="parallel uploads (and downloads)")
+@click.option(
+    "--prescale",
+    is_flag=True,
+    default=None,
+    help="medium/high: the background model works on a shrunk copy (about 4x faster, less fine detail)",
+)
+@click.option(
+    "--variant",
+    "variant_specs",
+    multiple=True,
+    metavar="NAME:KEY=VALUE[,KEY=VALUE...]",
+    help="one output per photo and variant, each in its own folder under --out, the "
+    "options above overridden by the variant's, e.g. --variant x2:upscale=2 "
+    "--variant x4:upscale=4,quality=high (repeat for more)",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 32), default=3, show_default=True, help="parallel uploads (and downloads)"
+)
 @click.option("--batch-name", help="a label for the batch")
-@click.option("--new-batch", is_flag=True,
-              help="start over in a new batch, even if the state file has other settings")
+@click.option("--new-batch", is_flag=True, help="start over in a new batch, even if the state file has other settings")
 @connection_options
-def enhance(photos: tuple[Path, ...], out_dir: Path, quality: str | None, upscale: int | None,
-            max_faces: int | None, prescale: bool | None, variant_specs: tuple[str, ...], concurrency: int,
-            batch_name: str | None, new_batch: bool, client: Client) -> None:
+def enhance(
+    photos: tuple[Path, ...],
+    out_dir: Path,
+    quality: str | None,
+    upscale: int | None,
+    max_faces: int | None,
+    prescale: bool | None,
+    variant_specs: tuple[str, ...],
+    concurrency: int,
+    batch_name: str | None,
+    new_batch: bool,
+    client: Client,
+) -> None:
     """Enhance PHOTOS (files and directories, searched recursively) into --out.
 
     Results are downloaded as they finish (with --variant: into one folder per variant).
     Running the same command again resumes: photos already downloaded are skipped. Exit code
     0 when every photo succeeded, 1 when some failed, 2 on usage or connection errors, 130 when interrupted."""
-    options: dict[str, ParamValue | None] = {"quality": quality, "upscale": upscale, "max_faces": max_faces,
-                                             "prescale": prescale}
+    options: dict[str, ParamValue | None] = {
+        "quality": quality,
+        "upscale": upscale,
+        "max_faces": max_faces,
+        "prescale": prescale,
+    }
     params = {k: v for k, v in options.items() if v is not None}
     try:
         variants = parse_variants(variant_specs)
@@ -78,9 +110,17 @@ def enhance(photos: tuple[Path, ...], out_dir: Path, quality: str | None, upscal
         fail(f"cannot read {e.filename}: {e.strerror}")
     st.sync_inputs(state, current)
     progress = Progress(len(outputs))
-    run = BatchRun(client, state, state_path, outputs, out_dir, concurrency=concurrency,
-                   progress=progress, batch_name=batch_name,
-                   log=lambda m: click.echo(m, err=True))
+    run = BatchRun(
+        client,
+        state,
+        state_path,
+        outputs,
+        out_dir,
+        concurrency=concurrency,
+        progress=progress,
+        batch_name=batch_name,
+        log=lambda m: click.echo(m, err=True),
+    )
     try:
         summary = run.run()
     except KeyboardInterrupt:
@@ -88,8 +128,10 @@ def enhance(photos: tuple[Path, ...], out_dir: Path, quality: str | None, upscal
         run.save()
         run.cleanup()
         s = entries.summarize(state, list(outputs))
-        click.echo(f"interrupted: {s.done} of {s.total} {_unit(variants)} in {out_dir}; run the same "
-                   "command again to resume", err=True)
+        click.echo(
+            f"interrupted: {s.done} of {s.total} {_unit(variants)} in {out_dir}; run the same command again to resume",
+            err=True,
+        )
         sys.exit(EXIT_INTERRUPTED)
     except (Fatal, ApiError, Unreachable) as e:
         progress.close()
@@ -143,15 +185,16 @@ def _load_state(path: Path, server: str, params: Params, variants: list[Variant]
     if state is not None:
         why = st.mismatch(state, server, params, variants)
         if why:
-            fail(f"{path} is from another run: {why}. Re-run with --new-batch to start over "
-                 "with these settings (outputs are overwritten), or use another --out.")
+            fail(
+                f"{path} is from another run: {why}. Re-run with --new-batch to start over "
+                "with these settings (outputs are overwritten), or use another --out."
+            )
         return state
     return st.State(server=server, params=params, variants=variants or None)
 
 
 def _report(s: entries.Summary, out_dir: Path, batch_id: str | None, unit: str = "photos") -> int:
-    click.echo(f"{s.done} of {s.total} {unit} enhanced into {out_dir}"
-               + (f" (batch {batch_id})" if batch_id else ""))
+    click.echo(f"{s.done} of {s.total} {unit} enhanced into {out_dir}" + (f" (batch {batch_id})" if batch_id else ""))
     if s.duplicates:
         click.echo(f"{len(s.duplicates)} duplicate(s) skipped (same content, result copied):")
         for rel, orig in s.duplicates:

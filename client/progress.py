@@ -1,5 +1,6 @@
 """Progress on stderr: a tqdm bar on a terminal, a line every few seconds otherwise (logs
 and CI capture stderr; a bar there is a wall of carriage returns)."""
+
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,9 @@ def fmt_seconds(s: float | None) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, *, stream: TextIO | None = None, interval: float = 5.0,
-                 tty: bool | None = None) -> None:
+    def __init__(
+        self, total: int, *, stream: TextIO | None = None, interval: float = 5.0, tty: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.total, self.done, self.failed = total, 0, 0
         self.eta: float | None = None
@@ -33,10 +35,16 @@ class Progress:
         self._start: tuple[float, int] | None = None
         if self.tty:
             from tqdm import tqdm
+
             # No rate or ETA of tqdm's own: the count jumps (resumed runs, bursts of
             # results), the server's estimate is better.
-            self.bar = tqdm(total=total, unit="photo", file=self.stream, dynamic_ncols=True,
-                            bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+            self.bar = tqdm(
+                total=total,
+                unit="photo",
+                file=self.stream,
+                dynamic_ncols=True,
+                bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
 
     def update(self, done: int, failed: int, eta: float | None = None, note: str = "") -> None:
         """``eta``: the server's estimate; without one, this run's own pace is used."""
@@ -47,8 +55,7 @@ class Progress:
         if self.bar is not None:
             self.bar.n = done + failed
             extra = f", {note}" if note else ""
-            self.bar.set_postfix_str(f"failed {failed}, eta {fmt_seconds(self.eta)}{extra}",
-                                     refresh=False)
+            self.bar.set_postfix_str(f"failed {failed}, eta {fmt_seconds(self.eta)}{extra}", refresh=False)
             self.bar.refresh()
         elif time.monotonic() - self._last >= self.interval:
             self._line()
@@ -65,8 +72,11 @@ class Progress:
     def _line(self) -> None:
         self._last = time.monotonic()
         extra = f", {self.note}" if self.note else ""
-        print(f"{self.done}/{self.total} done, {self.failed} failed, eta {fmt_seconds(self.eta)}{extra}",
-              file=self.stream, flush=True)
+        print(
+            f"{self.done}/{self.total} done, {self.failed} failed, eta {fmt_seconds(self.eta)}{extra}",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar is not None:

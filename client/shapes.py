@@ -5,6 +5,7 @@ The API's own schemas live with the gateway, which a client-only install does no
 these name only the fields the client uses. ``total=False`` where the client reads with
 ``.get`` and does without a field the server leaves out.
 """
+
 from __future__ import annotations
 
 from typing import Literal, Required, TypedDict
@@ -32,6 +33,7 @@ class Links(TypedDict, total=False):
 
 class Item(TypedDict, total=False):
     """A batch item: in a listing, an ``item`` event, an upload's answer."""
+
     id: Required[str]
     state: str
     variant: str
@@ -62,6 +64,7 @@ class Running(TypedDict):
 
 class Batch(TypedDict, total=False):
     """A batch as ``GET /batches/{id}`` and the ``progress`` event give it."""
+
     id: Required[str]
     kind: str
     state: str

@@ -1,4 +1,5 @@
 """A Server-Sent Events decoder (the text/event-stream format), fed with raw chunks."""
+
 from __future__ import annotations
 
 import codecs

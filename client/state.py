@@ -5,6 +5,7 @@ Pure bookkeeping on plain data plus an atomic JSON file, so that a run killed at
 moment leaves either the previous state or the new one, never half of a file. What a
 run's steps do to the entries (plan, server answers, summary) is ``entries.py``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,8 @@ STATE_FILE = ".kadr-state.json"
 VERSION = 1
 
 SUCCEEDED = "succeeded"
-SKIPPED = "skipped"          # a duplicate: the server points at another item's result
-REJECTED = "rejected"        # refused at upload: the same bytes would be refused again
+SKIPPED = "skipped"  # a duplicate: the server points at another item's result
+REJECTED = "rejected"  # refused at upload: the same bytes would be refused again
 FAILED_STATES = {"failed", "canceled", REJECTED}
 TERMINAL_STATES = FAILED_STATES | {SUCCEEDED, SKIPPED}
 
@@ -42,7 +43,7 @@ class Entry:
     error: str | None = None
     duplicate_of: str | None = None
     result_link: str | None = None
-    output: str | None = None        # relative to the output directory
+    output: str | None = None  # relative to the output directory
     downloaded: bool = False
     # With variants there is one entry per photo and variant, keyed ``variant:path``;
     # these say which (None, None: the entry's key is the path and there is one output).
@@ -87,17 +88,26 @@ class State:
     variants: list[Variant] | None = None  # [{"name", "params"}] over ``params``, as the API takes them
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": VERSION, "server": self.server, "batch_id": self.batch_id,
-                "params": self.params, "variants": self.variants,
-                "inputs": {k: asdict(v) for k, v in self.inputs.items()}}
+        return {
+            "version": VERSION,
+            "server": self.server,
+            "batch_id": self.batch_id,
+            "params": self.params,
+            "variants": self.variants,
+            "inputs": {k: asdict(v) for k, v in self.inputs.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> State:
         if d.get("version") != VERSION:
             raise StateError(f"unknown state file version {d.get('version')!r}")
-        return cls(server=d["server"], params=d["params"], batch_id=d.get("batch_id"),
-                   variants=d.get("variants"),
-                   inputs={k: Entry(**v) for k, v in d.get("inputs", {}).items()})
+        return cls(
+            server=d["server"],
+            params=d["params"],
+            batch_id=d.get("batch_id"),
+            variants=d.get("variants"),
+            inputs={k: Entry(**v) for k, v in d.get("inputs", {}).items()},
+        )
 
     def by_item(self) -> dict[str, str]:
         return {e.item_id: rel for rel, e in self.inputs.items() if e.item_id}
@@ -154,13 +164,18 @@ def mismatch(state: State, server: str, params: Params, variants: list[Variant] 
     if state.server.rstrip("/") != server.rstrip("/"):
         return f"it was made against {state.server}, not {server}"
     if (state.variants or None) != (variants or None):
+
         def names(vs: list[Variant] | None) -> str:
             return ", ".join(f"{v['name']} {v['params']}" for v in vs or []) or "none"
+
         return f"the variants differ ({names(state.variants)} then, {names(variants)} now)"
     if state.params != params:
         keys = sorted(set(state.params) | set(params))
-        diff = [f"{k}: {_shown(state.params, k)} then, {_shown(params, k)} now"
-                for k in keys if state.params.get(k) != params.get(k)]
+        diff = [
+            f"{k}: {_shown(state.params, k)} then, {_shown(params, k)} now"
+            for k in keys
+            if state.params.get(k) != params.get(k)
+        ]
         return "the settings differ (" + "; ".join(diff) + ")"
     return None
 

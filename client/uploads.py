@@ -5,6 +5,7 @@ The threads never read the resume state: they get (entry, name to send) pairs an
 ``("uploaded", rel, body)``, ``("rejected", rel, ApiError)`` or ``("fatal", message)`` on
 the run's queue; the main thread hands those to ``uploaded`` and ``rejected``.
 """
+
 from __future__ import annotations
 
 import queue
@@ -21,8 +22,17 @@ from client.shapes import Message, UploadAnswer
 
 
 class Uploads:
-    def __init__(self, client: Client, state: st.State, files: dict[str, Path], by_item: dict[str, str],
-                 events: queue.Queue[Message], *, concurrency: int, after_item: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        client: Client,
+        state: st.State,
+        files: dict[str, Path],
+        by_item: dict[str, str],
+        events: queue.Queue[Message],
+        *,
+        concurrency: int,
+        after_item: Callable[[str], None],
+    ) -> None:
         self.c, self.state, self.files, self.by_item = client, state, files, by_item
         self.q, self.concurrency, self.after_item = events, concurrency, after_item
         self.left = 0  # uploads of the current batch not answered yet
@@ -43,8 +53,10 @@ class Uploads:
         self._todo = queue.Queue()
         for rel in sends:  # (entry, the file's name to send); threads do not read the state
             self._todo.put((rel, st.source(rel, self.state.inputs[rel])))
-        self._workers = [threading.Thread(target=self._worker, args=(bid, stop), daemon=True)
-                         for _ in range(min(self.concurrency, len(sends)))]
+        self._workers = [
+            threading.Thread(target=self._worker, args=(bid, stop), daemon=True)
+            for _ in range(min(self.concurrency, len(sends)))
+        ]
         for w in self._workers:
             w.start()
 
@@ -60,12 +72,17 @@ class Uploads:
         accepted = body.get("accepted") or []
         for key in self._outputs_of(rel):
             e = self.state.inputs[key]
-            item = next((a for a in accepted if a.get("variant") in ((e.variant,) if e.variant else (None, "default"))),
-                        None if e.variant else (accepted[0] if accepted else None))
+            item = next(
+                (a for a in accepted if a.get("variant") in ((e.variant,) if e.variant else (None, "default"))),
+                None if e.variant else (accepted[0] if accepted else None),
+            )
             if item is None:
                 rej = (body.get("rejected") or [{}])[0]
-                entries.record_rejected(e, rej.get("code", "rejected"),
-                                   rej.get("message", f"the server made no {e.variant or 'default'} output"))
+                entries.record_rejected(
+                    e,
+                    rej.get("code", "rejected"),
+                    rej.get("message", f"the server made no {e.variant or 'default'} output"),
+                )
             else:
                 entries.record_accepted(e, bid, item)
                 self.by_item[item["id"]] = key
@@ -108,8 +125,9 @@ class Uploads:
 def upload_refusal(bid: str, e: ApiError) -> str:
     """Why no upload into ``bid`` can go on, for a refusal of the whole batch or key."""
     if e.status == 409:
-        return (f"batch {bid} no longer takes photos ({e.message}); run the same command "
-                "again to continue in a new batch")
+        return (
+            f"batch {bid} no longer takes photos ({e.message}); run the same command again to continue in a new batch"
+        )
     return f"the server refused the upload: {e.message} ({e.code})"
 
 
@@ -120,5 +138,5 @@ def refusal(err: ApiError) -> tuple[str, str]:
     message = first.get("message") or err.message
     name = first.get("name")
     if name and message.startswith(f"{name}: "):
-        message = message[len(name) + 2:]  # the summary names the file already
+        message = message[len(name) + 2 :]  # the summary names the file already
     return first.get("code") or err.code, message

@@ -1,4 +1,5 @@
 """``kadr usage``: what this key stores on the server and when it expires."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def describe(u: Usage, now: float | None = None) -> list[str]:
         lines.append(line)
     lines.append(f"total    {human_bytes(u['total_bytes']):>17}")
     as_of = u.get("as_of")
-    lines.append("as of " + (f"{max(0.0, now - as_of):.0f} s ago" if as_of else "- (the janitor has not surveyed "
-                                                                               "the store yet)"))
+    lines.append(
+        "as of " + (f"{max(0.0, now - as_of):.0f} s ago" if as_of else "- (the janitor has not surveyed the store yet)")
+    )
     return lines
 
 

@@ -4,6 +4,7 @@ The gateway validates, stores uploads as blobs, records jobs and sends tasks by 
 It never imports torch or a worker package: a test checks ``torch`` is absent from
 ``sys.modules`` after ``create_app()``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,9 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     settings = settings or GatewaySettings()
     app = _OpenAPI(
         __name__,
-        info=Info(title="kadr API", version="1.0.0",
-                  description="Photo restoration, video segmentation and camera events."),
+        info=Info(
+            title="kadr API", version="1.0.0", description="Photo restoration, video segmentation and camera events."
+        ),
         security_schemes=BEARER,
         doc_prefix="/api",
         doc_url="/openapi.json",
@@ -87,19 +89,36 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
     blobs = open_store(settings)
 
     send = Dispatcher(create_celery(settings))
-    app.extensions["kadr"] = Kadr(settings=settings, redis=r, jobs=job_store, blobs=blobs,
-                                  send=send, batches=batch_store,
-                                  probe=probe,
-                                  feeder=Feeder(batch_store, send, window=settings.batch_window,
-                                                redispatch_seconds=settings.batch_redispatch_seconds,
-                                                queue_limit=settings.max_queue_backlog),
-                                  fanout=Fanout(lambda: connect(settings.redis_url)),
-                                  holds=Holds(r, per_key=settings.max_streams_per_key,
-                                              per_process=settings.max_open_streams,
-                                              longest_seconds=max(settings.sse_max_seconds, 60.0)),
-                                  storage=StorageGuard(probe, high_water=settings.redis_high_water,
-                                                       max_age_seconds=settings.redis_memory_check_seconds,
-                                                       blobs=blobs, free_floor=settings.storage_free_floor_bytes))
+    app.extensions["kadr"] = Kadr(
+        settings=settings,
+        redis=r,
+        jobs=job_store,
+        blobs=blobs,
+        send=send,
+        batches=batch_store,
+        probe=probe,
+        feeder=Feeder(
+            batch_store,
+            send,
+            window=settings.batch_window,
+            redispatch_seconds=settings.batch_redispatch_seconds,
+            queue_limit=settings.max_queue_backlog,
+        ),
+        fanout=Fanout(lambda: connect(settings.redis_url)),
+        holds=Holds(
+            r,
+            per_key=settings.max_streams_per_key,
+            per_process=settings.max_open_streams,
+            longest_seconds=max(settings.sse_max_seconds, 60.0),
+        ),
+        storage=StorageGuard(
+            probe,
+            high_water=settings.redis_high_water,
+            max_age_seconds=settings.redis_memory_check_seconds,
+            blobs=blobs,
+            free_floor=settings.storage_free_floor_bytes,
+        ),
+    )
 
     @app.before_request
     def _request_id() -> None:
@@ -112,8 +131,12 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
         request_id_var.set(rid)
         # JSON bodies are parsed whole in memory: only files may be big (they spool to disk).
         if request.mimetype == "application/json" and (request.content_length or 0) > settings.max_json_bytes:
-            raise errors.ApiError(413, "payload_too_large", f"a JSON body may be at most {settings.max_json_bytes} "
-                                  "bytes (KADR_MAX_JSON_BYTES); send files as multipart/form-data")
+            raise errors.ApiError(
+                413,
+                "payload_too_large",
+                f"a JSON body may be at most {settings.max_json_bytes} "
+                "bytes (KADR_MAX_JSON_BYTES); send files as multipart/form-data",
+            )
 
     @app.after_request
     def _echo_request_id(resp: Response) -> Response:
@@ -145,9 +168,23 @@ def create_app(settings: GatewaySettings | None = None) -> OpenAPI:
         video_uploads,
         videos,
     )
-    for bp in (health.bp, enhance_options.bp, enhance.bp, jobs.bp, batches.bp, batch_controls.bp, batch_exports.bp,
-               video_uploads.bp, videos.bp, video_reports.bp, camera_webhook.webhook_bp, cameras.bp, ops.bp,
-               usage.bp):
+
+    for bp in (
+        health.bp,
+        enhance_options.bp,
+        enhance.bp,
+        jobs.bp,
+        batches.bp,
+        batch_controls.bp,
+        batch_exports.bp,
+        video_uploads.bp,
+        videos.bp,
+        video_reports.bp,
+        camera_webhook.webhook_bp,
+        cameras.bp,
+        ops.bp,
+        usage.bp,
+    ):
         _keep_shared_paths(app, bp)
         app.register_api(bp)
 
@@ -169,4 +206,3 @@ def _keep_shared_paths(app: OpenAPI, bp: APIBlueprint) -> None:
             for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace"):
                 if getattr(item, method) is None and getattr(prior, method) is not None:
                     setattr(item, method, getattr(prior, method))
-

@@ -13,6 +13,7 @@ archive from being a weapon.
   headers); links, devices and nested archives are refused; directories, hidden files
   and macOS ``__MACOSX`` metadata are skipped (counted).
 """
+
 from __future__ import annotations
 
 import io
@@ -79,7 +80,7 @@ class ArchiveError(Exception):
 
 
 def archive_kind(stream: IO[bytes]) -> str | None:
-    """"zip", "tar" or None, from the content (names lie)."""
+    """ "zip", "tar" or None, from the content (names lie)."""
     pos = stream.tell()
     head = stream.read(512)
     stream.seek(pos)
@@ -132,11 +133,11 @@ def _zip_directory(stream: IO[bytes]) -> tuple[int, int] | None:
     at = tail.rfind(_EOCD)
     if at < 0 or len(tail) - at < 22:
         return None
-    entries, cd_size = struct.unpack("<HI", tail[at + 10:at + 16])
+    entries, cd_size = struct.unpack("<HI", tail[at + 10 : at + 16])
     if entries == 0xFFFF or cd_size == 0xFFFFFFFF:
         loc = at - 20
-        if loc >= 0 and tail[loc:loc + 4] == _EOCD64_LOCATOR:
-            (rec_at,) = struct.unpack("<Q", tail[loc + 8:loc + 16])
+        if loc >= 0 and tail[loc : loc + 4] == _EOCD64_LOCATOR:
+            (rec_at,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
             stream.seek(rec_at)
             rec = stream.read(56)
             if len(rec) == 56 and rec[:4] == b"PK\x06\x06":
@@ -178,12 +179,14 @@ def iter_archive(stream: IO[bytes], kind: str, limits: Limits) -> Iterator[Entry
         if size > limits.max_entry_bytes:
             return Refused(name, "file_too_large", f"{name}: {size} bytes, over the {limits.max_entry_bytes} limit")
         if compressed is not None and size > 1024 and size / max(compressed, 1) > limits.max_ratio:
-            return Refused(name, "compression_ratio", f"{name}: compressed {size / max(compressed, 1):.0f}:1, "
-                           f"over the {limits.max_ratio:g}:1 limit")
+            return Refused(
+                name,
+                "compression_ratio",
+                f"{name}: compressed {size / max(compressed, 1):.0f}:1, over the {limits.max_ratio:g}:1 limit",
+            )
         total += size
         if total > limits.max_total_bytes:
-            raise ArchiveError("archive_too_large",
-                               f"the archive unpacks to more than {limits.max_total_bytes} bytes")
+            raise ArchiveError("archive_too_large", f"the archive unpacks to more than {limits.max_total_bytes} bytes")
         return None
 
     if kind == "zip":
@@ -192,11 +195,15 @@ def iter_archive(stream: IO[bytes], kind: str, limits: Limits) -> Iterator[Entry
         if directory is not None:
             entries, cd_size = directory
             if entries > limits.max_entries:
-                raise ArchiveError("too_many_entries", f"the archive has {entries} entries; at most "
-                                   f"{limits.max_entries} are accepted (directories and hidden files count)")
+                raise ArchiveError(
+                    "too_many_entries",
+                    f"the archive has {entries} entries; at most "
+                    f"{limits.max_entries} are accepted (directories and hidden files count)",
+                )
             if cd_size > (entries + 1) * _CD_BYTES_PER_ENTRY:
-                raise ArchiveError("invalid_archive", f"the ZIP's directory takes {cd_size} bytes for "
-                                   f"{entries} entries")
+                raise ArchiveError(
+                    "invalid_archive", f"the ZIP's directory takes {cd_size} bytes for {entries} entries"
+                )
         try:
             zf = zipfile.ZipFile(stream)
         except (zipfile.BadZipFile, OSError) as e:
@@ -243,8 +250,9 @@ def iter_archive(stream: IO[bytes], kind: str, limits: Limits) -> Iterator[Entry
                 counted()
                 unpacked += _TAR_HEADER + (member.size if member.isfile() else 0)
                 if unpacked > _RATIO_FLOOR and unpacked / max(raw.read_bytes, 1) > limits.max_ratio:
-                    raise ArchiveError("compression_ratio", f"the archive unpacks to over {limits.max_ratio:g} "
-                                       "times its size")
+                    raise ArchiveError(
+                        "compression_ratio", f"the archive unpacks to over {limits.max_ratio:g} times its size"
+                    )
                 if member.isdir() or _skipped(member.name):
                     yield None
                     continue

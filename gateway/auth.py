@@ -1,4 +1,5 @@
 """Bearer API keys on every /api/v1 route; /healthz, /readyz and docs stay open."""
+
 from __future__ import annotations
 
 import logging
@@ -41,16 +42,23 @@ def require_scope(scope: str) -> None:
     """403 ``forbidden_scope`` unless the request's key has ``scope`` (views call this
     where the route alone does not tell, e.g. a video's id given to /jobs)."""
     if not has_scope(scope):
-        raise ApiError(403, "forbidden_scope", f"this API key lacks the scope {scope!r}; an operator grants it "
-                       f"with: kadr keys create NAME --scope {scope}", details={"scope": scope})
+        raise ApiError(
+            403,
+            "forbidden_scope",
+            f"this API key lacks the scope {scope!r}; an operator grants it "
+            f"with: kadr keys create NAME --scope {scope}",
+            details={"scope": scope},
+        )
 
 
 def install(app: Flask) -> None:
     settings = app.extensions["kadr"].settings
     if settings.auth_disabled:
         for _ in range(3):
-            log.warning("!!! AUTHENTICATION IS DISABLED (KADR_AUTH_DISABLED=true): every request "
-                        "acts as one local owner. Never expose this gateway. !!!")
+            log.warning(
+                "!!! AUTHENTICATION IS DISABLED (KADR_AUTH_DISABLED=true): every request "
+                "acts as one local owner. Never expose this gateway. !!!"
+            )
 
     @app.before_request
     def _authenticate() -> None:
@@ -64,12 +72,20 @@ def install(app: Flask) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'",
-                           headers={"WWW-Authenticate": 'Bearer realm="kadr"'})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing API key: send 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": 'Bearer realm="kadr"'},
+            )
         record = lookup_key(kadr().redis, key.strip())
         if record is None:
-            raise ApiError(401, "unauthorized", "unknown or revoked API key",
-                           headers={"WWW-Authenticate": 'Bearer realm="kadr", error="invalid_token"'})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "unknown or revoked API key",
+                headers={"WWW-Authenticate": 'Bearer realm="kadr", error="invalid_token"'},
+            )
         g.owner = record["id"]
         g.api_key = key.strip()  # open streams re-check it (gateway/sse.py)
         g.scopes = scopes_of(record)

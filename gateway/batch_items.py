@@ -1,6 +1,7 @@
 """Photos into a batch: single images or ZIP/TAR archives, each entry checked like an
 upload of its own. A file that fails is reported and the others go in: with 10,000
 photos, one bad file must not send the client back to the start."""
+
 from __future__ import annotations
 
 from typing import Any, BinaryIO
@@ -23,27 +24,46 @@ from services.store import task_stats
 from services.store.batches import BatchClosed
 
 
-def _photo(k: Kadr, batch: Batch, name: str, data: BinaryIO, request_id: str, rates: dict[str, float],
-           part: int) -> list[dict[str, Any]]:
+def _photo(
+    k: Kadr, batch: Batch, name: str, data: BinaryIO, request_id: str, rates: dict[str, float], part: int
+) -> list[dict[str, Any]]:
     """Check, plan (each variant's output must fit) and store one photo (a file at 0: an
     upload spooled by werkzeug, or an archive entry spooled by archives.py), add it to
     the batch; returns an answer per variant."""
-    info = images.inspect_image(data, max_bytes=k.settings.max_upload_bytes,
-                                max_pixels=k.settings.max_image_pixels)
-    plans = {v["name"]: item_plan(*plan_photo(k, {**batch["params"], **(v.get("params") or {})}, info, rates))
-             for v in batch["variants"]}
+    info = images.inspect_image(data, max_bytes=k.settings.max_upload_bytes, max_pixels=k.settings.max_image_pixels)
+    plans = {
+        v["name"]: item_plan(*plan_photo(k, {**batch["params"], **(v.get("params") or {})}, info, rates))
+        for v in batch["variants"]
+    }
     sha, size = sha256_and_size(data)
     # Keyed by content: identical photos share one file, and a retried upload rewrites nothing.
     key = blob_keys.batch_input(batch["id"], sha)
     if not k.blobs.exists(key):
         k.blobs.put_stream(key, data)
     UPLOAD_BYTES.inc(size)
-    inp = {"blob": key, "name": name, "format": info.format, "width": info.width, "height": info.height,
-           "bytes": size, "sha256": sha}
+    inp = {
+        "blob": key,
+        "name": name,
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "bytes": size,
+        "sha256": sha,
+    }
     jobs, existing = k.batches.add_photo(batch, input=inp, request_id=request_id, plans=plans)
-    return [{"id": j["id"], "name": name, "variant": j.get("variant") or "default", "sha256": sha,
-             "state": j["state"], "duplicate_of": j.get("duplicate_of") or None, "existing": existing,
-             "file": part} for j in jobs]
+    return [
+        {
+            "id": j["id"],
+            "name": name,
+            "variant": j.get("variant") or "default",
+            "sha256": sha,
+            "state": j["state"],
+            "duplicate_of": j.get("duplicate_of") or None,
+            "existing": existing,
+            "file": part,
+        }
+        for j in jobs
+    ]
 
 
 def _refuse(out: list[dict[str, Any]], part: int, name: str, code: str, message: str) -> None:
@@ -65,9 +85,12 @@ def add_files(k: Kadr, batch: Batch, files: list[FileStorage], request_id: str) 
     ignored = 0
     quota = quotas.BatchQuota(k, batch)
     n_items = len(batch["variants"]) or 1
-    limits = archives.Limits(max_entries=k.settings.archive_max_entries,
-                             max_entry_bytes=k.settings.max_upload_bytes,
-                             max_total_bytes=k.settings.archive_max_bytes, max_ratio=k.settings.archive_max_ratio)
+    limits = archives.Limits(
+        max_entries=k.settings.archive_max_entries,
+        max_entry_bytes=k.settings.max_upload_bytes,
+        max_total_bytes=k.settings.archive_max_bytes,
+        max_ratio=k.settings.archive_max_ratio,
+    )
 
     rates = task_stats.photo_rates(k.redis)
 
@@ -99,8 +122,13 @@ def add_files(k: Kadr, batch: Batch, files: list[FileStorage], request_id: str) 
                 size = f.stream.tell()
                 f.stream.seek(0)
                 if size > k.settings.max_upload_bytes:
-                    _refuse(rejected, part, name, "file_too_large",
-                            f"{name}: over the {k.settings.max_upload_bytes} byte limit")
+                    _refuse(
+                        rejected,
+                        part,
+                        name,
+                        "file_too_large",
+                        f"{name}: over the {k.settings.max_upload_bytes} byte limit",
+                    )
                     continue
                 one(part, name, stream_of(f))  # werkzeug spooled it (to disk past 1 MiB): read from there
                 continue
@@ -122,7 +150,10 @@ def add_files(k: Kadr, batch: Batch, files: list[FileStorage], request_id: str) 
         if not accepted:
             raise q.error
         REJECTIONS.labels(reason=q.error.code).inc()
-        return {"accepted": accepted, "rejected": rejected, "ignored": ignored,
-                "stopped": {"code": q.error.code, "message": q.error.message}}
+        return {
+            "accepted": accepted,
+            "rejected": rejected,
+            "ignored": ignored,
+            "stopped": {"code": q.error.code, "message": q.error.message},
+        }
     return {"accepted": accepted, "rejected": rejected, "ignored": ignored}
-

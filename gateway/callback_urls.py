@@ -1,6 +1,7 @@
 """A ``callback_url`` on new work: checked against the destination policy at once
 (services/upkeep/callbacks.py), so a forbidden or unresolvable one is a 400 now rather
 than a failed delivery later. Deliveries check again when they connect."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,8 +12,10 @@ from gateway.context import Kadr
 from gateway.errors import ApiError
 from services.upkeep.callbacks import MAX_URL, CallbackRefused, check, networks
 
-DESCRIPTION = ("told once, by a signed POST, when this ends (GET /api/v1/callbacks/secret has the key to "
-               "check it); http(s), public addresses only unless the operator allows a network")
+DESCRIPTION = (
+    "told once, by a signed POST, when this ends (GET /api/v1/callbacks/secret has the key to "
+    "check it); http(s), public addresses only unless the operator allows a network"
+)
 
 
 def field() -> Any:  # pydantic's Field() is typed Any so it fits any annotation

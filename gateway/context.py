@@ -1,5 +1,6 @@
 """Per-app service handles (Redis, job store, blobs, the task dispatcher), built once in
 the app factory from the settings object and reached through ``kadr()`` in views."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -11,6 +11,7 @@ conversion at a time (others wait up to
 one per request. A stored image whose pixels cannot be decoded is 422
 ``unreadable_image``, not a 500.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,6 +29,8 @@ _COST = {"jpeg": 1.0, "bmp": 1.0, "tiff": 1.0, "png": 1.2, "webp": 3.4}
 
 def pixel_limit(fmt: str, max_pixels: int) -> int:
     return int(max_pixels / _COST.get(fmt, 1.0))
+
+
 # A threading semaphore: under gevent's monkey-patching it is greenlet-aware.
 _one_at_a_time = threading.Semaphore(1)
 
@@ -36,16 +39,23 @@ def convert(data: bytes, fmt: str, *, max_pixels: int) -> bytes:
     """``data`` re-encoded as ``fmt``; ``max_pixels``: the setting, for a JPEG target."""
     max_pixels = pixel_limit(fmt, max_pixels)
     if not _one_at_a_time.acquire(timeout=CONVERT_WAIT_SECONDS):
-        raise ApiError(503, "server_busy", "other conversions are running; retry, or download the file as stored",
-                       headers={"Retry-After": "5"})
+        raise ApiError(
+            503,
+            "server_busy",
+            "other conversions are running; retry, or download the file as stored",
+            headers={"Retry-After": "5"},
+        )
     try:
         return images.encode_image(images.decode_bgr(data, max_pixels=max_pixels), fmt)
     except images.ImageError as e:
         if e.code == "too_many_pixels":
-            raise ApiError(413, "too_large_to_convert",
-                           f"the image is too large to convert to {fmt} here (over {max_pixels:,} pixels, "
-                           "from KADR_MAX_CONVERT_PIXELS); download it as stored and convert it locally",
-                           details={"max_pixels": max_pixels})
+            raise ApiError(
+                413,
+                "too_large_to_convert",
+                f"the image is too large to convert to {fmt} here (over {max_pixels:,} pixels, "
+                "from KADR_MAX_CONVERT_PIXELS); download it as stored and convert it locally",
+                details={"max_pixels": max_pixels},
+            )
         log.warning("a stored image could not be converted", extra={"error": e.message})
         raise ApiError(422, "unreadable_image", f"the stored image cannot be converted: {e.message}")
     finally:

@@ -1,4 +1,5 @@
 """Sending work to a queue: backlog admission and the task message itself."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,12 @@ def admit(k: Kadr, task_name: str, n: int = 1) -> None:
     limit, code, retry_after = _backlog_limit(k, queue)
     backlog = queue_length(k.redis, queue, INTERACTIVE)
     if backlog + n > limit:
-        raise ApiError(503, code, f"queue {queue} holds {backlog} waiting tasks (limit {limit}); retry later",
-                       headers={"Retry-After": str(retry_after)})
+        raise ApiError(
+            503,
+            code,
+            f"queue {queue} holds {backlog} waiting tasks (limit {limit}); retry later",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def _backlog_limit(k: Kadr, queue: str) -> tuple[int, str, int]:
@@ -41,7 +46,12 @@ def send(k: Kadr, task_name: str, payload: TaskPayload) -> None:
         k.send(task_name, payload.model_dump())
     except DispatchError as e:
         log.error("could not queue task", extra={"task": task_name, "error": str(e)})
-        k.jobs.transition(payload.job_id, "failed", allowed_from=ACTIVE,
-                          error={"code": "dispatch_failed", "message": "the broker is unreachable"})
-        raise ApiError(503, "broker_unavailable", "the task queue is unreachable; retry later",
-                       headers={"Retry-After": "5"})
+        k.jobs.transition(
+            payload.job_id,
+            "failed",
+            allowed_from=ACTIVE,
+            error={"code": "dispatch_failed", "message": "the broker is unreachable"},
+        )
+        raise ApiError(
+            503, "broker_unavailable", "the task queue is unreachable; retry later", headers={"Retry-After": "5"}
+        )

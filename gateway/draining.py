@@ -7,6 +7,7 @@ for minutes, so all of them would be cut at the timeout with a 502. Instead they
 here about once a second and end on their own: a stream closes (EventSource reconnects
 to a live worker at once), a long poll answers with the job as it is.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

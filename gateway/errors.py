@@ -1,4 +1,5 @@
 """Every error leaves the gateway as JSON: {"error": {"code", "message", "request_id"}}."""
+
 from __future__ import annotations
 
 import logging
@@ -16,15 +17,17 @@ log = logging.getLogger("kadr.gateway")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, details: Any = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.details, self.headers = details, headers or {}
 
 
-def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
     body = {"error": {"code": code, "message": message, "request_id": g.get("request_id", "")}}
     if details is not None:
         body["error"]["details"] = details
@@ -62,6 +65,7 @@ def openapi_validation_callback(e: ValidationError) -> Response:
 
 def _model_of(e: ValidationError) -> type | None:
     from services.contracts import schemas
+
     return getattr(schemas, e.title, None) or _FORM_MODELS.get(e.title)
 
 
@@ -74,6 +78,7 @@ def register_form_model(model: type) -> None:
 
 def kadr_floor() -> int:
     from flask import current_app
+
     floor: int = current_app.extensions["kadr"].settings.storage_free_floor_bytes
     return floor
 
@@ -85,8 +90,13 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-                 400: "bad_request", 429: "rate_limited"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            400: "bad_request",
+            429: "rate_limited",
+        }
         code = codes.get(e.code or 500, "http_error")
         msg = e.description or code
         if e.code == 413:
@@ -98,6 +108,7 @@ def install(app: Flask) -> None:
         # A write that raced past the high-water mark and met Redis's own refusal: the
         # guard's answer, never a 500.
         from gateway.storage_guard import redis_refused
+
         err = redis_refused()
         return error_response(err.status, err.code, err.message, headers=err.headers)
 
@@ -106,6 +117,7 @@ def install(app: Flask) -> None:
         # The disk filled between the floor's reading and this upload's write: the
         # write left nothing behind (storage.py), the client is told to come back.
         from gateway.storage_guard import disk_full
+
         STORAGE_FULL.labels(store="blobs").inc()
         log.error("the file store ran out of space during an upload: %s", e)
         err = disk_full(0, kadr_floor())

@@ -4,6 +4,7 @@ Both walk the batch a page at a time and stream as they go, so a 10,000-item exp
 costs one page of job records in memory and starts at once, while the batch is still
 running; each reflects the items ended when its page was read.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,9 +21,26 @@ from services.media import images
 from services.store.batches import BatchStore
 from services.store.blobs import BlobNotFound, BlobStore
 
-COLUMNS = ["item_id", "name", "variant", "state", "input_bytes", "input_width", "input_height",
-           "output_bytes", "output_width", "output_height", "output_format", "faces", "seconds",
-           "cache_hit", "duplicate_of", "error_code", "error_message", "output_url"]
+COLUMNS = [
+    "item_id",
+    "name",
+    "variant",
+    "state",
+    "input_bytes",
+    "input_width",
+    "input_height",
+    "output_bytes",
+    "output_width",
+    "output_height",
+    "output_format",
+    "faces",
+    "seconds",
+    "cache_hit",
+    "duplicate_of",
+    "error_code",
+    "error_message",
+    "output_url",
+]
 
 
 def manifest_row(job: AnyJob) -> dict[str, Any]:
@@ -31,15 +49,26 @@ def manifest_row(job: AnyJob) -> dict[str, Any]:
     timings = res.get("timings") or {}
     src = job.get("duplicate_of") or job["id"]
     done = job["state"] == "succeeded" or (job["state"] == "skipped" and job.get("duplicate_of"))
-    return {"item_id": job["id"], "name": inp.get("name", ""), "variant": job.get("variant") or "default",
-            "state": job["state"], "input_bytes": inp.get("bytes"), "input_width": inp.get("width"),
-            "input_height": inp.get("height"), "output_bytes": res.get("bytes"),
-            "output_width": res.get("width"), "output_height": res.get("height"),
-            "output_format": res.get("format"), "faces": res.get("faces_restored", res.get("faces")),
-            "seconds": timings.get("total_seconds"), "cache_hit": res.get("cache_hit"),
-            "duplicate_of": job.get("duplicate_of") or None, "error_code": err.get("code"),
-            "error_message": err.get("message"),
-            "output_url": f"/api/v1/jobs/{src}/result" if done else None}
+    return {
+        "item_id": job["id"],
+        "name": inp.get("name", ""),
+        "variant": job.get("variant") or "default",
+        "state": job["state"],
+        "input_bytes": inp.get("bytes"),
+        "input_width": inp.get("width"),
+        "input_height": inp.get("height"),
+        "output_bytes": res.get("bytes"),
+        "output_width": res.get("width"),
+        "output_height": res.get("height"),
+        "output_format": res.get("format"),
+        "faces": res.get("faces_restored", res.get("faces")),
+        "seconds": timings.get("total_seconds"),
+        "cache_hit": res.get("cache_hit"),
+        "duplicate_of": job.get("duplicate_of") or None,
+        "error_code": err.get("code"),
+        "error_message": err.get("message"),
+        "output_url": f"/api/v1/jobs/{src}/result" if done else None,
+    }
 
 
 # A cell a spreadsheet would run as a formula (a photo named "=HYPERLINK(...)" or

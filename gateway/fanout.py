@@ -14,6 +14,7 @@ the reader's connection drops, what was published meanwhile is gone: every waite
 gets :data:`RESYNC` and reads its object again. Written with ``threading`` and ``queue``
 only, so it serves gthread workers as is and gevent workers once they are patched.
 """
+
 from __future__ import annotations
 
 import logging

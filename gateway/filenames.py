@@ -6,6 +6,7 @@ Windows, macOS and Linux. So a sanitised name must be a plain single path compon
 that every one of those systems accepts, while keeping the user's own letters:
 Cyrillic and Chinese names are common for our users and are kept as they are.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,9 +23,7 @@ _SEPARATORS = re.compile(r"[/\\]")
 # Refused by Windows in any name (the path separators are handled separately).
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 # Bidirectional overrides let "photo\u202egpj.exe" display as "photoexe.jpg".
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Device names Windows reserves whatever the extension ("con.txt" opens the console).
 _WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}

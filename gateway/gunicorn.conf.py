@@ -10,6 +10,7 @@ where gevent cannot run, at a thread per held connection. max_requests with jitt
 recycles workers so a slow leak cannot grow without bound, and the jitter keeps them
 from all restarting at once; held connections end cleanly as a worker drains.
 """
+
 import os
 import shutil
 import tempfile
@@ -54,10 +55,12 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
-                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-                 "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
-                 "static_fields": {"service": "gateway"}},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+            "static_fields": {"service": "gateway"},
+        },
         "raw": {"format": "%(message)s"},
     },
     "handlers": {
@@ -75,12 +78,14 @@ logconfig_dict = {
 def post_worker_init(worker: Any) -> None:
     # Held streams and long polls end on their own when this worker starts to drain.
     from gateway import draining
+
     draining.bind(worker)
 
 
 def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's live gauges must not linger in the aggregate.
     from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 

@@ -7,6 +7,7 @@ long), answered 429 ``too_many_streams``; and per process, below its file descri
 memory, answered 503 ``server_busy`` with ``Retry-After`` (another process or a moment
 later may have room).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,24 +49,31 @@ class Holds:
         """Room for one more hold, or an :class:`ApiError`; returns its release (idempotent)."""
         with self._lock:
             if self._open >= self.per_process:
-                raise ApiError(503, "server_busy", f"this gateway process holds {self._open} open streams "
-                               f"and long polls (KADR_MAX_OPEN_STREAMS={self.per_process}); retry shortly",
-                               headers={"Retry-After": "5"})
+                raise ApiError(
+                    503,
+                    "server_busy",
+                    f"this gateway process holds {self._open} open streams "
+                    f"and long polls (KADR_MAX_OPEN_STREAMS={self.per_process}); retry shortly",
+                    headers={"Retry-After": "5"},
+                )
             self._open += 1
         OPEN_STREAMS.inc()
         member, now = uuid.uuid4().hex, time.time()
         lapse = now + self.longest + 30
         try:
-            ok = self.r.eval(_ACQUIRE, 1, self.key(owner), now, lapse, member, self.per_key,
-                             int(self.longest) + 60)
+            ok = self.r.eval(_ACQUIRE, 1, self.key(owner), now, lapse, member, self.per_key, int(self.longest) + 60)
         except Exception:
             self._release_local()
             raise
         if not ok:
             self._release_local()
-            raise ApiError(429, "too_many_streams", f"this key already holds {self.per_key} open streams and "
-                           f"long polls (KADR_MAX_STREAMS_PER_KEY); close some first",
-                           headers={"Retry-After": "5"})
+            raise ApiError(
+                429,
+                "too_many_streams",
+                f"this key already holds {self.per_key} open streams and "
+                f"long polls (KADR_MAX_STREAMS_PER_KEY); close some first",
+                headers={"Retry-After": "5"},
+            )
         released = False
 
         def release() -> None:
@@ -78,6 +86,7 @@ class Holds:
                 self.r.zrem(self.key(owner), member)
             except Exception:  # Redis away: the entry lapses by its score
                 log.warning("stream hold not released in Redis; it lapses by itself", exc_info=True)
+
         return release
 
     def _release_local(self) -> None:

@@ -5,6 +5,7 @@ batches), not from counters of their own that a crash could leave wrong. An uplo
 checks them when it starts and again every ``RECHECK`` photos, so requests of one key
 running in parallel pass a quota by at most that many photos each.
 """
+
 from __future__ import annotations
 
 from gateway.context import Kadr
@@ -21,20 +22,27 @@ def check_new_batch(k: Kadr, owner: str, adding: int = 0) -> None:
     batches, items = k.batches.owner_load(owner)
     limit = k.settings.max_open_batches_per_key
     if batches >= limit:
-        raise ApiError(429, "too_many_open_batches",
-                       f"this key has {batches} batches not yet ended (limit {limit}, "
-                       "KADR_MAX_OPEN_BATCHES_PER_KEY); close or cancel one, or wait for one to end",
-                       details={"open_batches": batches, "limit": limit},
-                       headers={"Retry-After": RETRY_AFTER})
+        raise ApiError(
+            429,
+            "too_many_open_batches",
+            f"this key has {batches} batches not yet ended (limit {limit}, "
+            "KADR_MAX_OPEN_BATCHES_PER_KEY); close or cancel one, or wait for one to end",
+            details={"open_batches": batches, "limit": limit},
+            headers={"Retry-After": RETRY_AFTER},
+        )
     if adding and items + adding > k.settings.max_items_in_flight_per_key:
         raise in_flight_error(items, adding, k.settings.max_items_in_flight_per_key)
 
 
 def in_flight_error(in_flight: int, adding: int, limit: int) -> ApiError:
-    return ApiError(429, "too_many_in_flight",
-                    f"this key has {in_flight} items not yet ended and {adding} more would pass its limit "
-                    f"of {limit} (KADR_MAX_ITEMS_IN_FLIGHT_PER_KEY); send them as these end",
-                    details={"in_flight": in_flight, "limit": limit}, headers={"Retry-After": RETRY_AFTER})
+    return ApiError(
+        429,
+        "too_many_in_flight",
+        f"this key has {in_flight} items not yet ended and {adding} more would pass its limit "
+        f"of {limit} (KADR_MAX_ITEMS_IN_FLIGHT_PER_KEY); send them as these end",
+        details={"in_flight": in_flight, "limit": limit},
+        headers={"Retry-After": RETRY_AFTER},
+    )
 
 
 def check_in_flight(k: Kadr, owner: str, adding: int = 1) -> None:
@@ -45,10 +53,13 @@ def check_in_flight(k: Kadr, owner: str, adding: int = 1) -> None:
 
 
 def batch_items_error(total: int, adding: int, limit: int) -> ApiError:
-    return ApiError(413, "too_many_items",
-                    f"the batch holds {total} items and {adding} more would pass its limit of {limit} "
-                    "(KADR_MAX_BATCH_ITEMS; items are photos x variants); start another batch",
-                    details={"items": total, "limit": limit})
+    return ApiError(
+        413,
+        "too_many_items",
+        f"the batch holds {total} items and {adding} more would pass its limit of {limit} "
+        "(KADR_MAX_BATCH_ITEMS; items are photos x variants); start another batch",
+        details={"items": total, "limit": limit},
+    )
 
 
 class BatchQuota:

@@ -3,6 +3,7 @@ checks answers against them). Record parts (results, errors, inputs) are the Typ
 ``services/contracts/records.py``, so a field a worker writes is documented where it is
 declared. Views build these from records (``gateway/api/views.py``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal, NotRequired
@@ -37,6 +38,7 @@ class ErrorBody(BaseModel):
 class CallbackView(TypedDict):
     """Where a completion callback goes and how its delivery went ("waiting": its job
     has not ended; the other states and fields are the outbox's, CallbackOutcome)."""
+
     url: str
     state: Literal["waiting", "pending", "delivered", "failed"]
     attempts: NotRequired[int]
@@ -48,6 +50,7 @@ class CallbackView(TypedDict):
 
 class RecordView(BaseModel):
     """What every job's view shows, whatever its kind."""
+
     id: str
     kind: str
     state: JobState
@@ -63,6 +66,7 @@ class RecordView(BaseModel):
 
 class JobView(RecordView):
     """A photo's job."""
+
     input: PhotoInfo | None = None
     result: EnhanceOutput | None = None
     batch_id: str | None = None
@@ -83,6 +87,7 @@ class BatchItemView(BaseModel):
 
 class PhotoAccepted(BaseModel):
     """One variant of one photo added to a batch (``existing``: a retried upload)."""
+
     id: str
     name: str
     variant: str = "default"
@@ -102,6 +107,7 @@ class PhotoRefused(BaseModel):
 
 class ItemsAdded(BaseModel):
     """``stopped``: a quota stopped the request there (what came before is in)."""
+
     accepted: list[PhotoAccepted]
     rejected: list[PhotoRefused]
     ignored: int
@@ -190,8 +196,7 @@ class CamerasView(BaseModel):
 
 def binary(media_type: str, description: str) -> dict[str, Any]:
     """A response that is a file, not JSON, as flask-openapi3 takes it."""
-    return {"description": description,
-            "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
+    return {"description": description, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
 
 
 class OpsView(BaseModel):
@@ -229,5 +234,7 @@ class UsageView(BaseModel):
 
 def event_stream(description: str) -> dict[str, Any]:
     """Server-Sent Events whose every ``data`` is a JSON object."""
-    return {"description": description,
-            "content": {"text/event-stream": {"schema": {"type": "object", "description": "each event's data"}}}}
+    return {
+        "description": description,
+        "content": {"text/event-stream": {"schema": {"type": "object", "description": "each event's data"}}},
+    }

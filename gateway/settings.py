@@ -1,5 +1,6 @@
 """Settings of the gateway process: the groups it shares with the workers and ops, plus what
 only the web tier needs."""
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -16,8 +17,9 @@ from services.contracts.settings import (
 )
 
 
-class GatewaySettings(PhotoSettings, VideoSettings, BatchSettings, RetentionSettings, CallbackSettings,
-                      CameraListSettings):
+class GatewaySettings(
+    PhotoSettings, VideoSettings, BatchSettings, RetentionSettings, CallbackSettings, CameraListSettings
+):
     auth_disabled: bool = False  # local development only; the gateway logs it loudly
     # Upload limits (each answered with a clear 4xx)
     max_upload_bytes: int = 50 * MIB

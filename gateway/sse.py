@@ -7,6 +7,7 @@ is bounded (``sse_max_seconds``, then the browser's EventSource reconnects on it
 ``retry`` tells it how soon) and every stream starts with a full snapshot: a client that
 reconnects, or that missed events while away, is never left with stale numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,25 +47,37 @@ def event_response(k: Kadr, stream_of: Callable[[Subscribe, Callable[[], bool]],
 
     def alive() -> bool:
         return k.settings.auth_disabled or lookup_key(k.redis, key) is not None
+
     try:
         body = Held(stream_of(k.fanout.subscribe, alive), release)
     except BaseException:
         release()
         raise
     # X-Accel-Buffering: nginx passes each event on as it comes instead of buffering.
-    return Response(body, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Response(
+        body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, view: Callable[[Batch], dict[str, Any]],
-                 item_view: View, max_seconds: float, min_interval: float = 0.5,
-                 keepalive: float = 15.0, alive: Callable[[], bool] = _always) -> Iterator[str]:
+def batch_events(
+    batches: BatchStore,
+    batch_id: str,
+    *,
+    subscribe: Subscribe,
+    view: Callable[[Batch], dict[str, Any]],
+    item_view: View,
+    max_seconds: float,
+    min_interval: float = 0.5,
+    keepalive: float = 15.0,
+    alive: Callable[[], bool] = _always,
+) -> Iterator[str]:
     """``progress`` (throttled; item ends and running items' progress both move it),
     ``item`` for each item that ends, ``end``."""
+
     def on_message(data: str) -> Iterator[str]:
         state, _, job_id = data.partition(" ")
         if state in TERMINAL:
@@ -72,21 +85,45 @@ def batch_events(batches: BatchStore, batch_id: str, *, subscribe: Subscribe, vi
             if job is not None:
                 yield _event("item", item_view(job))
 
-    return _follow(subscribe, redis_keys.batch_events(batch_id), read=lambda: batches.get(batch_id),
-                   ended=lambda b: batches.finished(b) or b["state"] == "canceled", view=view,
-                   on_message=on_message, max_seconds=max_seconds, min_interval=min_interval,
-                   keepalive=keepalive, alive=alive)
+    return _follow(
+        subscribe,
+        redis_keys.batch_events(batch_id),
+        read=lambda: batches.get(batch_id),
+        ended=lambda b: batches.finished(b) or b["state"] == "canceled",
+        view=view,
+        on_message=on_message,
+        max_seconds=max_seconds,
+        min_interval=min_interval,
+        keepalive=keepalive,
+        alive=alive,
+    )
 
 
-def job_events(jobs: JobStore, job_id: str, *, subscribe: Subscribe, view: View, max_seconds: float,
-               min_interval: float = 0.5, keepalive: float = 15.0,
-               alive: Callable[[], bool] = _always) -> Iterator[str]:
+def job_events(
+    jobs: JobStore,
+    job_id: str,
+    *,
+    subscribe: Subscribe,
+    view: View,
+    max_seconds: float,
+    min_interval: float = 0.5,
+    keepalive: float = 15.0,
+    alive: Callable[[], bool] = _always,
+) -> Iterator[str]:
     """``progress`` (the job view, at most every ``min_interval``; the worker announces
     every tile and face) until it ends, then ``end`` with the final view."""
-    return _follow(subscribe, redis_keys.job_events(job_id), read=lambda: jobs.get(job_id),
-                   ended=lambda j: j["state"] in TERMINAL, view=view, max_seconds=max_seconds,
-                   min_interval=min_interval, keepalive=keepalive, urgent=lambda data: data in TERMINAL,
-                   alive=alive)
+    return _follow(
+        subscribe,
+        redis_keys.job_events(job_id),
+        read=lambda: jobs.get(job_id),
+        ended=lambda j: j["state"] in TERMINAL,
+        view=view,
+        max_seconds=max_seconds,
+        min_interval=min_interval,
+        keepalive=keepalive,
+        urgent=lambda data: data in TERMINAL,
+        alive=alive,
+    )
 
 
 def wait_for_end(jobs: JobStore, subscribe: Subscribe, job_id: str, timeout: float) -> AnyJob | None:
@@ -106,11 +143,20 @@ def wait_for_end(jobs: JobStore, subscribe: Subscribe, job_id: str, timeout: flo
     return job
 
 
-def _follow(subscribe: Subscribe, channel: str, *, read: Callable[[], T | None], ended: Callable[[T], bool],
-            view: Callable[[T], dict[str, Any]], max_seconds: float, min_interval: float, keepalive: float,
-            on_message: Callable[[str], Iterator[str]] = lambda data: iter(()),
-            urgent: Callable[[str], bool] = lambda data: False,
-            alive: Callable[[], bool] = _always) -> Iterator[str]:
+def _follow(
+    subscribe: Subscribe,
+    channel: str,
+    *,
+    read: Callable[[], T | None],
+    ended: Callable[[T], bool],
+    view: Callable[[T], dict[str, Any]],
+    max_seconds: float,
+    min_interval: float,
+    keepalive: float,
+    on_message: Callable[[str], Iterator[str]] = lambda data: iter(()),
+    urgent: Callable[[str], bool] = lambda data: False,
+    alive: Callable[[], bool] = _always,
+) -> Iterator[str]:
     """The stream both follow: subscribe first, then a snapshot (``progress``, and ``end``
     at once if it is over), then a fresh view at most every ``min_interval`` while
     messages arrive (at once for an ``urgent`` one), ``end`` when it is over; a comment

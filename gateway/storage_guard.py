@@ -16,6 +16,7 @@ space new uploads and camera events are refused (507 ``storage_full``), and the 
 left to the work already accepted, which still writes its results. Both come back by
 themselves: the next reading after space is freed lets work in again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,10 +38,14 @@ ADVICE = "delete finished batches, videos or jobs, or ask the operator for more 
 
 
 def storage_full(used: int, limit: int, mark: float) -> ApiError:
-    return ApiError(507, "storage_full",
-                    f"the job store is full ({used / 2**20:.0f} of {limit / 2**20:.0f} MiB, new work stops "
-                    f"at {mark:.0%}); {ADVICE}", details={"used_bytes": used, "maxmemory_bytes": limit},
-                    headers={"Retry-After": RETRY_AFTER})
+    return ApiError(
+        507,
+        "storage_full",
+        f"the job store is full ({used / 2**20:.0f} of {limit / 2**20:.0f} MiB, new work stops "
+        f"at {mark:.0%}); {ADVICE}",
+        details={"used_bytes": used, "maxmemory_bytes": limit},
+        headers={"Retry-After": RETRY_AFTER},
+    )
 
 
 def redis_refused() -> ApiError:
@@ -50,16 +55,27 @@ def redis_refused() -> ApiError:
 
 
 def disk_full(free: int, floor: int) -> ApiError:
-    return ApiError(507, "storage_full",
-                    f"the file store is nearly full ({free / 2**20:.0f} MiB free, new work stops below "
-                    f"{floor / 2**20:.0f} MiB); delete finished batches, videos, jobs or camera events, "
-                    "or ask the operator for more disk (KADR_STORAGE_FREE_FLOOR_BYTES)",
-                    details={"free_bytes": free, "floor_bytes": floor}, headers={"Retry-After": RETRY_AFTER})
+    return ApiError(
+        507,
+        "storage_full",
+        f"the file store is nearly full ({free / 2**20:.0f} MiB free, new work stops below "
+        f"{floor / 2**20:.0f} MiB); delete finished batches, videos, jobs or camera events, "
+        "or ask the operator for more disk (KADR_STORAGE_FREE_FLOOR_BYTES)",
+        details={"free_bytes": free, "floor_bytes": floor},
+        headers={"Retry-After": RETRY_AFTER},
+    )
 
 
 class StorageGuard:
-    def __init__(self, probe: redis.Redis, *, high_water: float, max_age_seconds: float,
-                 blobs: BlobStore | None = None, free_floor: int = 0):
+    def __init__(
+        self,
+        probe: redis.Redis,
+        *,
+        high_water: float,
+        max_age_seconds: float,
+        blobs: BlobStore | None = None,
+        free_floor: int = 0,
+    ):
         self.probe, self.high_water, self.max_age = probe, high_water, max_age_seconds
         self.blobs, self.free_floor = blobs, free_floor
         self._lock = threading.Lock()
@@ -90,8 +106,10 @@ class StorageGuard:
             free = self._free_bytes()
             if free is not None and free < self.free_floor:
                 STORAGE_FULL.labels(store="blobs").inc()
-                log.warning("new work refused: the file store is below its free-space floor",
-                            extra={"free_bytes": free, "floor_bytes": self.free_floor})
+                log.warning(
+                    "new work refused: the file store is below its free-space floor",
+                    extra={"free_bytes": free, "floor_bytes": self.free_floor},
+                )
                 raise disk_full(free, self.free_floor)
         try:
             used, limit = self._reading()
@@ -99,6 +117,8 @@ class StorageGuard:
             return
         if limit and used >= self.high_water * limit:
             STORAGE_FULL.labels(store="redis").inc()
-            log.warning("new work refused: the job store is past its high-water mark",
-                        extra={"used_bytes": used, "maxmemory_bytes": limit})
+            log.warning(
+                "new work refused: the job store is past its high-water mark",
+                extra={"used_bytes": used, "maxmemory_bytes": limit},
+            )
             raise storage_full(used, limit, self.high_water)

@@ -4,6 +4,7 @@ Checks run on the spooled upload before anything is kept: size, magic bytes and 
 pixel count from the header (a decompression bomb is refused without decoding).
 The original file name is kept only as sanitised metadata; the blob key is ours.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,6 +47,12 @@ def store_image(upload: FileStorage, info: images.ImageInfo, blobs: BlobStore, k
     sha, size = sha256_and_size(upload.stream)
     blobs.put_stream(key, stream_of(upload))
     UPLOAD_BYTES.inc(size)
-    return {"blob": key, "name": sanitize_filename(upload.filename or "", default="image"),
-            "format": info.format, "width": info.width, "height": info.height,
-            "bytes": size, "sha256": sha}
+    return {
+        "blob": key,
+        "name": sanitize_filename(upload.filename or "", default="image"),
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "bytes": size,
+        "sha256": sha,
+    }

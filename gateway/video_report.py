@@ -3,6 +3,7 @@ one result set's per-frame series as CSV. Pure: takes the metrics documents the 
 worker wrote (``metrics.json`` per result set, the same one ``/videos/{id}/metrics``
 serves), returns rows; the numbers are those documents' own, never recomputed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,16 +16,25 @@ from services.contracts.records import MetricsDocument, SegmentJob, StabilizeJob
 
 # (column, where in a metrics document, what it means); the stabilized masks' summary.
 METRICS = [
-    ("instability", ("stable", "summary", "instability", "mean"),
-     "1 - IoU of consecutive masks, mean (lower: steadier)"),
-    ("warped_consistency", ("stable", "summary", "warped_iou", "mean"),
-     "IoU of each mask with the previous one warped by optical flow, mean (higher: steadier where things move)"),
+    (
+        "instability",
+        ("stable", "summary", "instability", "mean"),
+        "1 - IoU of consecutive masks, mean (lower: steadier)",
+    ),
+    (
+        "warped_consistency",
+        ("stable", "summary", "warped_iou", "mean"),
+        "IoU of each mask with the previous one warped by optical flow, mean (higher: steadier where things move)",
+    ),
     ("iou_truth", ("stable", "summary", "iou_truth", "mean"), "IoU with the ground-truth masks, mean"),
     ("dice", ("stable", "summary", "dice", "mean"), "Dice of consecutive masks, mean"),
     ("lag_frames", ("stable", "summary", "lag_frames"), "frames the masks trail the truth by"),
     ("improvement_instability_pct", ("improvement_pct", "instability"), "instability removed vs the raw masks, %"),
-    ("improvement_warped_pct", ("improvement_pct", "warped_instability"),
-     "flow-warped instability removed vs the raw masks, %"),
+    (
+        "improvement_warped_pct",
+        ("improvement_pct", "warped_instability"),
+        "flow-warped instability removed vs the raw masks, %",
+    ),
 ]
 COLUMNS = ["result_id", "method", "params", "state", "frames"] + [m[0] for m in METRICS]
 FRAME_SERIES = ["iou", "dice", "instability", "warped_iou", "iou_truth"]
@@ -40,8 +50,13 @@ def _dig(doc: object, path: tuple[str, ...]) -> Any:
 
 def row(result_set: StabilizeJob, metrics: MetricsDocument | None) -> dict[str, Any]:
     params = result_set.get("params") or {}
-    out = {"result_id": result_set["id"], "method": params.get("method"), "params": params.get("params") or {},
-           "state": result_set["state"], "frames": metrics.get("frames") if metrics else None}
+    out = {
+        "result_id": result_set["id"],
+        "method": params.get("method"),
+        "params": params.get("params") or {},
+        "state": result_set["state"],
+        "frames": metrics.get("frames") if metrics else None,
+    }
     for name, path, _ in METRICS:
         out[name] = _dig(metrics, path) if metrics else None
     return out
@@ -49,10 +64,14 @@ def row(result_set: StabilizeJob, metrics: MetricsDocument | None) -> dict[str, 
 
 def report(video: SegmentJob, rows: list[dict[str, Any]]) -> dict[str, Any]:
     result: Mapping[str, Any] = video.get("result") or {}
-    return {"video_id": video["id"], "state": video["state"], "frames": result.get("frames"),
-            "has_truth": bool(result.get("has_truth")),
-            "metrics": {name: meaning for name, _, meaning in METRICS},
-            "result_sets": rows}
+    return {
+        "video_id": video["id"],
+        "state": video["state"],
+        "frames": result.get("frames"),
+        "has_truth": bool(result.get("has_truth")),
+        "metrics": {name: meaning for name, _, meaning in METRICS},
+        "result_sets": rows,
+    }
 
 
 def report_csv(rows: Iterable[dict[str, Any]]) -> str:
@@ -69,8 +88,11 @@ def frames_csv(metrics: Mapping[str, Any]) -> Iterator[str]:
     over consecutive frames (IoU, Dice, instability, warped IoU) has a value from the
     second frame on: the one comparing that frame with the frame before it."""
     frames = int(metrics.get("frames") or 0)
-    series = {f"{side}_{name}": (metrics.get(side) or {}).get("series", {}).get(name)
-              for side in ("raw", "stable") for name in FRAME_SERIES}
+    series = {
+        f"{side}_{name}": (metrics.get(side) or {}).get("series", {}).get(name)
+        for side in ("raw", "stable")
+        for name in FRAME_SERIES
+    }
     series = {k: v for k, v in series.items() if v is not None}
     offset = {k: frames - len(v) for k, v in series.items()}  # 1 for pairs, 0 per frame
     buf = io.StringIO()

@@ -2,6 +2,7 @@
 the side-by-side report and the segmentation catalog. Shared parts (errors, callbacks,
 the fields every job view has) are in ``gateway/responses.py``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,6 +24,7 @@ from services.contracts.records import (
 
 class ResultSetView(BaseModel):
     """A video's result set: the raw masks or one stabilization method's."""
+
     id: str
     method: str
     params: dict[str, Any] = {}
@@ -37,6 +39,7 @@ class ResultSetView(BaseModel):
 
 class VideoView(RecordView):
     """A video is a job of kind ``segment`` with its result sets."""
+
     input: VideoInfo
     result: SegmentResult | None = None
     results: list[ResultSetView]
@@ -44,6 +47,7 @@ class VideoView(RecordView):
 
 class MetricsView(BaseModel):
     """A result set's metrics document (records.MetricsDocument), served as the worker wrote it."""
+
     model_config = ConfigDict(extra="allow")
 
     result_id: str
@@ -58,6 +62,7 @@ class MetricsView(BaseModel):
 @open_record
 class ReportRow(TypedDict):
     """One result set in a video's report (gateway/video_report.py: COLUMNS)."""
+
     result_id: str
     method: str | None
     params: dict[str, Any]
@@ -74,6 +79,7 @@ class ReportRow(TypedDict):
 
 class VideoReport(BaseModel):
     """Every result set of a video side by side (``format=csv``: the rows as CSV)."""
+
     # flask-openapi3 adds this to the response's content next to the JSON schema.
     model_config = ConfigDict(openapi_extra={"content": {"text/csv": {"schema": {"type": "string"}}}})  # type: ignore[typeddict-unknown-key]
 

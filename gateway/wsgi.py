@@ -1,4 +1,5 @@
 """gunicorn entrypoint: ``gunicorn -c gateway/gunicorn.conf.py gateway.wsgi:app``."""
+
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from services.platform.logs import setup_logging

@@ -4,6 +4,7 @@ Each process runs in its own process group with its output in a log file under t
 test's directory, so a failing test can point at the log and a stop never leaves
 grandchildren (Celery pool children, gunicorn workers) behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,9 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
         except Exception as e:  # keep polling: the thing may not be up yet
             last_exc = e
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
-                       + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 def binary(name: str) -> str:
@@ -64,22 +66,24 @@ def stop_on_sigterm() -> None:
     """Turn SIGTERM and SIGHUP into SystemExit, so a script's ``finally`` stops the
     processes it started: killed plainly, a benchmark left its stack running (a worker
     went on taking both cores through the next runs)."""
+
     def leave(signum, frame):
         raise SystemExit(128 + signum)
+
     signal.signal(signal.SIGTERM, leave)
     signal.signal(signal.SIGHUP, leave)
 
 
 class Proc:
-    def __init__(self, name: str, cmd: list[str], *, log_dir: Path, env: dict | None = None,
-                 cwd: Path = ROOT):
+    def __init__(self, name: str, cmd: list[str], *, log_dir: Path, env: dict | None = None, cwd: Path = ROOT):
         self.name, self.cmd = name, cmd
         self.log_path = Path(log_dir) / f"{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         full_env = {**os.environ, **(env or {})}
-        self.p = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=self._log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        self.p = subprocess.Popen(
+            cmd, cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -117,14 +121,33 @@ class Proc:
 def start_redis(workdir: Path, port: int | None = None) -> tuple[Proc, str]:
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-           "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-           "--maxmemory", "512mb", "--maxmemory-policy", "noeviction", "--daemonize", "no"]
+    cmd = [
+        binary("redis-server"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory",
+        "512mb",
+        "--maxmemory-policy",
+        "noeviction",
+        "--daemonize",
+        "no",
+    ]
     proc = Proc(f"redis-{port}", cmd, log_dir=workdir)
     url = f"redis://127.0.0.1:{port}/0"
 
     def ping():
         import redis
+
         return redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
 
     wait_for(ping, 20, "redis-server to answer PING")
@@ -150,13 +173,31 @@ def kadr_env(*, redis_url: str, storage_dir: Path, models_dir: Path, **extra: st
 WORKER_POOLS = {"camera": ("threads", 2)}
 
 
-def start_worker(service: str, env: dict, log_dir: Path, *, name: str | None = None,
-                 concurrency: int | None = None) -> Proc:
+def start_worker(
+    service: str, env: dict, log_dir: Path, *, name: str | None = None, concurrency: int | None = None
+) -> Proc:
     name = name or f"{service}-{free_port()}"
     pool, default_concurrency = WORKER_POOLS.get(service, ("prefork", 1))
-    cmd = [PY, "-m", "celery", "-A", f"services.{service}.tasks", "worker", "-Q", service,
-           "-n", f"{name}@%h", "--pool", pool, "-c", str(concurrency or default_concurrency),
-           "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    cmd = [
+        PY,
+        "-m",
+        "celery",
+        "-A",
+        f"services.{service}.tasks",
+        "worker",
+        "-Q",
+        service,
+        "-n",
+        f"{name}@%h",
+        "--pool",
+        pool,
+        "-c",
+        str(concurrency or default_concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     # Its own metrics port and sample directory, as each worker service gets in compose.
     port = free_port()
     metrics_dir = Path(log_dir) / f"metrics-{name}"
@@ -169,8 +210,9 @@ def start_worker(service: str, env: dict, log_dir: Path, *, name: str | None = N
     return proc
 
 
-def start_gateway(env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2,
-                  worker_class: str | None = None) -> tuple[Proc, str]:
+def start_gateway(
+    env: dict, log_dir: Path, *, port: int | None = None, workers: int = 2, worker_class: str | None = None
+) -> tuple[Proc, str]:
     port = port or free_port()
     genv = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
     if worker_class:
@@ -179,19 +221,42 @@ def start_gateway(env: dict, log_dir: Path, *, port: int | None = None, workers:
     proc = Proc(f"gateway-{port}", cmd, log_dir=log_dir, env=genv)
     url = f"http://127.0.0.1:{port}"
     import requests
+
     wait_for(lambda: requests.get(url + "/healthz", timeout=1).ok, 30, "gunicorn /healthz")
     return proc, url
 
 
-def start_nginx(upstream: str, log_dir: Path, *, port: int | None = None, rate: str = "20r/s",
-                burst: int = 40, max_body_bytes: int | None = None,
-                stream_upstream: str | None = None) -> tuple[Proc, str]:
+def start_nginx(
+    upstream: str,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    rate: str = "20r/s",
+    burst: int = 40,
+    max_body_bytes: int | None = None,
+    stream_upstream: str | None = None,
+) -> tuple[Proc, str]:
     port = port or free_port()
     prefix = Path(log_dir) / f"nginx-{port}"
     conf = prefix / "nginx.conf"
-    args = [PY, str(ROOT / "infra/nginx/render.py"), "--profile", "local", "--prefix", str(prefix),
-            "--listen", f"127.0.0.1:{port}", "--upstream", upstream, "--out", str(conf),
-            "--rate", rate, "--burst", str(burst)]
+    args = [
+        PY,
+        str(ROOT / "infra/nginx/render.py"),
+        "--profile",
+        "local",
+        "--prefix",
+        str(prefix),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        upstream,
+        "--out",
+        str(conf),
+        "--rate",
+        rate,
+        "--burst",
+        str(burst),
+    ]
     if max_body_bytes:
         args += ["--max-body-bytes", str(max_body_bytes)]
     if stream_upstream:
@@ -201,6 +266,7 @@ def start_nginx(upstream: str, log_dir: Path, *, port: int | None = None, rate: 
     proc = Proc(f"nginx-{port}", cmd, log_dir=log_dir)
     url = f"http://127.0.0.1:{port}"
     import requests
+
     wait_for(lambda: requests.get(url + "/healthz", timeout=1).ok, 20, "nginx → gateway /healthz")
     return proc, url
 
@@ -225,6 +291,7 @@ def scrape(url: str) -> dict[str, list[tuple[dict, float]]]:
     """A Prometheus endpoint's samples by name: ``{name: [(labels, value), ...]}``."""
     import requests
     from prometheus_client.parser import text_string_to_metric_families
+
     resp = requests.get(url, timeout=10)
     resp.raise_for_status()
     out: dict[str, list[tuple[dict, float]]] = {}
@@ -244,12 +311,17 @@ def sample(samples: dict, name: str, **labels) -> float | None:
 def start_ops(kind: str, env: dict, log_dir: Path, **settings: str) -> tuple[Proc, str]:
     """The exporter or the autoscaler (``kind``), on a free port; returns its /metrics URL."""
     port = free_port()
-    var = {"exporter": "KADR_EXPORTER_PORT", "autoscaler": "KADR_AUTOSCALER_METRICS_PORT",
-           "janitor": "KADR_JANITOR_PORT"}[kind]
-    proc = Proc(f"{kind}-{port}", [PY, "-m", f"services.ops.{kind}"], log_dir=log_dir,
-                env={**env, var: str(port), **settings})
+    var = {
+        "exporter": "KADR_EXPORTER_PORT",
+        "autoscaler": "KADR_AUTOSCALER_METRICS_PORT",
+        "janitor": "KADR_JANITOR_PORT",
+    }[kind]
+    proc = Proc(
+        f"{kind}-{port}", [PY, "-m", f"services.ops.{kind}"], log_dir=log_dir, env={**env, var: str(port), **settings}
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     import requests
+
     wait_for(lambda: requests.get(url, timeout=2).ok, 30, f"{kind} /metrics")
     return proc, url
 
@@ -258,15 +330,34 @@ def start_prometheus(targets: dict[str, str], base: Path, *, interval: str = "1s
     """Debian's prometheus with infra/prometheus/prometheus.yml, its jobs' targets given
     by ``targets`` (job → host:port) and the intervals shortened for a test."""
     import requests
+
     port = free_port()
     base.mkdir(parents=True, exist_ok=True)
     path = base / "prometheus.yml"
-    subprocess.run([PY, str(ROOT / "infra/prometheus/render.py"), "--out", str(path), "--listen",
-                    f"127.0.0.1:{port}", "--interval", interval,
-                    *[f"--target={job}={hp}" for job, hp in targets.items()]], check=True)
-    proc = Proc(f"prometheus-{port}", [binary("prometheus"), f"--config.file={path}",
-                                       f"--storage.tsdb.path={base / 'tsdb'}",
-                                       f"--web.listen-address=127.0.0.1:{port}"], log_dir=base)
+    subprocess.run(
+        [
+            PY,
+            str(ROOT / "infra/prometheus/render.py"),
+            "--out",
+            str(path),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--interval",
+            interval,
+            *[f"--target={job}={hp}" for job, hp in targets.items()],
+        ],
+        check=True,
+    )
+    proc = Proc(
+        f"prometheus-{port}",
+        [
+            binary("prometheus"),
+            f"--config.file={path}",
+            f"--storage.tsdb.path={base / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log_dir=base,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: requests.get(url + "/-/ready", timeout=2).ok, 60, "prometheus /-/ready")
     return proc, url

@@ -1,5 +1,6 @@
 """Shared fixtures: a real redis-server per test session, generated model weights,
 and helpers to build settings objects for in-process code."""
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ def redis_server(tmp_path_factory):
 @pytest.fixture()
 def redis_client(redis_server):
     import redis
+
     r = redis.Redis.from_url(redis_server, decode_responses=True)
     r.flushall()
     yield r
@@ -33,6 +35,7 @@ def redis_client(redis_server):
 def models_dir(tmp_path_factory) -> Path:
     """Randomly initialised weights in the official file formats (never offered to users)."""
     from testbed.weights import make_random_weights
+
     d = tmp_path_factory.mktemp("models")
     make_random_weights(d)
     return d

@@ -1,5 +1,6 @@
 """Steering a batch: close it (no more photos), pause and resume it, cancel what has not
 started, run its failed items again. Each answers the batch as it now stands."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,14 @@ from gateway.errors import ApiError
 from gateway.responses import BatchView, ErrorBody
 from services.contracts.records import Batch
 
-bp = APIBlueprint("batch_controls", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="batches")],
-                  abp_security=[{"bearer": []}], operation_id_callback=named_for("batches"))
+bp = APIBlueprint(
+    "batch_controls",
+    __name__,
+    url_prefix="/api/v1",
+    abp_tags=[Tag(name="batches")],
+    abp_security=[{"bearer": []}],
+    operation_id_callback=named_for("batches"),
+)
 
 
 def _control(batch: Batch, action: str) -> dict[str, Any]:
@@ -46,14 +53,18 @@ def _control(batch: Batch, action: str) -> dict[str, Any]:
 def _control_route(action: str, summary: str) -> None:
     def view(path: BatchPath) -> Response:
         return jsonify(_control(owned_batch(path.batch_id), action))
+
     view.__name__ = f"batch_{action}"
-    bp.post(f"/batches/<batch_id>/{action}", summary=summary,
-            responses={200: BatchView, 404: ErrorBody, 409: ErrorBody})(view)
+    bp.post(
+        f"/batches/<batch_id>/{action}", summary=summary, responses={200: BatchView, 404: ErrorBody, 409: ErrorBody}
+    )(view)
 
 
-for _action, _summary in (("close", "No more photos: the batch ends when its last item ends"),
-                          ("pause", "Running items finish; no new item starts"),
-                          ("resume", "Start items again"),
-                          ("cancel", "Items not started end canceled; running ones finish"),
-                          ("retry", "Run the failed items again (only those)")):
+for _action, _summary in (
+    ("close", "No more photos: the batch ends when its last item ends"),
+    ("pause", "Running items finish; no new item starts"),
+    ("resume", "Start items again"),
+    ("cancel", "Items not started end canceled; running ones finish"),
+    ("retry", "Run the failed items again (only those)"),
+):
     _control_route(_action, _summary)

@@ -11,6 +11,7 @@ Retry-After (``admit``; counted in ``kadr_gateway_rejections_total{reason="camer
 so a camera retries instead of the queue growing without bound. A replayed or retried
 delivery answers 200 with the original event, never a second one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,7 @@ from services.store.jobs import new_id
 
 log = logging.getLogger("kadr.gateway")
 
-webhook_bp = APIBlueprint("camera_webhook", __name__, url_prefix="/api/v1",
-                          abp_tags=[Tag(name="cameras")])
+webhook_bp = APIBlueprint("camera_webhook", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="cameras")])
 
 
 MAX_IMAGES_PER_EVENT = 10
@@ -130,22 +130,39 @@ def _store_uploads(k: Kadr, event_id: str) -> dict[str, dict[str, Any]]:
     return images
 
 
-@webhook_bp.post("/camera/<camera_id>/events",
-                 summary="A camera reports an event (camera credential: HMAC signature or token)",
-                 responses={202: CameraEventView, 200: CameraEventView, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody,
-                            409: ErrorBody, 413: ErrorBody, 503: ErrorBody, 507: ErrorBody})
+@webhook_bp.post(
+    "/camera/<camera_id>/events",
+    summary="A camera reports an event (camera credential: HMAC signature or token)",
+    responses={
+        202: CameraEventView,
+        200: CameraEventView,
+        400: ErrorBody,
+        401: ErrorBody,
+        404: ErrorBody,
+        409: ErrorBody,
+        413: ErrorBody,
+        503: ErrorBody,
+        507: ErrorBody,
+    },
+)
 def post_event(path: CameraPath) -> Response:
     k = kadr()
     s = k.settings
     cam = camera_config(k, path.camera_id)
     if (request.content_length or 0) > s.camera_max_event_bytes:
-        raise ApiError(413, "payload_too_large",
-                       f"an event may carry at most {s.camera_max_event_bytes} bytes")
+        raise ApiError(413, "payload_too_large", f"an event may carry at most {s.camera_max_event_bytes} bytes")
     body = request.get_data(cache=True)  # the signature covers the raw bytes; forms parse from the cache
     try:
         # werkzeug's Headers reads like a Mapping (case-insensitive), but its stubs do not declare one.
-        verify(cam.auth, cam.secret.get_secret_value(), cast(Mapping[str, str], request.headers), request.args, body,
-               now=time.time(), window_seconds=s.camera_replay_window_seconds)
+        verify(
+            cam.auth,
+            cam.secret.get_secret_value(),
+            cast(Mapping[str, str], request.headers),
+            request.args,
+            body,
+            now=time.time(),
+            window_seconds=s.camera_replay_window_seconds,
+        )
     except CameraAuthError as e:
         raise ApiError(401, "unauthorized", f"camera {cam.id}: {e}")
     try:
@@ -158,22 +175,34 @@ def post_event(path: CameraPath) -> Response:
     admit(k, CAMERA_EVENT)
     received = time.time()
     if ev.ts is not None and ev.ts > received + s.camera_replay_window_seconds:
-        raise ApiError(400, "invalid_parameters", "ts lies in the future: send epoch seconds "
-                       "(not milliseconds) from an NTP-synced clock")
+        raise ApiError(
+            400,
+            "invalid_parameters",
+            "ts lies in the future: send epoch seconds (not milliseconds) from an NTP-synced clock",
+        )
     event_id = new_id()
     extra = dict(ev.model_extra or {})
-    params: dict[str, Any] = {"camera": cam.id, "ts": ev.ts if ev.ts is not None else round(received, 3),
-                              "ts_given": ev.ts is not None, "vehicle_box": ev.vehicle_box,
-                              "plate_box": ev.plate_box, "plate": ev.plate, "extra": extra,
-                              "offsets": list(cam.offsets)}
+    params: dict[str, Any] = {
+        "camera": cam.id,
+        "ts": ev.ts if ev.ts is not None else round(received, 3),
+        "ts_given": ev.ts is not None,
+        "vehicle_box": ev.vehicle_box,
+        "plate_box": ev.plate_box,
+        "plate": ev.plate,
+        "extra": extra,
+        "offsets": list(cam.offsets),
+    }
     try:
         size = len(json.dumps(params, allow_nan=False))
     except ValueError:
         raise ApiError(400, "invalid_body", "the event's fields must not hold NaN or infinity")
     if size > s.camera_max_event_fields_bytes:
-        raise ApiError(413, "event_too_large",
-                       f"the event's fields take {size} bytes as JSON (limit {s.camera_max_event_fields_bytes}, "
-                       "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES); send images as files, not in fields")
+        raise ApiError(
+            413,
+            "event_too_large",
+            f"the event's fields take {size} bytes as JSON (limit {s.camera_max_event_fields_bytes}, "
+            "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES); send images as files, not in fields",
+        )
     k.storage.check()
     # Claimed before anything is written: of two copies arriving together, one creates.
     if seen_key and not k.redis.set(seen_key, event_id, nx=True, ex=s.camera_replay_window_seconds * 2):
@@ -186,9 +215,17 @@ def post_event(path: CameraPath) -> Response:
         raise
     p = k.redis.pipeline()
     # Its end goes to the camera's webhook_url through the outbox (services/upkeep/delivery.py).
-    job = k.jobs.create(kind=EVENT_KIND, owner=owner_of(cam.id), params=params,
-                        input={"images": images}, request_id=g.request_id, job_id=event_id, pipe=p,
-                        callback_url=cam.webhook_url or "", callback_subject="event")
+    job = k.jobs.create(
+        kind=EVENT_KIND,
+        owner=owner_of(cam.id),
+        params=params,
+        input={"images": images},
+        request_id=g.request_id,
+        job_id=event_id,
+        pipe=p,
+        callback_url=cam.webhook_url or "",
+        callback_subject="event",
+    )
     index_event(p, cam.id, event_id, params["ts"], s.job_ttl_seconds)
     p.execute()
     send(k, CAMERA_EVENT, CameraEventTask(job_id=event_id, camera_id=cam.id, request_id=g.request_id))
@@ -214,11 +251,14 @@ def _replayed(k: Kadr, event_id: str) -> Response:
     lost): the original event, 200, never a second one."""
     job = k.jobs.get(event_id) if event_id else None
     if job is None:
-        raise ApiError(409, "event_in_progress", "the first delivery of this event is still being accepted",
-                       headers={"Retry-After": "1"})
+        raise ApiError(
+            409,
+            "event_in_progress",
+            "the first delivery of this event is still being accepted",
+            headers={"Retry-After": "1"},
+        )
     REPLAYS.inc()
     resp = jsonify(event_view(job))
     resp.headers["Idempotent-Replayed"] = "true"
     resp.headers["Location"] = f"/api/v1/camera/events/{event_id}"
     return resp
-

@@ -1,6 +1,7 @@
 """Cameras: the events API and buffer health, behind a bearer key like every /api/v1
 route (the webhook cameras call is gateway/api/camera_webhook.py). Camera events belong to
 the installation, not to a key: every valid key sees every event."""
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,9 @@ from services.store.purge import purge_job
 
 log = logging.getLogger("kadr.gateway")
 
-bp = APIBlueprint("cameras", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="cameras")],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "cameras", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="cameras")], abp_security=[{"bearer": []}]
+)
 
 
 class EventPath(RequestModel):
@@ -69,15 +71,25 @@ def event_view(job: EventJob) -> dict[str, Any]:
         result["clip"] = {k: v for k, v in clip.items() if k != "blob"}
         if clip.get("state") == "ready":
             links["clip"] = f"{base}/clip.mp4"
-    return {"id": eid, "camera": params.get("camera"), "state": job["state"], "ts": params.get("ts"),
-            "received_at": job["created_at"], "started_at": job.get("started_at"),
-            "finished_at": job.get("finished_at"), "vehicle_box": params.get("vehicle_box"),
-            "plate_box": params.get("plate_box"), "plate": params.get("plate"),
-            "extra": params.get("extra") or {}, "offsets": params.get("offsets"),
-            "uploads": {k: {f: v for f, v in u.items() if f != "blob"} for k, u in uploads.items()},
-            "result": result or None, "error": job.get("error"),
-            "images": {k: f"{base}/images/{k}" for k in kinds},
-            "links": links}
+    return {
+        "id": eid,
+        "camera": params.get("camera"),
+        "state": job["state"],
+        "ts": params.get("ts"),
+        "received_at": job["created_at"],
+        "started_at": job.get("started_at"),
+        "finished_at": job.get("finished_at"),
+        "vehicle_box": params.get("vehicle_box"),
+        "plate_box": params.get("plate_box"),
+        "plate": params.get("plate"),
+        "extra": params.get("extra") or {},
+        "offsets": params.get("offsets"),
+        "uploads": {k: {f: v for f, v in u.items() if f != "blob"} for k, u in uploads.items()},
+        "result": result or None,
+        "error": job.get("error"),
+        "images": {k: f"{base}/images/{k}" for k in kinds},
+        "links": links,
+    }
 
 
 def _event(event_id: str) -> EventJob:
@@ -87,27 +99,36 @@ def _event(event_id: str) -> EventJob:
     return job
 
 
-@bp.get("/camera/events", summary="Camera events, newest first (every key sees every camera's events)",
-        responses={200: CameraEventsPage, 400: ErrorBody, 401: ErrorBody})
+@bp.get(
+    "/camera/events",
+    summary="Camera events, newest first (every key sees every camera's events)",
+    responses={200: CameraEventsPage, 400: ErrorBody, 401: ErrorBody},
+)
 def list_events(query: EventsQuery) -> Response:
     k = kadr()
     if query.camera is not None:
         camera_config(k, query.camera)
-    ids, total = list_event_ids(k.redis, camera_id=query.camera, since=query.since, until=query.until,
-                                offset=query.offset, limit=query.limit)
+    ids, total = list_event_ids(
+        k.redis, camera_id=query.camera, since=query.since, until=query.until, offset=query.offset, limit=query.limit
+    )
     events = [event_view(j) for j in k.jobs.get_many(ids) if j is not None]
     return jsonify({"events": events, "total": total, "offset": query.offset, "limit": query.limit})
 
 
-@bp.get("/camera/events/<event_id>", summary="One camera event: state, frames chosen, scores, plates",
-        responses={200: CameraEventView, 401: ErrorBody, 404: ErrorBody})
+@bp.get(
+    "/camera/events/<event_id>",
+    summary="One camera event: state, frames chosen, scores, plates",
+    responses={200: CameraEventView, 401: ErrorBody, 404: ErrorBody},
+)
 def get_event(path: EventPath) -> Response:
     return jsonify(event_view(_event(path.event_id)))
 
 
-@bp.get("/camera/events/<event_id>/images/<kind>",
-        summary="An image of an event: snow, candidate_N, plate_N or an uploaded image",
-        responses={200: binary("image/jpeg", "the image"), 401: ErrorBody, 404: ErrorBody})
+@bp.get(
+    "/camera/events/<event_id>/images/<kind>",
+    summary="An image of an event: snow, candidate_N, plate_N or an uploaded image",
+    responses={200: binary("image/jpeg", "the image"), 401: ErrorBody, 404: ErrorBody},
+)
 def get_event_image(path: ImagePath) -> Response:
     k = kadr()
     job = _event(path.event_id)
@@ -125,29 +146,45 @@ def get_event_image(path: ImagePath) -> Response:
     except BlobNotFound:
         raise ApiError(410, "gone", "that image's file was removed")
     name = sanitize_filename(f"{job['id']}-{path.kind}.jpg")
-    return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600",
-                                                  "Content-Disposition": f'inline; filename="{name}"'})
+    return Response(
+        data,
+        mimetype=mime,
+        headers={"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{name}"'},
+    )
 
 
-@bp.get("/camera/events/<event_id>/clip.mp4",
-        summary="The event's clip: the buffered seconds before and after it (H.264 MP4, Range requests)",
-        responses={200: binary("video/mp4", "the clip"), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody,
-                   410: ErrorBody})
+@bp.get(
+    "/camera/events/<event_id>/clip.mp4",
+    summary="The event's clip: the buffered seconds before and after it (H.264 MP4, Range requests)",
+    responses={200: binary("video/mp4", "the clip"), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody},
+)
 def get_event_clip(path: EventPath) -> Response:
     job = _event(path.event_id)
     clip = (job.get("result") or {}).get("clip")
     if job["state"] != "succeeded":
-        raise ApiError(409, "not_ready", f"event is {job['state']}; its clip exists once it succeeded",
-                       details={"state": job["state"]})
+        raise ApiError(
+            409,
+            "not_ready",
+            f"event is {job['state']}; its clip exists once it succeeded",
+            details={"state": job["state"]},
+        )
     if not clip or clip.get("state") != "ready":
         reason = (clip or {}).get("reason") or "this camera keeps no clip (no buffer, or a clip of 0 s)"
         raise ApiError(404, "no_clip", f"event has no clip: {reason}")
-    return send_blob(clip["blob"], "video/mp4", etag=f"{job['id']}-clip", gone="the clip's file was removed",
-                     download_name=sanitize_filename(f"{job['params'].get('camera', 'camera')}-{job['id']}.mp4"))
+    return send_blob(
+        clip["blob"],
+        "video/mp4",
+        etag=f"{job['id']}-clip",
+        gone="the clip's file was removed",
+        download_name=sanitize_filename(f"{job['params'].get('camera', 'camera')}-{job['id']}.mp4"),
+    )
 
 
-@bp.delete("/camera/events/<event_id>", summary="Delete a camera event with its images (scope cameras:manage)",
-           responses={200: Deleted, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody})
+@bp.delete(
+    "/camera/events/<event_id>",
+    summary="Delete a camera event with its images (scope cameras:manage)",
+    responses={200: Deleted, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody},
+)
 def delete_event(path: EventPath) -> Response:
     k = kadr()
     job = _event(path.event_id)
@@ -164,8 +201,11 @@ def _source_kind(source: str) -> str:
     return {"rtsp": "rtsp", "rtsps": "rtsp", "http": "mjpeg", "https": "mjpeg"}.get(scheme, "file")
 
 
-@bp.get("/cameras", summary="Configured cameras and the health of their pre-event buffers",
-        responses={200: CamerasView, 401: ErrorBody})
+@bp.get(
+    "/cameras",
+    summary="Configured cameras and the health of their pre-event buffers",
+    responses={200: CamerasView, 401: ErrorBody},
+)
 def list_cameras() -> Response:
     k = kadr()
     cams = k.settings.cameras
@@ -178,9 +218,17 @@ def list_cameras() -> Response:
         if buf is not None:
             newest = buf.get("newest_ts")
             buf["last_frame_age_seconds"] = round(now - newest, 3) if newest else None
-        out.append({"id": c.id, "source": _source_kind(c.source), "fps": c.fps,
-                    "buffer_seconds": c.buffer_seconds, "offsets": list(c.offsets), "auth": c.auth,
-                    "webhook": bool(c.webhook_url), "buffer": buf,
-                    "links": {"events": f"/api/v1/camera/events?camera={c.id}",
-                              "webhook": f"/api/v1/camera/{c.id}/events"}})
+        out.append(
+            {
+                "id": c.id,
+                "source": _source_kind(c.source),
+                "fps": c.fps,
+                "buffer_seconds": c.buffer_seconds,
+                "offsets": list(c.offsets),
+                "auth": c.auth,
+                "webhook": bool(c.webhook_url),
+                "buffer": buf,
+                "links": {"events": f"/api/v1/camera/events?camera={c.id}", "webhook": f"/api/v1/camera/{c.id}/events"},
+            }
+        )
     return jsonify({"cameras": out, "backlog": backlog, "max_backlog": k.settings.camera_max_backlog})

@@ -1,4 +1,5 @@
 """Liveness, readiness and metrics (open: no API key)."""
+
 from __future__ import annotations
 
 import time

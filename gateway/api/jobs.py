@@ -1,4 +1,5 @@
 """GET/DELETE /api/v1/jobs/{id} and the result image."""
+
 from __future__ import annotations
 
 from flask import Response, g, jsonify
@@ -22,8 +23,7 @@ from services.store.blobs import BlobNotFound
 from services.store.jobs import TERMINAL
 from services.store.purge import cancel, purge_job
 
-bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint("jobs", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="jobs")], abp_security=[{"bearer": []}])
 
 
 class JobPath(RequestModel):
@@ -59,9 +59,11 @@ def list_jobs(query: ListQuery) -> Response:
     return jsonify({"jobs": [job_view(j) for j in jobs], "offset": query.offset})
 
 
-@bp.get("/jobs/<job_id>", summary="State, progress, timings, faces and cache hit of a job "
-        "(?wait=N: answer when it ends or after N seconds)",
-        responses={200: JobView, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
+@bp.get(
+    "/jobs/<job_id>",
+    summary="State, progress, timings, faces and cache hit of a job (?wait=N: answer when it ends or after N seconds)",
+    responses={200: JobView, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody},
+)
 def get_job(path: JobPath, query: JobQuery) -> Response:
     job = owned_job(path.job_id)
     if query.wait and job["state"] not in TERMINAL:
@@ -74,25 +76,50 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
     return jsonify(job_view(job))
 
 
-@bp.get("/jobs/<job_id>/result", summary="The output image (format follows the input unless asked)",
-        responses={200: binary("image/*", "the output image"), 404: ErrorBody, 409: ErrorBody,
-                   413: ErrorBody, 422: ErrorBody})
+@bp.get(
+    "/jobs/<job_id>/result",
+    summary="The output image (format follows the input unless asked)",
+    responses={
+        200: binary("image/*", "the output image"),
+        404: ErrorBody,
+        409: ErrorBody,
+        413: ErrorBody,
+        422: ErrorBody,
+    },
+)
 def get_result(path: JobPath, query: ResultQuery) -> Response:
     job: EnhanceJob = owned_job(path.job_id)
     if job["state"] != "succeeded":
-        raise ApiError(409, "not_ready", f"job is {job['state']}; the result exists once it succeeded",
-                       details={"state": job["state"]})
+        raise ApiError(
+            409,
+            "not_ready",
+            f"job is {job['state']}; the result exists once it succeeded",
+            details={"state": job["state"]},
+        )
     result = job.get("result")
     if result is None or not result.get("blob"):
-        raise ApiError(404, "no_result_file", f"a {job.get('kind')} job has no single result file; "
-                       "see its own resource (a video's result sets: /api/v1/videos/{id})")
-    return _image_response(result, query, default_name="result", gone="result_gone",
-                           name=(job.get("input") or {}).get("name", "result"))
+        raise ApiError(
+            404,
+            "no_result_file",
+            f"a {job.get('kind')} job has no single result file; "
+            "see its own resource (a video's result sets: /api/v1/videos/{id})",
+        )
+    return _image_response(
+        result, query, default_name="result", gone="result_gone", name=(job.get("input") or {}).get("name", "result")
+    )
 
 
-@bp.get("/jobs/<job_id>/input", summary="The photo as uploaded (the 'before' of a before/after view)",
-        responses={200: binary("image/*", "the photo as uploaded (or converted)"), 404: ErrorBody,
-                   410: ErrorBody, 413: ErrorBody, 422: ErrorBody})
+@bp.get(
+    "/jobs/<job_id>/input",
+    summary="The photo as uploaded (the 'before' of a before/after view)",
+    responses={
+        200: binary("image/*", "the photo as uploaded (or converted)"),
+        404: ErrorBody,
+        410: ErrorBody,
+        413: ErrorBody,
+        422: ErrorBody,
+    },
+)
 def get_input(path: JobPath, query: ResultQuery) -> Response:
     job = owned_job(path.job_id)
     inp: PhotoInput | None = job.get("input")
@@ -101,16 +128,18 @@ def get_input(path: JobPath, query: ResultQuery) -> Response:
     return _image_response(inp, query, default_name="input", gone="input_gone", name=inp.get("name", "input"))
 
 
-def _image_response(stored: PhotoInput | EnhanceResult, query: ResultQuery, *, name: str, default_name: str,
-                    gone: str) -> Response:
+def _image_response(
+    stored: PhotoInput | EnhanceResult, query: ResultQuery, *, name: str, default_name: str, gone: str
+) -> Response:
     """A stored image (``{"blob", "format"}``) as is, streamed, or converted to ``?format=``."""
     blobs = kadr().blobs
     fmt = query.format or stored["format"]
     stem = sanitize_filename(name or default_name).rsplit(".", 1)[0]
     filename = f"{stem}.{images.FORMAT_EXTENSION[fmt]}"
-    headers = {"Content-Disposition":
-               f"{'attachment' if query.download else 'inline'}; filename*=UTF-8''{_quote(filename)}",
-               "Cache-Control": "private, max-age=3600"}
+    headers = {
+        "Content-Disposition": f"{'attachment' if query.download else 'inline'}; filename*=UTF-8''{_quote(filename)}",
+        "Cache-Control": "private, max-age=3600",
+    }
     try:
         if fmt == stored["format"]:
             headers["Content-Length"] = str(blobs.size(stored["blob"]))
@@ -121,20 +150,28 @@ def _image_response(stored: PhotoInput | EnhanceResult, query: ResultQuery, *, n
     return Response(data, mimetype=images.FORMAT_MIME[fmt], headers=headers)
 
 
-@bp.get("/jobs/<job_id>/events", summary="Live progress of a job as Server-Sent Events (progress, end)",
-        responses={200: event_stream("progress and end events"), 404: ErrorBody,
-                   429: ErrorBody, 503: ErrorBody})
+@bp.get(
+    "/jobs/<job_id>/events",
+    summary="Live progress of a job as Server-Sent Events (progress, end)",
+    responses={200: event_stream("progress and end events"), 404: ErrorBody, 429: ErrorBody, 503: ErrorBody},
+)
 def get_job_events(path: JobPath) -> Response:
     k = kadr()
     job = owned_job(path.job_id)
-    return event_response(k, lambda subscribe, alive: job_events(
-        k.jobs, job["id"], subscribe=subscribe, view=job_view, max_seconds=k.settings.sse_max_seconds,
-        alive=alive))
+    return event_response(
+        k,
+        lambda subscribe, alive: job_events(
+            k.jobs, job["id"], subscribe=subscribe, view=job_view, max_seconds=k.settings.sse_max_seconds, alive=alive
+        ),
+    )
 
 
-@bp.post("/jobs/<job_id>/cancel", summary="Cancel a queued or running job (a running photo stops at its "
-         "next tile or face); the record and the input stay", responses={200: JobView, 404: ErrorBody,
-                                                                          409: ErrorBody})
+@bp.post(
+    "/jobs/<job_id>/cancel",
+    summary="Cancel a queued or running job (a running photo stops at its "
+    "next tile or face); the record and the input stay",
+    responses={200: JobView, 404: ErrorBody, 409: ErrorBody},
+)
 def cancel_job(path: JobPath) -> Response:
     k = kadr()
     job = owned_job(path.job_id)
@@ -142,13 +179,20 @@ def cancel_job(path: JobPath) -> Response:
         raise ApiError(409, "in_batch", "this job belongs to a batch; cancel the batch")
     moved = cancel(k.jobs, job)
     if not moved.moved:
-        raise ApiError(409, "already_ended", f"job is {moved.previous or job['state']}; only a queued or "
-                       "running job can be canceled", details={"state": moved.previous or job["state"]})
+        raise ApiError(
+            409,
+            "already_ended",
+            f"job is {moved.previous or job['state']}; only a queued or running job can be canceled",
+            details={"state": moved.previous or job["state"]},
+        )
     return jsonify(job_view(k.jobs.get(job["id"]) or job))
 
 
-@bp.delete("/jobs/<job_id>", summary="Delete a job and its files (a video's id: the video with its result "
-           "sets)", responses={200: Deleted, 404: ErrorBody, 409: ErrorBody})
+@bp.delete(
+    "/jobs/<job_id>",
+    summary="Delete a job and its files (a video's id: the video with its result sets)",
+    responses={200: Deleted, 404: ErrorBody, 409: ErrorBody},
+)
 def delete_job(path: JobPath) -> Response:
     k = kadr()
     job = owned_job(path.job_id)
@@ -160,4 +204,5 @@ def delete_job(path: JobPath) -> Response:
 
 def _quote(name: str) -> str:
     from urllib.parse import quote
+
     return quote(name, safe="")

@@ -1,4 +1,5 @@
 """Answers that point at what a request made: 201 or 202 with a ``Location`` header."""
+
 from __future__ import annotations
 
 from typing import Any

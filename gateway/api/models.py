@@ -5,6 +5,7 @@ know which fields are lists or files, and pydantic builds the schema anew each t
 0.5 ms of a 2 ms upload. These models never change after import, so each schema is
 built once per set of arguments; callers get a copy, as if freshly built.
 """
+
 from __future__ import annotations
 
 import copy

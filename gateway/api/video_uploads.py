@@ -1,6 +1,7 @@
 """Taking a video in: POST /api/v1/videos (the upload form, its parameters and the PyAV
 probe of each file against this server's limits), and GET /api/v1/segment/classes, what
 that form and the stabilize request offer, with this server's defaults and limits."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,14 @@ from services.media.video import VideoError, VideoLimits, check_video
 from services.platform.metrics import JOBS_ACCEPTED
 from services.store.jobs import new_id
 
-bp = APIBlueprint("video_uploads", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
-                  abp_security=[{"bearer": []}], operation_id_callback=named_for("videos"))
+bp = APIBlueprint(
+    "video_uploads",
+    __name__,
+    url_prefix="/api/v1",
+    abp_tags=[Tag(name="videos")],
+    abp_security=[{"bearer": []}],
+    operation_id_callback=named_for("videos"),
+)
 
 
 class VideoForm(RequestModel):
@@ -49,9 +56,13 @@ register_form_model(VideoForm)
 
 def _limits(k: Kadr) -> VideoLimits:
     s = k.settings
-    return VideoLimits(max_bytes=s.max_video_bytes, max_seconds=s.max_video_seconds,
-                       max_frames=s.max_video_frames, max_width=s.max_video_width,
-                       max_height=s.max_video_height)
+    return VideoLimits(
+        max_bytes=s.max_video_bytes,
+        max_seconds=s.max_video_seconds,
+        max_frames=s.max_video_frames,
+        max_width=s.max_video_width,
+        max_height=s.max_video_height,
+    )
 
 
 def _check(upload: FileStorage, k: Kadr, field: str) -> dict[str, Any]:
@@ -63,39 +74,64 @@ def _check(upload: FileStorage, k: Kadr, field: str) -> dict[str, Any]:
     return info.as_dict()
 
 
-@bp.get("/segment/classes", summary="Target classes, models and stabilization methods with their ranges",
-        responses={200: SegmentCatalog})
+@bp.get(
+    "/segment/classes",
+    summary="Target classes, models and stabilization methods with their ranges",
+    responses={200: SegmentCatalog},
+)
 def classes() -> Response:
     k = kadr()
-    return jsonify({"classes": list(VOC_CLASSES[1:]), "models": MODELS,
-                    "default_model": k.settings.segment_default_model,
-                    "methods": method_ranges(), "upload": _upload_ranges(k), "limits": _upload_limits(k)})
+    return jsonify(
+        {
+            "classes": list(VOC_CLASSES[1:]),
+            "models": MODELS,
+            "default_model": k.settings.segment_default_model,
+            "methods": method_ranges(),
+            "upload": _upload_ranges(k),
+            "limits": _upload_limits(k),
+        }
+    )
 
 
 def _upload_ranges(k: Kadr) -> dict[str, Any]:
     """The upload form's numeric options with this server's defaults, so a client needs no copy."""
     size = SegmentParams.model_json_schema()["properties"]["processing_size"]
-    return {"processing_size": {"default": k.settings.segment_processing_size, "minimum": size["minimum"],
-                                "maximum": size["maximum"], "description": size["description"]}}
+    return {
+        "processing_size": {
+            "default": k.settings.segment_processing_size,
+            "minimum": size["minimum"],
+            "maximum": size["maximum"],
+            "description": size["description"],
+        }
+    }
 
 
 def _upload_limits(k: Kadr) -> dict[str, Any]:
     s = k.settings
-    return {"max_bytes": min(s.max_video_bytes, s.max_request_bytes), "max_seconds": s.max_video_seconds,
-            "max_frames": s.max_video_frames, "max_width": s.max_video_width,
-            "max_height": s.max_video_height}
+    return {
+        "max_bytes": min(s.max_video_bytes, s.max_request_bytes),
+        "max_seconds": s.max_video_seconds,
+        "max_frames": s.max_video_frames,
+        "max_width": s.max_video_width,
+        "max_height": s.max_video_height,
+    }
 
 
-@bp.post("/videos", summary="Upload a video to segment (mp4, mov, avi, mkv, webm)",
-         responses={202: VideoView, **ERRORS})
+@bp.post(
+    "/videos", summary="Upload a video to segment (mp4, mov, avi, mkv, webm)", responses={202: VideoView, **ERRORS}
+)
 def upload_video(form: VideoForm) -> Response:
     k = kadr()
     try:
         # The configured default model is a plain string: validated here, like the form's.
-        params = SegmentParams.model_validate({
-            "model": form.model or k.settings.segment_default_model, "target_class": form.target_class,
-            "processing_size": form.processing_size or k.settings.segment_processing_size,
-            "batch_size": form.batch_size})
+        params = SegmentParams.model_validate(
+            {
+                "model": form.model or k.settings.segment_default_model,
+                "target_class": form.target_class,
+                "processing_size": form.processing_size or k.settings.segment_processing_size,
+                "batch_size": form.batch_size,
+            }
+        )
         params.class_id()
     except (ValidationError, ValueError) as e:
         msg = validation_message(e, SegmentParams)[0] if isinstance(e, ValidationError) else str(e)
@@ -109,18 +145,30 @@ def upload_video(form: VideoForm) -> Response:
     vid, raw_id = new_id(), new_id()
     key = blob_keys.video_input(vid)
     k.blobs.put_stream(key, stream_of(form.file))
-    inp = {**info, "blob": key,
-           "name": sanitize_filename(form.file.filename or "", default="video")}
+    inp = {**info, "blob": key, "name": sanitize_filename(form.file.filename or "", default="video")}
     if truth and form.truth is not None:
         truth_key = blob_keys.video_truth_input(vid)
         k.blobs.put_stream(truth_key, stream_of(form.truth))
         inp.update(truth_blob=truth_key, truth_frames=truth["frames"])
     # The callback hears of the video's end and of each of its result sets' ends.
-    job = k.jobs.create(kind="segment", owner=g.owner, params=params.model_dump(), input=inp,
-                        request_id=g.request_id, job_id=vid, callback_url=callback)
-    raw = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=raw_id,
-                        params={"video_id": vid, "method": "none", "params": {}}, parent_id=vid,
-                        callback_url=callback)
+    job = k.jobs.create(
+        kind="segment",
+        owner=g.owner,
+        params=params.model_dump(),
+        input=inp,
+        request_id=g.request_id,
+        job_id=vid,
+        callback_url=callback,
+    )
+    raw = k.jobs.create(
+        kind="stabilize",
+        owner=g.owner,
+        request_id=g.request_id,
+        job_id=raw_id,
+        params={"video_id": vid, "method": "none", "params": {}},
+        parent_id=vid,
+        callback_url=callback,
+    )
     # The raw set runs inside the video's task; recorded so a dead worker's raw set is resent.
     k.jobs.set_task(raw_id, SEGMENT_STABILIZE, StabilizeTask(job_id=raw_id, request_id=g.request_id).model_dump())
     send(k, SEGMENT_VIDEO, SegmentVideoTask(job_id=vid, raw_result_id=raw_id, request_id=g.request_id))

@@ -1,5 +1,6 @@
 """A segmented video: its state, result sets (stabilization methods), frames, metrics, overlay,
 and deletion. Uploads are gateway/api/video_uploads.py; reports, gateway/api/video_reports.py."""
+
 from __future__ import annotations
 
 import io
@@ -32,11 +33,21 @@ from services.store.blobs import BlobNotFound
 from services.store.jobs import new_id
 from services.store.purge import purge_job
 
-bp = APIBlueprint("videos", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")],
-                  abp_security=[{"bearer": []}])
+bp = APIBlueprint(
+    "videos", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="videos")], abp_security=[{"bearer": []}]
+)
 # What a request that starts work can meet: an upload (video_uploads.py) or a new result set.
-ERRORS: ResponseDict = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
-                        415: ErrorBody, 429: ErrorBody, 503: ErrorBody, 507: ErrorBody}
+ERRORS: ResponseDict = {
+    400: ErrorBody,
+    401: ErrorBody,
+    404: ErrorBody,
+    409: ErrorBody,
+    413: ErrorBody,
+    415: ErrorBody,
+    429: ErrorBody,
+    503: ErrorBody,
+    507: ErrorBody,
+}
 
 
 class VideoPath(RequestModel):
@@ -64,15 +75,21 @@ def owned_video(video_id: str) -> SegmentJob:
     return job
 
 
-@bp.get("/videos/<video_id>", summary="State, progress and result sets of a video",
-        responses={200: VideoView, 404: ErrorBody})
+@bp.get(
+    "/videos/<video_id>",
+    summary="State, progress and result sets of a video",
+    responses={200: VideoView, 404: ErrorBody},
+)
 def get_video(path: VideoPath) -> Response:
     job = owned_video(path.video_id)
     return jsonify(video_view(job, kadr().jobs.children(job["id"])))
 
 
-@bp.post("/videos/<video_id>/stabilize", summary="A new result set with another method (no re-segmenting)",
-         responses={202: ResultSetView, **ERRORS})
+@bp.post(
+    "/videos/<video_id>/stabilize",
+    summary="A new result set with another method (no re-segmenting)",
+    responses={202: ResultSetView, **ERRORS},
+)
 def stabilize(path: VideoPath, body: StabilizeRequest) -> Response:
     k = kadr()
     video = owned_video(path.video_id)
@@ -84,20 +101,34 @@ def stabilize(path: VideoPath, body: StabilizeRequest) -> Response:
     # A set's own callback_url, else the video's.
     callback = callback_urls.checked(k, body.callback_url) or video.get("callback_url") or ""
     if video["state"] != "succeeded":
-        raise ApiError(409, "not_ready", f"the video is {video['state']}; stabilize it once segmented",
-                       details={"state": video["state"]})
+        raise ApiError(
+            409,
+            "not_ready",
+            f"the video is {video['state']}; stabilize it once segmented",
+            details={"state": video["state"]},
+        )
     k.storage.check()
     sets, limit = k.redis.llen(redis_keys.job_children(video["id"])), k.settings.max_result_sets_per_video
     if sets >= limit:
-        raise ApiError(409, "too_many_result_sets",
-                       f"this video has {sets} result sets (limit {limit}, KADR_MAX_RESULT_SETS_PER_VIDEO); "
-                       "upload it again for more", details={"result_sets": sets, "limit": limit})
+        raise ApiError(
+            409,
+            "too_many_result_sets",
+            f"this video has {sets} result sets (limit {limit}, KADR_MAX_RESULT_SETS_PER_VIDEO); "
+            "upload it again for more",
+            details={"result_sets": sets, "limit": limit},
+        )
     quotas.check_in_flight(k, g.owner)
     admit(k, SEGMENT_STABILIZE)
     rid = new_id()
-    job = k.jobs.create(kind="stabilize", owner=g.owner, request_id=g.request_id, job_id=rid,
-                        params={"video_id": video["id"], "method": body.method, "params": params},
-                        parent_id=video["id"], callback_url=callback)
+    job = k.jobs.create(
+        kind="stabilize",
+        owner=g.owner,
+        request_id=g.request_id,
+        job_id=rid,
+        params={"video_id": video["id"], "method": body.method, "params": params},
+        parent_id=video["id"],
+        callback_url=callback,
+    )
     send(k, SEGMENT_STABILIZE, StabilizeTask(job_id=rid, request_id=g.request_id))
     JOBS_ACCEPTED.labels(kind="stabilize").inc()
     return accepted(result_set_view(job), f"/api/v1/videos/{video['id']}")
@@ -121,8 +152,11 @@ def _image(data: bytes, fmt: str | None, native: str) -> Response:
     return Response(data, mimetype=f"image/{native}", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@bp.get("/videos/<video_id>/frames/<int:n>", summary="One frame: original, raw mask, stabilized mask or overlay",
-        responses={200: binary("image/*", "the frame"), 404: ErrorBody, 409: ErrorBody})
+@bp.get(
+    "/videos/<video_id>/frames/<int:n>",
+    summary="One frame: original, raw mask, stabilized mask or overlay",
+    responses={200: binary("image/*", "the frame"), 404: ErrorBody, 409: ErrorBody},
+)
 def get_frame(path: FramePath, query: FrameQuery) -> Response:
     k = kadr()
     video = owned_video(path.video_id)
@@ -160,22 +194,31 @@ def _result_file(video_id: str, result_id: str | None, name: str) -> tuple[Stabi
     return chosen, key
 
 
-@bp.get("/videos/<video_id>/metrics", summary="Per-frame IoU/Dice/instability series and summaries",
-        responses={200: MetricsView, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
+@bp.get(
+    "/videos/<video_id>/metrics",
+    summary="Per-frame IoU/Dice/instability series and summaries",
+    responses={200: MetricsView, 404: ErrorBody, 409: ErrorBody, 410: ErrorBody},
+)
 def get_metrics(path: VideoPath, query: ResultQuery) -> Response:
     _, key = _result_file(path.video_id, query.result, "metrics.json")
     return Response(kadr().blobs.get_bytes(key), mimetype="application/json")
 
 
-@bp.get("/videos/<video_id>/overlay.mp4", summary="The overlay video of a result set (H.264 MP4)",
-        responses={200: binary("video/mp4", "the overlay video"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
+@bp.get(
+    "/videos/<video_id>/overlay.mp4",
+    summary="The overlay video of a result set (H.264 MP4)",
+    responses={200: binary("video/mp4", "the overlay video"), 404: ErrorBody, 409: ErrorBody, 410: ErrorBody},
+)
 def get_overlay(path: VideoPath, query: ResultQuery) -> Response:
     chosen, key = _result_file(path.video_id, query.result, "overlay.mp4")
     return send_blob(key, "video/mp4", etag=chosen["id"], download_name=f"overlay-{chosen['params']['method']}.mp4")
 
 
-@bp.delete("/videos/<video_id>", summary="Delete a video, its result sets and every file",
-           responses={200: Deleted, 404: ErrorBody})
+@bp.delete(
+    "/videos/<video_id>",
+    summary="Delete a video, its result sets and every file",
+    responses={200: Deleted, 404: ErrorBody},
+)
 def delete_video(path: VideoPath) -> Response:
     k = kadr()
     video = owned_video(path.video_id)

@@ -1,5 +1,6 @@
 """How jobs, batches and videos are shown to clients: records (services/contracts/records.py)
 into the response models of gateway/responses.py, dumped as JSON-safe dicts with links."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -50,11 +51,23 @@ def job_view(job: EnhanceJob) -> dict[str, Any]:
         links["result"] = f"/api/v1/jobs/{jid}/result"
     if job["batch_id"]:
         links["batch"] = f"/api/v1/batches/{job['batch_id']}"
-    return JobView(id=jid, kind=job["kind"], state=job["state"], progress=job["progress"],
-                   created_at=job["created_at"], started_at=job["started_at"], finished_at=job["finished_at"],
-                   params=job["params"] or {}, input=_photo(job["input"]), result=_output(job["result"]),
-                   error=job["error"], batch_id=job["batch_id"] or None, estimate=job["estimate"],
-                   callback=callback_view(job), links=links).model_dump(mode="json")
+    return JobView(
+        id=jid,
+        kind=job["kind"],
+        state=job["state"],
+        progress=job["progress"],
+        created_at=job["created_at"],
+        started_at=job["started_at"],
+        finished_at=job["finished_at"],
+        params=job["params"] or {},
+        input=_photo(job["input"]),
+        result=_output(job["result"]),
+        error=job["error"],
+        batch_id=job["batch_id"] or None,
+        estimate=job["estimate"],
+        callback=callback_view(job),
+        links=links,
+    ).model_dump(mode="json")
 
 
 def _item(j: EnhanceJob) -> BatchItemView:
@@ -65,9 +78,17 @@ def _item(j: EnhanceJob) -> BatchItemView:
         links["result"] = f"/api/v1/jobs/{j['id']}/result"
     elif j["state"] == "skipped" and j.get("duplicate_of"):
         links["result"] = f"/api/v1/jobs/{j['duplicate_of']}/result"  # processed once, under that item
-    return BatchItemView(id=j["id"], name=(j["input"] or {}).get("name", ""), variant=j.get("variant") or "default",
-                         state=j["state"], progress=j["progress"], error=j["error"], result=_output(j["result"]),
-                         duplicate_of=j.get("duplicate_of") or None, links=links)
+    return BatchItemView(
+        id=j["id"],
+        name=(j["input"] or {}).get("name", ""),
+        variant=j.get("variant") or "default",
+        state=j["state"],
+        progress=j["progress"],
+        error=j["error"],
+        result=_output(j["result"]),
+        duplicate_of=j.get("duplicate_of") or None,
+        links=links,
+    )
 
 
 def item_view(j: EnhanceJob) -> dict[str, Any]:
@@ -77,27 +98,52 @@ def item_view(j: EnhanceJob) -> dict[str, Any]:
 def batch_view(batch: Batch, items: list[EnhanceJob] | None = None) -> dict[str, Any]:
     bid = batch["id"]
     base = f"/api/v1/batches/{bid}"
-    return BatchView(id=bid, kind=batch["kind"], name=batch.get("name") or "", state=batch["state"],
-                     open=batch.get("open", False), paused=batch.get("paused", False),
-                     progress=batch["progress"], percent=round(batch["progress"] * 100, 2),
-                     total=batch["total"], photos=batch.get("photos", 0), counts=batch["counts"],
-                     throughput_per_s=batch.get("throughput_per_s"), eta_seconds=batch.get("eta_seconds"),
-                     created_at=batch["created_at"], closed_at=batch.get("closed_at"),
-                     params=batch.get("params") or {}, variants=batch["variants"],
-                     running=batch["running"],
-                     items=[_item(j) for j in items or []], callback=callback_view(batch),
-                     links={"self": base, "items": f"{base}/items", "events": f"{base}/events",
-                            "manifest_csv": f"{base}/manifest.csv", "manifest_jsonl": f"{base}/manifest.jsonl",
-                            "archive": f"{base}/archive"}).model_dump(mode="json")
+    return BatchView(
+        id=bid,
+        kind=batch["kind"],
+        name=batch.get("name") or "",
+        state=batch["state"],
+        open=batch.get("open", False),
+        paused=batch.get("paused", False),
+        progress=batch["progress"],
+        percent=round(batch["progress"] * 100, 2),
+        total=batch["total"],
+        photos=batch.get("photos", 0),
+        counts=batch["counts"],
+        throughput_per_s=batch.get("throughput_per_s"),
+        eta_seconds=batch.get("eta_seconds"),
+        created_at=batch["created_at"],
+        closed_at=batch.get("closed_at"),
+        params=batch.get("params") or {},
+        variants=batch["variants"],
+        running=batch["running"],
+        items=[_item(j) for j in items or []],
+        callback=callback_view(batch),
+        links={
+            "self": base,
+            "items": f"{base}/items",
+            "events": f"{base}/events",
+            "manifest_csv": f"{base}/manifest.csv",
+            "manifest_jsonl": f"{base}/manifest.jsonl",
+            "archive": f"{base}/archive",
+        },
+    ).model_dump(mode="json")
 
 
 def _result_set(job: StabilizeJob) -> ResultSetView:
     res = job["result"]
-    return ResultSetView(id=job["id"], method=job["params"]["method"], params=job["params"].get("params", {}),
-                         callback=callback_view(job), state=job["state"], progress=job["progress"],
-                         error=job["error"], summary=res["summary"] if res else None,
-                         improvement_pct=res["improvement_pct"] if res else None,
-                         timings=res["timings"] if res else None)
+    return ResultSetView(
+        id=job["id"],
+        method=job["params"]["method"],
+        params=job["params"].get("params", {}),
+        callback=callback_view(job),
+        state=job["state"],
+        progress=job["progress"],
+        error=job["error"],
+        summary=res["summary"] if res else None,
+        improvement_pct=res["improvement_pct"] if res else None,
+        timings=res["timings"] if res else None,
+    )
 
 
 def result_set_view(job: StabilizeJob) -> dict[str, Any]:
@@ -108,10 +154,24 @@ def result_set_view(job: StabilizeJob) -> dict[str, Any]:
 def video_view(job: SegmentJob, results: list[StabilizeJob]) -> dict[str, Any]:
     vid = job["id"]
     inp = cast(VideoInfo, {k: v for k, v in (job["input"] or {}).items() if not k.endswith("blob")})
-    return VideoView(id=vid, kind=job["kind"], state=job["state"], progress=job["progress"],
-                     created_at=job["created_at"], started_at=job["started_at"], finished_at=job["finished_at"],
-                     params=job["params"], input=inp, result=job["result"], error=job["error"],
-                     callback=callback_view(job), results=[_result_set(r) for r in results],
-                     links={"self": f"/api/v1/videos/{vid}", "metrics": f"/api/v1/videos/{vid}/metrics",
-                            "overlay": f"/api/v1/videos/{vid}/overlay.mp4",
-                            "frames": f"/api/v1/videos/{vid}/frames/{{n}}"}).model_dump(mode="json")
+    return VideoView(
+        id=vid,
+        kind=job["kind"],
+        state=job["state"],
+        progress=job["progress"],
+        created_at=job["created_at"],
+        started_at=job["started_at"],
+        finished_at=job["finished_at"],
+        params=job["params"],
+        input=inp,
+        result=job["result"],
+        error=job["error"],
+        callback=callback_view(job),
+        results=[_result_set(r) for r in results],
+        links={
+            "self": f"/api/v1/videos/{vid}",
+            "metrics": f"/api/v1/videos/{vid}/metrics",
+            "overlay": f"/api/v1/videos/{vid}/overlay.mp4",
+            "frames": f"/api/v1/videos/{vid}/frames/{{n}}",
+        },
+    ).model_dump(mode="json")

@@ -4,6 +4,7 @@ profile itself; podman-compose 1.0 ignores profiles and must be given the names.
 
     python3 infra/docker/compose_services.py [docker-compose.yml]
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,11 @@ import yaml
 
 
 def selected(compose: dict, profiles: set[str], skip: set[str]) -> list[str]:
-    return [name for name, svc in compose["services"].items()
-            if name not in skip and (not svc.get("profiles") or profiles & set(svc["profiles"]))]
+    return [
+        name
+        for name, svc in compose["services"].items()
+        if name not in skip and (not svc.get("profiles") or profiles & set(svc["profiles"]))
+    ]
 
 
 def _names(var: str) -> set[str]:

@@ -7,6 +7,7 @@ nothing about this host is written into them. One argument per line, for build.s
 
     python3 infra/docker/pip_sources.py
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,9 @@ WHEELS, PIPCA = "/wheels", "/pipca"
 
 def pip_config() -> dict[str, str]:
     """pip's own view of its settings (files and PIP_* variables), last one wins."""
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                         text=True, check=False).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout
     conf: dict[str, str] = {}
     for line in out.splitlines():
         key, _, value = line.partition("=")
@@ -44,16 +46,26 @@ def build_args(conf: dict[str, str]) -> list[str]:
     if dirs:
         root = os.path.commonpath([os.path.realpath(d) for d in dirs if d])
         inside = lambda d: WHEELS + "/" + os.path.relpath(os.path.realpath(d), root)  # noqa: E731
-        args += ["--build-context", f"wheels={root}",
-                 "--build-arg", "PIP_LOCAL_FIND_LINKS=" + " ".join(inside(local_dir(p)) for p in links),
-                 "--build-arg", "PIP_LOCAL_INDEXES=" + " ".join("file://" + inside(local_dir(u)) for u in indexes),
-                 # torch from PyPI's name with the local copies beside it: pip prefers a
-                 # local file of the same release, as on the host.
-                 "--build-arg", "TORCH_INDEX_URL=https://pypi.org/simple"]
+        args += [
+            "--build-context",
+            f"wheels={root}",
+            "--build-arg",
+            "PIP_LOCAL_FIND_LINKS=" + " ".join(inside(local_dir(p)) for p in links),
+            "--build-arg",
+            "PIP_LOCAL_INDEXES=" + " ".join("file://" + inside(local_dir(u)) for u in indexes),
+            # torch from PyPI's name with the local copies beside it: pip prefers a
+            # local file of the same release, as on the host.
+            "--build-arg",
+            "TORCH_INDEX_URL=https://pypi.org/simple",
+        ]
     cert = conf.get("cert", "")
     if cert and os.path.isfile(cert):
-        args += ["--build-context", f"pipca={os.path.dirname(os.path.realpath(cert))}",
-                 "--build-arg", f"PIP_LOCAL_CERT={PIPCA}/{os.path.basename(os.path.realpath(cert))}"]
+        args += [
+            "--build-context",
+            f"pipca={os.path.dirname(os.path.realpath(cert))}",
+            "--build-arg",
+            f"PIP_LOCAL_CERT={PIPCA}/{os.path.basename(os.path.realpath(cert))}",
+        ]
     return args
 
 

@@ -7,6 +7,7 @@
 
 The body-size limit comes from the gateway's settings (KADR_MAX_REQUEST_BYTES) unless given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,33 +19,60 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 
 PROFILES = {
-    "compose": dict(listen="8080", upstream="gateway:8000", stream_upstream="", pid_path="/var/run/nginx.pid",
-                    error_log="/dev/stderr", access_log="/dev/stdout", static_root="/srv/kadr/web",
-                    worker_processes="auto", temp_paths="", user=""),
+    "compose": dict(
+        listen="8080",
+        upstream="gateway:8000",
+        stream_upstream="",
+        pid_path="/var/run/nginx.pid",
+        error_log="/dev/stderr",
+        access_log="/dev/stdout",
+        static_root="/srv/kadr/web",
+        worker_processes="auto",
+        temp_paths="",
+        user="",
+    ),
     "local": dict(listen="127.0.0.1:8080", upstream="127.0.0.1:8000", stream_upstream="", worker_processes="2"),
 }
 
 
-def render(profile: str, *, prefix: Path | None = None, rate: str = "20r/s", burst: int = 40,
-           max_body_bytes: int | None = None, **overrides: str) -> str:
-    values = {"profile": profile, "mime_types": "/etc/nginx/mime.types", "rate": rate,
-              "burst": str(burst), "static_root": str(ROOT / "web")}
+def render(
+    profile: str,
+    *,
+    prefix: Path | None = None,
+    rate: str = "20r/s",
+    burst: int = 40,
+    max_body_bytes: int | None = None,
+    **overrides: str,
+) -> str:
+    values = {
+        "profile": profile,
+        "mime_types": "/etc/nginx/mime.types",
+        "rate": rate,
+        "burst": str(burst),
+        "static_root": str(ROOT / "web"),
+    }
     values.update(PROFILES[profile])
     if profile == "local":
         prefix = (prefix or ROOT / "var/run/nginx").resolve()
         # Logs go to the process's own output, which the runner (honcho, tests) files
         # under logs/ with everything else.
-        values.update(pid_path=str(prefix / "nginx.pid"), error_log="stderr",
-                      access_log="/dev/stdout",
-                      temp_paths="".join(f"    {k}_temp_path {prefix / 'tmp' / k};\n"
-                                         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
-                      # Started by root, nginx's workers would run as nobody and could not
-                      # write request bodies over the 1 MB buffer (any phone photo) into a
-                      # temp dir under root's private directories: 500 on upload.
-                      user="user root;\n" if os.geteuid() == 0 else "")
+        values.update(
+            pid_path=str(prefix / "nginx.pid"),
+            error_log="stderr",
+            access_log="/dev/stdout",
+            temp_paths="".join(
+                f"    {k}_temp_path {prefix / 'tmp' / k};\n"
+                for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            ),
+            # Started by root, nginx's workers would run as nobody and could not
+            # write request bodies over the 1 MB buffer (any phone photo) into a
+            # temp dir under root's private directories: 500 on upload.
+            user="user root;\n" if os.geteuid() == 0 else "",
+        )
     if max_body_bytes is None:
         sys.path.insert(0, str(ROOT))
         from gateway.settings import GatewaySettings
+
         max_body_bytes = GatewaySettings().max_request_bytes
     values["client_max_body_size"] = str(max_body_bytes)
     values.update({k: str(v) for k, v in overrides.items() if v is not None})
@@ -53,7 +81,7 @@ def render(profile: str, *, prefix: Path | None = None, rate: str = "20r/s", bur
     for k, v in values.items():
         text = text.replace("{{" + k + "}}", v)
     if "{{" in text:
-        raise ValueError("unfilled placeholder in nginx template: " + text[text.index("{{"):][:40])
+        raise ValueError("unfilled placeholder in nginx template: " + text[text.index("{{") :][:40])
     return text
 
 
@@ -70,8 +98,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--burst", type=int, default=40)
     p.add_argument("--max-body-bytes", type=int)
     a = p.parse_args(argv)
-    text = render(a.profile, prefix=a.prefix, rate=a.rate, burst=a.burst, max_body_bytes=a.max_body_bytes,
-                  listen=a.listen, upstream=a.upstream, stream_upstream=a.stream_upstream, static_root=a.static_root)
+    text = render(
+        a.profile,
+        prefix=a.prefix,
+        rate=a.rate,
+        burst=a.burst,
+        max_body_bytes=a.max_body_bytes,
+        listen=a.listen,
+        upstream=a.upstream,
+        stream_upstream=a.stream_upstream,
+        static_root=a.static_root,
+    )
     if a.profile == "local":
         prefix = (a.prefix or ROOT / "var/run/nginx").resolve()
         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):

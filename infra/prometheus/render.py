@@ -7,6 +7,7 @@ file infra/prometheus/prometheus.yml with each job's target replaced.
 Every job of the compose file needs a target (``prometheus`` defaults to the
 ``--listen`` address), so a new job cannot be forgotten here.
 """
+
 from __future__ import annotations
 
 import argparse

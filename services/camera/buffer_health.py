@@ -1,6 +1,7 @@
 """How each camera's ring and source are doing, told outside the worker: published to
 Redis for the gateway's camera API (``BufferPublisher``) and read at scrape time for
 Prometheus (``BufferCollector``), both from the process that holds the rings."""
+
 from __future__ import annotations
 
 import logging
@@ -44,13 +45,15 @@ class BufferCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         def gauge(name: str, doc: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=["camera"])
+
         held_bytes = gauge("kadr_camera_buffer_bytes", "Bytes held by the pre-event ring")
         held_s = gauge("kadr_camera_buffer_seconds", "Seconds of past an event can reach")
         frames = gauge("kadr_camera_buffer_frames", "Frames held (packet mode: with the lead-in GOP)")
         budget = gauge("kadr_camera_buffer_max_bytes", "The ring's memory budget")
         age = gauge("kadr_camera_last_frame_age_seconds", "Seconds since the newest buffered frame")
-        dropped = CounterMetricFamily("kadr_camera_buffer_dropped_frames", "Frames dropped from the ring",
-                                      labels=["camera", "reason"])
+        dropped = CounterMetricFamily(
+            "kadr_camera_buffer_dropped_frames", "Frames dropped from the ring", labels=["camera", "reason"]
+        )
         now = time.time()
         for r in self.readers():
             s = r.ring.stats()

@@ -6,6 +6,7 @@ of the Laplacian over the plate box, else the vehicle box, else the whole frame)
 the "snow photo", and locate plates on it and on the uploads. The task stores what
 ``analyse`` returns; nothing here touches Redis, Celery or storage.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -44,9 +45,15 @@ def _score(frame: np.ndarray, roi: Box | None) -> tuple[float, bool]:
     return laplacian_variance(frame), False
 
 
-def analyse(params: EventParams, offsets: Sequence[float], lookups: Sequence[Lookup | None],
-            uploads: dict[str, np.ndarray], *, find_plates: FindPlates, max_plates: int = 5
-            ) -> EventOutcome:
+def analyse(
+    params: EventParams,
+    offsets: Sequence[float],
+    lookups: Sequence[Lookup | None],
+    uploads: dict[str, np.ndarray],
+    *,
+    find_plates: FindPlates,
+    max_plates: int = 5,
+) -> EventOutcome:
     """``lookups[i]`` is the ring's (ts, frame) nearest ``ts - offsets[i]``, or None."""
     event_ts = float(params["ts"])
     roi = event_roi(params)
@@ -61,17 +68,25 @@ def analyse(params: EventParams, offsets: Sequence[float], lookups: Sequence[Loo
         score, used_roi = _score(frame, roi)
         kind = f"candidate_{i}"
         images[kind] = frame
-        candidates.append({"offset": off, "asked_ts": round(event_ts - off, 3), "ts": round(ts, 3),
-                           "score": round(score, 3), "roi": used_roi, "image": kind,
-                           "height": int(frame.shape[0]), "width": int(frame.shape[1])})
+        candidates.append(
+            {
+                "offset": off,
+                "asked_ts": round(event_ts - off, 3),
+                "ts": round(ts, 3),
+                "score": round(score, 3),
+                "roi": used_roi,
+                "image": kind,
+                "height": int(frame.shape[0]),
+                "width": int(frame.shape[1]),
+            }
+        )
         if best is None or score > candidates[best]["score"]:
             best = i
     snow: dict[str, Any] | None = None
     if best is not None:
         c = candidates[best]
         images["snow"] = images[c["image"]]
-        snow = {"offset": c["offset"], "ts": c["ts"], "score": c["score"], "image": "snow",
-                "candidate": c["image"]}
+        snow = {"offset": c["offset"], "ts": c["ts"], "score": c["score"], "image": "snow", "candidate": c["image"]}
     elif uploads:
         # No buffered frame (no source, or the event is older than the buffer): the
         # sharpest of the camera's own images stands in.
@@ -82,7 +97,7 @@ def analyse(params: EventParams, offsets: Sequence[float], lookups: Sequence[Loo
 
     plates: list[dict[str, Any]] = []
     n = 0
-    searched = ([("snow", images["snow"])] if "snow" in images and "upload" not in (snow or {}) else [])
+    searched = [("snow", images["snow"])] if "snow" in images and "upload" not in (snow or {}) else []
     searched += list(uploads.items())
     for source, img in searched:
         vehicle = params.get("vehicle_box")
@@ -94,7 +109,11 @@ def analyse(params: EventParams, offsets: Sequence[float], lookups: Sequence[Loo
             images[kind] = crop(img, box)
             plates.append({"image": kind, "source": source, "box": [int(v) for v in box]})
             n += 1
-    result = {"snow": snow, "candidates": candidates, "plates": plates,
-              "roi": list(roi) if roi else None,
-              "frames_found": sum(1 for g in lookups if g is not None)}
+    result = {
+        "snow": snow,
+        "candidates": candidates,
+        "plates": plates,
+        "roi": list(roi) if roi else None,
+        "frames_found": sum(1 for g in lookups if g is not None),
+    }
     return EventOutcome(result=result, images=images)

@@ -4,6 +4,7 @@ blobs under ``camera/<event id>/`` → the event's result; then the event clip
 (services/camera/clips.py), cut from the ring once the camera's ``clip_after_seconds``
 past the event have arrived. A clip that cannot be made is reported on the event, never
 fails it. Process RSS is logged at the start and end of every event."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,11 @@ from services.runtime.execution import JobFailure
 from services.store.blobs import BlobNotFound
 
 log = logging.getLogger("kadr.camera")
-CLIPS = Counter("kadr_camera_clips_total", "Event clips by outcome (ready, missing: no frames in the "
-                "window, failed: the frames could not be written as MP4)", ["camera", "outcome"])
+CLIPS = Counter(
+    "kadr_camera_clips_total",
+    "Event clips by outcome (ready, missing: no frames in the window, failed: the frames could not be written as MP4)",
+    ["camera", "outcome"],
+)
 
 
 def _rss() -> int:
@@ -62,8 +66,9 @@ def _uploads(rt: CameraRuntime, job: EventJob) -> dict[str, np.ndarray]:
     return out
 
 
-def process_event(rt: CameraRuntime, job: EventJob, progress: Callable[[float], None], *,
-                  settings: CameraSettings) -> dict[str, Any]:
+def process_event(
+    rt: CameraRuntime, job: EventJob, progress: Callable[[float], None], *, settings: CameraSettings
+) -> dict[str, Any]:
     """One event: frames nearest each offset → sharpest → plate crops → blobs → clip."""
     params = job["params"]
     cam_id = params["camera"]
@@ -75,18 +80,23 @@ def process_event(rt: CameraRuntime, job: EventJob, progress: Callable[[float], 
     offsets = list(params.get("offsets") or cam.offsets)
     t0 = time.perf_counter()
     ring = rt.rings.get(cam_id)
-    lookups = (ring.frames_at(offsets, float(params["ts"]), tolerance=settings.lookup_tolerance_seconds)
-               if ring is not None else [None] * len(offsets))
+    lookups = (
+        ring.frames_at(offsets, float(params["ts"]), tolerance=settings.lookup_tolerance_seconds)
+        if ring is not None
+        else [None] * len(offsets)
+    )
     lookup_s = time.perf_counter() - t0
     uploads = _uploads(rt, job)
     if not any(lookups) and not uploads:
         held = ring.stats() if ring is not None else None
-        raise JobFailure("no_frames", "no buffered frame near the event time and no uploaded image",
-                         details={"buffer": {k: held[k] for k in ("oldest_ts", "newest_ts")} if held else None})
+        raise JobFailure(
+            "no_frames",
+            "no buffered frame near the event time and no uploaded image",
+            details={"buffer": {k: held[k] for k in ("oldest_ts", "newest_ts")} if held else None},
+        )
     progress(0.3)
     t1 = time.perf_counter()
-    outcome = events.analyse(params, offsets, lookups, uploads, find_plates=find_plates,
-                             max_plates=settings.max_plates)
+    outcome = events.analyse(params, offsets, lookups, uploads, find_plates=find_plates, max_plates=settings.max_plates)
     analyse_s = time.perf_counter() - t1
     keys: dict[str, str] = {}
     try:
@@ -101,14 +111,19 @@ def process_event(rt: CameraRuntime, job: EventJob, progress: Callable[[float], 
             rt.blobs.delete(key)
         raise
     rss1 = _rss()
-    log.info("camera event done", extra={"camera": cam_id, "rss_bytes": rss1,
-                                         "rss_delta_bytes": rss1 - rss0})
-    return {**outcome.result, "images": keys, "clip": clip, "rss_bytes": {"start": rss0, "end": rss1},
-            "timings": {"lookup_seconds": round(lookup_s, 4), "analyse_seconds": round(analyse_s, 4)}}
+    log.info("camera event done", extra={"camera": cam_id, "rss_bytes": rss1, "rss_delta_bytes": rss1 - rss0})
+    return {
+        **outcome.result,
+        "images": keys,
+        "clip": clip,
+        "rss_bytes": {"start": rss0, "end": rss1},
+        "timings": {"lookup_seconds": round(lookup_s, 4), "analyse_seconds": round(analyse_s, 4)},
+    }
 
 
-def event_clip(rt: CameraRuntime, cam: CameraConfig, event_id: str, event_ts: float, *,
-               settings: CameraSettings) -> dict[str, Any] | None:
+def event_clip(
+    rt: CameraRuntime, cam: CameraConfig, event_id: str, event_ts: float, *, settings: CameraSettings
+) -> dict[str, Any] | None:
     """Cut ``camera/<event id>/clip.mp4`` from the camera's ring; what it covers, or why not."""
     before, after = cam.clip_window()
     ring = rt.rings.get(cam.id)
@@ -133,11 +148,15 @@ def event_clip(rt: CameraRuntime, cam: CameraConfig, event_id: str, event_ts: fl
 
         def write(path: str) -> ClipInfo:
             return write_jpeg_clip(path, frames, crf=settings.camera_clip_crf)
+
     if not found:
         CLIPS.labels(camera=cam.id, outcome="missing").inc()
         log.warning("event clip missing", extra={"camera": cam.id, "event": event_id, **asked})
-        return {"state": "missing", "asked": asked,
-                "reason": "the buffer held no frame between the clip's start and end"}
+        return {
+            "state": "missing",
+            "asked": asked,
+            "reason": "the buffer held no frame between the clip's start and end",
+        }
     key = blob_keys.event_clip(event_id)
     t0 = time.perf_counter()
     with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
@@ -152,7 +171,15 @@ def event_clip(rt: CameraRuntime, cam: CameraConfig, event_id: str, event_ts: fl
         size = rt.blobs.put_stream(key, tmp)
     CLIPS.labels(camera=cam.id, outcome="ready").inc()
     seconds = round(time.perf_counter() - t0, 4)
-    log.info("event clip ready", extra={"camera": cam.id, "event": event_id, "bytes": size,
-                                        "frames": info.frames, "mode": info.mode, "write_seconds": seconds})
-    return {"state": "ready", "blob": key, "bytes": size, "asked": asked, **info.as_dict(),
-            "write_seconds": seconds}
+    log.info(
+        "event clip ready",
+        extra={
+            "camera": cam.id,
+            "event": event_id,
+            "bytes": size,
+            "frames": info.frames,
+            "mode": info.mode,
+            "write_seconds": seconds,
+        },
+    )
+    return {"state": "ready", "blob": key, "bytes": size, "asked": asked, **info.as_dict(), "write_seconds": seconds}

@@ -1,5 +1,6 @@
 """The camera worker's one model: OpenCV's licence-plate cascade (services/camera/plates.py),
 served by the registry like every worker's models so readiness reports it."""
+
 from __future__ import annotations
 
 import cv2

@@ -8,6 +8,7 @@ it fires now and then on horizontal stripes such as grilles; boxes are therefore
 ranked by how many overlapping windows agreed (the cascade's own confidence), and
 callers should pass the vehicle box of the event as ``roi`` when they have one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,16 +34,18 @@ class CascadeUnavailable(RuntimeError):
 def default_cascade_path() -> Path:
     data = getattr(getattr(cv2, "data", None), "haarcascades", None)
     if data is None:
-        raise CascadeUnavailable("this OpenCV build has no cv2.data.haarcascades "
-                                 "(install opencv-python-headless>=4.8,<5)")
+        raise CascadeUnavailable(
+            "this OpenCV build has no cv2.data.haarcascades (install opencv-python-headless>=4.8,<5)"
+        )
     return Path(data) / CASCADE_FILE
 
 
 def load_cascade(path: str | os.PathLike[str] | None = None) -> cv2.CascadeClassifier:
     path = Path(path) if path is not None else default_cascade_path()
     if not path.is_file():
-        raise CascadeUnavailable(f"plate cascade not found at {path} "
-                                 "(opencv-python-headless>=4.8,<5 ships it; 5.x does not)")
+        raise CascadeUnavailable(
+            f"plate cascade not found at {path} (opencv-python-headless>=4.8,<5 ships it; 5.x does not)"
+        )
     try:
         cascade = cv2.CascadeClassifier(str(path))
     except (cv2.error, SystemError) as exc:  # malformed XML surfaces as SystemError
@@ -64,10 +67,16 @@ def _default_cascade() -> AbstractContextManager[cv2.CascadeClassifier]:
     return registry.use(REGISTRY_NAME)
 
 
-def find_plates(img_bgr: np.ndarray, *, roi: Box | None = None, max_plates: int = 5,
-                min_size: tuple[int, int] = CASCADE_WINDOW, min_neighbors: int = 4,
-                scale_factor: float = 1.1,
-                cascade: cv2.CascadeClassifier | None = None) -> list[Box]:
+def find_plates(
+    img_bgr: np.ndarray,
+    *,
+    roi: Box | None = None,
+    max_plates: int = 5,
+    min_size: tuple[int, int] = CASCADE_WINDOW,
+    min_neighbors: int = 4,
+    scale_factor: float = 1.1,
+    cascade: cv2.CascadeClassifier | None = None,
+) -> list[Box]:
     """Plate boxes (x, y, w, h) in full-frame coordinates, most confident first.
 
     ``roi`` (x, y, w, h, clipped to the frame) limits the search, e.g. to the
@@ -92,14 +101,13 @@ def find_plates(img_bgr: np.ndarray, *, roi: Box | None = None, max_plates: int 
     area = img_bgr[ey0:ey1, ex0:ex1]
     gray = area if area.ndim == 2 else cv2.cvtColor(area, cv2.COLOR_BGR2GRAY)
     top, left = m - (y - ey0), m - (x - ex0)
-    gray = cv2.copyMakeBorder(gray, top, m - (ey1 - y - h), left, m - (ex1 - x - w),
-                              cv2.BORDER_REPLICATE)
+    gray = cv2.copyMakeBorder(gray, top, m - (ey1 - y - h), left, m - (ex1 - x - w), cv2.BORDER_REPLICATE)
     # A caller's own cascade is the caller's to serialise.
     using = _default_cascade() if cascade is None else contextlib.nullcontext(cascade)
     with using as detector:
         boxes, neighbours = detector.detectMultiScale2(
-            gray, scaleFactor=scale_factor, minNeighbors=min_neighbors,
-            minSize=tuple(int(v) for v in min_size))
+            gray, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=tuple(int(v) for v in min_size)
+        )
     ranked = []
     for n, (bx, by, bw, bh) in zip(np.asarray(neighbours).ravel().tolist(), np.asarray(boxes).tolist()):
         bx, by = bx + ex0 - left, by + ey0 - top  # frame coordinates
@@ -125,4 +133,4 @@ def crop(img: np.ndarray, box: Box, pad: float = 0.1) -> np.ndarray:
     if clipped is None:
         raise ValueError(f"box {box} lies outside the {img.shape[1]}x{img.shape[0]} frame")
     cx, cy, cw, ch = clipped
-    return img[cy:cy + ch, cx:cx + cw].copy()
+    return img[cy : cy + ch, cx : cx + cw].copy()

@@ -31,6 +31,7 @@ bookkeeping; lookups copy out references to the (immutable) encoded bytes they
 need under the lock and decode outside it, so a slow decode never stalls the
 camera reader.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -76,8 +77,9 @@ class FrameRing(Protocol):
 
     def nearest(self, ts: float) -> Lookup | None: ...
 
-    def frames_at(self, offsets_before_event: Sequence[float], event_ts: float, *,
-                  tolerance: float | None = None) -> list[Lookup | None]: ...
+    def frames_at(
+        self, offsets_before_event: Sequence[float], event_ts: float, *, tolerance: float | None = None
+    ) -> list[Lookup | None]: ...
 
     def timestamps(self) -> list[float]: ...
 
@@ -140,8 +142,9 @@ class _RingBase:
         """Block until a frame stamped at or after ``ts`` has been pushed (True), or for
         at most ``timeout`` seconds (False): a clip's "after" part waits here."""
         with self._lock:
-            return self._lock.wait_for(lambda: self._last_ts is not None and self._last_ts >= ts,
-                                       timeout=max(0.0, timeout))
+            return self._lock.wait_for(
+                lambda: self._last_ts is not None and self._last_ts >= ts, timeout=max(0.0, timeout)
+            )
 
     def _cutoff(self) -> float:
         """Oldest timestamp still inside the window. The microsecond of slack keeps a
@@ -186,8 +189,9 @@ class JpegFrameRing(_RingBase):
 
     mode = "jpeg"
 
-    def __init__(self, *, max_seconds: float = DEFAULT_MAX_SECONDS,
-                 max_bytes: int = DEFAULT_JPEG_MAX_BYTES, quality: int = 90) -> None:
+    def __init__(
+        self, *, max_seconds: float = DEFAULT_MAX_SECONDS, max_bytes: int = DEFAULT_JPEG_MAX_BYTES, quality: int = 90
+    ) -> None:
         super().__init__(max_seconds, max_bytes)
         if not 1 <= quality <= 100:
             raise ValueError(f"JPEG quality must be 1..100, got {quality}")
@@ -225,8 +229,9 @@ class JpegFrameRing(_RingBase):
     def nearest(self, ts: float) -> Lookup | None:
         return self.frames_at([0.0], ts)[0]
 
-    def frames_at(self, offsets_before_event: Sequence[float], event_ts: float, *,
-                  tolerance: float | None = None) -> list[Lookup | None]:
+    def frames_at(
+        self, offsets_before_event: Sequence[float], event_ts: float, *, tolerance: float | None = None
+    ) -> list[Lookup | None]:
         """One lookup per offset: the frame nearest ``event_ts - offset``, or None when
         the ring is empty or the nearest frame is further than ``tolerance`` seconds."""
         asked = [event_ts - off for off in offsets_before_event]
@@ -302,8 +307,7 @@ def frame_to_bgr(frame: VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="bgr24")
 
 
-def _decode_span(span: _Span, wanted: Sequence[int],
-                 threads: int = 0) -> dict[int, tuple[int, np.ndarray]]:
+def _decode_span(span: _Span, wanted: Sequence[int], threads: int = 0) -> dict[int, tuple[int, np.ndarray]]:
     """Decode ``span`` once, returning ``{wanted index: (index decoded, BGR frame)}``.
 
     A packet the decoder rejects (network loss, corruption) does not fail the
@@ -378,9 +382,15 @@ class PacketRing(_RingBase):
 
     mode = "packets"
 
-    def __init__(self, codec: str = "h264", extradata: bytes | None = None, *,
-                 max_seconds: float = DEFAULT_MAX_SECONDS,
-                 max_bytes: int = DEFAULT_PACKET_MAX_BYTES, decode_threads: int = 0) -> None:
+    def __init__(
+        self,
+        codec: str = "h264",
+        extradata: bytes | None = None,
+        *,
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+        max_bytes: int = DEFAULT_PACKET_MAX_BYTES,
+        decode_threads: int = 0,
+    ) -> None:
         super().__init__(max_seconds, max_bytes)
         self.decode_threads = int(decode_threads)  # per decoder; 0: FFmpeg picks from the core count
         self._params = CodecParams(codec, bytes(extradata) if extradata else None)
@@ -417,8 +427,9 @@ class PacketRing(_RingBase):
             cutoff = self._cutoff()
             # The oldest GOP goes once none of its frames is in the window and the
             # next one can serve the window's start (or nothing in it is in the window).
-            while self._gops and (self._gops[0].ts[-1] < cutoff or
-                                  (len(self._gops) > 1 and self._gops[1].ts[0] <= cutoff)):
+            while self._gops and (
+                self._gops[0].ts[-1] < cutoff or (len(self._gops) > 1 and self._gops[1].ts[0] <= cutoff)
+            ):
                 self._dropped_age += self._drop_oldest_gop()
             while self._bytes > self.max_bytes:
                 self._dropped_budget += self._drop_oldest_gop()
@@ -448,8 +459,9 @@ class PacketRing(_RingBase):
     def nearest(self, ts: float) -> Lookup | None:
         return self.frames_at([0.0], ts)[0]
 
-    def frames_at(self, offsets_before_event: Sequence[float], event_ts: float, *,
-                  tolerance: float | None = None) -> list[Lookup | None]:
+    def frames_at(
+        self, offsets_before_event: Sequence[float], event_ts: float, *, tolerance: float | None = None
+    ) -> list[Lookup | None]:
         """One lookup per offset (see ``JpegFrameRing.frames_at``). Lookups that fall
         in one GOP share a single decode pass, from its keyframe to the latest of them."""
         asked = [event_ts - off for off in offsets_before_event]
@@ -467,13 +479,14 @@ class PacketRing(_RingBase):
                 picks.append((g, i))
                 gop = self._gops[g]
                 if g not in spans or len(spans[g].data) <= i:
-                    spans[g] = _Span(gop.params, gop.data[:i + 1], gop.ts[:i + 1])
+                    spans[g] = _Span(gop.params, gop.data[: i + 1], gop.ts[: i + 1])
         wanted = {g: sorted({p[1] for p in picks if p and p[0] == g}) for g in spans}
         if len(spans) > 1:
             # PyAV releases the GIL while decoding: separate GOPs decode side by side.
             with ThreadPoolExecutor(max_workers=len(spans)) as pool:
-                futures = {g: pool.submit(_decode_span, span, wanted[g], self.decode_threads)
-                           for g, span in spans.items()}
+                futures = {
+                    g: pool.submit(_decode_span, span, wanted[g], self.decode_threads) for g, span in spans.items()
+                }
                 decoded = {g: f.result() for g, f in futures.items()}
         else:
             decoded = {g: _decode_span(span, wanted[g], self.decode_threads) for g, span in spans.items()}
@@ -512,6 +525,11 @@ class PacketRing(_RingBase):
     def stats(self) -> dict[str, Any]:
         with self._lock:
             visible = self._visible_locked()
-            return self._stats([t for _, _, t in visible], self._frames, mode=self.mode,
-                               codec=self._params.name, gops=len(self._gops),
-                               lead_in_frames=self._frames - len(visible))
+            return self._stats(
+                [t for _, _, t in visible],
+                self._frames,
+                mode=self.mode,
+                codec=self._params.name,
+                gops=len(self._gops),
+                lead_in_frames=self._frames - len(visible),
+            )

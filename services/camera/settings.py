@@ -1,4 +1,5 @@
 """Settings of the camera worker: a worker's, the cameras, and how events run."""
+
 from __future__ import annotations
 
 from pydantic import Field

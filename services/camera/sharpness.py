@@ -7,6 +7,7 @@ only comparable between frames of the same scene and size, which is the case
 here, and the event's vehicle/plate box (``roi``) keeps a sharp background from
 outvoting a blurred car.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ def laplacian_variance(img_bgr: np.ndarray, roi: Box | None = None) -> float:
         if box is None:
             raise ValueError(f"roi {roi} lies outside the {img.shape[1]}x{img.shape[0]} frame")
         x, y, w, h = box
-        img = img[y:y + h, x:x + w]
+        img = img[y : y + h, x : x + w]
     gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     # float32 output: uint8 would clip negative responses; meanStdDev accumulates in double.
     lap = cv2.Laplacian(gray, cv2.CV_32F)
@@ -45,8 +46,7 @@ def laplacian_variance(img_bgr: np.ndarray, roi: Box | None = None) -> float:
     return float(std[0, 0]) ** 2
 
 
-def pick_sharpest(candidates: Sequence[tuple[float, np.ndarray]],
-                  roi: Box | None = None) -> tuple[int, list[float]]:
+def pick_sharpest(candidates: Sequence[tuple[float, np.ndarray]], roi: Box | None = None) -> tuple[int, list[float]]:
     """Index of the sharpest ``(ts, frame)`` candidate and every candidate's score.
 
     Ties go to the first candidate. Frames that a ring could not supply (None)

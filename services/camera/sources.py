@@ -21,6 +21,7 @@ Frames are stamped with the worker's clock when they arrive (the same clock, NTP
 as the camera's event time); JPEG sources are thinned to the configured fps. Each
 reader's ``health()`` goes out through ``buffer_health.py``.
 """
+
 from __future__ import annotations
 
 import io
@@ -41,12 +42,13 @@ from services.contracts.settings import CameraConfig
 
 log = logging.getLogger("kadr.camera")
 
-SOURCE_UP = Gauge("kadr_camera_source_up", "1 while the camera's source delivers frames", ["camera"],
-                  multiprocess_mode="livemax")
-SOURCE_FPS = Gauge("kadr_camera_source_fps", "Frames per second kept from the source", ["camera"],
-                   multiprocess_mode="livemax")
-RECONNECTS = Counter("kadr_camera_source_reconnects_total", "Source (re)connections after a failure",
-                     ["camera"])
+SOURCE_UP = Gauge(
+    "kadr_camera_source_up", "1 while the camera's source delivers frames", ["camera"], multiprocess_mode="livemax"
+)
+SOURCE_FPS = Gauge(
+    "kadr_camera_source_fps", "Frames per second kept from the source", ["camera"], multiprocess_mode="livemax"
+)
+RECONNECTS = Counter("kadr_camera_source_reconnects_total", "Source (re)connections after a failure", ["camera"])
 MAX_MJPEG_FRAME_BYTES = 16 * 2**20
 
 
@@ -62,12 +64,12 @@ def source_mode(source: str) -> str:
 def make_ring(cam: CameraConfig, jpeg_quality: int = 90) -> JpegFrameRing | PacketRing:
     if source_mode(cam.source) == "packets":
         return PacketRing(max_seconds=cam.buffer_seconds, max_bytes=cam.buffer_max_bytes)
-    return JpegFrameRing(max_seconds=cam.buffer_seconds, max_bytes=cam.buffer_max_bytes,
-                         quality=jpeg_quality)
+    return JpegFrameRing(max_seconds=cam.buffer_seconds, max_bytes=cam.buffer_max_bytes, quality=jpeg_quality)
 
 
-def iter_mjpeg(stream: io.BufferedIOBase, boundary: bytes | None = None,
-               max_frame_bytes: int = MAX_MJPEG_FRAME_BYTES) -> Iterator[bytes]:
+def iter_mjpeg(
+    stream: io.BufferedIOBase, boundary: bytes | None = None, max_frame_bytes: int = MAX_MJPEG_FRAME_BYTES
+) -> Iterator[bytes]:
     """JPEG payloads of a ``multipart/x-mixed-replace`` body, in order. Parts with a
     Content-Length are read exactly; others up to the next boundary line."""
     marker = b"--" + boundary if boundary else b"--"
@@ -128,8 +130,15 @@ def redact_credentials(text: str, source: str = "") -> str:
 class SourceReader(threading.Thread):
     """Keeps one camera's ring filled until stopped; never raises out of ``run``."""
 
-    def __init__(self, cam: CameraConfig, ring: JpegFrameRing | PacketRing, *,
-                 timeout: float = 10.0, backoff_initial: float = 0.5, backoff_max: float = 30.0):
+    def __init__(
+        self,
+        cam: CameraConfig,
+        ring: JpegFrameRing | PacketRing,
+        *,
+        timeout: float = 10.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ):
         super().__init__(name=f"kadr-camera-{cam.id}", daemon=True)
         self.cam, self.ring = cam, ring
         self.timeout, self.backoff_initial, self.backoff_max = timeout, backoff_initial, backoff_max
@@ -165,9 +174,16 @@ class SourceReader(threading.Thread):
         return round((len(k) - 1) / (k[-1] - k[0]), 3) if len(k) > 1 and k[-1] > k[0] else None
 
     def health(self) -> dict[str, Any]:
-        return {"camera": self.cam.id, "up": self.up, "source_mode": self.mode,
-                "source_fps": self.fps(), "reconnects": self.reconnects, "last_error": self.last_error,
-                "published_at": round(time.time(), 3), **self.ring.stats()}
+        return {
+            "camera": self.cam.id,
+            "up": self.up,
+            "source_mode": self.mode,
+            "source_fps": self.fps(),
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "published_at": round(time.time(), 3),
+            **self.ring.stats(),
+        }
 
     # life cycle
     def stop(self) -> None:
@@ -211,6 +227,7 @@ class SourceReader(threading.Thread):
         # http.client's response reads lines as they arrive (a buffered reader over
         # requests/urllib3 would wait for whole buffers and deliver frames in bursts).
         import urllib.request
+
         req = urllib.request.Request(self.cam.source, headers={"User-Agent": "kadr-camera"})
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             ctype = resp.headers.get("Content-Type", "")
@@ -253,6 +270,7 @@ class SourceReader(threading.Thread):
         if not isinstance(self.ring, PacketRing):  # make_ring gives RTSP sources one
             raise TypeError("an RTSP source needs a packet ring")
         import av
+
         opts = {"rtsp_transport": "tcp", "timeout": str(int(self.timeout * 1e6))}
         with av.open(self.cam.source, options=opts, timeout=self.timeout) as container:
             stream = container.streams.video[0]

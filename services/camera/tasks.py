@@ -21,6 +21,7 @@ secret, same scheme as inbound) by the janitor from the outbox, with retries and
 exponential backoff; it is queued in the same Redis script that records the end, so no
 restart of any process loses it (services/store/outbox.py, delivery.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,6 +48,12 @@ def camera_event(payload: dict[str, Any]) -> str:
     rt = worker.runtime()
     # Its end reaches the camera's webhook_url through the outbox, queued with the state
     # change itself: a worker restart cannot lose it (services/upkeep/delivery.py).
-    return run_job(rt.store, p.job_id, service="camera", task=CAMERA_EVENT,
-                   max_deliveries=settings.max_deliveries, request_id=p.request_id,
-                   work=lambda job, prog: jobs.process_event(rt, job, prog, settings=settings))
+    return run_job(
+        rt.store,
+        p.job_id,
+        service="camera",
+        task=CAMERA_EVENT,
+        max_deliveries=settings.max_deliveries,
+        request_id=p.request_id,
+        work=lambda job, prog: jobs.process_event(rt, job, prog, settings=settings),
+    )

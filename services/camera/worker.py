@@ -6,6 +6,7 @@ With ``--pool threads`` that is the main process, when the worker is ready; with
 ``--pool solo`` or a prefork child (``worker_process_init``) the process that runs the
 tasks. The rings must share the process with the event tasks (services/camera/sources.py).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -44,7 +45,7 @@ def _malloc_returns_frames() -> None:
     except OSError:
         return  # not glibc: nothing to tune
     libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD (a fixed one also stops the dynamic raise)
-    libc.mallopt(-8, 2)        # M_ARENA_MAX
+    libc.mallopt(-8, 2)  # M_ARENA_MAX
 
 
 class CameraRuntime:
@@ -56,28 +57,36 @@ class CameraRuntime:
         self.store = JobStore(self.r, s.job_ttl_seconds)
         self.blobs = open_store(s)
         self.rings = {c.id: make_ring(c, s.ring_jpeg_quality) for c in s.cameras if c.source}
-        self.readers = [SourceReader(c, self.rings[c.id], timeout=s.source_timeout_seconds,
-                                     backoff_initial=s.reconnect_initial_seconds,
-                                     backoff_max=s.reconnect_max_seconds)
-                        for c in s.cameras if c.source]
+        self.readers = [
+            SourceReader(
+                c,
+                self.rings[c.id],
+                timeout=s.source_timeout_seconds,
+                backoff_initial=s.reconnect_initial_seconds,
+                backoff_max=s.reconnect_max_seconds,
+            )
+            for c in s.cameras
+            if c.source
+        ]
         ttl = max(3 * s.buffer_publish_seconds, 3.0)
-        self.publisher = BufferPublisher(self.readers, lambda cid, h: publish_buffer(self.r, cid, h, ttl),
-                                         s.buffer_publish_seconds)
+        self.publisher = BufferPublisher(
+            self.readers, lambda cid, h: publish_buffer(self.r, cid, h, ttl), s.buffer_publish_seconds
+        )
         # Encoding a clip is the costly part (an 8 s 1080p clip: ~80 MB and seconds of
         # CPU): a few at a time, whatever the events' concurrency. Copies need no bound.
         self.encoders = threading.BoundedSemaphore(s.camera_clip_encoders)
         register_models()
         registry.announce_warm_up(WARM)
-        self.heartbeat = Heartbeat(self.r, service="camera", queues=[CAMERA_QUEUE], models=registry.states,
-                                   interval=s.worker_heartbeat_seconds)
+        self.heartbeat = Heartbeat(
+            self.r, service="camera", queues=[CAMERA_QUEUE], models=registry.states, interval=s.worker_heartbeat_seconds
+        )
 
     def start(self) -> None:
         for reader in self.readers:
             reader.start()
         self.publisher.start()
         self.heartbeat.start()
-        threading.Thread(target=registry.warm_up, args=(WARM,), daemon=True,
-                         name="kadr-warmup").start()
+        threading.Thread(target=registry.warm_up, args=(WARM,), daemon=True, name="kadr-warmup").start()
         log.info("camera buffers started", extra={"cameras": [r.cam.id for r in self.readers]})
 
     def stop(self) -> None:
@@ -100,8 +109,9 @@ class CameraWorker:
         worker_ready.connect(self._in_worker, weak=False)
         worker_shutdown.connect(self._stop, weak=False)
         # The collector reads whichever runtime exists at scrape time (threads pool: this process).
-        worker_metrics.install(settings, "camera",
-                               lambda: [BufferCollector(lambda: self._runtime.readers if self._runtime else [])])
+        worker_metrics.install(
+            settings, "camera", lambda: [BufferCollector(lambda: self._runtime.readers if self._runtime else [])]
+        )
 
     def runtime(self) -> CameraRuntime:
         with self._lock:

@@ -15,6 +15,7 @@ Everything one object owns lies under its folder, so deleting it is one prefix::
     camera/<event>/uploads/<kind>              a camera event's uploaded images
     camera/<event>/<kind>.jpg, clip.mp4        what the camera worker made of it
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ def folder(kind: str, ident: str) -> str:
 
 
 # ---------------------------------------------------------------- photos and batches
+
 
 def photo(job_id: str) -> str:
     return folder("photos", job_id)
@@ -56,6 +58,7 @@ def enhance_result(job: Mapping[str, Any], extension: str) -> str:
 
 
 # ---------------------------------------------------------------- videos
+
 
 def video(video_id: str) -> str:
     return folder("videos", video_id)
@@ -109,6 +112,7 @@ def result_file(video_id: str, result_id: str, name: str) -> str:
 
 
 # ---------------------------------------------------------------- camera events
+
 
 def event(event_id: str) -> str:
     return folder("events", event_id)

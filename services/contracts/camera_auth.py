@@ -13,6 +13,7 @@ Cameras do not hold API keys; each has its own secret in its camera config:
 
 Every comparison of a secret-derived value goes through ``hmac.compare_digest``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,9 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def verify_hmac(secret: str, headers: Mapping[str, str], body: bytes, *, now: float,
-                window_seconds: float = DEFAULT_WINDOW_SECONDS) -> None:
+def verify_hmac(
+    secret: str, headers: Mapping[str, str], body: bytes, *, now: float, window_seconds: float = DEFAULT_WINDOW_SECONDS
+) -> None:
     ts_raw = _header(headers, TIMESTAMP_HEADER)
     sig = _header(headers, SIGNATURE_HEADER)
     if not ts_raw or not sig:
@@ -62,8 +64,9 @@ def verify_hmac(secret: str, headers: Mapping[str, str], body: bytes, *, now: fl
     except ValueError:
         raise CameraAuthError(f"{TIMESTAMP_HEADER} is not a number of seconds") from None
     if not math.isfinite(ts) or abs(now - ts) > window_seconds:
-        raise CameraAuthError(f"{TIMESTAMP_HEADER} is outside the {int(window_seconds)} s window "
-                              "(replayed request or camera clock off)")
+        raise CameraAuthError(
+            f"{TIMESTAMP_HEADER} is outside the {int(window_seconds)} s window (replayed request or camera clock off)"
+        )
     expected = signature(secret, ts_raw, body)
     if not hmac.compare_digest(expected.encode(), sig.strip().encode("utf-8", "replace")):
         raise CameraAuthError("signature does not match the body")
@@ -77,8 +80,16 @@ def verify_token(secret: str, headers: Mapping[str, str], query: Mapping[str, st
         raise CameraAuthError("wrong token")
 
 
-def verify(mode: str, secret: str, headers: Mapping[str, str], query: Mapping[str, str],
-           body: bytes, *, now: float, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> None:
+def verify(
+    mode: str,
+    secret: str,
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+) -> None:
     """Raise ``CameraAuthError`` unless the request carries the camera's credential."""
     if mode == "hmac":
         verify_hmac(secret, headers, body, now=now, window_seconds=window_seconds)

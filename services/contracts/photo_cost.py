@@ -7,6 +7,7 @@ from the rates the enhance workers measure on every photo they finish
 (:mod:`services.store.task_stats`); before any is measured, from the reference numbers
 below (this project's 2-core CPU machine, bench/results/real_photos.json).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,8 +53,11 @@ def output_limit(fmt: str, *, max_output_pixels: int, memory_budget_bytes: int) 
     limit = OutputLimit(max_output_pixels, MAX_SIDE[fmt], "KADR_MAX_OUTPUT_PIXELS")
     per_px = WHOLE_IMAGE_BYTES_PER_PIXEL.get(fmt)
     if per_px and memory_budget_bytes // per_px < limit.max_pixels:
-        limit = OutputLimit(memory_budget_bytes // per_px, limit.max_side,
-                            f"the enhance worker's memory budget for {fmt.upper()} outputs")
+        limit = OutputLimit(
+            memory_budget_bytes // per_px,
+            limit.max_side,
+            f"the enhance worker's memory budget for {fmt.upper()} outputs",
+        )
     return limit
 
 
@@ -79,12 +83,17 @@ def resolve_upscale(width: int, height: int, requested: int | None, limit: Outpu
     if fits(width, height, requested, limit):
         return requested
     w, h = width * requested, height * requested
-    what = (f"{w}x{h} = {w * h:,} pixels, over the limit of {limit.max_pixels:,} ({limit.reason})"
-            if w * h > limit.max_pixels else f"{w}x{h}, over {limit.max_side} pixels a side")
-    hint = (f"the largest upscale that fits is {largest}" if largest else
-            "even upscale 1 does not fit: send a smaller photo")
-    raise OutputTooLarge(f"a {width}x{height} photo at upscale {requested} would be {what}; {hint}",
-                         largest, limit)
+    what = (
+        f"{w}x{h} = {w * h:,} pixels, over the limit of {limit.max_pixels:,} ({limit.reason})"
+        if w * h > limit.max_pixels
+        else f"{w}x{h}, over {limit.max_side} pixels a side"
+    )
+    hint = (
+        f"the largest upscale that fits is {largest}"
+        if largest
+        else "even upscale 1 does not fit: send a smaller photo"
+    )
+    raise OutputTooLarge(f"a {width}x{height} photo at upscale {requested} would be {what}; {hint}", largest, limit)
 
 
 @dataclass(frozen=True)
@@ -95,12 +104,24 @@ class Estimate:
     time_limit: int
 
     def view(self) -> records.Estimate:
-        return {"seconds": round(self.seconds, 1), "soft_time_limit_seconds": self.soft_time_limit,
-                "time_limit_seconds": self.time_limit}
+        return {
+            "seconds": round(self.seconds, 1),
+            "soft_time_limit_seconds": self.soft_time_limit,
+            "time_limit_seconds": self.time_limit,
+        }
 
 
-def estimate(width: int, height: int, params: dict[str, Any], rates: dict[str, Any], *, factor: float, floor_soft: int,
-             floor_hard: int, cap: int) -> Estimate:
+def estimate(
+    width: int,
+    height: int,
+    params: dict[str, Any],
+    rates: dict[str, Any],
+    *,
+    factor: float,
+    floor_soft: int,
+    floor_hard: int,
+    cap: int,
+) -> Estimate:
     """Seconds for a photo (input ``width`` x ``height``, resolved ``params``) from the
     fleet's measured ``rates`` (see task_stats.photo_rates), and the soft/hard limits:
     ``factor`` times the worst case, at least the floors, at most ``cap`` (+ the grace

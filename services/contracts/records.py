@@ -14,6 +14,7 @@ carry fields a newer worker wrote without the gateway dropping them.
 What does not belong here: request validation (``schemas.py``), how a record is shown
 to clients (``gateway/api/views.py``), Redis key names (``redis_keys.py``).
 """
+
 # No ``from __future__ import annotations``: TypedDict reads NotRequired[...] at class
 # creation, and string annotations would leave every key counted as required.
 from typing import Any, Generic, Literal, NotRequired, TypeVar
@@ -38,6 +39,7 @@ class JobError(TypedDict):
 @open_record
 class Estimate(TypedDict):
     """A photo's expected run time and the limits its task carries (photo_cost.Estimate)."""
+
     seconds: float
     soft_time_limit_seconds: int
     time_limit_seconds: int
@@ -46,6 +48,7 @@ class Estimate(TypedDict):
 @open_record
 class CallbackOutcome(TypedDict):
     """How the completion callback's delivery went (services/upkeep/delivery.py)."""
+
     url: str
     state: Literal["pending", "delivered", "failed"]
     attempts: int
@@ -57,6 +60,7 @@ class CallbackOutcome(TypedDict):
 
 class Job(TypedDict, Generic[P, R]):
     """One job hash, decoded. ``params`` and ``result`` are the kind's own."""
+
     id: str
     kind: str
     owner: str
@@ -104,6 +108,7 @@ class RunningItem(TypedDict):
 class Batch(TypedDict):
     """One batch hash as ``BatchRecords.get`` reads it: the stored fields, the item counts
     by state, and what is worked out from them (state, progress, rate)."""
+
     id: str
     kind: str
     owner: str
@@ -138,6 +143,7 @@ class Batch(TypedDict):
 @open_record
 class PhotoInfo(TypedDict):
     """An uploaded photo as clients see it."""
+
     name: str
     format: str
     width: int
@@ -154,6 +160,7 @@ class PhotoInput(PhotoInfo):
 @open_record
 class EnhanceOutput(TypedDict):
     """The restored photo as clients see it (its blob key stays inside)."""
+
     format: str
     width: int
     height: int
@@ -181,6 +188,7 @@ EnhanceJob = Job[dict[str, Any], EnhanceResult]
 @open_record
 class VideoInfo(TypedDict):
     """An uploaded video as clients see it: what the probe found (media/video.VideoInfo)."""
+
     name: str
     container: str
     codec: str
@@ -202,6 +210,7 @@ class VideoInput(VideoInfo):
 @open_record
 class SegmentResult(TypedDict):
     """The video's manifest (also stored as a blob for the stabilizer) and its timings."""
+
     frames: int
     width: int
     height: int
@@ -225,6 +234,7 @@ class StabilizeParams(TypedDict):
 @open_record
 class Improvement(TypedDict):
     """Per cent less flicker than the raw masks (None where the raw masks had none)."""
+
     instability: float | None
     warped_instability: float | None
 
@@ -246,6 +256,7 @@ StabilizeJob = Job[StabilizeParams, StabilizeResult]
 @open_record
 class SeriesReport(TypedDict):
     """Per-frame series over one set of masks, and their summaries (segment/series.py)."""
+
     series: dict[str, list[float]]  # iou, dice, instability, warped_iou (+ iou_truth)
     summary: dict[str, Any]  # per series: mean, p95, min, max (+ lag_frames with a truth video)
 
@@ -253,6 +264,7 @@ class SeriesReport(TypedDict):
 @open_record
 class MetricsDocument(TypedDict):
     """A result set's ``metrics.json`` blob: what /videos/{id}/metrics serves as written."""
+
     result_id: str
     method: str
     params: dict[str, Any]

@@ -77,6 +77,7 @@ Pattern: :data:`EVENTS_PATTERN` (``kadr:*:events``), the gateway's one ``PSUBSCR
 Kombu's own keys (queue lists, ``unacked``, ``unacked_index``) carry no prefix: they are
 ``services/contracts/tasks.py``'s.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -98,6 +99,7 @@ def _sha256(text: str) -> str:
 
 
 # ---------------------------------------------------------------- jobs
+
 
 def job(job_id: str) -> str:
     return _JOB + job_id
@@ -129,6 +131,7 @@ def owner_live(owner: str) -> str:
 
 
 # ---------------------------------------------------------------- batches
+
 
 def batch(batch_id: str) -> str:
     return _BATCH + batch_id
@@ -201,6 +204,7 @@ def outbox_once(job_id: str, state: str) -> str:
 
 # ---------------------------------------------------------------- workers
 
+
 def worker(worker_id: str) -> str:
     """A worker process's heartbeat (``<host>:<pid>``)."""
     return _WORKER + worker_id
@@ -229,6 +233,7 @@ def camera_seen(camera_id: str, nonce: str) -> str:
 
 
 # ---------------------------------------------------------------- everything else
+
 
 def holds(owner: str) -> str:
     return f"{PREFIX}holds:{owner}"
@@ -268,6 +273,7 @@ EVENTS_PATTERN = PREFIX + "*" + _EVENTS  # every job's and batch's channel
 
 
 # ---------------------------------------------------------------- Lua
+
 
 def _lua(text: str) -> str:
     assert "'" not in text and "\\" not in text, text

@@ -1,6 +1,7 @@
 """What a segment client may ask for: models, classes and stabilization methods with their
 parameter ranges. Shared by the gateway (400 answers) and the segment worker, which
 imports nothing heavy from here."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -19,9 +20,27 @@ from pydantic import (
 
 # torchvision's VOC label set, index = class id in the models' output.
 VOC_CLASSES: tuple[str, ...] = (
-    "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep",
-    "sofa", "train", "tvmonitor",
+    "__background__",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 MODELS: dict[str, str] = {
@@ -30,8 +49,9 @@ MODELS: dict[str, str] = {
     "deeplabv3_mobilenet_v3_large": "DeepLabv3 MobileNetV3-Large",
     "lraspp_mobilenet_v3_large": "LR-ASPP MobileNetV3-Large (fastest)",
 }
-ModelName = Literal["deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large",
-                    "lraspp_mobilenet_v3_large"]
+ModelName = Literal[
+    "deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"
+]
 
 
 def class_index(name: str) -> int:
@@ -56,16 +76,19 @@ class SegmentParams(BaseModel):
 class StabilizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: str = Field(..., description="moving_average | median | exponential | confidence_gated | "
-                                         "hysteresis | flow_ema")
+    method: str = Field(
+        ..., description="moving_average | median | exponential | confidence_gated | hysteresis | flow_ema"
+    )
     params: dict[str, Any] = {}
-    callback_url: str | None = Field(None, max_length=2048, description="told once when this result set "
-                                     "ends (default: the video's callback_url)")
+    callback_url: str | None = Field(
+        None, max_length=2048, description="told once when this result set ends (default: the video's callback_url)"
+    )
 
 
 # --------------------------------------------------------------------------- stabilization options
 # The API ranges of each method. The filters in services.segment.stabilize accept wider
 # mathematical ranges (window 1, alpha 1: the identity); users get these.
+
 
 def _in_range(handler: ValidatorFunctionWrapHandler, value: Any, message: str) -> Any:
     """Run pydantic's own checks, replacing their bound-by-bound message with the range."""
@@ -100,8 +123,13 @@ class MedianOptions(WindowOptions):
 
 
 class ExponentialOptions(_Options):
-    alpha: float = Field(0.5, ge=0.1, le=0.9, allow_inf_nan=False,
-                         description="weight of the newest frame, 0.1–0.9 (lower = smoother, slower)")
+    alpha: float = Field(
+        0.5,
+        ge=0.1,
+        le=0.9,
+        allow_inf_nan=False,
+        description="weight of the newest frame, 0.1–0.9 (lower = smoother, slower)",
+    )
 
     @field_validator("alpha", mode="wrap")
     @classmethod
@@ -111,8 +139,12 @@ class ExponentialOptions(_Options):
 
 class ConfidenceGatedOptions(_Options):
     combine_with_previous_ratio: float = Field(
-        0.7, ge=0.1, le=0.9, allow_inf_nan=False,
-        description="how far an uncertain pixel is pulled towards the previous output, 0.1–0.9")
+        0.7,
+        ge=0.1,
+        le=0.9,
+        allow_inf_nan=False,
+        description="how far an uncertain pixel is pulled towards the previous output, 0.1–0.9",
+    )
 
     @field_validator("combine_with_previous_ratio", mode="wrap")
     @classmethod
@@ -121,10 +153,16 @@ class ConfidenceGatedOptions(_Options):
 
 
 class HysteresisOptions(_Options):
-    low: float = Field(0.3, gt=0.0, lt=1.0, allow_inf_nan=False,
-                       description="switch-off threshold, strictly between 0 and 1, below high")
-    high: float = Field(0.7, gt=0.0, lt=1.0, allow_inf_nan=False,
-                        description="switch-on threshold, strictly between 0 and 1, above low")
+    low: float = Field(
+        0.3,
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="switch-off threshold, strictly between 0 and 1, below high",
+    )
+    high: float = Field(
+        0.7, gt=0.0, lt=1.0, allow_inf_nan=False, description="switch-on threshold, strictly between 0 and 1, above low"
+    )
 
     @field_validator("low", "high", mode="wrap")
     @classmethod
@@ -139,12 +177,13 @@ class HysteresisOptions(_Options):
 
 
 class FlowEmaOptions(_Options):
-    alpha: float = Field(0.5, ge=0.1, le=0.9, allow_inf_nan=False,
-                         description="weight of the newest frame, 0.1–0.9 (lower = smoother)")
-    flow_preset: Literal["ultrafast", "fast"] = Field(
-        "ultrafast", description="OpenCV DIS preset: ultrafast or fast")
-    flow_max_side: int = Field(320, ge=64, le=1024,
-                               description="longer side of the frames the flow is computed on, 64–1024 px")
+    alpha: float = Field(
+        0.5, ge=0.1, le=0.9, allow_inf_nan=False, description="weight of the newest frame, 0.1–0.9 (lower = smoother)"
+    )
+    flow_preset: Literal["ultrafast", "fast"] = Field("ultrafast", description="OpenCV DIS preset: ultrafast or fast")
+    flow_max_side: int = Field(
+        320, ge=64, le=1024, description="longer side of the frames the flow is computed on, 64–1024 px"
+    )
 
     @field_validator("alpha", mode="wrap")
     @classmethod
@@ -186,7 +225,22 @@ def method_ranges() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for method, model in OPTIONS.items():
         props = model.model_json_schema()["properties"]
-        out[method] = {name: {k: v for k, v in prop.items() if k in (
-            "default", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum",
-            "description", "type")} for name, prop in props.items()}
+        out[method] = {
+            name: {
+                k: v
+                for k, v in prop.items()
+                if k
+                in (
+                    "default",
+                    "minimum",
+                    "maximum",
+                    "exclusiveMinimum",
+                    "exclusiveMaximum",
+                    "enum",
+                    "description",
+                    "type",
+                )
+            }
+            for name, prop in props.items()
+        }
     return out

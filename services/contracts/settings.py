@@ -8,6 +8,7 @@ takes the groups it reads and adds its own fields, so a process holds only its o
 limit has a matching 4xx/503 answer, a log line and a counter where it bites.
 Entrypoints build the object once and pass it down; tests build their own.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,10 @@ class CameraConfig(BaseModel):
                 raise ValueError(f"offset {off} s is outside the {self.buffer_seconds} s buffer")
         asked = {"clip_before_seconds", "clip_after_seconds"} & self.model_fields_set
         if asked and self.clip_before_seconds + self.clip_after_seconds > self.buffer_seconds:
-            raise ValueError(f"clip_before_seconds + clip_after_seconds ({self.clip_before_seconds} + "
-                             f"{self.clip_after_seconds} s) must fit the {self.buffer_seconds} s buffer")
+            raise ValueError(
+                f"clip_before_seconds + clip_after_seconds ({self.clip_before_seconds} + "
+                f"{self.clip_after_seconds} s) must fit the {self.buffer_seconds} s buffer"
+            )
         return self
 
     def clip_window(self) -> tuple[float, float]:
@@ -83,13 +86,15 @@ def with_password(url: str, password: str) -> str:
     if parts.password or not password:
         return url
     user = parts.username or ""
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname or ''}" + \
-        (f":{parts.port}" if parts.port else "")
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname or ''}" + (
+        f":{parts.port}" if parts.port else ""
+    )
     return urlunsplit(parts._replace(netloc=netloc))
 
 
 class Settings(BaseSettings):
     """What every kadr process reads."""
+
     model_config = SettingsConfigDict(env_prefix="KADR_", extra="forbid", frozen=True)
 
     # Where things live
@@ -129,20 +134,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits_below_visibility(self) -> Settings:
-        vis, soft, hard = self.visibility_timeout_seconds, self.task_soft_time_limit_seconds, \
-            self.task_time_limit_seconds
+        vis, soft, hard = (
+            self.visibility_timeout_seconds,
+            self.task_soft_time_limit_seconds,
+            self.task_time_limit_seconds,
+        )
         if hard >= vis:
-            raise ValueError("task_time_limit_seconds must be below visibility_timeout_seconds, "
-                             "or Redis redelivers tasks that are still running")
+            raise ValueError(
+                "task_time_limit_seconds must be below visibility_timeout_seconds, "
+                "or Redis redelivers tasks that are still running"
+            )
         if soft >= hard:
             raise ValueError("task_soft_time_limit_seconds must be below task_time_limit_seconds")
         return self
 
 
-
 class PhotoSettings(Settings):
     """A photo's limits: the gateway refuses and plans with them, the enhance worker works
     within them."""
+
     max_image_pixels: int = 40_000_000
     # The largest result (input pixels x upscale^2) a request may ask for; past it the
     # upload is refused at once with the largest upscale that fits.
@@ -162,14 +172,17 @@ class PhotoSettings(Settings):
         if cap < self.task_soft_time_limit_seconds:
             raise ValueError("photo_time_limit_cap_seconds must be at least task_soft_time_limit_seconds")
         if cap + (self.task_time_limit_seconds - self.task_soft_time_limit_seconds) >= vis:
-            raise ValueError("photo_time_limit_cap_seconds plus the grace between the soft and hard limits "
-                             "must be below visibility_timeout_seconds, or Redis redelivers photos still running")
+            raise ValueError(
+                "photo_time_limit_cap_seconds plus the grace between the soft and hard limits "
+                "must be below visibility_timeout_seconds, or Redis redelivers photos still running"
+            )
         return self
 
 
 class BatchSettings(Settings):
     """The batch feeder's window, run by the gateway and by the enhance and segment pool
     processes alike."""
+
     # Items handed to the queue at a time per batch; a queued item that has not started
     # after this long is sent again (a crash lost its message).
     batch_window: int = Field(16, ge=1, le=1000)
@@ -179,6 +192,7 @@ class BatchSettings(Settings):
 
 class VideoSettings(Settings):
     """A video's limits: checked by the gateway at upload, again by the segment worker."""
+
     max_video_bytes: int = 500 * MIB
     max_video_seconds: float = 600.0
     max_video_frames: int = 3000
@@ -191,6 +205,7 @@ class RetentionSettings(Settings):
     in /usage): each kind is removed its TTL after its work ended (a batch: its own
     ttl_seconds, else job_ttl_seconds); past the budget the oldest finished thing goes
     first, whatever its kind (0: no budget). Nothing running or queued is ever removed."""
+
     storage_budget_bytes: int = Field(0, ge=0)
     retention_photos_seconds: int = Field(7 * 24 * 3600, ge=60)
     retention_videos_seconds: int = Field(7 * 24 * 3600, ge=60)
@@ -207,6 +222,7 @@ class CallbackSettings(Settings):
     checked by the gateway at creation, delivered from the outbox by the janitor
     (services/upkeep/delivery.py). Private, loopback and link-local destinations are
     refused unless their network is listed."""
+
     callback_allow_networks: list[str] = []
     callback_attempts: int = Field(8, ge=1, le=20)
     callback_backoff_seconds: float = Field(5.0, gt=0)  # doubled after each failed attempt
@@ -218,6 +234,7 @@ class CallbackSettings(Settings):
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
         import ipaddress
+
         for cidr in v:
             ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad one
         return v
@@ -226,6 +243,7 @@ class CallbackSettings(Settings):
 class CameraListSettings(Settings):
     """The cameras (JSON list in KADR_CAMERAS): the gateway checks their webhooks, the
     camera worker reads their streams."""
+
     cameras: list[CameraConfig] = []
 
     @field_validator("cameras")

@@ -4,6 +4,7 @@ The gateway sends tasks by name (``send_task``) so it never imports a worker pac
 the worker registers its functions under the same names. Names are ``<service>.<verb>``
 and each service consumes the queue named after it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -79,9 +80,11 @@ def send_options(task_name: str, payload: dict[str, Any]) -> dict[str, Any]:
     feeder, reaper): its queue, the request id header, and the time limits the payload
     carries (Celery's prefork pool applies a message's own limits over the defaults), and
     the priority step it carries (every resend of a batch item stays behind single work)."""
-    opts: dict[str, Any] = {"queue": queue_for(task_name),
-                            "headers": {"kadr_request_id": payload.get("request_id", "")},
-                            "priority": payload.get("priority") or INTERACTIVE}
+    opts: dict[str, Any] = {
+        "queue": queue_for(task_name),
+        "headers": {"kadr_request_id": payload.get("request_id", "")},
+        "priority": payload.get("priority") or INTERACTIVE,
+    }
     if payload.get("soft_time_limit"):
         opts["soft_time_limit"] = payload["soft_time_limit"]
     if payload.get("time_limit"):

@@ -6,6 +6,7 @@ in 0.17. The only name basicsr takes from it is ``rgb_to_grayscale``, which the
 public ``torchvision.transforms.functional`` still provides, so an alias module is
 enough. Install it before the first import of basicsr/gfpgan/realesrgan/facexlib.
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,6 +21,7 @@ def install_torchvision_shim() -> None:
         return
     try:
         import torchvision.transforms.functional_tensor  # noqa: F401  (old torchvision: nothing to do)
+
         return
     except ImportError:
         pass

@@ -10,6 +10,7 @@ tensor released once used and the elementwise steps done in place: ~225 MB live.
 heap's freed pages go back to the system between stages (``settle``, see memory.py),
 or glibc's leftovers put the process's growth at 330-450 MB instead of ~250.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -34,13 +35,14 @@ class LeanGFPGAN(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor, return_rgb: bool = False, weight: float = 0.5,
-                **_: object) -> tuple[torch.Tensor, None]:
+    def forward(
+        self, x: torch.Tensor, return_rgb: bool = False, weight: float = 0.5, **_: object
+    ) -> tuple[torch.Tensor, None]:
         n = self.net
         feat: torch.Tensor | None = F.leaky_relu_(n.conv_body_first(x), negative_slope=0.2)
         del x
         skips: list[torch.Tensor] = []
-        for down in n.conv_body_down[:n.log_size - 2]:
+        for down in n.conv_body_down[: n.log_size - 2]:
             feat = down(feat)
             skips.insert(0, feat)
             settle()
@@ -58,8 +60,9 @@ class LeanGFPGAN(nn.Module):
                 # the level's own feature map is never needed whole.
                 up, cs, csh = n.conv_body_up[i], n.condition_scale[i], n.condition_shift[i]
 
-                def level(t: torch.Tensor, up: nn.Module = up, cs: nn.Module = cs,
-                          csh: nn.Module = csh) -> torch.Tensor:
+                def level(
+                    t: torch.Tensor, up: nn.Module = up, cs: nn.Module = cs, csh: nn.Module = csh
+                ) -> torch.Tensor:
                     f = up(t)
                     return torch.cat([cs(f), csh(f)], dim=1)
 
@@ -78,8 +81,9 @@ class LeanGFPGAN(nn.Module):
         return _decode(n.stylegan_decoder, style, conditions, input_is_latent=n.input_is_latent), None
 
 
-def _decode(dec: StyleGAN2GeneratorCSFT, style: torch.Tensor, conditions: list[torch.Tensor], *,
-            input_is_latent: bool) -> torch.Tensor:
+def _decode(
+    dec: StyleGAN2GeneratorCSFT, style: torch.Tensor, conditions: list[torch.Tensor], *, input_is_latent: bool
+) -> torch.Tensor:
     """StyleGAN2GeneratorCSFT.forward for one style code, random noise, no truncation."""
     if not input_is_latent:
         style = dec.style_mlp(style)
@@ -95,8 +99,19 @@ def _decode(dec: StyleGAN2GeneratorCSFT, style: torch.Tensor, conditions: list[t
             # The top level, a strip of rows at a time through both convolutions and the
             # RGB layer: its 512 px feature maps never exist whole.
             scale, shift = conditions.pop(0), conditions.pop(0)
-            return _top_level(conv1, conv2, to_rgb, out, latent[:, i], latent[:, i + 1], latent[:, i + 2],
-                              scale, shift, skip, sft_half=dec.sft_half)
+            return _top_level(
+                conv1,
+                conv2,
+                to_rgb,
+                out,
+                latent[:, i],
+                latent[:, i + 1],
+                latent[:, i + 2],
+                scale,
+                shift,
+                skip,
+                sft_half=dec.sft_half,
+            )
         holder = [out]
         del out
         out = _style_conv(conv1, holder, latent[:, i])
@@ -127,9 +142,20 @@ def _modulated_weight(mc: ModulatedConv2d, style: torch.Tensor, b: int, c: int) 
     return weight.view(b * mc.out_channels, c, mc.kernel_size, mc.kernel_size)
 
 
-def _top_level(conv1: StyleConv, conv2: StyleConv, to_rgb: ToRGB, x: torch.Tensor, style1: torch.Tensor,
-               style2: torch.Tensor, style_rgb: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-               skip: torch.Tensor, *, sft_half: bool) -> torch.Tensor:
+def _top_level(
+    conv1: StyleConv,
+    conv2: StyleConv,
+    to_rgb: ToRGB,
+    x: torch.Tensor,
+    style1: torch.Tensor,
+    style2: torch.Tensor,
+    style_rgb: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    skip: torch.Tensor,
+    *,
+    sft_half: bool,
+) -> torch.Tensor:
     """The last decoder level (StyleConv up, SFT, StyleConv, ToRGB) computed a strip of
     output rows at a time. The noise maps are drawn whole, in the stock order, before
     any strip, so they are the stock ones; every other step is per pixel or reads the
@@ -174,8 +200,9 @@ def _top_level(conv1: StyleConv, conv2: StyleConv, to_rgb: ToRGB, x: torch.Tenso
     return rgb
 
 
-def _rows_up_conv(x: torch.Tensor, weight: torch.Tensor, out_channels: int, a0: int, a1: int, p: int,
-                  b: int) -> torch.Tensor:
+def _rows_up_conv(
+    x: torch.Tensor, weight: torch.Tensor, out_channels: int, a0: int, a1: int, p: int, b: int
+) -> torch.Tensor:
     """Rows a0..a1 (at twice ``x``'s resolution) of conv(upsample_x2(x)), as the whole
     would give them: the source rows they read plus two of margin are upsampled, zero rows
     stand for the padding past the image's edges."""
@@ -184,7 +211,7 @@ def _rows_up_conv(x: torch.Tensor, weight: torch.Tensor, out_channels: int, a0: 
     i0, i1 = max(0, a0 - p), min(oh, a1 + p)
     s0, s1 = max(0, i0 // 2 - 1), min(h, (i1 + 1) // 2 + 1)
     xs = F.interpolate(x[:, :, s0:s1], scale_factor=2, mode="bilinear", align_corners=False)
-    xs = xs[:, :, i0 - 2 * s0:i1 - 2 * s0]
+    xs = xs[:, :, i0 - 2 * s0 : i1 - 2 * s0]
     xs = F.pad(xs, (0, 0, p - (a0 - i0), p - (i1 - a1)))
     c = xs.shape[1]
     out = F.conv2d(xs.reshape(1, b * c, *xs.shape[2:]), weight, padding=(0, p), groups=b)
@@ -246,7 +273,7 @@ def _modulated_conv(mc: ModulatedConv2d, x: torch.Tensor, weight: torch.Tensor) 
             # margin keep every kept row's interpolation identical to the whole image's.
             s0, s1 = max(0, a0 // 2 - 1), min(h, (a1 + 1) // 2 + 1)
             xs = F.interpolate(x[:, :, s0:s1], scale_factor=2, mode="bilinear", align_corners=False)
-            xs = xs[:, :, a0 - 2 * s0:a1 - 2 * s0]
+            xs = xs[:, :, a0 - 2 * s0 : a1 - 2 * s0]
         else:
             xs = x[:, :, a0:a1]
         xs = F.pad(xs, (0, 0, p - (r0 - a0), p - (a1 - r1)))  # zero rows where the image ends

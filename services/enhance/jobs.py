@@ -2,6 +2,7 @@
 cache, else decode the stored photo, run the pure pipeline (services/enhance/pipeline.py)
 with the registry's restorer and upsampler under this process's memory budget, encode
 the result a band at a time into the blob store, and record the measured rates."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,8 @@ from services.contracts.photo_cost import output_format
 from services.contracts.records import EnhanceJob, EnhanceResult
 from services.contracts.schemas import EnhanceParams
 from services.enhance.memory import MemoryWatch, release_free_memory
-from services.enhance.models import UPSAMPLER_FOR, UPSAMPLER_KIND, bytes_per_pixel
 from services.enhance.settings import EnhanceSettings
+from services.enhance.upsamplers import UPSAMPLER_FOR, UPSAMPLER_KIND, bytes_per_pixel
 from services.media import images
 from services.media.writers import WriterError, open_writer
 from services.platform.metrics import CACHE_HITS, FACES
@@ -42,8 +43,7 @@ def cache_key(input_sha256: str, params: EnhanceParams) -> str:
     up = UPSAMPLER_FOR[params.quality]
     models = ["gfpgan"] + ([up] if up else [])
     versions = {m: registry.version(m) for m in models}
-    blob = json.dumps({"in": input_sha256, "params": params.model_dump(), "models": versions},
-                      sort_keys=True)
+    blob = json.dumps({"in": input_sha256, "params": params.model_dump(), "models": versions}, sort_keys=True)
     return redis_keys.enhance_cache(hashlib.sha256(blob.encode()).hexdigest())
 
 
@@ -51,21 +51,29 @@ def limits_for(s: EnhanceSettings, device: torch.device) -> pipeline.Limits:
     """The pipeline's limits in this process: the memory budget, and on CUDA the share of
     the device's free memory (read per photo: other processes may hold some)."""
     from services.enhance.pipeline import Limits
+
     device_budget = None
     if device.type == "cuda":
         import torch
+
         free, _ = torch.cuda.mem_get_info(device)
         device_budget = int(free * s.device_memory_fraction)
     max_tile = s.max_tile or (1024 if device.type == "cuda" else 256)
-    return Limits(budget_bytes=s.enhance_memory_budget_bytes, tile_pad=s.tile_pad, max_tile=max_tile,
-                  tile_floor=s.tile_floor, detect_max_pixels=s.detect_max_pixels,
-                  device_budget_bytes=device_budget)
+    return Limits(
+        budget_bytes=s.enhance_memory_budget_bytes,
+        tile_pad=s.tile_pad,
+        max_tile=max_tile,
+        tile_floor=s.tile_floor,
+        detect_max_pixels=s.detect_max_pixels,
+        device_budget_bytes=device_budget,
+    )
 
 
 def costs_for(r: Redis, quality: str, device_kind: str) -> pipeline.Costs:
     """Progress weights from this device kind's measured rates (reference ones before)."""
     from services.contracts.photo_cost import REFERENCE_FACE_SECONDS, REFERENCE_INPUT_MP_SECONDS
     from services.enhance.pipeline import Costs
+
     face = REFERENCE_FACE_SECONDS
     try:
         face = float(r.hget(redis_keys.photo_rates(device_kind), "face") or face)
@@ -74,8 +82,7 @@ def costs_for(r: Redis, quality: str, device_kind: str) -> pipeline.Costs:
     return Costs(face=face, background_per_mp=REFERENCE_INPUT_MP_SECONDS[quality])
 
 
-def enhance(job: EnhanceJob, progress: JobProgress, *, ctx: WorkerContext,
-            settings: EnhanceSettings) -> EnhanceResult:
+def enhance(job: EnhanceJob, progress: JobProgress, *, ctx: WorkerContext, settings: EnhanceSettings) -> EnhanceResult:
     """One photo: the result cache, else decode → restore and upscale in bands → encode."""
     params = EnhanceParams.model_validate(job["params"])
     inp = job["input"]
@@ -128,11 +135,29 @@ def enhance(job: EnhanceJob, progress: JobProgress, *, ctx: WorkerContext,
                 if up_name and not params.has_aligned:
                     with registry.use(up_name) as up:
                         net = tiling.Network.of(up, bytes_per_pixel(UPSAMPLER_KIND[up_name], device))
-                        out = run(photo, restorer, net, params, limits=limits, costs=costs, sink=sink, tick=tick,
-                                  release=memory.phase_ended)
+                        out = run(
+                            photo,
+                            restorer,
+                            net,
+                            params,
+                            limits=limits,
+                            costs=costs,
+                            sink=sink,
+                            tick=tick,
+                            release=memory.phase_ended,
+                        )
                 else:
-                    out = run(photo, restorer, None, params, limits=limits, costs=costs, sink=sink, tick=tick,
-                              release=memory.phase_ended)
+                    out = run(
+                        photo,
+                        restorer,
+                        None,
+                        params,
+                        limits=limits,
+                        costs=costs,
+                        sink=sink,
+                        tick=tick,
+                        release=memory.phase_ended,
+                    )
                 t = time.perf_counter()
                 writer.close()
                 encode_s += time.perf_counter() - t
@@ -146,20 +171,34 @@ def enhance(job: EnhanceJob, progress: JobProgress, *, ctx: WorkerContext,
     size = ctx.blobs.size(result_key)
     FACES.labels(outcome="restored").inc(out.faces_restored)
     FACES.labels(outcome="failed").inc(out.faces_failed)
-    timings = {**{k: round(v, 4) for k, v in out.timings.items()},
-               "decode": round(decode_s, 4), "encode": round(encode_s, 4)}
+    timings = {
+        **{k: round(v, 4) for k, v in out.timings.items()},
+        "decode": round(decode_s, 4),
+        "encode": round(encode_s, 4),
+    }
     result: EnhanceResult = {
-        "blob": result_key, "format": fmt, "width": out.width, "height": out.height, "bytes": size,
-        "faces_found": out.faces_found, "faces_restored": out.faces_restored,
-        "faces_failed": out.faces_failed, "tile_used": out.tile_used, "detect_scale": round(out.detect_scale, 4),
-        "upscale": params.upscale, "cache_hit": False, "timings": timings,
+        "blob": result_key,
+        "format": fmt,
+        "width": out.width,
+        "height": out.height,
+        "bytes": size,
+        "faces_found": out.faces_found,
+        "faces_restored": out.faces_restored,
+        "faces_failed": out.faces_failed,
+        "tile_used": out.tile_used,
+        "detect_scale": round(out.detect_scale, 4),
+        "upscale": params.upscale,
+        "cache_hit": False,
+        "timings": timings,
         # Resident memory over the process's size when the photo started, per phase (MiB).
         "memory": memory.report(),
     }
     _record_rates(ctx.redis, device.type, params, out, time.perf_counter() - t0)
-    ctx.cache.set(key, json.dumps({"blob": result_key, "result": {k: v for k, v in result.items()
-                                                                  if k not in ("blob", "cache_hit")}}),
-                  ex=settings.result_cache_ttl_seconds)
+    ctx.cache.set(
+        key,
+        json.dumps({"blob": result_key, "result": {k: v for k, v in result.items() if k not in ("blob", "cache_hit")}}),
+        ex=settings.result_cache_ttl_seconds,
+    )
     return result
 
 
@@ -194,15 +233,23 @@ class _Photo:
         return img if img is not None else self._decode()
 
 
-def _record_rates(r: Redis, device_kind: str, params: EnhanceParams, out: pipeline.EnhanceResult,
-                  seconds: float) -> None:
+def _record_rates(
+    r: Redis, device_kind: str, params: EnhanceParams, out: pipeline.EnhanceResult, seconds: float
+) -> None:
     faces = out.faces_restored + out.faces_failed
     face_s = out.timings["restore"] / faces if faces else None
     rest = seconds - out.timings["restore"]
     per_out = rest / (out.width * out.height / 1e6) if not params.has_aligned else None
-    task_stats.record_photo(r, device_kind, quality=params.quality, upscale=params.upscale,
-                            seconds_per_output_mp=per_out, face_seconds=face_s, faces=faces,
-                            prescale=params.prescale)
+    task_stats.record_photo(
+        r,
+        device_kind,
+        quality=params.quality,
+        upscale=params.upscale,
+        seconds_per_output_mp=per_out,
+        face_seconds=face_s,
+        faces=faces,
+        prescale=params.prescale,
+    )
 
 
 def discard(result: Mapping[str, Any], *, blobs: BlobStore) -> None:

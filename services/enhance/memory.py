@@ -12,6 +12,7 @@ faulted in again). Measured and not taken: mapping buffers of 8 MB and more one 
 faces phase measured 501 MiB), for the tiles +46 % (every layer's map is 20 MB);
 jemalloc and tcmalloc 25-60 % slower; channels-last convolutions (less reordering
 inside oneDNN for one convolution, more fragmentation over the whole face)."""
+
 from __future__ import annotations
 
 import threading
@@ -54,8 +55,11 @@ class MemoryWatch:
         phases = {k: round(v, 1) for k, v in self.peaks.items()}
         for phase, mib in phases.items():
             PHOTO_PEAK_MEMORY.labels(phase=phase).observe(mib * 2**20)
-        return {"peak_mib": max(phases.values(), default=None), "phases_mib": phases,
-                "held_after_mib": {k: round(v, 1) for k, v in self.held.items()}}
+        return {
+            "peak_mib": max(phases.values(), default=None),
+            "phases_mib": phases,
+            "held_after_mib": {k: round(v, 1) for k, v in self.held.items()},
+        }
 
     def _restart(self) -> None:
         try:
@@ -108,6 +112,7 @@ def unsettled() -> Iterator[None]:
 def _libc() -> ctypes.CDLL | None:
     import ctypes
     import ctypes.util
+
     try:
         lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         return lib if hasattr(lib, "malloc_trim") else None

@@ -5,6 +5,7 @@ download`` puts them there). The stock ``GFPGANer``/``RealESRGANer`` constructor
 avoided or fed absolute paths because both download weights into the package or the
 current directory when a path is not already on disk, and a worker must never do that.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,13 +14,14 @@ import warnings
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from services.enhance.compat import install_torchvision_shim
 from services.enhance.gfpgan_forward import LeanGFPGAN
 from services.enhance.settings import EnhanceSettings
+from services.enhance.upsamplers import UPSAMPLER_SCALE, UPSAMPLER_WEIGHTS, UpsamplerKind
 from services.runtime import weight_catalog
 from services.runtime.device import select_device
 from services.runtime.registry import MissingWeightsError, registry
@@ -36,23 +38,9 @@ from realesrgan.archs.srvgg_arch import SRVGGNetCompact  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-UpsamplerKind = Literal["general_x4v3", "x2plus"]
-
 # Catalog names of the files each model needs. facexlib resolves the detector and
 # parser weights by their upstream file names inside ``model_rootpath``.
 RESTORER_WEIGHTS = ("gfpgan_v1.4", "retinaface_resnet50", "parsenet")
-UPSAMPLER_WEIGHTS: dict[UpsamplerKind, str] = {"general_x4v3": "realesr_general_x4v3", "x2plus": "realesrgan_x2plus"}
-UPSAMPLER_SCALE: dict[UpsamplerKind, int] = {"general_x4v3": 4, "x2plus": 2}
-# Working memory of one tile per input pixel (padding included), fp32 on the CPU, as the
-# worker process's resident size shows it (glibc's heap included, not just the live
-# tensors): ~110 MB at 276 px for x4v3, ~300 MB at 212 px for x2plus. In fp16 on CUDA,
-# about half (of device memory).
-UPSAMPLER_BYTES_PER_PIXEL: dict[UpsamplerKind, float] = {"general_x4v3": 1500.0, "x2plus": 8000.0}
-
-
-def bytes_per_pixel(kind: UpsamplerKind, device: torch.device) -> float:
-    """A tile's working memory per input pixel on ``device`` (fp16 on CUDA: half)."""
-    return UPSAMPLER_BYTES_PER_PIXEL[kind] / (2 if device.type == "cuda" else 1)
 
 
 class MissingWeights(MissingWeightsError):
@@ -115,8 +103,15 @@ class Restorer(GFPGANer):  # type: ignore[misc]  # gfpgan ships no type informat
     Not thread-safe: ``face_helper`` keeps per-image state. One restorer per worker process.
     """
 
-    def __init__(self, gfpgan: torch.nn.Module, face_helper: FaceRestoreHelper, *, upscale: int,
-                 bg_upsampler: Upsampler | None, device: torch.device) -> None:
+    def __init__(
+        self,
+        gfpgan: torch.nn.Module,
+        face_helper: FaceRestoreHelper,
+        *,
+        upscale: int,
+        bg_upsampler: Upsampler | None,
+        device: torch.device,
+    ) -> None:
         self.gfpgan = gfpgan
         self.face_helper = face_helper
         self.upscale = upscale
@@ -150,12 +145,14 @@ class Upsampler(RealESRGANer):  # type: ignore[misc]  # realesrgan ships no type
                 s = self.scale
                 # Drop the padding margin from the model's output before placing the tile.
                 ox, oy = (x0 - px0) * s, (y0 - py0) * s
-                self.output[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = \
-                    out_tile[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
+                self.output[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = out_tile[
+                    :, :, oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s
+                ]
 
 
-def build_restorer(models_dir: Path, device: torch.device, *, bg_upsampler: Upsampler | None = None,
-                   upscale: int = 2) -> Restorer:
+def build_restorer(
+    models_dir: Path, device: torch.device, *, bg_upsampler: Upsampler | None = None, upscale: int = 2
+) -> Restorer:
     # Absolute: facexlib would resolve a relative root against whatever the cwd is.
     models_dir = Path(models_dir).resolve()
     # Checked up front: facexlib downloads any file it cannot find in model_rootpath.
@@ -259,12 +256,8 @@ def _load_into(net: torch.nn.Module, state: dict[str, Any], keyname: str, filena
         raise WeightsLoadError(f"{filename} does not match the expected architecture: {exc}") from exc
 
 
-# Which upsampler each quality level uses (fast: none, Lanczos resize).
-UPSAMPLER_FOR = {"fast": None, "medium": "realesr_general_x4v3", "high": "realesrgan_x2plus"}
-UPSAMPLER_KIND = {name: kind for kind, name in UPSAMPLER_WEIGHTS.items()}
 # Registry model -> the weight files (catalog names) it is built from.
-MODEL_FILES = {"gfpgan": RESTORER_WEIGHTS,
-               **{name: (name,) for name in UPSAMPLER_WEIGHTS.values()}}
+MODEL_FILES = {"gfpgan": RESTORER_WEIGHTS, **{name: (name,) for name in UPSAMPLER_WEIGHTS.values()}}
 
 
 def register_models(s: EnhanceSettings) -> None:
@@ -277,8 +270,16 @@ def register_models(s: EnhanceSettings) -> None:
     def upsampler(kind: UpsamplerKind) -> Callable[[], Upsampler]:
         return lambda: build_upsampler(kind, s.models_dir, device, tile_pad=s.tile_pad)
 
-    registry.register("gfpgan", restorer, version=weight_catalog.version_of(MODEL_FILES["gfpgan"]),
-                      check_files=lambda: weight_catalog.missing(s.models_dir, MODEL_FILES["gfpgan"]))
+    registry.register(
+        "gfpgan",
+        restorer,
+        version=weight_catalog.version_of(MODEL_FILES["gfpgan"]),
+        check_files=lambda: weight_catalog.missing(s.models_dir, MODEL_FILES["gfpgan"]),
+    )
     for kind, name in UPSAMPLER_WEIGHTS.items():
-        registry.register(name, upsampler(kind), version=weight_catalog.version_of(MODEL_FILES[name]),
-                          check_files=partial(weight_catalog.missing, s.models_dir, MODEL_FILES[name]))
+        registry.register(
+            name,
+            upsampler(kind),
+            version=weight_catalog.version_of(MODEL_FILES[name]),
+            check_files=partial(weight_catalog.missing, s.models_dir, MODEL_FILES[name]),
+        )

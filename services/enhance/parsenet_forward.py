@@ -10,6 +10,7 @@ edges touch are cut off. The 128-px-and-below middle runs whole. Same convolutio
 the same rows: the classes are the stock ones (tests/unit/test_enhance_pipeline.py). It runs right
 after GFPGAN's forward, whose freed buffers are handed back first (``settle``).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -42,12 +43,12 @@ def labels(net: ParseNet, x: torch.Tensor) -> NDArray[np.uint8]:
         settle()
         feat = enc[HEAD_LAYERS:](head)
         del head
-        mid = dec[:len(dec) - TAIL_LAYERS](feat + net.body(feat))
+        mid = dec[: len(dec) - TAIL_LAYERS](feat + net.body(feat))
         del feat
         settle()
 
         def tail(t: torch.Tensor) -> torch.Tensor:
-            logits: torch.Tensor = net.out_mask_conv(dec[len(dec) - TAIL_LAYERS:](t))
+            logits: torch.Tensor = net.out_mask_conv(dec[len(dec) - TAIL_LAYERS :](t))
             return logits.argmax(dim=1).to(torch.uint8)
 
         out = in_strips(tail, mid, scale=4, out_rows=STRIP, halo=TAIL_HALO)

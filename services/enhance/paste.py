@@ -16,6 +16,7 @@ temporaries the size of the window) and chunks of rows are blended on as many th
 as the process computes with (NumPy and OpenCV release the GIL): a face a third of a
 24 MP photo wide costs ~0.6 s rather than ~3 s (bench/real_photos.py measures it).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -37,8 +38,9 @@ MASK_BYTES = FACE_SIZE * FACE_SIZE * 8  # one face's float64 soft mask while its
 BORDER = 10  # facexlib zeroes this many mask pixels along each side of the face square
 BLUR_REACH = 2 * 50  # two 101x101 blurs: how far the mask reaches past the parsed face parts
 # facexlib's parse label -> mask value: face parts 255, background/neck/cloth/hat 0.
-_MASK_COLORMAP = np.array([0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 255, 0, 0, 0],
-                          dtype=np.float64)
+_MASK_COLORMAP = np.array(
+    [0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0, 255, 0, 0, 0], dtype=np.float64
+)
 
 
 @dataclass
@@ -72,8 +74,14 @@ def inverse_affine(affine: np.ndarray, upscale: int) -> np.ndarray:
     return inv
 
 
-def prepare_face(restored: np.ndarray, affine: np.ndarray, upscale: int, out_size: tuple[int, int],
-                 face_parse: ParseNet, device: torch.device) -> PreparedFace:
+def prepare_face(
+    restored: np.ndarray,
+    affine: np.ndarray,
+    upscale: int,
+    out_size: tuple[int, int],
+    face_parse: ParseNet,
+    device: torch.device,
+) -> PreparedFace:
     """A restored face ready to paste: its parsing labels and the output box its mask can
     touch."""
     inv = inverse_affine(affine, upscale)
@@ -83,8 +91,9 @@ def prepare_face(restored: np.ndarray, affine: np.ndarray, upscale: int, out_siz
         return PreparedFace(restored, labels, inv, (0, 0, 0, 0))
     # Bilinear sampling reads one source pixel either side; the warp's 1/32 px fixed point
     # and the rounding to whole output pixels are covered by the 2 px margin below.
-    corners = np.array([[sx0 - 1, sy0 - 1, 1], [sx1 + 1, sy0 - 1, 1], [sx0 - 1, sy1 + 1, 1], [sx1 + 1, sy1 + 1, 1]],
-                       np.float64)
+    corners = np.array(
+        [[sx0 - 1, sy0 - 1, 1], [sx1 + 1, sy0 - 1, 1], [sx0 - 1, sy1 + 1, 1], [sx1 + 1, sy1 + 1, 1]], np.float64
+    )
     pts = corners @ inv.T
     w, h = out_size
     x0, y0 = np.floor(pts.min(axis=0)).astype(int) - 2
@@ -102,8 +111,12 @@ def mask_support(labels: np.ndarray) -> tuple[int, int, int, int]:
     if rows.size == 0:
         return 0, 0, 0, 0
     lo, hi = BORDER, FACE_SIZE - BORDER
-    return (max(lo, int(cols[0]) - BLUR_REACH), max(lo, int(rows[0]) - BLUR_REACH),
-            min(hi, int(cols[-1]) + 1 + BLUR_REACH), min(hi, int(rows[-1]) + 1 + BLUR_REACH))
+    return (
+        max(lo, int(cols[0]) - BLUR_REACH),
+        max(lo, int(rows[0]) - BLUR_REACH),
+        min(hi, int(cols[-1]) + 1 + BLUR_REACH),
+        min(hi, int(rows[-1]) + 1 + BLUR_REACH),
+    )
 
 
 def parse_labels(face: np.ndarray, face_parse: ParseNet, device: torch.device) -> np.ndarray:
@@ -146,8 +159,7 @@ def paste_band(band: np.ndarray, band_y: int, faces: list[PreparedFace], *, thre
             f.mask = None
 
 
-def _blend_rows(band: np.ndarray, band_y: int, r0: int, r1: int, c0: int, c1: int,
-                faces: list[PreparedFace]) -> None:
+def _blend_rows(band: np.ndarray, band_y: int, r0: int, r1: int, c0: int, c1: int, faces: list[PreparedFace]) -> None:
     """facexlib's ``mask * face + (1 - mask) * pixels`` for band rows r0..r1, face after
     face, over float64 pixels truncated to uint8 at the end; the same operations in the
     same order, written into preallocated arrays."""
@@ -164,7 +176,7 @@ def _blend_rows(band: np.ndarray, band_y: int, r0: int, r1: int, c0: int, c1: in
         assert f.mask is not None  # paste_band made it before blending
         mask = _remap(f.mask, maps)[:, :, None]
         del maps
-        win = region[fy0 - y0:fy1 - y0, fx0 - c0:fx1 - c0]
+        win = region[fy0 - y0 : fy1 - y0, fx0 - c0 : fx1 - c0]
         front = np.multiply(mask, face)
         del face
         np.subtract(1, mask, out=mask)
@@ -195,10 +207,30 @@ def warp_maps(matrix: np.ndarray, x0: int, y0: int, w: int, h: int) -> tuple[np.
     ab_scale, round_delta = 1 << 10, 1 << 4  # AB_BITS = 10; AB_SCALE / INTER_TAB_SIZE / 2
     # int64 sums (warpAffine's are int, saturated: the clip below stands for that), then
     # int32 for the per-pixel maps: a window's coordinates in 1/32 px fit easily.
-    x = ((np.rint((m[1] * ys + m[2]) * ab_scale).astype(np.int64)[:, None] + round_delta
-          + np.rint(m[0] * xs * ab_scale).astype(np.int64)[None, :]) >> 5).clip(-2**31, 2**31 - 1).astype(np.int32)
-    y = ((np.rint((m[4] * ys + m[5]) * ab_scale).astype(np.int64)[:, None] + round_delta
-          + np.rint(m[3] * xs * ab_scale).astype(np.int64)[None, :]) >> 5).clip(-2**31, 2**31 - 1).astype(np.int32)
+    x = (
+        (
+            (
+                np.rint((m[1] * ys + m[2]) * ab_scale).astype(np.int64)[:, None]
+                + round_delta
+                + np.rint(m[0] * xs * ab_scale).astype(np.int64)[None, :]
+            )
+            >> 5
+        )
+        .clip(-(2**31), 2**31 - 1)
+        .astype(np.int32)
+    )
+    y = (
+        (
+            (
+                np.rint((m[4] * ys + m[5]) * ab_scale).astype(np.int64)[:, None]
+                + round_delta
+                + np.rint(m[3] * xs * ab_scale).astype(np.int64)[None, :]
+            )
+            >> 5
+        )
+        .clip(-(2**31), 2**31 - 1)
+        .astype(np.int32)
+    )
     frac = ((y & 31) * 32 + (x & 31)).astype(np.uint16)  # INTER_BITS = 5: 32x32 interpolation table
     xy = np.empty(x.shape + (2,), np.int16)
     np.clip(x >> 5, -32768, 32767, out=x)

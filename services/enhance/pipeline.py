@@ -17,6 +17,7 @@ service needs:
 The restorer (services.enhance.models.Restorer) is stateful through its
 ``face_helper``; callers must not share one between threads.
 """
+
 from __future__ import annotations
 
 import logging
@@ -99,9 +100,16 @@ class EnhanceError(Exception):
 Sink = Callable[[tiling.Band], None]
 
 
-def enhance(img_bgr: np.ndarray, restorer: Restorer, net: tiling.Network | None, opts: EnhanceOptions, *,
-            limits: Limits = Limits(), costs: Costs = Costs(),
-            tick: Callable[[float], None] = lambda f: None) -> EnhanceResult:
+def enhance(
+    img_bgr: np.ndarray,
+    restorer: Restorer,
+    net: tiling.Network | None,
+    opts: EnhanceOptions,
+    *,
+    limits: Limits = Limits(),
+    costs: Costs = Costs(),
+    tick: Callable[[float], None] = lambda f: None,
+) -> EnhanceResult:
     """:func:`run` gathered into one image (tests, benchmarks, small photos)."""
     parts: list[tiling.Band] = []
     result = run(img_bgr, restorer, net, opts, limits=limits, costs=costs, sink=parts.append, tick=tick)
@@ -115,9 +123,18 @@ def output_size(width: int, height: int, opts: EnhanceOptions) -> tuple[int, int
     return width * opts.upscale, height * opts.upscale
 
 
-def run(source: np.ndarray | Callable[[], np.ndarray], restorer: Restorer, net: tiling.Network | None,
-        opts: EnhanceOptions, *, limits: Limits, costs: Costs, sink: Sink, tick: Callable[[float], None],
-        release: Callable[[str], None] = lambda phase: None) -> EnhanceResult:
+def run(
+    source: np.ndarray | Callable[[], np.ndarray],
+    restorer: Restorer,
+    net: tiling.Network | None,
+    opts: EnhanceOptions,
+    *,
+    limits: Limits,
+    costs: Costs,
+    sink: Sink,
+    tick: Callable[[float], None],
+    release: Callable[[str], None] = lambda phase: None,
+) -> EnhanceResult:
     """``source``: the photo, or a callable that gives it (again): then the photo is let
     go while the faces are restored (GFPGAN's working memory is the largest single cost
     and a 24 MP photo is 72 MB more) and taken again for the background pass; the caller
@@ -130,8 +147,9 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer: Restorer, net: 
     img = _as_bgr(source() if callable(source) else source)
     if opts.quality != "fast" and not opts.has_aligned and net is None:
         # Refused before the face work, which would otherwise be thrown away.
-        raise EnhanceError("upsampler_unavailable",
-                           f"quality {opts.quality!r} needs a background upsampler and none is loaded")
+        raise EnhanceError(
+            "upsampler_unavailable", f"quality {opts.quality!r} needs a background upsampler and none is loaded"
+        )
     helper = restorer.face_helper
     timings = {"detect": 0.0, "restore": 0.0, "background": 0.0, "paste": 0.0}
     helper.clean_all()
@@ -173,8 +191,7 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer: Restorer, net: 
             restored, ok = _restore_face(restorer, cropped, opts.weight)
             restored_n += ok
             failed_n += not ok
-            prepared.append(paste.prepare_face(restored, affine, u, (out_w, out_h), helper.face_parse,
-                                               restorer.device))
+            prepared.append(paste.prepare_face(restored, affine, u, (out_w, out_h), helper.face_parse, restorer.device))
             progress.face_done()
         helper.clean_all()  # the crops are no longer needed; the prepared faces carry the rest
         if opts.max_faces > 0:
@@ -203,8 +220,15 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer: Restorer, net: 
             tile = _plan_tile(net, limits, opts, src.shape[1], src.shape[0], net_upscale, held)
             progress.set_pixels(src.shape[0] * src.shape[1])
             floor = limits.tile_floor if limits.device_budget_bytes is not None else None  # CUDA only
-            bands = tiling.sr_bands(src, net, upscale=net_upscale, tile=tile, pad=limits.tile_pad,
-                                    after_tile=progress.pixels_done, tile_floor=floor)
+            bands = tiling.sr_bands(
+                src,
+                net,
+                upscale=net_upscale,
+                tile=tile,
+                pad=limits.tile_pad,
+                after_tile=progress.pixels_done,
+                tile_floor=floor,
+            )
             if src is not img:
                 bands = _cropped(bands, out_w, out_h)
         t_bg = time.perf_counter()
@@ -223,7 +247,8 @@ def run(source: np.ndarray | Callable[[], np.ndarray], restorer: Restorer, net: 
             raise EnhanceError(
                 "gpu_out_of_memory",
                 f"the GPU ran out of memory upscaling a {w}x{h} image even with {e.tile}px tiles; "
-                "try a smaller image or a lower upscale") from None
+                "try a smaller image or a lower upscale",
+            ) from None
         return EnhanceResult(out_w, out_h, faces_found, restored_n, failed_n, tile_used, detect_scale, timings)
     finally:
         # The helper outlives this call (it is part of the loaded model); leftovers
@@ -320,8 +345,11 @@ def _select_faces(helper: FaceRestoreHelper, opts: EnhanceOptions) -> int:
     has no count bound, so the selection is done here on its unfiltered output.
     """
     # Non-finite boxes come from a confused detector; they are not faces.
-    valid = [i for i, (box, lm) in enumerate(zip(helper.det_faces, helper.all_landmarks_5))
-             if np.isfinite(box).all() and np.isfinite(lm).all()]
+    valid = [
+        i
+        for i, (box, lm) in enumerate(zip(helper.det_faces, helper.all_landmarks_5))
+        if np.isfinite(box).all() and np.isfinite(lm).all()
+    ]
     found = len(valid)
     keep: list[int] = []
     if found:
@@ -342,8 +370,10 @@ def _select_faces(helper: FaceRestoreHelper, opts: EnhanceOptions) -> int:
             i = valid[r]
             # align_warp_face cannot handle degenerate landmarks (no affine fit): skip
             # them here rather than lose the whole photo there.
-            if cv2.estimateAffinePartial2D(helper.all_landmarks_5[i], helper.face_template,
-                                           method=cv2.LMEDS)[0] is None:
+            if (
+                cv2.estimateAffinePartial2D(helper.all_landmarks_5[i], helper.face_template, method=cv2.LMEDS)[0]
+                is None
+            ):
                 continue
             keep.append(i)
             if len(keep) == limit:
@@ -351,8 +381,13 @@ def _select_faces(helper: FaceRestoreHelper, opts: EnhanceOptions) -> int:
     helper.det_faces = [helper.det_faces[i] for i in keep]
     helper.all_landmarks_5 = [helper.all_landmarks_5[i] for i in keep]
     if found > len(keep):
-        log.info("restoring %d of %d detected faces (max_faces=%d, only_center_face=%s)",
-                 len(keep), found, opts.max_faces, opts.only_center_face)
+        log.info(
+            "restoring %d of %d detected faces (max_faces=%d, only_center_face=%s)",
+            len(keep),
+            found,
+            opts.max_faces,
+            opts.only_center_face,
+        )
     return found
 
 
@@ -376,8 +411,9 @@ def _restore_face(restorer: Restorer, face: np.ndarray, weight: float) -> tuple[
         return face, False
 
 
-def _plan_tile(net: tiling.Network, limits: Limits, opts: EnhanceOptions, width: int, height: int,
-               upscale: int, held: int) -> int:
+def _plan_tile(
+    net: tiling.Network, limits: Limits, opts: EnhanceOptions, width: int, height: int, upscale: int, held: int
+) -> int:
     """The background tile for this photo: the largest the budget (and on CUDA the free
     device memory) allows, at most ``max_tile`` and the ``tile`` option."""
     largest = min(limits.max_tile, opts.tile or limits.max_tile)
@@ -385,19 +421,24 @@ def _plan_tile(net: tiling.Network, limits: Limits, opts: EnhanceOptions, width:
     if limits.device_budget_bytes is not None:
         # The network's working memory is on the device; the host holds its 8-bit output and the band.
         host_net = tiling.Network(net.module, net.scale, net.device, net.half, net.mod, 0.0)
-        tile = tiling.choose_tile(host, pad=limits.tile_pad, net=host_net, out_width=width * upscale,
-                                  upscale=upscale, largest=largest)
+        tile = tiling.choose_tile(
+            host, pad=limits.tile_pad, net=host_net, out_width=width * upscale, upscale=upscale, largest=largest
+        )
         side = int(math.sqrt(max(limits.device_budget_bytes, 0) / net.bytes_per_pixel)) - 2 * limits.tile_pad
         step = max(8, net.mod)
         device_tile = side // step * step
         tile = min(tile, device_tile) if tile is not None and device_tile >= limits.tile_floor else None
     else:
-        tile = tiling.choose_tile(host, pad=limits.tile_pad, net=net, out_width=width * upscale,
-                                  upscale=upscale, largest=largest)
+        tile = tiling.choose_tile(
+            host, pad=limits.tile_pad, net=net, out_width=width * upscale, upscale=upscale, largest=largest
+        )
     if tile is None:
-        raise EnhanceError("over_budget", f"a {width}x{height} photo at upscale {upscale} needs more working "
-                           f"memory than the worker's budget ({limits.budget_bytes // 2**20} MiB) leaves after the "
-                           "photo itself; try a lower upscale")
+        raise EnhanceError(
+            "over_budget",
+            f"a {width}x{height} photo at upscale {upscale} needs more working "
+            f"memory than the worker's budget ({limits.budget_bytes // 2**20} MiB) leaves after the "
+            "photo itself; try a lower upscale",
+        )
     return tile
 
 

@@ -1,4 +1,5 @@
 """Settings of the enhance worker: a pool process's, a photo's limits, and how models run here."""
+
 from __future__ import annotations
 
 from pydantic import Field

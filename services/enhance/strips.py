@@ -8,6 +8,7 @@ tensor would have real rows; they are cut off. What remains is the same computat
 the same rows, so the result matches the whole-tensor call (the tests compare bits),
 while only a strip's intermediate maps exist at a time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from collections.abc import Callable
 import torch
 
 
-def in_strips(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, scale: float, out_rows: int,
-              halo: int) -> torch.Tensor:
+def in_strips(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, scale: float, out_rows: int, halo: int
+) -> torch.Tensor:
     """``fn(x)`` for a local ``fn`` that scales rows by ``scale`` (0.25, 1, 2, 4 ...),
     ``out_rows`` output rows at a time; ``halo`` input rows of margin (more than fn's
     reach, and a multiple of 1/scale so strided steps stay aligned)."""
@@ -28,11 +30,11 @@ def in_strips(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, sc
         o1 = min(oh, o0 + out_rows)
         a0 = max(0, int(o0 / scale) - halo)
         a1 = min(h, -(-o1 // scale) + halo) if scale >= 1 else min(h, int(o1 / scale) + halo)
-        y = fn(x[..., int(a0):int(a1), :])
+        y = fn(x[..., int(a0) : int(a1), :])
         first = int(round(a0 * scale))
         if out is None:
             out = y.new_empty(*y.shape[:-2], oh, y.shape[-1])
-        out[..., o0:o1, :] = y[..., o0 - first:o1 - first, :]
+        out[..., o0:o1, :] = y[..., o0 - first : o1 - first, :]
         del y
     assert out is not None  # every caller asks for at least one row (oh >= 1)
     return out

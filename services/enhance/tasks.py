@@ -4,6 +4,7 @@ Start with ``celery -A services.enhance.tasks worker -Q enhance --pool prefork -
 This module is the worker's entrypoint, so it builds the one settings object, the Celery
 app and the worker process hooks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,6 +37,14 @@ def enhance_photo(self: Task, payload: dict[str, Any]) -> str:
     def work(job: AnyJob, progress: JobProgress) -> EnhanceResult:
         return jobs.enhance(job, progress, ctx=ctx, settings=settings)
 
-    return run_job(ctx.store, p.job_id, service="enhance", task=ENHANCE_PHOTO,
-                   max_deliveries=settings.max_deliveries, request_id=request_id, work=work,
-                   feed=ctx.feeder.feed, discard=lambda result: jobs.discard(result, blobs=ctx.blobs))
+    return run_job(
+        ctx.store,
+        p.job_id,
+        service="enhance",
+        task=ENHANCE_PHOTO,
+        max_deliveries=settings.max_deliveries,
+        request_id=request_id,
+        work=work,
+        feed=ctx.feeder.feed,
+        discard=lambda result: jobs.discard(result, blobs=ctx.blobs),
+    )

@@ -13,6 +13,7 @@ the same float32 scaling and rounding, the same Lanczos resize; a resize of a pa
 tile equals the whole-image resize inside the pad, so the output matches
 ``RealESRGANer.enhance`` with the same tile size (tests/unit/test_enhance_tiling.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,8 +82,9 @@ def tile_cost(tile: int, pad: int, net: Network, out_width: int, upscale: int) -
     return net.bytes_per_pixel * side * side + native + resized + tile * upscale * out_width * 3
 
 
-def choose_tile(budget_bytes: float, *, pad: int, net: Network, out_width: int, upscale: int,
-                largest: int, smallest: int = 32) -> int | None:
+def choose_tile(
+    budget_bytes: float, *, pad: int, net: Network, out_width: int, upscale: int, largest: int, smallest: int = 32
+) -> int | None:
     """The largest tile side (a multiple of 8) whose cost fits ``budget_bytes``, at most
     ``largest``; None when not even ``smallest`` fits."""
     step = max(8, net.mod)
@@ -94,9 +96,16 @@ def choose_tile(budget_bytes: float, *, pad: int, net: Network, out_width: int, 
     return None
 
 
-def sr_bands(img: np.ndarray, net: Network, *, upscale: int, tile: int, pad: int,
-             after_tile: Callable[[int], None] = lambda px: None,
-             tile_floor: int | None = None) -> Iterator[Band]:
+def sr_bands(
+    img: np.ndarray,
+    net: Network,
+    *,
+    upscale: int,
+    tile: int,
+    pad: int,
+    after_tile: Callable[[int], None] = lambda px: None,
+    tile_floor: int | None = None,
+) -> Iterator[Band]:
     """Bands of the super-resolved photo at ``upscale``, top to bottom, one tile row each.
     ``after_tile(pixels)`` runs after every tile (progress, cancel) with its input pixel
     count. With ``tile_floor``, CUDA out-of-memory redoes the band with half the tile
@@ -122,8 +131,9 @@ def sr_bands(img: np.ndarray, net: Network, *, upscale: int, tile: int, pad: int
         y0 += band.pixels.shape[0] // upscale
 
 
-def _band(img: np.ndarray, net: Network, y0: int, u: int, tile: int, pad: int,
-          after_tile: Callable[[int], None]) -> Band:
+def _band(
+    img: np.ndarray, net: Network, y0: int, u: int, tile: int, pad: int, after_tile: Callable[[int], None]
+) -> Band:
     h, w = img.shape[:2]
     s = net.scale
     y1 = min(y0 + tile, h)
@@ -135,7 +145,7 @@ def _band(img: np.ndarray, net: Network, y0: int, u: int, tile: int, pad: int,
         out = forward_tile(img[py0:py1, px0:px1], net)
         if u != s:
             out = cv2.resize(out, ((px1 - px0) * u, (py1 - py0) * u), interpolation=cv2.INTER_LANCZOS4)
-        band[:, x0 * u:x1 * u] = out[(y0 - py0) * u:(y1 - py0) * u, (x0 - px0) * u:(x1 - px0) * u]
+        band[:, x0 * u : x1 * u] = out[(y0 - py0) * u : (y1 - py0) * u, (x0 - px0) * u : (x1 - px0) * u]
         del out
         after_tile((x1 - x0) * (y1 - y0))
     return Band(y0 * u, band, tile)
@@ -157,13 +167,14 @@ def forward_tile(crop: np.ndarray, net: Network) -> np.ndarray:
     with torch.inference_mode():
         y = net.module(x)
         del x
-        y = y[:, :, :h * net.scale, :w * net.scale].float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
+        y = y[:, :, : h * net.scale, : w * net.scale].float().clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
     out = y[0].permute(1, 2, 0).flip(2).cpu().numpy()  # CHW RGB -> HWC BGR
     return np.ascontiguousarray(out)
 
 
-def resize_bands(img: np.ndarray, *, upscale: int, rows: int,
-                 after_band: Callable[[int], None] = lambda px: None) -> Iterator[Band]:
+def resize_bands(
+    img: np.ndarray, *, upscale: int, rows: int, after_band: Callable[[int], None] = lambda px: None
+) -> Iterator[Band]:
     """``cv2.resize(img, 4x, LANCZOS4)`` in bands of ``rows`` input rows: each band is
     resized with enough rows of context that it equals that slice of the whole resize."""
     h, w = img.shape[:2]
@@ -172,5 +183,5 @@ def resize_bands(img: np.ndarray, *, upscale: int, rows: int,
         y1 = min(y0 + rows, h)
         c0, c1 = max(y0 - m, 0), min(y1 + m, h)
         out = cv2.resize(img[c0:c1], (w * u, (c1 - c0) * u), interpolation=cv2.INTER_LANCZOS4)
-        yield Band(y0 * u, np.ascontiguousarray(out[(y0 - c0) * u:(y1 - c0) * u]))
+        yield Band(y0 * u, np.ascontiguousarray(out[(y0 - c0) * u : (y1 - c0) * u]))
         after_band(w * (y1 - y0))

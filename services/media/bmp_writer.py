@@ -1,5 +1,6 @@
 """BMP: uncompressed rows written as they come (top-down, a negative height); of the
 metadata only the DPI has a place."""
+
 from __future__ import annotations
 
 import struct
@@ -21,8 +22,7 @@ class BmpWriter(ImageWriter):
         ppm = [max(0, round(d / 0.0254)) for d in (meta.dpi or (0, 0))]
         fp.write(b"BM" + struct.pack("<IHHI", size, 0, 0, 54))
         # Negative height: rows top to bottom, as they arrive.
-        fp.write(struct.pack("<IiiHHIIiiII", 40, width, -height, 1, 24, 0, self.stride * height,
-                             ppm[0], ppm[1], 0, 0))
+        fp.write(struct.pack("<IiiHHIIiiII", 40, width, -height, 1, 24, 0, self.stride * height, ppm[0], ppm[1], 0, 0))
         self._pad = b"\0" * (self.stride - width * 3)
 
     def _write(self, rows: np.ndarray) -> None:

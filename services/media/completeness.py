@@ -8,6 +8,7 @@ costs ~1 ms per MB here; nothing is decoded or held but a 64 KiB buffer.
 TIFF, HEIC and AVIF are not checked here: a damaged one still fails in the worker,
 with a clear error.
 """
+
 from __future__ import annotations
 
 import struct

@@ -10,6 +10,7 @@ HEIF transformations are normative and EXIF orientation in these files is inform
 (libheif applies ``irot``/``imir`` and ignores EXIF; Pillow's AVIF plugin turns them into
 the EXIF orientation it reports), so the displayed orientation comes from the boxes only.
 """
+
 from __future__ import annotations
 
 import struct
@@ -41,11 +42,11 @@ class HeifHeader:
 
 
 def sniff(head: bytes) -> str | None:
-    """"heic", "avif" or None from a file's first bytes (an ``ftyp`` box with its brands)."""
+    """ "heic", "avif" or None from a file's first bytes (an ``ftyp`` box with its brands)."""
     if len(head) < 16 or head[4:8] != b"ftyp":
         return None
     size = int.from_bytes(head[:4], "big")
-    brands = [head[8:12]] + [head[i:i + 4] for i in range(16, min(size, len(head)) - 3, 4)]
+    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, min(size, len(head)) - 3, 4)]
     if any(b in AVIF_BRANDS for b in brands):
         return "avif"
     if any(b in HEIC_BRANDS for b in brands):
@@ -134,7 +135,7 @@ def _children(buf: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, in
 def _u(buf: bytes, pos: int, n: int, limit: int) -> int:
     if pos + n > limit:
         raise HeifHeaderError("a box is cut short")
-    return int.from_bytes(buf[pos:pos + n], "big")
+    return int.from_bytes(buf[pos : pos + n], "big")
 
 
 def _parse_meta(kind: str, meta: bytes) -> HeifHeader:
@@ -209,8 +210,18 @@ def _read_ipma(buf: bytes, s: int, e: int, out: dict[int, list[int]]) -> None:
 # in files written by libheif and Apple). EXIF codes: 1 none, 2 flip LR, 3 180, 4 flip TB,
 # 5 transpose, 6 90 clockwise, 7 transverse, 8 90 anticlockwise.
 _ORIENTATION = {
-    (0, None): 1, (1, None): 8, (2, None): 3, (3, None): 6,
-    (0, 0): 2, (0, 1): 4, (1, 0): 7, (1, 1): 5, (2, 0): 4, (2, 1): 2, (3, 0): 5, (3, 1): 7,
+    (0, None): 1,
+    (1, None): 8,
+    (2, None): 3,
+    (3, None): 6,
+    (0, 0): 2,
+    (0, 1): 4,
+    (1, 0): 7,
+    (1, 1): 5,
+    (2, 0): 4,
+    (2, 1): 2,
+    (3, 0): 5,
+    (3, 1): 7,
 }
 
 

@@ -3,6 +3,7 @@ are counted (``ImageWriter``: ``close()`` checks that every row came); the encod
 take a strip at a time get them gathered into strips (``StripWriter``); and what each
 format can hold (``MAX_SIDE``) or makes a writer hold (``WHOLE_IMAGE_BYTES_PER_PIXEL``).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -70,11 +71,11 @@ class StripWriter(ImageWriter):
         i = 0
         while i < rows.shape[0]:
             n = min(rows.shape[0] - i, self._buf.shape[0] - self._fill)
-            self._buf[self._fill:self._fill + n] = rows[i:i + n]
+            self._buf[self._fill : self._fill + n] = rows[i : i + n]
             self._fill += n
             i += n
             if self._fill == self._buf.shape[0] or self._done + self._fill == self.height:
-                self._strip(self._buf[:self._fill], last=self._done + self._fill == self.height)
+                self._strip(self._buf[: self._fill], last=self._done + self._fill == self.height)
                 self._done += self._fill
                 self._fill = 0
 

@@ -18,6 +18,7 @@ limit that applies, checked before any pixel is read) and ``LOAD_TRUNCATED_IMAGE
 is never set; truncation is detected by watching reads instead, so it is refused
 even if some other library in the process turned that flag on.
 """
+
 from __future__ import annotations
 
 import io
@@ -278,9 +279,7 @@ def _sniff_stream(stream: BinaryIO) -> str:
     fmt = sniff_format(stream.read(SNIFF_BYTES))
     stream.seek(0)
     if fmt is None:
-        raise ImageError(
-            "unsupported_format", f"unsupported file type; upload a {_ALLOWED_TEXT} image"
-        )
+        raise ImageError("unsupported_format", f"unsupported file type; upload a {_ALLOWED_TEXT} image")
     return fmt
 
 
@@ -386,12 +385,7 @@ def _webp_first_chunk(fourcc: bytes, payload: bytes) -> tuple[tuple[int, int] | 
         size = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
         return size, bool((bits >> 28) & 1)
     # Lossy: a key frame (low bit clear) then the start code, then 14-bit dimensions.
-    if (
-        fourcc == b"VP8 "
-        and len(payload) >= 10
-        and not payload[0] & 1
-        and payload[3:6] == b"\x9d\x01\x2a"
-    ):
+    if fourcc == b"VP8 " and len(payload) >= 10 and not payload[0] & 1 and payload[3:6] == b"\x9d\x01\x2a":
         width = int.from_bytes(payload[6:8], "little") & 0x3FFF
         height = int.from_bytes(payload[8:10], "little") & 0x3FFF
         return ((width, height) if width and height else None), False
@@ -427,8 +421,7 @@ def _check_pixels(header: _Header, max_pixels: int) -> None:
     if header.pixels > max_pixels:
         raise ImageError(
             "too_many_pixels",
-            f"the image is {header.width}x{header.height} = {header.pixels:,} pixels; "
-            f"the limit is {max_pixels:,}",
+            f"the image is {header.width}x{header.height} = {header.pixels:,} pixels; the limit is {max_pixels:,}",
         )
 
 
@@ -598,9 +591,7 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         # YCbCr, RGBX, float (clipped to 0..255).
         return np.asarray(im.convert("RGB"))
     except ValueError as exc:  # e.g. LAB or float TIFFs
-        raise ImageError(
-            "unsupported_format", f"images with {im.mode} pixels are not supported"
-        ) from exc
+        raise ImageError("unsupported_format", f"images with {im.mode} pixels are not supported") from exc
 
 
 def _gray16_to_rgb(im: Image.Image) -> np.ndarray:

@@ -3,6 +3,7 @@ with a restart marker after every MCU row; the strips' entropy-coded data are jo
 the first strip's headers. Restart markers reset the DC predictors, so the joined stream
 is the image a one-shot encode gives (pixel for pixel; the test checks it), 2 bytes larger
 per MCU row."""
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,12 @@ class JpegWriter(StripWriter):
 
     def _strip(self, bgr: np.ndarray, last: bool) -> None:
         first = self._tables is None
-        opts: dict[str, Any] = {"format": "JPEG", "quality": self.quality, "subsampling": self.subsampling,
-                                "restart_marker_rows": 1}
+        opts: dict[str, Any] = {
+            "format": "JPEG",
+            "quality": self.quality,
+            "subsampling": self.subsampling,
+            "restart_marker_rows": 1,
+        }
         if first:
             opts.update(_jpeg_meta(self.meta, self.width, self.height))
         out = io.BytesIO()
@@ -81,7 +86,7 @@ def _jpeg_layout(data: bytes) -> tuple[int, int, bytes]:
             raise WriterError("malformed JPEG from the encoder")
         marker = data[pos + 1]
         length = struct.unpack_from(">H", data, pos + 2)[0]
-        seg = data[pos:pos + 2 + length]
+        seg = data[pos : pos + 2 + length]
         if marker == _SOF0:
             sof_height_at = pos + 5
             tables.append(seg[:5] + b"\0\0" + seg[7:])

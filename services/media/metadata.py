@@ -5,6 +5,7 @@ viewer (phones shoot Display P3); one that loses EXIF loses when and where it wa
 which is how photo libraries sort it. Orientation is the exception: the pixels are turned
 upright while decoding, so the tag is reset to 1 or viewers would turn them again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,9 @@ def from_pillow(im: Image.Image) -> PhotoMeta:
         exif = _load(im.getexif().tobytes())
     except Exception:  # noqa: BLE001 - damaged EXIF must not cost the photo
         exif = None
-    return PhotoMeta(icc_profile=icc if isinstance(icc, bytes) else None,
-                     exif=_normalised(exif), dpi=_dpi(im.info.get("dpi")))
+    return PhotoMeta(
+        icc_profile=icc if isinstance(icc, bytes) else None, exif=_normalised(exif), dpi=_dpi(im.info.get("dpi"))
+    )
 
 
 def from_raw(*, icc_profile: bytes | None, exif: bytes | None) -> PhotoMeta:

@@ -1,5 +1,6 @@
 """PNG a strip at a time: rows filtered (the five PNG filters, picked per row as libpng's
 heuristic does) and fed to one zlib stream, cut into IDAT chunks as it grows."""
+
 from __future__ import annotations
 
 import struct

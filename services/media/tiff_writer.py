@@ -1,6 +1,7 @@
 """TIFF a strip at a time: Deflate-compressed strips with the horizontal predictor, the
 directory written last (offsets are known then), EXIF and GPS as sub-directories. The
 file must be seekable: the header's pointer to the directory is filled in at close."""
+
 from __future__ import annotations
 
 import struct
@@ -66,8 +67,14 @@ class TiffWriter(StripWriter):
             for tag in _ASCII_IFD0:
                 value = exif.get(tag)
                 if isinstance(value, str) and value:
-                    entries.append((tag, _ASCII, len(value.encode("latin-1", "replace")) + 1,
-                                    value.encode("latin-1", "replace") + b"\0"))
+                    entries.append(
+                        (
+                            tag,
+                            _ASCII,
+                            len(value.encode("latin-1", "replace")) + 1,
+                            value.encode("latin-1", "replace") + b"\0",
+                        )
+                    )
             for tag in (34665, 34853):  # Exif, GPS
                 sub = dict(exif.get_ifd(tag))
                 if 0xA005 in sub and not isinstance(sub[0xA005], dict):  # Interop: a sub-sub-directory

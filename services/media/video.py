@@ -2,6 +2,7 @@
 no OpenCV). The container is recognised by probing its content with FFmpeg, never by
 the file name, and the limits are checked from the header before any frame is decoded.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,9 +24,16 @@ _PROBE_OPTIONS = {**_SAFE_OPTIONS, "probesize": str(8 * 1024 * 1024), "analyzedu
 
 
 class VideoError(Exception):
-    STATUS = {"empty_file": 400, "invalid_video": 400, "unsupported_format": 415,
-              "file_too_large": 413, "video_too_long": 413, "too_many_frames": 413,
-              "resolution_too_large": 413, "video_unavailable": 503}
+    STATUS = {
+        "empty_file": 400,
+        "invalid_video": 400,
+        "unsupported_format": 415,
+        "file_too_large": 413,
+        "video_too_long": 413,
+        "too_many_frames": 413,
+        "resolution_too_large": 413,
+        "video_unavailable": 503,
+    }
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -86,8 +94,9 @@ def _av() -> Any:
         import av  # lazy: only video routes pay for FFmpeg
     except ImportError as e:
         log.error("PyAV is not installed: video uploads are refused", extra={"error": str(e)})
-        raise VideoError("video_unavailable", "this server cannot read videos now (PyAV is missing); "
-                         "tell the operator") from e
+        raise VideoError(
+            "video_unavailable", "this server cannot read videos now (PyAV is missing); tell the operator"
+        ) from e
     return av
 
 
@@ -130,9 +139,16 @@ def probe(src: BinaryIO) -> VideoInfo:
             else:
                 duration = 0.0
             frames = int(s.frames or 0) or (round(duration * fps) if fps else 0)
-            info = VideoInfo(container=container, codec=cc.name, width=int(cc.width or 0),
-                             height=int(cc.height or 0), fps=round(fps, 3),
-                             duration_s=round(duration, 3), frames=frames, size_bytes=size)
+            info = VideoInfo(
+                container=container,
+                codec=cc.name,
+                width=int(cc.width or 0),
+                height=int(cc.height or 0),
+                fps=round(fps, 3),
+                duration_s=round(duration, 3),
+                frames=frames,
+                size_bytes=size,
+            )
     except VideoError:
         raise
     except (av.error.FFmpegError, ValueError, IndexError) as e:
@@ -150,13 +166,14 @@ def check_video(src: BinaryIO, limits: VideoLimits) -> VideoInfo:
         raise VideoError("file_too_large", f"{size} bytes; at most {limits.max_bytes} accepted")
     info = probe(src)
     if info.duration_s > limits.max_seconds:
-        raise VideoError("video_too_long",
-                         f"{info.duration_s:.1f} s; at most {limits.max_seconds:g} s accepted")
+        raise VideoError("video_too_long", f"{info.duration_s:.1f} s; at most {limits.max_seconds:g} s accepted")
     if info.frames > limits.max_frames:
         raise VideoError("too_many_frames", f"{info.frames} frames; at most {limits.max_frames} accepted")
     if info.width > limits.max_width or info.height > limits.max_height:
-        raise VideoError("resolution_too_large", f"{info.width}x{info.height}; at most "
-                         f"{limits.max_width}x{limits.max_height} accepted")
+        raise VideoError(
+            "resolution_too_large",
+            f"{info.width}x{info.height}; at most {limits.max_width}x{limits.max_height} accepted",
+        )
     return info
 
 

@@ -1,6 +1,7 @@
 """WebP: libwebp encodes whole pictures only, so this writer gathers the image and encodes
 it at close; the caller bounds WebP outputs (:func:`services.contracts.photo_cost.output_limit`,
 with ``WHOLE_IMAGE_BYTES_PER_PIXEL``)."""
+
 from __future__ import annotations
 
 from typing import Any, BinaryIO
@@ -22,7 +23,7 @@ class WebpWriter(ImageWriter):
 
     def _write(self, rows: np.ndarray) -> None:
         assert self._img is not None, "written after close"
-        self._img[self.rows - rows.shape[0]:self.rows] = rows[..., ::-1]
+        self._img[self.rows - rows.shape[0] : self.rows] = rows[..., ::-1]
 
     def _close(self) -> None:
         opts: dict[str, Any] = {"format": "WEBP", "quality": self.quality}

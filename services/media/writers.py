@@ -15,6 +15,7 @@ one module per format (what they share, rows in and strips, is ``image_writer``)
 Rows come in as HxWx3 uint8 BGR, top to bottom; ``close()`` checks that every row came.
 Metadata (ICC profile, EXIF, DPI) goes where each format keeps it; BMP keeps only DPI.
 """
+
 from __future__ import annotations
 
 from typing import BinaryIO
@@ -30,8 +31,9 @@ from services.media.webp_writer import WebpWriter
 __all__ = ["FORMATS", "MAX_SIDE", "WHOLE_IMAGE_BYTES_PER_PIXEL", "ImageWriter", "WriterError", "open_writer"]
 
 
-def open_writer(fmt: str, fp: BinaryIO, width: int, height: int, meta: PhotoMeta | None = None,
-                *, quality: int = 95) -> ImageWriter:
+def open_writer(
+    fmt: str, fp: BinaryIO, width: int, height: int, meta: PhotoMeta | None = None, *, quality: int = 95
+) -> ImageWriter:
     """A writer for ``fmt``; ``fp`` must be seekable for TIFF (its directory comes last)."""
     meta = meta or PhotoMeta()
     if not 1 <= quality <= 100:

@@ -6,6 +6,7 @@ of hosts and follows workers that come and go. A worker started with Celery's ow
 ``--autoscale`` refuses these commands; kadr's workers run a fixed ``-c`` that this
 module moves.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,13 +46,22 @@ class CeleryPools:
             pids = list(pool.get("processes") or [])
             # prefork lists its live processes; threads/solo only have the configured limit.
             n = len(pids) if "processes" in pool else int(pool.get("max-concurrency") or 0)
-            out.append(NodePool(node=node, queues=[q["name"] for q in qs], processes=n, pids=pids,
-                                host=node.partition("@")[2], main_pid=(stats.get(node) or {}).get("pid")))
+            out.append(
+                NodePool(
+                    node=node,
+                    queues=[q["name"] for q in qs],
+                    processes=n,
+                    pids=pids,
+                    host=node.partition("@")[2],
+                    main_pid=(stats.get(node) or {}).get("pid"),
+                )
+            )
         return out
 
     def _command(self, name: str, node: str, n: int) -> None:
-        replies = self.app.control.broadcast(name, arguments={"n": n}, destination=[node], reply=True,
-                                             timeout=self.timeout)
+        replies = self.app.control.broadcast(
+            name, arguments={"n": n}, destination=[node], reply=True, timeout=self.timeout
+        )
         answer = next((r[node] for r in replies or [] if node in r), None)
         if not answer or "ok" not in answer:
             raise ControlError(f"{name} {n} on {node}: {answer or 'no reply'}")

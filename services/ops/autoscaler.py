@@ -9,6 +9,7 @@ times from ``services.store.task_stats``, each process's RSS from its heartbeat,
 CPU and RAM from psutil, GPU memory from NVML. Every decision is one JSON log line
 with its reason and numbers, and a sample of ``kadr_autoscaler_decisions_total``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,13 +42,18 @@ DRY_RUN = Gauge("kadr_autoscaler_dry_run", "1 when decisions are logged but not 
 
 
 def rules_for(s: OpsSettings, limits: QueueLimits) -> Rules:
-    return Rules(min_processes=limits.min, max_processes=limits.max,
-                 default_footprint_bytes=limits.footprint_bytes,
-                 cpu_high_percent=s.autoscale_cpu_high_percent, cpu_low_percent=s.autoscale_cpu_low_percent,
-                 backlog_per_process=s.autoscale_backlog_per_process,
-                 task_seconds_high=s.autoscale_task_seconds_high,
-                 cooldown_seconds=s.autoscale_cooldown_seconds,
-                 ram_reserve_bytes=s.autoscale_ram_reserve_bytes, gpu_reserve_bytes=s.autoscale_gpu_reserve_bytes)
+    return Rules(
+        min_processes=limits.min,
+        max_processes=limits.max,
+        default_footprint_bytes=limits.footprint_bytes,
+        cpu_high_percent=s.autoscale_cpu_high_percent,
+        cpu_low_percent=s.autoscale_cpu_low_percent,
+        backlog_per_process=s.autoscale_backlog_per_process,
+        task_seconds_high=s.autoscale_task_seconds_high,
+        cooldown_seconds=s.autoscale_cooldown_seconds,
+        ram_reserve_bytes=s.autoscale_ram_reserve_bytes,
+        gpu_reserve_bytes=s.autoscale_gpu_reserve_bytes,
+    )
 
 
 def _node_busy(node: NodePool, busy_ids: set[str]) -> int:
@@ -66,23 +72,40 @@ def add_declared_queues(nodes: list[NodePool], heartbeats: list[dict[str, Any]])
 
 
 class Autoscaler:
-    def __init__(self, s: OpsSettings, r: redis.Redis, pools: CeleryPools, nvml: Nvml | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        s: OpsSettings,
+        r: redis.Redis,
+        pools: CeleryPools,
+        nvml: Nvml | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.s, self.r, self.pools, self.clock = s, r, pools, clock
         self.nvml = nvml or Nvml()
         self.last_change: dict[str, float] = {}
         psutil.cpu_percent(None)  # primes the counter: the next call measures since now
         DRY_RUN.set(1 if s.autoscale_dry_run else 0)
 
-    def observe(self, queue: str, limits: QueueLimits, nodes: list[NodePool], busy_ids: set[str],
-                workers: dict[str, dict[str, Any]], host: HostState) -> tuple[QueueState, HostState]:
+    def observe(
+        self,
+        queue: str,
+        limits: QueueLimits,
+        nodes: list[NodePool],
+        busy_ids: set[str],
+        workers: dict[str, dict[str, Any]],
+        host: HostState,
+    ) -> tuple[QueueState, HostState]:
         mine = [n for n in nodes if queue in n.queues]
         w = workers.get(queue, {})
-        q = QueueState(queue=queue, backlog=queue_length(self.r, queue),
-                       processes=sum(n.processes for n in mine),
-                       busy=sum(_node_busy(n, busy_ids) for n in mine),
-                       avg_task_seconds=task_stats.recent_mean(self.r, queue),
-                       footprint_bytes=w.get("max_rss") or None, gpu_footprint_bytes=w.get("max_cuda"))
+        q = QueueState(
+            queue=queue,
+            backlog=queue_length(self.r, queue),
+            processes=sum(n.processes for n in mine),
+            busy=sum(_node_busy(n, busy_ids) for n in mine),
+            avg_task_seconds=task_stats.recent_mean(self.r, queue),
+            footprint_bytes=w.get("max_rss") or None,
+            gpu_footprint_bytes=w.get("max_cuda"),
+        )
         if limits.memory_budget_bytes is not None:
             left = limits.memory_budget_bytes - int(w.get("total_rss") or 0)
             host = HostState(host.cpu_percent, min(host.free_ram_bytes, left), host.free_gpu_bytes)
@@ -98,8 +121,11 @@ class Autoscaler:
             ERRORS.labels(stage="survey").inc()
             log.warning("survey failed; no decision this round: %s", e)
             return []
-        host = HostState(cpu_percent=psutil.cpu_percent(None), free_ram_bytes=psutil.virtual_memory().available,
-                         free_gpu_bytes=free_gpu_bytes(self.nvml))
+        host = HostState(
+            cpu_percent=psutil.cpu_percent(None),
+            free_ram_bytes=psutil.virtual_memory().available,
+            free_gpu_bytes=free_gpu_bytes(self.nvml),
+        )
         out = []
         for queue, limits in self.s.autoscale.items():
             q, qhost = self.observe(queue, limits, nodes, busy_ids, workers, host)
@@ -113,9 +139,23 @@ class Autoscaler:
                 d = self._act(d, mine, busy_ids)
             DECISIONS.labels(queue=queue, action=d.action, reason=d.reason).inc()
             level = logging.INFO if d.action != "hold" or d.reason not in ("steady", "at_max") else logging.DEBUG
-            log.log(level, "autoscale %s %s: %s", queue, d.action, d.reason, extra={
-                "queue": queue, "action": d.action, "delta": d.delta, "reason": d.reason, "detail": d.detail,
-                "dry_run": self.s.autoscale_dry_run, "state": asdict(q), "host": asdict(qhost)})
+            log.log(
+                level,
+                "autoscale %s %s: %s",
+                queue,
+                d.action,
+                d.reason,
+                extra={
+                    "queue": queue,
+                    "action": d.action,
+                    "delta": d.delta,
+                    "reason": d.reason,
+                    "detail": d.detail,
+                    "dry_run": self.s.autoscale_dry_run,
+                    "state": asdict(q),
+                    "host": asdict(qhost),
+                },
+            )
             out.append(d)
         return out
 
@@ -137,14 +177,20 @@ class Autoscaler:
 
 def main() -> None:
     from services.platform.logs import setup_logging
+
     s = OpsSettings()
     setup_logging(s.log_level, service="autoscaler")
     if s.autoscaler_metrics_port:
         start_http_server(s.autoscaler_metrics_port, addr=s.exporter_host)
-    scaler = Autoscaler(s, connect(s.redis_url), CeleryPools(create_celery(s, name="kadr-autoscaler"),
-                                                             timeout=s.control_timeout_seconds))
-    log.info("autoscaler started", extra={"queues": {q: lim.model_dump() for q, lim in s.autoscale.items()},
-                                          "dry_run": s.autoscale_dry_run})
+    scaler = Autoscaler(
+        s,
+        connect(s.redis_url),
+        CeleryPools(create_celery(s, name="kadr-autoscaler"), timeout=s.control_timeout_seconds),
+    )
+    log.info(
+        "autoscaler started",
+        extra={"queues": {q: lim.model_dump() for q, lim in s.autoscale.items()}, "dry_run": s.autoscale_dry_run},
+    )
     stop = threading.Event()
     try:
         while not stop.is_set():

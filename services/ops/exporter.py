@@ -15,6 +15,7 @@
   machine without one there are no GPU series at all, never zeros that read as an
   idle GPU.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,6 +36,7 @@ from .observe import Nvml, queue_depths, workers_by_queue
 from .settings import OpsSettings
 
 log = logging.getLogger("kadr.ops.exporter")
+
 
 class OpsCollector(Collector):
     def __init__(self, s: OpsSettings, r: redis.Redis, nvml: Nvml | None = None):
@@ -66,14 +68,18 @@ class OpsCollector(Collector):
         mx = GaugeMetricFamily("kadr_redis_memory_max_bytes", "Redis maxmemory (0: unlimited)")
         mx.add_metric([], info.get("maxmemory", 0))
         yield mx
-        msgs = GaugeMetricFamily("kadr_queue_messages", "Messages on a queue: waiting or reserved by a worker",
-                                 labels=["queue", "state"])
-        procs = GaugeMetricFamily("kadr_queue_worker_processes", "Live pool processes consuming the queue",
-                                  labels=["queue"])
-        busy = GaugeMetricFamily("kadr_queue_busy_processes", "Pool processes running a job now",
-                                 labels=["queue"])
-        rss = GaugeMetricFamily("kadr_queue_process_max_resident_memory_bytes",
-                                "Resident memory of the biggest live process of the queue", labels=["queue"])
+        msgs = GaugeMetricFamily(
+            "kadr_queue_messages", "Messages on a queue: waiting or reserved by a worker", labels=["queue", "state"]
+        )
+        procs = GaugeMetricFamily(
+            "kadr_queue_worker_processes", "Live pool processes consuming the queue", labels=["queue"]
+        )
+        busy = GaugeMetricFamily("kadr_queue_busy_processes", "Pool processes running a job now", labels=["queue"])
+        rss = GaugeMetricFamily(
+            "kadr_queue_process_max_resident_memory_bytes",
+            "Resident memory of the biggest live process of the queue",
+            labels=["queue"],
+        )
         for q in self.queues:
             msgs.add_metric([q, "waiting"], depths[q]["waiting"])
             msgs.add_metric([q, "reserved"], depths[q]["reserved"])

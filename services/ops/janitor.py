@@ -16,6 +16,7 @@ leased, so two janitors never send one twice at once), and serves on
 It runs apart from the ML workers: an operator looking for what deletes files finds it
 by name, and retention keeps running while a worker is busy or restarting.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,25 +46,30 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.removed = Counter("kadr_retention_removed_total", "Things removed by retention",
-                               ["kind", "reason"], registry=r)
-        self.removed_bytes = Counter("kadr_retention_removed_bytes_total", "Bytes removed by retention",
-                                     ["kind", "reason"], registry=r)
-        self.stored = Gauge("kadr_storage_bytes", "Bytes in the blob store per kind, as last surveyed",
-                            ["kind"], registry=r)
-        self.items = Gauge("kadr_storage_items", "Things (photos, batches, videos, events) stored per kind",
-                           ["kind"], registry=r)
+        self.removed = Counter(
+            "kadr_retention_removed_total", "Things removed by retention", ["kind", "reason"], registry=r
+        )
+        self.removed_bytes = Counter(
+            "kadr_retention_removed_bytes_total", "Bytes removed by retention", ["kind", "reason"], registry=r
+        )
+        self.stored = Gauge(
+            "kadr_storage_bytes", "Bytes in the blob store per kind, as last surveyed", ["kind"], registry=r
+        )
+        self.items = Gauge(
+            "kadr_storage_items", "Things (photos, batches, videos, events) stored per kind", ["kind"], registry=r
+        )
         self.budget = Gauge("kadr_storage_budget_bytes", "The store's budget (0: none)", registry=r)
         self.over = Gauge("kadr_storage_over_budget", "1 when live work alone exceeds the budget", registry=r)
         self.free = Gauge("kadr_storage_free_bytes", "Free bytes on the blob store's disk", registry=r)
-        self.floor = Gauge("kadr_storage_free_floor_bytes", "Free space below which uploads get 507",
-                           registry=r)
-        self.last_ok = Gauge("kadr_retention_last_success_timestamp_seconds",
-                             "When a retention round last completed", registry=r)
+        self.floor = Gauge("kadr_storage_free_floor_bytes", "Free space below which uploads get 507", registry=r)
+        self.last_ok = Gauge(
+            "kadr_retention_last_success_timestamp_seconds", "When a retention round last completed", registry=r
+        )
         self.seconds = Gauge("kadr_retention_round_seconds", "How long the last round took", registry=r)
         self.failures = Counter("kadr_retention_round_failures_total", "Rounds that failed", registry=r)
-        self.callbacks = Counter("kadr_callbacks_total", "Callback and webhook attempts by outcome",
-                                 ["subject", "outcome"], registry=r)
+        self.callbacks = Counter(
+            "kadr_callbacks_total", "Callback and webhook attempts by outcome", ["subject", "outcome"], registry=r
+        )
         self.outbox = Gauge("kadr_callbacks_pending", "Deliveries waiting in the outbox", registry=r)
         # Every series from the start: a panel or rate() over removals shows 0, not "no data".
         for kind in KINDS:
@@ -111,15 +117,29 @@ class Janitor:
         free = self.blobs.free_bytes()
         totals = rnd.totals()
         self._owners = usage_store.write(
-            self.r, by_owner=usage_by_owner(rnd), as_of=round(time.time(), 3),
-            ttl_seconds=int(max(600, 10 * self.s.retention_interval_seconds)), previous_owners=self._owners,
-            total={"kinds": totals, "free_bytes": free, "free_floor_bytes": self.s.storage_free_floor_bytes,
-                   "budget_bytes": self.s.storage_budget_bytes, "over_budget": rnd.over_budget})
-        self.metrics.record(rnd, budget=self.s.storage_budget_bytes, free=free,
-                            floor=self.s.storage_free_floor_bytes)
+            self.r,
+            by_owner=usage_by_owner(rnd),
+            as_of=round(time.time(), 3),
+            ttl_seconds=int(max(600, 10 * self.s.retention_interval_seconds)),
+            previous_owners=self._owners,
+            total={
+                "kinds": totals,
+                "free_bytes": free,
+                "free_floor_bytes": self.s.storage_free_floor_bytes,
+                "budget_bytes": self.s.storage_budget_bytes,
+                "over_budget": rnd.over_budget,
+            },
+        )
+        self.metrics.record(rnd, budget=self.s.storage_budget_bytes, free=free, floor=self.s.storage_free_floor_bytes)
         if rnd.removed:
-            log.info("retention round", extra={"removed": len(rnd.removed), "seconds": round(rnd.seconds, 3),
-                                                "bytes": sum(i.bytes for i, _ in rnd.removed)})
+            log.info(
+                "retention round",
+                extra={
+                    "removed": len(rnd.removed),
+                    "seconds": round(rnd.seconds, 3),
+                    "bytes": sum(i.bytes for i, _ in rnd.removed),
+                },
+            )
         return rnd
 
     def _count(self, subject: str, outcome: dict[str, Any]) -> None:
@@ -186,8 +206,10 @@ def main() -> None:
     setup_logging(s.log_level, service="janitor")
     j = Janitor(s)
     serve(j, s.exporter_host, s.janitor_port)
-    log.info("janitor started", extra={"port": s.janitor_port, "interval": s.retention_interval_seconds,
-                                       "budget": s.storage_budget_bytes})
+    log.info(
+        "janitor started",
+        extra={"port": s.janitor_port, "interval": s.retention_interval_seconds, "budget": s.storage_budget_bytes},
+    )
     j.run()
 
 

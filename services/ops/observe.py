@@ -2,6 +2,7 @@
 
 Shared by the exporter (which shows it) and the autoscaler (which acts on it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,6 +33,7 @@ class Nvml:
         self._lock = threading.Lock()
         try:
             import pynvml
+
             pynvml.nvmlInit()
             self.nv = pynvml
             self.count = pynvml.nvmlDeviceGetCount()
@@ -48,10 +50,16 @@ class Nvml:
             for i in range(self.count):
                 h = nv.nvmlDeviceGetHandleByIndex(i)
                 mem = nv.nvmlDeviceGetMemoryInfo(h)
-                out.append({"gpu": str(i), "name": nv.nvmlDeviceGetName(h),
-                            "util": nv.nvmlDeviceGetUtilizationRates(h).gpu / 100.0,
-                            "mem_used": mem.used, "mem_total": mem.total,
-                            "temp": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)})
+                out.append(
+                    {
+                        "gpu": str(i),
+                        "name": nv.nvmlDeviceGetName(h),
+                        "util": nv.nvmlDeviceGetUtilizationRates(h).gpu / 100.0,
+                        "mem_used": mem.used,
+                        "mem_total": mem.total,
+                        "temp": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
+                    }
+                )
         return out
 
 

@@ -16,6 +16,7 @@ both about not making things worse:
 Growth also needs work waiting: a hot CPU with an empty queue is some other service's
 load, and one more idle process would only take memory from it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -95,22 +96,34 @@ def decide(q: QueueState, host: HostState, rules: Rules, *, since_last_change: f
             return hold("cooldown", f"{since_last_change:.0f}s < {rules.cooldown_seconds:g}s; {detail}")
         need = q.footprint_bytes or rules.default_footprint_bytes
         if host.free_ram_bytes - rules.ram_reserve_bytes < need:
-            return hold("ram_budget", f"free {host.free_ram_bytes >> 20} MiB - reserve "
-                                      f"{rules.ram_reserve_bytes >> 20} MiB < one process {need >> 20} MiB")
-        if q.gpu_footprint_bytes and host.free_gpu_bytes is not None and \
-                host.free_gpu_bytes - rules.gpu_reserve_bytes < q.gpu_footprint_bytes:
-            return hold("gpu_budget", f"free GPU {host.free_gpu_bytes >> 20} MiB < one process "
-                                      f"{q.gpu_footprint_bytes >> 20} MiB + reserve")
+            return hold(
+                "ram_budget",
+                f"free {host.free_ram_bytes >> 20} MiB - reserve "
+                f"{rules.ram_reserve_bytes >> 20} MiB < one process {need >> 20} MiB",
+            )
+        if (
+            q.gpu_footprint_bytes
+            and host.free_gpu_bytes is not None
+            and host.free_gpu_bytes - rules.gpu_reserve_bytes < q.gpu_footprint_bytes
+        ):
+            return hold(
+                "gpu_budget",
+                f"free GPU {host.free_gpu_bytes >> 20} MiB < one process {q.gpu_footprint_bytes >> 20} MiB + reserve",
+            )
         return Decision(q.queue, "grow", 1, reason, detail)
 
     # At or below: a low threshold of 100 leaves CPU out, as a high one of 100 does above.
-    low = (q.backlog == 0 and host.cpu_percent <= rules.cpu_low_percent
-           and (q.avg_task_seconds is None or q.avg_task_seconds <= rules.task_seconds_high))
+    low = (
+        q.backlog == 0
+        and host.cpu_percent <= rules.cpu_low_percent
+        and (q.avg_task_seconds is None or q.avg_task_seconds <= rules.task_seconds_high)
+    )
     if low and q.processes > rules.min_processes:
         if idle == 0:
             return hold("all_busy")
         if since_last_change is not None and since_last_change < rules.cooldown_seconds:
             return hold("cooldown", f"{since_last_change:.0f}s < {rules.cooldown_seconds:g}s; idle")
-        return Decision(q.queue, "shrink", -1, "idle",
-                        f"backlog 0, cpu {host.cpu_percent:.0f}%, {idle} of {q.processes} idle")
+        return Decision(
+            q.queue, "shrink", -1, "idle", f"backlog 0, cpu {host.cpu_percent:.0f}%, {idle} of {q.processes} idle"
+        )
     return hold("steady")

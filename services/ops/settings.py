@@ -1,5 +1,6 @@
 """Settings of the ops processes (exporter, autoscaler, janitor): retention, callback
 delivery and the cameras whose webhooks it signs (the janitor), plus theirs."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

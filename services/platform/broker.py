@@ -7,6 +7,7 @@ took here, paid again in the worker for every ack. A client is a thin, thread-sa
 wrapper around the pool (each command checks a connection out), so one per channel and
 pool does the same work. Selected with Celery's ``broker_transport`` setting.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

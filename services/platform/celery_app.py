@@ -13,6 +13,7 @@ Reliability choices, all deliberate:
 - kombu's Redis transport with a client reused per channel (broker.py): the stock one
   builds a client object per publish and per ack.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

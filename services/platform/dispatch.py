@@ -4,6 +4,7 @@ again). Each sends by name with the same message options (:func:`send_options`: 
 priority step, time limits, request id), and a broker that does not take the message is
 one exception, :class:`DispatchError`, whoever sent: the gateway answers 503 and fails the
 job, the feeder puts the items back to wait, the reaper tries again on its next round."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

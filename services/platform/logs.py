@@ -3,6 +3,7 @@
 The id lives in a context variable: the gateway sets it per request, a worker per task
 (from the task headers), and every log record picks it up through a filter.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -25,11 +26,13 @@ class _ContextFilter(logging.Filter):
 
 def setup_logging(level: str = "INFO", *, service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s",
-        rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
-        static_fields={"service": service},
-    ))
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(job_id)s",
+            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+        )
+    )
     handler.addFilter(_ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,4 +1,5 @@
 """Which torch device a worker runs its models on (one policy for every service)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

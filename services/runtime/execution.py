@@ -5,6 +5,7 @@ worker killed mid-task shows up here as one more delivery), refuses to run a job
 already ended, fails it as ``worker_lost`` once the cap is reached, and finishes it
 through the job store's guarded transition so the outcome is written exactly once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,16 @@ class JobProgress:
     :class:`JobCanceled` once it is no longer running. Work calls it after every unit
     (a tile, a face, a batch of frames), so a cancel stops it within one unit."""
 
-    def __init__(self, store: JobStore, job_id: str, *, batch_id: str = "", interval: float = 1.0,
-                 step: float = 0.02, check_every: float = 0.25):
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        *,
+        batch_id: str = "",
+        interval: float = 1.0,
+        step: float = 0.02,
+        check_every: float = 0.25,
+    ):
         self.store, self.job_id, self.batch_id = store, job_id, batch_id
         self.interval, self.step, self.check_every = interval, step, check_every
         self.written, self.written_at = 0.0, 0.0
@@ -81,10 +90,19 @@ class JobProgress:
 Work = Callable[[AnyJob, JobProgress], Mapping[str, Any]]
 
 
-def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
-            request_id: str, work: Work, feed: Callable[[str], object] | None = None,
-            discard: Callable[[Mapping[str, Any]], object] | None = None,
-            partial: Callable[[AnyJob], None] | None = None) -> str:
+def run_job(
+    store: JobStore,
+    job_id: str,
+    *,
+    service: str,
+    task: str,
+    max_deliveries: int,
+    request_id: str,
+    work: Work,
+    feed: Callable[[str], object] | None = None,
+    discard: Callable[[Mapping[str, Any]], object] | None = None,
+    partial: Callable[[AnyJob], None] | None = None,
+) -> str:
     """Run ``work(job, progress) -> result`` for a job; returns the final state.
     Every delivery, even a skipped one, is timed under ``task``. ``feed(batch_id)`` runs
     after a batch item ends, so the batch's next item is handed over at once.
@@ -94,8 +112,17 @@ def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_delive
     above all, leaves no half result behind."""
     t0 = time.perf_counter()
     try:
-        state = _run_job(store, job_id, service=service, task=task, max_deliveries=max_deliveries,
-                         request_id=request_id, work=work, discard=discard, partial=partial)
+        state = _run_job(
+            store,
+            job_id,
+            service=service,
+            task=task,
+            max_deliveries=max_deliveries,
+            request_id=request_id,
+            work=work,
+            discard=discard,
+            partial=partial,
+        )
         if feed is not None and state in ("succeeded", "failed", "discarded", "canceled"):
             batch_id = decoded(store.r.hget(store.job_key(job_id), "batch_id"))
             if batch_id:
@@ -111,9 +138,18 @@ def run_job(store: JobStore, job_id: str, *, service: str, task: str, max_delive
         observe_cuda_memory(service)
 
 
-def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliveries: int,
-             request_id: str, work: Work, discard: Callable[[Mapping[str, Any]], object] | None,
-             partial: Callable[[AnyJob], None] | None) -> str:
+def _run_job(
+    store: JobStore,
+    job_id: str,
+    *,
+    service: str,
+    task: str,
+    max_deliveries: int,
+    request_id: str,
+    work: Work,
+    discard: Callable[[Mapping[str, Any]], object] | None,
+    partial: Callable[[AnyJob], None] | None,
+) -> str:
     job_id_var.set(job_id)
     request_id_var.set(request_id)
     verdict, n, job = store.begin(job_id, max_deliveries=max_deliveries, worker=worker_id())
@@ -135,9 +171,15 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
         REDELIVERIES.labels(service=service).inc()
         log.warning("job redelivered after a worker loss", extra={"deliveries": n})
     if verdict == "exhausted":
-        store.transition(job_id, "failed", allowed_from=ACTIVE, error={
-            "code": "worker_lost",
-            "message": f"the worker died {n - 1} times while running this job; giving up"})
+        store.transition(
+            job_id,
+            "failed",
+            allowed_from=ACTIVE,
+            error={
+                "code": "worker_lost",
+                "message": f"the worker died {n - 1} times while running this job; giving up",
+            },
+        )
         JOB_OUTCOMES.labels(service=service, outcome="worker_lost").inc()
         log.error("job failed: worker_lost", extra={"deliveries": n})
         return "failed"
@@ -162,9 +204,14 @@ def _run_job(store: JobStore, job_id: str, *, service: str, task: str, max_deliv
                 log.exception("removing the failed job's partial output failed")
         if isinstance(e, StorageFull):
             STORAGE_FULL.labels(store="blobs").inc()
-            return _fail(store, job_id, service, "storage_full",
-                         "the file store ran out of space while writing this job's output; nothing of it was "
-                         "kept. Retry once space is freed")
+            return _fail(
+                store,
+                job_id,
+                service,
+                "storage_full",
+                "the file store ran out of space while writing this job's output; nothing of it was "
+                "kept. Retry once space is freed",
+            )
         if isinstance(e, JobFailure):
             return _fail(store, job_id, service, e.code, e.message, e.details)
         if isinstance(e, ModelUnavailable):

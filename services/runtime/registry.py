@@ -6,6 +6,7 @@ lazy and locked, so a task that arrives during warm-up waits for the same load i
 of starting a second one. Model objects such as GFPGANer keep per-call state, so
 ``use()`` also serialises callers of one instance.
 """
+
 from __future__ import annotations
 
 import threading
@@ -46,8 +47,9 @@ class ModelRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
 
-    def register(self, name: str, loader: Callable[[], Any], *, version: str,
-                 check_files: Callable[[], list[str]] = lambda: []) -> None:
+    def register(
+        self, name: str, loader: Callable[[], Any], *, version: str, check_files: Callable[[], list[str]] = lambda: []
+    ) -> None:
         """``check_files`` returns the missing weight file names (cheap: no loading)."""
         self._entries[name] = _Entry(loader=loader, version=version, check_files=check_files)
 
@@ -116,8 +118,7 @@ class ModelRegistry:
                 missing = e.check_files()
                 if missing:
                     state, message = MISSING_WEIGHTS, "missing: " + ", ".join(missing)
-            out[name] = {"state": state, "message": message, "version": e.version,
-                         "load_seconds": e.load_seconds}
+            out[name] = {"state": state, "message": message, "version": e.version, "load_seconds": e.load_seconds}
         return out
 
 

@@ -1,6 +1,7 @@
 """Settings of the worker side: what every worker process reads (``WorkerSettings``) and
 what a pool process that hosts upkeep adds (``PoolSettings``: the reaper and the batch
 feeder run in the enhance and segment pool processes, see docs/architecture.md)."""
+
 from __future__ import annotations
 
 from pathlib import Path

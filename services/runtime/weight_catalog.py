@@ -8,6 +8,7 @@ where facexlib looks for its detector/parser weights (``model_rootpath``).
 
 Data and path lookups only; fetching and checking the files is weights.py.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -84,10 +85,14 @@ CATALOG: dict[str, WeightFile] = {
             size_bytes=67_061_725,
         ),
         *(
-            WeightFile(name=name, filename=filename, url=f"{_TORCHVISION}/{filename}",
-                       sha256=filename.rsplit("-", 1)[1].removesuffix(".pth"),
-                       version="torchvision-" + filename.rsplit("-", 1)[1].removesuffix(".pth"),
-                       service="segment")
+            WeightFile(
+                name=name,
+                filename=filename,
+                url=f"{_TORCHVISION}/{filename}",
+                sha256=filename.rsplit("-", 1)[1].removesuffix(".pth"),
+                version="torchvision-" + filename.rsplit("-", 1)[1].removesuffix(".pth"),
+                service="segment",
+            )
             for name, filename in (
                 ("deeplabv3_resnet101", "deeplabv3_resnet101_coco-586e9e4e.pth"),
                 ("deeplabv3_resnet50", "deeplabv3_resnet50_coco-cd0a2569.pth"),

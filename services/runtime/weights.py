@@ -5,6 +5,7 @@ The CLI (``kadr models``) imports this module, so it must stay free of torch and
 heavy imports; ``requests`` is imported only when a download actually runs. Nothing here
 touches the network at import time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -119,8 +120,14 @@ def download(
     return results
 
 
-def _fetch(entry: WeightFile, models_dir: Path, *, session: requests.Session,
-           on_progress: ProgressCallback | None, timeout: float) -> int:
+def _fetch(
+    entry: WeightFile,
+    models_dir: Path,
+    *,
+    session: requests.Session,
+    on_progress: ProgressCallback | None,
+    timeout: float,
+) -> int:
     import requests
 
     target = models_dir / entry.filename
@@ -178,5 +185,3 @@ def _content_length(response: requests.Response) -> int | None:
     except (TypeError, ValueError):
         return None
     return value if value > 0 else None
-
-

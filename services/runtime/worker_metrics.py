@@ -14,6 +14,7 @@ Besides the samples the tasks write, the endpoint reports the process tree's mem
 footprint the autoscaler must fit before it adds one more) and whatever the service
 adds with ``collectors`` (the camera buffers).
 """
+
 from __future__ import annotations
 
 import glob
@@ -107,14 +108,21 @@ class ProcessTreeCollector(Collector):
                 continue  # exited between listing and reading
         pool = [v for pid, v in rss.items() if pid != self.root.pid] or list(rss.values())
         labels = [self.service]
-        total = GaugeMetricFamily("kadr_worker_resident_memory_bytes",
-                                  "Resident memory of the worker and its pool processes", labels=["service"])
+        total = GaugeMetricFamily(
+            "kadr_worker_resident_memory_bytes",
+            "Resident memory of the worker and its pool processes",
+            labels=["service"],
+        )
         total.add_metric(labels, sum(rss.values()))
-        biggest = GaugeMetricFamily("kadr_worker_process_max_resident_memory_bytes",
-                                    "Resident memory of the biggest process that runs tasks", labels=["service"])
+        biggest = GaugeMetricFamily(
+            "kadr_worker_process_max_resident_memory_bytes",
+            "Resident memory of the biggest process that runs tasks",
+            labels=["service"],
+        )
         biggest.add_metric(labels, max(pool, default=0))
-        count = GaugeMetricFamily("kadr_worker_processes", "Processes of the worker (main and pool)",
-                                  labels=["service"])
+        count = GaugeMetricFamily(
+            "kadr_worker_processes", "Processes of the worker (main and pool)", labels=["service"]
+        )
         count.add_metric(labels, len(rss))
         return [total, biggest, count]
 
@@ -132,8 +140,9 @@ def build_registry(service: str, collectors: Iterable[Collector] = ()) -> Collec
     return reg
 
 
-def serve(settings: WorkerSettings, service: str,
-          collectors: Iterable[Collector] = ()) -> tuple[WSGIServer, threading.Thread]:
+def serve(
+    settings: WorkerSettings, service: str, collectors: Iterable[Collector] = ()
+) -> tuple[WSGIServer, threading.Thread]:
     """Start the endpoint in this process (a daemon thread); returns (server, thread)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
@@ -143,13 +152,14 @@ def serve(settings: WorkerSettings, service: str,
             log.info("removed metric files of a previous run", extra={"files": len(stale)})
     reg = build_registry(service, collectors)
     server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=reg)
-    log.info("metrics endpoint listening", extra={"host": settings.metrics_host, "port": settings.metrics_port,
-                                                  "multiprocess": bool(path)})
+    log.info(
+        "metrics endpoint listening",
+        extra={"host": settings.metrics_host, "port": settings.metrics_port, "multiprocess": bool(path)},
+    )
     return server, thread
 
 
-def install(settings: WorkerSettings, service: str,
-            collectors: Callable[[], Iterable[Collector]] = lambda: ()) -> None:
+def install(settings: WorkerSettings, service: str, collectors: Callable[[], Iterable[Collector]] = lambda: ()) -> None:
     """Serve the endpoint from the worker's main process once Celery starts it (before
     the pool forks: the children inherit nothing but the closed-over settings)."""
     if not settings.metrics_port:

@@ -5,6 +5,7 @@ threads belong to the child that uses them. Models warm up in a background threa
 pool's start-up handshake must not wait for weights); a task that arrives meanwhile
 blocks on the registry's lock instead of starting a second load.
 """
+
 from __future__ import annotations
 
 import sys
@@ -43,9 +44,15 @@ class WorkerContext:
     feeder: Feeder
 
 
-def start_process(settings: PoolSettings, *, service: str, queues: list[str],
-                  register_models: Callable[[], None], warm: list[str],
-                  torch_threads: int = 0) -> WorkerContext:
+def start_process(
+    settings: PoolSettings,
+    *,
+    service: str,
+    queues: list[str],
+    register_models: Callable[[], None],
+    warm: list[str],
+    torch_threads: int = 0,
+) -> WorkerContext:
     torch = sys.modules.get("torch")  # a service whose tasks run torch imported it already
     if torch is not None:
         # Flush-to-zero is per thread (the x86 MXCSR) and threads inherit it when they are
@@ -54,27 +61,44 @@ def start_process(settings: PoolSettings, *, service: str, queues: list[str],
         torch.set_flush_denormal(True)
     if torch_threads:
         import torch
+
         # mypy keeps the name's type from above (ModuleType | None) across the import: no None here.
         torch.set_num_threads(torch_threads)  # type: ignore[union-attr]
     register_models()
     registry.announce_warm_up(warm)
     r = connect(settings.redis_url)
-    hb = Heartbeat(r, service=service, queues=queues, models=registry.states,
-                   interval=settings.worker_heartbeat_seconds)
+    hb = Heartbeat(
+        r, service=service, queues=queues, models=registry.states, interval=settings.worker_heartbeat_seconds
+    )
     hb.start()
     threading.Thread(target=registry.warm_up, args=(warm,), daemon=True, name="kadr-warmup").start()
     store = JobStore(r, settings.job_ttl_seconds)
     send = _sender(settings)
-    feeder = Feeder(BatchStore(store), send, window=settings.batch_window,
-                    redispatch_seconds=settings.batch_redispatch_seconds,
-                    queue_limit=settings.max_queue_backlog)
-    reaper = Reaper(store, interval=settings.reaper_interval_seconds,
-                    grace_seconds=settings.orphan_grace_seconds, send=send,
-                    stranded_seconds=settings.stranded_message_seconds,
-                    also=feeder.tick)  # retention has its own process: services/ops/janitor.py
+    feeder = Feeder(
+        BatchStore(store),
+        send,
+        window=settings.batch_window,
+        redispatch_seconds=settings.batch_redispatch_seconds,
+        queue_limit=settings.max_queue_backlog,
+    )
+    reaper = Reaper(
+        store,
+        interval=settings.reaper_interval_seconds,
+        grace_seconds=settings.orphan_grace_seconds,
+        send=send,
+        stranded_seconds=settings.stranded_message_seconds,
+        also=feeder.tick,
+    )  # retention has its own process: services/ops/janitor.py
     reaper.start()
-    return WorkerContext(store=store, redis=r, cache=connect(settings.cache_redis_url),
-                         blobs=open_store(settings), heartbeat=hb, reaper=reaper, feeder=feeder)
+    return WorkerContext(
+        store=store,
+        redis=r,
+        cache=connect(settings.cache_redis_url),
+        blobs=open_store(settings),
+        heartbeat=hb,
+        reaper=reaper,
+        feeder=feeder,
+    )
 
 
 def _sender(settings: PoolSettings) -> Dispatcher:
@@ -82,6 +106,7 @@ def _sender(settings: PoolSettings) -> Dispatcher:
     beside the tasks, in any service's worker)."""
     from services.platform.celery_app import create_celery
     from services.platform.dispatch import Dispatcher
+
     return Dispatcher(create_celery(settings, name="kadr-reaper"))
 
 
@@ -89,9 +114,15 @@ def fail_on_hard_time_limit(settings: PoolSettings, job_id: str, limit: int | No
     """The hard limit kills the pool process, so ``run_job`` never sees it: the parent
     process ends the job instead of leaving it ``running`` forever."""
     store = JobStore(connect(settings.redis_url), settings.job_ttl_seconds)
-    store.transition(job_id, "failed", allowed_from=("queued", "running"), error={
-        "code": "time_limit",
-        "message": f"killed at the hard time limit ({limit or settings.task_time_limit_seconds} s)"})
+    store.transition(
+        job_id,
+        "failed",
+        allowed_from=("queued", "running"),
+        error={
+            "code": "time_limit",
+            "message": f"killed at the hard time limit ({limit or settings.task_time_limit_seconds} s)",
+        },
+    )
 
 
 class WorkerProcess:
@@ -100,8 +131,16 @@ class WorkerProcess:
     ``ctx`` is the pool process's connections, set after the fork; tasks read it at run
     time. One instance per tasks module (the worker's entrypoint)."""
 
-    def __init__(self, settings: PoolSettings, *, service: str, queues: list[str],
-                 register_models: Callable[[], None], warm: list[str], torch_threads: int = 0):
+    def __init__(
+        self,
+        settings: PoolSettings,
+        *,
+        service: str,
+        queues: list[str],
+        register_models: Callable[[], None],
+        warm: list[str],
+        torch_threads: int = 0,
+    ):
         self.settings, self.service, self.queues = settings, service, queues
         self.register_models, self.warm, self.torch_threads = register_models, warm, torch_threads
         self.ctx: WorkerContext | None = None
@@ -118,12 +157,18 @@ class WorkerProcess:
         return self.ctx
 
     def _init(self, **_: Any) -> None:
-        self.ctx = start_process(self.settings, service=self.service, queues=self.queues,
-                                 register_models=self.register_models, warm=self.warm,
-                                 torch_threads=self.torch_threads)
+        self.ctx = start_process(
+            self.settings,
+            service=self.service,
+            queues=self.queues,
+            register_models=self.register_models,
+            warm=self.warm,
+            torch_threads=self.torch_threads,
+        )
 
-    def _hard_time_limit(self, sender: object = None, exception: BaseException | None = None,
-                         args: Sequence[Any] | None = None, **_: Any) -> None:
+    def _hard_time_limit(
+        self, sender: object = None, exception: BaseException | None = None, args: Sequence[Any] | None = None, **_: Any
+    ) -> None:
         # Every task payload is a dict with the job id (services.contracts.tasks).
         if isinstance(exception, TimeLimitExceeded) and args and isinstance(args[0], dict):
             fail_on_hard_time_limit(self.settings, args[0]["job_id"], args[0].get("time_limit"))

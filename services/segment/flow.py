@@ -6,6 +6,7 @@ resolution: DIS cost grows with the pixel count while segmentation masks gain
 little from sub-pixel motion detail, and the flow is rescaled to whatever size the
 warped map has (frames and probability maps may differ in resolution).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -110,6 +111,11 @@ def warp(image: np.ndarray, sampling_map: np.ndarray, interpolation: int = cv2.I
     entering the frame has no history, and the edge is the best guess for it.
     """
     # cv2's stubs require map2, which is optional (None with a 2-channel map1).
-    out: np.ndarray = cv2.remap(image, sampling_map, None, interpolation,  # type: ignore[call-overload]
-                                borderMode=cv2.BORDER_REPLICATE)
+    out: np.ndarray = cv2.remap(
+        image,
+        sampling_map,
+        None,
+        interpolation,  # type: ignore[call-overload]
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     return out

@@ -4,6 +4,7 @@ uint8 PNG, so stabilization can run again without segmenting again) and ``stabil
 (one result set, method + params, over the stored probabilities: masks, overlay frames,
 overlay and matte videos, metrics). Models come from the registry; the algorithms are the
 pure modules beside this one (stabilize, quality, series, video)."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ def _load(blobs: BlobStore, key: str, flags: int) -> np.ndarray:
     return img
 
 
-def segment(job: SegmentJob, progress: Callable[[float], None], *, blobs: BlobStore,
-            settings: SegmentSettings) -> SegmentResult:
+def segment(
+    job: SegmentJob, progress: Callable[[float], None], *, blobs: BlobStore, settings: SegmentSettings
+) -> SegmentResult:
     """Decode, segment in batches, store each frame and its class probability."""
     p = SegmentParams.model_validate(job["params"])
     vid, inp = job["id"], job["input"]
@@ -110,15 +112,26 @@ def segment(job: SegmentJob, progress: Callable[[float], None], *, blobs: BlobSt
                 blobs.put_bytes(blob_keys.video_truth(vid, i), _png(mask))
                 truth_frames = i + 1
         if truth_frames != n:
-            raise JobFailure("truth_mismatch", f"the ground-truth video has {truth_frames} frames, "
-                                               f"the video {n}")
+            raise JobFailure("truth_mismatch", f"the ground-truth video has {truth_frames} frames, the video {n}")
     elapsed = time.perf_counter() - t0
-    manifest: SegmentResult = {"frames": n, "width": size[0], "height": size[1], "fps": inp.get("fps") or 25.0,
-                "has_truth": bool(truth_frames), "model": p.model, "target_class": p.target_class}
+    manifest: SegmentResult = {
+        "frames": n,
+        "width": size[0],
+        "height": size[1],
+        "fps": inp.get("fps") or 25.0,
+        "has_truth": bool(truth_frames),
+        "model": p.model,
+        "target_class": p.target_class,
+    }
     blobs.put_bytes(blob_keys.video_manifest(vid), json.dumps(manifest).encode())
-    return {**manifest, "timings": {"segment_seconds": round(elapsed, 3),
-                                    "inference_seconds": round(infer_s, 3),
-                                    "frames_per_second": round(n / elapsed, 3)}}
+    return {
+        **manifest,
+        "timings": {
+            "segment_seconds": round(elapsed, 3),
+            "inference_seconds": round(infer_s, 3),
+            "frames_per_second": round(n / elapsed, 3),
+        },
+    }
 
 
 def stabilize(job: StabilizeJob, progress: Callable[[float], None], *, blobs: BlobStore) -> StabilizeResult:
@@ -139,8 +152,11 @@ def stabilize(job: StabilizeJob, progress: Callable[[float], None], *, blobs: Bl
             for i in range(n):
                 frame = _load(blobs, blob_keys.video_frame(vid, i), cv2.IMREAD_COLOR)
                 prob = _load(blobs, blob_keys.video_prob(vid, i), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
-                truth = (_load(blobs, blob_keys.video_truth(vid, i), cv2.IMREAD_GRAYSCALE) > 127
-                         if manifest["has_truth"] else None)
+                truth = (
+                    _load(blobs, blob_keys.video_truth(vid, i), cv2.IMREAD_GRAYSCALE) > 127
+                    if manifest["has_truth"]
+                    else None
+                )
                 raw = binarize(prob)
                 mask = binarize(stabilizer.step(prob, frame)) if stabilizer else raw
                 raw_acc.add(raw, frame, truth)
@@ -160,20 +176,30 @@ def stabilize(job: StabilizeJob, progress: Callable[[float], None], *, blobs: Bl
     raw_r, stable_r = raw_acc.report(), acc.report()
     improvement: Improvement = {
         "instability": quality.improvement_pct(_mean(raw_r, "instability"), _mean(stable_r, "instability")),
-        "warped_instability": quality.improvement_pct(_mean(raw_r, "warped_iou", lower=True),
-                                                      _mean(stable_r, "warped_iou", lower=True)),
+        "warped_instability": quality.improvement_pct(
+            _mean(raw_r, "warped_iou", lower=True), _mean(stable_r, "warped_iou", lower=True)
+        ),
     }
-    metrics: MetricsDocument = {"result_id": rid, "method": method, "params": params.get("params") or {},
-               "frames": n, "raw": raw_r, "stable": stable_r, "improvement_pct": improvement}
-    blobs.put_bytes(blob_keys.result_file(vid, rid, "metrics.json"),
-                                json.dumps(metrics, allow_nan=False).encode())
+    metrics: MetricsDocument = {
+        "result_id": rid,
+        "method": method,
+        "params": params.get("params") or {},
+        "frames": n,
+        "raw": raw_r,
+        "stable": stable_r,
+        "improvement_pct": improvement,
+    }
+    blobs.put_bytes(blob_keys.result_file(vid, rid, "metrics.json"), json.dumps(metrics, allow_nan=False).encode())
     elapsed = time.perf_counter() - t0
-    return {"frames": n, "method": method, "params": params.get("params") or {},
-            "summary": {k: v for k, v in stable_r["summary"].items()},
-            "raw_summary": {k: v for k, v in raw_r["summary"].items()},
-            "improvement_pct": improvement,
-            "timings": {"stabilize_seconds": round(elapsed, 3),
-                        "frames_per_second": round(n / elapsed, 3)}}
+    return {
+        "frames": n,
+        "method": method,
+        "params": params.get("params") or {},
+        "summary": {k: v for k, v in stable_r["summary"].items()},
+        "raw_summary": {k: v for k, v in raw_r["summary"].items()},
+        "improvement_pct": improvement,
+        "timings": {"stabilize_seconds": round(elapsed, 3), "frames_per_second": round(n / elapsed, 3)},
+    }
 
 
 def _mean(report: SeriesReport, series: str, *, lower: bool = False) -> float | None:

@@ -5,6 +5,7 @@ Built from files in the models directory only (``kadr models download`` puts the
 official torchvision files there); torchvision's own ``weights=`` path would download
 into ~/.cache at run time, which a worker must never do.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -76,6 +77,9 @@ def register_models(s: SegmentSettings) -> None:
 
 
 def _register(name: str, s: SegmentSettings, device: torch.device) -> None:
-    registry.register(name, lambda: build_segmenter(name, s.models_dir, device),
-                      version=weight_catalog.version_of([name]),
-                      check_files=lambda: weight_catalog.missing(s.models_dir, [name]))
+    registry.register(
+        name,
+        lambda: build_segmenter(name, s.models_dir, device),
+        version=weight_catalog.version_of([name]),
+        check_files=lambda: weight_catalog.missing(s.models_dir, [name]),
+    )

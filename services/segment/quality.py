@@ -13,6 +13,7 @@ Both-empty convention: two empty masks agree perfectly, so IoU and Dice are 1.0
 Per-frame series are float64 numpy arrays; ``summary`` and ``improvement_pct`` return
 plain Python numbers, ready for the JSON job store.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,7 @@ def _mask(m: np.ndarray) -> np.ndarray:
     if np.issubdtype(m.dtype, np.integer):
         nonzero: np.ndarray = m != 0
         return nonzero
-    raise TypeError(f"masks must be boolean (or integer 0/non-zero), got {m.dtype}; "
-                    "binarize probability maps first")
+    raise TypeError(f"masks must be boolean (or integer 0/non-zero), got {m.dtype}; binarize probability maps first")
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +84,9 @@ def instability(masks: MaskSeq) -> np.ndarray:
     return 1.0 - consecutive_iou(masks)
 
 
-def flow_warped_consistency(masks: MaskSeq, frames: Iterable[np.ndarray], *,
-                            flow_preset: str = "ultrafast", flow_max_side: int = 320) -> np.ndarray:
+def flow_warped_consistency(
+    masks: MaskSeq, frames: Iterable[np.ndarray], *, flow_preset: str = "ultrafast", flow_max_side: int = 320
+) -> np.ndarray:
     """IoU of mask t with mask t-1 warped into frame t by DIS optical flow: T-1 values.
 
     Unlike ``consecutive_iou``, a mask that follows a moving object scores high; what
@@ -155,8 +156,15 @@ def summary(series: Iterable[float]) -> dict[str, float | int | None]:
     if x.size == 0:
         return {"mean": None, "p5": None, "p50": None, "p95": None, "min": None, "max": None, "n": 0}
     p5, p50, p95 = np.percentile(x, [5, 50, 95])
-    return {"mean": float(x.mean()), "p5": float(p5), "p50": float(p50), "p95": float(p95),
-            "min": float(x.min()), "max": float(x.max()), "n": int(x.size)}
+    return {
+        "mean": float(x.mean()),
+        "p5": float(p5),
+        "p50": float(p50),
+        "p95": float(p95),
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "n": int(x.size),
+    }
 
 
 def improvement_pct(raw_value: float | None, stable_value: float | None) -> float | None:

@@ -7,6 +7,7 @@ needs the whole clip, so it runs quality.lag_frames on thumbnails of the masks (
 side LAG_SIDE px, ~10 KB a frame): the lag is an argmax over shifts, which thumbnails
 preserve.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -21,10 +22,10 @@ class SeriesAccumulator:
     def __init__(self, *, max_lag: int = 10, flow: DisFlow | None = None):
         self.max_lag = max_lag
         self.flow = flow or DisFlow()
-        self.iou: list[float] = []           # mask t vs mask t-1 (first frame: none)
+        self.iou: list[float] = []  # mask t vs mask t-1 (first frame: none)
         self.dice: list[float] = []
-        self.warped_iou: list[float] = []    # mask t vs mask t-1 warped into frame t
-        self.iou_truth: list[float] = []     # mask t vs ground truth t, when given
+        self.warped_iou: list[float] = []  # mask t vs mask t-1 warped into frame t
+        self.iou_truth: list[float] = []  # mask t vs ground truth t, when given
         self._thumbs: list[np.ndarray] = []
         self._truth_thumbs: list[np.ndarray] = []
         self._prev_mask: np.ndarray | None = None
@@ -57,11 +58,13 @@ class SeriesAccumulator:
         """JSON-safe: per-frame series and their summaries (plain floats only)."""
         instability = [1.0 - v for v in self.iou]
         out: SeriesReport = {
-            "series": {"iou": self.iou, "dice": self.dice, "instability": instability,
-                       "warped_iou": self.warped_iou},
-            "summary": {"iou": quality.summary(self.iou), "dice": quality.summary(self.dice),
-                        "instability": quality.summary(instability),
-                        "warped_iou": quality.summary(self.warped_iou)},
+            "series": {"iou": self.iou, "dice": self.dice, "instability": instability, "warped_iou": self.warped_iou},
+            "summary": {
+                "iou": quality.summary(self.iou),
+                "dice": quality.summary(self.dice),
+                "instability": quality.summary(instability),
+                "warped_iou": quality.summary(self.warped_iou),
+            },
         }
         if self.iou_truth:
             out["series"]["iou_truth"] = self.iou_truth

@@ -1,4 +1,5 @@
 """Settings of the segment worker: a pool process's, a video's limits, and how models run here."""
+
 from __future__ import annotations
 
 from services.contracts.settings import VideoSettings

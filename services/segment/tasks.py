@@ -6,6 +6,7 @@ computes one more result set. Start with
 the worker's entrypoint, so it builds the one settings object, the Celery app and the
 worker process hooks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,16 @@ worker = create_worker(settings)
 
 def _run(task_name: str, payload: TaskPayload, work: Work) -> str:
     ctx = worker.context()
-    return run_job(ctx.store, payload.job_id, service="segment", task=task_name,
-                   max_deliveries=settings.max_deliveries, request_id=payload.request_id, work=work,
-                   partial=lambda job: jobs.remove_partial(job, blobs=ctx.blobs))
+    return run_job(
+        ctx.store,
+        payload.job_id,
+        service="segment",
+        task=task_name,
+        max_deliveries=settings.max_deliveries,
+        request_id=payload.request_id,
+        work=work,
+        partial=lambda job: jobs.remove_partial(job, blobs=ctx.blobs),
+    )
 
 
 @app.task(name=SEGMENT_VIDEO)  # type: ignore[untyped-decorator]  # celery ships no type information
@@ -40,16 +48,26 @@ def segment_video(payload: dict[str, Any]) -> str:
     blobs = worker.context().blobs
     state = _run(SEGMENT_VIDEO, p, lambda job, progress: jobs.segment(job, progress, blobs=blobs, settings=settings))
     if state == "succeeded":
-        _run(SEGMENT_STABILIZE, StabilizeTask(job_id=p.raw_result_id, request_id=p.request_id),
-             lambda job, progress: jobs.stabilize(job, progress, blobs=blobs))
+        _run(
+            SEGMENT_STABILIZE,
+            StabilizeTask(job_id=p.raw_result_id, request_id=p.request_id),
+            lambda job, progress: jobs.stabilize(job, progress, blobs=blobs),
+        )
     elif state == "failed":
-        worker.context().store.transition(p.raw_result_id, "failed", allowed_from=ACTIVE, error={
-            "code": "segmentation_failed", "message": "the video could not be segmented"})
+        worker.context().store.transition(
+            p.raw_result_id,
+            "failed",
+            allowed_from=ACTIVE,
+            error={"code": "segmentation_failed", "message": "the video could not be segmented"},
+        )
     return state
 
 
 @app.task(name=SEGMENT_STABILIZE)  # type: ignore[untyped-decorator]  # celery ships no type information
 def segment_stabilize(payload: dict[str, Any]) -> str:
     blobs = worker.context().blobs
-    return _run(SEGMENT_STABILIZE, StabilizeTask.model_validate(payload),
-                lambda job, progress: jobs.stabilize(job, progress, blobs=blobs))
+    return _run(
+        SEGMENT_STABILIZE,
+        StabilizeTask.model_validate(payload),
+        lambda job, progress: jobs.stabilize(job, progress, blobs=blobs),
+    )

@@ -1,4 +1,5 @@
 """Decoding source videos to processing-size frames and encoding overlay videos (PyAV)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -84,8 +85,9 @@ class MatteWriter(Mp4Writer):
             self._c.mux(pkt)
 
 
-def overlay(frame_bgr: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (60, 220, 60),
-            alpha: float = 0.45) -> np.ndarray:
+def overlay(
+    frame_bgr: np.ndarray, mask: np.ndarray, *, color: tuple[int, int, int] = (60, 220, 60), alpha: float = 0.45
+) -> np.ndarray:
     """The frame with the mask tinted and outlined: what a person checks flicker on."""
     out = frame_bgr.copy()
     m = mask.astype(bool)

@@ -3,6 +3,7 @@
 A key is 256 random bits, so a plain (unsalted) hash is enough: nothing to brute-force.
 The owner id stamped on jobs is the key's short id, never the key or its hash.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,14 +33,18 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(r: redis.Redis, name: str,
-               scopes: list[str] | tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
+def create_key(
+    r: redis.Redis, name: str, scopes: list[str] | tuple[str, ...] | None = None
+) -> tuple[str, dict[str, Any]]:
     """A new key with ``scopes`` (all of them when None)."""
     wanted = list(SCOPES if scopes is None else dict.fromkeys(scopes))
     unknown = [s for s in wanted if s not in SCOPES]
     if unknown or not wanted:
-        raise ValueError(f"unknown scope(s) {unknown}; choose from {', '.join(SCOPES)}" if unknown
-                         else "a key needs at least one scope")
+        raise ValueError(
+            f"unknown scope(s) {unknown}; choose from {', '.join(SCOPES)}"
+            if unknown
+            else "a key needs at least one scope"
+        )
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     record = {"id": secrets.token_hex(8), "name": name, "created_at": round(time.time(), 3), "scopes": wanted}
     r.set(redis_keys.apikey(_hash(key)), json.dumps(record))

@@ -3,6 +3,7 @@
 ``BatchRecords`` is the base of the batch store (services/store/batches.py): the batch
 hash and its lists are read here, written by ``BatchWindow`` and ``BatchStore``.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,18 +55,27 @@ class BatchRecords:
         counts = {s: int(raw.pop(f"n_{s}", 0) or 0) for s in STATES}
         variants = json.loads(raw.pop("variants", "[]") or "[]")
         b = decode_fields(raw)
-        b.update(counts=counts, variants=variants, total=int(b.get("total") or 0),
-                 photos=int(b.get("photos") or 0), bytes=int(b.get("bytes") or 0),
-                 open=b.get("open") == "1", paused=b.get("paused") == "1", canceled=b.get("canceled") == "1",
-                 closed_at=float(b["closed_at"]) if b.get("closed_at") else None,
-                 ttl_seconds=int(b.get("ttl_seconds") or 0))
+        b.update(
+            counts=counts,
+            variants=variants,
+            total=int(b.get("total") or 0),
+            photos=int(b.get("photos") or 0),
+            bytes=int(b.get("bytes") or 0),
+            open=b.get("open") == "1",
+            paused=b.get("paused") == "1",
+            canceled=b.get("canceled") == "1",
+            closed_at=float(b["closed_at"]) if b.get("closed_at") else None,
+            ttl_seconds=int(b.get("ttl_seconds") or 0),
+        )
         done = sum(counts[s] for s in TERMINAL)
         b["done"] = done
         b["running"] = self._running(batch_id) if rate and counts["running"] else []
         # Items still running count with the share they have done (a 24 MP photo takes
         # minutes): the bar moves between ends, and still reaches 100 % only at the last.
-        b["progress"] = min(progress_of(done + sum(r["progress"] for r in b["running"]), b["total"]),
-                            progress_of(b["total"] - 1, b["total"]) if done < b["total"] else 1.0)
+        b["progress"] = min(
+            progress_of(done + sum(r["progress"] for r in b["running"]), b["total"]),
+            progress_of(b["total"] - 1, b["total"]) if done < b["total"] else 1.0,
+        )
         b["state"] = batch_state(b)
         if rate:
             b.update(self._rate(batch_id, b, done))
@@ -78,8 +88,11 @@ class BatchRecords:
         p = self.r.pipeline(transaction=False)
         for jid in ids:
             p.hmget(self.jobs.job_key(jid), "state", "progress")
-        return [{"id": jid, "progress": float(prog or 0)}
-                for jid, (state, prog) in zip(ids, p.execute()) if state == "running"]
+        return [
+            {"id": jid, "progress": float(prog or 0)}
+            for jid, (state, prog) in zip(ids, p.execute())
+            if state == "running"
+        ]
 
     def _rate(self, batch_id: str, b: dict[str, Any], done: int) -> dict[str, float | None]:
         """Items per second over the recent ends (at most the last 200, last 10 minutes),

@@ -4,6 +4,7 @@ Registered by the store classes that run them (``BatchWindow``: ``CLAIM``, ``MOV
 ``BatchStore``: ``RESERVE``, ``OWNER_LOAD``). A script's keys come from
 services/contracts/redis_keys.py: passed in as KEYS, or built from ``redis_keys.LUA``.
 """
+
 from __future__ import annotations
 
 from services.contracts import redis_keys
@@ -12,7 +13,9 @@ from services.contracts import redis_keys
 # queue limit. Moves up to (window - in flight) pending jobs to queued, and no
 # more than leave the queue's batch step at its limit, unless the batch is paused or
 # canceled; returns id, task, task payload of each.
-CLAIM = redis_keys.LUA + """
+CLAIM = (
+    redis_keys.LUA
+    + """
 if redis.call('HGET', KEYS[1], 'paused') == '1' or redis.call('HGET', KEYS[1], 'canceled') == '1' then
   return {}
 end
@@ -37,6 +40,7 @@ while room > 0 do
 end
 return out
 """
+)
 
 # KEYS: batch hash, its :names, its :sha. ARGV: "<name>\0<sha256>", sha256, the new job
 # ids as stored under :names, then as stored under :sha. Reserves a photo's place in
@@ -56,7 +60,9 @@ return {'new'}
 # KEYS[1] batch hash. ARGV: to-state, now, from-states (comma list), the deliveries a
 # job that ended worker_lost keeps when it goes back to pending, then job ids. Moves
 # each listed job that is in a from-state to the to-state; returns the count.
-MOVE = redis_keys.LUA + """
+MOVE = (
+    redis_keys.LUA
+    + """
 local n = 0
 local allowed = {}
 for s in string.gmatch(ARGV[3], '[^,]+') do allowed[s] = true end
@@ -88,11 +94,14 @@ end
 redis.call('LTRIM', KEYS[1] .. DONE, 0, 199)
 return n
 """
+)
 
 # KEYS: the key's open batches (set), its live jobs outside batches (zset). ARGV: how
 # many of the oldest live jobs to look at. Forgets batches that ended or expired and
 # live jobs that ended; returns {batches not ended, items not ended}.
-OWNER_LOAD = redis_keys.LUA + """
+OWNER_LOAD = (
+    redis_keys.LUA
+    + """
 local batches, items = 0, 0
 for _, bid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local v = redis.call('HMGET', batch_key(bid), 'open', 'n_pending', 'n_queued', 'n_running')
@@ -112,3 +121,4 @@ for _, jid in ipairs(redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)) do
 end
 return {batches, items + redis.call('ZCARD', KEYS[2])}
 """
+)

@@ -6,6 +6,7 @@ what it could not send (``unclaim``), resends what waited too long, and keeps ea
 batch's records alive while it runs, for each batch on the reaper's list
 (``redis_keys.BATCHES_ACTIVE``).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,14 +30,16 @@ class BatchWindow(BatchRecords):
     def active_ids(self) -> list[str]:
         return list(decoded(self.r.smembers(redis_keys.BATCHES_ACTIVE)))
 
-    def claim(self, batch_id: str, window: int, queue_limit: int = 10**9,
-              queue: str = ENHANCE_QUEUE) -> list[tuple[str, tuple[str, dict[str, Any]] | None]]:
+    def claim(
+        self, batch_id: str, window: int, queue_limit: int = 10**9, queue: str = ENHANCE_QUEUE
+    ) -> list[tuple[str, tuple[str, dict[str, Any]] | None]]:
         """Claimed jobs: (id, (task, payload) as recorded, or None if it has none), at most
         ``window`` of the batch in flight and ``queue_limit`` batch items on ``queue``."""
-        flat = self._claim(keys=[self.key(batch_id), queue_key(queue, BATCH)],
-                           args=[window, now(), queue_limit])
-        return [(jid, (task, json.loads(payload)) if task and payload else None)
-                for jid, task, payload in zip(flat[::3], flat[1::3], flat[2::3])]
+        flat = self._claim(keys=[self.key(batch_id), queue_key(queue, BATCH)], args=[window, now(), queue_limit])
+        return [
+            (jid, (task, json.loads(payload)) if task and payload else None)
+            for jid, task, payload in zip(flat[::3], flat[1::3], flat[2::3])
+        ]
 
     def unclaim(self, batch_id: str, job_ids: list[str]) -> None:
         """Claimed jobs whose message could not be sent go back to pending."""
@@ -90,10 +93,12 @@ class BatchWindow(BatchRecords):
             offset += len(ids)
         p.execute()
 
-    def _moves(self, batch_id: str, to: str, allowed: tuple[str, ...], ids: list[str],
-               lost_keep: int = 0) -> int:
+    def _moves(self, batch_id: str, to: str, allowed: tuple[str, ...], ids: list[str], lost_keep: int = 0) -> int:
         n = 0
         for i in range(0, len(ids), 1000):  # a script blocks Redis while it runs: a thousand at a time
-            n += int(self._move(keys=[self.key(batch_id)],
-                                args=[to, now(), ",".join(allowed), lost_keep, *ids[i:i + 1000]]))
+            n += int(
+                self._move(
+                    keys=[self.key(batch_id)], args=[to, now(), ",".join(allowed), lost_keep, *ids[i : i + 1000]]
+                )
+            )
         return n

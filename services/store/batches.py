@@ -24,6 +24,7 @@ Keys (``kadr:batch:<id>`` + suffix, built by services/contracts/redis_keys.py):
     :events     pub/sub channel: "<state> <job id>" on every item state change
 ``kadr:batches:active`` is the set of batches the reaper keeps fed.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,22 +53,52 @@ class BatchStore(BatchWindow):
         self.outbox = Outbox(self.r)
 
     # creation
-    def create(self, *, kind: str, owner: str, params: dict[str, Any], variants: list[dict[str, Any]] | None = None,
-               name: str = "", ttl_seconds: int | None = None, request_id: str = "", task: str,
-               batch_id: str | None = None, callback_url: str = "") -> Batch | None:
+    def create(
+        self,
+        *,
+        kind: str,
+        owner: str,
+        params: dict[str, Any],
+        variants: list[dict[str, Any]] | None = None,
+        name: str = "",
+        ttl_seconds: int | None = None,
+        request_id: str = "",
+        task: str,
+        batch_id: str | None = None,
+        callback_url: str = "",
+    ) -> Batch | None:
         """``variants``: [{"name", "params"}] merged over ``params``; ``task``: the Celery
         task every item runs; ``batch_id``: an id chosen beforehand (idempotent creates);
         ``callback_url``: told once when the batch ends (services/store/outbox.py)."""
         bid = batch_id or new_id()
         variants = variants or [{"name": DEFAULT_VARIANT, "params": {}}]
         ttl = ttl_seconds or self.jobs.ttl
-        b: dict[str, Any] = {"id": bid, "kind": kind, "owner": owner, "name": name, "created_at": now(),
-                             "params": params, "request_id": request_id, "task": task, "ttl_seconds": ttl,
-                             "callback_url": callback_url}
+        b: dict[str, Any] = {
+            "id": bid,
+            "kind": kind,
+            "owner": owner,
+            "name": name,
+            "created_at": now(),
+            "params": params,
+            "request_id": request_id,
+            "task": task,
+            "ttl_seconds": ttl,
+            "callback_url": callback_url,
+        }
         mapping = encode_fields(b)
-        mapping.update({"variants": json.dumps(variants), "total": "0", "photos": "0", "open": "1",
-                        "paused": "0", "canceled": "0", "closed_at": "", "bytes": "0",
-                        **{f"n_{s}": "0" for s in STATES}})
+        mapping.update(
+            {
+                "variants": json.dumps(variants),
+                "total": "0",
+                "photos": "0",
+                "open": "1",
+                "paused": "0",
+                "canceled": "0",
+                "closed_at": "",
+                "bytes": "0",
+                **{f"n_{s}": "0" for s in STATES},
+            }
+        )
         p = self.r.pipeline()
         p.hset(self.key(bid), mapping=mapping)  # type: ignore[arg-type]  # a dict[str, str]: see JobStore.create
         p.expire(self.key(bid), ttl)
@@ -86,12 +117,17 @@ class BatchStore(BatchWindow):
         not yet ended, and its jobs outside batches (single photos, videos) not yet ended.
         Those end roughly in the order they came, so looking at the ``prune`` oldest each
         time keeps the count true at a bounded cost."""
-        batches, items = self._owner_load(keys=[self.open_key(owner), self.jobs.live_key(owner)],
-                                          args=[prune])
+        batches, items = self._owner_load(keys=[self.open_key(owner), self.jobs.live_key(owner)], args=[prune])
         return int(batches), int(items)
 
-    def add_photo(self, batch: Batch, *, input: dict[str, Any], request_id: str = "",
-                  plans: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], bool]:
+    def add_photo(
+        self,
+        batch: Batch,
+        *,
+        input: dict[str, Any],
+        request_id: str = "",
+        plans: dict[str, dict[str, Any]] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
         """One photo → one job per variant. Returns (jobs, existing): ``existing`` when the
         same name and content were added before (a retried upload: same jobs back).
         Identical content under another name becomes ``skipped`` jobs pointing at the
@@ -101,16 +137,19 @@ class BatchStore(BatchWindow):
         sha, name = input["sha256"], input["name"]
         variants = batch["variants"]
         ids = {v["name"]: new_id() for v in variants}
-        verdict, *found = self._reserve(keys=[bkey, redis_keys.batch_names(bid), redis_keys.batch_sha(bid)],
-                                        args=[f"{name}\0{sha}", sha, json.dumps(list(ids.values())),
-                                              json.dumps(ids)])
+        verdict, *found = self._reserve(
+            keys=[bkey, redis_keys.batch_names(bid), redis_keys.batch_sha(bid)],
+            args=[f"{name}\0{sha}", sha, json.dumps(list(ids.values())), json.dumps(ids)],
+        )
         if verdict == "closed":
             raise BatchClosed(bid)
         if verdict == "existing":
             prior = json.loads(found[0])
             # The first request may still be writing these jobs: answer with their ids anyway.
-            return [dict(j) if j else {"id": jid, "variant": v["name"], "state": "pending", "duplicate_of": ""}
-                    for jid, v, j in zip(prior, variants, self.jobs.get_many(prior))], True
+            return [
+                dict(j) if j else {"id": jid, "variant": v["name"], "state": "pending", "duplicate_of": ""}
+                for jid, v, j in zip(prior, variants, self.jobs.get_many(prior))
+            ], True
         original = json.loads(found[0]) if verdict == "duplicate" else None
         ttl = int(batch.get("ttl_seconds") or self.jobs.ttl)
         p = self.r.pipeline()
@@ -120,13 +159,25 @@ class BatchStore(BatchWindow):
             plan = (plans or {}).get(v["name"]) or {}
             params = plan.get("params") or {**batch["params"], **(v.get("params") or {})}
             dup = original.get(v["name"]) if original else None
-            job = self.jobs.create(kind=batch["kind"], owner=batch["owner"], params=params, input=input,
-                                   batch_id=bid, request_id=request_id, job_id=jid, pipe=p,
-                                   estimate=plan.get("estimate"))
-            fields = {"variant": v["name"], "state": "skipped" if dup else "pending",
-                      "task": batch["task"],
-                      "task_payload": json.dumps({"job_id": jid, "request_id": request_id, "priority": BATCH,
-                                                  **plan.get("task", {})})}
+            job = self.jobs.create(
+                kind=batch["kind"],
+                owner=batch["owner"],
+                params=params,
+                input=input,
+                batch_id=bid,
+                request_id=request_id,
+                job_id=jid,
+                pipe=p,
+                estimate=plan.get("estimate"),
+            )
+            fields = {
+                "variant": v["name"],
+                "state": "skipped" if dup else "pending",
+                "task": batch["task"],
+                "task_payload": json.dumps(
+                    {"job_id": jid, "request_id": request_id, "priority": BATCH, **plan.get("task", {})}
+                ),
+            }
             if dup:
                 fields.update(duplicate_of=dup, finished_at=str(now()), progress="1.0")
             p.hset(self.jobs.job_key(jid), mapping=fields)  # type: ignore[arg-type]  # see JobStore.create
@@ -186,8 +237,9 @@ class BatchStore(BatchWindow):
         """Failed items run again; one that ended ``worker_lost`` (it took its worker down
         ``max_deliveries`` times) gets a single start more."""
         self.r.hset(self.key(batch_id), "callback_fired", "0")  # its next end is announced again
-        return self._moves(batch_id, "pending", ("failed",), self._ids_in(batch_id, ("failed",)),
-                           lost_keep=max(0, max_deliveries - 1))
+        return self._moves(
+            batch_id, "pending", ("failed",), self._ids_in(batch_id, ("failed",)), lost_keep=max(0, max_deliveries - 1)
+        )
 
     def delete(self, batch_id: str) -> None:
         b = self.get(batch_id)
@@ -200,4 +252,3 @@ class BatchStore(BatchWindow):
             p.zrem(redis_keys.owner_batches(b["owner"]), batch_id)
             p.srem(self.open_key(b["owner"]), batch_id)
         p.execute()
-

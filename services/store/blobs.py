@@ -4,6 +4,7 @@ Keys are built by the code (``jobs/<uuid>/input``), never from user file names, 
 name like ``../../etc/passwd`` can only ever be metadata. ``BlobStore`` is the interface
 an S3-compatible store would implement; ``LocalBlobStore`` keeps files in a directory.
 """
+
 from __future__ import annotations
 
 import errno
@@ -41,6 +42,7 @@ class PrefixUsage:
     """What lies under a prefix: bytes and files, and the newest file's modification time
     (0 when empty). Hidden files (``.tmp-*`` writes in progress, NFS's ``.nfs*``) are
     neither counted nor listed."""
+
     bytes: int = 0
     files: int = 0
     newest: float = 0.0
@@ -207,8 +209,7 @@ class LocalBlobStore:
         path = self._path(prefix.rstrip("/"))
         try:
             with os.scandir(path) as it:
-                return sorted(e.name for e in it
-                              if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+                return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
         except (FileNotFoundError, NotADirectoryError):
             return []
 

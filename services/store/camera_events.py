@@ -6,6 +6,7 @@ installation, trimmed to the job TTL. Buffer health is written by the camera wor
 (which holds the rings) every second under a short-lived key per camera, and read by
 ``GET /api/v1/cameras``: a worker that stops shows as no buffer, not stale numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def index_event(pipe: redis.client.Pipeline, camera_id: str, event_id: str, ts: 
         pipe.expire(key, ttl_seconds)
 
 
-def list_event_ids(r: redis.Redis, *, camera_id: str | None, since: float | None,
-                   until: float | None, offset: int, limit: int) -> tuple[list[str], int]:
+def list_event_ids(
+    r: redis.Redis, *, camera_id: str | None, since: float | None, until: float | None, offset: int, limit: int
+) -> tuple[list[str], int]:
     """Ids newest first (by event time) and the number matching the filter."""
     key = redis_keys.camera_events(camera_id) if camera_id else redis_keys.CAMERA_EVENTS
     hi = "+inf" if until is None else until

@@ -1,5 +1,6 @@
 """The Redis client every kadr process uses (``connect``: a blocking pool, retries across a
 Redis restart, decoded replies) and ``decoded``, which tells the type checker so."""
+
 from __future__ import annotations
 
 from typing import Any, overload
@@ -35,10 +36,17 @@ def connect(url: str, *, ride_out_restarts: bool = True, max_connections: int = 
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.retry import Retry
+
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), 20 if ride_out_restarts else 0)
     pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=20 if ride_out_restarts else 2,
-        decode_responses=True, health_check_interval=30, socket_timeout=10 if ride_out_restarts else 2,
-        socket_connect_timeout=5 if ride_out_restarts else 1, retry=retry,
-        retry_on_error=[RedisConnectionError, RedisTimeoutError])
+        url,
+        max_connections=max_connections,
+        timeout=20 if ride_out_restarts else 2,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=10 if ride_out_restarts else 2,
+        socket_connect_timeout=5 if ride_out_restarts else 1,
+        retry=retry,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
     return redis.Redis(connection_pool=pool)

@@ -3,6 +3,7 @@ reserved), live worker processes per queue and their memory.
 
 Shared by the gateway's ops view, the exporter and the autoscaler.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def queue_depths(r: redis.Redis, queues: list[str]) -> dict[str, dict[str, int]]
             pipe.llen(key)
     lengths = pipe.execute()
     steps = len(PRIORITY_STEPS)
-    waiting = [sum(lengths[i * steps:(i + 1) * steps]) for i in range(len(queues))]
+    waiting = [sum(lengths[i * steps : (i + 1) * steps]) for i in range(len(queues))]
     reserved = dict.fromkeys(queues, 0)
     for raw in r.hvals(UNACKED_KEY):
         try:
@@ -53,8 +54,9 @@ def busy_worker_ids(r: redis.Redis) -> set[str]:
 def workers_by_queue(r: redis.Redis, queues: list[str]) -> dict[str, dict[str, Any]]:
     """Per queue: live pool processes, busy ones, and the biggest RSS / CUDA footprint."""
     busy = busy_worker_ids(r)
-    out: dict[str, dict[str, Any]] = {q: {"processes": 0, "busy": 0, "max_rss": 0, "total_rss": 0, "max_cuda": None}
-                                      for q in queues}
+    out: dict[str, dict[str, Any]] = {
+        q: {"processes": 0, "busy": 0, "max_rss": 0, "total_rss": 0, "max_cuda": None} for q in queues
+    }
     for w in live_workers(r):
         for q in w.get("queues", []):
             if q not in out:

@@ -3,6 +3,7 @@ job move from its current state?"), the write, the batch counters, the running i
 the completion callback change together. A redelivered task can never finish a job
 twice, and batch counts never drift from the items. Used by ``jobs.JobStore`` only.
 """
+
 from __future__ import annotations
 
 from services.contracts import redis_keys
@@ -10,7 +11,9 @@ from services.store import outbox
 
 # The state change itself, shared by the transition and begin scripts (a script cannot
 # call another). Returns {moved(0/1), previous state or ""}. Keys: redis_keys.LUA (in outbox.LUA).
-_MOVE_FN = outbox.LUA + """
+_MOVE_FN = (
+    outbox.LUA
+    + """
 local function move(key, to, allowed, now, fields)
   local cur = redis.call('HGET', key, 'state')
   if not cur then return {0, ''} end
@@ -50,13 +53,17 @@ local function move(key, to, allowed, now, fields)
   return {1, cur}
 end
 """
+)
 
 # KEYS[1] job hash. ARGV: new state, allowed-from (comma list), now, then field/value pairs.
-TRANSITION = _MOVE_FN + """
+TRANSITION = (
+    _MOVE_FN
+    + """
 local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], fields)
 """
+)
 
 # Counts one more delivery of a job's task and decides what the worker does with it.
 # KEYS[1] job hash. ARGV: max deliveries, now, worker id.
@@ -66,7 +73,9 @@ return move(KEYS[1], ARGV[1], ARGV[2], ARGV[3], fields)
 # worker_lost), "paused" (its batch is paused: the job goes back to pending), "gone".
 # On "run" the job is already moved to running, and its hash comes back as a third
 # element: one round trip from message to work instead of three.
-BEGIN = _MOVE_FN + """
+BEGIN = (
+    _MOVE_FN
+    + """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {'gone', 0} end
 if cur ~= 'queued' and cur ~= 'running' then return {'skip', 0} end
@@ -97,13 +106,17 @@ move(KEYS[1], 'running', 'queued,running', ARGV[2],
      {'worker', ARGV[3], 'started_at', ARGV[2], 'progress', '0.0'})
 return {'run', n, redis.call('HGETALL', KEYS[1])}
 """
+)
 
 
 # KEYS[1] job hash, KEYS[2] its batch's channel or "". ARGV: progress, now, job id.
-PROGRESS = redis_keys.LUA + """
+PROGRESS = (
+    redis_keys.LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'updated_at', ARGV[2])
 redis.call('PUBLISH', KEYS[1] .. EVENTS, 'progress ' .. ARGV[1])
 if KEYS[2] ~= '' then redis.call('PUBLISH', KEYS[2], 'progress ' .. ARGV[3]) end
 return 1
 """
+)

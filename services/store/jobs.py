@@ -5,6 +5,7 @@ A job is a Redis hash of JSON-safe strings, decoded here once into a typed recor
 ``job_scripts.py``. Designed for batches of 10,000+ items: items are a Redis list of
 ids, counts are hash counters, nothing is rewritten whole.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "can
 TERMINAL = frozenset({"succeeded", "failed", "skipped", "canceled"})
 ACTIVE = frozenset({"queued", "running"})
 _JSON_FIELDS = ("params", "input", "result", "error", "estimate", "callback", "webhook")
+
 
 def now() -> float:
     return round(time.time(), 3)
@@ -66,9 +68,21 @@ def decode_fields(raw: dict[str, str]) -> dict[str, Any]:
 
 # What a record written before a field existed reads as, so every declared field is there.
 _DEFAULTS: dict[str, Any] = {
-    "progress": 0.0, "started_at": None, "finished_at": None, "params": {}, "input": None, "result": None,
-    "error": None, "batch_id": "", "request_id": "", "deliveries": 0, "worker": "", "parent_id": "",
-    "estimate": None, "callback_url": "", "callback_subject": "",
+    "progress": 0.0,
+    "started_at": None,
+    "finished_at": None,
+    "params": {},
+    "input": None,
+    "result": None,
+    "error": None,
+    "batch_id": "",
+    "request_id": "",
+    "deliveries": 0,
+    "worker": "",
+    "parent_id": "",
+    "estimate": None,
+    "callback_url": "",
+    "callback_subject": "",
 }
 
 
@@ -103,19 +117,45 @@ class JobStore:
     live_key = staticmethod(redis_keys.owner_live)
 
     # jobs
-    def create(self, *, kind: str, owner: str, params: dict[str, Any], input: dict[str, Any] | None = None,
-               batch_id: str = "", request_id: str = "", job_id: str | None = None,
-               parent_id: str = "", pipe: redis.client.Pipeline | None = None,
-               estimate: Estimate | None = None,
-               callback_url: str = "", callback_subject: str = "") -> AnyJob:
+    def create(
+        self,
+        *,
+        kind: str,
+        owner: str,
+        params: dict[str, Any],
+        input: dict[str, Any] | None = None,
+        batch_id: str = "",
+        request_id: str = "",
+        job_id: str | None = None,
+        parent_id: str = "",
+        pipe: redis.client.Pipeline | None = None,
+        estimate: Estimate | None = None,
+        callback_url: str = "",
+        callback_subject: str = "",
+    ) -> AnyJob:
         job_id = job_id or new_id()
         t = now()
         job: AnyJob = {
-            "id": job_id, "kind": kind, "owner": owner, "state": "queued", "progress": 0.0,
-            "created_at": t, "updated_at": t, "started_at": None, "finished_at": None,
-            "params": params, "input": input, "result": None, "error": None,
-            "batch_id": batch_id, "request_id": request_id, "deliveries": 0, "worker": "",
-            "parent_id": parent_id, "estimate": estimate, "callback_url": callback_url,
+            "id": job_id,
+            "kind": kind,
+            "owner": owner,
+            "state": "queued",
+            "progress": 0.0,
+            "created_at": t,
+            "updated_at": t,
+            "started_at": None,
+            "finished_at": None,
+            "params": params,
+            "input": input,
+            "result": None,
+            "error": None,
+            "batch_id": batch_id,
+            "request_id": request_id,
+            "deliveries": 0,
+            "worker": "",
+            "parent_id": parent_id,
+            "estimate": estimate,
+            "callback_url": callback_url,
             "callback_subject": callback_subject,
         }
         p = pipe if pipe is not None else self.r.pipeline()
@@ -161,8 +201,7 @@ class JobStore:
             return None
         return job
 
-    def transition(self, job_id: str, to: str, *, allowed_from: Iterable[str],
-                   **fields: Any) -> Transition:
+    def transition(self, job_id: str, to: str, *, allowed_from: Iterable[str], **fields: Any) -> Transition:
         if to in TERMINAL:
             fields.setdefault("finished_at", now())
             if to == "succeeded":
@@ -174,12 +213,10 @@ class JobStore:
         moved, prev = self._transition(keys=[self.job_key(job_id)], args=args)
         return Transition(bool(moved), prev)
 
-    def begin(self, job_id: str, *, max_deliveries: int,
-              worker: str) -> tuple[str, int, AnyJob | None]:
+    def begin(self, job_id: str, *, max_deliveries: int, worker: str) -> tuple[str, int, AnyJob | None]:
         """(verdict, deliveries, job): see ``job_scripts.BEGIN``; on "run" the job as it now is
         (running, in this worker), else None."""
-        verdict, n, *rest = self._begin(keys=[self.job_key(job_id)],
-                                        args=[max_deliveries, now(), worker])
+        verdict, n, *rest = self._begin(keys=[self.job_key(job_id)], args=[max_deliveries, now(), worker])
         job = None
         if verdict == "run" and rest:
             flat = rest[0]
@@ -198,8 +235,10 @@ class JobStore:
         "progress <id>" on its batch's), so open streams move without polling."""
         p = str(round(min(max(progress, 0.0), 1.0), 4))
         # Only an existing job: a deleted one must not come back as a hash with no TTL.
-        self._progress(keys=[self.job_key(job_id), redis_keys.batch_events(batch_id) if batch_id else ""],
-                       args=[p, str(now()), job_id])
+        self._progress(
+            keys=[self.job_key(job_id), redis_keys.batch_events(batch_id) if batch_id else ""],
+            args=[p, str(now()), job_id],
+        )
 
     def children(self, parent_id: str) -> list[AnyJob]:
         ids = decoded(self.r.lrange(redis_keys.job_children(parent_id), 0, -1))

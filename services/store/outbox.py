@@ -15,6 +15,7 @@ Keys (built by services/contracts/redis_keys.py, ``kadr:`` prefix):
   (``callback``, or ``webhook`` for camera events), attempts, the body once built;
 - ``outbox:once:<job id>:<state>``: a job's end state already announced (30 days).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ LEASE_SECONDS = 120  # a claimed delivery comes due again after this if its deli
 # Lua, included in the job store's state-change script: ``outbox_add`` queues one
 # delivery and marks the subject's record pending; ``batch_end`` queues a batch's
 # callback when its last active item has ended and it is closed. Keys: redis_keys.LUA.
-LUA = redis_keys.LUA + """
+LUA = (
+    redis_keys.LUA
+    + """
 local function outbox_add(did, subject, id, state, url, owner, rkey, field, now)
   -- a camera event's webhook goes where the operator configured it: no destination policy
   redis.call('HSET', outbox_key(did), 'subject', subject, 'id', id, 'state', state, 'url', url,
@@ -63,6 +66,7 @@ local function batch_end(bid, now)
   outbox_add('batch:' .. bid .. ':' .. n, 'batch', bid, 'ended', b[5], b[6] or '', bkey, 'callback', now)
 end
 """
+)
 
 # KEYS: none. ARGV: batch id, now.
 BATCH_END = LUA + "\nbatch_end(ARGV[1], ARGV[2])\nreturn 1\n"

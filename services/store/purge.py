@@ -11,6 +11,7 @@ Where each kind keeps its files (one folder per thing, so one prefix removes it)
 - a video: ``videos/<id>/``, its result sets under ``videos/<id>/results/<set id>/``;
 - a camera event: ``camera/<id>/``.
 """
+
 from __future__ import annotations
 
 import logging

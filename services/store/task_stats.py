@@ -5,6 +5,7 @@ Prometheus has the full histograms, but the autoscaler must work without Prometh
 per-service list. Only entries from the last ``window`` seconds count, so one slow
 hour does not keep the average high after the load has changed.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,7 @@ def record(r: redis.Redis, service: str, seconds: float, now: float | None = Non
     key = redis_keys.task_seconds(service)
     try:
         # A pipeline's command returns the pipeline, which redis-py types as the client's reply (an int).
-        (r.pipeline().lpush(key, f"{now:.3f}:{seconds:.4f}")
-         .ltrim(key, 0, KEEP - 1).expire(key, 86400).execute())  # type: ignore[attr-defined]
+        (r.pipeline().lpush(key, f"{now:.3f}:{seconds:.4f}").ltrim(key, 0, KEEP - 1).expire(key, 86400).execute())  # type: ignore[attr-defined]
     except redis.RedisError:
         pass  # a statistic, never a reason to fail the task that just finished
 
@@ -51,8 +51,17 @@ return 1
 """
 
 
-def record_photo(r: redis.Redis, device: str, *, quality: str, upscale: int, seconds_per_output_mp: float | None,
-                 face_seconds: float | None, faces: int, prescale: bool = False) -> None:
+def record_photo(
+    r: redis.Redis,
+    device: str,
+    *,
+    quality: str,
+    upscale: int,
+    seconds_per_output_mp: float | None,
+    face_seconds: float | None,
+    faces: int,
+    prescale: bool = False,
+) -> None:
     """One finished photo: seconds per output megapixel without its faces, seconds per
     face restored, and how many faces it had."""
     key = redis_keys.photo_rates(device)

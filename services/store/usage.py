@@ -6,6 +6,7 @@ round rather than from a walk per request: they are as old as the last round
 installation, not to a key: they are kept once, under ``EVENTS``, for keys allowed to
 read cameras. ``TOTAL`` holds the whole store for the ops page.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ EVENTS = "_events"
 TOTAL = "_total"
 
 
-def write(r: redis.Redis, *, by_owner: dict[str, dict[str, Any]], total: dict[str, Any], as_of: float,
-          ttl_seconds: int, previous_owners: set[str]) -> set[str]:
+def write(
+    r: redis.Redis,
+    *,
+    by_owner: dict[str, dict[str, Any]],
+    total: dict[str, Any],
+    as_of: float,
+    ttl_seconds: int,
+    previous_owners: set[str],
+) -> set[str]:
     """Replace the survey (owners gone since the last one lose their entry); returns the
     owners written, for the next call."""
     p = r.pipeline(transaction=False)

@@ -6,6 +6,7 @@ which would cost a round trip to every worker and block for its timeout. They ar
 through an index (a sorted set of worker id by expiry), not a SCAN of the keyspace:
 ``/readyz`` is an open endpoint and must cost O(workers), whatever Redis holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,24 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def publish(r: redis.Redis, *, service: str, queues: list[str], models: dict[str, Any],
-            ttl: float, extra: dict[str, Any] | None = None) -> None:
-    body: dict[str, Any] = {"id": worker_id(), "service": service, "queues": queues, "models": models,
-            "pid": os.getpid(), "host": socket.gethostname(), "ts": round(time.time(), 3)}
+def publish(
+    r: redis.Redis,
+    *,
+    service: str,
+    queues: list[str],
+    models: dict[str, Any],
+    ttl: float,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    body: dict[str, Any] = {
+        "id": worker_id(),
+        "service": service,
+        "queues": queues,
+        "models": models,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "ts": round(time.time(), 3),
+    }
     body.update(extra or {})
     now = time.time()
     p = r.pipeline()
@@ -50,7 +65,7 @@ def live_workers(r: redis.Redis) -> list[dict[str, Any]]:
     ids = decoded(r.zrangebyscore(redis_keys.WORKERS, time.time(), "+inf"))
     ids = [i.decode() if isinstance(i, bytes) else i for i in ids]
     out = []
-    for raw in (r.mget([redis_keys.worker(i) for i in ids]) if ids else []):
+    for raw in r.mget([redis_keys.worker(i) for i in ids]) if ids else []:
         if raw:
             out.append(json.loads(raw))
     return out
@@ -61,6 +76,7 @@ def _footprint() -> dict[str, int]:
     import sys
 
     import psutil
+
     out = {"rss": psutil.Process().memory_info().rss}
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -71,16 +87,23 @@ def _footprint() -> dict[str, int]:
 class Heartbeat(threading.Thread):
     """Publishes every ``interval`` seconds until stopped; a key outlives three missed beats."""
 
-    def __init__(self, r: redis.Redis, *, service: str, queues: list[str],
-                 models: Callable[[], dict[str, Any]], interval: float):
+    def __init__(
+        self, r: redis.Redis, *, service: str, queues: list[str], models: Callable[[], dict[str, Any]], interval: float
+    ):
         super().__init__(name="kadr-heartbeat", daemon=True)
         self.r, self.service, self.queues, self.models, self.interval = r, service, queues, models, interval
         self._stop_event = threading.Event()
 
     def beat(self) -> None:
         try:
-            publish(self.r, service=self.service, queues=self.queues, models=self.models(),
-                    ttl=self.interval * 3, extra=_footprint())
+            publish(
+                self.r,
+                service=self.service,
+                queues=self.queues,
+                models=self.models(),
+                ttl=self.interval * 3,
+                extra=_footprint(),
+            )
         except redis.RedisError:
             pass  # Redis down: the key expires and readiness says so
 

@@ -18,6 +18,7 @@ reaper looks for its message on the queue and among the messages workers hold
 duplicate would be harmless: ``JobStore.begin`` runs a job once whatever number of
 messages name it; the search keeps a slow queue from filling with them.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,16 @@ from services.store.connection import decoded
 log = logging.getLogger("kadr.batches")
 
 
-
 class Feeder:
-    def __init__(self, batches: BatchStore, send: Send, *, window: int, redispatch_seconds: float = 300.0,
-                 queue_limit: int = 10**9):
+    def __init__(
+        self,
+        batches: BatchStore,
+        send: Send,
+        *,
+        window: int,
+        redispatch_seconds: float = 300.0,
+        queue_limit: int = 10**9,
+    ):
         self.batches, self.send = batches, send
         self.window, self.redispatch_seconds = window, redispatch_seconds
         self.queue_limit = queue_limit  # batch items waiting on a queue, all batches together
@@ -58,8 +65,9 @@ class Feeder:
 
     def feed(self, batch_id: str) -> int:
         task_name = decoded(self.batches.r.hget(self.batches.key(batch_id), "task"))
-        claimed = self.batches.claim(batch_id, self.window, self.queue_limit,
-                                     queue_for(task_name) if task_name in TASK_ROUTES else ENHANCE_QUEUE)
+        claimed = self.batches.claim(
+            batch_id, self.window, self.queue_limit, queue_for(task_name) if task_name in TASK_ROUTES else ENHANCE_QUEUE
+        )
         sent = 0
         for jid, task in claimed:
             try:
@@ -68,8 +76,10 @@ class Feeder:
                 self.send(*task)
                 sent += 1
             except Exception as e:  # broker away: the rest go back and wait for the next feed
-                log.error("batch items not sent; back to pending", extra={
-                    "batch": batch_id, "count": len(claimed) - sent, "error": str(e)})
+                log.error(
+                    "batch items not sent; back to pending",
+                    extra={"batch": batch_id, "count": len(claimed) - sent, "error": str(e)},
+                )
                 self.batches.unclaim(batch_id, [jid for jid, _ in claimed[sent:]])
                 break
         return sent
@@ -88,8 +98,7 @@ class Feeder:
                 stats["retired"] += 1
                 continue
             c = b["counts"]
-            if c["pending"] + c["queued"] + c["running"] and \
-                    0 <= self.batches.ttl_left(bid) < b["ttl_seconds"] / 2:
+            if c["pending"] + c["queued"] + c["running"] and 0 <= self.batches.ttl_left(bid) < b["ttl_seconds"] / 2:
                 self.batches.keep(bid, b["ttl_seconds"])
                 stats["kept"] += 1
             stale = self.batches.stale_inflight(bid, self.redispatch_seconds)

@@ -11,6 +11,7 @@ verifying the certificate against the URL's host name (SNI and hostname check), 
 address. Redirects are never followed: the request carries a signature, and a 3xx would
 hand it to wherever the receiver points.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -76,9 +77,11 @@ def check(url: str, allow: Networks, *, resolver: Resolver = resolve) -> Destina
     for a in addresses:
         ip = ipaddress.ip_address(a.split("%", 1)[0])
         if not ip.is_global and not any(ip in n for n in allow):
-            raise CallbackRefused("callback_forbidden",
-                                  f"callback_url's host {host!r} is {ip}, a private, loopback or link-local address; "
-                                  "an operator can allow its network with KADR_CALLBACK_ALLOW_NETWORKS")
+            raise CallbackRefused(
+                "callback_forbidden",
+                f"callback_url's host {host!r} is {ip}, a private, loopback or link-local address; "
+                "an operator can allow its network with KADR_CALLBACK_ALLOW_NETWORKS",
+            )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Destination(parts.scheme, host, port, target, addresses[0])
 
@@ -96,13 +99,25 @@ def post(dest: Destination, body: bytes, headers: dict[str, str], *, timeout: fl
     common: dict[str, Any] = dict(timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False, maxsize=1)
     pool: urllib3.HTTPConnectionPool
     if dest.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(dest.address, dest.port, server_hostname=dest.host,
-                                           assert_hostname=dest.host, cert_reqs="CERT_REQUIRED", **common)
+        pool = urllib3.HTTPSConnectionPool(
+            dest.address,
+            dest.port,
+            server_hostname=dest.host,
+            assert_hostname=dest.host,
+            cert_reqs="CERT_REQUIRED",
+            **common,
+        )
     else:
         pool = urllib3.HTTPConnectionPool(dest.address, dest.port, **common)
     host_header = dest.host if dest.port in (80, 443) else f"{dest.host}:{dest.port}"
     with pool:
-        resp = pool.urlopen("POST", dest.target, body=body, redirect=False, assert_same_host=False,
-                            headers={"Host": host_header, "User-Agent": "kadr-callbacks", **headers},
-                            preload_content=True)
+        resp = pool.urlopen(
+            "POST",
+            dest.target,
+            body=body,
+            redirect=False,
+            assert_same_host=False,
+            headers={"Host": host_header, "User-Agent": "kadr-callbacks", **headers},
+            preload_content=True,
+        )
         return resp.status, resp.headers.get("Location", "")

@@ -11,6 +11,7 @@ The body is built at the first attempt and kept, so every attempt sends the same
 The state shows on the record as ``callback`` (``webhook`` for camera events):
 ``pending`` / ``delivered`` / ``failed`` with attempts, status or error.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,35 +62,74 @@ def job_body(job: AnyJob | None, ident: str, state: str) -> dict[str, Any]:
     elif state == "succeeded":
         links["result"] = f"/api/v1/jobs/{ident}/result"
     result = {k: v for k, v in (job["result"] or {}).items() if k not in _HIDDEN_RESULT} or None
-    return {"type": {"segment": "video.ended", "stabilize": "result_set.ended"}.get(kind, "job.ended"),
-            "id": ident, "kind": kind, "state": state, "created_at": job["created_at"],
-            "finished_at": job["finished_at"], "result": result, "error": job["error"], "links": links}
+    return {
+        "type": {"segment": "video.ended", "stabilize": "result_set.ended"}.get(kind, "job.ended"),
+        "id": ident,
+        "kind": kind,
+        "state": state,
+        "created_at": job["created_at"],
+        "finished_at": job["finished_at"],
+        "result": result,
+        "error": job["error"],
+        "links": links,
+    }
 
 
 def batch_body(batch: Batch | None, ident: str) -> dict[str, Any]:
     if batch is None:
         return {"type": "batch.ended", "id": ident, "deleted": True}
     base = f"/api/v1/batches/{ident}"
-    return {"type": "batch.ended", "id": ident, "name": batch.get("name") or "", "state": batch["state"],
-            "total": batch["total"], "counts": batch["counts"], "created_at": batch["created_at"],
-            "closed_at": batch.get("closed_at"),
-            "links": {"self": base, "items": f"{base}/items", "archive": f"{base}/archive",
-                      "manifest_csv": f"{base}/manifest.csv"}}
+    return {
+        "type": "batch.ended",
+        "id": ident,
+        "name": batch.get("name") or "",
+        "state": batch["state"],
+        "total": batch["total"],
+        "counts": batch["counts"],
+        "created_at": batch["created_at"],
+        "closed_at": batch.get("closed_at"),
+        "links": {
+            "self": base,
+            "items": f"{base}/items",
+            "archive": f"{base}/archive",
+            "manifest_csv": f"{base}/manifest.csv",
+        },
+    }
 
 
 def event_body(job: EventJob | None, ident: str, state: str) -> dict[str, Any]:
     links = {"self": f"/api/v1/camera/events/{ident}"}
     if job is None:  # deleted before its callback went out
-        return {"id": ident, "camera": None, "state": state, "params": {}, "result": None, "error": None,
-                "links": links}
+        return {
+            "id": ident,
+            "camera": None,
+            "state": state,
+            "params": {},
+            "result": None,
+            "error": None,
+            "links": links,
+        }
     params = job["params"]
-    return {"id": ident, "camera": params.get("camera"), "state": job["state"], "params": params,
-            "result": job["result"], "error": job["error"], "links": links}
+    return {
+        "id": ident,
+        "camera": params.get("camera"),
+        "state": job["state"],
+        "params": params,
+        "result": job["result"],
+        "error": job["error"],
+        "links": links,
+    }
 
 
 class Deliverer:
-    def __init__(self, r: redis.Redis, settings: Any, *, resolver: Resolver = resolve,
-                 on_outcome: Callable[[str, dict[str, Any]], object] | None = None):
+    def __init__(
+        self,
+        r: redis.Redis,
+        settings: Any,
+        *,
+        resolver: Resolver = resolve,
+        on_outcome: Callable[[str, dict[str, Any]], object] | None = None,
+    ):
         self.r, self.s, self.resolver = r, settings, resolver
         self.on_outcome = on_outcome or (lambda subject, outcome: None)
         self.outbox = Outbox(r)
@@ -147,9 +187,12 @@ class Deliverer:
         body = self._body(did, e)
         try:
             dest = check(e["url"], _EVERYWHERE if e.get("trusted") == "1" else self.allow, resolver=self.resolver)
-            status, location = post(dest, body, {"Content-Type": "application/json",
-                                                 **signed_headers(secret, body, time.time())},
-                                    timeout=self.s.callback_timeout_seconds)
+            status, location = post(
+                dest,
+                body,
+                {"Content-Type": "application/json", **signed_headers(secret, body, time.time())},
+                timeout=self.s.callback_timeout_seconds,
+            )
         except CallbackRefused as err:  # the name now resolves somewhere it may not go
             return self._end(did, e, {**base, "state": "failed", "error": f"{err.code}: {err.message}"})
         except Exception as err:  # connection refused, timeout, TLS: worth another try
@@ -157,19 +200,34 @@ class Deliverer:
         if status < 300:
             return self._end(did, e, {**base, "state": "delivered", "status": status})
         if status < 400:
-            return self._end(did, e, {**base, "state": "failed", "status": status,
-                                      "error": f"HTTP {status} to {location[:200] or '?'}: redirects are not followed"})
+            return self._end(
+                did,
+                e,
+                {
+                    **base,
+                    "state": "failed",
+                    "status": status,
+                    "error": f"HTTP {status} to {location[:200] or '?'}: redirects are not followed",
+                },
+            )
         if status < 500 and status not in (408, 429):
-            return self._end(did, e, {**base, "state": "failed", "status": status,
-                                      "error": f"HTTP {status}: the receiver refused it"})
+            return self._end(
+                did,
+                e,
+                {**base, "state": "failed", "status": status, "error": f"HTTP {status}: the receiver refused it"},
+            )
         return self._retry(did, e, {**base, "state": "pending", "status": status, "error": f"HTTP {status}"})
 
     def _end(self, did: str, e: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:
         self.outbox.finish(did, e, outcome)
         self.on_outcome(e["subject"], outcome)
         level = logging.INFO if outcome["state"] == "delivered" else logging.WARNING
-        log.log(level, "callback %s", outcome["state"], extra={"delivery": did, "attempts": outcome["attempts"],
-                                                               "error": outcome.get("error", "")})
+        log.log(
+            level,
+            "callback %s",
+            outcome["state"],
+            extra={"delivery": did, "attempts": outcome["attempts"], "error": outcome.get("error", "")},
+        )
         return outcome
 
     def _retry(self, did: str, e: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:

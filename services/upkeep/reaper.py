@@ -10,6 +10,7 @@ eventually restored, ``JobStore.begin`` sees the job finished (or running in a l
 worker) and drops it, so the work still happens once. Deliveries are counted by
 ``begin`` as always, so the redelivery cap applies to orphans too.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,9 @@ from services.upkeep.stranded import restore_stranded
 log = logging.getLogger("kadr.reaper")
 
 
-
-def reap_orphans(store: JobStore, *, grace_seconds: float, send: Send,
-                 now: float | None = None) -> list[tuple[str, str]]:
+def reap_orphans(
+    store: JobStore, *, grace_seconds: float, send: Send, now: float | None = None
+) -> list[tuple[str, str]]:
     """One pass; returns (job id, "requeued" | "failed") for each orphan handled."""
     now = time.time() if now is None else now
     done = []
@@ -50,14 +51,21 @@ def reap_orphans(store: JobStore, *, grace_seconds: float, send: Send,
                     # Not on any queue: queued, it would wait for nothing. Back to running in
                     # its dead worker, so a round past the grace period tries again.
                     store.transition(job_id, "running", allowed_from=("queued",), worker=worker)
-                    log.error("orphaned job not requeued: the broker did not take it; trying again later",
-                              extra={"job_id": job_id, "error": str(e)})
+                    log.error(
+                        "orphaned job not requeued: the broker did not take it; trying again later",
+                        extra={"job_id": job_id, "error": str(e)},
+                    )
                     continue
                 done.append((job_id, "requeued"))
-                log.warning("orphaned job requeued: its worker is gone",
-                            extra={"job_id": job_id, "dead_worker": worker})
-        elif store.transition(job_id, "failed", allowed_from=("running",), error={
-                "code": "worker_lost", "message": "the worker running this job died"}).moved:
+                log.warning(
+                    "orphaned job requeued: its worker is gone", extra={"job_id": job_id, "dead_worker": worker}
+                )
+        elif store.transition(
+            job_id,
+            "failed",
+            allowed_from=("running",),
+            error={"code": "worker_lost", "message": "the worker running this job died"},
+        ).moved:
             done.append((job_id, "failed"))
             log.error("orphaned job failed: nothing to resend", extra={"job_id": job_id})
     return done
@@ -68,8 +76,16 @@ class Reaper(threading.Thread):
     whichever worker process holds the cluster-wide lock for that round, so several
     workers never reap twice."""
 
-    def __init__(self, store: JobStore, *, interval: float, grace_seconds: float, send: Send,
-                 stranded_seconds: float, also: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        interval: float,
+        grace_seconds: float,
+        send: Send,
+        stranded_seconds: float,
+        also: Callable[[], object] | None = None,
+    ):
         super().__init__(name="kadr-reaper", daemon=True)
         self.store, self.interval, self.grace, self.send = store, interval, grace_seconds, send
         self.stranded_seconds = stranded_seconds

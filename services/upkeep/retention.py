@@ -22,6 +22,7 @@ and reason, and counted by the janitor.
 Finished things do not change, so their usage is remembered between rounds (by when
 they finished) instead of being listed again: a round lists only live and new folders.
 """
+
 from __future__ import annotations
 
 import logging
@@ -96,8 +97,10 @@ def plan(items: list[Item], *, budget: int, now: float, orphan_grace: float) -> 
             kept.append(i)
     total = sum(i.bytes for i in kept)
     if budget and total > budget:
-        for i in sorted((i for i in kept if not i.active and i.finished_at is not None),
-                        key=lambda i: (i.finished_at, i.expires_at or 0, i.kind, i.id)):
+        for i in sorted(
+            (i for i in kept if not i.active and i.finished_at is not None),
+            key=lambda i: (i.finished_at, i.expires_at or 0, i.kind, i.id),
+        ):
             if total <= budget:
                 break
             out.append((i, "disk_budget"))
@@ -112,8 +115,13 @@ class Retention:
         self._known: dict[tuple[str, str], tuple[float, PrefixUsage]] = {}
 
     def ttl(self, kind: str) -> int:
-        return int({"photos": self.s.retention_photos_seconds, "videos": self.s.retention_videos_seconds,
-                    "events": self.s.retention_events_seconds}[kind])
+        return int(
+            {
+                "photos": self.s.retention_photos_seconds,
+                "videos": self.s.retention_videos_seconds,
+                "events": self.s.retention_events_seconds,
+            }[kind]
+        )
 
     # survey
     def _usage(self, kind: str, ident: str, finished_at: float | None) -> PrefixUsage:
@@ -133,8 +141,9 @@ class Retention:
             return Item(kind, ident, u.bytes, u.files, None, False, None, None, u.newest)
         family = [job] + (self.jobs.children(ident) if kind == "videos" else [])
         active = any(j["state"] not in TERMINAL for j in family)
-        finished = None if active else max((j.get("finished_at") or j.get("updated_at") or j["created_at"])
-                                           for j in family)
+        finished = (
+            None if active else max((j.get("finished_at") or j.get("updated_at") or j["created_at"]) for j in family)
+        )
         u = self._usage(kind, ident, finished)
         expires = (finished if finished is not None else time.time()) + self.ttl(kind)
         return Item(kind, ident, u.bytes, u.files, job.get("owner"), active, finished, expires, u.newest)
@@ -150,8 +159,7 @@ class Retention:
         if not active:
             # The TTL counts from the end of the work: a batch that ran longer than its
             # TTL is still there to be downloaded once it ends.
-            finished = max(t for t in (self.batches.last_end(ident), b["closed_at"], b["created_at"])
-                           if t is not None)
+            finished = max(t for t in (self.batches.last_end(ident), b["closed_at"], b["created_at"]) if t is not None)
         u = self._usage("batches", ident, finished)
         expires = (finished if finished is not None else time.time()) + int(b["ttl_seconds"] or self.jobs.ttl)
         return Item("batches", ident, u.bytes, u.files, b.get("owner"), active, finished, expires, u.newest)
@@ -167,12 +175,11 @@ class Retention:
                 old = decoded(self.jobs.r.zrangebyscore(redis_keys.CAMERA_EVENTS, "-inf", now - self.ttl("events")))
                 ids = sorted(set(ids) | set(old))
             for start in range(0, len(ids), READ_CHUNK):
-                chunk = ids[start:start + READ_CHUNK]
+                chunk = ids[start : start + READ_CHUNK]
                 if kind == "batches":
                     items += [self._batch_item(ident) for ident in chunk]
                 else:  # one round trip for a chunk of records
-                    items += [self._job_item(kind, ident, job)
-                              for ident, job in zip(chunk, self.jobs.get_many(chunk))]
+                    items += [self._job_item(kind, ident, job) for ident, job in zip(chunk, self.jobs.get_many(chunk))]
                 seen.update((kind, ident) for ident in chunk)
         for key in [k for k in self._known if k not in seen]:
             del self._known[key]  # removed by someone else (a DELETE)
@@ -191,22 +198,27 @@ class Retention:
                 if item.kind == "events":
                     self.jobs.r.zrem(redis_keys.CAMERA_EVENTS, item.id)
         self._known.pop((item.kind, item.id), None)
-        log.info("removed by retention", extra={"kind": item.kind, "id": item.id, "reason": reason,
-                                                "bytes": item.bytes, "files": item.files})
+        log.info(
+            "removed by retention",
+            extra={"kind": item.kind, "id": item.id, "reason": reason, "bytes": item.bytes, "files": item.files},
+        )
 
     def sweep(self, now: float | None = None) -> Round:
         t0 = time.perf_counter()
         now = time.time() if now is None else now
         rnd = Round(items=self.survey(now))
-        for item, reason in plan(rnd.items, budget=self.s.storage_budget_bytes, now=now,
-                                 orphan_grace=self.s.retention_orphan_grace_seconds):
+        for item, reason in plan(
+            rnd.items, budget=self.s.storage_budget_bytes, now=now, orphan_grace=self.s.retention_orphan_grace_seconds
+        ):
             self.remove(item, reason)
             rnd.removed.append((item, reason))
         total = sum(t["bytes"] for t in rnd.totals().values())
         if self.s.storage_budget_bytes and total > self.s.storage_budget_bytes:
             rnd.over_budget = True
-            log.warning("storage over budget with only live work left",
-                        extra={"bytes": total, "budget": self.s.storage_budget_bytes})
+            log.warning(
+                "storage over budget with only live work left",
+                extra={"bytes": total, "budget": self.s.storage_budget_bytes},
+            )
         rnd.seconds = time.perf_counter() - t0
         return rnd
 
@@ -218,8 +230,9 @@ def usage_by_owner(rnd: Round) -> dict[str, dict[str, dict[str, Any]]]:
     for i in rnd.items:
         if i.owner is None or (i.kind, i.id) in gone:
             continue
-        t = out.setdefault(i.owner, {}).setdefault(i.kind, {"bytes": 0, "files": 0, "count": 0,
-                                                            "next_expiry": None, "live": 0})
+        t = out.setdefault(i.owner, {}).setdefault(
+            i.kind, {"bytes": 0, "files": 0, "count": 0, "next_expiry": None, "live": 0}
+        )
         t["bytes"] += i.bytes
         t["files"] += i.files
         t["count"] += 1

@@ -14,6 +14,7 @@ longer ago than ``older_than`` whose job is still ``queued`` is held by nobody. 
 back to the head of its queue, as kombu's own restore would have put it. Should a worker
 still hold it after all, the copy is harmless: ``JobStore.begin`` runs a job once.
 """
+
 from __future__ import annotations
 
 import base64
@@ -55,8 +56,9 @@ def restore_stranded(store: JobStore, *, older_than: float, now: float | None = 
     r = store.r
     restored = []
     # Decoded (member, score) pairs: redis-py types the reply as the union of with and without scores.
-    for tag, delivered_at in cast(list[tuple[str, float]],
-                                  r.zrangebyscore(UNACKED_INDEX_KEY, "-inf", now - older_than, withscores=True)):
+    for tag, delivered_at in cast(
+        list[tuple[str, float]], r.zrangebyscore(UNACKED_INDEX_KEY, "-inf", now - older_than, withscores=True)
+    ):
         raw = r.hget(UNACKED_KEY, tag)
         if raw is None:
             continue
@@ -78,6 +80,8 @@ def restore_stranded(store: JobStore, *, older_than: float, now: float | None = 
         if r.eval(_RESTORE, 3, UNACKED_KEY, UNACKED_INDEX_KEY, key, tag, json.dumps(payload)):
             STRANDED_RESTORED.labels(queue=queue).inc()
             restored.append(job_id)
-            log.warning("message held by no worker put back on its queue", extra={
-                "job_id": job_id, "queue": queue, "delivered_seconds_ago": round(now - delivered_at, 1)})
+            log.warning(
+                "message held by no worker put back on its queue",
+                extra={"job_id": job_id, "queue": queue, "delivered_seconds_ago": round(now - delivered_at, 1)},
+            )
     return restored

@@ -7,6 +7,7 @@ for a 4xx the test provokes on purpose). A screenshot of each test's last screen
 kept under ``test-artifacts/browser/`` (``KADR_TEST_ARTIFACTS``), plus any taken with
 ``shot(page, name)`` along the way.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,13 @@ import pytest
 from tests.conftest import ARTIFACTS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
 SHOTS = ARTIFACTS / "browser"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -31,6 +37,7 @@ def _safe(name: str) -> str:
 @pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
@@ -48,6 +55,7 @@ def new_page(browser, request, viewport=DESKTOP):
     def on_console(msg):
         if msg.type in ("error", "assert"):
             page.console_log.append(f"console.{msg.type}: {msg.text}")
+
     page.on("console", on_console)
     page.on("pageerror", lambda exc: page.console_log.append(f"page error: {exc}"))
     return ctx, page
@@ -59,8 +67,7 @@ def _finish(ctx, page):
         page.screenshot(path=str(SHOTS / f"{page.test_name}.png"), full_page=True)
     finally:
         ctx.close()
-    unexpected = [line for line in page.console_log
-                  if not any(re.search(p, line) for p in page.allowed_console)]
+    unexpected = [line for line in page.console_log if not any(re.search(p, line) for p in page.allowed_console)]
     assert not unexpected, "errors in the browser console:\n" + "\n".join(unexpected)
 
 
@@ -158,6 +165,7 @@ def video_plays(page, selector: str | None = None, data: bytes | None = None) ->
     """Play a <video> (``selector``) or MP4 ``data`` in Chromium: it must reach
     HAVE_ENOUGH_DATA (readyState 4) and its clock must advance while playing."""
     import base64
+
     got = page.evaluate(PLAY_JS, [selector, base64.b64encode(data).decode() if data else None])
     assert got["error"] is None and got["ready"] == 4, got
     assert got["t1"] > got["t0"] + 0.3, got

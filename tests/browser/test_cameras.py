@@ -2,6 +2,7 @@
 health per camera (live, unreachable, stream-less), refreshed while open and not after;
 a webhook event appearing with its snow photo and plate crop; the detail by keyboard;
 filters by camera and time kept in the URL."""
+
 from __future__ import annotations
 
 import json
@@ -37,13 +38,14 @@ def stack(redis_server, tmp_path_factory):
     base = tmp_path_factory.mktemp("ui-cameras")
     closed = free_port()  # nothing listens there: the dock camera stays down
     with MjpegServer(fps=10, period=4.0, sharp_seconds=0.5) as srv:
-        cameras = [{"id": "gate", "source": srv.url, "fps": 10, "buffer_seconds": 10, "auth": "token",
-                    "secret": GATE_TOKEN},
-                   {"id": "dock", "source": f"http://127.0.0.1:{closed}/stream.mjpg", "auth": "token",
-                    "secret": DOCK_TOKEN},
-                   {"id": "yard", "auth": "token", "secret": YARD_TOKEN}]
-        with running_stack(redis_server, base / "models", base, services=("camera",),
-                           KADR_CAMERAS=json.dumps(cameras)) as s:
+        cameras = [
+            {"id": "gate", "source": srv.url, "fps": 10, "buffer_seconds": 10, "auth": "token", "secret": GATE_TOKEN},
+            {"id": "dock", "source": f"http://127.0.0.1:{closed}/stream.mjpg", "auth": "token", "secret": DOCK_TOKEN},
+            {"id": "yard", "auth": "token", "secret": YARD_TOKEN},
+        ]
+        with running_stack(
+            redis_server, base / "models", base, services=("camera",), KADR_CAMERAS=json.dumps(cameras)
+        ) as s:
             s["key"] = create_key(s["env"], "browser-cameras")
             s["api"] = requests.Session()
             s["api"].headers["Authorization"] = f"Bearer {s['key']}"
@@ -64,9 +66,13 @@ def post_event(stack, plate: str = "A123BC77") -> tuple[str, float]:
     ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
     ts = time.time()
-    resp = requests.post(f"{stack['url']}/api/v1/camera/gate/events", headers={TOKEN_HEADER: GATE_TOKEN},
-                         files={"overview": ("car.jpg", jpg.tobytes(), "image/jpeg")},
-                         data={"ts": f"{ts:.3f}", "plate": plate}, timeout=30)
+    resp = requests.post(
+        f"{stack['url']}/api/v1/camera/gate/events",
+        headers={TOKEN_HEADER: GATE_TOKEN},
+        files={"overview": ("car.jpg", jpg.tobytes(), "image/jpeg")},
+        data={"ts": f"{ts:.3f}", "plate": plate},
+        timeout=30,
+    )
     assert resp.status_code == 202, resp.text
     return resp.json()["id"], ts
 
@@ -88,7 +94,8 @@ def test_buffer_health_per_camera_refreshes_while_open_and_stops_on_leave(stack,
     expect(gate).to_have_attribute("data-health", "healthy", timeout=SLOW)
     expect(gate.locator(".health")).to_have_text("Healthy")
     expect(gate.locator('[data-field="buffered"]')).to_have_text(
-        re.compile(r"(\d\.\d|\d+) s of 10 s · [1-9]\d* frames"), timeout=SLOW)
+        re.compile(r"(\d\.\d|\d+) s of 10 s · [1-9]\d* frames"), timeout=SLOW
+    )
     expect(gate.locator('[data-field="memory"]')).to_have_text(re.compile(r"\S+ of 128 MiB \(\d+ %\)"))
     expect(gate.locator('[data-field="age"]')).to_have_text(re.compile(r"^\d\.\d s ago$"))
     expect(gate.locator('[data-field="drops"]')).to_contain_text("0 over budget")
@@ -125,6 +132,7 @@ def test_new_event_shows_snow_photo_and_plate_crop_and_filters_hide_it(stack, pa
     expect(summary).not_to_have_text("loading…", timeout=UI)
     # Hold the worker off its queue so the event is seen waiting before it finishes.
     from celery import Celery
+
     control = Celery(broker=stack["env"]["KADR_REDIS_URL"]).control
     node = stack["worker"].node
     assert control.cancel_consumer("camera", destination=[node], reply=True, timeout=10)
@@ -212,8 +220,7 @@ def test_events_and_detail_fit_a_phone(stack, phone_page):
     card = page.locator(f'#event-list li[data-event="{event_id}"]')
     expect(card).to_have_attribute("data-state", "succeeded", timeout=SLOW)
     wait_image(page, f'li[data-event="{event_id}"] img.snow')
-    expect(page.locator('article.camera[data-camera="gate"]')).to_have_attribute("data-health", "healthy",
-                                                                                  timeout=SLOW)
+    expect(page.locator('article.camera[data-camera="gate"]')).to_have_attribute("data-health", "healthy", timeout=SLOW)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the Cameras page is {overflow}px wider than a phone screen"
     card.get_by_role("button").click()

@@ -1,6 +1,7 @@
 """The Photos page against the real stack: files in, options, streamed uploads, results
 with a before/after slider, totals to 100 %, the ZIP; refused files explained while the
 others finish; a reload mid-batch picks the batch up from the server."""
+
 from __future__ import annotations
 
 import io
@@ -32,6 +33,7 @@ def png(name: str, seed: int) -> dict:
 
 def jpeg(w=96, h=64, seed=0) -> bytes:
     from PIL import Image
+
     arr = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "JPEG")
@@ -41,6 +43,7 @@ def jpeg(w=96, h=64, seed=0) -> bytes:
 def noise_png(size: int, seed=0) -> bytes:
     """A photo over the stack's upload limit: noise does not compress."""
     from PIL import Image
+
     side = int((size / 3) ** 0.5) + 8
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(seed).integers(0, 255, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
@@ -59,8 +62,12 @@ def card(page, name: str):
 
 
 def batch(stack, bid: str) -> dict:
-    return requests.get(f"{stack['url']}/api/v1/batches/{bid}", params={"limit": 0},
-                        headers={"Authorization": f"Bearer {stack['key']}"}, timeout=10).json()
+    return requests.get(
+        f"{stack['url']}/api/v1/batches/{bid}",
+        params={"limit": 0},
+        headers={"Authorization": f"Bearer {stack['key']}"},
+        timeout=10,
+    ).json()
 
 
 def expect_compare_works(page, name: str) -> None:
@@ -70,8 +77,9 @@ def expect_compare_works(page, name: str) -> None:
     expect(slider).to_be_visible()
     for img in ("img.ph-before", "img.ph-after"):
         # An <img> without a src is "complete" too: wait for the decoded picture itself.
-        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=c.locator(img).element_handle(),
-                               timeout=30_000)
+        page.wait_for_function(
+            "i => i.complete && i.naturalWidth > 0", arg=c.locator(img).element_handle(), timeout=30_000
+        )
     slider.focus()
     page.keyboard.press("End")
     expect(slider).to_have_value("100")
@@ -124,6 +132,7 @@ def test_photos_upload_enhance_compare_and_zip(stack, page, tmp_path):
         assert sorted(z.namelist()) == ["alpha.png", "beta.png", "gamma.png"]
         assert z.testzip() is None
         from PIL import Image
+
         assert Image.open(io.BytesIO(z.read("alpha.png"))).size == (96, 64)  # upscale 1
 
 
@@ -152,6 +161,7 @@ def test_variants_give_each_photo_an_output_per_variant_in_its_folder(stack, pag
         page.get_by_role("button", name="Download ZIP").click()
     dl.value.save_as(tmp_path / "v.zip")
     from PIL import Image
+
     with zipfile.ZipFile(tmp_path / "v.zip") as z:
         assert sorted(z.namelist()) == ["same/one.png", "same/two.png", "x2/one.png", "x2/two.png"]
         assert Image.open(io.BytesIO(z.read("x2/one.png"))).size == (192, 128)
@@ -169,14 +179,16 @@ def test_refused_files_are_explained_while_the_others_finish(stack, page):
     big = noise_png(MAX_UPLOAD + 50_000)
     assert MAX_UPLOAD < len(big) < 2 * MAX_UPLOAD
     good = jpeg(seed=7)
-    page.get_by_label("Choose photos").set_input_files([
-        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"},
-        png("good1.png", 11),
-        {"name": "fake.jpg", "mimeType": "image/jpeg", "buffer": b"this is text, not a JPEG " * 20},
-        {"name": "big.png", "mimeType": "image/png", "buffer": big},
-        {"name": "cut.jpg", "mimeType": "image/jpeg", "buffer": good[: len(good) // 2]},
-        {"name": "good2.jpg", "mimeType": "image/jpeg", "buffer": good},
-    ])
+    page.get_by_label("Choose photos").set_input_files(
+        [
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"},
+            png("good1.png", 11),
+            {"name": "fake.jpg", "mimeType": "image/jpeg", "buffer": b"this is text, not a JPEG " * 20},
+            {"name": "big.png", "mimeType": "image/png", "buffer": big},
+            {"name": "cut.jpg", "mimeType": "image/jpeg", "buffer": good[: len(good) // 2]},
+            {"name": "good2.jpg", "mimeType": "image/jpeg", "buffer": good},
+        ]
+    )
     # Refused in the browser: never uploaded.
     notes = card(page, "notes.txt")
     expect(notes).to_have_attribute("data-state", "rejected")
@@ -187,16 +199,23 @@ def test_refused_files_are_explained_while_the_others_finish(stack, page):
     # A slow link, so the big upload's progress shows.
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
-                                                    "uploadThroughput": 300_000})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 300_000},
+    )
     page.get_by_role("button", name="Upload and enhance 5 photos").click()
     bar = page.get_by_role("progressbar", name="Upload of big.png")
-    page.wait_for_function("""() => { const b = document.querySelector('progress[aria-label="Upload of big.png"]');
-                                      return b && !b.hidden && b.value > 0 && b.value < 1; }""", timeout=60_000)
+    page.wait_for_function(
+        """() => { const b = document.querySelector('progress[aria-label="Upload of big.png"]');
+                                      return b && !b.hidden && b.value > 0 && b.value < 1; }""",
+        timeout=60_000,
+    )
     expect(card(page, "big.png").locator(".state")).to_contain_text("uploading")
     expect(bar).to_be_hidden(timeout=60_000)
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
-                                                    "uploadThroughput": -1})
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
 
     # Refused by the server: its message, per file.
     expect(card(page, "fake.jpg").locator(".ph-msg")).to_contain_text("unsupported file type")
@@ -234,11 +253,15 @@ def test_reload_mid_batch_continues_from_the_server(stack, phone_page):
             held.append(route)
         else:
             route.continue_()
+
     page.route("**/api/v1/batches/*/items", hold)
     page.get_by_label("Choose photos").set_input_files(files)
     page.get_by_role("button", name="Upload and enhance 3 photos").click()
-    page.wait_for_function("() => (JSON.parse(localStorage.getItem('kadr.photos.batch'))?.files || [])"
-                           ".filter(f => f[2] === 'u').length === 2", timeout=60_000)
+    page.wait_for_function(
+        "() => (JSON.parse(localStorage.getItem('kadr.photos.batch'))?.files || [])"
+        ".filter(f => f[2] === 'u').length === 2",
+        timeout=60_000,
+    )
     assert held, "three.png's upload was not held"
     bid = page.evaluate("JSON.parse(localStorage.getItem('kadr.photos.batch')).id")
     title = page.locator("#ph-batch-title").inner_text()
@@ -273,6 +296,7 @@ def test_reload_mid_batch_continues_from_the_server(stack, phone_page):
 
 def test_a_photo_in_the_works_shows_its_progress_and_heic_photos_are_taken(stack, page):
     from testbed import photos
+
     open_app(page, stack["url"], "photos", key=stack["key"])
     page.get_by_label("Quality", exact=True).select_option("medium")
     page.get_by_label("Output scale", exact=True).select_option("")  # automatic: 2x where it fits
@@ -280,14 +304,20 @@ def test_a_photo_in_the_works_shows_its_progress_and_heic_photos_are_taken(stack
     big = photos.encode(photos.photo(960, 720), "jpeg")
     heic = photos.encode(photos.photo(320, 240), "heic", orientation=6)
     assert len(big) < MAX_UPLOAD
-    page.get_by_label("Choose photos").set_input_files([
-        {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": big},
-        {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic}])
+    page.get_by_label("Choose photos").set_input_files(
+        [
+            {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": big},
+            {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic},
+        ]
+    )
     expect(page.locator("#ph-ready")).to_contain_text("2 ready")
     page.get_by_role("button", name="Upload and enhance 2 photos").click()
     # While the worker goes through its tiles, the photo's own bar moves.
-    page.wait_for_function("""() => { const b = document.querySelector('progress[aria-label="Enhancing big.jpg"]');
-                                      return b && !b.hidden && b.value > 0 && b.value < 1; }""", timeout=SLOW)
+    page.wait_for_function(
+        """() => { const b = document.querySelector('progress[aria-label="Enhancing big.jpg"]');
+                                      return b && !b.hidden && b.value > 0 && b.value < 1; }""",
+        timeout=SLOW,
+    )
     expect(card(page, "big.jpg").locator(".state")).to_contain_text("enhancing")
     shot(page, "in-progress")
     for name in ("big.jpg", "IMG_0001.HEIC"):

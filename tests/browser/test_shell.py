@@ -1,4 +1,5 @@
 """The shell: the key form, navigation by keyboard, every page at phone width."""
+
 from __future__ import annotations
 
 import pytest

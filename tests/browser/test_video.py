@@ -2,6 +2,7 @@
 progress, the frame viewer (slider and arrow keys), the IoU chart and summary, another
 stabilization method without segmenting again, the overlay download, refused files,
 and a finished video opened from its link at phone width."""
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,9 @@ SLOW = 180_000  # ms: segmentation and stabilization on a loaded 2-core CPU
 @pytest.fixture(scope="module")
 def vstack(redis_server, models_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("ui-video")
-    with running_stack(redis_server, models_dir, base, services=("segment",),
-                       KADR_MAX_VIDEO_FRAMES=str(MAX_FRAMES)) as s:
+    with running_stack(
+        redis_server, models_dir, base, services=("segment",), KADR_MAX_VIDEO_FRAMES=str(MAX_FRAMES)
+    ) as s:
         s["key"] = create_key(s["env"], "browser-video")
         s["session"] = requests.Session()
         s["session"].headers["Authorization"] = f"Bearer {s['key']}"
@@ -45,18 +47,22 @@ def _api(s, path, **kw):
 
 
 def _segment_runs(s) -> float:
-    return sample(scrape(s["worker"].metrics_url), "kadr_worker_task_duration_seconds_count",
-                  task="segment.video") or 0.0
+    return (
+        sample(scrape(s["worker"].metrics_url), "kadr_worker_task_duration_seconds_count", task="segment.video") or 0.0
+    )
 
 
 def _pixels(page, kind: str) -> list[int]:
     """A coarse fingerprint of what a panel shows (its decoded pixels, not its URL)."""
-    return page.evaluate("""(kind) => {
+    return page.evaluate(
+        """(kind) => {
         const img = document.querySelector(`#vid-viewer img[data-kind="${kind}"]`);
         const c = document.createElement('canvas'); c.width = 16; c.height = 12;
         const g = c.getContext('2d'); g.drawImage(img, 0, 0, 16, 12);
         return [...g.getImageData(0, 0, 16, 12).data];
-    }""", kind)
+    }""",
+        kind,
+    )
 
 
 def _wait_frame(page, n: int) -> None:
@@ -145,8 +151,9 @@ def test_upload_view_compare_restabilize_and_download(vstack, page):
     page.locator("#vid-viewer figcaption").filter(has_text="Stabilized mask (exponential)").wait_for(timeout=SLOW)
     page.locator("#vid-headline").filter(has_text="exponential").wait_for()
     _wait_frame(page, N_FRAMES - 1)
-    expect(page.locator("#vid-result option")).to_have_text([
-        "#1 raw masks (no stabilization)", "#2 moving_average (window=5)", "#3 exponential (alpha=0.3)"])
+    expect(page.locator("#vid-result option")).to_have_text(
+        ["#1 raw masks (no stabilization)", "#2 moving_average (window=5)", "#3 exponential (alpha=0.3)"]
+    )
     shot(page, "second-method")
 
     after = _api(vstack, f"/videos/{vid}")
@@ -167,8 +174,13 @@ def test_upload_view_compare_restabilize_and_download(vstack, page):
     assert dl.value.suggested_filename == "clip-overlay-exponential.mp4"
     data = open(dl.value.path(), "rb").read()
     assert data[4:8] == b"ftyp" and len(data) > 1000
-    expected = vstack["session"].get(f"{vstack['url']}/api/v1/videos/{vid}/overlay.mp4",
-                                     params={"result": after["results"][2]["id"]}, timeout=30).content
+    expected = (
+        vstack["session"]
+        .get(
+            f"{vstack['url']}/api/v1/videos/{vid}/overlay.mp4", params={"result": after["results"][2]["id"]}, timeout=30
+        )
+        .content
+    )
     assert data == expected
     video_plays(page, data=data)  # the overlay MP4 plays in Chromium, not only downloads
 
@@ -233,12 +245,17 @@ def test_refused_files_show_the_servers_reason(vstack, page):
 def test_a_finished_video_opens_from_its_link_at_phone_width(vstack, phone_page):
     s, page = vstack, phone_page
     with open(s["clip"], "rb") as f:
-        r = s["session"].post(f"{s['url']}/api/v1/videos", files={"file": ("walk.mp4", f)},
-                              data={"processing_size": "128"}, timeout=60)
+        r = s["session"].post(
+            f"{s['url']}/api/v1/videos", files={"file": ("walk.mp4", f)}, data={"processing_size": "128"}, timeout=60
+        )
     assert r.status_code == 202, r.text
     vid = r.json()["id"]
-    wait_for(lambda: _api(s, f"/videos/{vid}")["results"][0]["state"] == "succeeded", SLOW / 1000,
-             "the raw result set", interval=0.5)
+    wait_for(
+        lambda: _api(s, f"/videos/{vid}")["results"][0]["state"] == "succeeded",
+        SLOW / 1000,
+        "the raw result set",
+        interval=0.5,
+    )
 
     open_app(page, s["url"], route=f"video/{vid}", key=s["key"])
     page.get_by_role("heading", name="walk.mp4").wait_for()

@@ -7,6 +7,7 @@ volume as an operator's download would place the real ones.
 
 Failures name the container and carry the last lines of every container's log.
 """
+
 from __future__ import annotations
 
 import io
@@ -49,8 +50,7 @@ def _engine() -> str | None:
 
 ENGINE = _engine()
 if ENGINE is None:
-    pytest.skip("no podman-compose or docker engine here (make install adds podman on Debian)",
-                allow_module_level=True)
+    pytest.skip("no podman-compose or docker engine here (make install adds podman on Debian)", allow_module_level=True)
 # The engine's own commands here run with the settings the scripts use (infra/docker/engine.sh).
 ENV = dict(os.environ)
 if ENGINE == "podman" and "CONTAINERS_CONF" not in ENV and shutil.which("runc"):
@@ -93,8 +93,13 @@ class MemorySampler(threading.Thread):
 
     def run(self):
         while not self._halt.is_set():
-            res = subprocess.run([ENGINE, "stats", "--no-stream", "--format", "json"],
-                                 capture_output=True, text=True, timeout=60, env=ENV)
+            res = subprocess.run(
+                [ENGINE, "stats", "--no-stream", "--format", "json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=ENV,
+            )
             try:
                 rows = json.loads(res.stdout or "[]")
             except ValueError:
@@ -114,14 +119,14 @@ class MemorySampler(threading.Thread):
             self.join(timeout=70)
 
 
-_UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
+_UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
 
 def _bytes(text: str) -> int:
     """'123.4MB' / '1.2GiB' (stats' human units) → bytes."""
     t = str(text).strip()
     num = t.rstrip("BbKkMmGgIi ")
-    unit = t[len(num):].strip().lower() or "b"
+    unit = t[len(num) :].strip().lower() or "b"
     return int(float(num) * _UNITS.get(unit, 1))
 
 
@@ -129,12 +134,27 @@ def _bytes(text: str) -> int:
 def deployed(tmp_path_factory):
     base = tmp_path_factory.mktemp("deploy")
     http_port, prom_port = free_port(), free_port()
-    cameras = [{"id": "gate", "source": "/data/models/gate.mp4", "fps": 10, "buffer_seconds": 10,
-                "auth": "hmac", "secret": GATE_SECRET}]
-    env = {**ENV, "ENGINE": ENGINE, "KADR_COMPOSE_PROJECT": PROJECT, "COMPOSE_PROFILES": PROFILES,
-           "KADR_COMPOSE_SKIP": SKIP, "KADR_HTTP_PORT": str(http_port),
-           "KADR_PROMETHEUS_PORT": str(prom_port), "KADR_CAMERAS": json.dumps(cameras),
-           "KADR_REQUIRED_QUEUES": json.dumps(["enhance", "camera", "segment"])}
+    cameras = [
+        {
+            "id": "gate",
+            "source": "/data/models/gate.mp4",
+            "fps": 10,
+            "buffer_seconds": 10,
+            "auth": "hmac",
+            "secret": GATE_SECRET,
+        }
+    ]
+    env = {
+        **ENV,
+        "ENGINE": ENGINE,
+        "KADR_COMPOSE_PROJECT": PROJECT,
+        "COMPOSE_PROFILES": PROFILES,
+        "KADR_COMPOSE_SKIP": SKIP,
+        "KADR_HTTP_PORT": str(http_port),
+        "KADR_PROMETHEUS_PORT": str(prom_port),
+        "KADR_CAMERAS": json.dumps(cameras),
+        "KADR_REQUIRED_QUEUES": json.dumps(["enhance", "camera", "segment"]),
+    }
     volume = f"{PROJECT}_models"
     state = {"env": env, "sampler": MemorySampler(), "timings": {}}
     try:
@@ -145,9 +165,17 @@ def deployed(tmp_path_factory):
         _down(env, volume)
         out = ROOT / "test-artifacts" / "deploy"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "compose_up.json").write_text(json.dumps(
-            {"engine": ENGINE, **state["timings"], "memory_peak_bytes": state["sampler"].peaks,
-             "memory_samples": state["sampler"].samples}, indent=2))
+        (out / "compose_up.json").write_text(
+            json.dumps(
+                {
+                    "engine": ENGINE,
+                    **state["timings"],
+                    "memory_peak_bytes": state["sampler"].peaks,
+                    "memory_samples": state["sampler"].samples,
+                },
+                indent=2,
+            )
+        )
 
 
 def _down(env: dict, volume: str) -> None:
@@ -172,14 +200,20 @@ def _up(state: dict, env: dict, base: Path, volume: str, http_port: int, prom_po
         os.chmod(mount / f.name, 0o644)
 
     t0 = time.monotonic()
-    res = subprocess.run(["bash", "infra/docker/compose-up.sh"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=1800)
+    res = subprocess.run(
+        ["bash", "infra/docker/compose-up.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+    )
     state["timings"]["up_seconds"] = round(time.monotonic() - t0, 1)
     if res.returncode:
         pytest.fail(f"compose-up failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}\n{_logs()}")
     state["sampler"].start()
-    return {**state, "url": f"http://127.0.0.1:{http_port}", "prom": f"http://127.0.0.1:{prom_port}",
-            "up_output": res.stdout}
+    return {
+        **state,
+        "url": f"http://127.0.0.1:{http_port}",
+        "prom": f"http://127.0.0.1:{prom_port}",
+        "up_output": res.stdout,
+    }
+
 
 @pytest.fixture(scope="module")
 def api(deployed):
@@ -198,12 +232,27 @@ def test_up_prints_the_url_and_every_container_is_healthy(deployed):
     assert deployed["url"] in deployed["up_output"] and "keys create" in deployed["up_output"]
     names = _containers()
     services = {n.split("_")[1] if ENGINE == "podman" else n.split("-")[1] for n in names}
-    assert services == {"nginx", "gateway", "redis", "enhance", "segment", "camera", "exporter", "janitor",
-                        "autoscaler", "prometheus"}, explain(f"containers: {names}")
+    assert services == {
+        "nginx",
+        "gateway",
+        "redis",
+        "enhance",
+        "segment",
+        "camera",
+        "exporter",
+        "janitor",
+        "autoscaler",
+        "prometheus",
+    }, explain(f"containers: {names}")
     for name in names:
-        res = subprocess.run([ENGINE, "healthcheck", "run", name] if ENGINE == "podman"
-                             else [ENGINE, "inspect", "-f", "{{.State.Health.Status}}", name],
-                             capture_output=True, text=True, env=ENV)
+        res = subprocess.run(
+            [ENGINE, "healthcheck", "run", name]
+            if ENGINE == "podman"
+            else [ENGINE, "inspect", "-f", "{{.State.Health.Status}}", name],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
         assert res.returncode == 0 and "unhealthy" not in res.stdout, explain(f"{name} is not healthy: {res.stdout}")
     r = requests.get(deployed["url"] + "/readyz", timeout=10)
     assert r.status_code == 200, explain(f"/readyz through nginx: {r.status_code} {r.text}")
@@ -211,8 +260,12 @@ def test_up_prints_the_url_and_every_container_is_healthy(deployed):
 
 def test_a_photo_job_succeeds_and_its_result_downloads(api):
     img = encode(photo(640, 480, seed=3), "jpeg")
-    r = api.post(f"{api.base}/api/v1/enhance", files={"file": ("p.jpg", img, "image/jpeg")},
-                 data={"quality": "medium", "upscale": "2", "max_faces": "1"}, timeout=60)
+    r = api.post(
+        f"{api.base}/api/v1/enhance",
+        files={"file": ("p.jpg", img, "image/jpeg")},
+        data={"quality": "medium", "upscale": "2", "max_faces": "1"},
+        timeout=60,
+    )
     assert r.status_code == 202, explain(r.text)
     job = wait_job(api, r.json()["id"], timeout=600)
     assert job["state"] == "succeeded", explain(f"enhance job: {job}")
@@ -224,22 +277,29 @@ def test_a_photo_job_succeeds_and_its_result_downloads(api):
 def test_a_video_is_segmented_restabilized_and_its_overlay_plays(api, tmp_path):
     clip = write_video(make_video(12, 96, 128, speed=3.0, seed=4).frames, tmp_path / "clip.mp4")
     with open(clip, "rb") as f:
-        r = api.post(f"{api.base}/api/v1/videos", files={"file": ("clip.mp4", f)},
-                     data={"target_class": "person", "model": "lraspp_mobilenet_v3_large",
-                           "processing_size": "128"}, timeout=60)
+        r = api.post(
+            f"{api.base}/api/v1/videos",
+            files={"file": ("clip.mp4", f)},
+            data={"target_class": "person", "model": "lraspp_mobilenet_v3_large", "processing_size": "128"},
+            timeout=60,
+        )
     assert r.status_code == 202, explain(r.text)
     vid = r.json()["id"]
 
     def ended(n):
         v = api.get(f"{api.base}/api/v1/videos/{vid}", timeout=30).json()
-        done = v["state"] in ("succeeded", "failed") and all(x["state"] in ("succeeded", "failed")
-                                                              for x in v["results"])
+        done = v["state"] in ("succeeded", "failed") and all(
+            x["state"] in ("succeeded", "failed") for x in v["results"]
+        )
         return v if done and len(v["results"]) == n else None
 
     v = wait_for(lambda: ended(1), 600, f"video {vid}", interval=1)
     assert v["state"] == "succeeded", explain(f"video: {v}")
-    r = api.post(f"{api.base}/api/v1/videos/{vid}/stabilize",
-                 json={"method": "moving_average", "params": {"window": 5}}, timeout=30)
+    r = api.post(
+        f"{api.base}/api/v1/videos/{vid}/stabilize",
+        json={"method": "moving_average", "params": {"window": 5}},
+        timeout=30,
+    )
     assert r.status_code == 202, explain(r.text)
     rid = r.json()["id"]
     v = wait_for(lambda: ended(2), 300, f"re-stabilization of {vid}", interval=1)
@@ -248,6 +308,7 @@ def test_a_video_is_segmented_restabilized_and_its_overlay_plays(api, tmp_path):
     ov = api.get(f"{api.base}/api/v1/videos/{vid}/overlay.mp4", params={"result": rid}, timeout=60)
     assert ov.status_code == 200 and ov.headers["Content-Type"] == "video/mp4", explain(ov.text[:300])
     import av
+
     with av.open(io.BytesIO(ov.content)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 12
 
@@ -260,8 +321,12 @@ def test_a_signed_camera_webhook_ends_in_a_finished_event(api):
 
     wait_for(buffered, 120, "the gate camera's buffer to hold 3 s", interval=1)
     body = json.dumps({"ts": time.time() - 1, "vehicle_box": [0, 0, 320, 240], "plate": "A123BC77"}).encode()
-    r = requests.post(f"{api.base}/api/v1/camera/gate/events", data=body, timeout=30,
-                      headers={"Content-Type": "application/json", **signed_headers(GATE_SECRET, body, time.time())})
+    r = requests.post(
+        f"{api.base}/api/v1/camera/gate/events",
+        data=body,
+        timeout=30,
+        headers={"Content-Type": "application/json", **signed_headers(GATE_SECRET, body, time.time())},
+    )
     assert r.status_code == 202, explain(r.text)
     eid = r.json()["id"]
 
@@ -276,13 +341,18 @@ def test_a_signed_camera_webhook_ends_in_a_finished_event(api):
 
 
 def test_a_batch_streams_its_progress_to_the_end(api):
-    r = api.post(f"{api.base}/api/v1/batches", json={"params": {"quality": "fast", "upscale": 1, "max_faces": 1}},
-                 timeout=30)
+    r = api.post(
+        f"{api.base}/api/v1/batches", json={"params": {"quality": "fast", "upscale": 1, "max_faces": 1}}, timeout=30
+    )
     assert r.status_code == 201, explain(r.text)
     bid = r.json()["id"]
     events: list = []
-    reader = threading.Thread(target=sse_events, daemon=True, args=(
-        api, f"{api.base}/api/v1/batches/{bid}/events", lambda name, data: name == "end"), kwargs={"into": events})
+    reader = threading.Thread(
+        target=sse_events,
+        daemon=True,
+        args=(api, f"{api.base}/api/v1/batches/{bid}/events", lambda name, data: name == "end"),
+        kwargs={"into": events},
+    )
     reader.start()
     files = [("files", (f"{i}.png", encode(photo(96, 64, seed=i), "png"), "image/png")) for i in range(4)]
     r = api.post(f"{api.base}/api/v1/batches/{bid}/items", files=files, timeout=60)
@@ -308,10 +378,18 @@ def test_prometheus_reports_every_target_up(deployed):
         targets = wait_for(all_up, 90, "every Prometheus target up", interval=2)
     except TimeoutError:
         targets = requests.get(deployed["prom"] + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-        pytest.fail(explain("targets: " + json.dumps({t["labels"]["job"]: (t["health"], t.get("lastError"))
-                                                      for t in targets})))
-    assert {t["labels"]["job"] for t in targets} >= {"gateway", "exporter", "enhance", "segment", "camera",
-                                                     "autoscaler", "janitor"}
+        pytest.fail(
+            explain("targets: " + json.dumps({t["labels"]["job"]: (t["health"], t.get("lastError")) for t in targets}))
+        )
+    assert {t["labels"]["job"] for t in targets} >= {
+        "gateway",
+        "exporter",
+        "enhance",
+        "segment",
+        "camera",
+        "autoscaler",
+        "janitor",
+    }
 
 
 def test_every_container_stayed_under_its_memory_limit(deployed):

@@ -1,4 +1,5 @@
 """The whole stack over HTTP: redis-server, an enhance worker, gunicorn, nginx."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,17 +15,22 @@ import requests
 
 from testbed.stack import ROOT, kadr_env, start_gateway, start_nginx, start_worker, wait_for
 
-MAX_UPLOAD = 1_000_000       # the app refuses one file over this (413 file_too_large)
-MAX_REQUEST = 3_000_000      # nginx and the app refuse a body over this (413)
+MAX_UPLOAD = 1_000_000  # the app refuses one file over this (413 file_too_large)
+MAX_REQUEST = 3_000_000  # nginx and the app refuse a body over this (413)
 
 
 @contextlib.contextmanager
 def running_stack(redis_server, models_dir, base, services=("enhance",), **settings):
     """Redis (the session's), one worker per service, gunicorn and nginx; yields handles."""
-    env = kadr_env(redis_url=redis_server, storage_dir=base / "blobs", models_dir=models_dir,
-                   KADR_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), KADR_MAX_REQUEST_BYTES=str(MAX_REQUEST),
-                   KADR_REQUIRED_QUEUES=json.dumps(list(services)),
-                   **{"KADR_MAX_BATCH_FILES": "5", **settings})
+    env = kadr_env(
+        redis_url=redis_server,
+        storage_dir=base / "blobs",
+        models_dir=models_dir,
+        KADR_MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
+        KADR_MAX_REQUEST_BYTES=str(MAX_REQUEST),
+        KADR_REQUIRED_QUEUES=json.dumps(list(services)),
+        **{"KADR_MAX_BATCH_FILES": "5", **settings},
+    )
     r = redis_lib.Redis.from_url(redis_server, decode_responses=True)
     r.flushall()
     procs = []
@@ -35,10 +41,22 @@ def running_stack(redis_server, models_dir, base, services=("enhance",), **setti
         procs.append(gw)
         ngx, url = start_nginx(gw_url.removeprefix("http://"), base / "logs", max_body_bytes=MAX_REQUEST)
         procs.append(ngx)
-        wait_for(lambda: requests.get(url + "/readyz", timeout=5).status_code == 200, 180,
-                 "the stack to be ready (workers up, models loaded)")
-        yield {"url": url, "gateway_url": gw_url, "env": env, "redis": r, "workers": workers,
-               "worker": next(iter(workers.values())), "gateway": gw, "nginx": ngx, "base": base}
+        wait_for(
+            lambda: requests.get(url + "/readyz", timeout=5).status_code == 200,
+            180,
+            "the stack to be ready (workers up, models loaded)",
+        )
+        yield {
+            "url": url,
+            "gateway_url": gw_url,
+            "env": env,
+            "redis": r,
+            "workers": workers,
+            "worker": next(iter(workers.values())),
+            "gateway": gw,
+            "nginx": ngx,
+            "base": base,
+        }
     finally:
         for p in reversed(procs):
             p.stop()
@@ -49,11 +67,20 @@ def running_stack(redis_server, models_dir, base, services=("enhance",), **setti
 def full_stack(redis_server, models_dir, base, camera_secret: str, **settings):
     """All three workers, and one HMAC camera "gate" buffering a live MJPEG source."""
     from testbed.mjpeg_server import MjpegServer
+
     with MjpegServer(fps=10) as cam:
-        cameras = [{"id": "gate", "source": cam.url, "fps": 10, "buffer_seconds": 5, "auth": "hmac",
-                    "secret": camera_secret}]
-        with running_stack(redis_server, models_dir, base, services=("enhance", "segment", "camera"),
-                           KADR_CAMERAS=json.dumps(cameras), KADR_MAX_VIDEO_FRAMES="30", **settings) as s:
+        cameras = [
+            {"id": "gate", "source": cam.url, "fps": 10, "buffer_seconds": 5, "auth": "hmac", "secret": camera_secret}
+        ]
+        with running_stack(
+            redis_server,
+            models_dir,
+            base,
+            services=("enhance", "segment", "camera"),
+            KADR_CAMERAS=json.dumps(cameras),
+            KADR_MAX_VIDEO_FRAMES="30",
+            **settings,
+        ) as s:
             yield s
 
 
@@ -65,9 +92,14 @@ def stack(redis_server, models_dir, tmp_path_factory):
 
 def create_key(env: dict, name: str, *scopes: str) -> str:
     """Through the real admin command, as an operator would (all scopes unless named)."""
-    out = subprocess.run([sys.executable, "-m", "client.cli", "keys", "create", name,
-                          *[f"--scope={s}" for s in scopes]], cwd=ROOT,
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "client.cli", "keys", "create", name, *[f"--scope={s}" for s in scopes]],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -118,6 +150,7 @@ def wait_job(api, job_id: str, timeout: float = 240) -> dict:
     def done():
         j = api.get(f"{api.base}/api/v1/jobs/{job_id}", params={"wait": 20}, timeout=30).json()
         return j if j["state"] in ("succeeded", "failed", "canceled") else None
+
     return wait_for(done, timeout, f"job {job_id}", interval=0)
 
 

@@ -1,4 +1,5 @@
 """Through nginx → gunicorn → Redis → Celery worker, over real HTTP."""
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -27,10 +28,8 @@ def _error(resp, status, code):
 def test_every_api_route_needs_a_key(stack):
     url = stack["url"]
     _error(requests.get(f"{url}/api/v1/jobs/abc"), 401, "unauthorized")
-    _error(requests.post(f"{url}/api/v1/enhance", files={"file": ("a.png", flat_png())}), 401,
-           "unauthorized")
-    _error(requests.get(f"{url}/api/v1/jobs/abc", headers={"Authorization": "Bearer kadr_nope"}),
-           401, "unauthorized")
+    _error(requests.post(f"{url}/api/v1/enhance", files={"file": ("a.png", flat_png())}), 401, "unauthorized")
+    _error(requests.get(f"{url}/api/v1/jobs/abc", headers={"Authorization": "Bearer kadr_nope"}), 401, "unauthorized")
     assert requests.get(f"{url}/healthz").status_code == 200
 
 
@@ -57,9 +56,12 @@ def test_ops_status_lists_queues_processes_and_memory(stack, api):
 
 def test_photo_round_trip_and_request_id(stack, api):
     rid = "e2e-request-0001"
-    resp = api.post(f"{api.base}/api/v1/enhance", headers={"X-Request-ID": rid},
-                    files={"file": ("Портрет бабушки.jpg", astronaut_jpeg(), "image/jpeg")},
-                    data={"quality": "medium", "upscale": "2", "max_faces": "1"})
+    resp = api.post(
+        f"{api.base}/api/v1/enhance",
+        headers={"X-Request-ID": rid},
+        files={"file": ("Портрет бабушки.jpg", astronaut_jpeg(), "image/jpeg")},
+        data={"quality": "medium", "upscale": "2", "max_faces": "1"},
+    )
     assert resp.status_code == 202, resp.text
     assert resp.headers["X-Request-ID"] == rid
     job = resp.json()
@@ -72,12 +74,16 @@ def test_photo_round_trip_and_request_id(stack, api):
     img = api.get(f"{api.base}{done['links']['result']}")
     assert img.status_code == 200 and img.headers["Content-Type"] == "image/jpeg"
     from PIL import Image
+
     assert Image.open(io.BytesIO(img.content)).size == (1024, 1024)
     png = api.get(f"{api.base}{done['links']['result']}?format=png")
     assert png.headers["Content-Type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     # The worker logged this job under the id nginx passed along.
-    wait_for(lambda: any(rid in ln and job["id"] in ln for ln in stack["worker"].log_text().splitlines()),
-             10, "the worker's log line with the request id")
+    wait_for(
+        lambda: any(rid in ln and job["id"] in ln for ln in stack["worker"].log_text().splitlines()),
+        10,
+        "the worker's log line with the request id",
+    )
 
 
 def test_nginx_generates_a_request_id(stack, api):
@@ -87,8 +93,11 @@ def test_nginx_generates_a_request_id(stack, api):
 
 
 def test_another_keys_job_is_404_and_delete_removes_files(stack, api, keys):
-    resp = api.post(f"{api.base}/api/v1/enhance", files={"file": ("x.png", flat_png(seed=11))},
-                    data={"quality": "fast", "upscale": "1", "max_faces": "1"})
+    resp = api.post(
+        f"{api.base}/api/v1/enhance",
+        files={"file": ("x.png", flat_png(seed=11))},
+        data={"quality": "fast", "upscale": "1", "max_faces": "1"},
+    )
     job = resp.json()
     wait_job(api, job["id"])
     bob = {"Authorization": f"Bearer {keys[1]}"}
@@ -104,17 +113,26 @@ def test_another_keys_job_is_404_and_delete_removes_files(stack, api, keys):
 
 
 def test_bad_parameters_name_the_allowed_range(api):
-    err = _error(api.post(f"{api.base}/api/v1/enhance", files={"file": ("a.png", flat_png())},
-                          data={"upscale": "9"}), 400, "invalid_parameters")
+    err = _error(
+        api.post(f"{api.base}/api/v1/enhance", files={"file": ("a.png", flat_png())}, data={"upscale": "9"}),
+        400,
+        "invalid_parameters",
+    )
     assert "upscale" in err["message"] and "1–4" in err["message"]
-    err = _error(api.post(f"{api.base}/api/v1/enhance", files={"file": ("a.png", flat_png())},
-                          data={"tile": "100"}), 400, "invalid_parameters")
+    err = _error(
+        api.post(f"{api.base}/api/v1/enhance", files={"file": ("a.png", flat_png())}, data={"tile": "100"}),
+        400,
+        "invalid_parameters",
+    )
     assert "256 and 512" in err["message"]
 
 
 def test_bad_files_are_refused_clearly(api):
-    _error(api.post(f"{api.base}/api/v1/enhance", files={"file": ("notes.jpg", b"hello, not a photo")}),
-           415, "unsupported_format")
+    _error(
+        api.post(f"{api.base}/api/v1/enhance", files={"file": ("notes.jpg", b"hello, not a photo")}),
+        415,
+        "unsupported_format",
+    )
     _error(api.post(f"{api.base}/api/v1/enhance", files={"file": ("empty.jpg", b"")}), 400, "empty_file")
     truncated = astronaut_jpeg()[:2000]
     # Cut short: refused at upload from its structure, never queued.
@@ -133,10 +151,14 @@ def test_oversize_uploads_get_413_from_app_and_from_nginx(api):
 
 
 def test_batch_with_zip_download(api):
-    files = [("files", ("a.png", flat_png(seed=21))), ("files", ("a.png", flat_png(seed=22))),
-             ("files", ("../../etc/b.png", flat_png(seed=23)))]
-    resp = api.post(f"{api.base}/api/v1/enhance/batch", files=files,
-                    data={"quality": "fast", "upscale": "2", "max_faces": "1"})
+    files = [
+        ("files", ("a.png", flat_png(seed=21))),
+        ("files", ("a.png", flat_png(seed=22))),
+        ("files", ("../../etc/b.png", flat_png(seed=23))),
+    ]
+    resp = api.post(
+        f"{api.base}/api/v1/enhance/batch", files=files, data={"quality": "fast", "upscale": "2", "max_faces": "1"}
+    )
     assert resp.status_code == 202, resp.text
     batch = resp.json()
     assert batch["total"] == 3 and resp.headers["Location"] == f"/api/v1/batches/{batch['id']}"
@@ -144,6 +166,7 @@ def test_batch_with_zip_download(api):
     def finished():
         b = api.get(f"{api.base}/api/v1/batches/{batch['id']}").json()
         return b if b["state"] in ("succeeded", "partial", "failed") else None
+
     b = wait_for(finished, 240, "the batch", interval=0.2)
     assert b["state"] == "succeeded" and b["progress"] == 1.0 and b["counts"]["succeeded"] == 3
     assert {i["name"] for i in b["items"]} == {"a.png", "b.png"}
@@ -153,6 +176,7 @@ def test_batch_with_zip_download(api):
     assert sorted(zf.namelist()) == ["a (2).png", "a.png", "b.png"]
     assert zf.testzip() is None
     from PIL import Image
+
     assert Image.open(zf.open("b.png")).size == (128, 96)
 
 
@@ -165,11 +189,18 @@ def test_batch_limits(api):
 
 
 def test_burst_gets_429_from_nginx(stack, api):
-    ngx, url = start_nginx(stack["gateway_url"].removeprefix("http://"), stack["base"] / "logs-429",
-                           rate="2r/s", burst=2, max_body_bytes=MAX_REQUEST)
+    ngx, url = start_nginx(
+        stack["gateway_url"].removeprefix("http://"),
+        stack["base"] / "logs-429",
+        rate="2r/s",
+        burst=2,
+        max_body_bytes=MAX_REQUEST,
+    )
     try:
+
         def hit(_):
             return requests.get(f"{url}/api/v1/jobs/none", headers=api.headers, timeout=10)
+
         with cf.ThreadPoolExecutor(8) as pool:
             responses = list(pool.map(hit, range(30)))
         codes = [r.status_code for r in responses]
@@ -184,9 +215,14 @@ def test_burst_gets_429_from_nginx(stack, api):
 def test_openapi_and_docs_are_served(stack):
     spec = requests.get(stack["url"] + "/api/openapi.json").json()
     assert spec["openapi"].startswith("3.")
-    for path in ("/api/v1/enhance", "/api/v1/enhance/batch", "/api/v1/jobs/{job_id}",
-                 "/api/v1/jobs/{job_id}/result", "/api/v1/batches/{batch_id}",
-                 "/api/v1/batches/{batch_id}/archive"):
+    for path in (
+        "/api/v1/enhance",
+        "/api/v1/enhance/batch",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/result",
+        "/api/v1/batches/{batch_id}",
+        "/api/v1/batches/{batch_id}/archive",
+    ):
         assert path in spec["paths"], path
     docs = requests.get(stack["url"] + "/api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -198,8 +234,12 @@ def test_prefork_worker_metrics_sum_the_pool_processes(stack, api):
     """The enhance worker runs tasks in a prefork child; its main process serves what the
     child recorded (multiprocess mode) plus the memory of the whole tree."""
     from testbed.stack import sample, scrape
-    resp = api.post(f"{api.base}/api/v1/enhance", files={"file": ("m.png", flat_png(seed=31))},
-                    data={"quality": "fast", "upscale": "2", "max_faces": "1"})
+
+    resp = api.post(
+        f"{api.base}/api/v1/enhance",
+        files={"file": ("m.png", flat_png(seed=31))},
+        data={"quality": "fast", "upscale": "2", "max_faces": "1"},
+    )
     assert resp.status_code == 202, resp.text
     assert wait_job(api, resp.json()["id"])["state"] == "succeeded"
     m = scrape(stack["worker"].metrics_url)

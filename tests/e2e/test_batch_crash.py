@@ -2,6 +2,7 @@
 a gateway restart and a Redis restart (AOF), one after the other while items run.
 Afterwards every item ended exactly once (one outcome written per item, read from the
 workers' own JSON logs) and the counts, the manifest and the files agree."""
+
 from __future__ import annotations
 
 import collections
@@ -29,8 +30,11 @@ def _outcomes(log_paths) -> collections.Counter:
             if not line.startswith("{"):
                 continue
             rec = json.loads(line)
-            if rec.get("logger") == "kadr.jobs" and rec.get("job_id") and (
-                    rec["message"] == "job succeeded" or rec["message"].startswith("job failed")):
+            if (
+                rec.get("logger") == "kadr.jobs"
+                and rec.get("job_id")
+                and (rec["message"] == "job succeeded" or rec["message"].startswith("job failed"))
+            ):
                 out[rec["job_id"]] += 1
     return out
 
@@ -40,18 +44,26 @@ def test_batch_survives_worker_kill_gateway_restart_and_redis_restart(models_dir
     redis_proc, redis_url = start_redis(redis_dir)
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     extra = []
-    settings = dict(KADR_BATCH_WINDOW="3", KADR_BATCH_REDISPATCH_SECONDS="5", KADR_REAPER_INTERVAL_SECONDS="1",
-                    KADR_ORPHAN_GRACE_SECONDS="3", KADR_STRANDED_MESSAGE_SECONDS="5")
+    settings = dict(
+        KADR_BATCH_WINDOW="3",
+        KADR_BATCH_REDISPATCH_SECONDS="5",
+        KADR_REAPER_INTERVAL_SECONDS="1",
+        KADR_ORPHAN_GRACE_SECONDS="3",
+        KADR_STRANDED_MESSAGE_SECONDS="5",
+    )
     try:
         with running_stack(redis_url, models_dir, tmp_path, **settings) as s:
             api = requests.Session()
             api.headers["Authorization"] = f"Bearer {create_key(s['env'], 'crash')}"
             url = s["url"]
-            bid = api.post(f"{url}/api/v1/batches", json={"params": {"quality": "fast", "upscale": 1,
-                                                                        "max_faces": 1}}).json()["id"]
+            bid = api.post(
+                f"{url}/api/v1/batches", json={"params": {"quality": "fast", "upscale": 1, "max_faces": 1}}
+            ).json()["id"]
             for i in range(0, N, 4):
-                r = api.post(f"{url}/api/v1/batches/{bid}/items",
-                             files=[("files", (f"c{j}.png", flat_png(seed=500 + j))) for j in range(i, min(N, i + 4))])
+                r = api.post(
+                    f"{url}/api/v1/batches/{bid}/items",
+                    files=[("files", (f"c{j}.png", flat_png(seed=500 + j))) for j in range(i, min(N, i + 4))],
+                )
                 assert r.status_code == 202, r.text
             api.post(f"{url}/api/v1/batches/{bid}/close")
 
@@ -59,6 +71,7 @@ def test_batch_survives_worker_kill_gateway_restart_and_redis_restart(models_dir
                 def check():
                     b = api.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}, timeout=5).json()
                     return b if b["counts"]["succeeded"] >= at_least else None
+
                 return wait_for(check, 240, f"{at_least} items done", interval=0.2)
 
             succeeded(2)
@@ -75,9 +88,16 @@ def test_batch_survives_worker_kill_gateway_restart_and_redis_restart(models_dir
             # 3. Redis restarts from its append-only file (a clean shutdown writes it out).
             redis_proc.stop()
             redis_proc, _ = start_redis(redis_dir, port=port)
-            end = wait_for(lambda: (b := api.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0},
-                                                 timeout=5).json())["state"] not in ("running", "queued") and b,
-                           300, "the batch to end", interval=0.3)
+            end = wait_for(
+                lambda: (
+                    (b := api.get(f"{url}/api/v1/batches/{bid}", params={"limit": 0}, timeout=5).json())["state"]
+                    not in ("running", "queued")
+                    and b
+                ),
+                300,
+                "the batch to end",
+                interval=0.3,
+            )
             assert end["state"] == "succeeded", end
             assert end["counts"]["succeeded"] == N and sum(end["counts"].values()) == N
             assert end["progress"] == 1.0

@@ -1,6 +1,7 @@
 """Batches at scale through nginx → gunicorn → Redis → a real enhance worker: streaming
 items and archives in, dedupe, live SSE, pause/resume/cancel/retry, manifests and the
 ZIP while running."""
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,12 @@ def _get(api, bid, **params) -> dict:
 
 
 def _wait_ended(api, bid, timeout=240) -> dict:
-    return wait_for(lambda: (b := _get(api, bid))["state"] in ("succeeded", "partial", "failed", "canceled")
-                    and b, timeout, f"batch {bid} to end", interval=0.2)
+    return wait_for(
+        lambda: (b := _get(api, bid))["state"] in ("succeeded", "partial", "failed", "canceled") and b,
+        timeout,
+        f"batch {bid} to end",
+        interval=0.2,
+    )
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -52,8 +57,9 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 
 def test_stream_in_files_and_archives_follow_live_and_export(api):
-    b = _batch(api, name="holiday", variants=[{"name": "fast", "params": {}},
-                                              {"name": "big", "params": {"upscale": 2}}])
+    b = _batch(
+        api, name="holiday", variants=[{"name": "fast", "params": {}}, {"name": "big", "params": {"upscale": 2}}]
+    )
     bid = b["id"]
     assert b["state"] == "open" and b["open"] and [v["name"] for v in b["variants"]] == ["fast", "big"]
 
@@ -61,20 +67,24 @@ def test_stream_in_files_and_archives_follow_live_and_export(api):
 
     def listen():
         sse_events(api, f"{api.base}/api/v1/batches/{bid}/events", lambda name, data: name == "end", into=events)
+
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
 
     # Parallel requests, a retried upload, a duplicate under another name, a bad file.
     photos = {f"p{i}.png": flat_png(seed=100 + i) for i in range(4)}
     with_dup = [("p0.png", photos["p0.png"]), ("p1.png", photos["p1.png"])]
-    threads = [threading.Thread(target=_add, args=(api, bid, with_dup)),
-               threading.Thread(target=_add, args=(api, bid, [("p2.png", photos["p2.png"])]))]
+    threads = [
+        threading.Thread(target=_add, args=(api, bid, with_dup)),
+        threading.Thread(target=_add, args=(api, bid, [("p2.png", photos["p2.png"])])),
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    again = _add(api, bid, [("p0.png", photos["p0.png"]), ("copy.png", photos["p1.png"]),
-                            ("notes.jpg", b"not a photo")])
+    again = _add(
+        api, bid, [("p0.png", photos["p0.png"]), ("copy.png", photos["p1.png"]), ("notes.jpg", b"not a photo")]
+    )
     assert [a["existing"] for a in again["accepted"]] == [True, True, False, False]
     assert [a["state"] for a in again["accepted"][2:]] == ["skipped", "skipped"]
     assert again["rejected"][0]["name"] == "notes.jpg"
@@ -83,9 +93,16 @@ def test_stream_in_files_and_archives_follow_live_and_export(api):
 
     # A ZIP with a photo, a traversal name, a nested archive, a bomb-like entry and macOS junk.
     bomb = b"\0" * 900_000  # under the stack's 1 MB upload limit, ~1000:1 compressed
-    archive = _zip({"trip/p3.png": photos["p3.png"], "../../evil.png": photos["p3.png"],
-                    "inner.zip": _zip({"x.png": photos["p3.png"]}), "zeros.png": bomb,
-                    "__MACOSX/._p3.png": b"junk", ".DS_Store": b"junk"})
+    archive = _zip(
+        {
+            "trip/p3.png": photos["p3.png"],
+            "../../evil.png": photos["p3.png"],
+            "inner.zip": _zip({"x.png": photos["p3.png"]}),
+            "zeros.png": bomb,
+            "__MACOSX/._p3.png": b"junk",
+            ".DS_Store": b"junk",
+        }
+    )
     out = _add(api, bid, [("photos.zip", archive)])
     assert [a["name"] for a in out["accepted"]] == ["trip/p3.png", "trip/p3.png"]
     codes = {r["code"] for r in out["rejected"]}
@@ -126,8 +143,9 @@ def test_stream_in_files_and_archives_follow_live_and_export(api):
     lines = api.get(f"{api.base}/api/v1/batches/{bid}/manifest.jsonl").text.splitlines()
     assert len(lines) == 10 and json.loads(lines[0])["name"] == rows[0]["name"]
     z = zipfile.ZipFile(io.BytesIO(api.get(f"{api.base}/api/v1/batches/{bid}/archive").content))
-    assert sorted(z.namelist()) == sorted(f"{v}/{n}" for v in ("fast", "big")
-                                          for n in ("p0.png", "p1.png", "p2.png", "copy.png", "trip/p3.png"))
+    assert sorted(z.namelist()) == sorted(
+        f"{v}/{n}" for v in ("fast", "big") for n in ("p0.png", "p1.png", "p2.png", "copy.png", "trip/p3.png")
+    )
     assert z.testzip() is None
 
 
@@ -198,18 +216,23 @@ def test_a_retried_create_with_an_idempotency_key_gets_the_same_batch(api, keys)
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["id"] == first.json()["id"] and again.headers["Location"] == first.headers["Location"]
     # The same key with another request is a client bug, said as such.
-    other = api.post(f"{api.base}/api/v1/batches", json={**spec, "name": "else"},
-                     headers={"Idempotency-Key": "create-1"})
+    other = api.post(
+        f"{api.base}/api/v1/batches", json={**spec, "name": "else"}, headers={"Idempotency-Key": "create-1"}
+    )
     assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
     # Keys belong to their API key; without one every create is a new batch.
-    theirs = requests.post(f"{api.base}/api/v1/batches", json=spec,
-                           headers={"Authorization": f"Bearer {keys[1]}", "Idempotency-Key": "create-1"})
+    theirs = requests.post(
+        f"{api.base}/api/v1/batches",
+        json=spec,
+        headers={"Authorization": f"Bearer {keys[1]}", "Idempotency-Key": "create-1"},
+    )
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
     ids = {api.post(f"{api.base}/api/v1/batches", json=spec).json()["id"] for _ in range(2)}
     assert len(ids) == 2 and first.json()["id"] not in ids
     # A refused create leaves the key free for the corrected request.
-    bad = api.post(f"{api.base}/api/v1/batches", json={"params": {"upscale": 9}},
-                   headers={"Idempotency-Key": "create-2"})
+    bad = api.post(
+        f"{api.base}/api/v1/batches", json={"params": {"upscale": 9}}, headers={"Idempotency-Key": "create-2"}
+    )
     assert bad.status_code == 400
     good = api.post(f"{api.base}/api/v1/batches", json={"params": FAST}, headers={"Idempotency-Key": "create-2"})
     assert good.status_code == 201, good.text

@@ -1,6 +1,7 @@
 """Camera events end to end through nginx: a real camera worker (``--pool threads``)
 buffering a live MJPEG camera, signed webhooks, the snow photo, plates from uploads,
 backlog 503s, buffer health and the outbound webhook."""
+
 from __future__ import annotations
 
 import io
@@ -32,11 +33,26 @@ def cam(redis_server, tmp_path_factory):
     base = tmp_path_factory.mktemp("camera")
     receiver = Receiver()
     with MjpegServer(fps=10, period=4.0, sharp_seconds=0.5) as srv:
-        cameras = [{"id": "gate", "source": srv.url, "fps": 10, "buffer_seconds": 10, "auth": "hmac",
-                    "secret": GATE_SECRET, "webhook_url": receiver.url},
-                   {"id": "yard", "auth": "token", "secret": YARD_TOKEN}]
-        with running_stack(redis_server, base / "models", base, services=("camera",),
-                           KADR_CAMERAS=json.dumps(cameras), KADR_CAMERA_MAX_BACKLOG=str(BACKLOG)) as s:
+        cameras = [
+            {
+                "id": "gate",
+                "source": srv.url,
+                "fps": 10,
+                "buffer_seconds": 10,
+                "auth": "hmac",
+                "secret": GATE_SECRET,
+                "webhook_url": receiver.url,
+            },
+            {"id": "yard", "auth": "token", "secret": YARD_TOKEN},
+        ]
+        with running_stack(
+            redis_server,
+            base / "models",
+            base,
+            services=("camera",),
+            KADR_CAMERAS=json.dumps(cameras),
+            KADR_CAMERA_MAX_BACKLOG=str(BACKLOG),
+        ) as s:
             # The janitor delivers the outbound webhook (from the outbox).
             janitor, _ = start_ops("janitor", s["env"], base / "logs")
             s["srv"], s["receiver"] = srv, receiver
@@ -52,14 +68,14 @@ def cam(redis_server, tmp_path_factory):
 def _post_signed(s, camera_id, event: dict, secret=GATE_SECRET, now=None):
     body = json.dumps(event).encode()
     headers = {"Content-Type": "application/json", **signed_headers(secret, body, now or time.time())}
-    return requests.post(f"{s['url']}/api/v1/camera/{camera_id}/events", data=body, headers=headers,
-                         timeout=10)
+    return requests.post(f"{s['url']}/api/v1/camera/{camera_id}/events", data=body, headers=headers, timeout=10)
 
 
 def _wait_event(s, event_id, timeout=30):
     def done():
         e = s["api"].get(f"{s['url']}/api/v1/camera/events/{event_id}", timeout=10).json()
         return e if e["state"] in TERMINAL else None
+
     return wait_for(done, timeout, f"camera event {event_id}", interval=0.1)
 
 
@@ -74,8 +90,7 @@ def _gate_buffer(s):
 
 
 def test_snow_photo_is_the_sharp_frame_before_the_event(cam):
-    buf = wait_for(lambda: (b := _gate_buffer(cam)) and b["seconds_held"] >= 3 and b, 30,
-                   "the gate buffer to hold 3 s")
+    buf = wait_for(lambda: (b := _gate_buffer(cam)) and b["seconds_held"] >= 3 and b, 30, "the gate buffer to hold 3 s")
     assert buf["up"] is True and buf["bytes"] > 0 and buf["mode"] == "jpeg"
     assert 4 <= buf["fps"] <= 12 and buf["last_frame_age_seconds"] < 3.0  # camera at 10 fps
     # Aim 3 s after a sharp moment whose neighbours 1 s either side are in the buffer.
@@ -85,8 +100,7 @@ def test_snow_photo_is_the_sharp_frame_before_the_event(cam):
         center += srv.period
     event_ts = center + 3
     wait_for(lambda: time.time() >= event_ts + 0.3, 10, "the event moment to pass")
-    resp = _post_signed(cam, "gate", {"ts": event_ts, "vehicle_box": [0, 0, 320, 240],
-                                      "plate": "A123BC77", "lane": 2})
+    resp = _post_signed(cam, "gate", {"ts": event_ts, "vehicle_box": [0, 0, 320, 240], "plate": "A123BC77", "lane": 2})
     assert resp.status_code == 202, resp.text
     assert resp.headers["Location"] == f"/api/v1/camera/events/{resp.json()['id']}"
     ev = _wait_event(cam, resp.json()["id"])
@@ -106,14 +120,19 @@ def test_snow_photo_is_the_sharp_frame_before_the_event(cam):
     assert img.status_code == 200 and img.headers["Content-Type"] == "image/jpeg"
     assert Image.open(io.BytesIO(img.content)).size == (320, 240)
     # Listed, newest first, for every key; filters by camera and time.
-    listed = cam["api"].get(f"{cam['url']}/api/v1/camera/events",
-                            params={"camera": "gate", "since": event_ts - 1}, timeout=10).json()
+    listed = (
+        cam["api"]
+        .get(f"{cam['url']}/api/v1/camera/events", params={"camera": "gate", "since": event_ts - 1}, timeout=10)
+        .json()
+    )
     assert ev["id"] in [e["id"] for e in listed["events"]]
     assert requests.get(f"{cam['url']}/api/v1/camera/events/{ev['id']}", timeout=10).status_code == 401
     # The outbound webhook got the finished event, signed with the camera's secret.
-    headers, body = wait_for(lambda: next((p for p in cam["receiver"].posts
-                                           if json.loads(p[1])["id"] == ev["id"]), None),
-                             20, "the outbound webhook")
+    headers, body = wait_for(
+        lambda: next((p for p in cam["receiver"].posts if json.loads(p[1])["id"] == ev["id"]), None),
+        20,
+        "the outbound webhook",
+    )
     assert json.loads(body)["result"]["snow"]["offset"] == 3.0
     assert headers[SIGNATURE_HEADER] == signature(GATE_SECRET, headers[TIMESTAMP_HEADER], body)
     _check_clip(cam, ev, event_ts)
@@ -151,29 +170,46 @@ def test_bad_credentials_and_unknown_camera(cam):
     _err(tampered, 401, "unauthorized")
     _err(_post_signed(cam, "gate", {"ts": time.time()}, secret="not-the-gate-secret-000"), 401, "unauthorized")
     _err(_post_signed(cam, "gate", {"ts": time.time()}, now=time.time() - 600), 401, "unauthorized")
-    _err(requests.post(f"{url}/api/v1/camera/gate/events", json={"ts": time.time()}, timeout=10),
-         401, "unauthorized")
-    _err(requests.post(f"{url}/api/v1/camera/yard/events", params={"token": "wrong"}, json={}, timeout=10),
-         401, "unauthorized")
-    _err(requests.post(f"{url}/api/v1/camera/yard/events", headers={"X-Kadr-Token": GATE_SECRET},
-                       json={}, timeout=10), 401, "unauthorized")
+    _err(requests.post(f"{url}/api/v1/camera/gate/events", json={"ts": time.time()}, timeout=10), 401, "unauthorized")
+    _err(
+        requests.post(f"{url}/api/v1/camera/yard/events", params={"token": "wrong"}, json={}, timeout=10),
+        401,
+        "unauthorized",
+    )
+    _err(
+        requests.post(f"{url}/api/v1/camera/yard/events", headers={"X-Kadr-Token": GATE_SECRET}, json={}, timeout=10),
+        401,
+        "unauthorized",
+    )
     _err(_post_signed(cam, "nope", {"ts": time.time()}), 404, "not_found")
     # An API key is no camera credential, and the events API still wants a key.
-    _err(requests.post(f"{url}/api/v1/camera/gate/events", json={},
-                       headers={"Authorization": cam["api"].headers["Authorization"]}, timeout=10),
-         401, "unauthorized")
+    _err(
+        requests.post(
+            f"{url}/api/v1/camera/gate/events",
+            json={},
+            headers={"Authorization": cam["api"].headers["Authorization"]},
+            timeout=10,
+        ),
+        401,
+        "unauthorized",
+    )
     _err(requests.get(f"{url}/api/v1/cameras", timeout=10), 401, "unauthorized")
     # Nothing refused was recorded.
-    assert all(e["camera"] != "yard" for e in cam["api"].get(f"{url}/api/v1/camera/events",
-                                                              timeout=10).json()["events"])
+    assert all(
+        e["camera"] != "yard" for e in cam["api"].get(f"{url}/api/v1/camera/events", timeout=10).json()["events"]
+    )
 
 
 def test_plates_from_uploaded_image_with_token_in_query(cam):
     img, (px, py, pw, ph) = scene_with_plate(480, 640, plate_width=200, seed=3)
     ok, jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    resp = requests.post(f"{cam['url']}/api/v1/camera/yard/events", params={"token": YARD_TOKEN},
-                         files={"overview": ("car.jpg", jpg.tobytes(), "image/jpeg")},
-                         data={"ts": str(time.time()), "plate": "A123BC77", "gate": "north"}, timeout=10)
+    resp = requests.post(
+        f"{cam['url']}/api/v1/camera/yard/events",
+        params={"token": YARD_TOKEN},
+        files={"overview": ("car.jpg", jpg.tobytes(), "image/jpeg")},
+        data={"ts": str(time.time()), "plate": "A123BC77", "gate": "north"},
+        timeout=10,
+    )
     assert resp.status_code == 202, resp.text
     ev = _wait_event(cam, resp.json()["id"])
     assert ev["state"] == "succeeded", ev["error"]
@@ -186,12 +222,12 @@ def test_plates_from_uploaded_image_with_token_in_query(cam):
     assert crop.status_code == 200 and Image.open(io.BytesIO(crop.content)).size[0] >= bw
     up = cam["api"].get(cam["url"] + ev["images"]["overview"], timeout=10)
     assert up.status_code == 200 and up.content == jpg.tobytes()
-    _err(cam["api"].get(f"{cam['url']}/api/v1/camera/events/{ev['id']}/images/plate_9", timeout=10),
-         404, "not_found")
+    _err(cam["api"].get(f"{cam['url']}/api/v1/camera/events/{ev['id']}/images/plate_9", timeout=10), 404, "not_found")
 
 
 def test_backlog_full_is_503_and_every_accepted_event_is_processed(cam):
     from celery import Celery
+
     control = Celery(broker=cam["env"]["KADR_REDIS_URL"]).control
     node = cam["worker"].node
     # Hold the worker off the queue so the backlog builds up, as behind a slow worker.
@@ -217,6 +253,7 @@ def test_worker_and_gateway_metrics(cam):
     """The camera worker's own endpoint (buffers, memory, tasks) and the gateway's
     request series, after the events above."""
     from testbed.stack import sample, scrape
+
     wait_for(lambda: (_gate_buffer(cam) or {}).get("seconds_held", 0) >= 3, 30, "the gate buffer")
     ev = _post_signed(cam, "gate", {"ts": time.time()})
     assert ev.status_code == 202
@@ -237,10 +274,16 @@ def test_worker_and_gateway_metrics(cam):
     assert sample(m, "kadr_worker_model_load_seconds_count", model="plate_cascade") == 1
     assert "kadr_worker_cuda_memory_allocated_bytes" not in m  # no GPU: no series, not zeros
     g = scrape(f"{cam['gateway_url']}/metrics")
-    assert sample(g, "kadr_gateway_requests_total", route="/api/v1/camera/<camera_id>/events",
-                  method="POST", status="202") >= 1
-    assert sample(g, "kadr_gateway_requests_total", route="/api/v1/camera/<camera_id>/events",
-                  method="POST", status="401") >= 1
-    assert sample(g, "kadr_gateway_request_duration_seconds_count",
-                  route="/api/v1/camera/events/<event_id>", method="GET") >= 1
+    assert (
+        sample(g, "kadr_gateway_requests_total", route="/api/v1/camera/<camera_id>/events", method="POST", status="202")
+        >= 1
+    )
+    assert (
+        sample(g, "kadr_gateway_requests_total", route="/api/v1/camera/<camera_id>/events", method="POST", status="401")
+        >= 1
+    )
+    assert (
+        sample(g, "kadr_gateway_request_duration_seconds_count", route="/api/v1/camera/events/<event_id>", method="GET")
+        >= 1
+    )
     assert not any(ev.json()["id"] in str(lab) for lab, _ in g["kadr_gateway_requests_total"])

@@ -1,5 +1,6 @@
 """The user's ``kadr enhance`` and ``kadr batch`` commands, run as a user runs them
 (a subprocess, HTTP through nginx), against the whole stack."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,9 @@ ENHANCE = ("--quality", "fast", "--max-faces", "1", "--upscale", "1")
 def cli(redis_server, models_dir, tmp_path_factory):
     # One item on the queue at a time: a pause takes effect at once, so the interrupt
     # case below can stop a run that still has work on the server.
-    with running_stack(redis_server, models_dir, tmp_path_factory.mktemp("cli"), services=("enhance",),
-                       KADR_BATCH_WINDOW="1") as s:
+    with running_stack(
+        redis_server, models_dir, tmp_path_factory.mktemp("cli"), services=("enhance",), KADR_BATCH_WINDOW="1"
+    ) as s:
         key = create_key(s["env"], "cli-user")
         s["cli_env"] = {**os.environ, "KADR_URL": s["url"], "KADR_API_KEY": key}
         s["api"] = requests.Session()
@@ -44,8 +46,14 @@ def cli(redis_server, models_dir, tmp_path_factory):
 
 
 def kadr(cli, *args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "client.cli", *map(str, args)], cwd=ROOT,
-                          env=cli["cli_env"], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", *map(str, args)],
+        cwd=ROOT,
+        env=cli["cli_env"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def photo(path, seed: int) -> bytes:
@@ -61,8 +69,11 @@ def photo(path, seed: int) -> bytes:
 
 def outputs(out) -> dict[str, tuple[int, int]]:
     """Output files (relative path → inode, mtime): the state file and hidden dirs aside."""
-    return {p.relative_to(out).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in out.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.relative_to(out).parts)}
+    return {
+        p.relative_to(out).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in out.rglob("*")
+        if p.is_file() and not any(x.startswith(".") for x in p.relative_to(out).parts)
+    }
 
 
 def state_of(out) -> dict:
@@ -77,8 +88,13 @@ def item_uploads(cli) -> int:
     """Uploads the gateway took in (nginx's access log), not counting "slow down" answers
     that the client rightly retried."""
     lines = [json.loads(ln) for ln in cli["nginx"].log_text().splitlines() if ln.startswith("{")]
-    return sum(1 for e in lines if e.get("method") == "POST" and e.get("uri", "").endswith("/items")
-               and e.get("status") not in (429, 502, 503, 504))
+    return sum(
+        1
+        for e in lines
+        if e.get("method") == "POST"
+        and e.get("uri", "").endswith("/items")
+        and e.get("status") not in (429, 502, 503, 504)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +145,9 @@ def test_rerun_resumes_without_uploading_or_downloading_again(cli, first_run):
     assert outputs(out) == before  # same inodes and mtimes: nothing written again
     st = state_of(out)
     assert st["batch_id"] == st_before["batch_id"]
-    assert {k: v["downloaded"] for k, v in st["inputs"].items()} == \
-        {k: v["downloaded"] for k, v in st_before["inputs"].items()}
+    assert {k: v["downloaded"] for k, v in st["inputs"].items()} == {
+        k: v["downloaded"] for k, v in st_before["inputs"].items()
+    }
     assert batch(cli, st["batch_id"])["total"] == 5
 
     # Other settings against the same output folder: refused, nothing sent.
@@ -145,9 +162,14 @@ def test_interrupted_run_resumes_and_downloads_each_photo_once(cli, tmp_path):
     for i, n in enumerate(names):
         photo(src / n, 100 + i)
     log = open(tmp_path / "run1.log", "w+")
-    p = subprocess.Popen([sys.executable, "-m", "client.cli", "enhance", str(src), "--out", str(out),
-                          *ENHANCE, "--concurrency", "2"], cwd=ROOT, env=cli["cli_env"],
-                         stdout=log, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "enhance", str(src), "--out", str(out), *ENHANCE, "--concurrency", "2"],
+        cwd=ROOT,
+        env=cli["cli_env"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: outputs(out) if out.exists() else None, 180, "the first output file")
         # Hold the rest on the server so the run is surely still going when interrupted.
@@ -213,8 +235,14 @@ def test_gateway_restart_mid_run_does_not_stop_the_command(cli, tmp_path):
     for i, n in enumerate(names):
         photo(src / n, 200 + i)
     log = open(tmp_path / "run.log", "w+")
-    p = subprocess.Popen([sys.executable, "-m", "client.cli", "enhance", str(src), "--out", str(out), *ENHANCE],
-                         cwd=ROOT, env=cli["cli_env"], stdout=log, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "enhance", str(src), "--out", str(out), *ENHANCE],
+        cwd=ROOT,
+        env=cli["cli_env"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(lambda: outputs(out) if out.exists() else None, 180, "the first output file")
         bid = state_of(out)["batch_id"]
@@ -255,8 +283,14 @@ def test_variants_each_in_their_own_folder_one_upload_per_photo(cli, tmp_path):
     assert "same/bad.png" in res.stdout and "x2/bad.png" in res.stdout
     assert item_uploads(cli) - uploads == 4  # one request per file, whatever the variants
     got = outputs(out)
-    assert sorted(got) == ["same/a-again.png", "same/a.png", "same/sub/b.png",
-                           "x2/a-again.png", "x2/a.png", "x2/sub/b.png"]
+    assert sorted(got) == [
+        "same/a-again.png",
+        "same/a.png",
+        "same/sub/b.png",
+        "x2/a-again.png",
+        "x2/a.png",
+        "x2/sub/b.png",
+    ]
     for rel, scale in (("same/a.png", 1), ("x2/a.png", 2), ("same/sub/b.png", 1), ("x2/sub/b.png", 2)):
         with Image.open(out / rel) as im:
             assert im.size == (64 * scale, 48 * scale), rel

@@ -1,6 +1,7 @@
 """Held connections through the real stack (nginx, gunicorn as configured, Redis):
 many more open progress streams and long polls than the gateway has threads, while the
 API keeps answering; and the caps on them answered with their codes."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -53,34 +54,55 @@ def _paused_item(s: requests.Session, url: str) -> str:
 
 
 def test_streams_and_long_polls_beyond_the_threads_leave_the_api_answering(models_dir, redis_server, tmp_path):
-    with running_stack(redis_server, models_dir, tmp_path) as s, \
-            concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+    with (
+        running_stack(redis_server, models_dir, tmp_path) as s,
+        concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool,
+    ):
         url = s["url"]
         keys = [create_key(s["env"], f"crowd-{i}") for i in range(2)]
         api = [key_session(k) for k in keys]
         batches = [a.post(f"{url}/api/v1/batches", json={"params": {"quality": "fast"}}).json()["id"] for a in api]
         item = _paused_item(api[0], url)
         n_streams = 4 * GUNICORN_THREADS
-        streams = list(pool.map(lambda i: _open_stream(f"{url}/api/v1/batches/{batches[i % 2]}/events", keys[i % 2]),
-                                range(n_streams)))
+        streams = list(
+            pool.map(
+                lambda i: _open_stream(f"{url}/api/v1/batches/{batches[i % 2]}/events", keys[i % 2]), range(n_streams)
+            )
+        )
         try:
             assert [r.status_code for r in streams] == [200] * n_streams  # each read its snapshot
             # Long polls on top, all waiting (the item is paused).
-            polls = [pool.submit(_unlimited, requests.get, f"{url}/api/v1/jobs/{item}", params={"wait": 20},
-                                 headers={"Authorization": f"Bearer {keys[0]}"}, timeout=60)
-                     for _ in range(GUNICORN_THREADS)]
-            wait_for(lambda: _held(s) >= n_streams + GUNICORN_THREADS, 30,
-                     "every stream and long poll to be held by the gateway")
+            polls = [
+                pool.submit(
+                    _unlimited,
+                    requests.get,
+                    f"{url}/api/v1/jobs/{item}",
+                    params={"wait": 20},
+                    headers={"Authorization": f"Bearer {keys[0]}"},
+                    timeout=60,
+                )
+                for _ in range(GUNICORN_THREADS)
+            ]
+            wait_for(
+                lambda: _held(s) >= n_streams + GUNICORN_THREADS,
+                30,
+                "every stream and long poll to be held by the gateway",
+            )
             # The API answers while they are all held.
             assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
             assert api[1].get(f"{url}/api/v1/jobs/{item}", timeout=5).status_code == 404  # not bob's
             assert api[0].get(f"{url}/api/v1/jobs/{item}", timeout=5).json()["state"] == "pending"
-            up = api[1].post(f"{url}/api/v1/enhance", files={"file": ("p.png", flat_png(seed=3))},
-                             data={"quality": "fast", "upscale": "1", "max_faces": "0"}, timeout=10)
+            up = api[1].post(
+                f"{url}/api/v1/enhance",
+                files={"file": ("p.png", flat_png(seed=3))},
+                data={"quality": "fast", "upscale": "1", "max_faces": "0"},
+                timeout=10,
+            )
             assert up.status_code == 202, up.text
             # A stream sees its batch move: an item added now shows up on bob's open streams.
-            r = api[1].post(f"{url}/api/v1/batches/{batches[1]}/items",
-                            files=[("files", ("n.png", flat_png(seed=11)))], timeout=10)
+            r = api[1].post(
+                f"{url}/api/v1/batches/{batches[1]}/items", files=[("files", ("n.png", flat_png(seed=11)))], timeout=10
+            )
             assert r.status_code == 202
             moved = streams[1].lines
             deadline = time.monotonic() + 30
@@ -130,6 +152,7 @@ def test_past_the_per_key_cap_streams_and_long_polls_get_429(models_dir, redis_s
             r = _open_stream(events, key)
             r.close()
             return r.status_code == 200
+
         wait_for(room, 60, "room for a stream again", interval=1)
 
 
@@ -139,6 +162,7 @@ def test_a_recycled_gateway_worker_ends_its_streams_cleanly_at_once(models_dir, 
     the 30 s graceful timeout, and the client's reconnect finds a live worker."""
     import os
     import signal
+
     with running_stack(redis_server, models_dir, tmp_path) as s:
         url = s["url"]
         key = create_key(s["env"], "reload")

@@ -4,6 +4,7 @@ Below the free-space floor uploads and camera webhooks answer 507 ``storage_full
 5xx, nothing stored); a video accepted just above the floor whose frames then fill the
 disk fails with ``storage_full`` in the worker, which keeps running, and leaves none of
 its partial frames; once space is freed everything works again by itself."""
+
 from __future__ import annotations
 
 import json
@@ -31,15 +32,22 @@ def small_disk(redis_server, models_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("fulldisk")
     blobs = base / "blobs"
     blobs.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(blobs)], capture_output=True,
-                           text=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(blobs)], capture_output=True, text=True
+    )
     if mount.returncode != 0:
         pytest.skip(f"mounting a tmpfs needs root: {mount.stderr.strip()}")
     try:
         cameras = [{"id": "gate", "auth": "hmac", "secret": SECRET}]
-        with running_stack(redis_server, models_dir, base, services=("enhance", "segment"),
-                           KADR_STORAGE_FREE_FLOOR_BYTES=str(FLOOR), KADR_REDIS_MEMORY_CHECK_SECONDS="0",
-                           KADR_CAMERAS=json.dumps(cameras)) as s:
+        with running_stack(
+            redis_server,
+            models_dir,
+            base,
+            services=("enhance", "segment"),
+            KADR_STORAGE_FREE_FLOOR_BYTES=str(FLOOR),
+            KADR_REDIS_MEMORY_CHECK_SECONDS="0",
+            KADR_CAMERAS=json.dumps(cameras),
+        ) as s:
             api = requests.Session()
             api.headers["Authorization"] = f"Bearer {create_key(s['env'], 'filler')}"
             s["api"], s["blobs"] = api, blobs
@@ -72,24 +80,36 @@ def _video_file(base, n_frames=40) -> bytes:
 
 
 def _post_video(s, data: bytes):
-    return s["api"].post(f"{s['url']}/api/v1/videos", files={"file": ("clip.mp4", data)},
-                         data={"target_class": "person", "processing_size": "520"})
+    return s["api"].post(
+        f"{s['url']}/api/v1/videos",
+        files={"file": ("clip.mp4", data)},
+        data={"target_class": "person", "processing_size": "520"},
+    )
 
 
 def _webhook(s):
     body = json.dumps({"ts": time.time()}).encode()
-    return requests.post(f"{s['url']}/api/v1/camera/gate/events", data=body,
-                         headers={"Content-Type": "application/json", **signed_headers(SECRET, body, time.time())})
+    return requests.post(
+        f"{s['url']}/api/v1/camera/gate/events",
+        data=body,
+        headers={"Content-Type": "application/json", **signed_headers(SECRET, body, time.time())},
+    )
 
 
 def test_below_the_floor_uploads_and_webhooks_get_507_and_nothing_is_stored(small_disk):
     s, api, url, blobs = small_disk, small_disk["api"], small_disk["url"], small_disk["blobs"]
     _fill(blobs, FLOOR // 2)
     before = _stored(blobs)
-    answers = [api.post(f"{url}/api/v1/enhance", files={"file": ("p.png", flat_png(seed=1))},
-                        data={"quality": "fast", "upscale": "1", "max_faces": "1"}),
-               _post_video(s, _video_file(s["base"], 4)), _webhook(s),
-               api.post(f"{url}/api/v1/batches", json={"params": {"quality": "fast", "upscale": 1}})]
+    answers = [
+        api.post(
+            f"{url}/api/v1/enhance",
+            files={"file": ("p.png", flat_png(seed=1))},
+            data={"quality": "fast", "upscale": "1", "max_faces": "1"},
+        ),
+        _post_video(s, _video_file(s["base"], 4)),
+        _webhook(s),
+        api.post(f"{url}/api/v1/batches", json={"params": {"quality": "fast", "upscale": 1}}),
+    ]
     for r in answers:
         assert r.status_code == 507, (r.request.url, r.status_code, r.text)
         err = r.json()["error"]
@@ -110,8 +130,11 @@ def test_a_job_that_fills_the_disk_fails_cleanly_and_everything_recovers(small_d
     r = _post_video(s, data)
     assert r.status_code == 202, r.text
     vid = r.json()["id"]
-    v = wait_for(lambda: (j := api.get(f"{url}/api/v1/videos/{vid}").json())["state"] in ("failed", "succeeded")
-                 and j, 120, "the video to end")
+    v = wait_for(
+        lambda: (j := api.get(f"{url}/api/v1/videos/{vid}").json())["state"] in ("failed", "succeeded") and j,
+        120,
+        "the video to end",
+    )
     assert v["state"] == "failed" and v["error"]["code"] == "storage_full", v
     assert "nothing of it was kept" in v["error"]["message"]
     left = sorted(p for p in _stored(blobs) if p.startswith(f"videos/{vid}/"))
@@ -122,7 +145,10 @@ def test_a_job_that_fills_the_disk_fails_cleanly_and_everything_recovers(small_d
     r = _post_video(s, data)
     assert r.status_code == 202, r.text
     vid2 = r.json()["id"]
-    v = wait_for(lambda: (j := api.get(f"{url}/api/v1/videos/{vid2}").json())["state"] in ("failed", "succeeded")
-                 and j, 180, "the second video")
+    v = wait_for(
+        lambda: (j := api.get(f"{url}/api/v1/videos/{vid2}").json())["state"] in ("failed", "succeeded") and j,
+        180,
+        "the second video",
+    )
     assert v["state"] == "succeeded", v
     assert _webhook(s).status_code == 202

@@ -1,6 +1,7 @@
 """Per-key quotas and Redis's high-water mark through the real gateway and nginx, on a
 Redis of this module's own (its maxmemory is lowered in a test). No worker runs: every
 item stays pending or queued, which is what fills a key's quota and the job store."""
+
 from __future__ import annotations
 
 import io
@@ -19,9 +20,13 @@ from tests.e2e.conftest import create_key
 pytestmark = pytest.mark.slow
 
 CAMERA_TOKEN = "quota-camera-token-0123456789"
-QUOTAS = {"KADR_MAX_OPEN_BATCHES_PER_KEY": "3", "KADR_MAX_BATCH_ITEMS": "40",
-          "KADR_MAX_ITEMS_IN_FLIGHT_PER_KEY": "60", "KADR_MAX_RESULT_SETS_PER_VIDEO": "3",
-          "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES": "2048"}
+QUOTAS = {
+    "KADR_MAX_OPEN_BATCHES_PER_KEY": "3",
+    "KADR_MAX_BATCH_ITEMS": "40",
+    "KADR_MAX_ITEMS_IN_FLIGHT_PER_KEY": "60",
+    "KADR_MAX_RESULT_SETS_PER_VIDEO": "3",
+    "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES": "2048",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +39,27 @@ def redis_own(tmp_path_factory):
 
 
 def _env(models_dir, base, redis_url: str, **extra) -> dict:
-    return kadr_env(redis_url=redis_url, storage_dir=base / "blobs", models_dir=models_dir,
-                    KADR_REQUIRED_QUEUES="[]", KADR_ARCHIVE_MAX_ENTRIES="5000",
-                    **extra)
+    return kadr_env(
+        redis_url=redis_url,
+        storage_dir=base / "blobs",
+        models_dir=models_dir,
+        KADR_REQUIRED_QUEUES="[]",
+        KADR_ARCHIVE_MAX_ENTRIES="5000",
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
 def gw(models_dir, tmp_path_factory, redis_own):
     """A gateway with small quotas."""
     base = tmp_path_factory.mktemp("quotas")
-    env = _env(models_dir, base, redis_own[0], **QUOTAS,
-               KADR_CAMERAS=json.dumps([{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}]))
+    env = _env(
+        models_dir,
+        base,
+        redis_own[0],
+        **QUOTAS,
+        KADR_CAMERAS=json.dumps([{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}]),
+    )
     with gateway_behind_nginx(env, base / "logs", rate="1000r/s", burst=1000) as (url, gurl):
         yield {"url": url, "gateway_url": gurl, "env": env, "redis": redis_own[1]}
 
@@ -90,16 +105,20 @@ def test_each_per_key_quota_answers_with_the_code_naming_it(gw):
     assert r.status_code == 202, r.text
     body = r.json()
     assert len(body["accepted"]) == 40 and body["stopped"]["code"] == "too_many_items"
-    err = _error(alice.post(f"{url}/api/v1/batches/{b1}/items", files=[("files", ("x.png", flat_png(seed=99)))]),
-                 413, "too_many_items")
+    err = _error(
+        alice.post(f"{url}/api/v1/batches/{b1}/items", files=[("files", ("x.png", flat_png(seed=99)))]),
+        413,
+        "too_many_items",
+    )
     assert "KADR_MAX_BATCH_ITEMS" in err["message"] and err["details"] == {"items": 40, "limit": 40}
     # Items in flight per key (60, singles and batch items together): 40 so far.
     b2 = _paused_batch(alice)
     r = alice.post(f"{url}/api/v1/batches/{b2}/items", files=[("files", ("more.zip", _zip(30, seed=1)))])
     assert r.status_code == 202 and len(r.json()["accepted"]) == 20, r.text
     assert r.json()["stopped"]["code"] == "too_many_in_flight"
-    err = _error(alice.post(f"{url}/api/v1/enhance", files={"file": ("s.png", flat_png(seed=5))}),
-                 429, "too_many_in_flight")
+    err = _error(
+        alice.post(f"{url}/api/v1/enhance", files={"file": ("s.png", flat_png(seed=5))}), 429, "too_many_in_flight"
+    )
     assert err["details"] == {"in_flight": 60, "limit": 60}
     # Open batches per key (3).
     _paused_batch(alice)
@@ -125,18 +144,28 @@ def test_result_sets_per_video_and_camera_event_fields_are_bounded(gw):
     video = store.create(kind="segment", owner=owner_id, params={}, input={})
     gw["redis"].hset(store.job_key(video["id"]), "state", "succeeded")
     for _ in range(3):
-        child = store.create(kind="stabilize", owner=owner_id, params={"video_id": video["id"]},
-                             parent_id=video["id"])
+        child = store.create(kind="stabilize", owner=owner_id, params={"video_id": video["id"]}, parent_id=video["id"])
         gw["redis"].hset(store.job_key(child["id"]), "state", "succeeded")
-    err = _error(carol.post(f"{url}/api/v1/videos/{video['id']}/stabilize", json={"method": "exponential"}),
-                 409, "too_many_result_sets")
+    err = _error(
+        carol.post(f"{url}/api/v1/videos/{video['id']}/stabilize", json={"method": "exponential"}),
+        409,
+        "too_many_result_sets",
+    )
     assert err["details"] == {"result_sets": 3, "limit": 3}
     # A camera event's own fields (2 KiB here): images belong in files.
-    ok = requests.post(f"{url}/api/v1/camera/gate/events", params={"token": CAMERA_TOKEN},
-                       json={"plate": "A123BC", "note": "x" * 500}, timeout=10)
+    ok = requests.post(
+        f"{url}/api/v1/camera/gate/events",
+        params={"token": CAMERA_TOKEN},
+        json={"plate": "A123BC", "note": "x" * 500},
+        timeout=10,
+    )
     assert ok.status_code == 202, ok.text
-    big = requests.post(f"{url}/api/v1/camera/gate/events", params={"token": CAMERA_TOKEN},
-                        json={"plate": "A123BC", "note": "x" * 4000}, timeout=10)
+    big = requests.post(
+        f"{url}/api/v1/camera/gate/events",
+        params={"token": CAMERA_TOKEN},
+        json={"plate": "A123BC", "note": "x" * 4000},
+        timeout=10,
+    )
     assert "KADR_CAMERA_MAX_EVENT_FIELDS_BYTES" in _error(big, 413, "event_too_large")["message"]
 
 
@@ -173,8 +202,9 @@ def test_past_redis_high_water_new_work_is_507_while_reads_cancels_and_deletes_w
         bid = _paused_batch(dave)
         full, added = None, 0
         for i in range(20):
-            resp = dave.post(f"{url}/api/v1/batches/{bid}/items",
-                             files=[("files", (f"part{i}.zip", _zip(200, seed=10 + i)))])
+            resp = dave.post(
+                f"{url}/api/v1/batches/{bid}/items", files=[("files", (f"part{i}.zip", _zip(200, seed=10 + i)))]
+            )
             if resp.status_code == 507:
                 full = resp
                 break
@@ -184,15 +214,15 @@ def test_past_redis_high_water_new_work_is_507_while_reads_cancels_and_deletes_w
                 # The mark was reached inside this archive: what came before is in.
                 assert resp.json()["stopped"]["code"] == "storage_full"
                 assert len(resp.json()["accepted"]) < 200
-                full = dave.post(f"{url}/api/v1/batches/{bid}/items",
-                                 files=[("files", ("late.png", flat_png(seed=3)))])
+                full = dave.post(f"{url}/api/v1/batches/{bid}/items", files=[("files", ("late.png", flat_png(seed=3)))])
                 break
         assert full is not None, f"{added} items went in and Redis never reached its mark"
         err = _error(full, 507, "storage_full")
         assert full.headers["Retry-After"] and err["details"]["maxmemory_bytes"] == used + room
         assert added > 100, added  # photos went in until the mark
-        assert _error(dave.post(f"{url}/api/v1/enhance", files={"file": ("s.png", flat_png(seed=1))}),
-                      507, "storage_full")
+        assert _error(
+            dave.post(f"{url}/api/v1/enhance", files={"file": ("s.png", flat_png(seed=1))}), 507, "storage_full"
+        )
         assert _error(dave.post(f"{url}/api/v1/batches", json={"params": {}}), 507, "storage_full")
         # Reads, cancels and deletes still work.
         listed = dave.get(f"{url}/api/v1/batches").json()["batches"]

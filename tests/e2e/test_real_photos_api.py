@@ -1,5 +1,6 @@
 """Real photos over HTTP: HEIC and AVIF uploads, metadata kept, the output-size limit and
 the automatic upscale, the estimate, progress as Server-Sent Events, cancel."""
+
 from __future__ import annotations
 
 import io
@@ -58,7 +59,7 @@ def test_heic_and_avif_photos_are_enhanced_into_jpeg_with_their_date(api, fmt):
 def test_a_heic_claiming_30000x30000_is_refused_before_anything_decodes_it(api):
     data = photos.encode(photos.photo(64, 64), "heic")
     at = data.index(b"ispe")
-    data = data[:at + 8] + struct.pack(">II", 30000, 30000) + data[at + 16:]
+    data = data[: at + 8] + struct.pack(">II", 30000, 30000) + data[at + 16 :]
     err = _error(_post(api, "bomb.heic", data), 413, "too_many_pixels")
     assert "30000x30000" in err["message"]
 
@@ -84,15 +85,19 @@ def test_an_output_over_the_limit_is_refused_naming_the_largest_upscale(api):
     small = _post(api, "small.png", flat_png(), **FAST).json()
     assert small["params"]["upscale"] == 2
     # A one-request batch is refused whole, with the reason per file.
-    resp = api.post(f"{api.base}/api/v1/enhance/batch", data={"upscale": "3", **FAST},
-                    files=[("files", ("a.png", flat_png())), ("files", ("scan.png", data))])
+    resp = api.post(
+        f"{api.base}/api/v1/enhance/batch",
+        data={"upscale": "3", **FAST},
+        files=[("files", ("a.png", flat_png())), ("files", ("scan.png", data))],
+    )
     err = _error(resp, 413, "invalid_batch")
     assert [d["code"] for d in err["details"]] == ["output_too_large"]
 
 
 def test_the_job_carries_its_estimate_and_time_limits(api):
-    job = _post(api, "p.jpg", photos.encode(photos.photo(400, 300), "jpeg"), upscale="2", quality="medium",
-                max_faces="1").json()
+    job = _post(
+        api, "p.jpg", photos.encode(photos.photo(400, 300), "jpeg"), upscale="2", quality="medium", max_faces="1"
+    ).json()
     est = job["estimate"]
     assert est["seconds"] > 0 and est["soft_time_limit_seconds"] >= 600
     assert est["time_limit_seconds"] > est["soft_time_limit_seconds"]

@@ -4,6 +4,7 @@ The weights come from the session-wide ``models_dir`` fixture (tests/conftest.py
 make_random_weights, about 600 MB, generated once per session); nothing here may
 reach the network.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,13 +22,13 @@ import torch
 from services.enhance import memory as memory_module
 from services.enhance import tiling
 from services.enhance.models import (
-    UPSAMPLER_BYTES_PER_PIXEL,
     MissingWeights,
     build_restorer,
     build_upsampler,
     select_device,
 )
 from services.enhance.pipeline import EnhanceOptions, Limits, enhance
+from services.enhance.upsamplers import UPSAMPLER_BYTES_PER_PIXEL
 from services.runtime import weight_catalog, weights
 from testbed.weights import make_random_weights
 
@@ -117,6 +118,7 @@ def test_the_lean_gfpgan_forward_is_the_stock_one_to_the_bit(models_dir):
 @pytest.mark.slow
 def test_the_lean_parsenet_forward_gives_the_stock_classes(models_dir):
     from services.enhance import parsenet_forward
+
     net = build_restorer(models_dir, CPU).face_helper.face_parse
     x = torch.rand(1, 3, 512, 512) * 2 - 1
     with torch.inference_mode():
@@ -211,8 +213,9 @@ def test_download_verifies_renames_and_then_skips(tmp_path, monkeypatch):
     progress = []
     session = FakeSession(FakeResponse(payload))
 
-    first = weights.download(tmp_path, [entry.name], session=session,
-                             on_progress=lambda name, done, total: progress.append((done, total)))
+    first = weights.download(
+        tmp_path, [entry.name], session=session, on_progress=lambda name, done, total: progress.append((done, total))
+    )
     assert [(r.action, r.size_bytes) for r in first] == [("downloaded", 1500)]
     assert progress == [(1000, 1500), (1500, 1500)]
     assert sorted(p.name for p in tmp_path.iterdir()) == [entry.filename]
@@ -262,15 +265,22 @@ print(sum(settled) / 3, sum(unsettled) / 3)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or memory_module._LIBC is None,
-                    reason="needs Linux /proc and glibc")
+@pytest.mark.skipif(
+    not Path("/proc/self/clear_refs").exists() or memory_module._LIBC is None, reason="needs Linux /proc and glibc"
+)
 def test_one_face_grows_the_process_by_its_live_tensors_not_the_heaps_leftovers(models_dir):
     """GFPGAN + ParseNet on one face, with the heap handed back between their stages and
     without, interleaved in one fresh process. The absolute growth moves with the process's
     layout (240-330 MiB with hand-backs, 290-430 without, over 5 processes here; live
     tensors ~225), so the check is the ratio within one process: 0.73-0.80 measured."""
-    out = subprocess.run([sys.executable, "-c", FACE_GROWTH, str(models_dir)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FACE_GROWTH, str(models_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     settled, unsettled = map(float, out.stdout.split()[-2:])
     assert settled < 0.9 * unsettled, (settled, unsettled)
     assert settled < 400, settled  # a leak or an unbounded buffer, not layout noise

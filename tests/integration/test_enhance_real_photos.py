@@ -1,5 +1,6 @@
 """Phone-sized photos through the real enhance worker: memory bounded by the budget,
 progress per tile and face, cancel within one unit of work."""
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,11 @@ def _finished(store, job_id):
 
 
 def pool_pid(r) -> int:
-    return wait_for(lambda: next((w["pid"] for w in live_workers(r) if w["service"] == "enhance"), None),
-                    60, "the enhance pool process's heartbeat")
+    return wait_for(
+        lambda: next((w["pid"] for w in live_workers(r) if w["service"] == "enhance"), None),
+        60,
+        "the enhance pool process's heartbeat",
+    )
 
 
 def test_a_12mp_photo_at_defaults_streams_in_bounded_memory_with_progress(submit, enhance_stack):
@@ -43,8 +47,15 @@ def test_a_12mp_photo_at_defaults_streams_in_bounded_memory_with_progress(submit
     # estimate a fresh worker makes from the reference rates (a 667 s soft limit here) was
     # passed on a slower CPU under the suite's load (seen: an AMD EPYC, time_limit).
     grace = settings.task_time_limit_seconds - settings.task_soft_time_limit_seconds
-    job_id = submit_job(data, "jpeg", {}, limits={"soft_time_limit": settings.photo_time_limit_cap_seconds,
-                                                  "time_limit": settings.photo_time_limit_cap_seconds + grace})
+    job_id = submit_job(
+        data,
+        "jpeg",
+        {},
+        limits={
+            "soft_time_limit": settings.photo_time_limit_cap_seconds,
+            "time_limit": settings.photo_time_limit_cap_seconds + grace,
+        },
+    )
     pubsub.subscribe(JobStore.job_key(job_id) + ":events")
     seen: list[float] = []
     deadline = time.monotonic() + 1200
@@ -66,9 +77,11 @@ def test_a_12mp_photo_at_defaults_streams_in_bounded_memory_with_progress(submit
     assert len(rising) >= 5, seen
     res = job["result"]
     assert (res["width"], res["height"]) == (8000, 6000) and res["faces_restored"] + res["faces_failed"] == 20
-    print(f"12 MP at defaults: {res['timings']['total_seconds']:.0f} s, tile {res['tile_used']}, "
-          f"detector copy x{res['detect_scale']}, peak {memory['phases_mib']} MiB over idle "
-          f"{idle / 1024:.0f} MiB, {len(seen)} progress events")
+    print(
+        f"12 MP at defaults: {res['timings']['total_seconds']:.0f} s, tile {res['tile_used']}, "
+        f"detector copy x{res['detect_scale']}, peak {memory['phases_mib']} MiB over idle "
+        f"{idle / 1024:.0f} MiB, {len(seen)} progress events"
+    )
     # What the budget sizes (the detector's copy, the tiles, the paste and encode strips)
     # stays within it, the photo's own pixels included; the margin is the allocator's slack.
     phases = memory["phases_mib"]
@@ -94,8 +107,11 @@ def test_a_12mp_photo_at_defaults_streams_in_bounded_memory_with_progress(submit
 def test_canceling_a_running_photo_frees_the_worker_within_a_tile(submit, enhance_stack):
     proc = enhance_stack[2]
     submit_job, store, blobs = submit
-    big = submit_job(photos.encode(photos.photo(*photos.SIZES["3mp"]), "jpeg"), "jpeg",
-                     {"quality": "medium", "upscale": 2, "max_faces": 0})
+    big = submit_job(
+        photos.encode(photos.photo(*photos.SIZES["3mp"]), "jpeg"),
+        "jpeg",
+        {"quality": "medium", "upscale": 2, "max_faces": 0},
+    )
     wait_for(lambda: (store.get(big) or {}).get("progress", 0) >= 0.15, 300, "the big photo to be under way")
     # As the gateway's cancel does: the state changes, the worker notices at its next tile.
     assert store.transition(big, "canceled", allowed_from=("queued", "running")).moved
@@ -115,9 +131,12 @@ def test_a_photos_own_time_limits_reach_the_worker(submit, enhance_stack):
     """The limits a task message carries (the gateway scales them with the photo) are the
     ones Celery's pool applies: a photo given 2 s fails at 2 s, not at the 600 s default."""
     submit_job, store, _ = submit
-    job_id = submit_job(photos.encode(photos.photo(*photos.SIZES["3mp"]), "jpeg"), "jpeg",
-                        {"quality": "medium", "upscale": 2, "max_faces": 0},
-                        limits={"soft_time_limit": 2, "time_limit": 60})
+    job_id = submit_job(
+        photos.encode(photos.photo(*photos.SIZES["3mp"]), "jpeg"),
+        "jpeg",
+        {"quality": "medium", "upscale": 2, "max_faces": 0},
+        limits={"soft_time_limit": 2, "time_limit": 60},
+    )
     job = wait_for(lambda: _finished(store, job_id), 120, "the photo to hit its own limit")
     assert job["state"] == "failed" and job["error"]["code"] == "time_limit", job
     assert job["finished_at"] - job["started_at"] < 30

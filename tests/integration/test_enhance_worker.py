@@ -1,5 +1,6 @@
 """The enhance service for real: redis-server + a Celery worker subprocess with
 generated GFPGAN / RetinaFace / ParseNet / Real-ESRGAN weights."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def _finished(store, job_id):
 
 def test_astronaut_goes_through_the_whole_gfpgan_path(submit):
     submit_job, store, blobs = submit
-    job_id = submit_job(astronaut_jpeg(), "jpeg",
-                        {"quality": "medium", "upscale": 2, "max_faces": 1}, name="astronaut.jpg")
+    job_id = submit_job(
+        astronaut_jpeg(), "jpeg", {"quality": "medium", "upscale": 2, "max_faces": 1}, name="astronaut.jpg"
+    )
     job = wait_for(lambda: _finished(store, job_id), 300, "the astronaut job to finish")
     assert job["state"] == "succeeded", job["error"]
     res = job["result"]
@@ -78,13 +80,13 @@ def test_kill_9_mid_task_still_completes_once(submit, enhance_stack):
 def test_a_task_that_keeps_killing_its_worker_ends_worker_lost(submit, enhance_stack):
     submit_job, store, _ = submit
     # Slow enough (a GFPGAN face + the x4v3 background) to be caught while running.
-    job_id = submit_job(astronaut_jpeg(), "jpeg",
-                        {"quality": "medium", "upscale": 1, "max_faces": 1, "weight": 0.3})
+    job_id = submit_job(astronaut_jpeg(), "jpeg", {"quality": "medium", "upscale": 1, "max_faces": 1, "weight": 0.3})
     killed: list[int] = []
     # KADR_MAX_DELIVERIES=2 for this worker: two deaths, then the third delivery gives up.
     while len(killed) < 2:
-        pid = wait_for(lambda: _running_pid(store, job_id, killed) or _finished(store, job_id),
-                       120, "the job to start again")
+        pid = wait_for(
+            lambda: _running_pid(store, job_id, killed) or _finished(store, job_id), 120, "the job to start again"
+        )
         assert isinstance(pid, int), f"job ended before it was killed twice: {pid}"
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
@@ -109,8 +111,7 @@ def test_whole_worker_killed_mid_task_completes_on_the_next_worker(submit, enhan
     Last in this module: it leaves the module's worker dead."""
     env, _, proc, _, base = enhance_stack
     submit_job, store, blobs = submit
-    job_id = submit_job(astronaut_jpeg(), "jpeg",
-                        {"quality": "medium", "upscale": 1, "max_faces": 1, "weight": 0.45})
+    job_id = submit_job(astronaut_jpeg(), "jpeg", {"quality": "medium", "upscale": 1, "max_faces": 1, "weight": 0.45})
     wait_for(lambda: _running_pid(store, job_id), 120, "the job to start")
     proc.signal_group(signal.SIGKILL)
     proc.p.wait(10)

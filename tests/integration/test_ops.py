@@ -4,6 +4,7 @@ The worker runs without weights (its tasks would fail fast, and its processes st
 a second); that is all the autoscaler needs: it sizes pools, it does not run models.
 A backlog is built by holding the worker off its queue, as behind a slow worker.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -35,8 +36,11 @@ def ops(redis_server, tmp_path_factory):
     r.flushdb()
     proc = start_worker("enhance", env, base / "logs", concurrency=1)
     app = Celery(broker=url)
-    wait_for(lambda: workers_by_queue(r, [ENHANCE_QUEUE])[ENHANCE_QUEUE]["processes"] == 1, 60,
-             "the worker's pool process heartbeat")
+    wait_for(
+        lambda: workers_by_queue(r, [ENHANCE_QUEUE])[ENHANCE_QUEUE]["processes"] == 1,
+        60,
+        "the worker's pool process heartbeat",
+    )
     yield {"r": r, "url": url, "node": proc.node, "app": app, "base": base}
     proc.stop()
     r.flushdb()
@@ -45,11 +49,17 @@ def ops(redis_server, tmp_path_factory):
 
 def _settings(ops, **kw) -> OpsSettings:
     limits = kw.pop("limits", QueueLimits(min=1, max=2, footprint_bytes=64 * MIB))
-    return OpsSettings(redis_url=ops["url"], storage_dir=ops["base"] / "blobs", autoscale={"enhance": limits},
-                       autoscale_cooldown_seconds=0,
-                       # CPU is whatever the rest of the suite does: keep it out of these decisions.
-                       autoscale_cpu_high_percent=100, autoscale_cpu_low_percent=100,
-                       autoscale_ram_reserve_bytes=0, **kw)
+    return OpsSettings(
+        redis_url=ops["url"],
+        storage_dir=ops["base"] / "blobs",
+        autoscale={"enhance": limits},
+        autoscale_cooldown_seconds=0,
+        # CPU is whatever the rest of the suite does: keep it out of these decisions.
+        autoscale_cpu_high_percent=100,
+        autoscale_cpu_low_percent=100,
+        autoscale_ram_reserve_bytes=0,
+        **kw,
+    )
 
 
 def _scrape(ops) -> dict:
@@ -101,13 +111,20 @@ def test_backlog_grows_idleness_shrinks_and_a_memory_budget_blocks(ops):
         d = scaler.tick()[0]
         assert (d.action, d.delta, d.reason) == ("grow", 1, "load_high"), d
         wait_for(lambda: _processes(pools, node) == 2, 30, "the pool to grow to 2")
-        wait_for(lambda: workers_by_queue(r, [ENHANCE_QUEUE])[ENHANCE_QUEUE]["processes"] == 2, 30,
-                 "the new process's heartbeat")
+        wait_for(
+            lambda: workers_by_queue(r, [ENHANCE_QUEUE])[ENHANCE_QUEUE]["processes"] == 2,
+            30,
+            "the new process's heartbeat",
+        )
 
         # Backlog 6 > 2 x 2 still asks for more, but one more would need more than the
         # queue's budget has left: held, and said why.
-        tight = QueueLimits(min=1, max=3, footprint_bytes=64 * MIB, memory_budget_bytes=
-                            workers_by_queue(r, [ENHANCE_QUEUE])[ENHANCE_QUEUE]["total_rss"] + 10 * MIB)
+        tight = QueueLimits(
+            min=1,
+            max=3,
+            footprint_bytes=64 * MIB,
+            memory_budget_bytes=workers_by_queue(r, [ENHANCE_QUEUE])[ENHANCE_QUEUE]["total_rss"] + 10 * MIB,
+        )
         d = Autoscaler(_settings(ops, limits=tight), r, pools).tick()[0]
         assert (d.action, d.reason) == ("hold", "ram_budget"), d
         assert _processes(pools, node) == 2

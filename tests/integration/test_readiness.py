@@ -1,4 +1,5 @@
 """Readiness and failure reporting when the weights are not on the machine."""
+
 from __future__ import annotations
 
 import io
@@ -24,15 +25,17 @@ def bare_stack(redis_server, tmp_path_factory):
     env["KADR_CACHE_REDIS_URL"] = redis_server.rsplit("/", 1)[0] + "/4"
     r = redis_lib.Redis.from_url(url, decode_responses=True)
     r.flushdb()
-    settings = GatewaySettings(redis_url=url,
-                               storage_dir=base / "blobs")
+    settings = GatewaySettings(redis_url=url, storage_dir=base / "blobs")
     app = create_app(settings)
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json["checks"]["queues"]["enhance"]["workers"] == 0
     proc = start_worker("enhance", env, base / "logs")
-    wait_for(lambda: worker_models(r).get("gfpgan", {}).get("state") == "missing_weights", 60,
-             "the worker to report missing weights")
+    wait_for(
+        lambda: worker_models(r).get("gfpgan", {}).get("state") == "missing_weights",
+        60,
+        "the worker to report missing weights",
+    )
     yield client, r
     proc.stop()
     r.close()
@@ -52,15 +55,19 @@ def test_readyz_says_missing_weights(bare_stack):
 def test_a_job_fails_clearly_without_weights(bare_stack):
     client, r = bare_stack
     key, _ = create_key(r, "t")
-    resp = client.post("/api/v1/enhance", headers={"Authorization": f"Bearer {key}"},
-                       data={"file": (io.BytesIO(flat_png()), "a.png"), "quality": "fast"},
-                       content_type="multipart/form-data")
+    resp = client.post(
+        "/api/v1/enhance",
+        headers={"Authorization": f"Bearer {key}"},
+        data={"file": (io.BytesIO(flat_png()), "a.png"), "quality": "fast"},
+        content_type="multipart/form-data",
+    )
     assert resp.status_code == 202, resp.json
     job_id = resp.json["id"]
 
     def finished():
         j = client.get(f"/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json
         return j if j["state"] in ("succeeded", "failed") else None
+
     job = wait_for(finished, 60, "the job to fail")
     assert job["state"] == "failed" and job["error"]["code"] == "missing_weights"
     assert "kadr models download" in job["error"]["message"]
@@ -79,15 +86,21 @@ def test_backlog_over_the_limit_gets_503_with_retry_after(redis_server, tmp_path
     url = redis_server.rsplit("/", 1)[0] + "/5"
     r = redis_lib.Redis.from_url(url, decode_responses=True)
     r.flushdb()
-    app = create_app(GatewaySettings(redis_url=url, storage_dir=tmp_path, max_queue_backlog=2,
-                                     backlog_retry_after_seconds=17))
+    app = create_app(
+        GatewaySettings(redis_url=url, storage_dir=tmp_path, max_queue_backlog=2, backlog_retry_after_seconds=17)
+    )
     client = app.test_client()
     key, _ = create_key(r, "t")
     auth = {"Authorization": f"Bearer {key}"}
 
     def post():
-        return client.post("/api/v1/enhance", headers=auth, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(flat_png()), "a.png")})
+        return client.post(
+            "/api/v1/enhance",
+            headers=auth,
+            content_type="multipart/form-data",
+            data={"file": (io.BytesIO(flat_png()), "a.png")},
+        )
+
     assert [post().status_code for _ in range(2)] == [202, 202]
     refused = post()
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "17"

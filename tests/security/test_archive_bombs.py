@@ -2,6 +2,7 @@
 any limit (100,000 entries in 4.8 MB: 37 MB and 7.5 s in the gateway), directories and
 hidden entries were not counted, tar kept every header in memory, and a .tar.gz had no
 overall ratio limit. Each is refused now, before the work it would cost."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,7 @@ import pytest
 from gateway import archives
 from testbed.photos import flat_png
 
-LIMITS = archives.Limits(max_entries=10_000, max_entry_bytes=50 * 2**20, max_total_bytes=4 * 2**30,
-                         max_ratio=100.0)
+LIMITS = archives.Limits(max_entries=10_000, max_entry_bytes=50 * 2**20, max_total_bytes=4 * 2**30, max_ratio=100.0)
 
 
 def _run(data: bytes):

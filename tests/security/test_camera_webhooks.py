@@ -3,6 +3,7 @@ a camera retrying a 202 it lost made a second event. A delivery seen before (sam
 Idempotency-Key, same HMAC signature, or, for a token camera, the same body naming its
 event time) now gets the original event back with 200 and is never processed twice.
 And RTSP credentials in a source's error no longer reach GET /api/v1/cameras or the log."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,7 @@ from services.contracts.tasks import CAMERA_QUEUE
 
 HMAC_SECRET = "hmac-camera-secret-0123456789"
 TOKEN = "token-camera-secret-0123456789"
-CAMERAS = [{"id": "gate", "auth": "hmac", "secret": HMAC_SECRET},
-           {"id": "yard", "auth": "token", "secret": TOKEN}]
+CAMERAS = [{"id": "gate", "auth": "hmac", "secret": HMAC_SECRET}, {"id": "yard", "auth": "token", "secret": TOKEN}]
 
 
 def _events(client, auth) -> list[str]:
@@ -60,8 +60,12 @@ def test_rtsp_credentials_never_reach_the_cameras_view_or_the_log(caplog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave: connection refused
-    cam = CameraConfig(id="door", source=f"rtsp://admin:S3cr3t%21pw@127.0.0.1:{port}/live", auth="token",
-                       secret="door-camera-secret-012345")
+    cam = CameraConfig(
+        id="door",
+        source=f"rtsp://admin:S3cr3t%21pw@127.0.0.1:{port}/live",
+        auth="token",
+        secret="door-camera-secret-012345",
+    )
     reader = SourceReader(cam, PacketRing(10, 2**20), timeout=1.0, backoff_initial=0.05)
     reader.up = True  # as after a good run: the failure is logged
     with caplog.at_level("WARNING"):

@@ -1,6 +1,7 @@
 """GET /api/v1/enhance/options: the photo options a client builds its form from (the web
 UI's Photos page), with this server's defaults and limits from its settings, behind the
 same key and scope as the photo routes, and ranges the photo routes accept as given."""
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,13 @@ from services.store.apikeys import create_key
 
 
 def test_options_follow_the_servers_settings(gateway):
-    client, auth, s = gateway(enhance_default_quality="fast", enhance_default_max_faces=3, max_batch_files=7,
-                              max_upload_bytes=1_000_000, max_output_pixels=5_000_000)
+    client, auth, s = gateway(
+        enhance_default_quality="fast",
+        enhance_default_max_faces=3,
+        max_batch_files=7,
+        max_upload_bytes=1_000_000,
+        max_output_pixels=5_000_000,
+    )
     resp = client.get("/api/v1/enhance/options", headers=auth)
     assert resp.status_code == 200, resp.text
     body = resp.json
@@ -30,9 +36,14 @@ def test_options_follow_the_servers_settings(gateway):
     assert not any(f["default"] for f in body["flags"].values())
     assert {"jpeg", "png", "heic", "avif"} <= set(body["formats"]["input"])
     assert "heic" not in body["formats"]["output"] and "png" in body["formats"]["output"]
-    assert body["limits"] == {"max_upload_bytes": 1_000_000, "max_image_pixels": s.max_image_pixels,
-                              "max_output_pixels": 5_000_000, "max_batch_files": 7,
-                              "max_request_bytes": s.max_request_bytes, "max_batch_items": s.max_batch_items}
+    assert body["limits"] == {
+        "max_upload_bytes": 1_000_000,
+        "max_image_pixels": s.max_image_pixels,
+        "max_output_pixels": 5_000_000,
+        "max_batch_files": 7,
+        "max_request_bytes": s.max_request_bytes,
+        "max_batch_items": s.max_batch_items,
+    }
     assert body["variants"]["max_count"] == 8 and body["variants"]["name_max_length"] == 32
 
 
@@ -82,5 +93,15 @@ def test_the_openapi_document_describes_the_answer(gateway):
     assert op["security"] == [{"bearer": []}]
     ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    assert {"qualities", "default_quality", "upscale", "weight", "max_faces", "tile", "flags", "formats",
-            "variants", "limits"} <= set(schema["required"])
+    assert {
+        "qualities",
+        "default_quality",
+        "upscale",
+        "weight",
+        "max_faces",
+        "tile",
+        "flags",
+        "formats",
+        "variants",
+        "limits",
+    } <= set(schema["required"])

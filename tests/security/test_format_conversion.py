@@ -2,6 +2,7 @@
 ~100 KB flat 40 MP PNG, then ``/jobs/{id}/input?format=bmp``, took the gateway past its
 memory limit. Now a conversion is bounded by pixels (scaled by the target's cost) and
 runs one at a time per process; damaged pixels are a 422, not a 500."""
+
 from __future__ import annotations
 
 import io

@@ -5,6 +5,7 @@ server error and no answer that its documented schema does not describe.
 The budget per operation is ``KADR_FUZZ_EXAMPLES`` (25 here: ~1,000 requests, ~20 s;
 `make fuzz` runs 500). With 25 it finds the 500 an unbounded page offset gave (checked
 by raising MAX_OFFSET back)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,13 @@ CAMERA_TOKEN = "fuzz-camera-token-0123456789"
 def live(models_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
     rproc, rurl = start_redis(base / "redis")
-    env = kadr_env(redis_url=rurl, storage_dir=base / "blobs", models_dir=models_dir, KADR_REQUIRED_QUEUES="[]",
-                   KADR_CAMERAS=json.dumps([{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}]))
+    env = kadr_env(
+        redis_url=rurl,
+        storage_dir=base / "blobs",
+        models_dir=models_dir,
+        KADR_REQUIRED_QUEUES="[]",
+        KADR_CAMERAS=json.dumps([{"id": "gate", "auth": "token", "secret": CAMERA_TOKEN}]),
+    )
     try:
         # The per-client rate limit is nginx's own, tested elsewhere: out of the fuzzer's way.
         with gateway_behind_nginx(env, base / "logs", rate="10000r/s", burst=10000) as (url, _):
@@ -45,6 +51,7 @@ def _spec() -> dict:
     (the cases must be known before the stack starts); the test checks they are equal."""
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
+
     return create_app(GatewaySettings(redis_url="redis://127.0.0.1:1/0")).test_client().get("/api/openapi.json").json
 
 
@@ -57,11 +64,14 @@ def test_the_fuzzed_document_is_the_one_the_gateway_serves(live):
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_operation_answers_with_a_server_error_or_off_its_schema(case, live):
     wait = (case.query or {}).get("wait")
     if isinstance(wait, (int, float)) and not isinstance(wait, bool) and wait > 1:
         case.query["wait"] = 1  # a long poll holds its answer up to 60 s: the budget is for breadth
-    case.call_and_validate(base_url=live["url"], headers={"Authorization": f"Bearer {live['key']}"},
-                           checks=[not_a_server_error, response_schema_conformance], timeout=75)
+    case.call_and_validate(
+        base_url=live["url"],
+        headers={"Authorization": f"Bearer {live['key']}"},
+        checks=[not_a_server_error, response_schema_conformance],
+        timeout=75,
+    )

@@ -2,6 +2,7 @@
 a real redis-server: redirects are not followed with the signature, private destinations
 are refused unless allowlisted, the connection goes to the address that was checked
 (DNS rebinding), and a delivery survives its deliverer (the lease) and is made once."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,15 @@ LOOPBACK = ["127.0.0.0/8"]
 
 
 def _settings(**kw):
-    base = dict(job_ttl_seconds=3600, callback_allow_networks=LOOPBACK, callback_attempts=4,
-                callback_backoff_seconds=0.01, callback_timeout_seconds=5, callback_signing_key=None,
-                camera=lambda cid: None)
+    base = dict(
+        job_ttl_seconds=3600,
+        callback_allow_networks=LOOPBACK,
+        callback_attempts=4,
+        callback_backoff_seconds=0.01,
+        callback_timeout_seconds=5,
+        callback_signing_key=None,
+        camera=lambda cid: None,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -36,19 +43,22 @@ def _ended_job(r, url: str, state="succeeded") -> str:
     return job["id"]
 
 
-@pytest.mark.parametrize("url, code", [
-    ("http://127.0.0.1/hook", "callback_forbidden"),
-    ("http://10.1.2.3/hook", "callback_forbidden"),
-    ("http://169.254.169.254/latest/meta-data", "callback_forbidden"),
-    ("http://[::1]/hook", "callback_forbidden"),
-    ("http://[::ffff:127.0.0.1]/hook", "callback_forbidden"),
-    ("http://[fe80::1]/hook", "callback_forbidden"),
-    ("http://0.0.0.0/hook", "callback_forbidden"),
-    ("ftp://example.com/hook", "invalid_callback_url"),
-    ("http://user:pw@example.com/hook", "invalid_callback_url"),
-    ("javascript:alert(1)", "invalid_callback_url"),
-    ("http://example.com:99999/", "invalid_callback_url"),
-])
+@pytest.mark.parametrize(
+    "url, code",
+    [
+        ("http://127.0.0.1/hook", "callback_forbidden"),
+        ("http://10.1.2.3/hook", "callback_forbidden"),
+        ("http://169.254.169.254/latest/meta-data", "callback_forbidden"),
+        ("http://[::1]/hook", "callback_forbidden"),
+        ("http://[::ffff:127.0.0.1]/hook", "callback_forbidden"),
+        ("http://[fe80::1]/hook", "callback_forbidden"),
+        ("http://0.0.0.0/hook", "callback_forbidden"),
+        ("ftp://example.com/hook", "invalid_callback_url"),
+        ("http://user:pw@example.com/hook", "invalid_callback_url"),
+        ("javascript:alert(1)", "invalid_callback_url"),
+        ("http://example.com:99999/", "invalid_callback_url"),
+    ],
+)
 def test_private_and_odd_destinations_are_refused(url, code):
     with pytest.raises(CallbackRefused) as e:
         check(url, [], resolver=lambda h, p: ["93.184.216.34"])
@@ -60,8 +70,13 @@ def test_a_name_resolving_to_any_private_address_is_refused_and_allowlists_open_
     with pytest.raises(CallbackRefused):
         check("https://hooks.example.com/x", [], resolver=both)
     d = check("https://hooks.example.com/x?a=1", networks(["192.168.0.0/16"]), resolver=both)
-    assert (d.scheme, d.host, d.port, d.target, d.address) == ("https", "hooks.example.com", 443, "/x?a=1",
-                                                               "93.184.216.34")
+    assert (d.scheme, d.host, d.port, d.target, d.address) == (
+        "https",
+        "hooks.example.com",
+        443,
+        "/x?a=1",
+        "93.184.216.34",
+    )
 
 
 def test_the_connection_goes_to_the_address_checked_not_a_second_lookup(redis_client):
@@ -72,6 +87,7 @@ def test_the_connection_goes_to_the_address_checked_not_a_second_lookup(redis_cl
     def resolver(host, p):  # answers once; a rebinding DNS would answer differently the next time
         lookups.append(host)
         return ["127.0.0.1"] if len(lookups) == 1 else ["10.9.9.9"]
+
     try:
         jid = _ended_job(redis_client, f"http://hooks.kadr.test:{port}/hook")
         d = Deliverer(redis_client, _settings(), resolver=resolver)
@@ -160,8 +176,12 @@ def test_a_deleted_job_is_announced_without_coming_back(redis_client):
         jid = _ended_job(redis_client, receiver.url)
         JobStore(redis_client).delete(jid)
         Deliverer(redis_client, _settings()).tick()
-        assert json.loads(receiver.posts[0][1]) == {"type": "job.ended", "id": jid, "state": "succeeded",
-                                                     "deleted": True}
+        assert json.loads(receiver.posts[0][1]) == {
+            "type": "job.ended",
+            "id": jid,
+            "state": "succeeded",
+            "deleted": True,
+        }
         assert not redis_client.exists(JobStore.job_key(jid))
     finally:
         receiver.close()

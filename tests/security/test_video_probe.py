@@ -2,6 +2,7 @@
 protocol, and a missing PyAV made every video upload a 500. Now the demuxer is the one
 the magic bytes name, forced; nested opens may read plain files only; and without PyAV
 the answer is 503 video_unavailable."""
+
 from __future__ import annotations
 
 import io
@@ -37,6 +38,7 @@ def test_nested_opens_may_read_plain_files_only(tmp_path, mp4):
     import av
 
     from services.media.video import _SAFE_OPTIONS
+
     path = tmp_path / "a.mp4"
     path.write_bytes(mp4)
     for url in (f"concat:{path}|{path}", f"subfile,,start,0,end,100,,:{path}", "http://127.0.0.1:9/x.m3u8"):

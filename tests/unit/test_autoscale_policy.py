@@ -1,4 +1,5 @@
 """The autoscaling policy's rules, one by one, on plain numbers."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,9 @@ from hypothesis import strategies as st
 from services.ops.policy import HostState, QueueState, Rules, decide
 
 GIB = 1 << 30
-RULES = Rules(min_processes=1, max_processes=4, default_footprint_bytes=GIB, cooldown_seconds=60,
-              ram_reserve_bytes=256 << 20)
+RULES = Rules(
+    min_processes=1, max_processes=4, default_footprint_bytes=GIB, cooldown_seconds=60, ram_reserve_bytes=256 << 20
+)
 CALM = HostState(cpu_percent=20.0, free_ram_bytes=8 * GIB)
 
 
@@ -18,11 +20,14 @@ def q(**kw) -> QueueState:
     return QueueState(**{**base, **kw})
 
 
-@pytest.mark.parametrize("state,host,why", [
-    (q(backlog=3, busy=1), CALM, "backlog 3 > 2 x 1"),
-    (q(backlog=1, busy=1), HostState(85.0, 8 * GIB), "cpu 85% > 80%"),
-    (q(backlog=1, busy=1, avg_task_seconds=12.0), CALM, "avg task 12.0s > 10s"),
-])
+@pytest.mark.parametrize(
+    "state,host,why",
+    [
+        (q(backlog=3, busy=1), CALM, "backlog 3 > 2 x 1"),
+        (q(backlog=1, busy=1), HostState(85.0, 8 * GIB), "cpu 85% > 80%"),
+        (q(backlog=1, busy=1, avg_task_seconds=12.0), CALM, "avg task 12.0s > 10s"),
+    ],
+)
 def test_each_origin_rule_grows_by_one(state, host, why):
     d = decide(state, host, RULES, since_last_change=None)
     assert (d.action, d.delta, d.reason) == ("grow", 1, "load_high") and why in d.detail
@@ -47,14 +52,15 @@ def test_memory_below_one_more_process_blocks_growth():
     # The measured footprint counts, not the default: a 300 MiB process fits.
     assert decide(q(backlog=9, footprint_bytes=300 << 20), tight, RULES, since_last_change=None).action == "grow"
     # Unmeasured (no live process): the configured default applies.
-    assert decide(q(backlog=9, processes=0, footprint_bytes=None), tight, RULES,
-                  since_last_change=None).reason == "ram_budget"
+    assert (
+        decide(q(backlog=9, processes=0, footprint_bytes=None), tight, RULES, since_last_change=None).reason
+        == "ram_budget"
+    )
 
 
 def test_gpu_memory_blocks_growth_only_on_gpu_queues():
     host = HostState(20.0, 8 * GIB, free_gpu_bytes=GIB)
-    assert decide(q(backlog=9, gpu_footprint_bytes=2 * GIB), host, RULES,
-                  since_last_change=None).reason == "gpu_budget"
+    assert decide(q(backlog=9, gpu_footprint_bytes=2 * GIB), host, RULES, since_last_change=None).reason == "gpu_budget"
     assert decide(q(backlog=9, gpu_footprint_bytes=None), host, RULES, since_last_change=None).action == "grow"
 
 
@@ -77,9 +83,15 @@ def test_below_min_grows_even_in_cooldown_and_above_max_shrinks_idle_only():
     assert decide(q(processes=6, busy=6), CALM, RULES, since_last_change=None).action == "hold"
 
 
-@given(backlog=st.integers(0, 1000), processes=st.integers(0, 10), busy=st.integers(0, 10),
-       avg=st.one_of(st.none(), st.floats(0, 100)), cpu=st.floats(0, 100),
-       free=st.integers(0, 64 * GIB), since=st.one_of(st.none(), st.floats(0, 600)))
+@given(
+    backlog=st.integers(0, 1000),
+    processes=st.integers(0, 10),
+    busy=st.integers(0, 10),
+    avg=st.one_of(st.none(), st.floats(0, 100)),
+    cpu=st.floats(0, 100),
+    free=st.integers(0, 64 * GIB),
+    since=st.one_of(st.none(), st.floats(0, 600)),
+)
 def test_invariants(backlog, processes, busy, avg, cpu, free, since):
     busy = min(busy, processes)
     state = q(backlog=backlog, processes=processes, busy=busy, avg_task_seconds=avg)

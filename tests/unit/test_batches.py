@@ -1,5 +1,6 @@
 """Batch store and feeder against a real redis-server: windows, dedupe, pause, cancel,
 retry, crash recovery of the feeding, counts and progress."""
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,13 @@ def test_items_go_out_a_window_at_a_time_and_finishing_ones_pull_more(batches):
 
 
 def test_same_upload_twice_is_one_item_and_same_content_is_skipped(batches):
-    b = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo",
-                       variants=[{"name": "fast", "params": {"quality": "fast"}},
-                                 {"name": "high", "params": {"quality": "high"}}])
+    b = batches.create(
+        kind="enhance",
+        owner="k",
+        params={},
+        task="enhance.photo",
+        variants=[{"name": "fast", "params": {"quality": "fast"}}, {"name": "high", "params": {"quality": "high"}}],
+    )
     first, existing = batches.add_photo(b, input=_photo(1, "a.jpg"))
     assert not existing and [j["variant"] for j in first] == ["fast", "high"]
     again, existing = batches.add_photo(b, input=_photo(1, "a.jpg"))  # a retried upload
@@ -155,6 +160,7 @@ def test_a_failed_send_puts_items_back(batches):
 
     def broken(task, payload):
         raise ConnectionError("broker down")
+
     assert Feeder(batches, broken, window=4).feed(b["id"]) == 0
     got = batches.get(b["id"])
     assert got["counts"]["pending"] == 1 and got["counts"]["queued"] == 0
@@ -174,6 +180,7 @@ def test_states_of_a_batch():
         c = dict.fromkeys(("pending", "queued", "running", "succeeded", "failed", "skipped", "canceled"), 0)
         c.update(counts)
         return {"counts": c, "total": sum(c.values()), "open": False, "paused": False, "canceled": False}
+
     assert batch_state(b(succeeded=3, skipped=1)) == "succeeded"
     assert batch_state(b(failed=2)) == "failed"
     assert batch_state(b(succeeded=1, failed=1)) == "partial"
@@ -248,6 +255,7 @@ def test_feeding_stops_at_the_queue_limit_for_batch_items_over_all_batches(batch
     def send(task, payload):  # as Celery puts a message at its step
         sent(task, payload)
         redis_client.lpush(queue_key("enhance", payload["priority"]), payload["job_id"])
+
     feeder = Feeder(batches, send, window=4, queue_limit=5)
     assert feeder.feed(a["id"]) == 4  # its window
     assert feeder.feed(b["id"]) == 1  # the queue's batch step is at 5
@@ -261,8 +269,13 @@ def test_a_keys_load_counts_its_open_batches_and_unended_items(batches):
     store = batches.jobs
     assert batches.owner_load("k") == (0, 0)
     b1 = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo")
-    b2 = batches.create(kind="enhance", owner="k", params={}, task="enhance.photo",
-                        variants=[{"name": "x", "params": {}}, {"name": "y", "params": {}}])
+    b2 = batches.create(
+        kind="enhance",
+        owner="k",
+        params={},
+        task="enhance.photo",
+        variants=[{"name": "x", "params": {}}, {"name": "y", "params": {}}],
+    )
     batches.create(kind="enhance", owner="other", params={}, task="enhance.photo")
     for i in range(3):
         batches.add_photo(batches.get(b1["id"]), input=_photo(i))

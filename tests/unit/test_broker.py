@@ -1,5 +1,6 @@
 """The Celery broker transport (services/platform/broker.py) against a real redis-server:
 messages go through and are acked as with kombu's own, with one client per channel."""
+
 from __future__ import annotations
 
 import base64
@@ -60,8 +61,9 @@ def test_a_single_photo_is_taken_before_batch_items_sent_earlier(redis_server, r
     app = create_celery(Settings(redis_url=redis_server))
     for i in range(3):
         payload = {"job_id": f"batch-{i}", "priority": BATCH}
-        app.send_task("enhance.photo", args=[payload], **{**send_options("enhance.photo", payload),
-                                                          "queue": "prio-test"})
+        app.send_task(
+            "enhance.photo", args=[payload], **{**send_options("enhance.photo", payload), "queue": "prio-test"}
+        )
     payload = {"job_id": "single", "priority": INTERACTIVE}
     app.send_task("enhance.photo", args=[payload], **{**send_options("enhance.photo", payload), "queue": "prio-test"})
     assert redis_client.llen(queue_key("prio-test", BATCH)) == 3 and redis_client.llen("prio-test") == 1
@@ -71,8 +73,7 @@ def test_a_single_photo_is_taken_before_batch_items_sent_earlier(redis_server, r
         got.append(body[0][0]["job_id"])
         message.ack()
 
-    with app.connection_for_read() as conn, Consumer(conn, [Queue("prio-test")], callbacks=[take],
-                                                     accept=["json"]):
+    with app.connection_for_read() as conn, Consumer(conn, [Queue("prio-test")], callbacks=[take], accept=["json"]):
         while len(got) < 4:
             conn.drain_events(timeout=5)
     assert got == ["single", "batch-0", "batch-1", "batch-2"]

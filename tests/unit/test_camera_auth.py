@@ -1,4 +1,5 @@
 """Camera webhook credentials: HMAC signatures with a replay window, and tokens."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,13 +31,25 @@ def test_valid_signature_is_accepted():
 def test_signature_is_hmac_sha256_over_timestamp_dot_body():
     import hashlib
     import hmac
+
     expected = hmac.new(SECRET.encode(), b"123.5." + BODY, hashlib.sha256).hexdigest()
     assert signature(SECRET, "123.5", BODY) == "sha256=" + expected
 
 
-@pytest.mark.parametrize("case", ["tampered_body", "wrong_secret", "stale", "future", "missing_signature",
-                                  "missing_timestamp", "garbage_timestamp", "timestamp_changed",
-                                  "bare_hex"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "tampered_body",
+        "wrong_secret",
+        "stale",
+        "future",
+        "missing_signature",
+        "missing_timestamp",
+        "garbage_timestamp",
+        "timestamp_changed",
+        "bare_hex",
+    ],
+)
 def test_bad_signatures_are_rejected(case):
     headers = signed_headers(SECRET, BODY, NOW)
     body = BODY
@@ -69,9 +82,16 @@ def test_token_in_header_or_query_is_accepted():
     verify("token", SECRET, {}, {"token": SECRET}, b"anything", now=NOW)
 
 
-@pytest.mark.parametrize("headers,query", [({TOKEN_HEADER: "wrong"}, {}), ({}, {"token": SECRET + "x"}),
-                                           ({}, {}), ({TOKEN_HEADER: ""}, {"token": ""}),
-                                           ({TOKEN_HEADER: "ключ"}, {})])
+@pytest.mark.parametrize(
+    "headers,query",
+    [
+        ({TOKEN_HEADER: "wrong"}, {}),
+        ({}, {"token": SECRET + "x"}),
+        ({}, {}),
+        ({TOKEN_HEADER: ""}, {"token": ""}),
+        ({TOKEN_HEADER: "ключ"}, {}),
+    ],
+)
 def test_wrong_or_missing_token_is_rejected(headers, query):
     with pytest.raises(CameraAuthError):
         verify("token", SECRET, headers, query, b"", now=NOW)

@@ -1,4 +1,5 @@
 """Pure parts of the camera service: event analysis, the MJPEG parser, camera settings."""
+
 from __future__ import annotations
 
 import io
@@ -21,9 +22,13 @@ def _no_plates(img, roi=None, max_plates=5):
 def test_sharpest_offset_wins_and_missing_frames_are_reported():
     sharp = scene()
     blurred = cv2.GaussianBlur(sharp, (0, 0), 4)
-    out = analyse({"ts": 100.0}, [2.0, 3.0, 4.0, 9.0],
-                  [(98.0, blurred), (97.0, sharp), (96.0, blurred.copy()), None], {},
-                  find_plates=_no_plates)
+    out = analyse(
+        {"ts": 100.0},
+        [2.0, 3.0, 4.0, 9.0],
+        [(98.0, blurred), (97.0, sharp), (96.0, blurred.copy()), None],
+        {},
+        find_plates=_no_plates,
+    )
     assert out.result["snow"]["offset"] == 3.0 and out.result["snow"]["ts"] == 97.0
     assert out.images["snow"] is sharp
     assert out.result["candidates"][3] == {"offset": 9.0, "asked_ts": 91.0, "missing": True}
@@ -50,6 +55,7 @@ def test_roi_decides_sharpness_when_given():
 def test_uploads_stand_in_without_buffer_and_plates_are_cropped():
     img, (x, y, w, h) = scene_with_plate(480, 640, plate_width=200, seed=1)
     from services.camera.plates import find_plates
+
     out = analyse({"ts": 1.0}, [2.0], [None], {"overview": img}, find_plates=find_plates)
     assert out.result["snow"]["upload"] == "overview"
     plates = out.result["plates"]
@@ -79,9 +85,13 @@ def test_camera_settings():
     assert "x" * 16 not in repr(s) and s.camera("nope") is None
     assert source_mode(cam.source) == "packets" and source_mode("http://cam/video.mjpg") == "mjpeg"
     assert source_mode("/data/clip.mp4") == "file"
-    for bad in ({"id": "a b", "secret": "x" * 16}, {"id": "events", "secret": "x" * 16},
-                {"id": "g", "secret": "short"}, {"id": "g", "secret": "x" * 16, "offsets": [12]},
-                {"id": "g", "secret": "x" * 16, "auth": "basic"}):
+    for bad in (
+        {"id": "a b", "secret": "x" * 16},
+        {"id": "events", "secret": "x" * 16},
+        {"id": "g", "secret": "short"},
+        {"id": "g", "secret": "x" * 16, "offsets": [12]},
+        {"id": "g", "secret": "x" * 16, "auth": "basic"},
+    ):
         with pytest.raises(ValidationError):
             CameraConfig(**bad)
     with pytest.raises(ValidationError):
@@ -90,6 +100,7 @@ def test_camera_settings():
 
 def _reader(cam, **kw):
     from services.camera.sources import SourceReader, make_ring
+
     ring = make_ring(cam)
     return SourceReader(cam, ring, **kw), ring
 
@@ -97,6 +108,7 @@ def _reader(cam, **kw):
 def test_file_source_plays_into_a_jpeg_ring(tmp_path):
     from testbed.stack import wait_for
     from testbed.synthetic_video import make_video, write_video
+
     path = write_video(make_video(10, 64, 96, seed=2).frames, tmp_path / "clip.mp4", fps=25)
     reader, ring = _reader(CameraConfig(id="demo", source=str(path), fps=25, secret="x" * 16))
     reader.start()
@@ -116,6 +128,7 @@ def test_packet_mode_keeps_h264_packets(tmp_path):
     from services.camera.sources import SourceReader
     from testbed.stack import wait_for
     from testbed.synthetic_video import make_video, write_video
+
     path = write_video(make_video(12, 64, 96, seed=3).frames, tmp_path / "clip.mp4", fps=25)
     cam = CameraConfig(id="rtsp", source=str(path), secret="x" * 16)
     ring = PacketRing(max_seconds=10)
@@ -134,6 +147,7 @@ def test_packet_mode_keeps_h264_packets(tmp_path):
 
 def test_unreachable_source_backs_off_and_reports_down():
     from testbed.stack import free_port, wait_for
+
     cam = CameraConfig(id="gone", source=f"http://127.0.0.1:{free_port()}/x.mjpg", secret="x" * 16)
     reader, ring = _reader(cam, timeout=1, backoff_initial=0.02, backoff_max=0.05)
     reader.start()

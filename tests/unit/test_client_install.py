@@ -1,6 +1,7 @@
 """The CLI installed as a user on a laptop would: ``pip install kadr[client]`` into a fresh
 virtual environment brings none of the server's packages, the user commands run and reach
 for the server over HTTP, and the admin commands say what they need instead of a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,11 @@ def client_venv(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / pkg, src / pkg, ignore=ignore)
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    f"{src}[client]"], check=True, timeout=900)
+    subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{src}[client]"],
+        check=True,
+        timeout=900,
+    )
     return venv
 
 
@@ -57,8 +61,12 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_the_client_install_holds_no_server_package(client_venv):
-    out = subprocess.run([str(client_venv / "bin/python"), "-m", "pip", "list", "--format", "json"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(client_venv / "bin/python"), "-m", "pip", "list", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     names = {p["name"].lower() for p in json.loads(out)}
     assert {"kadr", "click", "requests", "tqdm"} <= names, names
     assert not names & SERVER_ONLY, names & SERVER_ONLY
@@ -72,8 +80,17 @@ def test_the_user_commands_run_and_reach_for_the_server(client_venv, tmp_path):
     photo = tmp_path / "a.jpg"
     photo.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9")
     # Nothing listens there: the whole path up to the HTTP request ran on the client's packages.
-    res = _kadr(client_venv, "enhance", str(photo), "--server", f"http://127.0.0.1:{_free_port()}",
-                "--key", "k", "--out", str(tmp_path / "out"))
+    res = _kadr(
+        client_venv,
+        "enhance",
+        str(photo),
+        "--server",
+        f"http://127.0.0.1:{_free_port()}",
+        "--key",
+        "k",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
     assert "Traceback" not in res.stderr and "ModuleNotFoundError" not in res.stderr, res.stderr
 

@@ -1,4 +1,5 @@
 """The resume state of ``kadr enhance``: what a re-run uploads, waits for, and skips."""
+
 from __future__ import annotations
 
 import json
@@ -104,15 +105,19 @@ def test_plan_first_run_uploads_everything(tmp_path):
 
 def test_plan_resume_decisions(tmp_path):
     out = tmp_path / "out"
-    s, _ = fresh(tmp_path, {n: n.encode() for n in
-                            ("done.jpg", "gone.jpg", "bad.jpg", "running.jpg", "failed.jpg",
-                             "canceled.jpg", "new.jpg")})
+    s, _ = fresh(
+        tmp_path,
+        {
+            n: n.encode()
+            for n in ("done.jpg", "gone.jpg", "bad.jpg", "running.jpg", "failed.jpg", "canceled.jpg", "new.jpg")
+        },
+    )
     e = s.inputs
     for rel in ("done.jpg", "gone.jpg", "running.jpg", "failed.jpg", "canceled.jpg"):
         entries.record_accepted(e[rel], "b1", item(f"job-{rel}"))
     write(out / "done.png", b"out")
     entries.mark_downloaded(e["done.jpg"], "done.png")
-    entries.mark_downloaded(e["gone.jpg"], "gone.png")          # its output was deleted since
+    entries.mark_downloaded(e["gone.jpg"], "gone.png")  # its output was deleted since
     entries.record_item(e["gone.jpg"], item("job-gone.jpg", "succeeded"))
     entries.record_rejected(e["bad.jpg"], "invalid_image", "cannot decode")
     entries.record_item(e["failed.jpg"], item("job-failed.jpg", "failed", error={"code": "x", "message": "boom"}))
@@ -120,7 +125,7 @@ def test_plan_resume_decisions(tmp_path):
 
     p = entries.plan(s, sorted(e), out)
     assert p.done == ["done.jpg"]
-    assert p.failed == ["bad.jpg"]                     # the same bytes would be refused again
+    assert p.failed == ["bad.jpg"]  # the same bytes would be refused again
     # Known to the server: wait for them (a failed one may have been retried meanwhile).
     assert p.watch == ["failed.jpg", "gone.jpg", "running.jpg"]
     assert p.upload == ["canceled.jpg", "new.jpg"]
@@ -184,8 +189,16 @@ def test_output_names_keep_the_relative_path_and_never_collide():
 
 def test_collect_walks_dirs_skips_hidden_non_images_and_the_output_dir(tmp_path):
     root = tmp_path / "photos"
-    for rel in ("a.jpg", "B.JPEG", "sub/c.png", "sub/deep/d.tiff", ".hidden.jpg",
-                ".cache/e.jpg", "notes.txt", "out/old.png"):
+    for rel in (
+        "a.jpg",
+        "B.JPEG",
+        "sub/c.png",
+        "sub/deep/d.tiff",
+        ".hidden.jpg",
+        ".cache/e.jpg",
+        "notes.txt",
+        "out/old.png",
+    ):
         write(root / rel, b"x")
     single = write(tmp_path / "single.webp", b"x")
     found = collect([root, single], exclude=root / "out")

@@ -4,6 +4,7 @@ every service inside the origin box (seed 003: 2.9 GB RAM, 3 cores), commands th
 modules and files that exist, KADR_* names the settings classes read, and the ports that
 nginx and Prometheus use. Nothing is run: there is no Docker engine in the test box.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,9 +38,16 @@ BOX_RAM_BYTES = int(2.9e9)
 BOX_CPUS = 3.0
 # Processes that are not kadr's own and may take non-KADR_ variables.
 # Read by prometheus_client, gunicorn and glibc malloc, not by a settings class.
-NON_KADR_ENV_OK = {"PROMETHEUS_MULTIPROC_DIR", "GUNICORN_CMD_ARGS", "MALLOC_ARENA_MAX", "FORWARDED_ALLOW_IPS",
-                   # library caches, on the writable /tmp of a read-only root
-                   "XDG_CACHE_HOME", "MPLCONFIGDIR", "NUMBA_CACHE_DIR"}
+NON_KADR_ENV_OK = {
+    "PROMETHEUS_MULTIPROC_DIR",
+    "GUNICORN_CMD_ARGS",
+    "MALLOC_ARENA_MAX",
+    "FORWARDED_ALLOW_IPS",
+    # library caches, on the writable /tmp of a read-only root
+    "XDG_CACHE_HOME",
+    "MPLCONFIGDIR",
+    "NUMBA_CACHE_DIR",
+}
 
 
 # ---- loading ------------------------------------------------------------------------
@@ -147,8 +155,14 @@ def bind_mounts(svc: dict) -> list[dict]:
             if parts[0].startswith((".", "/")):
                 out.append({"source": parts[0], "target": parts[1], "create_host_path": True, "short": True})
         elif v.get("type") == "bind":
-            out.append({"source": v["source"], "target": v["target"],
-                        "create_host_path": (v.get("bind") or {}).get("create_host_path", False), "short": False})
+            out.append(
+                {
+                    "source": v["source"],
+                    "target": v["target"],
+                    "create_host_path": (v.get("bind") or {}).get("create_host_path", False),
+                    "short": False,
+                }
+            )
     return out
 
 
@@ -177,8 +191,11 @@ def settings_class(svc: dict) -> type[BaseSettings]:
     else:
         raise AssertionError(f"no rule for the settings of command {cmd}")
     mod = importlib.import_module(package + ".settings")
-    own = [c for c in vars(mod).values()
-           if isinstance(c, type) and issubclass(c, BaseSettings) and c.__module__ == mod.__name__]
+    own = [
+        c
+        for c in vars(mod).values()
+        if isinstance(c, type) and issubclass(c, BaseSettings) and c.__module__ == mod.__name__
+    ]
     assert len(own) == 1, f"{mod.__name__} should define one settings class, found {own}"
     return own[0]
 
@@ -192,8 +209,11 @@ def listen_ports(name: str, svc: dict) -> set[int]:
         ports.add(int(e["KADR_METRICS_PORT"]))
     if cmd[:2] == ["python", "-m"] and cmd[2].startswith("services.ops."):
         fields = settings_class(svc).model_fields
-        key = {"services.ops.exporter": "exporter_port", "services.ops.autoscaler": "autoscaler_metrics_port",
-                   "services.ops.janitor": "janitor_port"}[cmd[2]]
+        key = {
+            "services.ops.exporter": "exporter_port",
+            "services.ops.autoscaler": "autoscaler_metrics_port",
+            "services.ops.janitor": "janitor_port",
+        }[cmd[2]]
         ports.add(int(e.get("KADR_" + key.upper(), fields[key].default)))
     if name == "nginx":
         ports.add(nginx_listen_port())
@@ -237,6 +257,7 @@ def published_targets(svc: dict) -> set[int]:
 
 # ---- (a) schema ---------------------------------------------------------------------
 
+
 @cache
 def validator() -> Draft202012Validator:
     schema = json.loads(SCHEMA.read_text())
@@ -246,8 +267,7 @@ def validator() -> Draft202012Validator:
 
 
 def _schema_errors(doc) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in validator().iter_errors(doc)]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator().iter_errors(doc)]
 
 
 def test_compose_file_follows_the_compose_specification():
@@ -263,12 +283,14 @@ def test_the_schema_check_refuses_a_misspelt_key():
 
 # ---- (b) health, restart, resources ---------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(raw_compose()["services"]))
 def test_service_is_health_checked_restarted_and_bounded(name):
     svc = services()[name]
     hc = svc.get("healthcheck") or {}
-    assert hc.get("test") and not hc.get("disable") and hc["test"][0] in ("CMD", "CMD-SHELL"), \
+    assert hc.get("test") and not hc.get("disable") and hc["test"][0] in ("CMD", "CMD-SHELL"), (
         f"{name}: needs a healthcheck"
+    )
     assert hc.get("interval") and hc.get("retries"), f"{name}: healthcheck without interval/retries"
     assert svc.get("restart") == "unless-stopped", f"{name}: restart must be unless-stopped"
     res = resources(svc)
@@ -276,8 +298,9 @@ def test_service_is_health_checked_restarted_and_bounded(name):
     for key in ("memory", "cpus"):
         assert key in lim and key in rsv, f"{name}: deploy.resources needs limits and reservations of {key}"
     assert 0 < mem_bytes(rsv["memory"]) <= mem_bytes(lim["memory"]), f"{name}: memory reservation above limit"
-    assert 0 < float(rsv["cpus"]) <= float(lim["cpus"]) <= BOX_CPUS, \
+    assert 0 < float(rsv["cpus"]) <= float(lim["cpus"]) <= BOX_CPUS, (
         f"{name}: cpus must be 0 < reservation <= limit <= {BOX_CPUS}"
+    )
 
 
 def test_default_services_fit_the_origin_box():
@@ -285,7 +308,8 @@ def test_default_services_fit_the_origin_box():
     mem = {n: mem_bytes(resources(s)["limits"]["memory"]) for n, s in default.items()}
     total = sum(mem.values())
     assert total <= BOX_RAM_BYTES, (
-        f"memory limits of the default services add up to {total / 1e9:.2f} GB > 2.9 GB: {mem}")
+        f"memory limits of the default services add up to {total / 1e9:.2f} GB > 2.9 GB: {mem}"
+    )
     # CPU is compressible (a limit caps a burst), so the reservations must fit, not the limits.
     cpus = sum(float(resources(s)["reservations"]["cpus"]) for s in default.values())
     assert cpus <= BOX_CPUS, f"CPU reservations of the default services add up to {cpus} > {BOX_CPUS}"
@@ -300,8 +324,9 @@ def test_readiness_asks_only_for_queues_that_the_default_stack_consumes():
     required = env(services()["gateway"]).get("KADR_REQUIRED_QUEUES")
     required = json.loads(required) if required else GatewaySettings.model_fields["required_queues"].default
     consumed_default = {celery_queue(s) for s in default_services().values()} - {None}
-    assert set(required) <= consumed_default, \
+    assert set(required) <= consumed_default, (
         f"/readyz would wait forever for {set(required) - consumed_default}: no default service consumes it"
+    )
     consumed_any = {celery_queue(s) for s in services().values()} - {None}
     assert set(QUEUES) <= consumed_any, f"no service (in any profile) consumes {set(QUEUES) - consumed_any}"
 
@@ -309,7 +334,7 @@ def test_readiness_asks_only_for_queues_that_the_default_stack_consumes():
 def test_depends_on_names_services_of_the_same_or_default_profile():
     for name, svc in services().items():
         deps = svc.get("depends_on") or {}
-        for dep, cond in (deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps)):
+        for dep, cond in deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps):
             assert dep in services(), f"{name} depends on unknown service {dep}"
             theirs, mine = set(services()[dep].get("profiles") or []), set(svc.get("profiles") or [])
             assert not theirs or theirs & mine, f"{name} would not start without profile {theirs} of {dep}"
@@ -318,6 +343,7 @@ def test_depends_on_names_services_of_the_same_or_default_profile():
 
 
 # ---- (c) commands, files, images ----------------------------------------------------------
+
 
 def _module_exists(name: str) -> bool:
     try:
@@ -351,8 +377,9 @@ def test_command_names_modules_and_files_that_exist(name):
         assert pool == ("threads" if queue == "camera" else "prefork"), f"{name}: --pool {pool}"
     elif cmd[:2] == ["python", "-m"]:
         assert _module_exists(cmd[2]), f"{name}: module {cmd[2]} not found"
-        assert (Path(importlib.util.find_spec(cmd[2]).origin).read_text().count('__name__ == "__main__"')), \
+        assert Path(importlib.util.find_spec(cmd[2]).origin).read_text().count('__name__ == "__main__"'), (
             f"{name}: {cmd[2]} has no __main__ block"
+        )
     else:
         raise AssertionError(f"{name}: no check for command {cmd}; add one here")
 
@@ -399,12 +426,14 @@ def test_dockerfiles_build_from_what_the_context_sends():
         # The base is a build argument (a registry's python:3.11-slim by default, a locally
         # bootstrapped Debian where none answers); the host's wheels and CA come in as
         # optional contexts, empty stages unless supplied.
-        assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text[:text.index("\nFROM ")], re.MULTILINE), \
+        assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text[: text.index("\nFROM ")], re.MULTILINE), (
             f"{path.name}: BASE_IMAGE must be a build argument defaulting to python:3.11-slim"
-        assert set(stages) == {"scratch", "${BASE_IMAGE}"} and stages[-1] == "${BASE_IMAGE}", \
+        )
+        assert set(stages) == {"scratch", "${BASE_IMAGE}"} and stages[-1] == "${BASE_IMAGE}", (
             f"{path.name}: stages from {stages}"
+        )
         assert "/opt/" not in text.replace("/opt/venv", ""), f"{path.name}: a host path baked in"
-        final = text[text.rindex("\nFROM "):]
+        final = text[text.rindex("\nFROM ") :]
         assert re.search(r"^COPY --from=\w+ /opt/venv /opt/venv", final, re.MULTILINE), f"{path.name}: venv not copied"
         user = re.findall(r"^USER\s+(\S+)", final, re.MULTILINE)
         assert user and user[-1] not in ("root", "0"), f"{path.name}: final stage runs as root"
@@ -433,8 +462,9 @@ def test_worker_image_installs_what_install_sh_pins_and_the_gateway_image_no_ml(
     for path, info in _dockerfiles().items():
         if "gateway" in info["services"]:
             extras = re.findall(r'pip install[^\n]*"\.\[([\w,]+)\]"', files[path])
-            assert extras and not set(extras[0].split(",")) & {"enhance", "segment", "camera"}, \
+            assert extras and not set(extras[0].split(",")) & {"enhance", "segment", "camera"}, (
                 "the gateway image must not install the ML extras"
+            )
             assert not _installs_torch(files[path]), "the gateway image must not install torch"
 
 
@@ -448,6 +478,7 @@ def test_bind_mounts_exist(name):
 
 
 # ---- (d) environment ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(n for n, s in raw_compose()["services"].items() if "build" in s))
 def test_kadr_env_names_are_settings_fields_and_values_parse(name, monkeypatch, tmp_path):
@@ -463,8 +494,7 @@ def test_kadr_env_names_are_settings_fields_and_values_parse(name, monkeypatch, 
     for k in e:
         if k.startswith("KADR_") or k in NON_KADR_ENV_OK:
             continue
-        assert k.startswith("GUNICORN_") and f'"{k}"' in gunicorn_conf, \
-            f"{name}: {k} is read by nothing in the service"
+        assert k.startswith("GUNICORN_") and f'"{k}"' in gunicorn_conf, f"{name}: {k} is read by nothing in the service"
     for k in list(os.environ):
         if k.startswith("KADR_"):
             monkeypatch.delenv(k)
@@ -563,8 +593,11 @@ def test_redis_wants_the_secret_password_and_only_kadr_processes_get_it():
 
 def test_shared_volumes_and_metrics_dirs():
     declared = set((compose().get("volumes") or {}).keys())
-    uid_of = {n: re.search(r"--uid (\d+)", p.read_text()).group(1)
-              for p, info in _dockerfiles().items() for n in info["services"]}
+    uid_of = {
+        n: re.search(r"--uid (\d+)", p.read_text()).group(1)
+        for p, info in _dockerfiles().items()
+        for n in info["services"]
+    }
     for name, svc in kadr_services().items():
         e, vols, uid = env(svc), volume_mounts(svc), uid_of[name]
         assert set(vols.values()) <= declared, f"{name}: undeclared volume"
@@ -588,8 +621,9 @@ def test_autoscaler_cannot_grow_a_pool_past_its_container_limit():
     autoscalers = [s for s in kadr_services().values() if command(s)[-1:] == ["services.ops.autoscaler"]]
     assert len(autoscalers) == 1
     raw = env(autoscalers[0]).get("KADR_AUTOSCALE")
-    limits = (TypeAdapter(dict[str, QueueLimits]).validate_json(raw) if raw
-              else OpsSettings.model_fields["autoscale"].default)
+    limits = (
+        TypeAdapter(dict[str, QueueLimits]).validate_json(raw) if raw else OpsSettings.model_fields["autoscale"].default
+    )
     by_queue = {celery_queue(s): (n, s) for n, s in services().items() if celery_queue(s)}
     for queue, ql in limits.items():
         assert queue in by_queue, f"autoscaler manages {queue}, which no service consumes"
@@ -597,12 +631,14 @@ def test_autoscaler_cannot_grow_a_pool_past_its_container_limit():
         mem = mem_bytes(resources(svc)["limits"]["memory"])
         assert ql.max * ql.footprint_bytes <= mem, (
             f"{name}: the autoscaler may grow to {ql.max} x {ql.footprint_bytes >> 20} MiB, "
-            f"past the container limit of {mem >> 20} MiB (the kernel would kill pool processes)")
+            f"past the container limit of {mem >> 20} MiB (the kernel would kill pool processes)"
+        )
         conc = int(option(command(svc), "-c", "--concurrency") or 1)
         assert ql.min <= conc <= ql.max, f"{name}: starts with {conc} processes, outside [{ql.min}, {ql.max}]"
 
 
 # ---- (e) ports -----------------------------------------------------------------------------
+
 
 def test_nginx_upstream_and_listen_port_match_compose():
     m = re.search(r"upstream\s+\w+\s*\{[^}]*?server\s+([\w.-]+):(\d+)", nginx_text())
@@ -614,8 +650,9 @@ def test_nginx_upstream_and_listen_port_match_compose():
     bind_host, bind_port = host_port(env(gw)["GUNICORN_BIND"])
     assert (bind_host, bind_port) == ("0.0.0.0", port), f"gunicorn binds {bind_host}:{bind_port}, nginx expects :{port}"
     ngx = services()["nginx"]
-    assert nginx_listen_port() in published_targets(ngx), \
+    assert nginx_listen_port() in published_targets(ngx), (
         f"nginx listens on {nginx_listen_port()}; compose publishes {published_targets(ngx)}"
+    )
     mounts = {m["target"]: m["source"] for m in bind_mounts(ngx)}
     assert (ROOT / mounts.get("/etc/nginx/nginx.conf", "missing")).resolve() == NGINX_CONF
     root = re.search(r"^\s*root\s+(\S+);", nginx_text(), re.MULTILINE).group(1)
@@ -629,16 +666,19 @@ def test_healthcheck_probes_a_port_the_service_listens_on(name):
     assert svc["healthcheck"]["test"][0] == "CMD-SHELL" and len(svc["healthcheck"]["test"]) == 2, name
     probe = " ".join(svc["healthcheck"]["test"])
     for port in re.findall(r"(?:127\.0\.0\.1|localhost):(\d+)", probe):
-        assert int(port) in listen_ports(name, svc), \
+        assert int(port) in listen_ports(name, svc), (
             f"{name}: healthcheck probes :{port}, the service listens on {listen_ports(name, svc)}"
+        )
     if "KADR_METRICS_PORT" in probe:
         assert env(svc).get("KADR_METRICS_PORT", "0") != "0", f"{name}: probes KADR_METRICS_PORT, which is unset"
 
 
 def _scrape_targets() -> dict[str, list[str]]:
     conf = yaml.safe_load(PROMETHEUS_YML.read_text())
-    return {job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]]
-            for job in conf["scrape_configs"]}
+    return {
+        job["job_name"]: [t for sc in job.get("static_configs", []) for t in sc["targets"]]
+        for job in conf["scrape_configs"]
+    }
 
 
 def test_prometheus_scrapes_every_kadr_service_where_compose_puts_it():
@@ -685,9 +725,12 @@ def test_grafana_reads_the_compose_prometheus_and_the_mounted_dashboards():
 
 # ---- the real parser, where one is installed ------------------------------------------------
 
+
 def _compose_cli() -> list[str] | None:
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
-                                                 check=False, capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], check=False, capture_output=True).returncode == 0
+    ):
         return ["docker", "compose"]
     return [shutil.which("docker-compose")] if shutil.which("docker-compose") else None
 
@@ -696,8 +739,13 @@ def test_docker_compose_config_accepts_every_profile():
     cli = _compose_cli()
     if not cli:
         pytest.skip("no docker compose CLI here; the schema test above still ran")
-    res = subprocess.run([*cli, "-f", str(COMPOSE), "--profile", "*", "config", "-q"],
-                         check=False, capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run(
+        [*cli, "-f", str(COMPOSE), "--profile", "*", "config", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -707,6 +755,7 @@ def test_the_gateway_runs_the_evented_worker_that_holds_streams_without_threads(
     healthcheck asks the same server, and the process cap on held connections, at the
     memory each one measured (bench/results/crowd.json), fits the container's limit."""
     import tomllib
+
     gw = services()["gateway"]
     e = env(gw)
     assert command(gw)[:1] == ["gunicorn"] and e["GUNICORN_WORKER_CLASS"] == "gevent"
@@ -756,5 +805,6 @@ def test_gpu_override_follows_the_specification_and_moves_only_the_ml_workers():
         assert full["image"] != services()[name]["image"], f"{name}: the CUDA image must be tagged apart"
         assert full["build"]["args"]["TORCH_INDEX_URL"] != "https://download.pytorch.org/whl/cpu", name
         assert full["command"] == services()[name]["command"], f"{name}: same command as on the CPU"
-        assert mem_bytes(full["deploy"]["resources"]["limits"]["memory"]) > \
-            mem_bytes(resources(services()[name])["limits"]["memory"]), f"{name}: CUDA needs more host memory"
+        assert mem_bytes(full["deploy"]["resources"]["limits"]["memory"]) > mem_bytes(
+            resources(services()[name])["limits"]["memory"]
+        ), f"{name}: CUDA needs more host memory"

@@ -1,5 +1,6 @@
 """The helpers of the container build (infra/docker): which host pip sources become build
 contexts, and which services `make compose-up` hands to podman-compose."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,9 +24,11 @@ def test_local_pip_sources_become_one_context_with_paths_inside_it(tmp_path):
     (tmp_path / "idx/a/simple").mkdir(parents=True)
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs/ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
-    conf = {"find-links": f"{tmp_path}/wheels",
-            "extra-index-url": f"file://{tmp_path}/idx/a/simple https://example.org/simple",
-            "cert": f"{tmp_path}/certs/ca.pem"}
+    conf = {
+        "find-links": f"{tmp_path}/wheels",
+        "extra-index-url": f"file://{tmp_path}/idx/a/simple https://example.org/simple",
+        "cert": f"{tmp_path}/certs/ca.pem",
+    }
     args = ps.build_args(conf)
     contexts = [v for k, v in zip(args[::2], args[1::2]) if k == "--build-context"]
     build_args = dict(v.split("=", 1) for k, v in zip(args[::2], args[1::2]) if k == "--build-arg")

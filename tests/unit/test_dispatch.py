@@ -1,5 +1,6 @@
 """The one task sender every producer uses (gateway, batch feeder, reaper), against a real
 Redis broker and a port where none listens."""
+
 from __future__ import annotations
 
 import socket

@@ -5,6 +5,7 @@ a real (narrow) ParseNet, so face selection, alignment and the banded paste-back
 production code on synthetic detections; the upsampler is a real (kadr) RealESRGANer
 around a tiny network.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -25,8 +26,15 @@ from realesrgan import RealESRGANer
 from realesrgan.archs.srvgg_arch import SRVGGNetCompact
 
 CPU = torch.device("cpu")
-FFHQ_TEMPLATE = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
-                          [201.26117, 371.41043], [313.08905, 371.15118]])
+FFHQ_TEMPLATE = np.array(
+    [
+        [192.98138, 239.94708],
+        [318.90277, 240.1936],
+        [256.63416, 314.01935],
+        [201.26117, 371.41043],
+        [313.08905, 371.15118],
+    ]
+)
 ROOMY = Limits(budget_bytes=512 * 2**20)
 
 
@@ -90,8 +98,16 @@ def restorer(monkeypatch, parsenet):
     detector = StubDetector()
     monkeypatch.setattr(frh, "init_detection_model", lambda *a, **k: detector)
     monkeypatch.setattr(frh, "init_parsing_model", lambda *a, **k: parsenet)
-    helper = frh.FaceRestoreHelper(2, face_size=512, crop_ratio=(1, 1), det_model="retinaface_resnet50",
-                                   save_ext="png", use_parse=True, device=CPU, model_rootpath="/nonexistent")
+    helper = frh.FaceRestoreHelper(
+        2,
+        face_size=512,
+        crop_ratio=(1, 1),
+        det_model="retinaface_resnet50",
+        save_ext="png",
+        use_parse=True,
+        device=CPU,
+        model_rootpath="/nonexistent",
+    )
     r = models.Restorer(StubGFPGAN(), helper, upscale=2, bg_upsampler=None, device=CPU)
     r.detector = detector  # test handle
     return r
@@ -140,8 +156,9 @@ def assert_same_pixels(ours: np.ndarray, stock: np.ndarray) -> None:
     million off by 1). A wrong tile, offset or padding moves thousands by far more."""
     assert ours.shape == stock.shape
     diff = np.abs(ours.astype(np.int16) - stock.astype(np.int16))
-    assert diff.max() <= 1 and np.count_nonzero(diff) <= max(4, diff.size // 10_000), \
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= max(4, diff.size // 10_000), (
         f"max difference {diff.max()}, {np.count_nonzero(diff)} of {diff.size} values differ"
+    )
 
 
 def flat(h, w, value=128):
@@ -241,10 +258,11 @@ def test_only_center_face_restores_the_face_nearest_the_centre(restorer):
     seen = []
     helper = restorer.face_helper
     original_align = helper.align_warp_face
-    helper.align_warp_face = lambda *a, **k: (seen.extend(list(b[:2]) for b in helper.det_faces),
-                                              original_align(*a, **k))
-    result = enhance(flat(256, 256), restorer, None,
-                     EnhanceOptions(quality="fast", only_center_face=True, max_faces=5))
+    helper.align_warp_face = lambda *a, **k: (
+        seen.extend(list(b[:2]) for b in helper.det_faces),
+        original_align(*a, **k),
+    )
+    result = enhance(flat(256, 256), restorer, None, EnhanceOptions(quality="fast", only_center_face=True, max_faces=5))
     assert seen == [[100, 100]]
     assert (result.faces_found, result.faces_restored) == (3, 1)
 
@@ -310,14 +328,20 @@ def test_faces_are_found_on_a_copy_within_the_budget_and_mapped_back(restorer):
     img = noise(h, w)
     restorer.detector.rows = np.stack([face_row(400, 300, 300), face_row(1000, 500, 240)])
     restorer.detector.size = (w, h)
-    limits = Limits(budget_bytes=img.nbytes + 56 * 2**20, detect_max_pixels=200_000, detect_bytes_per_pixel=100.0,
-                    reserve_bytes=48 * 2**20)
+    limits = Limits(
+        budget_bytes=img.nbytes + 56 * 2**20,
+        detect_max_pixels=200_000,
+        detect_bytes_per_pixel=100.0,
+        reserve_bytes=48 * 2**20,
+    )
     boxes = []
     original_align = restorer.face_helper.align_warp_face
     restorer.face_helper.align_warp_face = lambda *a, **k: (
-        boxes.extend(np.asarray(b[:4]) for b in restorer.face_helper.det_faces), original_align(*a, **k))
+        boxes.extend(np.asarray(b[:4]) for b in restorer.face_helper.det_faces),
+        original_align(*a, **k),
+    )
     result = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=1), limits=limits)
-    (sh, sw), = restorer.detector.seen
+    ((sh, sw),) = restorer.detector.seen
     assert sh * sw <= 200_000 and result.detect_scale < 0.4
     assert sw / sh == pytest.approx(w / h, rel=0.01)
     expected = [np.array([400, 300, 700, 600]), np.array([1000, 500, 1240, 740])]
@@ -348,8 +372,9 @@ def test_tiled_bands_match_stock_realesrgan_with_the_same_tiles(tiny_weights, up
 def test_tiled_bands_are_seamless_against_the_whole_image(tiny_weights):
     img = noise(70, 90, seed=4)
     whole = make_upsampler(tiny_weights, tiny_net(), tile=0).enhance(img)[0]
-    ours = np.concatenate([b.pixels for b in tiling.sr_bands(img, network(make_upsampler(tiny_weights)),
-                                                             upscale=4, tile=32, pad=10)])
+    ours = np.concatenate(
+        [b.pixels for b in tiling.sr_bands(img, network(make_upsampler(tiny_weights)), upscale=4, tile=32, pad=10)]
+    )
     # tile_pad (10) exceeds the tiny net's receptive radius (3): tiling is seamless.
     assert np.abs(ours.astype(int) - whole.astype(int)).max() <= 1
 
@@ -363,8 +388,12 @@ def test_lanczos_bands_equal_one_whole_resize(h, w, upscale, rows):
 
 
 @settings(max_examples=50, deadline=None)
-@given(budget=st.integers(1, 2**31), width=st.integers(1, 20_000), upscale=st.integers(1, 4),
-       bpp=st.sampled_from([600.0, 1200.0, 3600.0]))
+@given(
+    budget=st.integers(1, 2**31),
+    width=st.integers(1, 20_000),
+    upscale=st.integers(1, 4),
+    bpp=st.sampled_from([600.0, 1200.0, 3600.0]),
+)
 def test_the_chosen_tile_is_the_largest_that_fits_the_budget(budget, width, upscale, bpp):
     net = tiling.Network(torch.nn.Identity(), 4, CPU, bytes_per_pixel=bpp)
     tile = tiling.choose_tile(budget, pad=10, net=net, out_width=width * upscale, upscale=upscale, largest=512)
@@ -380,11 +409,16 @@ def test_medium_quality_tiles_from_the_budget(restorer, tiny_weights):
     up = make_upsampler(tiny_weights)
     img = noise(300, 300)
     bands = []
-    result = run(img, restorer, network(up, bytes_per_pixel=4000.0),
-                 EnhanceOptions(quality="medium", upscale=2, max_faces=0),
-                 limits=Limits(budget_bytes=img.nbytes + 48 * 2**20 + 40 * 2**20, max_tile=512),
-                 costs=Costs(),
-                 sink=bands.append, tick=lambda f: None)
+    result = run(
+        img,
+        restorer,
+        network(up, bytes_per_pixel=4000.0),
+        EnhanceOptions(quality="medium", upscale=2, max_faces=0),
+        limits=Limits(budget_bytes=img.nbytes + 48 * 2**20 + 40 * 2**20, max_tile=512),
+        costs=Costs(),
+        sink=bands.append,
+        tick=lambda f: None,
+    )
     assert result.tile_used is not None and result.tile_used < 300
     assert max(up.model.seen) <= result.tile_used + 20  # a tile plus its padding, never the photo
     assert sum(b.pixels.shape[0] for b in bands) == 600
@@ -393,8 +427,13 @@ def test_medium_quality_tiles_from_the_budget(restorer, tiny_weights):
 def test_a_photo_that_does_not_fit_the_budget_is_a_clear_error(restorer, tiny_weights):
     up = make_upsampler(tiny_weights)
     with pytest.raises(EnhanceError) as info:
-        enhance(flat(64, 64), restorer, network(up), EnhanceOptions(quality="medium", max_faces=0),
-                limits=Limits(budget_bytes=50 * 2**20))  # less than the reserve alone
+        enhance(
+            flat(64, 64),
+            restorer,
+            network(up),
+            EnhanceOptions(quality="medium", max_faces=0),
+            limits=Limits(budget_bytes=50 * 2**20),
+        )  # less than the reserve alone
     assert info.value.code == "over_budget" and "budget" in info.value.message
 
 
@@ -419,9 +458,13 @@ def test_cuda_oom_below_the_tile_floor_is_a_clear_error(restorer, tiny_weights):
     net.limit = 50
     # With a device budget the pipeline runs as on CUDA: out-of-memory halves the tile.
     with pytest.raises(EnhanceError) as info:
-        enhance(flat(160, 160), restorer, tiling.Network(net, 4, CPU, bytes_per_pixel=10.0),
-                EnhanceOptions(quality="medium", upscale=4, max_faces=0),
-                limits=Limits(budget_bytes=2**30, tile_floor=64, device_budget_bytes=2**30, max_tile=128))
+        enhance(
+            flat(160, 160),
+            restorer,
+            tiling.Network(net, 4, CPU, bytes_per_pixel=10.0),
+            EnhanceOptions(quality="medium", upscale=4, max_faces=0),
+            limits=Limits(budget_bytes=2**30, tile_floor=64, device_budget_bytes=2**30, max_tile=128),
+        )
     assert info.value.code == "gpu_out_of_memory"
     assert "64px tiles" in info.value.message
     assert restorer.face_helper.restored_faces == []
@@ -436,9 +479,13 @@ def test_on_cpu_an_out_of_memory_error_is_not_retried(tiny_weights):
 
 def test_option_tile_caps_the_tile(restorer, tiny_weights):
     up = make_upsampler(tiny_weights)
-    result = enhance(flat(600, 600), restorer, network(up, bytes_per_pixel=1.0),
-                     EnhanceOptions(quality="medium", tile=256, upscale=2, max_faces=0),
-                     limits=Limits(budget_bytes=2**30, max_tile=512))
+    result = enhance(
+        flat(600, 600),
+        restorer,
+        network(up, bytes_per_pixel=1.0),
+        EnhanceOptions(quality="medium", tile=256, upscale=2, max_faces=0),
+        limits=Limits(budget_bytes=2**30, max_tile=512),
+    )
     assert result.tile_used == 256
     assert max(up.model.seen) == 256 + 20
 
@@ -470,7 +517,7 @@ def test_banded_paste_equals_facexlibs_whole_image_paste(restorer, monkeypatch, 
     prepared = [paste.prepare_face(f, a, upscale, (600, 512), helper.face_parse, CPU) for f, a in zip(faces, affines)]
     ours = background.copy()
     for y in range(0, 512, 70):
-        paste.paste_band(ours[y:y + 70], y, prepared, threads=threads)
+        paste.paste_band(ours[y : y + 70], y, prepared, threads=threads)
     assert (reference != background).any()  # the faces did land
     assert all(f.mask is None for f in prepared)  # each mask let go after the face's last band
     assert np.array_equal(ours, reference)
@@ -478,11 +525,16 @@ def test_banded_paste_equals_facexlibs_whole_image_paste(restorer, monkeypatch, 
 
 
 @settings(max_examples=30, deadline=None)
-@given(y0=st.integers(0, 511), x0=st.integers(0, 511), h=st.integers(1, 200), w=st.integers(1, 200),
-       label=st.sampled_from([1, 5, 10, 13, 14, 15]))
+@given(
+    y0=st.integers(0, 511),
+    x0=st.integers(0, 511),
+    h=st.integers(1, 200),
+    w=st.integers(1, 200),
+    label=st.sampled_from([1, 5, 10, 13, 14, 15]),
+)
 def test_the_soft_mask_is_zero_outside_its_support_box(y0, x0, h, w, label):
     labels = np.zeros((512, 512), np.uint8)
-    labels[y0:y0 + h, x0:x0 + w] = label
+    labels[y0 : y0 + h, x0 : x0 + w] = label
     mask = paste.PreparedFace(None, labels, None, (0, 0, 0, 0)).soft_mask()
     sx0, sy0, sx1, sy1 = paste.mask_support(labels)
     outside = np.ones_like(mask, bool)
@@ -508,8 +560,14 @@ def test_progress_rises_per_face_and_tile_and_ends_at_one(restorer, tiny_weights
     restorer.detector.rows = np.stack([face_row(10, 10, 80), face_row(150, 150, 60)])
     up = make_upsampler(tiny_weights)
     ticks = []
-    enhance(noise(200, 260), restorer, network(up), EnhanceOptions(quality="medium", upscale=2, tile=256),
-            limits=Limits(budget_bytes=2**30, max_tile=64), tick=ticks.append)
+    enhance(
+        noise(200, 260),
+        restorer,
+        network(up),
+        EnhanceOptions(quality="medium", upscale=2, tile=256),
+        limits=Limits(budget_bytes=2**30, max_tile=64),
+        tick=ticks.append,
+    )
     assert len(ticks) == 2 + 4 * 5  # two faces, then 4x5 tiles of 64
     assert ticks == sorted(ticks) and ticks[-1] == 1.0 and ticks[0] > 0
 
@@ -528,24 +586,40 @@ def test_a_tick_that_raises_stops_the_work_at_once(restorer, tiny_weights):
             raise Stop
 
     with pytest.raises(Stop):
-        run(noise(200, 260), restorer, network(up), EnhanceOptions(quality="medium", upscale=2),
-            limits=Limits(budget_bytes=2**30, max_tile=64), costs=Costs(), sink=bands.append, tick=tick)
+        run(
+            noise(200, 260),
+            restorer,
+            network(up),
+            EnhanceOptions(quality="medium", upscale=2),
+            limits=Limits(budget_bytes=2**30, max_tile=64),
+            costs=Costs(),
+            sink=bands.append,
+            tick=tick,
+        )
     assert len(up.model.seen) == 2 and bands == []  # no third tile, no band handed on
     assert restorer.face_helper.det_faces == [] and restorer.face_helper.cropped_faces == []
 
 
 @settings(max_examples=40, deadline=None)
-@given(angle=st.floats(-0.6, 0.6), scale=st.floats(0.05, 10), tx=st.floats(-800, 3000), ty=st.floats(-800, 3000),
-       x0=st.integers(0, 2500), y0=st.integers(0, 2500), w=st.integers(1, 600), h=st.integers(1, 300))
+@given(
+    angle=st.floats(-0.6, 0.6),
+    scale=st.floats(0.05, 10),
+    tx=st.floats(-800, 3000),
+    ty=st.floats(-800, 3000),
+    x0=st.integers(0, 2500),
+    y0=st.integers(0, 2500),
+    w=st.integers(1, 600),
+    h=st.integers(1, 300),
+)
 def test_a_warped_window_is_that_window_of_the_whole_warp(angle, scale, tx, ty, x0, y0, w, h):
     src = noise(64, 80, seed=5)
     srcf = np.random.default_rng(6).random((64, 80))
-    m = np.array([[scale * np.cos(angle), -scale * np.sin(angle), tx],
-                  [scale * np.sin(angle), scale * np.cos(angle), ty]])
+    m = np.array(
+        [[scale * np.cos(angle), -scale * np.sin(angle), tx], [scale * np.sin(angle), scale * np.cos(angle), ty]]
+    )
     canvas = (x0 + w, y0 + h)
     assert np.array_equal(paste.warp_window(src, m, x0, y0, w, h), cv2.warpAffine(src, m, canvas)[y0:, x0:])
-    assert np.array_equal(paste.warp_window(srcf, m, x0, y0, w, h),
-                          cv2.warpAffine(srcf, m, canvas, flags=3)[y0:, x0:])
+    assert np.array_equal(paste.warp_window(srcf, m, x0, y0, w, h), cv2.warpAffine(srcf, m, canvas, flags=3)[y0:, x0:])
 
 
 def test_the_photo_is_let_go_while_faces_are_restored_and_read_again(restorer):
@@ -568,8 +642,17 @@ def test_the_photo_is_let_go_while_faces_are_restored_and_read_again(restorer):
 
     released = []
     bands = []
-    run(source, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY, costs=Costs(),
-        sink=bands.append, tick=lambda f: None, release=released.append)
+    run(
+        source,
+        restorer,
+        None,
+        EnhanceOptions(quality="fast", upscale=2),
+        limits=ROOMY,
+        costs=Costs(),
+        sink=bands.append,
+        tick=lambda f: None,
+        release=released.append,
+    )
     assert len(calls) == 2 and during == [True, True]
     assert released == ["detect", "faces"]  # as each phase ends
     with_array = enhance(img, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY)
@@ -577,8 +660,16 @@ def test_the_photo_is_let_go_while_faces_are_restored_and_read_again(restorer):
     # Without faces to restore the photo is read once.
     calls.clear()
     restorer.detector.rows = np.zeros((0, 15), np.float32)
-    run(source, restorer, None, EnhanceOptions(quality="fast", upscale=2), limits=ROOMY, costs=Costs(),
-        sink=lambda b: None, tick=lambda f: None)
+    run(
+        source,
+        restorer,
+        None,
+        EnhanceOptions(quality="fast", upscale=2),
+        limits=ROOMY,
+        costs=Costs(),
+        sink=lambda b: None,
+        tick=lambda f: None,
+    )
     assert calls == [1]
 
 
@@ -594,15 +685,20 @@ def test_a_photo_that_reads_back_differently_is_refused(restorer):
 def test_prescale_runs_the_network_on_the_shrunk_photo_at_its_own_scale(restorer, tiny_weights, h, w, upscale):
     img = noise(h, w, seed=h + w)
     up = make_upsampler(tiny_weights)
-    result = enhance(img, restorer, network(up), EnhanceOptions(quality="medium", upscale=upscale, prescale=True,
-                                                                 max_faces=0), limits=ROOMY)
+    result = enhance(
+        img,
+        restorer,
+        network(up),
+        EnhanceOptions(quality="medium", upscale=upscale, prescale=True, max_faces=0),
+        limits=ROOMY,
+    )
     assert result.image.shape == (h * upscale, w * upscale, 3)
     # By hand: extend by reflection to sides the shrink divides, shrink, x4, cut.
     pw = next(k for k in range(4) if (w + k) * upscale % 4 == 0)
     ph = next(k for k in range(4) if (h + k) * upscale % 4 == 0)
     padded = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
     small = cv2.resize(padded, ((w + pw) * upscale // 4, (h + ph) * upscale // 4), interpolation=cv2.INTER_AREA)
-    by_hand = make_upsampler(tiny_weights, tile=256, cls=RealESRGANer).enhance(small)[0][:h * upscale, :w * upscale]
+    by_hand = make_upsampler(tiny_weights, tile=256, cls=RealESRGANer).enhance(small)[0][: h * upscale, : w * upscale]
     assert_same_pixels(result.image, by_hand)
     assert max(up.model.seen) <= (max(h, w) * upscale) // 4 + 2 + 20  # the network never saw the full photo
 
@@ -614,6 +710,11 @@ def test_prescale_leaves_the_fast_path_and_native_scales_alone(restorer, tiny_we
     assert np.array_equal(plain.image, pre.image)
     up = make_upsampler(tiny_weights)
     a = enhance(img, restorer, network(up), EnhanceOptions(quality="medium", upscale=4, max_faces=0), limits=ROOMY)
-    b = enhance(img, restorer, network(up), EnhanceOptions(quality="medium", upscale=4, max_faces=0, prescale=True),
-                limits=ROOMY)
+    b = enhance(
+        img,
+        restorer,
+        network(up),
+        EnhanceOptions(quality="medium", upscale=4, max_faces=0, prescale=True),
+        limits=ROOMY,
+    )
     assert np.array_equal(a.image, b.image)  # the network's own scale: nothing to shrink

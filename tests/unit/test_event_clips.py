@@ -3,6 +3,7 @@ remuxed (every decoded frame equals, bit for bit, a plain decode of the same
 packets, which no re-encode could give), starts at a keyframe, covers the asked
 seconds and keeps real time; a JPEG ring's clip is encoded once with one frame per
 stored JPEG at its own time."""
+
 from __future__ import annotations
 
 import cv2
@@ -142,6 +143,7 @@ def test_clip_window_setting():
     from pydantic import ValidationError
 
     from services.contracts.settings import CameraConfig
+
     cam = dict(id="gate", secret="s" * 16)
     assert CameraConfig(**cam).clip_window() == (5.0, 3.0)
     assert CameraConfig(**cam, buffer_seconds=4).clip_window() == (1.0, 3.0)  # defaults shrink to fit
@@ -153,6 +155,7 @@ def test_clip_window_setting():
 
 def test_a_clip_waits_for_its_after_part_on_the_ring_not_on_a_clock():
     import threading
+
     ring = JpegFrameRing(max_seconds=10, max_bytes=10**7)
     frame = np.zeros((8, 8, 3), np.uint8)
     ring.push(1.0, frame)

@@ -1,5 +1,6 @@
 """The gateway's one subscription per process (gateway/fanout.py), the ?wait= long poll
 on it, and the caps on held connections (gateway/holds.py), against a real Redis."""
+
 from __future__ import annotations
 
 import threading
@@ -34,6 +35,7 @@ def _finish_later(store, job_id, delay=0.3):
     def finish():
         store.begin(job_id, max_deliveries=3, worker="w")
         store.transition(job_id, "succeeded", allowed_from=("running",), result={"ok": 1})
+
     t = threading.Timer(delay, finish)
     t.start()
     return t
@@ -64,6 +66,7 @@ def test_two_hundred_waiters_share_one_redis_connection(store, fanout, redis_cli
             got[jid] = wait_for_end(store, fanout.subscribe, jid, 30)["state"]
         except Exception as e:  # named in the assertion, not lost in a thread warning
             got[jid] = repr(e)
+
     threads = [threading.Thread(target=wait, args=(j,)) for j in jobs]
     for t in threads:
         t.start()
@@ -94,8 +97,9 @@ def test_a_lost_subscription_tells_every_waiter_to_read_again(fanout, redis_clie
 def test_a_job_stream_ends_with_the_job_and_frees_its_waiter(store, fanout):
     job = store.create(kind="enhance", owner="a", params={})
     t = _finish_later(store, job["id"])
-    events = list(job_events(store, job["id"], subscribe=fanout.subscribe, view=lambda j: {"state": j["state"]},
-                             max_seconds=30))
+    events = list(
+        job_events(store, job["id"], subscribe=fanout.subscribe, view=lambda j: {"state": j["state"]}, max_seconds=30)
+    )
     t.join()
     assert events[1].startswith("event: progress") and '"queued"' in events[1]
     assert events[-1].startswith("event: end") and '"succeeded"' in events[-1]
@@ -132,6 +136,7 @@ def test_a_held_body_gives_its_hold_back_even_if_never_started(redis_client):
     def body():
         yield "a"
         yield "b"
+
     never = Held(body(), holds.acquire("a"))
     never.close()
     ran = Held(body(), holds.acquire("a"))

@@ -1,4 +1,5 @@
 """File name sanitising and de-duplication: examples users hit, plus invariants under hypothesis."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -10,31 +11,34 @@ from hypothesis import strategies as st
 from gateway.filenames import MAX_NAME_BYTES, sanitize_filename, unique_names
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("photo.jpg", "photo.jpg"),
-    ("../../etc/passwd", "passwd"),
-    ("C:\\Users\\Анна\\Desktop\\IMG_0001.JPG", "IMG_0001.JPG"),
-    ("/var/tmp/mixed\\separators/shot.png", "shot.png"),
-    ("holiday photos/", "holiday photos"),
-    ("\\\\server\\share\\", "share"),
-    ("Фото с отпуска.jpg", "Фото с отпуска.jpg"),
-    ("我的照片 2024.png", "我的照片 2024.png"),
-    ("e\u0301te\u0301.png", "\u00e9t\u00e9.png"),  # NFD from macOS becomes NFC
-    ("  ..hidden.png  ", "hidden.png"),
-    ("photo.jpg. . ", "photo.jpg"),  # Windows would drop these anyway
-    ("a\tb\nc\r\nd.jpg", "a b c d.jpg"),
-    ("many     spaces\u00a0and\u3000ideographic.jpg", "many spaces and ideographic.jpg"),
-    ("nul\x00byte\x07bell\x7f.jpg", "nulbytebell.jpg"),
-    ("invoice\u202egpj.exe", "invoicegpj.exe"),  # right-to-left override spoofing
-    ('what<is>this:"a|b"?*.jpg', "what_is_this__a_b___.jpg"),
-    ("CON", "_CON"),
-    ("con.txt", "_con.txt"),
-    ("Lpt1.tar.gz", "_Lpt1.tar.gz"),
-    ("COM\u00b9.png", "_COM\u00b9.png"),
-    ("NUL .jpg", "_NUL .jpg"),
-    ("console.jpg", "console.jpg"),
-    ("conman", "conman"),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("photo.jpg", "photo.jpg"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\Анна\\Desktop\\IMG_0001.JPG", "IMG_0001.JPG"),
+        ("/var/tmp/mixed\\separators/shot.png", "shot.png"),
+        ("holiday photos/", "holiday photos"),
+        ("\\\\server\\share\\", "share"),
+        ("Фото с отпуска.jpg", "Фото с отпуска.jpg"),
+        ("我的照片 2024.png", "我的照片 2024.png"),
+        ("e\u0301te\u0301.png", "\u00e9t\u00e9.png"),  # NFD from macOS becomes NFC
+        ("  ..hidden.png  ", "hidden.png"),
+        ("photo.jpg. . ", "photo.jpg"),  # Windows would drop these anyway
+        ("a\tb\nc\r\nd.jpg", "a b c d.jpg"),
+        ("many     spaces\u00a0and\u3000ideographic.jpg", "many spaces and ideographic.jpg"),
+        ("nul\x00byte\x07bell\x7f.jpg", "nulbytebell.jpg"),
+        ("invoice\u202egpj.exe", "invoicegpj.exe"),  # right-to-left override spoofing
+        ('what<is>this:"a|b"?*.jpg', "what_is_this__a_b___.jpg"),
+        ("CON", "_CON"),
+        ("con.txt", "_con.txt"),
+        ("Lpt1.tar.gz", "_Lpt1.tar.gz"),
+        ("COM\u00b9.png", "_COM\u00b9.png"),
+        ("NUL .jpg", "_NUL .jpg"),
+        ("console.jpg", "console.jpg"),
+        ("conman", "conman"),
+    ],
+)
 def test_examples(raw, expected):
     assert sanitize_filename(raw) == expected
 
@@ -80,18 +84,21 @@ def test_max_len_must_be_positive():
 # --------------------------------------------------------------------------- unique_names
 
 
-@pytest.mark.parametrize("names,expected", [
-    ([], []),
-    (["a.jpg", "b.jpg"], ["a.jpg", "b.jpg"]),
-    (["a.jpg", "A.JPG", "a.jpg"], ["a.jpg", "A (2).JPG", "a (3).jpg"]),
-    # The user's own "a (2).jpg" keeps its name; the generated one steps around it.
-    (["a.jpg", "a.jpg", "a (2).jpg"], ["a.jpg", "a (3).jpg", "a (2).jpg"]),
-    (["a.jpg", "a.jpg", "a (2).jpg", "a (2).jpg"], ["a.jpg", "a (3).jpg", "a (2).jpg", "a (2) (2).jpg"]),
-    (["README", "readme", "ReadMe"], ["README", "readme (2)", "ReadMe (3)"]),
-    (["Фото.jpg", "ФОТО.JPG"], ["Фото.jpg", "ФОТО (2).JPG"]),
-    (["\u00e9.png", "e\u0301.png"], ["\u00e9.png", "e\u0301 (2).png"]),  # same name on macOS
-    (["x.tar.gz", "x.tar.gz"], ["x.tar.gz", "x.tar (2).gz"]),
-])
+@pytest.mark.parametrize(
+    "names,expected",
+    [
+        ([], []),
+        (["a.jpg", "b.jpg"], ["a.jpg", "b.jpg"]),
+        (["a.jpg", "A.JPG", "a.jpg"], ["a.jpg", "A (2).JPG", "a (3).jpg"]),
+        # The user's own "a (2).jpg" keeps its name; the generated one steps around it.
+        (["a.jpg", "a.jpg", "a (2).jpg"], ["a.jpg", "a (3).jpg", "a (2).jpg"]),
+        (["a.jpg", "a.jpg", "a (2).jpg", "a (2).jpg"], ["a.jpg", "a (3).jpg", "a (2).jpg", "a (2) (2).jpg"]),
+        (["README", "readme", "ReadMe"], ["README", "readme (2)", "ReadMe (3)"]),
+        (["Фото.jpg", "ФОТО.JPG"], ["Фото.jpg", "ФОТО (2).JPG"]),
+        (["\u00e9.png", "e\u0301.png"], ["\u00e9.png", "e\u0301 (2).png"]),  # same name on macOS
+        (["x.tar.gz", "x.tar.gz"], ["x.tar.gz", "x.tar (2).gz"]),
+    ],
+)
 def test_unique_names_examples(names, expected):
     assert unique_names(names) == expected
 
@@ -105,7 +112,8 @@ def test_unique_names_accepts_any_iterable_and_scales_linearly():
 # --------------------------------------------------------------------------- properties
 
 names = st.text(st.characters(exclude_categories=()), max_size=300) | st.text(
-    st.sampled_from(list("aA./\\ .\t\x00\u202e:*CONconлфя照\u0301é\ud800")), max_size=40)
+    st.sampled_from(list("aA./\\ .\t\x00\u202e:*CONconлфя照\u0301é\ud800")), max_size=40
+)
 
 
 def _is_control(ch: str) -> bool:
@@ -128,8 +136,13 @@ def test_sanitized_names_are_always_safe(raw, max_len):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["a.jpg", "A.JPG", "a (2).jpg", "a (3).JPG", "b", "B", "b (2)", "Я.png",
-                                 "я.PNG"]) | st.text(max_size=8), max_size=30))
+@given(
+    st.lists(
+        st.sampled_from(["a.jpg", "A.JPG", "a (2).jpg", "a (3).JPG", "b", "B", "b (2)", "Я.png", "я.PNG"])
+        | st.text(max_size=8),
+        max_size=30,
+    )
+)
 def test_unique_names_are_unique_and_keep_first_occurrences(batch):
     out = unique_names(batch)
     assert len(out) == len(batch)

@@ -1,4 +1,5 @@
 """House rule 1: the gateway never imports torch, OpenCV or a worker package."""
+
 from __future__ import annotations
 
 import re
@@ -27,15 +28,21 @@ def test_importing_the_gateway_app_does_not_import_torch():
 def test_openapi_spec_documents_every_v1_route():
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
+
     app = create_app(GatewaySettings(redis_url="redis://127.0.0.1:1/0"))
     spec = app.test_client().get("/api/openapi.json").json
-    v1_rules = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule) for r in app.url_map.iter_rules()
-                if r.rule.startswith("/api/v1/")}
+    v1_rules = {
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule) for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/")
+    }
     documented = set(spec["paths"])
     assert v1_rules <= documented, v1_rules - documented
     # Every method of every rule too: two blueprints may share a path (GET and POST /videos).
-    routed = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule), m.lower()) for r in app.url_map.iter_rules()
-              if r.rule.startswith("/api/v1/") for m in r.methods - {"HEAD", "OPTIONS"}}
+    routed = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule), m.lower())
+        for r in app.url_map.iter_rules()
+        if r.rule.startswith("/api/v1/")
+        for m in r.methods - {"HEAD", "OPTIONS"}
+    }
     listed = {(path, m) for path, ops in spec["paths"].items() for m in ops}
     assert routed <= listed, routed - listed
     # Every v1 operation declares the bearer scheme, except the camera webhook, which
@@ -62,7 +69,8 @@ def test_request_models_build_their_schema_once_and_hand_out_copies():
     assert len(_SCHEMAS) == cached  # the second call built nothing
     # Other arguments, another schema.
     assert JobQuery.model_json_schema(mode="serialization") == BaseModel.model_json_schema.__func__(
-        JobQuery, mode="serialization")
+        JobQuery, mode="serialization"
+    )
 
 
 def test_every_form_model_caches_its_schema():
@@ -74,6 +82,7 @@ def test_every_form_model_caches_its_schema():
     import gateway.api
     from gateway.api.models import RequestModel
     from gateway.errors import _FORM_MODELS
+
     for m in pkgutil.iter_modules(gateway.api.__path__):
         importlib.import_module(f"gateway.api.{m.name}")
     assert {"EnhanceForm", "EnhanceBatchForm", "ItemsForm", "VideoForm"} <= set(_FORM_MODELS)

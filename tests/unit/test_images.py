@@ -1,4 +1,5 @@
 """Upload validation and decoding against real files crafted here (Pillow, numpy, raw bytes)."""
+
 from __future__ import annotations
 
 import io
@@ -39,17 +40,30 @@ def png_chunk(ctype: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
 
 
-def raw_png(width: int, height: int, *, bit_depth: int, color_type: int, pixels: bytes | None = None,
-            idat: bytes | None = None, after_idat: bytes = b"") -> bytes:
+def raw_png(
+    width: int,
+    height: int,
+    *,
+    bit_depth: int,
+    color_type: int,
+    pixels: bytes | None = None,
+    idat: bytes | None = None,
+    after_idat: bytes = b"",
+) -> bytes:
     """A PNG assembled byte by byte, for layouts Pillow cannot write (48/64-bit) or lies."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     if idat is None:
         channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
         stride = width * channels * bit_depth // 8
-        rows = [b"\x00" + pixels[y * stride:(y + 1) * stride] for y in range(height)]  # filter 0
+        rows = [b"\x00" + pixels[y * stride : (y + 1) * stride] for y in range(height)]  # filter 0
         idat = zlib.compress(b"".join(rows))
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
-            + after_idat + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", idat)
+        + after_idat
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def samples16(*values: int) -> bytes:
@@ -117,11 +131,18 @@ def test_sniff_recognises_each_allowed_format_from_real_files(fmt):
     assert sniff_format(data[:32]) == fmt
 
 
-@pytest.mark.parametrize("head", [
-    b"", b"\xff\xd8", b"hello world, definitely not a jpeg",
-    b"GIF89a\x01\x00\x01\x00", b"II+\x00\x08\x00\x00\x00",  # GIF, BigTIFF: not allowed
-    b"BMW service report 2024.........", b"RIFF\x10\x00\x00\x00WAVEfmt ",
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"\xff\xd8",
+        b"hello world, definitely not a jpeg",
+        b"GIF89a\x01\x00\x01\x00",
+        b"II+\x00\x08\x00\x00\x00",  # GIF, BigTIFF: not allowed
+        b"BMW service report 2024.........",
+        b"RIFF\x10\x00\x00\x00WAVEfmt ",
+    ],
+)
 def test_sniff_rejects_everything_else(head):
     assert sniff_format(head) is None
 
@@ -188,7 +209,7 @@ def test_png_claiming_20000x20000_is_refused_from_its_header(monkeypatch):
 
 def _patch_jpeg_size(data: bytes, w: int, h: int) -> bytes:
     sof = data.index(b"\xff\xc0")
-    return data[:sof + 5] + struct.pack(">HH", h, w) + data[sof + 9:]
+    return data[: sof + 5] + struct.pack(">HH", h, w) + data[sof + 9 :]
 
 
 def _patch_bmp_size(data: bytes, w: int, h: int) -> bytes:
@@ -355,8 +376,9 @@ def test_rgba_png_transparent_pixels_become_white_not_their_hidden_colour():
     assert_close(out[0, 2], (127, 127, 127), tol=1)
 
 
-@pytest.mark.parametrize("mode,fmt", [("L", "JPEG"), ("L", "PNG"), ("LA", "PNG"), ("1", "PNG"),
-                                      ("1", "BMP"), ("P", "BMP"), ("L", "TIFF")])
+@pytest.mark.parametrize(
+    "mode,fmt", [("L", "JPEG"), ("L", "PNG"), ("LA", "PNG"), ("1", "PNG"), ("1", "BMP"), ("P", "BMP"), ("L", "TIFF")]
+)
 def test_grayscale_like_modes_give_three_equal_channels(mode, fmt):
     a = np.zeros((10, 20), np.uint8)
     a[:, 10:] = 255
@@ -391,8 +413,9 @@ def test_webp_lossless_lossy_and_alpha():
     assert out[6, 15].tolist() == list(WHITE)
 
 
-@pytest.mark.parametrize("options", [{"lossless": True}, {"quality": 80}, {"exif": exif_bytes(1)}],
-                         ids=["VP8L", "VP8", "VP8X"])
+@pytest.mark.parametrize(
+    "options", [{"lossless": True}, {"quality": 80}, {"exif": exif_bytes(1)}], ids=["VP8L", "VP8", "VP8X"]
+)
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 def test_webp_header_parse_agrees_with_pillow(mode, options):
     im = Image.fromarray(noise(9, 13)).convert(mode)
@@ -532,8 +555,15 @@ def test_encode_quality_matters_for_jpeg():
     assert len(encode_image(a, "jpeg", quality=30)) < len(encode_image(a, "jpeg", quality=95))
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
-                                 np.zeros((4, 4, 3), np.float32), np.zeros((0, 4, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 4), np.uint8),
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((0, 4, 3), np.uint8),
+    ],
+)
 def test_encode_rejects_non_bgr_arrays(bad):
     with pytest.raises(ValueError):
         encode_image(bad, "png")
@@ -548,8 +578,11 @@ def test_encode_rejects_unknown_format_and_bad_quality():
 
 
 def test_format_maps_cover_the_same_formats():
-    assert set(images.FORMAT_MIME) == set(images.FORMAT_EXTENSION) \
+    assert (
+        set(images.FORMAT_MIME)
+        == set(images.FORMAT_EXTENSION)
         == {"jpeg", "png", "webp", "bmp", "tiff", "heic", "avif"}
+    )
     assert set(images.OUTPUT_FORMATS) == {"jpeg", "png", "webp", "bmp", "tiff"}
     assert not any(ext.startswith(".") for ext in images.FORMAT_EXTENSION.values())
 
@@ -587,7 +620,7 @@ def damaged_files(draw):
     for _ in range(draw(st.integers(1, 6))):
         data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
     if draw(st.booleans()):
-        del data[draw(st.integers(1, len(data))):]
+        del data[draw(st.integers(1, len(data))) :]
     return bytes(data)
 
 
@@ -596,8 +629,10 @@ def damaged_files(draw):
 def test_damaged_files_give_an_image_or_an_image_error_never_anything_else(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF; not our concern here
-        for call in (lambda: inspect_image(data, max_bytes=MB, max_pixels=10**5),
-                     lambda: decode_bgr(data, max_pixels=10**5)):
+        for call in (
+            lambda: inspect_image(data, max_bytes=MB, max_pixels=10**5),
+            lambda: decode_bgr(data, max_pixels=10**5),
+        ):
             try:
                 result = call()
             except ImageError as e:

@@ -1,4 +1,5 @@
 """Job store against a real redis-server: state machine, batch counters, redelivery cap."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,7 @@ def test_job_lifecycle_is_json_safe(store, redis_client):
     assert got["state"] == "running" and got["worker"] == "w:1" and got["started_at"]
     store.set_progress(job["id"], 0.5)
     assert store.get(job["id"])["progress"] == 0.5
-    assert store.transition(job["id"], "succeeded", allowed_from=("running",),
-                            result={"faces_found": 3}).moved
+    assert store.transition(job["id"], "succeeded", allowed_from=("running",), result={"faces_found": 3}).moved
     done = store.get(job["id"])
     assert done["state"] == "succeeded" and done["progress"] == 1.0 and done["result"] == {"faces_found": 3}
     # Every stored value is a plain string that JSON can carry.
@@ -34,8 +34,7 @@ def test_job_lifecycle_is_json_safe(store, redis_client):
 def test_begin_moves_to_running_and_answers_with_the_job_in_one_call(store, redis_client):
     """The worker's way in: the delivery count, the move to running (with the batch's
     counters and the event) and the job it runs, from one script."""
-    job = store.create(kind="enhance", owner="k1", params={"upscale": 2}, input={"name": "a.jpg"},
-                       batch_id="b1")
+    job = store.create(kind="enhance", owner="k1", params={"upscale": 2}, input={"name": "a.jpg"}, batch_id="b1")
     redis_client.hset(store.batch_key("b1"), mapping={"n_queued": 1, "n_running": 0})
     events = redis_client.pubsub(ignore_subscribe_messages=True)
     events.subscribe(store.job_key(job["id"]) + ":events")

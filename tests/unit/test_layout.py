@@ -4,6 +4,7 @@ shipped code stand on their own, never on the test suite (a benchmark that impor
 a contract between the gateway, three workers and retention, are built in one module, and
 so are Redis keys (deployed data is found by them). The
 shared core is layered: each of its packages imports only the ones below it."""
+
 from __future__ import annotations
 
 import ast
@@ -28,16 +29,20 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
-@pytest.mark.parametrize("package, forbidden", [
-    ("bench", {"tests"}),
-    ("testbed", {"tests", "bench"}),
-    ("gateway", {"tests", "testbed", "bench"}),
-    ("services", {"tests", "testbed", "bench"}),
-    ("client", {"tests", "testbed", "bench", "gateway"}),
-])
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("bench", {"tests"}),
+        ("testbed", {"tests", "bench"}),
+        ("gateway", {"tests", "testbed", "bench"}),
+        ("services", {"tests", "testbed", "bench"}),
+        ("client", {"tests", "testbed", "bench", "gateway"}),
+    ],
+)
 def test_a_package_imports_nothing_it_must_not(package, forbidden):
-    found = {str(p.relative_to(ROOT)): sorted(_imported_roots(p) & forbidden)
-             for p in sorted((ROOT / package).rglob("*.py"))}
+    found = {
+        str(p.relative_to(ROOT)): sorted(_imported_roots(p) & forbidden) for p in sorted((ROOT / package).rglob("*.py"))
+    }
     assert not {p: f for p, f in found.items() if f}
 
 
@@ -64,7 +69,7 @@ def _imported_modules(path: Path) -> set[str]:
 
 def _allowed(package: str) -> set[str]:
     if package in CORE:
-        return set(CORE[:CORE.index(package) + 1])
+        return set(CORE[: CORE.index(package) + 1])
     if package in WORKERS:
         return set(CORE) | {package}
     if package == "ops":
@@ -81,11 +86,15 @@ def test_services_has_exactly_the_packages_of_the_layers():
 @pytest.mark.parametrize("package", CORE + WORKERS + ("ops",))
 def test_a_services_package_imports_only_what_is_below_it(package):
     allowed = _allowed(package)
-    found = {str(p.relative_to(ROOT)): sorted(_services_imported(p) - allowed)
-             for p in sorted((ROOT / "services" / package).rglob("*.py"))}
+    found = {
+        str(p.relative_to(ROOT)): sorted(_services_imported(p) - allowed)
+        for p in sorted((ROOT / "services" / package).rglob("*.py"))
+    }
     assert not {p: f for p, f in found.items() if f}
-    assert all("gateway" not in {m.split(".")[0] for m in _imported_modules(p)}
-               for p in (ROOT / "services" / package).rglob("*.py"))
+    assert all(
+        "gateway" not in {m.split(".")[0] for m in _imported_modules(p)}
+        for p in (ROOT / "services" / package).rglob("*.py")
+    )
 
 
 @pytest.mark.parametrize("package", CORE)
@@ -96,8 +105,10 @@ def test_each_core_package_says_what_belongs_in_it(package):
 
 def test_the_gateway_imports_no_worker_side_package():
     # runtime holds the model registry and torch's device policy; worker services hold models.
-    found = {str(p.relative_to(ROOT)): sorted(_services_imported(p) & {"runtime", *WORKERS, "ops"})
-             for p in sorted((ROOT / "gateway").rglob("*.py"))}
+    found = {
+        str(p.relative_to(ROOT)): sorted(_services_imported(p) & {"runtime", *WORKERS, "ops"})
+        for p in sorted((ROOT / "gateway").rglob("*.py"))
+    }
     assert not {p: f for p, f in found.items() if f}
 
 
@@ -118,16 +129,21 @@ def test_tasks_are_thin_and_jobs_are_given_what_they_use(service):
     assert len(tasks.read_text().splitlines()) <= 80
     # jobs receive their blob store and settings: no module-level settings object.
     tree = ast.parse((ROOT / "services" / service / "jobs.py").read_text())
-    assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                if isinstance(t, ast.Name)}
+    assigned = {
+        t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)
+    }
     assert not assigned & {"settings", "worker", "app"}
     assert not _imported_modules(ROOT / "services" / service / "jobs.py") & {f"services.{service}.tasks"}
 
 
 def test_no_global_statements_in_services():
     # A worker's state lives on objects built from its settings (CameraWorker, WorkerProcess).
-    found = [f"{p.relative_to(ROOT)}:{node.lineno}" for p in sorted((ROOT / "services").rglob("*.py"))
-             for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.Global)]
+    found = [
+        f"{p.relative_to(ROOT)}:{node.lineno}"
+        for p in sorted((ROOT / "services").rglob("*.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Global)
+    ]
     assert not found
 
 
@@ -163,14 +179,18 @@ def _leading_strings(tree: ast.AST):
 
 def test_blob_keys_are_built_in_one_module():
     from services.contracts.blob_keys import FOLDERS
+
     folders = tuple(f + "/" for f in FOLDERS.values())
     found = []
     for package in SHIPPED:
         for path in sorted((ROOT / package).rglob("*.py")):
             if path == BLOB_KEYS:
                 continue
-            found += [f"{path.relative_to(ROOT)}:{line}: {text[:40]!r}"
-                      for line, text in _leading_strings(ast.parse(path.read_text())) if text.startswith(folders)]
+            found += [
+                f"{path.relative_to(ROOT)}:{line}: {text[:40]!r}"
+                for line, text in _leading_strings(ast.parse(path.read_text()))
+                if text.startswith(folders)
+            ]
     assert not found, "blob keys built outside contracts/blob_keys.py:\n" + "\n".join(found)
 
 
@@ -185,16 +205,36 @@ def test_redis_keys_are_built_in_one_module():
             if path == REDIS_KEYS:
                 continue
             tree = ast.parse(path.read_text())
-            docs = {id(n.body[0].value) for n in ast.walk(tree)  # prose, never a key (the CLI's help)
-                    if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                    and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-            found += [f"{path.relative_to(ROOT)}:{node.lineno}: {node.value[:40]!r}" for node in ast.walk(tree)
-                      if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
-                      and (node.value.startswith("kadr:") or _LUA_KEY_LITERAL.search(node.value))]
+            docs = {
+                id(n.body[0].value)
+                for n in ast.walk(tree)  # prose, never a key (the CLI's help)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.body
+                and isinstance(n.body[0], ast.Expr)
+                and isinstance(n.body[0].value, ast.Constant)
+            }
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {node.value[:40]!r}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docs
+                and (node.value.startswith("kadr:") or _LUA_KEY_LITERAL.search(node.value))
+            ]
             # Nor joined to the prefix by hand: redis_keys.PREFIX is for redis_keys alone.
-            found += [f"{path.relative_to(ROOT)}:{node.lineno}: PREFIX" for node in ast.walk(tree)
-                      if (isinstance(node, ast.Attribute) and node.attr == "PREFIX"
-                          and isinstance(node.value, ast.Name) and node.value.id == "redis_keys")
-                      or (isinstance(node, ast.ImportFrom) and node.module == "services.contracts.redis_keys"
-                          and any(a.name == "PREFIX" for a in node.names))]
+            found += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: PREFIX"
+                for node in ast.walk(tree)
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "PREFIX"
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "redis_keys"
+                )
+                or (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module == "services.contracts.redis_keys"
+                    and any(a.name == "PREFIX" for a in node.names)
+                )
+            ]
     assert not found, "Redis keys built outside contracts/redis_keys.py:\n" + "\n".join(found)

@@ -1,5 +1,6 @@
 """services.media: strip-at-a-time writers, metadata carried from input to output,
 HEIF/AVIF headers read without a codec."""
+
 from __future__ import annotations
 
 import io
@@ -43,7 +44,7 @@ def write(fmt, img, rows=97, meta=META, quality=95):
     out = io.BytesIO()
     w = writers.open_writer(fmt, out, img.shape[1], img.shape[0], meta, quality=quality)
     for y in range(0, img.shape[0], rows):
-        w.write(img[y:y + rows])
+        w.write(img[y : y + rows])
     w.close()
     return out.getvalue()
 
@@ -57,8 +58,9 @@ def test_joined_jpeg_strips_decode_to_the_one_shot_encode(monkeypatch, quality):
     img = photo(1001, 300)
     data = write("jpeg", img, meta=PhotoMeta(), quality=quality)
     one = io.BytesIO()
-    Image.fromarray(img[..., ::-1]).save(one, "JPEG", quality=quality,
-                                         subsampling="4:4:4" if quality >= 90 else "4:2:0")
+    Image.fromarray(img[..., ::-1]).save(
+        one, "JPEG", quality=quality, subsampling="4:4:4" if quality >= 90 else "4:2:0"
+    )
     joined = Image.open(io.BytesIO(data))
     assert joined.size == (300, 1001)
     assert np.array_equal(np.asarray(joined), np.asarray(Image.open(one)))
@@ -126,8 +128,9 @@ def test_an_exif_block_too_big_for_jpeg_loses_its_maker_note_first():
 def test_orientation_is_applied_to_the_pixels_and_reset_to_one():
     img = photo(40, 60)
     src = io.BytesIO()
-    Image.fromarray(img[..., ::-1]).save(src, "JPEG", quality=95, exif=exif_block(orientation=6),
-                                         icc_profile=META.icc_profile, dpi=(240, 240))
+    Image.fromarray(img[..., ::-1]).save(
+        src, "JPEG", quality=95, exif=exif_block(orientation=6), icc_profile=META.icc_profile, dpi=(240, 240)
+    )
     bgr, meta = images.decode_photo(src.getvalue(), max_pixels=10**6)
     assert bgr.shape == (60, 40, 3)  # turned upright
     out = Image.open(io.BytesIO(write("jpeg", bgr, meta=meta)))
@@ -185,7 +188,7 @@ def test_heif_brands_are_sniffed():
 
 def _patch_ispe(data: bytes, width: int, height: int) -> bytes:
     at = data.index(b"ispe")
-    return data[:at + 8] + struct.pack(">II", width, height) + data[at + 16:]
+    return data[: at + 8] + struct.pack(">II", width, height) + data[at + 16 :]
 
 
 def test_a_heic_claiming_30000x30000_is_refused_from_its_header():

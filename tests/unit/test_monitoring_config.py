@@ -1,5 +1,6 @@
 """Prometheus config, alert rules and Grafana dashboards are valid and name real metrics.
 (tests/e2e/test_monitoring.py runs them against the live stack.)"""
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,24 @@ def test_compose_and_rendered_configs_pass_promtool(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     local = tmp_path / "local.yml"
     jobs = ["gateway", "exporter", "enhance", "segment", "camera", "autoscaler", "janitor"]
-    subprocess.run([sys.executable, str(PROM / "render.py"), "--out", str(local),
-                    *[f"--target={j}=127.0.0.1:{9200 + i}" for i, j in enumerate(jobs)]], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(PROM / "render.py"),
+            "--out",
+            str(local),
+            *[f"--target={j}=127.0.0.1:{9200 + i}" for i, j in enumerate(jobs)],
+        ],
+        check=True,
+    )
     out = _promtool("check", "config", str(local))
     assert out.returncode == 0, out.stdout + out.stderr
     # A job left without a target is refused, not silently scraped at a compose host name.
-    miss = subprocess.run([sys.executable, str(PROM / "render.py"), "--out", str(tmp_path / "x.yml"),
-                           "--target=gateway=127.0.0.1:1"], capture_output=True, text=True)
+    miss = subprocess.run(
+        [sys.executable, str(PROM / "render.py"), "--out", str(tmp_path / "x.yml"), "--target=gateway=127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+    )
     assert miss.returncode != 0 and "exporter" in miss.stderr
 
 
@@ -59,8 +71,12 @@ def _source_text() -> str:
 @pytest.mark.parametrize("where", ["dashboards", "alerts"])
 def test_every_queried_metric_is_defined_in_code(where):
     if where == "dashboards":
-        text = "\n".join(t["expr"] for p in (GRAFANA / "dashboards").glob("*.json")
-                         for panel in json.loads(p.read_text())["panels"] for t in panel["targets"])
+        text = "\n".join(
+            t["expr"]
+            for p in (GRAFANA / "dashboards").glob("*.json")
+            for panel in json.loads(p.read_text())["panels"]
+            for t in panel["targets"]
+        )
     else:
         text = (PROM / "alerts.yml").read_text()
     names = set(re.findall(r"\bkadr_[a-z0-9_]+", text))

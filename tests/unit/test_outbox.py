@@ -1,6 +1,7 @@
 """The outbox is filled by the state changes themselves (real redis-server): a job's end
 once per end state, a batch's end once per run (last item, close or cancel), nothing for
 work without a callback_url."""
+
 from __future__ import annotations
 
 from services.contracts import redis_keys
@@ -38,8 +39,9 @@ def test_a_job_end_is_queued_once_per_end_state_and_only_with_a_callback(redis_c
         jobs.transition(j["id"], "succeeded", allowed_from=("running",))
         jobs.transition(j["id"], "succeeded", allowed_from=("succeeded",))  # replayed
     got = _entries(redis_client)
-    assert [(e["subject"], e["id"], e["state"], e["field"]) for e in got] == \
-        [("job", hooked["id"], "succeeded", "callback")]
+    assert [(e["subject"], e["id"], e["state"], e["field"]) for e in got] == [
+        ("job", hooked["id"], "succeeded", "callback")
+    ]
     assert jobs.get(hooked["id"])["callback"] == {"state": "pending", "attempts": 0}
 
 

@@ -1,5 +1,6 @@
 """services.contracts.photo_cost: output limits, the automatic upscale, estimates
 and the time limits a photo's task carries."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,8 +47,12 @@ def test_heic_and_avif_results_are_jpeg():
     assert pc.output_format("png") == "png"
 
 
-@given(w=st.integers(1, 8000), h=st.integers(1, 8000), up=st.one_of(st.none(), st.integers(1, 4)),
-       max_px=st.integers(1, 200_000_000))
+@given(
+    w=st.integers(1, 8000),
+    h=st.integers(1, 8000),
+    up=st.one_of(st.none(), st.integers(1, 4)),
+    max_px=st.integers(1, 200_000_000),
+)
 def test_a_resolved_upscale_always_fits(w, h, up, max_px):
     lim = pc.OutputLimit(max_px, 65_535, "x")
     try:
@@ -80,12 +85,15 @@ def test_measured_rates_replace_the_reference_ones():
 
 
 def test_rates_are_moving_averages_per_device_and_the_slowest_device_counts(redis_client):
-    task_stats.record_photo(redis_client, "cuda", quality="medium", upscale=2, seconds_per_output_mp=0.1,
-                            face_seconds=0.3, faces=2)
-    task_stats.record_photo(redis_client, "cpu", quality="medium", upscale=2, seconds_per_output_mp=4.0,
-                            face_seconds=4.0, faces=1)
-    task_stats.record_photo(redis_client, "cpu", quality="medium", upscale=2, seconds_per_output_mp=2.0,
-                            face_seconds=None, faces=0)
+    task_stats.record_photo(
+        redis_client, "cuda", quality="medium", upscale=2, seconds_per_output_mp=0.1, face_seconds=0.3, faces=2
+    )
+    task_stats.record_photo(
+        redis_client, "cpu", quality="medium", upscale=2, seconds_per_output_mp=4.0, face_seconds=4.0, faces=1
+    )
+    task_stats.record_photo(
+        redis_client, "cpu", quality="medium", upscale=2, seconds_per_output_mp=2.0, face_seconds=None, faces=0
+    )
     rates = task_stats.photo_rates(redis_client)
     assert rates["medium:x2"] == pytest.approx(4.0 * 0.7 + 2.0 * 0.3)
     assert rates["face"] == 4.0 and rates["faces_per_photo"] == 2.0

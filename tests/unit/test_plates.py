@@ -1,4 +1,5 @@
 """Plates are found with the Haar cascade OpenCV ships, on synthetic Russian plates."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,10 +25,20 @@ def test_plate_image_proportions():
     assert abs(p.shape[1] / p.shape[0] - PLATE_MM[0] / PLATE_MM[1]) < 0.05
 
 
-@pytest.mark.parametrize("width,at", [
-    (120, (30, 330)), (120, (480, 40)), (160, None), (160, (470, 420)), (240, (10, 200)),
-    (240, (390, 5)), (320, (150, 300)), (160, (0, 0)), (160, (480, 446)),  # touching the edges
-])
+@pytest.mark.parametrize(
+    "width,at",
+    [
+        (120, (30, 330)),
+        (120, (480, 40)),
+        (160, None),
+        (160, (470, 420)),
+        (240, (10, 200)),
+        (240, (390, 5)),
+        (320, (150, 300)),
+        (160, (0, 0)),
+        (160, (480, 446)),  # touching the edges
+    ],
+)
 def test_plate_is_found_first(width, at):
     img, box = scene_with_plate(480, 640, width, at, seed=width)
     found = find_plates(img)
@@ -60,7 +71,7 @@ def test_max_plates_keeps_the_most_confident():
     spots = [(20, 300), (240, 360), (440, 300)]
     for (x, y), n in zip(spots, ("A123BC", "K456MO", "T789XY")):
         p = plate_image(170, n)
-        img[y:y + p.shape[0], x:x + p.shape[1]] = p
+        img[y : y + p.shape[0], x : x + p.shape[1]] = p
     assert len(find_plates(img)) == 3
     assert len(find_plates(img, max_plates=2)) == 2
     assert find_plates(img, max_plates=0) == []
@@ -88,6 +99,7 @@ def test_missing_cascade_fails_clearly(tmp_path, monkeypatch):
     # Through the registry (a fresh one: this process may have loaded the real file),
     # a missing file is a failed model whose message names the path.
     from services.runtime.registry import ModelRegistry, ModelUnavailable
+
     fresh = ModelRegistry()
     monkeypatch.setattr(plates, "registry", fresh)
     monkeypatch.setattr(plates, "default_cascade_path", lambda: tmp_path / "gone.xml")

@@ -1,6 +1,7 @@
 """Flicker and accuracy metrics: invariants under hypothesis, conventions users rely on
 (empty masks, JSON-safe summaries), and the flow-based and lag metrics on synthetic
 video with exact ground truth."""
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,11 @@ def test_masks_must_be_boolean_and_the_same_size():
 @PROPS
 @given(mask_clips())
 def test_consecutive_series_have_one_value_per_transition(masks):
-    ious, dices, unstable = (quality.consecutive_iou(masks), quality.consecutive_dice(masks),
-                             quality.instability(masks))
+    ious, dices, unstable = (
+        quality.consecutive_iou(masks),
+        quality.consecutive_dice(masks),
+        quality.instability(masks),
+    )
     assert len(ious) == len(dices) == len(unstable) == max(len(masks) - 1, 0)
     np.testing.assert_array_equal(unstable, 1.0 - ious)
     assert np.all((0 <= ious) & (ious <= dices) & (dices <= 1))
@@ -157,7 +161,7 @@ def test_flow_aligns_a_translated_frame():
     video = make_video(2, 96, 128, speed=0.0, seed=5, shapes=())
     big = video.frames[0]
     dx, dy = 5, 3
-    prev, cur = big[10:74, 10:106], big[10 - dy:74 - dy, 10 - dx:106 - dx]
+    prev, cur = big[10:74, 10:106], big[10 - dy : 74 - dy, 10 - dx : 106 - dx]
     gray = prev[..., 1].astype(np.float32)
     flow = DisFlow("fast")
     mapping = flow.sampling_map(flow.prepare(prev), flow.prepare(cur), gray.shape)

@@ -1,4 +1,5 @@
 """Orphaned jobs (their worker died with them) are resent once, against a real Redis."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def test_orphan_is_requeued_once_and_counted_again(store, redis_client):
     jid = _running(store, worker="gone-host:42")
     sent = []
     later = time.time() + 60
-    assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append((t, p)), now=later) == \
-        [(jid, "requeued")]
+    assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append((t, p)), now=later) == [
+        (jid, "requeued")
+    ]
     assert sent == [("enhance.photo", {"job_id": jid, "request_id": "r"})]
     job = store.get(jid)
     assert job["state"] == "queued" and job["worker"] == "" and store.running_ids() == []
@@ -52,6 +54,7 @@ def test_an_orphan_the_broker_does_not_take_waits_for_a_later_round(store):
 
     def broker_away(task, payload):
         raise DispatchError("the broker did not take enhance.photo: connection refused")
+
     later = time.time() + 60
     assert reap_orphans(store, grace_seconds=30, send=broker_away, now=later) == []
     job = store.get(jid)  # not left queued with no message: running in its dead worker again
@@ -59,8 +62,9 @@ def test_an_orphan_the_broker_does_not_take_waits_for_a_later_round(store):
     # The next round past the grace period (counted again from the failed try) sends it.
     sent = []
     assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append(t), now=time.time() + 5) == []
-    assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append(t), now=time.time() + 60) == \
-        [(jid, "requeued")]
+    assert reap_orphans(store, grace_seconds=30, send=lambda t, p: sent.append(t), now=time.time() + 60) == [
+        (jid, "requeued")
+    ]
     assert sent == ["enhance.photo"] and store.get(jid)["state"] == "queued"
 
 
@@ -85,8 +89,7 @@ def _strand(redis_server, app, store, *, started: bool = False, priority: int = 
     away: delivered (in kombu's ``unacked`` hash) and never put back."""
     job = store.create(kind="enhance", owner="o", params={})
     store.set_task(job["id"], "enhance.photo", {"job_id": job["id"], "request_id": "r"})
-    app.send_task("enhance.photo", args=[{"job_id": job["id"], "request_id": "r"}], queue="enhance",
-                  priority=priority)
+    app.send_task("enhance.photo", args=[{"job_id": job["id"], "request_id": "r"}], queue="enhance", priority=priority)
     conn = Connection(redis_server, transport="services.platform.broker:Transport")
     q = conn.SimpleQueue("enhance")
     q.get(timeout=5)
@@ -102,6 +105,7 @@ def test_a_message_stranded_by_a_connection_loss_goes_back_on_its_queue(redis_se
     from services.contracts.tasks import UNACKED_KEY
     from services.platform.celery_app import create_celery
     from services.upkeep.stranded import job_id_of, restore_stranded
+
     app = create_celery(Settings(redis_url=redis_server))
     lost = _strand(redis_server, app, store)
     running = _strand(redis_server, app, store, started=True)
@@ -131,6 +135,7 @@ def test_a_stranded_batch_item_goes_back_behind_single_work(redis_server, redis_
     from services.contracts.tasks import BATCH, queue_key
     from services.platform.celery_app import create_celery
     from services.upkeep.stranded import job_id_of, restore_stranded
+
     app = create_celery(Settings(redis_url=redis_server))
     lost = _strand(redis_server, app, store, priority=BATCH)
     assert restore_stranded(store, older_than=60, now=time.time() + 61) == [lost]

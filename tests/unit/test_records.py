@@ -1,5 +1,6 @@
 """Typed job records: decoded once by the store with every declared field, shown through
 the declared response models, and documented field by field in the OpenAPI document."""
+
 from __future__ import annotations
 
 import typing
@@ -26,9 +27,19 @@ def test_every_field_a_job_declares_is_in_a_fresh_record(store):
 
 def test_a_record_written_before_a_field_existed_reads_with_its_default(store, redis_client):
     # As an older release wrote it: no parent, callback, estimate or batch fields, empty progress.
-    redis_client.hset(store.job_key("old"), mapping={
-        "id": "old", "kind": "enhance", "owner": "k1", "state": "queued", "progress": "",
-        "created_at": "1.5", "updated_at": "1.5", "params": '{"upscale": 2}'})
+    redis_client.hset(
+        store.job_key("old"),
+        mapping={
+            "id": "old",
+            "kind": "enhance",
+            "owner": "k1",
+            "state": "queued",
+            "progress": "",
+            "created_at": "1.5",
+            "updated_at": "1.5",
+            "params": '{"upscale": 2}',
+        },
+    )
     job = store.get("old")
     assert job["progress"] == 0.0 and job["deliveries"] == 0
     assert (job["batch_id"], job["parent_id"], job["worker"], job["callback_url"]) == ("", "", "", "")
@@ -38,24 +49,65 @@ def test_a_record_written_before_a_field_existed_reads_with_its_default(store, r
 
 
 def _video(store):
-    video = store.create(kind="segment", owner="k1", params={"model": "m", "target_class": "person"},
-                         input={"blob": "videos/v/input.mp4", "truth_blob": "videos/v/truth.mp4", "name": "a.mp4",
-                                "container": "mp4", "codec": "h264", "width": 64, "height": 48, "fps": 25.0,
-                                "duration_s": 1.0, "frames": 25, "size_bytes": 1000, "truth_frames": 25})
-    rs = store.create(kind="stabilize", owner="k1", parent_id=video["id"],
-                      params={"video_id": video["id"], "method": "ema", "params": {"alpha": 0.5}})
+    video = store.create(
+        kind="segment",
+        owner="k1",
+        params={"model": "m", "target_class": "person"},
+        input={
+            "blob": "videos/v/input.mp4",
+            "truth_blob": "videos/v/truth.mp4",
+            "name": "a.mp4",
+            "container": "mp4",
+            "codec": "h264",
+            "width": 64,
+            "height": 48,
+            "fps": 25.0,
+            "duration_s": 1.0,
+            "frames": 25,
+            "size_bytes": 1000,
+            "truth_frames": 25,
+        },
+    )
+    rs = store.create(
+        kind="stabilize",
+        owner="k1",
+        parent_id=video["id"],
+        params={"video_id": video["id"], "method": "ema", "params": {"alpha": 0.5}},
+    )
     return video, rs
 
 
 def test_video_view_is_the_declared_model_without_storage_keys(store):
     video, rs = _video(store)
-    store.transition(video["id"], "succeeded", allowed_from=("queued",), result={
-        "frames": 25, "width": 64, "height": 48, "fps": 25.0, "has_truth": True, "model": "m",
-        "target_class": "person", "timings": {"segment_seconds": 1.0}})
-    store.transition(rs["id"], "succeeded", allowed_from=("queued",), result={
-        "frames": 25, "method": "ema", "params": {"alpha": 0.5}, "summary": {"instability": {"mean": 0.1}},
-        "raw_summary": {}, "improvement_pct": {"instability": 50.0, "warped_instability": None},
-        "timings": {"stabilize_seconds": 0.5}})
+    store.transition(
+        video["id"],
+        "succeeded",
+        allowed_from=("queued",),
+        result={
+            "frames": 25,
+            "width": 64,
+            "height": 48,
+            "fps": 25.0,
+            "has_truth": True,
+            "model": "m",
+            "target_class": "person",
+            "timings": {"segment_seconds": 1.0},
+        },
+    )
+    store.transition(
+        rs["id"],
+        "succeeded",
+        allowed_from=("queued",),
+        result={
+            "frames": 25,
+            "method": "ema",
+            "params": {"alpha": 0.5},
+            "summary": {"instability": {"mean": 0.1}},
+            "raw_summary": {},
+            "improvement_pct": {"instability": 50.0, "warped_instability": None},
+            "timings": {"stabilize_seconds": 0.5},
+        },
+    )
     view = video_view(store.get(video["id"]), store.children(video["id"]))
     assert not [k for k in view["input"] if k.endswith("blob")] and view["input"]["truth_frames"] == 25
     assert view["result"]["has_truth"] is True and view["result"]["timings"] == {"segment_seconds": 1.0}
@@ -69,19 +121,47 @@ def test_a_result_set_not_yet_run_and_a_newer_workers_extra_field(store):
     video, rs = _video(store)
     assert result_set_view(store.get(rs["id"]))["summary"] is None
     # A field a later worker adds is kept, not dropped by the declared model.
-    store.transition(rs["id"], "failed", allowed_from=("queued",),
-                     error={"code": "not_segmented", "message": "no", "hint": "later field"})
+    store.transition(
+        rs["id"],
+        "failed",
+        allowed_from=("queued",),
+        error={"code": "not_segmented", "message": "no", "hint": "later field"},
+    )
     assert result_set_view(store.get(rs["id"]))["error"]["hint"] == "later field"
 
 
 def test_a_photo_job_view_hides_the_blob_and_keeps_every_result_field(store):
-    job = store.create(kind="enhance", owner="k1", params={"upscale": 2},
-                       input={"blob": "photos/p/input.jpg", "name": "a.jpg", "format": "jpeg", "width": 10,
-                              "height": 8, "bytes": 99, "sha256": "ab"},
-                       estimate={"seconds": 1.0, "soft_time_limit_seconds": 60, "time_limit_seconds": 90})
-    result = {"blob": "photos/p/result.jpg", "format": "jpeg", "width": 20, "height": 16, "bytes": 300,
-              "faces_found": 1, "faces_restored": 1, "faces_failed": 0, "tile_used": None, "detect_scale": 1.0,
-              "upscale": 2, "cache_hit": False, "timings": {"total_seconds": 2.5}, "memory": {"peak_mib": 10.0}}
+    job = store.create(
+        kind="enhance",
+        owner="k1",
+        params={"upscale": 2},
+        input={
+            "blob": "photos/p/input.jpg",
+            "name": "a.jpg",
+            "format": "jpeg",
+            "width": 10,
+            "height": 8,
+            "bytes": 99,
+            "sha256": "ab",
+        },
+        estimate={"seconds": 1.0, "soft_time_limit_seconds": 60, "time_limit_seconds": 90},
+    )
+    result = {
+        "blob": "photos/p/result.jpg",
+        "format": "jpeg",
+        "width": 20,
+        "height": 16,
+        "bytes": 300,
+        "faces_found": 1,
+        "faces_restored": 1,
+        "faces_failed": 0,
+        "tile_used": None,
+        "detect_scale": 1.0,
+        "upscale": 2,
+        "cache_hit": False,
+        "timings": {"total_seconds": 2.5},
+        "memory": {"peak_mib": 10.0},
+    }
     store.transition(job["id"], "succeeded", allowed_from=("queued",), result=result)
     view = job_view(store.get(job["id"]))
     assert "blob" not in view["input"] and "blob" not in view["result"]
@@ -92,6 +172,7 @@ def test_a_photo_job_view_hides_the_blob_and_keeps_every_result_field(store):
 def test_openapi_documents_the_fields_of_results_errors_and_inputs():
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
+
     spec = create_app(GatewaySettings(redis_url="redis://127.0.0.1:1/0")).test_client().get("/api/openapi.json").json
     schemas = spec["components"]["schemas"]
 

@@ -1,4 +1,5 @@
 """Model registry: loaded once under a lock, states that readiness can trust."""
+
 from __future__ import annotations
 
 import threading
@@ -17,6 +18,7 @@ def test_loads_once_even_when_many_threads_ask_at_once():
         calls.append(1)
         gate.wait(5)
         return object()
+
     reg.register("m", loader, version="1")
     got = []
     threads = [threading.Thread(target=lambda: got.append(reg.get("m"))) for _ in range(8)]
@@ -42,6 +44,7 @@ def test_a_failing_load_says_why():
 
     def broken():
         raise RuntimeError("size mismatch for conv1.weight")
+
     reg.register("m", broken, version="1")
     reg.warm_up()
     st = reg.states()["m"]
@@ -49,6 +52,7 @@ def test_a_failing_load_says_why():
 
     def vanished():
         raise MissingWeightsError("missing: w.pth")
+
     reg.register("n", vanished, version="1")
     with pytest.raises(ModelUnavailable):
         reg.get("n")

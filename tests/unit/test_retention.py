@@ -1,4 +1,5 @@
 """Retention: per-kind TTLs and one budget over a real blob store and a real redis-server."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,13 @@ DAY = 24 * 3600
 
 
 def _settings(**kw):
-    base = dict(retention_photos_seconds=DAY, retention_videos_seconds=DAY, retention_events_seconds=DAY,
-                retention_orphan_grace_seconds=3600.0, storage_budget_bytes=0)
+    base = dict(
+        retention_photos_seconds=DAY,
+        retention_videos_seconds=DAY,
+        retention_events_seconds=DAY,
+        retention_orphan_grace_seconds=3600.0,
+        storage_budget_bytes=0,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -27,20 +33,23 @@ def _item(kind, ident, size, *, active=False, finished=None, expires=None, newes
 
 def test_plan_ttl_orphans_after_grace_then_oldest_finished_first_whatever_the_kind():
     now = 10_000.0
-    items = [_item("batches", "live", 500, active=True, expires=10.0),       # expired TTL but running
-             _item("photos", "old", 300, finished=100.0, expires=50_000.0),
-             _item("videos", "older", 300, finished=50.0, expires=50_000.0),
-             _item("events", "new", 300, finished=9_000.0, expires=50_000.0),
-             _item("photos", "expired", 10, finished=20.0, expires=9_999.0),
-             _item("videos", "orphan", 10, newest=now - 7200),
-             _item("photos", "uploading", 10, newest=now - 5)]  # no record yet: inside the grace
+    items = [
+        _item("batches", "live", 500, active=True, expires=10.0),  # expired TTL but running
+        _item("photos", "old", 300, finished=100.0, expires=50_000.0),
+        _item("videos", "older", 300, finished=50.0, expires=50_000.0),
+        _item("events", "new", 300, finished=9_000.0, expires=50_000.0),
+        _item("photos", "expired", 10, finished=20.0, expires=9_999.0),
+        _item("videos", "orphan", 10, newest=now - 7200),
+        _item("photos", "uploading", 10, newest=now - 5),
+    ]  # no record yet: inside the grace
     got = [(i.id, why) for i, why in plan(items, budget=1200, now=now, orphan_grace=3600)]
     assert got == [("expired", "ttl"), ("orphan", "record_gone"), ("older", "disk_budget")]
-    assert [(i.id, why) for i, why in plan(items, budget=0, now=now, orphan_grace=3600)] == \
-        [("expired", "ttl"), ("orphan", "record_gone")]
+    assert [(i.id, why) for i, why in plan(items, budget=0, now=now, orphan_grace=3600)] == [
+        ("expired", "ttl"),
+        ("orphan", "record_gone"),
+    ]
     # Only live work left over budget: nothing more goes.
-    assert plan([_item("batches", "live", 5000, active=True, expires=9e9)], budget=100, now=now,
-                orphan_grace=0) == []
+    assert plan([_item("batches", "live", 5000, active=True, expires=9e9)], budget=100, now=now, orphan_grace=0) == []
 
 
 class World:
@@ -103,8 +112,9 @@ class World:
         return b["id"]
 
     def keys_naming(self, ident):
-        return [k for k in self.jobs.r.scan_iter(count=1000) if ident in k] + \
-            [k for k in self.jobs.r.zrange(redis_keys.CAMERA_EVENTS, 0, -1) if k == ident]
+        return [k for k in self.jobs.r.scan_iter(count=1000) if ident in k] + [
+            k for k in self.jobs.r.zrange(redis_keys.CAMERA_EVENTS, 0, -1) if k == ident
+        ]
 
 
 def test_each_kind_expires_on_its_ttl_live_work_never(redis_client, tmp_path):
@@ -120,8 +130,12 @@ def test_each_kind_expires_on_its_ttl_live_work_never(redis_client, tmp_path):
     assert ret.sweep(now=now + 60).removed == []
     rnd = ret.sweep(now=now + DAY + 60)
     gone = {(i.kind, i.id, why) for i, why in rnd.removed}
-    assert gone == {("photos", photo, "ttl"), ("videos", video, "ttl"), ("batches", batch, "ttl"),
-                    ("events", event, "ttl")}
+    assert gone == {
+        ("photos", photo, "ttl"),
+        ("videos", video, "ttl"),
+        ("batches", batch, "ttl"),
+        ("events", event, "ttl"),
+    }
     for ident, prefix in ((photo, "jobs"), (video, "videos"), (batch, "batches"), (event, "camera")):
         assert w.blobs.usage(f"{prefix}/{ident}").files == 0 and not w.blobs.folders(f"{prefix}/{ident}")
         assert w.keys_naming(ident) == [], ident

@@ -6,6 +6,7 @@ encoded once per session. Frame i has mean brightness 40 + 3·i, so a decoded fr
 tells which one it is within codec error; it must also equal, bit for bit, the
 frame a plain sequential decode of the whole stream produces.
 """
+
 from __future__ import annotations
 
 import threading
@@ -40,8 +41,15 @@ def index_of(frame: np.ndarray, bias: float = CODEC_BIAS) -> int:
     return round((float(frame.mean()) - 40 - bias) / 3)
 
 
-def encode(codec: str, n: int = N, gop: int = GOP, w: int = W, h: int = H,
-           global_header: bool = False, options: dict | None = None):
+def encode(
+    codec: str,
+    n: int = N,
+    gop: int = GOP,
+    w: int = W,
+    h: int = H,
+    global_header: bool = False,
+    options: dict | None = None,
+):
     ctx = av.CodecContext.create(codec, "w")
     ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
     ctx.time_base, ctx.framerate = Fraction(1, 25), Fraction(25)
@@ -98,7 +106,7 @@ def check_common(ring, pushed_ts: list[float]) -> None:
     assert all(a < b for a, b in zip(held, held[1:]))
     assert all(pushed_ts[-1] - t <= ring.max_seconds + 1e-6 for t in held)
     # Oldest go first: what a lookup can reach is always the newest pushes, in order...
-    assert held == pushed_ts[len(pushed_ts) - len(held):]
+    assert held == pushed_ts[len(pushed_ts) - len(held) :]
     if s["dropped_budget_total"] == s["dropped_undecodable_total"] == 0:
         # ...and while the budget suffices, it is the whole window.
         assert held == [t for t in pushed_ts if t >= pushed_ts[-1] - ring.max_seconds - 1e-6]
@@ -107,9 +115,13 @@ def check_common(ring, pushed_ts: list[float]) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=steps, max_seconds=st.floats(0.2, 6.0),
-       max_bytes=st.one_of(st.integers(300, 20_000), st.just(10**6)),
-       queries=st.lists(st.floats(-2, 70), min_size=1, max_size=4), data=st.data())
+@given(
+    steps=steps,
+    max_seconds=st.floats(0.2, 6.0),
+    max_bytes=st.one_of(st.integers(300, 20_000), st.just(10**6)),
+    queries=st.lists(st.floats(-2, 70), min_size=1, max_size=4),
+    data=st.data(),
+)
 def test_jpeg_ring_invariants(steps, max_seconds, max_bytes, queries, data):
     ring = JpegFrameRing(max_seconds=max_seconds, max_bytes=max_bytes, quality=95)
     pushed: list[float] = []
@@ -134,9 +146,12 @@ def test_jpeg_ring_invariants(steps, max_seconds, max_bytes, queries, data):
 
 
 @settings(max_examples=60, deadline=None)
-@given(steps=st.lists(st.floats(0.01, 1.0), min_size=12, max_size=N), max_seconds=st.floats(0.2, 6.0),
-       max_bytes=st.one_of(st.integers(200, 20_000), st.just(10**6)),
-       queries=st.lists(st.floats(-2, 70), min_size=1, max_size=3))
+@given(
+    steps=st.lists(st.floats(0.01, 1.0), min_size=12, max_size=N),
+    max_seconds=st.floats(0.2, 6.0),
+    max_bytes=st.one_of(st.integers(200, 20_000), st.just(10**6)),
+    queries=st.lists(st.floats(-2, 70), min_size=1, max_size=3),
+)
 def test_packet_ring_invariants(h264, steps, max_seconds, max_bytes, queries):
     packets, reference = h264
     ring = PacketRing("h264", max_seconds=max_seconds, max_bytes=max_bytes)
@@ -175,6 +190,7 @@ def test_packet_ring_invariants(h264, steps, max_seconds, max_bytes, queries):
 
 # --- packet ring: decoding -------------------------------------------------------
 
+
 def fill(ring: PacketRing, packets, fps: float = 10.0, t0: float = 100.0) -> list[float]:
     ts = [t0 + i / fps for i in range(len(packets))]
     for t, (data, key) in zip(ts, packets):
@@ -203,6 +219,7 @@ def test_frames_at_decodes_each_gop_once(h264, monkeypatch):
     def counting(span, wanted, threads=0):
         calls.append((len(span.data), sorted(wanted)))
         return real(span, wanted, threads)
+
     monkeypatch.setattr(ring_buffer, "_decode_span", counting)
     event = ts[-1]  # 5.9 s after the first frame
     got = ring.frames_at([0.5, 0.3, 2.0, 0.3], event)
@@ -240,7 +257,7 @@ def test_budget_smaller_than_a_gop_waits_for_the_next_keyframe(h264):
     packets, _ = h264
     budget = sum(len(d) + ENTRY_OVERHEAD_BYTES for d, _ in packets[:6])
     ring = PacketRing("h264", max_seconds=100, max_bytes=budget)
-    ts = fill(ring, packets[:GOP + 3])
+    ts = fill(ring, packets[: GOP + 3])
     s = ring.stats()
     assert s["dropped_budget_total"] == 7  # the first GOP went whole when packet 6 overflowed...
     assert s["dropped_undecodable_total"] == 3  # ...so 7..9 had nothing to decode from
@@ -257,8 +274,9 @@ def test_packets_before_the_first_keyframe_are_dropped_and_counted(h264):
 
 
 def test_parameter_sets_in_extradata_only():
-    packets, extradata = encode("libx264", n=25, global_header=True,
-                                options={"tune": "zerolatency", "preset": "ultrafast"})
+    packets, extradata = encode(
+        "libx264", n=25, global_header=True, options={"tune": "zerolatency", "preset": "ultrafast"}
+    )
     assert extradata, "encoder should have put SPS/PPS in extradata"
     ring = PacketRing("h264", extradata, max_seconds=100, max_bytes=10**6)
     ts = fill(ring, packets)
@@ -281,8 +299,9 @@ def test_set_codec_keeps_older_gops_decodable(h264):
 def test_h265_stream():
     if "libx265" not in av.codecs_available:
         pytest.skip("PyAV build without libx265")
-    packets, extradata = encode("libx265", n=20, w=64, h=64,
-                                options={"preset": "ultrafast", "x265-params": "log-level=none:bframes=0"})
+    packets, extradata = encode(
+        "libx265", n=20, w=64, h=64, options={"preset": "ultrafast", "x265-params": "log-level=none:bframes=0"}
+    )
     ring = PacketRing("hevc", extradata, max_seconds=100, max_bytes=10**6)
     ts = fill(ring, packets)
     for i in (0, 7, 13, 19):
@@ -302,6 +321,7 @@ def test_corrupt_packet_answers_with_the_newest_good_frame(h264):
 
 # --- both rings ------------------------------------------------------------------
 
+
 def test_jpeg_ring_round_trip_and_quality():
     levels = np.random.default_rng(0).integers(0, 8, (12, 16)) * 32
     img = np.kron(levels, np.ones((4, 4))).astype(np.uint8)[..., None].repeat(3, 2)  # 48x64 blocks
@@ -319,8 +339,11 @@ def test_jpeg_ring_round_trip_and_quality():
 @pytest.mark.parametrize("make", [lambda: JpegFrameRing(), lambda: PacketRing("h264")])
 def test_timestamps_must_increase(make):
     ring = make()
-    push = (lambda t: ring.push(t, brightness_frame(0))) if isinstance(ring, JpegFrameRing) \
+    push = (
+        (lambda t: ring.push(t, brightness_frame(0)))
+        if isinstance(ring, JpegFrameRing)
         else (lambda t: ring.push(t, b"\x00", keyframe=True))
+    )
     push(1.0)
     with pytest.raises(ValueError, match="increase"):
         push(1.0)
@@ -370,6 +393,7 @@ def test_lookup_decodes_outside_the_lock(kind, h264, monkeypatch):
         entered.set()
         seen["push_done_during_decode"] = pushed.wait(timeout=10)
         return real(*args)
+
     monkeypatch.setattr(ring_buffer, name, slow_decode)
     reader = threading.Thread(target=lambda: seen.setdefault("got", ring.nearest(0.0)))
     reader.start()

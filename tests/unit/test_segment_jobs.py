@@ -1,5 +1,6 @@
 """A result set's work (services/segment/jobs.stabilize) on stored frames and
 probabilities, without a model: the shortest clips and the metrics document."""
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,23 @@ def _stored_video(blobs: LocalBlobStore, vid: str, frames: int, w: int = 32, h: 
     for i in range(frames):
         frame = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
         prob = np.zeros((h, w), np.uint8)
-        prob[4:20, 4 + i:20 + i] = 230  # a square drifting right: some flicker to measure
+        prob[4:20, 4 + i : 20 + i] = 230  # a square drifting right: some flicker to measure
         blobs.put_bytes(blob_keys.video_frame(vid, i), cv2.imencode(".jpg", frame)[1].tobytes())
         blobs.put_bytes(blob_keys.video_prob(vid, i), cv2.imencode(".png", prob)[1].tobytes())
-    blobs.put_bytes(blob_keys.video_manifest(vid), json.dumps(
-        {"frames": frames, "width": w, "height": h, "fps": 25.0, "has_truth": False, "model": "m",
-         "target_class": "person"}).encode())
+    blobs.put_bytes(
+        blob_keys.video_manifest(vid),
+        json.dumps(
+            {
+                "frames": frames,
+                "width": w,
+                "height": h,
+                "fps": 25.0,
+                "has_truth": False,
+                "model": "m",
+                "target_class": "person",
+            }
+        ).encode(),
+    )
 
 
 @pytest.mark.parametrize("frames", [1, 2, 6])

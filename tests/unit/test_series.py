@@ -1,4 +1,5 @@
 """The streaming accumulator agrees with the list-based metrics it stands in for."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,16 +15,18 @@ from testbed.synthetic_video import make_video, noisy_probs
 def test_streaming_series_match_quality(method):
     video = make_video(30, 96, 128, speed=6.0, seed=2)
     probs = noisy_probs(video.masks, seed=2, flicker_rate=0.3)
-    masks = binarize(stabilize_sequence(probs, video.frames, method=method,
-                                        params={"window": 9} if method == "moving_average" else {}))
+    masks = binarize(
+        stabilize_sequence(
+            probs, video.frames, method=method, params={"window": 9} if method == "moving_average" else {}
+        )
+    )
     acc = SeriesAccumulator(max_lag=6)
     for m, f, t in zip(masks, video.frames, video.masks):
         acc.add(m, f, t)
     r = acc.report()
     np.testing.assert_allclose(r["series"]["iou"], quality.consecutive_iou(masks))
     np.testing.assert_allclose(r["series"]["dice"], quality.consecutive_dice(masks))
-    np.testing.assert_allclose(r["series"]["warped_iou"],
-                               quality.flow_warped_consistency(masks, video.frames))
+    np.testing.assert_allclose(r["series"]["warped_iou"], quality.flow_warped_consistency(masks, video.frames))
     np.testing.assert_allclose(r["series"]["iou_truth"], quality.iou_vs_truth(masks, video.masks))
     assert r["summary"]["lag_frames"] == quality.lag_frames(masks, video.masks, 6)
     if method == "moving_average":

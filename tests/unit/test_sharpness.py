@@ -1,4 +1,5 @@
 """The sharpest of the frames before an event is the one picked; the event's box decides."""
+
 from __future__ import annotations
 
 import cv2
@@ -36,9 +37,9 @@ def test_roi_decides_when_given():
     x, y, w, h = roi
     # A: only the vehicle box is sharp. B: the box is blurred, the rest (much larger) sharp.
     a = blur(base, 3)
-    a[y:y + h, x:x + w] = base[y:y + h, x:x + w]
+    a[y : y + h, x : x + w] = base[y : y + h, x : x + w]
     b = base.copy()
-    b[y:y + h, x:x + w] = blur(base, 3)[y:y + h, x:x + w]
+    b[y : y + h, x : x + w] = blur(base, 3)[y : y + h, x : x + w]
     assert pick_sharpest([(0.0, a), (1.0, b)])[0] == 1
     assert pick_sharpest([(0.0, a), (1.0, b)], roi=roi)[0] == 0
 

@@ -1,5 +1,6 @@
 """Temporal mask stabilizers: invariants under hypothesis, API option ranges, and
 behaviour on synthetic video with exact ground truth and injected flicker."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -91,8 +92,14 @@ def test_outputs_are_float32_maps_in_unit_range(config, clip):
 
 
 @PROPS
-@given(configured(), st.floats(0.0, 1.0, width=32), st.integers(1, 12), st.integers(1, 16), st.integers(1, 16),
-       st.integers(0, 2**32 - 1))
+@given(
+    configured(),
+    st.floats(0.0, 1.0, width=32),
+    st.integers(1, 12),
+    st.integers(1, 16),
+    st.integers(1, 16),
+    st.integers(0, 2**32 - 1),
+)
 def test_constant_sequence_is_a_fixed_point(config, value, n, h, w, seed):
     method, params = config
     rng = np.random.default_rng(seed)
@@ -112,8 +119,14 @@ def test_constant_sequence_is_a_fixed_point(config, value, n, h, w, seed):
 
 
 @PROPS
-@given(st.sampled_from(["moving_average", "median", "exponential", "confidence_gated"]), st.data(),
-       st.integers(1, 12), st.integers(1, 16), st.integers(1, 16), st.integers(0, 2**32 - 1))
+@given(
+    st.sampled_from(["moving_average", "median", "exponential", "confidence_gated"]),
+    st.data(),
+    st.integers(1, 12),
+    st.integers(1, 16),
+    st.integers(1, 16),
+    st.integers(0, 2**32 - 1),
+)
 def test_map_constant_in_time_is_a_fixed_point(method, data, n, h, w, seed):
     """Not just a flat value: any map repeated in time stays itself (no spatial blur)."""
     params = data.draw(api_params(method))
@@ -138,8 +151,8 @@ def test_causal_output_at_t_ignores_later_frames(config, clip, data):
     t = data.draw(st.integers(0, len(probs) - 1))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     probs2, frames2 = probs.copy(), frames.copy()
-    probs2[t + 1:] = rng.random(probs2[t + 1:].shape, dtype=np.float32)
-    frames2[t + 1:] = rng.integers(0, 256, frames2[t + 1:].shape, dtype=np.uint8)
+    probs2[t + 1 :] = rng.random(probs2[t + 1 :].shape, dtype=np.float32)
+    frames2[t + 1 :] = rng.integers(0, 256, frames2[t + 1 :].shape, dtype=np.uint8)
     a = run(method, params, probs, frames)
     b = run(method, params, probs2, frames2)
     assert np.array_equal(a[: t + 1], b[: t + 1])
@@ -152,7 +165,7 @@ def test_moving_average_and_median_match_their_definitions(window, clip):
     ma = run(MovingAverage(window), None, probs, None)
     med = run(Median(window), None, probs, None)
     for t in range(len(probs)):
-        recent = probs[max(0, t - window + 1): t + 1].astype(np.float64)
+        recent = probs[max(0, t - window + 1) : t + 1].astype(np.float64)
         np.testing.assert_allclose(ma[t], recent.mean(axis=0), rtol=0, atol=1e-6)
         np.testing.assert_allclose(med[t], np.median(recent, axis=0), rtol=0, atol=1e-7)
 
@@ -164,7 +177,7 @@ def test_median_of_maps_wider_than_one_strip(window):
     probs = rng.random((12, 70, 600), dtype=np.float32)
     out = run(Median(window), None, probs, None)
     for t in range(len(probs)):
-        expected = np.median(probs[max(0, t - window + 1): t + 1].astype(np.float64), axis=0)
+        expected = np.median(probs[max(0, t - window + 1) : t + 1].astype(np.float64), axis=0)
         np.testing.assert_allclose(out[t], expected, rtol=0, atol=1e-7)
 
 
@@ -205,7 +218,7 @@ def test_median_network_selects_the_median_of_every_zero_one_input():
     """0-1 principle: a comparator network that gets all 0/1 inputs right is right for all."""
     for n in range(1, 10):
         steps = median_network(n)
-        for bits in range(2 ** n):
+        for bits in range(2**n):
             v = [(bits >> i) & 1 for i in range(n)]
             for a, b, keep_min, keep_max in steps:
                 lo, hi = min(v[a], v[b]), max(v[a], v[b])
@@ -254,24 +267,27 @@ def test_binarize_is_strictly_above_the_threshold():
 # --------------------------------------------------------------------------- options and errors
 
 
-@pytest.mark.parametrize("method, params, range_text", [
-    ("moving_average", {"window": 1}, "3–9"),
-    ("moving_average", {"window": 4}, "odd"),
-    ("moving_average", {"window": 11}, "3–9"),
-    ("median", {"window": 2}, "3–9"),
-    ("median", {"window": "five"}, "3–9"),
-    ("exponential", {"alpha": 0.05}, "0.1–0.9"),
-    ("exponential", {"alpha": 1.0}, "0.1–0.9"),
-    ("exponential", {"alpha": float("nan")}, "0.1–0.9"),
-    ("confidence_gated", {"combine_with_previous_ratio": 0.95}, "0.1–0.9"),
-    ("hysteresis", {"low": 0.0, "high": 0.5}, "between 0 and 1"),
-    ("hysteresis", {"low": 0.3, "high": 1.0}, "between 0 and 1"),
-    ("hysteresis", {"low": 0.6, "high": 0.4}, "greater than low"),
-    ("hysteresis", {"low": 0.5, "high": 0.5}, "greater than low"),
-    ("flow_ema", {"alpha": 0.0}, "0.1–0.9"),
-    ("flow_ema", {"flow_max_side": 16}, "64–1024"),
-    ("flow_ema", {"flow_preset": "medium"}, "ultrafast"),
-])
+@pytest.mark.parametrize(
+    "method, params, range_text",
+    [
+        ("moving_average", {"window": 1}, "3–9"),
+        ("moving_average", {"window": 4}, "odd"),
+        ("moving_average", {"window": 11}, "3–9"),
+        ("median", {"window": 2}, "3–9"),
+        ("median", {"window": "five"}, "3–9"),
+        ("exponential", {"alpha": 0.05}, "0.1–0.9"),
+        ("exponential", {"alpha": 1.0}, "0.1–0.9"),
+        ("exponential", {"alpha": float("nan")}, "0.1–0.9"),
+        ("confidence_gated", {"combine_with_previous_ratio": 0.95}, "0.1–0.9"),
+        ("hysteresis", {"low": 0.0, "high": 0.5}, "between 0 and 1"),
+        ("hysteresis", {"low": 0.3, "high": 1.0}, "between 0 and 1"),
+        ("hysteresis", {"low": 0.6, "high": 0.4}, "greater than low"),
+        ("hysteresis", {"low": 0.5, "high": 0.5}, "greater than low"),
+        ("flow_ema", {"alpha": 0.0}, "0.1–0.9"),
+        ("flow_ema", {"flow_max_side": 16}, "64–1024"),
+        ("flow_ema", {"flow_preset": "medium"}, "ultrafast"),
+    ],
+)
 def test_out_of_range_params_are_refused_naming_the_range(method, params, range_text):
     with pytest.raises(ValueError, match=range_text):
         make_stabilizer(method, params)
@@ -302,9 +318,15 @@ def test_window_range_in_description():
 
 
 def test_low_level_filters_accept_the_mathematical_ranges_only():
-    for bad in (lambda: MovingAverage(0), lambda: Median(2.5), lambda: Exponential(0.0),
-                lambda: Exponential(1.5), lambda: ConfidenceGated(1.1), lambda: Hysteresis(0.5, 0.5),
-                lambda: FlowEma(0.5, flow_preset="slow")):
+    for bad in (
+        lambda: MovingAverage(0),
+        lambda: Median(2.5),
+        lambda: Exponential(0.0),
+        lambda: Exponential(1.5),
+        lambda: ConfidenceGated(1.1),
+        lambda: Hysteresis(0.5, 0.5),
+        lambda: FlowEma(0.5, flow_preset="slow"),
+    ):
         with pytest.raises(ValueError):
             bad()
 
@@ -325,8 +347,11 @@ def test_stream_errors_are_clear():
         stab.step(np.zeros((8, 9), np.float32))
     stab.reset()
     assert stab.step(np.ones((8, 9), np.float32)).shape == (8, 9)
-    for bad in (np.full((8, 9), np.nan, np.float32), np.full((8, 9), 3.5, np.float32),
-                np.full((8, 9), -0.1, np.float32)):
+    for bad in (
+        np.full((8, 9), np.nan, np.float32),
+        np.full((8, 9), 3.5, np.float32),
+        np.full((8, 9), -0.1, np.float32),
+    ):
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
             stab.step(bad)
 
@@ -372,10 +397,10 @@ def fast_clips():
 def test_flow_ema_follows_fast_motion_where_a_wide_moving_average_trails(fast_clips):
     for video, probs in fast_clips:
         raw = quality.iou_vs_truth(binarize(probs), video.masks).mean()
-        flow = quality.iou_vs_truth(binarize(stabilize_sequence(probs, video.frames, "flow_ema")),
-                                    video.masks).mean()
-        wide = quality.iou_vs_truth(binarize(stabilize_sequence(probs, None, "moving_average", {"window": 9})),
-                                    video.masks).mean()
+        flow = quality.iou_vs_truth(binarize(stabilize_sequence(probs, video.frames, "flow_ema")), video.masks).mean()
+        wide = quality.iou_vs_truth(
+            binarize(stabilize_sequence(probs, None, "moving_average", {"window": 9})), video.masks
+        ).mean()
         assert flow >= raw - 0.03, (flow, raw)
         assert wide <= raw - 0.15, (wide, raw)
         assert wide <= flow - 0.2, (wide, flow)

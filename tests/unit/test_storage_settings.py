@@ -48,8 +48,7 @@ def test_settings_from_env_and_forbid_unknown(monkeypatch, tmp_path):
 
 def test_time_limits_must_stay_below_visibility_timeout():
     with pytest.raises(ValidationError, match="visibility_timeout"):
-        Settings(visibility_timeout_seconds=100, task_soft_time_limit_seconds=50,
-                 task_time_limit_seconds=200)
+        Settings(visibility_timeout_seconds=100, task_soft_time_limit_seconds=50, task_time_limit_seconds=200)
     with pytest.raises(ValidationError, match="soft"):
         Settings(task_soft_time_limit_seconds=300, task_time_limit_seconds=200)
 

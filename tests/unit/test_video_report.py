@@ -1,4 +1,5 @@
 """The video report's rows and per-frame CSV from metrics documents as the worker writes them."""
+
 from __future__ import annotations
 
 import csv
@@ -9,16 +10,25 @@ from gateway import video_report
 
 def _metrics(frames=4, truth=True):
     def side(base):
-        series = {"iou": [base, base + 0.1, base + 0.2][:frames - 1], "dice": [0.9] * (frames - 1),
-                  "instability": [1 - base] * (frames - 1), "warped_iou": [0.8] * (frames - 1)}
+        series = {
+            "iou": [base, base + 0.1, base + 0.2][: frames - 1],
+            "dice": [0.9] * (frames - 1),
+            "instability": [1 - base] * (frames - 1),
+            "warped_iou": [0.8] * (frames - 1),
+        }
         summary = {k: {"mean": sum(v) / len(v)} for k, v in series.items()}
         if truth:
             series["iou_truth"] = [0.5] * frames
             summary["iou_truth"] = {"mean": 0.5}
             summary["lag_frames"] = 1
         return {"series": series, "summary": summary}
-    return {"frames": frames, "raw": side(0.6), "stable": side(0.7),
-            "improvement_pct": {"instability": 25.0, "warped_instability": 10.0}}
+
+    return {
+        "frames": frames,
+        "raw": side(0.6),
+        "stable": side(0.7),
+        "improvement_pct": {"instability": 25.0, "warped_instability": 10.0},
+    }
 
 
 def test_a_row_carries_the_documents_own_numbers_and_a_pending_set_none():

@@ -4,6 +4,7 @@ missing path with index.html. So: every relative import resolves to a file that 
 the names taken from it, no module is over 300 lines, and each page folder has the
 same layout (page.js with mount, state.js, sync.js); and every module parses and links
 in Node.js."""
+
 from __future__ import annotations
 
 import json
