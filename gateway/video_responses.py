@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from typing_extensions import TypedDict
 
 from gateway.responses import CallbackView, RecordView
@@ -15,8 +15,8 @@ from services.contracts.records import (
     Improvement,
     JobError,
     JobState,
+    MetricsDocument,
     SegmentResult,
-    SeriesReport,
     VideoInfo,
     open_record,
 )
@@ -45,18 +45,8 @@ class VideoView(RecordView):
     results: list[ResultSetView]
 
 
-class MetricsView(BaseModel):
-    """A result set's metrics document (records.MetricsDocument), served as the worker wrote it."""
-
-    model_config = ConfigDict(extra="allow")
-
-    result_id: str
-    method: str
-    params: dict[str, Any]
-    frames: int
-    raw: SeriesReport
-    stable: SeriesReport
-    improvement_pct: Improvement
+class MetricsView(RootModel[MetricsDocument]):
+    """A result set's metrics document, served as the worker wrote it."""
 
 
 @open_record

@@ -9,6 +9,7 @@ from typing import Any, cast
 from gateway.responses import BatchItemView, BatchView, CallbackView, JobView
 from gateway.video_responses import ResultSetView, VideoView
 from services.contracts.records import (
+    AnyJob,
     Batch,
     EnhanceJob,
     EnhanceOutput,
@@ -42,6 +43,22 @@ def _output(result: EnhanceResult | None) -> EnhanceOutput | None:
     return cast(EnhanceOutput, {k: v for k, v in result.items() if k not in _HIDDEN_RESULT}) if result else None
 
 
+def _record(job: AnyJob) -> dict[str, Any]:
+    """The fields of ``RecordView``, which every kind's view shows alike."""
+    return {
+        "id": job["id"],
+        "kind": job["kind"],
+        "state": job["state"],
+        "progress": job["progress"],
+        "created_at": job["created_at"],
+        "started_at": job["started_at"],
+        "finished_at": job["finished_at"],
+        "params": job["params"] or {},
+        "error": job["error"],
+        "callback": callback_view(job),
+    }
+
+
 def job_view(job: EnhanceJob) -> dict[str, Any]:
     jid = job["id"]
     links = {"self": f"/api/v1/jobs/{jid}"}
@@ -52,20 +69,11 @@ def job_view(job: EnhanceJob) -> dict[str, Any]:
     if job["batch_id"]:
         links["batch"] = f"/api/v1/batches/{job['batch_id']}"
     return JobView(
-        id=jid,
-        kind=job["kind"],
-        state=job["state"],
-        progress=job["progress"],
-        created_at=job["created_at"],
-        started_at=job["started_at"],
-        finished_at=job["finished_at"],
-        params=job["params"] or {},
+        **_record(job),
         input=_photo(job["input"]),
         result=_output(job["result"]),
-        error=job["error"],
         batch_id=job["batch_id"] or None,
         estimate=job["estimate"],
-        callback=callback_view(job),
         links=links,
     ).model_dump(mode="json")
 
@@ -155,18 +163,9 @@ def video_view(job: SegmentJob, results: list[StabilizeJob]) -> dict[str, Any]:
     vid = job["id"]
     inp = cast(VideoInfo, {k: v for k, v in (job["input"] or {}).items() if not k.endswith("blob")})
     return VideoView(
-        id=vid,
-        kind=job["kind"],
-        state=job["state"],
-        progress=job["progress"],
-        created_at=job["created_at"],
-        started_at=job["started_at"],
-        finished_at=job["finished_at"],
-        params=job["params"],
+        **_record(job),
         input=inp,
         result=job["result"],
-        error=job["error"],
-        callback=callback_view(job),
         results=[_result_set(r) for r in results],
         links={
             "self": f"/api/v1/videos/{vid}",

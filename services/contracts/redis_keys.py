@@ -13,7 +13,7 @@ Jobs (``services/store/jobs.py``: the gateway creates, workers and the feeder mo
     kadr:job:<id>:events            channel  "<state>", "progress <p>"   (pub/sub: no TTL)
     kadr:job:<id>:children          list     a video's result-set ids    job TTL
     kadr:running                    zset     running id -> start time    none: members leave as jobs end
-    kadr:owner:<owner>:jobs         zset     single jobs by creation     job TTL, renewed by each create
+    kadr:owner:<owner>:jobs         zset     single photos by creation   job TTL, renewed by each create
     kadr:owner:<owner>:videos       zset     videos by upload time       job TTL, renewed by each create
     kadr:owner:<owner>:live         zset     jobs outside batches, not   job TTL, renewed by each create;
                                              yet ended (quotas)          pruned by BatchStore.owner_load

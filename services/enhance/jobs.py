@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
 from services.contracts import blob_keys, redis_keys
@@ -132,25 +133,16 @@ def enhance(job: EnhanceJob, progress: JobProgress, *, ctx: WorkerContext, setti
                 def tick(fraction: float) -> None:
                     progress(DECODE_SHARE + (1 - DECODE_SHARE - STORE_SHARE) * fraction)
 
-                if up_name and not params.has_aligned:
-                    with registry.use(up_name) as up:
-                        net = tiling.Network.of(up, bytes_per_pixel(UPSAMPLER_KIND[up_name], device))
-                        out = run(
-                            photo,
-                            restorer,
-                            net,
-                            params,
-                            limits=limits,
-                            costs=costs,
-                            sink=sink,
-                            tick=tick,
-                            release=memory.phase_ended,
-                        )
-                else:
+                # An aligned face, or "fast", has no background network: Lanczos only.
+                upsampled = up_name if up_name and not params.has_aligned else None
+                with registry.use(upsampled) if upsampled else nullcontext() as up:
+                    net = None
+                    if up is not None and upsampled is not None:
+                        net = tiling.Network.of(up, bytes_per_pixel(UPSAMPLER_KIND[upsampled], device))
                     out = run(
                         photo,
                         restorer,
-                        None,
+                        net,
                         params,
                         limits=limits,
                         costs=costs,

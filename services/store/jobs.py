@@ -173,10 +173,11 @@ class JobStore:
             ckey = redis_keys.job_children(parent_id)
             p.rpush(ckey, job_id)
             p.expire(ckey, self.ttl)
-        elif not batch_id:
+        elif kind == "segment":
+            indexes.append(self.videos_key(owner))  # GET /videos
+        elif not batch_id and kind == "enhance":
+            # GET /jobs: single photos. A camera event is listed by its camera's index.
             indexes.append(self.owner_key(owner))
-            if kind == "segment":
-                indexes.append(self.videos_key(owner))
         for index in indexes:
             p.zadd(index, {job_id: t})
             p.expire(index, self.ttl)

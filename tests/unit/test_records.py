@@ -186,3 +186,13 @@ def test_openapi_documents_the_fields_of_results_errors_and_inputs():
     assert set(schemas["JobError"]["required"]) == {"code", "message"}
     assert {"container", "codec", "duration_s"} <= props("VideoInfo")
     assert "blob" not in props("VideoInfo")
+    assert {"raw", "stable", "improvement_pct"} <= props("MetricsDocument")
+    assert set(schemas["ReportRow"]["properties"]) >= {"instability", "warped_consistency", "lag_frames"}
+
+
+def test_the_photo_list_holds_photos_only(store):
+    photo = store.create(kind="enhance", owner="k1", params={}, input={"name": "a.jpg"})
+    _video(store)  # a video and its result set
+    store.create(kind="camera_event", owner="k1", params={"camera": "c1"})
+    assert [j["id"] for j in store.list_owned("k1")] == [photo["id"]]
+    assert len(store.list_videos("k1")[0]) == 1
