@@ -18,7 +18,10 @@ from services.contracts.records import (
     JobState,
     PhotoInfo,
     RunningItem,
+    SegmentResult,
+    StabilizeResult,
     Variant,
+    VideoInfo,
     open_record,
 )
 
@@ -65,10 +68,11 @@ class RecordView(BaseModel):
 
 
 class JobView(RecordView):
-    """A photo's job."""
+    """A job by its id: a photo's, or (with the ``video`` scope) a video's or a result set's,
+    whose fuller views are under /videos."""
 
-    input: PhotoInfo | None = None
-    result: EnhanceOutput | None = None
+    input: PhotoInfo | VideoInfo | None = None
+    result: EnhanceOutput | SegmentResult | StabilizeResult | None = None
     batch_id: str | None = None
     estimate: Estimate | None = Field(None, description="photos: expected seconds and the time limits its run has")
 

@@ -59,7 +59,15 @@ def _record(job: AnyJob) -> dict[str, Any]:
     }
 
 
-def job_view(job: EnhanceJob) -> dict[str, Any]:
+def _unstored(part: Mapping[str, Any] | None) -> Any:
+    """A video's input or another kind's part, without the store's blob keys."""
+    return {k: v for k, v in part.items() if not k.endswith("blob")} if part else None
+
+
+def job_view(job: AnyJob) -> dict[str, Any]:
+    """Any kind's record as GET /jobs/{id} shows it; a photo's input and result keep only
+    their public fields."""
+    photo = job["kind"] == "enhance"
     jid = job["id"]
     links = {"self": f"/api/v1/jobs/{jid}"}
     if (job["input"] or {}).get("blob"):
@@ -70,8 +78,8 @@ def job_view(job: EnhanceJob) -> dict[str, Any]:
         links["batch"] = f"/api/v1/batches/{job['batch_id']}"
     return JobView(
         **_record(job),
-        input=_photo(job["input"]),
-        result=_output(job["result"]),
+        input=_photo(job["input"]) if photo else _unstored(job["input"]),
+        result=_output(job["result"]) if photo else _unstored(job["result"]),
         batch_id=job["batch_id"] or None,
         estimate=job["estimate"],
         links=links,

@@ -196,3 +196,26 @@ def test_the_photo_list_holds_photos_only(store):
     store.create(kind="camera_event", owner="k1", params={"camera": "c1"})
     assert [j["id"] for j in store.list_owned("k1")] == [photo["id"]]
     assert len(store.list_videos("k1")[0]) == 1
+
+
+def test_a_video_and_a_result_set_read_by_job_id_are_shown_in_their_own_types(store):
+    # GET /jobs/{id} answers for any kind the key may read: videos and result sets too.
+    video, rs = _video(store)
+    store.transition(
+        rs["id"],
+        "succeeded",
+        allowed_from=("queued",),
+        result={
+            "frames": 2,
+            "method": "ema",
+            "params": {},
+            "summary": {},
+            "raw_summary": {},
+            "improvement_pct": {"instability": 10.0, "warped_instability": 5.0},
+            "timings": {"stabilize_seconds": 0.1},
+        },
+    )
+    shown = job_view(store.get(rs["id"]))
+    assert shown["result"]["improvement_pct"]["instability"] == 10.0 and shown["input"] is None
+    shown = job_view(store.get(video["id"]))
+    assert shown["input"]["codec"] == "h264" and not [k for k in shown["input"] if k.endswith("blob")]
