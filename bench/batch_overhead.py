@@ -190,6 +190,8 @@ def overhead(c: LeanClient, n: int) -> dict:
         jid = c.call("POST", f"/api/v1/batches/{bid}/items", body, ctype)["accepted"][0]["id"]
         job = c.call("GET", f"/api/v1/jobs/{jid}?wait=30")
         batch_o.append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
+        # Closed once timed, as a client does: a key may hold only so many open batches.
+        c.call("POST", f"/api/v1/batches/{bid}/close")
         body, ctype = c.multipart("file", f"s{i}.png", data, {k: str(v) for k, v in PARAMS.items()})
         t0 = time.perf_counter()
         jid = c.call("POST", "/api/v1/enhance", body, ctype)["id"]
@@ -208,6 +210,33 @@ def overhead(c: LeanClient, n: int) -> dict:
         "batch_item_overhead_s": summary(batch_o),
         "single_job_overhead_s": summary(single_o),
         "empty_request_round_trip_s": summary(floor),
+    }
+
+
+def item_pages(c: LeanClient, bid: str, items: int, page: int = 500, rounds: int = 3) -> dict:
+    """Read a finished batch's items a page at a time, as the Photos page and exports do:
+    each row is decoded from Redis and validated through its response model."""
+    times, sizes = [], []
+    # The connection idled through the whole throughput run: nginx's keep-alive (75 s) may
+    # have closed it, and http.client opens a new one only after an explicit close.
+    c.conn.close()
+    for _ in range(rounds):
+        for offset in range(0, items, page):
+            t0 = time.perf_counter()
+            c.conn.request("GET", f"/api/v1/batches/{bid}/items?limit={page}&offset={offset}", headers=c.headers)
+            resp = c.conn.getresponse()
+            body = resp.read()
+            times.append(time.perf_counter() - t0)
+            if resp.status != 200:
+                raise RuntimeError(f"items page: {resp.status} {body[:300]!r}")
+            sizes.append(len(body))
+    p50 = pct(times, 0.5)
+    return {
+        "rows_per_page": page,
+        "pages": len(times),
+        "page_s": {"p50": p50, "p95": pct(times, 0.95), "mean": round(statistics.fmean(times), 5)},
+        "ms_per_row_p50": round(p50 * 1000 / page, 3),
+        "bytes_per_page_p50": int(statistics.median(sizes)),
     }
 
 
@@ -291,6 +320,7 @@ def main() -> None:
             mem0 = {"gateway_pss": tree_rss(gw.pid), "redis_used": int(r.info("memory")["used_memory"])}
             tp = throughput(s, url, args.items)
             mem1 = {"gateway_pss": tree_rss(gw.pid), "redis_used": int(r.info("memory")["used_memory"])}
+            pages = item_pages(lean, tp["batch"], args.items)
             oh = overhead(lean, args.overhead_items)
             floor = celery_floor.measure(redis_url, args.overhead_items, tmp / "logs")
             oh["celery_empty_task_send_to_start_s"] = {
@@ -321,6 +351,8 @@ def main() -> None:
             "redis_used_mib": round((mem1["redis_used"] - mem0["redis_used"]) * per10k / 2**20, 1),
         },
         "time_to_first_result_s": fr,
+        # Baseline in the same run: overhead["empty_request_round_trip_s"].
+        "items_pages": pages,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -34,6 +34,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -145,7 +146,7 @@ def encode_stream(w: int, h: int, bitrate: int, gop: int, n: int) -> tuple[bytes
 
 
 def demux(stream: bytes):
-    container = av.open(io.BytesIO(stream), format="h264")
+    container = av.open(io.BytesIO(stream), mode="r", format="h264")
     try:
         for pkt in container.demux(video=0):
             if pkt.size:
@@ -184,7 +185,7 @@ def fill_packet_ring(stream: bytes, n: int) -> tuple[PacketRing, dict]:
 
 def fill_jpeg_ring(stream: bytes, n: int, quality: int) -> tuple[JpegFrameRing, dict]:
     ring = JpegFrameRing(max_seconds=WINDOW_S, max_bytes=2**31, quality=quality)
-    container = av.open(io.BytesIO(stream), format="h264")
+    container = av.open(io.BytesIO(stream), mode="r", format="h264")
     decode_cpu = push_cpu = 0.0
     i = 0
     try:
@@ -250,7 +251,7 @@ def clip_cost(pring, jring) -> dict:
     from services.camera.clips import write_jpeg_clip, write_packet_clip
 
     end = pring.stats()["newest_ts"]
-    out = {}
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="kadr-clip-bench-") as tmp:
         for mode, cut in (
             ("copy", lambda path: write_packet_clip(path, *pring.clip_packets(end - sum(CLIP_S), end))),
@@ -298,7 +299,7 @@ def run(resolutions: list[str], gop: int, quality: int, events: int, extra_gop: 
         pring, pinfo = fill_packet_ring(stream, n)
         jring, jinfo = fill_jpeg_ring(stream, n, quality)
         raw = w * h * 3
-        res = {
+        res: dict[str, Any] = {
             "raw_bgr_bytes_per_frame": raw,
             "raw_bgr_bytes_per_10s": raw * FPS * WINDOW_S,
             "synthetic_encoder_cpu_share": enc_cpu / (n / FPS),

@@ -18,12 +18,14 @@ def main() -> None:
     from services.enhance import models
     from services.enhance.pipeline import enhance
     from services.media import images
+    from services.runtime.device import select_device
 
-    device = models.select_device("auto")
+    device = select_device("auto")
     restorer = models.build_restorer(models_dir, device)
     t_loaded = time.perf_counter()
     img = images.decode_bgr(photo.read_bytes(), max_pixels=10**8)
     res = enhance(img, restorer, None, EnhanceParams(quality="fast", upscale=2, only_center_face=True, weight=weight))
+    assert res.image is not None  # enhance() gathers the bands into one image
     out.write_bytes(images.encode_image(res.image, "jpeg"))
     print(f"load={t_loaded - t0:.3f} total={time.perf_counter() - t0:.3f}")
 

@@ -268,7 +268,11 @@ def run_design(design: str, env: dict, logs: Path, args) -> dict:
             pass
         rss_held = sum(tree_rss(g.pid) for g in gateways)
         procs_held = [master_and_workers_mib(g.pid) for g in gateways]
-        stop, health, health_err, phone, phone_err = threading.Event(), [], {}, [], {}
+        stop = threading.Event()
+        health: list[float] = []
+        phone: list[float] = []
+        health_err: dict[str, int] = {}
+        phone_err: dict[str, int] = {}
         side = [
             threading.Thread(target=healthz_probe, args=(url, stop, health, health_err), daemon=True),
             threading.Thread(

@@ -60,7 +60,7 @@ def models_dir_for(tmp: Path) -> tuple[Path, str]:
     return d, "random (official formats)"
 
 
-def api_round_trip(session, url: str, photo: bytes, weight: float) -> float:
+def api_round_trip(session, url: str, photo: bytes, weight: float) -> tuple[float, float]:
     t0 = time.perf_counter()
     resp = session.post(
         f"{url}/api/v1/enhance",
@@ -87,8 +87,9 @@ def direct_calls(models_dir: Path, photo: bytes, weights: list[float]) -> list[f
     """Stock GFPGANer.enhance in this process: the floor any service can reach."""
     from services.enhance import models
     from services.media import images
+    from services.runtime.device import select_device
 
-    restorer = models.build_restorer(models_dir, models.select_device("auto"))
+    restorer = models.build_restorer(models_dir, select_device("auto"))
     img = images.decode_bgr(photo, max_pixels=10**8)
     restorer.enhance(img, only_center_face=True, paste_back=True, weight=0.5)  # warm-up
     out = []

@@ -23,12 +23,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.enhance_overhead import models_dir_for  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
+
+if TYPE_CHECKING:
+    from services.enhance.upsamplers import UpsamplerKind
 
 VARIANTS = ("x4v3_resize", "x2plus", "x4v3_half")
 
@@ -50,7 +54,7 @@ def run_variant(variant: str, models_dir: str, size: str, out: str) -> None:
         with open("/proc/self/status") as f:
             return next(int(ln.split()[1]) for ln in f if ln.startswith(field + ":"))
 
-    kind = "x2plus" if variant == "x2plus" else "general_x4v3"
+    kind: UpsamplerKind = "x2plus" if variant == "x2plus" else "general_x4v3"
     up = models.build_upsampler(kind, Path(models_dir), torch.device("cpu"))
     net = tiling.Network.of(up, UPSAMPLER_BYTES_PER_PIXEL[kind])
     img = photos.photo(*photos.SIZES[size])

@@ -26,7 +26,7 @@ def frames_per_second(name: str, size: int, batch: int, repeats: int, device: st
     torch.set_flush_denormal(True)
     net = segmentation_network(name).eval()
     if getattr(net, "aux_classifier", None) is not None:
-        net.aux_classifier = None  # as the worker runs it: main head only
+        net.aux_classifier = None  # type: ignore[assignment]  # as the worker runs it: main head only
     net = net.to(device)
     x = torch.rand(batch, 3, size, size, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -172,7 +173,7 @@ def main() -> None:
     for m in methods.values():
         m["ratio_vs_segmentation"] = round(m["frames_per_second"] / seg["frames_per_second"], 1)
     slowest = min(methods.values(), key=lambda m: m["ratio_vs_segmentation"])
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "stabilize_speed",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_info(),

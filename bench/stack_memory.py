@@ -121,7 +121,7 @@ class Users:
         self.status: dict[str, int] = {}
         self.job_ids: list[str] = []
 
-    def _count(self, code: int) -> None:
+    def _count(self, code: int | str) -> None:
         with self.lock:
             self.status[str(code)] = self.status.get(str(code), 0) + 1
 

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -38,7 +39,7 @@ def proc_status_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+def wait_for(predicate: Callable[..., Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     last_exc = None
@@ -77,6 +78,8 @@ def stop_on_sigterm() -> None:
 class Proc:
     def __init__(self, name: str, cmd: list[str], *, log_dir: Path, env: dict | None = None, cwd: Path = ROOT):
         self.name, self.cmd = name, cmd
+        self.node = ""  # a worker's Celery node name (start_worker)
+        self.metrics_url = ""  # a worker's own /metrics (start_worker)
         self.log_path = Path(log_dir) / f"{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
