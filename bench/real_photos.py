@@ -96,7 +96,7 @@ class Worker:
 
     def run(self, data: bytes, fmt: str, params: dict) -> dict:
         from services.contracts.schemas import EnhanceParams
-        from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask
+        from services.contracts.tasks import ENHANCE_PHOTO, EnhancePhotoTask, send_options
         from services.store.jobs import TERMINAL, new_id
 
         # Every case differs in input or params, so none is a result-cache hit.
@@ -117,7 +117,9 @@ class Worker:
         time.sleep(1.0)  # let the pool process settle (heartbeat, GC) before its idle level is read
         idle = proc_status_kib(self.pid, "VmRSS")
         t0 = time.perf_counter()
-        self.celery.send_task(ENHANCE_PHOTO, args=[payload], queue="enhance")
+        # With the payload's time limits, as every sender does: a bare send gets the worker's
+        # default (600 s), which a 24 MP photo with faces outlasts on a slower CPU.
+        self.celery.send_task(ENHANCE_PHOTO, args=[payload], **send_options(ENHANCE_PHOTO, payload))
         # Polled, not subscribed: a read every 0.25 s costs the worker nothing measurable
         # next to a job of minutes.
         job = wait_for(
