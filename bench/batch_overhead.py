@@ -153,13 +153,17 @@ class LeanClient:
         self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
         self.headers = {"Authorization": f"Bearer {key}"}
 
-    def call(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> dict:
+    def raw(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> bytes:
         headers = {**self.headers, **({"Content-Type": ctype} if ctype else {})}
         self.conn.request(method, path, body=body, headers=headers)
         resp = self.conn.getresponse()
         data = resp.read()
         if resp.status >= 300:
             raise RuntimeError(f"{method} {path}: {resp.status} {data[:300]!r}")
+        return data
+
+    def call(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> dict:
+        data = self.raw(method, path, body, ctype)
         return json.loads(data) if data else {}
 
     @staticmethod
@@ -223,12 +227,8 @@ def item_pages(c: LeanClient, bid: str, items: int, page: int = 500, rounds: int
     for _ in range(rounds):
         for offset in range(0, items, page):
             t0 = time.perf_counter()
-            c.conn.request("GET", f"/api/v1/batches/{bid}/items?limit={page}&offset={offset}", headers=c.headers)
-            resp = c.conn.getresponse()
-            body = resp.read()
+            body = c.raw("GET", f"/api/v1/batches/{bid}/items?limit={page}&offset={offset}")
             times.append(time.perf_counter() - t0)
-            if resp.status != 200:
-                raise RuntimeError(f"items page: {resp.status} {body[:300]!r}")
             sizes.append(len(body))
     p50 = pct(times, 0.5)
     return {

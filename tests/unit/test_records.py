@@ -77,6 +77,25 @@ def _video(store):
     return video, rs
 
 
+def _stabilized(store, rs_id, **result):
+    """A result set ended as the stabilize worker ends it."""
+    store.transition(
+        rs_id,
+        "succeeded",
+        allowed_from=("queued",),
+        result={
+            "frames": 25,
+            "method": "ema",
+            "params": {"alpha": 0.5},
+            "summary": {"instability": {"mean": 0.1}},
+            "raw_summary": {},
+            "improvement_pct": {"instability": 50.0, "warped_instability": None},
+            "timings": {"stabilize_seconds": 0.5},
+            **result,
+        },
+    )
+
+
 def test_video_view_is_the_declared_model_without_storage_keys(store):
     video, rs = _video(store)
     store.transition(
@@ -94,20 +113,7 @@ def test_video_view_is_the_declared_model_without_storage_keys(store):
             "timings": {"segment_seconds": 1.0},
         },
     )
-    store.transition(
-        rs["id"],
-        "succeeded",
-        allowed_from=("queued",),
-        result={
-            "frames": 25,
-            "method": "ema",
-            "params": {"alpha": 0.5},
-            "summary": {"instability": {"mean": 0.1}},
-            "raw_summary": {},
-            "improvement_pct": {"instability": 50.0, "warped_instability": None},
-            "timings": {"stabilize_seconds": 0.5},
-        },
-    )
+    _stabilized(store, rs["id"])
     view = video_view(store.get(video["id"]), store.children(video["id"]))
     assert not [k for k in view["input"] if k.endswith("blob")] and view["input"]["truth_frames"] == 25
     assert view["result"]["has_truth"] is True and view["result"]["timings"] == {"segment_seconds": 1.0}
@@ -201,20 +207,7 @@ def test_the_photo_list_holds_photos_only(store):
 def test_a_video_and_a_result_set_read_by_job_id_are_shown_in_their_own_types(store):
     # GET /jobs/{id} answers for any kind the key may read: videos and result sets too.
     video, rs = _video(store)
-    store.transition(
-        rs["id"],
-        "succeeded",
-        allowed_from=("queued",),
-        result={
-            "frames": 2,
-            "method": "ema",
-            "params": {},
-            "summary": {},
-            "raw_summary": {},
-            "improvement_pct": {"instability": 10.0, "warped_instability": 5.0},
-            "timings": {"stabilize_seconds": 0.1},
-        },
-    )
+    _stabilized(store, rs["id"], improvement_pct={"instability": 10.0, "warped_instability": 5.0})
     shown = job_view(store.get(rs["id"]))
     assert shown["result"]["improvement_pct"]["instability"] == 10.0 and shown["input"] is None
     shown = job_view(store.get(video["id"]))
