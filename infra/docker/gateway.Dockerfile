@@ -10,7 +10,15 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM scratch AS wheels
 FROM scratch AS pipca
 
+# The dependency lists alone (infra/docker/project_deps.py): the builder's layers below
+# then change when a dependency does, not with every edit of pyproject.toml's tool settings.
+FROM ${BASE_IMAGE} AS deps
+LABEL io.kadr.stage=deps
+COPY pyproject.toml infra/docker/project_deps.py /in/
+RUN mkdir /deps && python3 /in/project_deps.py /in/pyproject.toml > /deps/pyproject.toml
+
 FROM ${BASE_IMAGE} AS builder
+LABEL io.kadr.stage=builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 ARG PIP_LOCAL_FIND_LINKS="" PIP_LOCAL_INDEXES="" PIP_LOCAL_CERT=""
 RUN { echo "[global]"; \
@@ -22,13 +30,15 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN --mount=type=bind,from=pipca,target=/pipca \
     pip install --upgrade pip wheel "setuptools<81"
 WORKDIR /src
-# The dependencies only: this layer and the final stage's venv copy change with
-# pyproject.toml, not with the code, which goes in at the end of the final stage.
-COPY pyproject.toml ./
+# The dependencies only: this layer and the final stage's venv copy change with the
+# dependency lists, not with the code, which goes in at the end of the final stage.
+COPY --from=deps /deps/pyproject.toml ./
 RUN --mount=type=bind,from=wheels,target=/wheels --mount=type=bind,from=pipca,target=/pipca \
-    echo kadr > README.md && pip install ".[gateway,ops]" && pip uninstall -y kadr
+    pip install ".[gateway,ops]" && pip uninstall -y kadr
 
 FROM ${BASE_IMAGE}
+# Every stage carries io.kadr.stage: build.sh prunes kadr's own dangling images by it.
+LABEL io.kadr.stage=image
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # Fixed uid/gid: the named volumes (blobs) are shared with the worker image, same uid.
 RUN groupadd --system --gid 10001 kadr \

@@ -11,7 +11,15 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM scratch AS wheels
 FROM scratch AS pipca
 
+# The dependency lists alone (infra/docker/project_deps.py): the builder's layers below
+# then change when a dependency does, not with every edit of pyproject.toml's tool settings.
+FROM ${BASE_IMAGE} AS deps
+LABEL io.kadr.stage=deps
+COPY pyproject.toml infra/docker/project_deps.py /in/
+RUN mkdir /deps && python3 /in/project_deps.py /in/pyproject.toml > /deps/pyproject.toml
+
 FROM ${BASE_IMAGE} AS builder
+LABEL io.kadr.stage=builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 # CPU wheels by default: the CUDA build adds gigabytes to the image and ~290 MiB of
 # resident memory to every worker process, which a 2.9 GB box cannot spare.
@@ -38,13 +46,15 @@ RUN --mount=type=bind,from=pipca,target=/pipca \
 WORKDIR /src
 # The project's dependencies only (the extras list the four packages' runtime deps: addict,
 # future, lmdb, pyyaml, tqdm, yapf, filterpy, numba, scipy, scikit-image; PyAV; psutil):
-# this layer, and the final stage's copy of the venv, change only with pyproject.toml,
+# this layer, and the final stage's copy of the venv, change only with those lists,
 # not with every change of the code, which goes in at the end of the final stage.
-COPY pyproject.toml ./
+COPY --from=deps /deps/pyproject.toml ./
 RUN --mount=type=bind,from=wheels,target=/wheels --mount=type=bind,from=pipca,target=/pipca \
-    echo kadr > README.md && pip install ".[enhance,segment,camera,ops]" && pip uninstall -y kadr
+    pip install ".[enhance,segment,camera,ops]" && pip uninstall -y kadr
 
 FROM ${BASE_IMAGE}
+# Every stage carries io.kadr.stage: build.sh prunes kadr's own dangling images by it.
+LABEL io.kadr.stage=image
 # libgomp1: numba's OpenMP threading layer. The torch, OpenCV-headless and PyAV wheels
 # bundle every other library they load (headless: no libGL, no glib).
 RUN apt-get update \

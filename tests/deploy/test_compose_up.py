@@ -228,6 +228,17 @@ def explain(what: str) -> str:
     return f"{what}\n{_logs()}"
 
 
+def test_the_build_leaves_its_cache_and_nothing_it_superseded(deployed):
+    """A CI host once filled its disk with superseded 6 GB copies of the worker's dependency
+    layer: build.sh removes what each build replaces and keeps the builder stages tagged,
+    so their layers stay the cache instead of dangling images a prune would take."""
+    dangling = _run(ENGINE, "images", "-q", "--filter", "dangling=true", "--filter", "label=io.kadr.stage")
+    assert not dangling.split(), f"dangling kadr images left by the build: {dangling.split()}"
+    for name in ("gateway", "worker"):
+        labels = _run(ENGINE, "image", "inspect", "--format", "{{json .Config.Labels}}", f"kadr-{name}-builder:latest")
+        assert json.loads(labels).get("io.kadr.stage") == "builder", f"kadr-{name}-builder: {labels}"
+
+
 def test_up_prints_the_url_and_every_container_is_healthy(deployed):
     assert deployed["url"] in deployed["up_output"] and "keys create" in deployed["up_output"]
     names = _containers()

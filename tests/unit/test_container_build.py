@@ -51,3 +51,38 @@ def test_compose_services_follow_profiles_and_skips():
     assert "gateway" in default and "segment" not in default and "prometheus" not in default
     every = cs.selected(compose, {"video", "monitoring"}, {"grafana"})
     assert set(every) == set(compose["services"]) - {"grafana"}
+
+
+def test_the_images_dependency_file_holds_the_dependencies_and_nothing_that_changes_without_them():
+    """The images install from project_deps.py's file, so an edit of pyproject.toml's tool
+    settings or version leaves the 6 GB dependency layer cached, and a dependency edit does not."""
+    import tomllib
+
+    pd = _load("project_deps")
+    project_file = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = project_file["project"]
+    out = tomllib.loads(pd.deps_only(project))
+    assert out["project"]["name"] == "kadr"
+    assert out["project"]["dependencies"] == project["dependencies"]
+    assert out["project"]["optional-dependencies"] == project["optional-dependencies"]
+    assert out["project"]["requires-python"] == project["requires-python"]
+    assert out["build-system"]["build-backend"] == project_file["build-system"]["build-backend"]
+    # An empty shell: installing it installs the extras' dependencies and no kadr code.
+    assert out["tool"] == {"setuptools": {"packages": []}}
+
+    edited = dict(project, version="9.9", description="other", readme="OTHER.md")
+    assert pd.deps_only(edited) == pd.deps_only(project)
+    more = dict(project, dependencies=[*project["dependencies"], "rich>=13"])
+    assert pd.deps_only(more) != pd.deps_only(project)
+
+
+def test_both_images_install_their_dependencies_from_that_file_and_label_every_stage():
+    for name in ("gateway", "worker"):
+        text = (ROOT / f"infra/docker/{name}.Dockerfile").read_text()
+        assert "python3 /in/project_deps.py /in/pyproject.toml > /deps/pyproject.toml" in text
+        builder = text[text.index(" AS builder") : text.rindex("\nFROM ")]
+        assert "COPY --from=deps /deps/pyproject.toml ./" in builder
+        assert "COPY pyproject.toml" not in builder, f"{name}: the builder would rebuild on every pyproject edit"
+        # build.sh prunes dangling images by this label; a stage without it would pile up.
+        stages = text.split("\nFROM ${BASE_IMAGE}")[1:]
+        assert all("\nLABEL io.kadr.stage=" in s.split("\nRUN", 1)[0] for s in stages), name
