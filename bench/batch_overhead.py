@@ -182,25 +182,52 @@ class LeanClient:
         return b"".join(parts) + f"--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
 
 
+STAGES = ("upload_to_created", "created_to_started", "run_outside_work", "finished_to_answer")
+
+
+def stages(sent: float, answered: float, job: dict) -> dict[str, float]:
+    """Where one item's overhead went, from the job's own timestamps (wall clock, this
+    host's, rounded to 1 ms by the job store: read the means): the upload until the job
+    was recorded; until a worker began it (dispatch, Celery delivery, ``begin``); the run
+    outside the work function's timed part; and from its end to the client holding the
+    answer (the event, the ``?wait`` wake-up, the response)."""
+    work = job["result"]["timings"]["total_seconds"]
+    return {
+        "upload_to_created": job["created_at"] - sent,
+        "created_to_started": job["started_at"] - job["created_at"],
+        "run_outside_work": job["finished_at"] - job["started_at"] - work,
+        "finished_to_answer": answered - job["finished_at"],
+    }
+
+
 def overhead(c: LeanClient, n: int) -> dict:
     """Per item: upload, then ``?wait`` for its end; the time minus the worker's own
-    compute. The same for a single-photo job (the baseline), and an empty request's
-    round trip through nginx (the floor of any one call)."""
-    batch_o, single_o, floor = [], [], []
+    compute, and where it went (:func:`stages`). The same for a single-photo job (the
+    baseline), and an empty request's round trip through nginx (the floor of any one call)."""
+    batch_o: list[float] = []
+    single_o: list[float] = []
+    floor: list[float] = []
+    split: dict[str, dict[str, list[float]]] = {
+        "batch_item": {k: [] for k in STAGES},
+        "single_job": {k: [] for k in STAGES},
+    }
+
+    def timed(path: str, body: bytes, ctype: str, ident, out: list[float], kind: str) -> None:
+        sent, t0 = time.time(), time.perf_counter()
+        jid = ident(c.call("POST", path, body, ctype))
+        job = c.call("GET", f"/api/v1/jobs/{jid}?wait=30")
+        out.append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
+        for k, v in stages(sent, time.time(), job).items():
+            split[kind][k].append(v)
+
     for i, data in enumerate(photos(n, start=10**6)):
         bid = c.call("POST", "/api/v1/batches", json.dumps({"params": PARAMS}).encode(), "application/json")["id"]
         body, ctype = c.multipart("files", f"o{i}.png", data)
-        t0 = time.perf_counter()
-        jid = c.call("POST", f"/api/v1/batches/{bid}/items", body, ctype)["accepted"][0]["id"]
-        job = c.call("GET", f"/api/v1/jobs/{jid}?wait=30")
-        batch_o.append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
+        timed(f"/api/v1/batches/{bid}/items", body, ctype, lambda r: r["accepted"][0]["id"], batch_o, "batch_item")
         # Closed once timed, as a client does: a key may hold only so many open batches.
         c.call("POST", f"/api/v1/batches/{bid}/close")
         body, ctype = c.multipart("file", f"s{i}.png", data, {k: str(v) for k, v in PARAMS.items()})
-        t0 = time.perf_counter()
-        jid = c.call("POST", "/api/v1/enhance", body, ctype)["id"]
-        job = c.call("GET", f"/api/v1/jobs/{jid}?wait=30")
-        single_o.append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
+        timed("/api/v1/enhance", body, ctype, lambda r: r["id"], single_o, "single_job")
         t0 = time.perf_counter()
         c.call("GET", "/healthz")
         floor.append(time.perf_counter() - t0)
@@ -214,6 +241,9 @@ def overhead(c: LeanClient, n: int) -> dict:
         "batch_item_overhead_s": summary(batch_o),
         "single_job_overhead_s": summary(single_o),
         "empty_request_round_trip_s": summary(floor),
+        "stage_means_s": {
+            kind: {k: round(statistics.fmean(v), 5) for k, v in ks.items()} for kind, ks in split.items()
+        },
     }
 
 

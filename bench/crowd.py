@@ -164,6 +164,31 @@ def healthz_probe(url: str, stop: threading.Event, out: list[float], errors: dic
         time.sleep(0.1)
 
 
+def nginx_times(log: Path, uri: str) -> dict:
+    """The same requests as nginx timed them (its JSON access log): tells a slow answer of
+    the gateway from a late measuring thread, which shares the bench process and the two
+    cores with the crowd it drives."""
+    total: list[float] = []
+    upstream: list[float] = []
+    for line in log.read_text(errors="replace").splitlines():
+        if f'"uri":"{uri}"' not in line:
+            continue
+        try:
+            rec = json.loads(line[line.index("{") :])
+            total.append(float(rec["seconds"]))
+            upstream.append(float(rec["upstream_seconds"]))
+        except ValueError:  # not a JSON line, or no upstream answer ("-")
+            continue
+    return {
+        "n": len(total),
+        "p50_s": pct(total, 0.5),
+        "p99_s": pct(total, 0.99),
+        "max_s": max(total, default=None),
+        "upstream_p99_s": pct(upstream, 0.99),
+        "upstream_max_s": max(upstream, default=None),
+    }
+
+
 def phone_uploads(
     url: str, key: str, data: bytes, stop: threading.Event, out: list[float], errors: dict, every: float
 ) -> None:
@@ -309,6 +334,8 @@ def run_design(design: str, env: dict, logs: Path, args) -> dict:
                 "max_s": round(max(health), 4) if health else None,
                 "errors": health_err,
             },
+            # Baseline for the client's figures above: nginx's own timing of the same requests.
+            "healthz_at_nginx": nginx_times(ngx.log_path, "/healthz"),
             "upload": {"n": len(users.uploads), "p50_s": pct(users.uploads, 0.5), "p95_s": pct(users.uploads, 0.95)},
             "phone_upload_12mp": {
                 "n": len(phone),

@@ -11,6 +11,7 @@ reconnects, or that missed events while away, is never left with stale numbers.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ Subscribe = Callable[[str], Subscription]
 View = Callable[[AnyJob], dict[str, Any]]
 T = TypeVar("T")  # what a stream follows: a batch or a job
 KEY_RECHECK_SECONDS = 3.0  # how soon a stream of a revoked key ends
+WAIT_SPREAD = 0.25  # a ?wait= that times out answers within the last quarter of its seconds
 
 
 def _always() -> bool:
@@ -124,6 +126,16 @@ def job_events(
         urgent=lambda data: data in TERMINAL,
         alive=alive,
     )
+
+
+def spread_wait(seconds: float, draw: Callable[[], float] = random.random) -> float:
+    """A long poll's timeout, less a random share of up to :data:`WAIT_SPREAD`. Polls asked
+    together (pages opened at once, or reconnecting after a restart) would otherwise all
+    time out in the same instant and be asked again at once: 1,000 ``?wait=60`` polls
+    expiring together held a gevent process ~2 s, and a ``/healthz`` behind them waited
+    1.9 s (nginx's own timing, bench/crowd.py; 18 ms p99 otherwise). Spread over the last
+    15 s of 60 (6 s still left 220 ms answers), they stay spread: each new ask draws again."""
+    return seconds * (1.0 - WAIT_SPREAD * draw())
 
 
 def wait_for_end(jobs: JobStore, subscribe: Subscribe, job_id: str, timeout: float) -> AnyJob | None:

@@ -15,7 +15,7 @@ from gateway.convert import convert
 from gateway.errors import ApiError
 from gateway.filenames import sanitize_filename
 from gateway.responses import Deleted, ErrorBody, JobsPage, JobView, binary, event_stream
-from gateway.sse import event_response, job_events, wait_for_end
+from gateway.sse import event_response, job_events, spread_wait, wait_for_end
 from services.contracts.records import AnyJob, EnhanceJob, EnhanceResult, PhotoInput
 from services.contracts.schemas import OutputFormat
 from services.media import images
@@ -31,7 +31,12 @@ class JobPath(RequestModel):
 
 
 class JobQuery(RequestModel):
-    wait: float = Field(0, ge=0, le=60, description="seconds to wait for the job to end, 0–60")
+    wait: float = Field(
+        0,
+        ge=0,
+        le=60,
+        description="seconds to wait for the job to end, 0–60 (a wait that times out answers in its last quarter)",
+    )
 
 
 class ResultQuery(RequestModel):
@@ -72,7 +77,7 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
         k = kadr()
         release = k.holds.acquire(g.owner)
         try:
-            job = wait_for_end(k.jobs, k.fanout.subscribe, job["id"], query.wait) or job
+            job = wait_for_end(k.jobs, k.fanout.subscribe, job["id"], spread_wait(query.wait)) or job
         finally:
             release()
     return jsonify(job_view(job))

@@ -143,3 +143,22 @@ def test_a_held_body_gives_its_hold_back_even_if_never_started(redis_client):
     assert list(ran) == ["a", "b"]
     ran.close()
     assert holds.open() == 0 and redis_client.zcard(Holds.key("a")) == 0
+
+
+def test_polls_asked_together_time_out_spread_over_the_last_tenth_of_their_wait():
+    """1,000 ``?wait=60`` polls opened together used to time out in one instant and held a
+    gevent process ~2 s answering them (bench/crowd.py); each timeout now draws its own
+    end within the last quarter."""
+    import random
+    from collections import Counter
+
+    from gateway.sse import spread_wait
+
+    assert spread_wait(60, draw=lambda: 0.0) == 60
+    assert spread_wait(60, draw=lambda: 1.0) == pytest.approx(45)
+    rng = random.Random(7)
+    ends = [spread_wait(60, draw=rng.random) for _ in range(1000)]
+    assert 45 <= min(ends) and max(ends) <= 60
+    # Spread, not shifted: 150 slots of 100 ms, ~7 polls each; none holds a crowd.
+    slots = Counter(int(e * 10) for e in ends)
+    assert len(slots) >= 140 and max(slots.values()) < 25
