@@ -204,30 +204,27 @@ def overhead(c: LeanClient, n: int) -> dict:
     """Per item: upload, then ``?wait`` for its end; the time minus the worker's own
     compute, and where it went (:func:`stages`). The same for a single-photo job (the
     baseline), and an empty request's round trip through nginx (the floor of any one call)."""
-    batch_o: list[float] = []
-    single_o: list[float] = []
+    kinds = ("batch_item", "single_job")
+    totals: dict[str, list[float]] = {kind: [] for kind in kinds}
     floor: list[float] = []
-    split: dict[str, dict[str, list[float]]] = {
-        "batch_item": {k: [] for k in STAGES},
-        "single_job": {k: [] for k in STAGES},
-    }
+    split: dict[str, dict[str, list[float]]] = {kind: {k: [] for k in STAGES} for kind in kinds}
 
-    def timed(path: str, body: bytes, ctype: str, ident, out: list[float], kind: str) -> None:
+    def timed(kind: str, path: str, body: bytes, ctype: str, ident) -> None:
         sent, t0 = time.time(), time.perf_counter()
         jid = ident(c.call("POST", path, body, ctype))
         job = c.call("GET", f"/api/v1/jobs/{jid}?wait=30")
-        out.append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
+        totals[kind].append(time.perf_counter() - t0 - job["result"]["timings"]["total_seconds"])
         for k, v in stages(sent, time.time(), job).items():
             split[kind][k].append(v)
 
     for i, data in enumerate(photos(n, start=10**6)):
         bid = c.call("POST", "/api/v1/batches", json.dumps({"params": PARAMS}).encode(), "application/json")["id"]
         body, ctype = c.multipart("files", f"o{i}.png", data)
-        timed(f"/api/v1/batches/{bid}/items", body, ctype, lambda r: r["accepted"][0]["id"], batch_o, "batch_item")
+        timed("batch_item", f"/api/v1/batches/{bid}/items", body, ctype, lambda r: r["accepted"][0]["id"])
         # Closed once timed, as a client does: a key may hold only so many open batches.
         c.call("POST", f"/api/v1/batches/{bid}/close")
         body, ctype = c.multipart("file", f"s{i}.png", data, {k: str(v) for k, v in PARAMS.items()})
-        timed("/api/v1/enhance", body, ctype, lambda r: r["id"], single_o, "single_job")
+        timed("single_job", "/api/v1/enhance", body, ctype, lambda r: r["id"])
         t0 = time.perf_counter()
         c.call("GET", "/healthz")
         floor.append(time.perf_counter() - t0)
@@ -238,8 +235,8 @@ def overhead(c: LeanClient, n: int) -> dict:
     return {
         "items": n,
         "client": "http.client, one kept-alive connection",
-        "batch_item_overhead_s": summary(batch_o),
-        "single_job_overhead_s": summary(single_o),
+        "batch_item_overhead_s": summary(totals["batch_item"]),
+        "single_job_overhead_s": summary(totals["single_job"]),
         "empty_request_round_trip_s": summary(floor),
         "stage_means_s": {
             kind: {k: round(statistics.fmean(v), 5) for k, v in ks.items()} for kind, ks in split.items()
